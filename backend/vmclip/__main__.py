@@ -1,0 +1,3 @@
+from vmclip.cli import main
+
+raise SystemExit(main())
