@@ -1,0 +1,354 @@
+"""Message framing for the VideoMotionCLIP wire protocol (version 1).
+
+A message is one ZeroMQ multipart message: frame 0 is a UTF-8 JSON header, frames 1..n are binary
+payloads described, in order, by the header's ``frames`` list (name, dtype, shape). Arrays travel as
+raw little-endian bytes, images and videos as their encoded file bytes. Nothing is ever pickled, so a
+client in any language can speak it; see ``shared/README.md`` for the one-page specification.
+
+Pure Python + numpy: this module also runs inside Blender's bundled Python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+
+REQUEST_TYPES: tuple[str, ...] = ("hello", "status", "generate_motion", "analyze", "render", "cancel")
+# Requests that become queued jobs: answered by "accepted", then "progress"..., then "result" or "error".
+JOB_TYPES: tuple[str, ...] = ("generate_motion", "analyze", "render")
+REPLY_TYPES: tuple[str, ...] = ("accepted", "progress", "result", "error")
+TERMINAL_TYPES: tuple[str, ...] = ("result", "error")
+
+# Element types a binary frame may carry. "bytes" = opaque encoded data (PNG/JPEG/MP4), shape [length].
+DTYPES: dict[str, np.dtype | None] = {
+    "<f4": np.dtype("<f4"),
+    "<f8": np.dtype("<f8"),
+    "<i4": np.dtype("<i4"),
+    "<i8": np.dtype("<i8"),
+    "|u1": np.dtype("|u1"),
+    "bytes": None,
+}
+
+# The SMPL-24 joint order of every motion on the wire (identical to vmclip.motion.JOINT_NAMES).
+JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
+    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hand", "right_hand",
+)
+
+# Error codes a server sends in an "error" reply (body: code, message).
+ERROR_CODES: dict[str, str] = {
+    "bad_message": "not a protocol message (header is not a JSON object, frames do not match)",
+    "bad_version": "protocol version not supported (body.supported lists the versions)",
+    "unknown_type": "unknown request type",
+    "bad_request": "a field is missing, of the wrong type or out of range",
+    "bad_array": "a binary frame's size does not match its declared dtype and shape",
+    "too_large": "a limit was exceeded (image pixels, prompt length, frame count, message size)",
+    "too_many_jobs": "this client already has the maximum number of open jobs",
+    "busy": "the job queue is full; retry later",
+    "unavailable": "the pipeline stage needed for this request is not installed or failed to load",
+    "bad_input": "the stage rejected the input (e.g. no person found in the photo)",
+    "cancelled": "the job was cancelled",
+    "deadline_exceeded": "the request's deadline passed before it finished",
+    "not_found": "no such job",
+    "internal": "the job crashed inside the server; other jobs are unaffected",
+}
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_ID_LENGTH = 128
+MAX_FRAMES = 64
+MAX_ELEMENTS = 1 << 31
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol. `code` is one of ERROR_CODES."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.details = details
+
+
+class RemoteError(Exception):
+    """The server answered a request with an error reply."""
+
+    def __init__(self, code: str, message: str, details: dict | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+
+
+class ServerUnavailable(Exception):
+    """No answer from the server within the client's timeout and retries (or its deadline)."""
+
+
+class AuthenticationFailed(ServerUnavailable):
+    """The CURVE handshake failed: wrong server key, or our public key is not on the server's allow-list."""
+
+
+def new_id() -> str:
+    """A fresh, unguessable request/job id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Message:
+    """A decoded message: header fields plus binary frames by name (arrays or bytes)."""
+
+    type: str
+    id: str | None
+    body: dict[str, Any] = field(default_factory=dict)
+    frames: list[tuple[str, np.ndarray | bytes]] = field(default_factory=list)
+    deadline_ms: float | None = None
+    version: int = PROTOCOL_VERSION
+    client: str | None = None
+
+    def frames_named(self, name: str) -> list[np.ndarray | bytes]:
+        return [data for n, data in self.frames if n == name]
+
+    def frame(self, name: str) -> np.ndarray | bytes:
+        found = self.frames_named(name)
+        if len(found) != 1:
+            raise ProtocolError("bad_request", f"expected exactly one frame named {name!r}, got {len(found)}",
+                                self.id)
+        return found[0]
+
+
+def encode(msg_type: str, request_id: str | None, body: dict[str, Any] | None = None,
+           frames: list[tuple] | None = None, *, deadline_ms: float | None = None,
+           media: dict[str, str] | None = None, client: str | None = None,
+           version: int = PROTOCOL_VERSION) -> list[bytes]:
+    """Build the multipart frames of one message.
+
+    `frames` is an ordered list of (name, payload) or (name, payload, mime): numpy arrays are sent as
+    little-endian raw bytes with their dtype and shape; `bytes` are sent as-is (dtype "bytes"). The
+    MIME type ("image/png"), from the tuple or from `media` by name, is a hint for receivers.
+    """
+    descs: list[dict[str, Any]] = []
+    payloads: list[bytes] = []
+    for name, data, *mime in frames or []:
+        if isinstance(data, bytes | bytearray | memoryview):
+            raw = bytes(data)
+            desc: dict[str, Any] = {"name": name, "dtype": "bytes", "shape": [len(raw)]}
+        else:
+            arr = np.asarray(data)
+            dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in ("|",) else arr.dtype
+            key = dt.str
+            if key not in DTYPES:
+                raise ValueError(f"frame {name!r}: dtype {arr.dtype} cannot be sent "
+                                 f"(allowed: {sorted(DTYPES)})")
+            raw = np.ascontiguousarray(arr, dtype=dt).tobytes()
+            desc = {"name": name, "dtype": key, "shape": [int(s) for s in arr.shape]}
+        if mime or (media and name in media):
+            desc["media"] = mime[0] if mime else media[name]
+        descs.append(desc)
+        payloads.append(raw)
+    header: dict[str, Any] = {"protocol": version, "type": msg_type, "id": request_id, "body": body or {},
+                              "frames": descs}
+    if deadline_ms is not None:
+        header["deadline_ms"] = int(max(0, deadline_ms))
+    if client is not None:
+        header["client"] = client
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return [head, *payloads]
+
+
+def _as_bytes(frame: Any) -> bytes | memoryview:
+    if isinstance(frame, bytes | bytearray | memoryview):
+        return frame
+    buf = getattr(frame, "buffer", None)  # zmq.Frame received with copy=False
+    if buf is not None:
+        return buf
+    raise ProtocolError("bad_message", f"frame of type {type(frame).__name__} is not bytes")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def peek_id(header_frame: Any) -> str | None:
+    """Best-effort request id of a message that failed to decode, so the error can name it."""
+    try:
+        header = json.loads(bytes(_as_bytes(header_frame)[:MAX_HEADER_BYTES]).decode("utf-8"))
+        rid = header.get("id") if isinstance(header, dict) else None
+        return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH else None
+    except (ValueError, UnicodeDecodeError, ProtocolError):
+        return None
+
+
+def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None) -> Message:
+    """Parse and validate one multipart message; raises ProtocolError with an error code."""
+    if not frames:
+        raise ProtocolError("bad_message", "empty message")
+    head = _as_bytes(frames[0])
+    if len(head) > MAX_HEADER_BYTES:
+        raise ProtocolError("too_large", f"header is {len(head)} bytes, limit {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(bytes(head).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("bad_message", f"header frame is not UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_message", f"header is a JSON {type(header).__name__}, expected an object")
+    rid = header.get("id")
+    if rid is not None and not (isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH):
+        raise ProtocolError("bad_message", f"id must be a string of 1..{MAX_ID_LENGTH} characters")
+    version = header.get("protocol")
+    if not _int(version):
+        raise ProtocolError("bad_message", "header.protocol (the protocol version, an integer) is missing",
+                            rid, supported=list(SUPPORTED_VERSIONS))
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError("bad_version", f"protocol version {version} is not supported", rid,
+                            supported=list(SUPPORTED_VERSIONS))
+    msg_type = header.get("type")
+    if not isinstance(msg_type, str):
+        raise ProtocolError("bad_message", "header.type must be a string", rid)
+    if expect is not None and msg_type not in expect:
+        raise ProtocolError("unknown_type",
+                            f"unknown message type {msg_type[:40]!r} (known: {', '.join(expect)})", rid)
+    body = header.get("body", {})
+    if not isinstance(body, dict):
+        raise ProtocolError("bad_message", "header.body must be a JSON object", rid)
+    deadline = header.get("deadline_ms")
+    if deadline is not None and not (isinstance(deadline, int | float) and not isinstance(deadline, bool)
+                                     and math.isfinite(deadline) and deadline >= 0):
+        raise ProtocolError("bad_message", "header.deadline_ms must be a non-negative number", rid)
+    client = header.get("client")
+    if client is not None and not (isinstance(client, str) and len(client) <= MAX_ID_LENGTH):
+        raise ProtocolError("bad_message",
+                            f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid)
+    descs = header.get("frames", [])
+    if not isinstance(descs, list):
+        raise ProtocolError("bad_message", "header.frames must be a list", rid)
+    if len(descs) != len(frames) - 1:
+        raise ProtocolError("bad_message", f"header describes {len(descs)} binary frames, message has "
+                            f"{len(frames) - 1}", rid)
+    if len(descs) > MAX_FRAMES:
+        raise ProtocolError("too_large", f"{len(descs)} binary frames, limit {MAX_FRAMES}", rid)
+    out: list[tuple[str, np.ndarray | bytes]] = []
+    for i, (desc, frame) in enumerate(zip(descs, frames[1:], strict=True)):
+        out.append(_decode_frame(i, desc, _as_bytes(frame), rid))
+    deadline_f = float(deadline) if deadline is not None else None
+    return Message(msg_type, rid, body, out, deadline_f, version, client)
+
+
+def _decode_frame(i: int, desc: Any, raw: bytes | memoryview,
+                  rid: str | None) -> tuple[str, np.ndarray | bytes]:
+    if not isinstance(desc, dict):
+        raise ProtocolError("bad_message", f"frames[{i}] must be an object with name, dtype, shape", rid)
+    name, dtype, shape = desc.get("name"), desc.get("dtype"), desc.get("shape")
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise ProtocolError("bad_message", f"frames[{i}].name must be a non-empty string", rid)
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ProtocolError("bad_array", f"frames[{i}] ({name}): dtype {str(dtype)[:20]!r} not one of "
+                            f"{sorted(DTYPES)}", rid)
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(_int(s) and s >= 0 for s in shape)):
+        raise ProtocolError("bad_array", f"frames[{i}] ({name}): shape must be a list of non-negative "
+                            "integers", rid)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise ProtocolError("too_large", f"frames[{i}] ({name}): {count} elements", rid)
+    np_dtype = DTYPES[dtype]
+    if np_dtype is None:
+        if len(shape) != 1 or shape[0] != len(raw):
+            raise ProtocolError("bad_array", f"frames[{i}] ({name}): declared {shape} bytes, got {len(raw)}",
+                                rid)
+        return name, bytes(raw)
+    expected = count * np_dtype.itemsize
+    if expected != len(raw):
+        raise ProtocolError("bad_array", f"frames[{i}] ({name}): {dtype} {shape} needs {expected} bytes, got "
+                            f"{len(raw)}", rid)
+    arr = np.frombuffer(raw, dtype=np_dtype).reshape(shape)
+    return name, arr
+
+
+def error_frames(code: str, message: str, request_id: str | None, **details: Any) -> list[bytes]:
+    """An "error" reply."""
+    return encode("error", request_id, {"code": code, "message": message, **details})
+
+
+@dataclass
+class MotionPayload:
+    """A motion as it travels on the wire: SMPL-24 local axis-angle rotations and the pelvis path.
+
+    poses: (T, 24, 3) float32, axis-angle in radians, local to each joint's parent (root: global);
+    trans: (T, 3) float32 metres, Y up, the body faces +Z; fps: frames per second.
+    """
+
+    poses: np.ndarray
+    trans: np.ndarray
+    fps: float = 30.0
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        self.poses = np.ascontiguousarray(self.poses, dtype=np.float32)
+        self.trans = np.ascontiguousarray(self.trans, dtype=np.float32)
+        self.joint_names = tuple(self.joint_names)
+        if self.poses.ndim == 2 and self.poses.shape[1] == 3 * len(JOINT_NAMES):
+            self.poses = self.poses.reshape(len(self.poses), len(JOINT_NAMES), 3)
+        if self.poses.ndim != 3 or self.poses.shape[1:] != (len(JOINT_NAMES), 3):
+            raise ValueError(f"poses has shape {self.poses.shape}, expected (T, 24, 3)")
+        if self.trans.shape != (self.poses.shape[0], 3):
+            raise ValueError(f"trans has shape {self.trans.shape}, expected ({self.poses.shape[0]}, 3)")
+        if self.poses.shape[0] == 0:
+            raise ValueError("motion has no frames")
+        if self.joint_names != JOINT_NAMES:
+            raise ValueError("joint_names must be the SMPL-24 order of vmclip_protocol.JOINT_NAMES")
+        if not (np.isfinite(self.poses).all() and np.isfinite(self.trans).all()):
+            raise ValueError("motion contains NaN or infinite values")
+        try:
+            fps = float(self.fps) if not isinstance(self.fps, bool | str) else math.nan
+        except (TypeError, ValueError):
+            fps = math.nan
+        if not (math.isfinite(fps) and 1 <= fps <= 1000):
+            raise ValueError(f"fps {self.fps!r} is not a number in 1..1000")
+        self.fps = fps
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.poses.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.num_frames / self.fps
+
+    def to_wire(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray | bytes]]]:
+        """Body fields and binary frames ("poses", "trans") for a message carrying this motion."""
+        body = {"fps": self.fps, "joint_names": list(self.joint_names), "text": self.text,
+                "num_frames": self.num_frames}
+        return body, [("poses", self.poses), ("trans", self.trans)]
+
+    @classmethod
+    def from_message(cls, msg: Message, body: dict[str, Any] | None = None) -> MotionPayload:
+        """Read the motion from a message; `body` is the dict holding fps/joint_names (default msg.body)."""
+        body = msg.body if body is None else body
+        poses, trans = msg.frame("poses"), msg.frame("trans")
+        if not isinstance(poses, np.ndarray) or not isinstance(trans, np.ndarray):
+            raise ProtocolError("bad_array", "poses and trans must be float32 arrays", msg.id)
+        if poses.dtype != np.dtype("<f4") or trans.dtype != np.dtype("<f4"):
+            raise ProtocolError("bad_array",
+                                f"poses/trans must be <f4, got {poses.dtype.str}/{trans.dtype.str}", msg.id)
+        fps = body.get("fps", 30.0)
+        names = body.get("joint_names", list(JOINT_NAMES))
+        text = body.get("text", "")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ProtocolError("bad_request", "joint_names must be a list of strings", msg.id)
+        if not isinstance(text, str):
+            raise ProtocolError("bad_request", "text must be a string", msg.id)
+        try:
+            return cls(poses.copy(), trans.copy(), fps, tuple(names), text)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("bad_array", f"motion: {exc}", msg.id) from None
