@@ -1,0 +1,536 @@
+"""Operators: Generate Motion, Bake Video, Export FBX/BVH, image list and connection check.
+
+Backend requests run in a worker thread (backend.Job). From the panel (invoke) the operator is modal:
+a window-manager timer polls the job every 0.1 s, so Blender stays responsive, Esc cancels, and the
+finished operator is one undo step. From a script or the bpy module (execute) the same job is started
+and waited for in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+from bpy.props import CollectionProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from . import backend, compat, rig, smpl
+from .props import _tag_redraw, preferences
+
+POLL_SECONDS = 0.1
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _state(context):
+    return context.window_manager.vmclip_state
+
+
+def _settings(context):
+    return context.scene.vmclip
+
+
+def set_status(context, text: str, *, error: bool = False, progress: float | None = None) -> None:
+    state = _state(context)
+    state.status = text
+    state.status_is_error = error
+    if progress is not None:
+        state.progress = progress
+    if context.workspace is not None and hasattr(context.workspace, "status_text_set"):
+        try:  # the status line at the bottom of the window; only where a window exists
+            context.workspace.status_text_set(text if state.busy else None)
+        except (AttributeError, RuntimeError):
+            pass
+    _tag_redraw()
+
+
+def image_paths(context) -> list[str]:
+    return [bpy.path.abspath(item.filepath) for item in _settings(context).images if item.filepath.strip()]
+
+
+def read_images(context) -> list[bytes]:
+    paths = image_paths(context)
+    if not paths:
+        raise backend.InputProblem("No source images: add at least one photo of the person")
+    out = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise backend.InputProblem(f"Source image not found: {path}")
+        with open(path, "rb") as fh:
+            out.append(fh.read())
+    return out
+
+
+def prompt_of(context) -> str:
+    prompt = " ".join(_settings(context).prompt.split())
+    if not prompt:
+        raise backend.InputProblem("Empty prompt: describe the motion first")
+    return prompt
+
+
+def animated_armature(context):
+    arm = _settings(context).armature
+    if arm is None or not rig.is_smpl_armature(arm):
+        return None
+    if arm.animation_data is None or arm.animation_data.action is None:
+        return None
+    return arm
+
+
+class _BackendOperator:
+    """Shared modal/blocking machinery; subclasses define `start_job` (main thread, may raise
+    InputProblem) and `finish` (main thread, with the job's result)."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    label = "request"
+
+    @classmethod
+    def poll(cls, context):
+        if backend.active_job() is not None:
+            cls.poll_message_set("The backend is busy with another request")
+            return False
+        return True
+
+    # --- subclass hooks ---------------------------------------------------------------------------
+    def start_job(self, context) -> backend.Job:
+        raise NotImplementedError
+
+    def finish(self, context, result) -> None:
+        raise NotImplementedError
+
+    # --- machinery --------------------------------------------------------------------------------
+    def _fail(self, context, exc: BaseException) -> set:
+        address = ""
+        try:
+            address = preferences(context).address
+        except RuntimeError:
+            pass
+        message = backend.describe_error(exc, address)
+        if self._is_connection_error(exc):
+            state = _state(context)
+            state.connection, state.connection_text = "UNREACHABLE", message
+        self.report({"ERROR"}, message)
+        set_status(context, message, error=True)
+        return {"CANCELLED"}
+
+    @staticmethod
+    def _is_connection_error(exc: BaseException) -> bool:
+        proto = backend.protocol
+        return proto is not None and isinstance(exc, proto.ServerUnavailable)
+
+    def _start(self, context) -> backend.Job:
+        job = self.start_job(context)
+        backend.ACTIVE["job"] = job
+        state = _state(context)
+        state.busy, state.progress = True, 0.0
+        set_status(context, job.message)
+        return job.start()
+
+    def _complete(self, context, job: backend.Job) -> set:
+        backend.ACTIVE["job"] = None
+        state = _state(context)
+        state.busy = False
+        try:
+            if job.error is not None:
+                proto = backend.protocol
+                remote = proto is not None and isinstance(job.error, proto.RemoteError)
+                cancelled = isinstance(job.error, backend.Cancelled) or (
+                    remote and job.error.code == "cancelled")
+                if cancelled:
+                    self.report({"WARNING"}, f"{self.label} cancelled")
+                    set_status(context, f"{self.label} cancelled", progress=0.0)
+                    return {"CANCELLED"}
+                return self._fail(context, job.error)
+            state.connection = "CONNECTED"
+            self.finish(context, job.result)
+            return {"FINISHED"}
+        except (backend.InputProblem, ValueError, OSError, RuntimeError) as exc:
+            return self._fail(context, exc)
+
+    def invoke(self, context, event):
+        try:
+            job = self._start(context)
+        except (backend.InputProblem, backend.BackendMissing, OSError, ValueError) as exc:
+            return self._fail(context, exc)
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS" and not job.cancel_requested.is_set():
+            job.cancel()
+            set_status(context, f"{self.label}: cancelling")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # the rest of Blender stays usable while the backend works
+        if not self.tick(context):
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._complete(context, job)
+
+    def tick(self, context) -> bool:
+        """One poll of the running job (what every timer event does); True when it has finished."""
+        job = self._job
+        done = job.poll()
+        state = _state(context)
+        if not done and (state.progress != job.fraction or state.status != job.message):
+            set_status(context, job.message, progress=job.fraction)
+        return done
+
+    def execute(self, context):
+        try:
+            job = self._job = self._start(context)
+        except (backend.InputProblem, backend.BackendMissing, OSError, ValueError) as exc:
+            return self._fail(context, exc)
+        while not job.wait(POLL_SECONDS):
+            self.tick(context)
+        self.tick(context)
+        return self._complete(context, job)
+
+
+class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
+    """Generate a motion from the prompt and key it onto a new action of the SMPL-24 armature"""
+
+    bl_idname = "vmclip.generate_motion"
+    bl_label = "Generate Motion"
+    label = "Generate Motion"
+
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        if not _settings(context).prompt.strip():
+            cls.poll_message_set("Type a prompt first")
+            return False
+        if context.mode not in {"OBJECT", "POSE"}:
+            cls.poll_message_set("Switch to Object or Pose mode")
+            return False
+        return True
+
+    def start_job(self, context) -> backend.Job:
+        settings = _settings(context)
+        prompt = prompt_of(context)
+        seconds, seed = float(settings.seconds), int(settings.seed)
+        scene = context.scene
+        fps = scene.render.fps / scene.render.fps_base
+        self._request = {"prompt": prompt, "seconds": seconds, "seed": seed, "fps": fps}
+        client = backend.make_client(preferences(context))
+
+        def work(client, report, job_id):
+            return client.generate_motion(prompt, seconds, seed, fps, on_progress=report, job_id=job_id)
+
+        return backend.Job(self.label, client, work)
+
+    def finish(self, context, motion) -> None:
+        settings = _settings(context)
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)
+        settings.armature = arm
+        prompt = self._request["prompt"]
+        action = rig.apply_motion(context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names,
+                                  f"VMCLIP {prompt[:48]}")
+        action["vmclip_prompt"] = prompt
+        action["vmclip_seed"] = self._request["seed"]
+        for obj in context.view_layer.objects:
+            obj.select_set(False)
+        arm.select_set(True)
+        context.view_layer.objects.active = arm
+        text = (f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
+                f"frames {context.scene.frame_start}-{context.scene.frame_end}")
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+
+class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
+    """Render the photographed person moving as the armature does (its evaluated pose at every frame) and
+    load the video into the Video Sequencer"""
+
+    bl_idname = "vmclip.bake_video"
+    bl_label = "Bake Video"
+    label = "Bake Video"
+
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        if not bpy.data.filepath:
+            cls.poll_message_set("Save the .blend file first: the video is written beside it")
+            return False
+        if not image_paths(context):
+            cls.poll_message_set("Add at least one source image")
+            return False
+        if animated_armature(context) is None:
+            cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+            return False
+        return True
+
+    def video_path(self, context) -> Path:
+        blend = Path(bpy.data.filepath)
+        return blend.with_name(f"{blend.stem}.mp4")
+
+    def start_job(self, context) -> backend.Job:
+        if not bpy.data.filepath:
+            raise backend.InputProblem("Save the .blend file first: the video is written beside it")
+        images = read_images(context)
+        arm = animated_armature(context)
+        if arm is None:
+            raise backend.InputProblem("Generate a motion first: no animated SMPL-24 armature in the panel")
+        scene = context.scene
+        poses, trans, names = rig.sample_motion(context, arm, scene.frame_start, scene.frame_end)
+        if names != list(smpl.JOINT_NAMES):
+            raise backend.InputProblem("The armature lacks SMPL-24 bones; generate onto a fresh armature")
+        proto = backend.protocol_module()
+        fps = scene.render.fps / scene.render.fps_base
+        motion = proto.MotionPayload(poses, trans, fps, tuple(names), _settings(context).prompt)
+        options = {"size": int(_settings(context).video_size)}
+        self._out = self.video_path(context)
+        self._start_frame = scene.frame_start
+        client = backend.make_client(preferences(context))
+
+        def work(client, report, job_id):
+            return client.render(images, motion, options, on_progress=report, job_id=job_id)
+
+        return backend.Job(self.label, client, work)
+
+    def finish(self, context, video: bytes) -> None:
+        out = self._out
+        tmp = out.with_name(f".{out.name}.part")
+        tmp.write_bytes(video)
+        os.replace(tmp, out)  # atomic: never a half-written video beside the .blend
+        strip = load_video_strip(context.scene, out, self._start_frame)
+        _settings(context).last_video = str(out)
+        text = f"Baked {out.name} ({len(video) / 1e6:.1f} MB) into the Video Sequencer as '{strip.name}'"
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+
+def load_video_strip(scene, path: Path, frame_start: int):
+    """Put the video on channel 1 of the scene's sequencer, replacing an earlier bake of the same file."""
+    strips = compat.strips(scene)
+    for old in list(strips):
+        if getattr(old, "filepath", None) and Path(bpy.path.abspath(old.filepath)) == path:
+            strips.remove(old)
+    strip = strips.new_movie(name=path.stem, filepath=str(path), channel=1, frame_start=frame_start)
+    return strip
+
+
+class VMCLIP_OT_check_connection(_BackendOperator, bpy.types.Operator):
+    """Ask the backend who it is (protocol version, device, available stages)"""
+
+    bl_idname = "vmclip.check_connection"
+    bl_label = "Check Connection"
+    bl_options = {"REGISTER"}
+    label = "Check connection"
+
+    def start_job(self, context) -> backend.Job:
+        state = _state(context)
+        state.connection, state.connection_text = "CHECKING", "checking..."
+        client = backend.make_client(preferences(context))
+
+        def work(client, report, job_id):
+            return client.hello()
+
+        return backend.Job(self.label, client, work)
+
+    def finish(self, context, hello: dict) -> None:
+        state = _state(context)
+        device = hello.get("device", "?")
+        version = hello.get("protocol", hello.get("versions", "?"))
+        state.connection = "CONNECTED"
+        state.connection_text = f"{hello.get('server', 'vmclip')} on {device}, protocol {version}"
+        self.report({"INFO"}, f"Backend: {state.connection_text}")
+        set_status(context, f"Connected: {state.connection_text}")
+
+
+class VMCLIP_OT_cancel(bpy.types.Operator):
+    """Stop the running backend request"""
+
+    bl_idname = "vmclip.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return backend.active_job() is not None
+
+    def execute(self, context):
+        job = backend.active_job()
+        if job is not None:
+            job.cancel()
+            set_status(context, f"{job.label}: cancelling")
+        return {"FINISHED"}
+
+
+class VMCLIP_OT_add_images(bpy.types.Operator, ImportHelper):
+    """Add photos of the person (one or more views)"""
+
+    bl_idname = "vmclip.add_images"
+    bl_label = "Add Source Images"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: StringProperty(default="*.png;*.jpg;*.jpeg", options={"HIDDEN"})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+
+    def execute(self, context):
+        names = [f.name for f in self.files if f.name] if self.directory else []
+        paths = [os.path.join(self.directory, n) for n in names] or [self.filepath]
+        settings = _settings(context)
+        added = 0
+        for path in paths:
+            if not path.lower().endswith(IMAGE_SUFFIXES):
+                self.report({"WARNING"}, f"Skipped {os.path.basename(path)}: not a PNG or JPEG image")
+                continue
+            if not os.path.isfile(path):
+                self.report({"ERROR"}, f"Source image not found: {path}")
+                return {"CANCELLED"}
+            item = settings.images.add()
+            item.filepath = bpy.path.relpath(path) if bpy.data.filepath else path
+            added += 1
+        settings.image_index = len(settings.images) - 1
+        set_status(context, f"{added} image(s) added")
+        return {"FINISHED"} if added else {"CANCELLED"}
+
+
+class VMCLIP_OT_remove_image(bpy.types.Operator):
+    """Remove the selected source image from the list"""
+
+    bl_idname = "vmclip.remove_image"
+    bl_label = "Remove Source Image"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        settings = _settings(context)
+        return 0 <= settings.image_index < len(settings.images)
+
+    def execute(self, context):
+        settings = _settings(context)
+        settings.images.remove(settings.image_index)
+        settings.image_index = min(settings.image_index, len(settings.images) - 1)
+        return {"FINISHED"}
+
+
+def _export_poll(cls, context) -> bool:
+    if backend.active_job() is not None:
+        cls.poll_message_set("Wait for the running request to finish")
+        return False
+    if animated_armature(context) is None:
+        cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+        return False
+    return True
+
+
+class _ExportBase:
+    def _select_only(self, context, objs) -> tuple:
+        saved = ([o for o in context.view_layer.objects if o.select_get()], context.view_layer.objects.active)
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        for o in context.view_layer.objects:
+            o.select_set(False)
+        for o in objs:
+            o.select_set(True)
+        context.view_layer.objects.active = objs[0]
+        return saved
+
+    def _restore(self, context, saved) -> None:
+        selected, active = saved
+        for o in context.view_layer.objects:
+            o.select_set(o in selected)
+        context.view_layer.objects.active = active
+
+
+class VMCLIP_OT_export_fbx(_ExportBase, bpy.types.Operator, ExportHelper):
+    """Export the armature (with its body mesh, which gives FBX a bind pose) and the baked animation"""
+
+    bl_idname = "vmclip.export_fbx"
+    bl_label = "Export FBX"
+    filename_ext = ".fbx"
+    filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
+
+    poll = classmethod(_export_poll)
+
+    def execute(self, context):
+        arm = animated_armature(context)
+        if arm is None:
+            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
+            return {"CANCELLED"}
+        try:
+            export_fbx(context, arm, self.filepath, self)
+        except (RuntimeError, OSError) as exc:
+            self.report({"ERROR"}, f"FBX export failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {os.path.basename(self.filepath)}")
+        return {"FINISHED"}
+
+
+def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
+    """FBX through Blender's exporter: armature + skinned body + the active action baked per frame.
+    Without a skinned mesh FBX has no bind pose, so the armature is written from its rest pose."""
+    helper = helper or _ExportBase()
+    body = rig.body_of(arm)
+    objs = [arm] + ([body] if body is not None else [])
+    saved = helper._select_only(context, objs)
+    pose_position = arm.data.pose_position
+    frame = context.scene.frame_current
+    try:
+        bpy.ops.export_scene.fbx(
+            filepath=filepath, use_selection=True, object_types={"ARMATURE", "MESH"},
+            add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
+            bake_anim_use_nla_strips=False, bake_anim_force_startend_keying=True, bake_anim_step=1.0,
+            bake_anim_simplify_factor=0.0, use_armature_deform_only=False)
+    finally:
+        arm.data.pose_position = pose_position
+        context.scene.frame_set(frame)
+        helper._restore(context, saved)
+
+
+class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
+    """Export the armature's animation as BVH (scene frame range)"""
+
+    bl_idname = "vmclip.export_bvh"
+    bl_label = "Export BVH"
+    filename_ext = ".bvh"
+    filter_glob: StringProperty(default="*.bvh", options={"HIDDEN"})
+
+    poll = classmethod(_export_poll)
+
+    def execute(self, context):
+        arm = animated_armature(context)
+        if arm is None:
+            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
+            return {"CANCELLED"}
+        saved = self._select_only(context, [arm])
+        scene = context.scene
+        try:
+            bpy.ops.export_anim.bvh(filepath=self.filepath, frame_start=scene.frame_start,
+                                    frame_end=scene.frame_end, rotate_mode="NATIVE", root_transform_only=True)
+        except (RuntimeError, OSError) as exc:
+            self.report({"ERROR"}, f"BVH export failed: {exc}")
+            return {"CANCELLED"}
+        finally:
+            self._restore(context, saved)
+        self.report({"INFO"}, f"Exported {os.path.basename(self.filepath)}")
+        return {"FINISHED"}
+
+
+CLASSES = (
+    VMCLIP_OT_generate_motion, VMCLIP_OT_bake_video, VMCLIP_OT_check_connection, VMCLIP_OT_cancel,
+    VMCLIP_OT_add_images, VMCLIP_OT_remove_image, VMCLIP_OT_export_fbx, VMCLIP_OT_export_bvh,
+)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    job = backend.active_job()
+    if job is not None:  # do not leave a worker talking to the backend after the add-on is gone
+        job.cancel()
+        backend.ACTIVE["job"] = None
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

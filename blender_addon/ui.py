@@ -1,0 +1,103 @@
+"""The "VideoMotionCLIP" tab in the 3D viewport's sidebar."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import backend, compat
+from .props import preferences
+
+_CONNECTION_ICONS = {"UNKNOWN": "QUESTION", "CHECKING": "SORTTIME", "CONNECTED": "CHECKMARK",
+                     "UNREACHABLE": "ERROR"}
+
+
+class VMCLIP_UL_images(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        path = bpy.path.abspath(item.filepath)
+        exists = os.path.isfile(path)
+        layout.label(text=os.path.basename(path) or "(empty)", icon="IMAGE_DATA" if exists else "ERROR")
+
+
+class VMCLIP_PT_main(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "VideoMotionCLIP"
+    bl_label = "VideoMotionCLIP"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.vmclip
+        state = context.window_manager.vmclip_state
+
+        box = layout.box()
+        box.label(text="Backend")
+        try:
+            box.prop(preferences(context), "address", text="")
+        except RuntimeError:
+            box.label(text="add-on preferences unavailable", icon="ERROR")
+        row = box.row()
+        row.label(text=state.connection_text, icon=_CONNECTION_ICONS.get(state.connection, "QUESTION"))
+        row.operator("vmclip.check_connection", text="", icon="FILE_REFRESH")
+
+        layout.label(text="Source images")
+        row = layout.row()
+        row.template_list("VMCLIP_UL_images", "", settings, "images", settings, "image_index", rows=2)
+        col = row.column(align=True)
+        col.operator("vmclip.add_images", text="", icon="ADD")
+        col.operator("vmclip.remove_image", text="", icon="REMOVE")
+
+        layout.prop(settings, "prompt", text="", icon="TEXT")
+        row = layout.row(align=True)
+        row.prop(settings, "seconds")
+        row.prop(settings, "seed")
+        layout.prop(settings, "armature")
+
+        col = layout.column()
+        col.scale_y = 1.3
+        col.operator("vmclip.generate_motion", icon="ARMATURE_DATA")
+        row = layout.row(align=True)
+        row.operator("vmclip.bake_video", icon="RENDER_ANIMATION")
+        row.prop(settings, "video_size", text="")
+        row = layout.row(align=True)
+        row.operator("vmclip.export_fbx", icon="EXPORT")
+        row.operator("vmclip.export_bvh", text="BVH")
+
+        if state.busy or state.status:
+            box = layout.box()
+            job = backend.active_job()
+            if state.busy:
+                compat.progress_bar(box, state.progress, f"{state.progress * 100:.0f}%")
+                box.operator("vmclip.cancel", icon="CANCEL")
+            for i, line in enumerate(_wrap(state.status, 42)):
+                first = "ERROR" if state.status_is_error else "INFO"
+                box.label(text=line, icon=first if i == 0 else "BLANK1")
+            if job is not None:
+                box.label(text=f"{job.elapsed:.0f} s elapsed", icon="TIME")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return lines[:6]
+
+
+CLASSES = (VMCLIP_UL_images, VMCLIP_PT_main)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
