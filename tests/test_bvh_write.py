@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation as SciRot
 from vmclip.errors import InputError
 from vmclip.motion import JOINT_NAMES, REST_OFFSETS, Motion, forward_kinematics, global_to_local
 from vmclip.motion import rotations as R
-from vmclip.motion.bvh_write import write_bvh
+from vmclip.motion.bvh_write import read_smpl_bvh, smpl_bvh_joint_names, write_bvh
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,14 +70,27 @@ def test_centimetres_and_custom_offsets(tmp_path: Path) -> None:
     assert np.allclose(root, motion.trans * 100, atol=1e-3)
 
 
-def test_round_trip_own_reader(tmp_path: Path) -> None:
-    mocap = pytest.importorskip("vmclip.motion.mocap", reason="mocap importer not built yet")
+@pytest.mark.parametrize("units", ["m", "cm"])
+def test_round_trip_own_reader(tmp_path: Path, units: str) -> None:
+    """Our reader of SMPL-24 BVH files (what `vmclip motion convert` uses for them) gives the rotations,
+    translation and frame rate back."""
     motion = _random_motion(2)
-    path = write_bvh(motion, tmp_path / "own.bvh")
-    back = mocap.load_mocap(path)
-    assert back.num_frames == motion.num_frames
+    path = write_bvh(motion, tmp_path / "own.bvh", units=units)
+    assert smpl_bvh_joint_names(path.read_text()) is not None
+    back = read_smpl_bvh(path)
+    assert back.num_frames == motion.num_frames and back.fps == 30.0
     assert _angle(motion.matrices(), back.matrices()).max() < 1e-4
-    assert np.abs(back.trans - motion.trans).max() < 1e-4
+    assert np.abs(back.trans - motion.trans).max() < 1e-5
+
+
+def test_other_skeletons_are_not_taken_for_smpl(tmp_path: Path) -> None:
+    text = write_bvh(_random_motion(6, frames=2), tmp_path / "a.bvh").read_text()
+    # Same names, but the head hangs off spine3 instead of the neck: a different tree.
+    lines = text.splitlines()
+    assert smpl_bvh_joint_names(text.replace("JOINT left_knee", "JOINT knee_l")) is None
+    assert smpl_bvh_joint_names("\n".join(lines[:3])) is None
+    with pytest.raises(InputError, match="not an SMPL-24 BVH"):
+        read_smpl_bvh(tmp_path / "x.bvh", data=text.replace("JOINT neck", "JOINT collar").encode())
 
 
 _BLENDER_PROBE = r"""
