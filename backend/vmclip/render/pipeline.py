@@ -1,0 +1,272 @@
+"""Re-pose the photographed person frame by frame and bake the video.
+
+`render_frames` places the motion in the first photo's world (retarget), builds one `SourceView` per
+photo, and for every frame warps the sources onto the posed body (transformation flow) and composites
+the result over the in-painted background plate with a fixed camera. `animate` writes the MP4
+(atomically) and optionally a GIF and PNG frames.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vmclip.errors import InputError, VmclipError
+from vmclip.fileio import atomic_output, check_writable
+from vmclip.motion import Motion
+from vmclip.render.flow import Camera, FlowWarper, SourceView, Warped, mirror_vertex_map
+from vmclip.render.raster import get_rasterizer, project
+from vmclip.render.retarget import PlacedMotion, place_motion, to_numpy
+
+ProgressFn = Callable[[float, str], None]
+
+
+class RenderWarning(UserWarning):
+    """Something the user should know about the video (e.g. the motion leaves the frame)."""
+
+
+class RenderCancelled(VmclipError):
+    """The caller asked to stop (cancel event set)."""
+
+
+@dataclass
+class Scene:
+    """Everything that stays fixed while the frames are rendered."""
+
+    body: object
+    shape: dict
+    sources: list[SourceView]
+    camera: Camera
+    background: np.ndarray  # (H, W, 3) uint8 plate at output size
+    width: int
+    height: int
+    vertex_part: np.ndarray
+    mirror: np.ndarray
+    source_pose: np.ndarray
+    source_trans: np.ndarray
+    source_vertices: np.ndarray
+
+
+def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
+    """Frame size with the longer side `size` (even numbers for yuv420p) and the scale from the photo."""
+    if size < 64 or size > 4096:
+        raise InputError(f"--size {size}: expected 64..4096 pixels")
+    scale = size / max(width, height)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h, scale
+
+
+def scaled_camera(camera, sx: float, sy: float) -> Camera:
+    """The camera for the photo resized by (sx, sy) (pixel centres stay on pixel centres)."""
+    K = np.array(camera.K, dtype=np.float64).copy()
+    K[0, :] *= sx
+    K[1, :] *= sy
+    K[0, 2] += 0.5 * sx - 0.5
+    K[1, 2] += 0.5 * sy - 0.5
+    return Camera(K=K, R=np.asarray(camera.R, dtype=np.float64), t=np.asarray(camera.t, dtype=np.float64))
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    interp = cv2.INTER_AREA if img.shape[1] > w else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def build_scene(person, size: int = 512, body=None) -> Scene:
+    """Prepare the sources (one per photo of `person`, a PersonAnalysis) at the output size."""
+    views = list(getattr(person, "views", []) or [])
+    if not views:
+        raise InputError("no source photo in the person analysis")
+    shapes = {tuple(np.asarray(v.image).shape[:2]) for v in views}
+    if len(shapes) > 1:
+        sizes = ", ".join(f"{w}x{h}" for h, w in sorted(shapes))
+        raise InputError(f"source photos have different sizes ({sizes}); use photos of one size")
+    ph, pw = next(iter(shapes))
+    width, height, _ = output_size(pw, ph, size)
+    sx, sy = width / pw, height / ph
+    if body is None:
+        from vmclip.person.body import load_body_model
+
+        body = load_body_model(getattr(person, "body_kind", "anny") or "anny")
+    shape = person.shape
+    faces = np.asarray(body.faces, dtype=np.int64)
+    vertex_part = np.asarray(body.skin_weights).argmax(1)
+    mirror = mirror_vertex_map(to_numpy(body.rest_vertices(shape)))
+    ras = get_rasterizer()
+    sources, posed = [], []
+    for view in views:
+        pose = np.asarray(view.pose, dtype=np.float64)
+        trans = np.asarray(view.trans, dtype=np.float64)
+        verts = to_numpy(body.pose_vertices(shape, pose[None], trans[None]))[0]
+        posed.append(verts)
+        image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), width, height)
+        mask = _resize(np.asarray(view.mask, dtype=np.float32), width, height)
+        sources.append(SourceView(ras, image, mask, scaled_camera(view.camera, sx, sy), verts, faces,
+                                  vertex_part))
+    background = getattr(views[0], "background", None)
+    if background is None:
+        raise InputError("the person analysis has no background plate")
+    background = _resize(np.asarray(background)[..., :3].astype(np.uint8), width, height)
+    return Scene(body=body, shape=shape, sources=sources, camera=sources[0].camera, background=background,
+                 width=width, height=height, vertex_part=vertex_part, mirror=mirror,
+                 source_pose=np.asarray(views[0].pose, np.float64),
+                 source_trans=np.asarray(views[0].trans, np.float64), source_vertices=posed[0])
+
+
+def check_in_frame(scene: Scene, placed: PlacedMotion) -> None:
+    """Refuse a motion that takes the person out of view; warn when it only crosses the edge."""
+    cam = scene.camera
+    verts = placed.vertices[:, ::7]  # a subsample is plenty for coverage
+    uv, z = project(verts.reshape(-1, 3).astype(np.float64), cam.K, cam.R, cam.t)
+    uv, z = uv.reshape(verts.shape[0], -1, 2), z.reshape(verts.shape[0], -1)
+    inside = ((uv[..., 0] >= 0) & (uv[..., 0] < scene.width) & (uv[..., 1] >= 0) & (uv[..., 1] < scene.height)
+              & (z > 0))
+    frac = inside.mean(1)
+    gone = np.flatnonzero(frac < 0.05)
+    if len(gone):
+        raise InputError(
+            f"the motion leaves the frame: the person is out of view in {len(gone)} of {len(frac)} frames "
+            f"(first at {gone[0] / 30.0:.1f} s); use a shorter or more stationary motion")
+    partial = np.flatnonzero(frac < 0.98)
+    if len(partial):
+        warnings.warn(f"the motion leaves the frame in {len(partial)} of {len(frac)} frames "
+                      f"(from {partial[0] / 30.0:.1f} s): parts of the person are cut off", RenderWarning,
+                      stacklevel=3)
+
+
+def contact_shadow(scene: Scene, verts: np.ndarray, ground_y: float) -> np.ndarray:
+    """A soft darkening (H, W) 0..1 under the parts of the body near the ground (the plate has the
+    photo's own shadow removed with the person)."""
+    near = verts[verts[:, 1] < ground_y + 0.08][::3]
+    shade = np.zeros((scene.height, scene.width), dtype=np.float32)
+    if not len(near):
+        return shade
+    pts = near.astype(np.float64).copy()
+    height = pts[:, 1] - ground_y
+    pts[:, 1] = ground_y
+    uv, z = project(pts, scene.camera.K, scene.camera.R, scene.camera.t)
+    ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < scene.width) & (uv[:, 1] >= 0) & (uv[:, 1] < scene.height)
+    if not ok.any():
+        return shade
+    weight = np.clip(1.0 - height[ok] / 0.08, 0.0, 1.0)
+    np.maximum.at(shade, (uv[ok, 1].astype(int), uv[ok, 0].astype(int)), weight.astype(np.float32))
+    sigma = max(2.0, scene.width / 128.0)
+    shade = cv2.dilate(shade, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 3)))
+    shade = cv2.GaussianBlur(shade, (0, 0), sigmaX=2.5 * sigma, sigmaY=sigma)
+    return np.clip(shade * 1.6, 0.0, 1.0) * 0.35
+
+
+def composite(scene: Scene, warped: Warped | None, shadow: np.ndarray | None = None) -> np.ndarray:
+    """Person over the plate with soft edges; the plate is untouched outside the person's window."""
+    frame = scene.background.astype(np.float32)
+    if shadow is not None:
+        frame *= (1.0 - shadow)[..., None]
+    if warped is not None:
+        h, w = warped.alpha.shape
+        # Soft edge: a slight blur of the matte hides the stair-steps of the rasterised silhouette.
+        alpha = cv2.GaussianBlur(warped.alpha, (0, 0), sigmaX=max(0.6, scene.width / 700.0))[..., None]
+        win = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w]
+        win[:] = warped.rgb * alpha + win * (1.0 - alpha)
+    return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_frames(person, motion: Motion, *, size: int = 512, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None, lwg_checkpoint=None, body=None,
+                  shadow: bool = True) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of the person performing `motion` over the background plate."""
+    if motion.num_frames == 0:
+        raise InputError("zero-length motion (no frames)")
+    if abs(motion.fps - 30.0) > 1e-3:
+        motion = motion.resample(30.0)
+    scene = build_scene(person, size=size, body=body)
+    placed = place_motion(scene.body, scene.shape, motion, scene.source_pose, scene.source_trans,
+                          scene.source_vertices)
+    check_in_frame(scene, placed)
+    warper = FlowWarper(get_rasterizer(), scene.sources, scene.body.faces, scene.vertex_part, scene.mirror,
+                        scene.camera, scene.width, scene.height)
+    refiner = None
+    if lwg_checkpoint is not None:
+        from vmclip.render.lwg import load_refiner
+
+        refiner = load_refiner(lwg_checkpoint)
+    n = len(placed.vertices)
+    for i, verts in enumerate(placed.vertices):
+        if cancel is not None and cancel.is_set():
+            raise RenderCancelled("rendering cancelled")
+        warped = warper.warp(verts)
+        if refiner is not None and warped is not None:
+            warped = refiner.refine(scene, warped)
+        shade = contact_shadow(scene, verts, placed.ground_y) if shadow else None
+        yield composite(scene, warped, shade)
+        if progress is not None:
+            progress((i + 1) / n, f"frame {i + 1}/{n}")
+
+
+def write_gif(path: str | Path, frames: list[np.ndarray], fps: float = 30.0, max_side: int = 384) -> Path:
+    """An animated GIF (every other frame, downscaled: GIFs of full videos get large)."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise InputError(f"{path}: GIF output must end in .gif")
+    step = 2 if fps > 20 else 1
+    images = []
+    for f in frames[::step]:
+        h, w = f.shape[:2]
+        s = min(1.0, max_side / max(h, w))
+        img = Image.fromarray(f).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
+        images.append(img.convert("P", palette=Image.ADAPTIVE, colors=255))
+    with atomic_output(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(round(1000 * step / fps)), loop=0)
+    return path
+
+
+def write_frames(folder: str | Path, frames: list[np.ndarray]) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        with atomic_output(folder / f"frame_{i:04d}.png") as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(f, cv2.COLOR_RGB2BGR)):
+                raise InputError(f"{folder}: cannot write PNG frames")
+    return folder
+
+
+def animate(person, motion: Motion, out_path: str | Path, *, size: int = 512,
+            progress: ProgressFn | None = None, cancel: threading.Event | None = None, lwg_checkpoint=None,
+            gif: str | Path | None = None, frames_dir: str | Path | None = None, body=None) -> Path:
+    """Render `person` performing `motion` into an H.264 MP4 at `out_path` (written atomically)."""
+    from vmclip.video import write_mp4
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".mp4":
+        raise InputError(f"{out_path}: video output must end in .mp4")
+    check_writable(out_path)
+    if gif is not None:
+        check_writable(gif)
+    if motion.num_frames == 0:
+        raise InputError("zero-length motion (no frames)")
+    keep = gif is not None or frames_dir is not None
+    kept: list[np.ndarray] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for f in render_frames(person, motion, size=size, progress=progress, cancel=cancel,
+                               lwg_checkpoint=lwg_checkpoint, body=body):
+            if keep:
+                kept.append(f)
+            yield f
+
+    write_mp4(out_path, frames(), fps=30.0)
+    if gif is not None:
+        write_gif(gif, kept)
+    if frames_dir is not None:
+        write_frames(frames_dir, kept)
+    return out_path

@@ -1,0 +1,195 @@
+"""Triangle rasteriser on OpenGL (moderngl, EGL: Mesa llvmpipe on CPU machines, the GPU where present).
+
+One headless context per process, reused for every frame. A render returns, per pixel, the id of
+the front-most triangle and the perspective-correct barycentric coordinates of the pixel inside it,
+plus the camera-space depth; any per-vertex attribute (source-photo coordinates, body part, ...) is
+then interpolated on the CPU with `Raster.interpolate`, so one render serves every use.
+
+Cameras follow OpenCV: pixel ~ K @ (R @ X + t), pixel centres at integer coordinates, rows down.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmclip.errors import VmclipError
+
+NEAR, FAR = 0.02, 200.0
+
+_VERTEX_SHADER = """
+#version 330
+in vec4 in_clip;
+in vec3 in_bary;
+out vec3 v_bary;
+out float v_depth;
+void main() {
+    gl_Position = in_clip;
+    v_bary = in_bary;
+    v_depth = in_clip.w;
+}
+"""
+
+_FRAGMENT_SHADER = """
+#version 330
+in vec3 v_bary;
+in float v_depth;
+layout(location = 0) out vec4 out_bary;
+layout(location = 1) out int out_tri;
+void main() {
+    out_bary = vec4(v_bary.x, v_bary.y, v_depth, 1.0);
+    out_tri = gl_PrimitiveID + 1;  // 0 = empty (the clear value)
+}
+"""
+
+# Barycentric corner tags for a triangle soup: corner k of every triangle carries e_k.
+_CORNERS = np.eye(3, dtype=np.float32)
+
+
+@dataclass
+class Raster:
+    """One rasterised view. `tri` (H, W) int32 (-1 = empty), `bary` (H, W, 3), `depth` (H, W) camera z.
+    With a region of interest the arrays cover only that window, whose top-left pixel is (x0, y0)."""
+
+    tri: np.ndarray
+    bary: np.ndarray
+    depth: np.ndarray
+    faces: np.ndarray
+    x0: int = 0
+    y0: int = 0
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.tri >= 0
+
+    def interpolate(self, attr: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """Per-vertex attribute (V, C) -> per-pixel values (N, C) at the covered pixels
+        (or at the boolean selection `where`), in row-major order of those pixels."""
+        sel = self.mask if where is None else where & self.mask
+        tri = self.tri[sel]
+        bary = self.bary[sel]
+        corners = self.faces[tri]  # (N, 3)
+        attr = np.asarray(attr, dtype=np.float32)
+        if attr.ndim == 1:
+            attr = attr[:, None]
+        return np.einsum("nk,nkc->nc", bary, attr[corners])
+
+    def vertex_of_max_weight(self, where: np.ndarray | None = None) -> np.ndarray:
+        """For each covered pixel the mesh vertex closest to it (largest barycentric weight)."""
+        sel = self.mask if where is None else where & self.mask
+        corners = self.faces[self.tri[sel]]
+        return corners[np.arange(len(corners)), np.argmax(self.bary[sel], axis=1)]
+
+
+def project(vertices: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """World points (..., 3) -> pixel coordinates (..., 2) and camera depth (...)."""
+    cam = vertices @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64)
+    z = cam[..., 2]
+    uv = cam @ np.asarray(K, dtype=np.float64).T
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    return uv[..., :2] / zs[..., None], z
+
+
+class Rasterizer:
+    """A reusable headless OpenGL rasteriser. Use `get_rasterizer()` for the per-process instance."""
+
+    def __init__(self) -> None:
+        try:
+            import moderngl
+
+            self.ctx = moderngl.create_context(standalone=True, backend="egl")
+        except Exception as exc:  # noqa: BLE001 - any EGL failure has the same remedy
+            raise VmclipError(
+                f"cannot open a headless OpenGL (EGL) context: {exc}. Install Mesa's EGL "
+                "(Debian: apt-get install libegl1 libgl1-mesa-dri) or a GPU driver") from None
+        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self._fbo_size: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._buffer = None
+        self._buffer_bytes = 0
+
+    @property
+    def renderer(self) -> str:
+        return str(self.ctx.info.get("GL_RENDERER", "unknown"))
+
+    def _framebuffer(self, width: int, height: int) -> None:
+        if self._fbo_size == (width, height):
+            return
+        if self._fbo_size is not None:
+            self.fbo.release()
+            for item in self._attachments:
+                item.release()
+        self.color = self.ctx.texture((width, height), 4, dtype="f4")
+        self.tri_tex = self.ctx.texture((width, height), 1, dtype="i4")
+        self.depth_rb = self.ctx.depth_renderbuffer((width, height))
+        self._attachments = (self.color, self.tri_tex, self.depth_rb)
+        self.fbo = self.ctx.framebuffer(color_attachments=[self.color, self.tri_tex],
+                                        depth_attachment=self.depth_rb)
+        self._fbo_size = (width, height)
+
+    def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+               width: int, height: int, roi: tuple[int, int, int, int] | None = None) -> Raster:
+        """Rasterise the mesh (vertices (V, 3) world, faces (F, 3)) seen by camera (K, R, t) into a
+        width x height image; only the window `roi` = (x0, y0, x1, y1) is read back when given."""
+        faces = np.ascontiguousarray(faces, dtype=np.int64)
+        uv, z = project(np.asarray(vertices, dtype=np.float64), K, R, t)
+        # OpenCV pixel centre (integer) -> GL pixel centre (+0.5); GL's row 0 is read back first,
+        # so mapping v to y_ndc increasing makes the read-back image come out rows-down.
+        x_ndc = 2.0 * (uv[:, 0] + 0.5) / width - 1.0
+        y_ndc = 2.0 * (uv[:, 1] + 0.5) / height - 1.0
+        a, b = (FAR + NEAR) / (FAR - NEAR), -2.0 * FAR * NEAR / (FAR - NEAR)
+        clip = np.stack([x_ndc * z, y_ndc * z, a * z + b, z], axis=1).astype(np.float32)
+        soup = np.empty((len(faces), 3, 7), dtype=np.float32)
+        soup[:, :, :4] = clip[faces]
+        soup[:, :, 4:] = _CORNERS
+        data = soup.tobytes()
+        with self._lock, self.ctx:  # `with ctx` makes it current in the calling thread
+            self._framebuffer(width, height)
+            if self._buffer is None or self._buffer_bytes < len(data):
+                if self._buffer is not None:
+                    self._buffer.release()
+                    self.vao.release()
+                self._buffer = self.ctx.buffer(reserve=len(data))
+                self._buffer_bytes = len(data)
+                self.vao = self.ctx.vertex_array(self.program,
+                                                 [(self._buffer, "4f 3f", "in_clip", "in_bary")])
+            self._buffer.write(data)
+            self.fbo.use()
+            self.ctx.viewport = (0, 0, width, height)
+            self.ctx.enable(self.ctx.DEPTH_TEST)
+            self.ctx.disable(self.ctx.CULL_FACE)
+            self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render(vertices=len(faces) * 3)
+            x0, y0, x1, y1 = roi if roi is not None else (0, 0, width, height)
+            x0, y0 = max(0, int(x0)), max(0, int(y0))
+            x1, y1 = min(width, int(x1)), min(height, int(y1))
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+            viewport = (x0, y0, x1 - x0, y1 - y0)
+            color = np.frombuffer(self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"),
+                                  dtype=np.float32)
+            tri = np.frombuffer(self.fbo.read(viewport=viewport, components=1, attachment=1, dtype="i4"),
+                                dtype=np.int32)
+        height, width = y1 - y0, x1 - x0
+        color = color.reshape(height, width, 4)
+        tri = tri.reshape(height, width) - 1
+        bary = np.empty((height, width, 3), dtype=np.float32)
+        bary[..., :2] = color[..., :2]
+        bary[..., 2] = 1.0 - color[..., 0] - color[..., 1]
+        depth = np.where(tri >= 0, color[..., 2], np.inf).astype(np.float32)
+        return Raster(tri=tri, bary=bary, depth=depth, faces=faces, x0=x0, y0=y0)
+
+
+_INSTANCE: Rasterizer | None = None
+_INSTANCE_LOCK = threading.Lock()
+
+
+def get_rasterizer() -> Rasterizer:
+    """The process-wide rasteriser (the EGL context is created once)."""
+    global _INSTANCE
+    with _INSTANCE_LOCK:
+        if _INSTANCE is None:
+            _INSTANCE = Rasterizer()
+        return _INSTANCE

@@ -1,0 +1,79 @@
+"""Retarget a motion onto the photographed person's body and place it in the photo's world.
+
+The motion's local joint rotations are applied unchanged to the person's own rest skeleton (the
+body model's joints for the fitted shape). The root is re-oriented so that the first frame faces the
+way the person faces in the photo (a turn about the vertical only, so a tilt of the fit is not
+copied into every frame), its travel is scaled by the ratio of leg lengths, and the whole clip is
+lifted so that its lowest contact lands on the photo's ground line (the soles of the fitted body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmclip.motion import JOINT_INDEX, REST_OFFSETS, Motion
+
+_LEG = [JOINT_INDEX[n] for n in ("left_hip", "left_knee", "left_ankle")]
+
+
+def to_numpy(x) -> np.ndarray:
+    """Tensor or array -> float64 numpy (body models may hand back torch tensors)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def leg_length(joints: np.ndarray) -> float:
+    """Hip-to-ankle chain length of a (24, 3) rest skeleton."""
+    a, b, c = joints[_LEG]
+    return float(np.linalg.norm(b - a) + np.linalg.norm(c - b))
+
+
+def motion_leg_length() -> float:
+    return float(np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
+                 + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]]))
+
+
+def yaw_matrix(rot: np.ndarray) -> np.ndarray:
+    """The rotation about +Y that turns +Z to the horizontal part of `rot`'s forward (+Z) axis."""
+    fwd = rot[..., :, 2]
+    angle = np.arctan2(fwd[..., 0], fwd[..., 2])
+    c, s = np.cos(angle), np.sin(angle)
+    out = np.zeros(angle.shape + (3, 3))
+    out[..., 0, 0], out[..., 0, 2], out[..., 1, 1], out[..., 2, 0], out[..., 2, 2] = c, s, 1.0, -s, c
+    return out
+
+
+@dataclass
+class PlacedMotion:
+    local_rot: np.ndarray  # (T, 24, 3, 3) on the person's skeleton, root in the photo's world
+    trans: np.ndarray  # (T, 3) pelvis positions in the photo's world
+    vertices: np.ndarray  # (T, V, 3) posed body
+    ground_y: float  # height of the photo's ground line (soles of the fitted body)
+
+
+def place_motion(body, shape, motion: Motion, source_pose: np.ndarray, source_trans: np.ndarray,
+                 source_vertices: np.ndarray | None = None) -> PlacedMotion:
+    """Pose `body` (a BodyModel) with `motion` so that frame 0 starts where and facing the way the
+    person stands in the photo (fitted `source_pose` (24,3,3) local, `source_trans` (3,) pelvis)."""
+    mats = motion.matrices()
+    source_pose = np.asarray(source_pose, dtype=np.float64)
+    source_trans = np.asarray(source_trans, dtype=np.float64)
+    if source_vertices is None:
+        source_vertices = to_numpy(body.pose_vertices(shape, source_pose[None], source_trans[None]))[0]
+    ground_y = float(source_vertices[:, 1].min())
+
+    align = yaw_matrix(source_pose[0]) @ yaw_matrix(mats[0, 0]).T
+    local = mats.copy()
+    local[:, 0] = align @ mats[:, 0]
+    scale = leg_length(to_numpy(body.rest_joints(shape))) / motion_leg_length()
+    travel = (motion.trans.astype(np.float64) - motion.trans[:1].astype(np.float64)) * scale
+    trans = source_trans + travel @ align.T
+    verts = to_numpy(body.pose_vertices(shape, local, trans))
+    # Lowest contact of the whole clip onto the ground line: jumps stay jumps, feet stay on the floor.
+    lift = ground_y - float(verts[..., 1].min(axis=1).min())
+    verts[..., 1] += lift
+    trans[:, 1] += lift
+    return PlacedMotion(local_rot=local, trans=trans, vertices=verts.astype(np.float32), ground_y=ground_y)
