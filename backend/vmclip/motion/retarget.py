@@ -1,0 +1,621 @@
+"""Retarget any parsed mocap skeleton onto SMPL-24 through global joint orientations.
+
+How it works (all steps vectorised over frames):
+
+1. Joint mapping. Every SMPL-24 role is matched to a source joint by normalised name (prefixes such
+   as `CC_Base_`/`mixamorig:` and separators dropped; the right side is derived from the left list),
+   an end site (`forearm.L@end`) or, for the spine, points along the source's pelvis-to-neck chain.
+2. Axes and units. If the source's zero pose is a standing human (legs below the hips), its up axis
+   and facing are read from it and rotated to Y up / facing +Z; otherwise (rigs with baked joint
+   orients, e.g. Bandai-Namco, iClone) the BVH convention (Y up, +Z forward) is assumed. Units come
+   from the leg length (m, cm, inch, CMU units or mm, whichever gives a human leg).
+3. Rest-pose calibration. For each limb/head joint the constant rotation between the source joint's
+   frame and the SMPL joint's frame is the shortest rotation that takes the SMPL rest bone onto the
+   source's zero-pose bone (T-pose, A-pose and arms-down rests all reduce to this).
+4. Per frame, SMPL global rotation = source global rotation x calibration, then a swing correction so
+   that the SMPL bone points exactly where the source bone (or chain of bones) points. Pelvis and
+   spine frames are built from anatomical landmarks (hip line, shoulder line, spine direction) so
+   facing never depends on a rig's axis conventions.
+5. Root translation: the source pelvis path scaled by the leg-length ratio (so steps match SMPL's
+   legs and feet do not skate), lowest foot of the clip on the floor (y = 0 at the sole).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmclip.errors import InputError
+from vmclip.motion.bvh_read import SourceMotion
+from vmclip.motion.kinematics import forward_kinematics, global_to_local
+from vmclip.motion.skeleton import JOINT_INDEX as J
+from vmclip.motion.skeleton import (
+    JOINT_NAMES,
+    NUM_JOINTS,
+    PARENTS,
+    REST_OFFSETS,
+    SOLE_BELOW_FOOT_JOINT,
+    rest_positions,
+)
+
+# Normalised name candidates, best first; {left}/{l} stand for the side (left/l or right/r).
+# Normalising lowers case and drops '_', '.', ' ', ':' and known rig prefixes.
+_LEFT_CANDIDATES: dict[str, list[str]] = {
+    "left_hip": [
+        "{left}upleg",
+        "upperleg{l}",
+        "{l}thigh",
+        "{left}thigh",
+        "thigh{l}",
+        "{l}femur",
+        "{left}upperleg",
+        "{left}hip",
+        "{l}upleg",
+    ],
+    "left_knee": [
+        "{left}leg",
+        "lowerleg{l}",
+        "{l}calf",
+        "{left}shin",
+        "shin{l}",
+        "{l}tibia",
+        "{left}lowerleg",
+        "{left}knee",
+        "{l}leg",
+        "calf{l}",
+        "{left}calf",
+    ],
+    "left_ankle": ["{left}foot", "foot{l}", "{l}foot", "{left}ankle", "ankle{l}"],
+    "left_foot": [
+        "{left}toebase",
+        "toes{l}",
+        "{l}toebase",
+        "{l}toes",
+        "{left}toe",
+        "{left}toes",
+        "toe{l}",
+        "toebase{l}",
+        "{left}foot@end",
+        "foot{l}@end",
+        "{l}foot@end",
+        "{left}ankle@end",
+    ],
+    "left_shoulder": [
+        "{left}arm",
+        "upperarm{l}",
+        "{l}upperarm",
+        "{left}upperarm",
+        "{l}humerus",
+        "{left}shoulder",
+        "{l}arm",
+        "arm{l}",
+    ],
+    "left_collar": [
+        "{left}collar",
+        "{l}clavicle",
+        "shoulder{l}",
+        "{left}clavicle",
+        "{left}shoulder",
+        "clavicle{l}",
+        "{l}shoulder",
+    ],
+    "left_elbow": [
+        "{left}forearm",
+        "lowerarm{l}",
+        "{l}forearm",
+        "{left}lowerarm",
+        "forearm{l}",
+        "{l}radius",
+        "{left}elbow",
+        "{l}elbow",
+    ],
+    "left_wrist": [
+        "{left}wrist",
+        "{l}wrist",
+        "{left}hand",
+        "hand{l}",
+        "{l}hand",
+        "forearm{l}@end",
+        "{left}forearm@end",
+        "lowerarm{l}@end",
+    ],
+    "left_hand": [
+        "{left}handmiddle1",
+        "{l}mid1",
+        "{l}fingers",
+        "{left}fingers",
+        "{left}fingerbase",
+        "{left}handmid",
+        "{left}handend",
+        "{left}hand@end",
+        "hand{l}@end",
+        "{l}hand@end",
+        "{l}hand",
+        "{left}wrist@end",
+    ],
+}
+_CENTRE_CANDIDATES: dict[str, list[str]] = {
+    "pelvis": ["hips", "hip", "pelvis", "root"],
+    "neck": ["lowerneck", "neck", "necktwist01", "neck01"],
+    "head": ["head", "face"],
+}
+_PREFIXES = ("ccbase", "mixamorig", "joint", "bip01", "def")
+# Roles resolved in this order, so that ambiguous names (CMU's "LeftShoulder" is the collar in some
+# rigs and the upper arm in others) go to the role that needs them most.
+_ORDER = [
+    "pelvis",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "left_foot",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "left_collar",
+    "left_hand",
+    "neck",
+    "head",
+]
+_REQUIRED = [
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+]
+_UNITS = (1.0, 0.01, 0.0254, 0.056444, 0.001)  # m, cm, inch, CMU ASF unit (1/0.45 inch), mm
+_SPINE = ("spine1", "spine2", "spine3")
+_END_OF = {
+    "left_hand": "left_wrist",
+    "right_hand": "right_wrist",
+    "left_foot": "left_ankle",
+    "right_foot": "right_ankle",
+}
+
+
+def _overrides(norm: list[str]) -> dict[str, str]:
+    """Rigs whose arm joints are named one bone off from their position. Li et al.'s 38-joint CMU
+    BVH puts `LeftShoulder` at the shoulder, `LeftArm` at the elbow and `LeftForeArm` at the wrist."""
+    names = set(norm)
+    out: dict[str, str] = {}
+    if {"leftshoulderroot", "lefthandmid", "thorax"} <= names:
+        for side in ("left", "right"):
+            out.update(
+                {
+                    f"{side}_collar": f"{side}shoulderroot",
+                    f"{side}_shoulder": f"{side}shoulder",
+                    f"{side}_elbow": f"{side}arm",
+                    f"{side}_wrist": f"{side}forearm",
+                    f"{side}_hand": f"{side}handmid",
+                }
+            )
+    return out
+
+
+def normalise(name: str) -> str:
+    n = re.sub(r"[\s_.:\-]", "", name.lower())
+    for p in _PREFIXES:
+        if n.startswith(p) and len(n) > len(p) + 1:
+            n = n[len(p) :]
+    return n
+
+
+def _side(cand: str, right: bool) -> str:
+    return cand.replace("{left}", "right" if right else "left").replace("{l}", "r" if right else "l")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A point on the source skeleton: a joint, or a joint's end site (`end`)."""
+
+    joint: int
+    end: bool = False
+
+
+@dataclass
+class Mapping:
+    anchors: dict[str, Anchor]  # SMPL role -> source point
+    frames: dict[str, int]  # SMPL role -> source joint whose orientation drives it
+    spine_chain: list[int]  # source joints from pelvis to neck (inclusive)
+    head_mid_end: bool  # head = midpoint of the head joint and its end site (neck-less rigs)
+
+    def describe(self, names: list[str]) -> dict[str, str]:
+        return {k: names[a.joint] + ("@end" if a.end else "") for k, a in self.anchors.items()}
+
+
+def map_skeleton(src: SourceMotion) -> Mapping:
+    """Match SMPL roles to source joints by name; InputError when a required one is missing."""
+    norm = [normalise(n) for n in src.names]
+    index: dict[str, int] = {}
+    for i, n in enumerate(norm):
+        index.setdefault(n, i)
+    candidates: dict[str, list[str]] = dict(_CENTRE_CANDIDATES)
+    for role, cands in _LEFT_CANDIDATES.items():
+        candidates[role] = [_side(c, False) for c in cands]
+        candidates["right_" + role[5:]] = [_side(c, True) for c in cands]
+    used: set[int] = set()
+    anchors: dict[str, Anchor] = {}
+    order = []
+    for role in _ORDER:
+        order.append(role)
+        if role.startswith("left_"):
+            order.append("right_" + role[5:])
+    override = _overrides(norm)
+    for role in order:
+        if role in override and override[role] in index:
+            j = index[override[role]]
+            used.add(j)
+            anchors[role] = Anchor(j)
+            continue
+        for cand in candidates[role]:
+            base, _, end = cand.partition("@")
+            j = index.get(base)
+            if j is None:
+                continue
+            if end:
+                site = src.end_sites.get(j)
+                if site is None or np.linalg.norm(site) < 1e-6:
+                    continue
+                anchors[role] = Anchor(j, True)
+                break
+            if j in used:
+                continue
+            base_role = _END_OF.get(role)
+            if (
+                base_role in anchors
+                and np.linalg.norm(src.rest[j] - _rest_point(src, anchors[base_role])) < 1e-6
+            ):
+                continue  # zero-length bone (e.g. a finger base sitting on the wrist): no direction
+            used.add(j)
+            anchors[role] = Anchor(j)
+            break
+    head_mid_end = False
+    if "neck" not in anchors and "head" in anchors:
+        # Rigs without a neck joint (DeepMimic): the head joint sits at the neck's base; the head
+        # centre is halfway to the head's end site.
+        h = anchors["head"].joint
+        if h in src.end_sites and np.linalg.norm(src.end_sites[h]) > 1e-6:
+            anchors["neck"] = Anchor(h)
+            head_mid_end = True
+    missing = [r for r in _REQUIRED + ["neck"] if r not in anchors]
+    if "head" not in anchors:
+        missing.append("head")
+    if missing:
+        shown = ", ".join(src.names[:40]) + (" ..." if len(src.names) > 40 else "")
+        raise InputError(
+            f"{src.where}: unknown skeleton: no joint found for {', '.join(missing)} (joint names: {shown})"
+        )
+    frames = {
+        r: a.joint
+        for r, a in anchors.items()
+        if r not in ("pelvis", "neck", "left_hand", "right_hand", "left_foot", "right_foot")
+    }
+    # spine chain: ancestors of the neck down to the first one shared with the pelvis
+    pel = anchors["pelvis"].joint
+    pel_anc = set()
+    j = pel
+    while j >= 0:
+        pel_anc.add(j)
+        j = int(src.parents[j])
+    chain = []
+    j = anchors["neck"].joint
+    while j >= 0 and j not in pel_anc:
+        chain.append(j)
+        j = int(src.parents[j])
+    chain = [pel] + chain[::-1]
+    if len(chain) < 2:
+        raise InputError(f"{src.where}: unknown skeleton: the neck is not above the pelvis in the hierarchy")
+    return Mapping(anchors, frames, chain, head_mid_end)
+
+
+# --- small vectorised geometry ------------------------------------------------------------------
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def shortest_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) taking unit directions a onto b along the shortest arc."""
+    a, b = np.broadcast_arrays(_unit(a), _unit(b))
+    v = np.cross(a, b)
+    c = (a * b).sum(-1)
+    # antiparallel: rotate by pi about any axis perpendicular to a
+    anti = c < -1 + 1e-8
+    if np.any(anti):
+        alt = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+        perp = _unit(np.cross(a, alt))
+        v = np.where(anti[..., None], perp, v)
+    k = np.zeros(v.shape + (3,))
+    k[..., 0, 1], k[..., 0, 2] = -v[..., 2], v[..., 1]
+    k[..., 1, 0], k[..., 1, 2] = v[..., 2], -v[..., 0]
+    k[..., 2, 0], k[..., 2, 1] = -v[..., 1], v[..., 0]
+    scale = np.where(anti, 0.0, 1.0 / np.maximum(1.0 + c, 1e-12))[..., None, None]
+    rot = np.eye(3) + k + (k @ k) * scale
+    if np.any(anti):
+        p = v[..., :, None]
+        rot = np.where(anti[..., None, None], 2 * (p @ np.swapaxes(p, -1, -2)) - np.eye(3), rot)
+    return rot
+
+
+def frame_from(primary: np.ndarray, lateral: np.ndarray) -> np.ndarray:
+    """Orthonormal frame (columns x, y, z) with y along `primary` and x towards `lateral`."""
+    y = _unit(primary)
+    x = _unit(lateral - (lateral * y).sum(-1, keepdims=True) * y)
+    z = np.cross(x, y)
+    return np.stack([x, y, z], axis=-1)
+
+
+# --- retargeting --------------------------------------------------------------------------------
+
+
+@dataclass
+class Retargeted:
+    local_rot: np.ndarray  # (F, 24, 3, 3)
+    trans: np.ndarray  # (F, 3) metres
+    targets: np.ndarray  # (F, 24, 3) source landmark per SMPL joint (metres, our axes, scaled by `scale`)
+    scale: float  # SMPL leg length / source leg length (source metres -> our body)
+    unit: float  # source unit in metres
+    world: np.ndarray  # (3, 3) source world -> ours
+    mapping: Mapping
+
+
+def _point(
+    src: SourceMotion, a: Anchor, pos: np.ndarray, rot: np.ndarray, site_xform: np.ndarray | None = None
+) -> np.ndarray:
+    if not a.end:
+        return pos[..., a.joint, :]
+    site = src.end_sites[a.joint]
+    if site_xform is not None:  # end-site offsets live in the joint's frame: our axes and scale
+        site = site_xform @ site
+    return pos[..., a.joint, :] + (rot[..., a.joint, :, :] @ site[:, None])[..., 0]
+
+
+def _rest_point(src: SourceMotion, a: Anchor) -> np.ndarray:
+    p = src.rest[a.joint]
+    return p + src.end_sites[a.joint] if a.end else p
+
+
+def _targets(
+    src: SourceMotion,
+    m: Mapping,
+    pos: np.ndarray,
+    rot: np.ndarray,
+    rest_chain: np.ndarray,
+    fractions: np.ndarray,
+    site_xform: np.ndarray | None = None,
+) -> np.ndarray:
+    """(…, 24, 3) landmark of every SMPL joint on the source (NaN where the source has none)."""
+    shape = pos.shape[:-2]
+    out = np.full(shape + (NUM_JOINTS, 3), np.nan)
+    for role, a in m.anchors.items():
+        out[..., J[role], :] = _point(src, a, pos, rot, site_xform)
+    if m.head_mid_end:
+        h = m.anchors["head"].joint
+        out[..., J["head"], :] = 0.5 * (pos[..., h, :] + _point(src, Anchor(h, True), pos, rot, site_xform))
+    # spine joints: points along the pelvis-neck chain at SMPL's length fractions
+    chain_pts = pos[..., m.spine_chain, :]
+    seg = np.linalg.norm(np.diff(rest_chain, axis=0), axis=-1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    total = max(cum[-1], 1e-9)
+    for name, f in zip(_SPINE, fractions, strict=True):
+        s = f * total
+        k = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
+        w = (s - cum[k]) / max(seg[k], 1e-9)
+        out[..., J[name], :] = (1 - w) * chain_pts[..., k, :] + w * chain_pts[..., k + 1, :]
+    return out
+
+
+def _detect_world(rest_t: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Rotation from the source world to ours (Y up, facing +Z) read from a standing rest pose;
+    identity (BVH convention) when the zero pose is not a standing human."""
+    up = _unit(rest_t[J["neck"]] - rest_t[J["pelvis"]])
+    left = _unit(rest_t[J["left_hip"]] - rest_t[J["right_hip"]])
+    leg = _unit(rest_t[J["left_ankle"]] - rest_t[J["left_hip"]])
+    if not (np.all(np.isfinite([up, left, leg])) and leg @ up < -0.8 and abs(left @ up) < 0.3):
+        return np.eye(3), False
+
+    def snap(v: np.ndarray) -> np.ndarray:
+        k = int(np.argmax(np.abs(v)))
+        out = np.zeros(3)
+        out[k] = np.sign(v[k])
+        return out
+
+    up_s, left_s = snap(up), snap(left)
+    if abs(up_s @ left_s) > 0.5:
+        return np.eye(3), False
+    fwd = np.cross(left_s, up_s)
+    return np.stack([left_s, up_s, fwd]), True  # rows: maps left -> +x, up -> +y, forward -> +z
+
+
+def _leg_length(points: np.ndarray) -> float:
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(points[J[f"{s}_knee"]] - points[J[f"{s}_hip"]])
+                + np.linalg.norm(points[J[f"{s}_ankle"]] - points[J[f"{s}_knee"]])
+                for s in ("left", "right")
+            ]
+        )
+    )
+
+
+_SMPL_REST = rest_positions()
+_SMPL_LEG = _leg_length(_SMPL_REST)
+# primary child of each SMPL joint (the bone whose direction it controls); -1 for leaves
+_PRIMARY_CHILD = [-1] * NUM_JOINTS
+for _j, _p in enumerate(PARENTS):
+    if _p >= 0 and _PRIMARY_CHILD[_p] == -1:
+        _PRIMARY_CHILD[_p] = _j
+_PRIMARY_CHILD[J["spine3"]] = J["neck"]
+_PRIMARY_CHILD[J["pelvis"]] = J["spine1"]
+_SPINE_FRACTIONS = (lambda lens: np.cumsum(lens)[:3] / np.sum(lens))(
+    np.linalg.norm(REST_OFFSETS[[J["spine1"], J["spine2"], J["spine3"], J["neck"]]], axis=-1)
+)
+
+
+# Limb joints whose twist a bent limb reveals: joint -> (upper, middle, lower) roles of the limb and
+# the direction the lower segment swings in SMPL's T-pose when the limb bends.
+_LIMBS = {}
+for _s, _sign in (("left", 1.0), ("right", -1.0)):
+    _LIMBS[f"{_s}_hip"] = _LIMBS[f"{_s}_knee"] = (
+        (f"{_s}_hip", f"{_s}_knee", f"{_s}_ankle"),
+        np.array([0, 0, -1.0]),
+    )
+    _LIMBS[f"{_s}_shoulder"] = _LIMBS[f"{_s}_elbow"] = (
+        (f"{_s}_shoulder", f"{_s}_elbow", f"{_s}_wrist"),
+        np.array([0, 0, 1.0]),
+    )
+
+
+def _polar(m: np.ndarray) -> np.ndarray:
+    """Nearest rotation to a 3x3 matrix (orthogonal Procrustes)."""
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def retarget(src: SourceMotion) -> Retargeted:
+    """Source skeleton motion -> SMPL-24 local rotations and root translation (same frame rate)."""
+    m = map_skeleton(src)
+    n_f = src.num_frames
+    rest_chain = src.rest[m.spine_chain]
+    eye = np.broadcast_to(np.eye(3), src.rest.shape[:1] + (3, 3))
+    rest_t = _targets(src, m, src.rest, eye, rest_chain, _SPINE_FRACTIONS)
+    world, rest_human = _detect_world(rest_t)
+    leg = _leg_length(rest_t)
+    if not leg > 0:
+        raise InputError(f"{src.where}: degenerate skeleton (zero leg length)")
+    unit = min(_UNITS, key=lambda u: abs(np.log(leg * u / 0.85)))
+    scale = _SMPL_LEG / (leg * unit)  # source metres -> our body's metres
+    k = unit * scale
+
+    pos = (src.pos @ world.T) * k  # (F, J, 3)
+    rot = world @ src.rot @ world.T  # conjugated into our axes
+    tgt = _targets(src, m, pos, rot, rest_chain, _SPINE_FRACTIONS, k * world)
+    rest_w = rest_t @ world.T
+
+    glob = np.empty((n_f, NUM_JOINTS, 3, 3))
+    has = ~np.isnan(tgt[0, :, 0])
+
+    def lateral(left: str, right: str) -> np.ndarray:
+        return tgt[:, J[left]] - tgt[:, J[right]]
+
+    lat_pelvis = lateral("left_hip", "right_hip")
+    # collar bases that coincide (CMU, rigify) give no shoulder line: use the shoulders then
+    use_collars = (
+        has[J["left_collar"]]
+        and has[J["right_collar"]]
+        and np.linalg.norm(rest_t[J["left_collar"]] - rest_t[J["right_collar"]])
+        > 0.3 * np.linalg.norm(rest_t[J["left_shoulder"]] - rest_t[J["right_shoulder"]])
+    )
+    lat_chest = (
+        lateral("left_collar", "right_collar") if use_collars else lateral("left_shoulder", "right_shoulder")
+    )
+    smpl_x = np.array([1.0, 0.0, 0.0])
+
+    def landmark_frame(j: int, lat: np.ndarray) -> np.ndarray:
+        c = _PRIMARY_CHILD[j]
+        f_src = frame_from(tgt[:, c] - tgt[:, j], lat)
+        f_rest = frame_from(REST_OFFSETS[c], smpl_x)
+        return f_src @ f_rest.T
+
+    def aim(j: int) -> np.ndarray | None:
+        c = _PRIMARY_CHILD[j]
+        return tgt[:, c] - tgt[:, j] if c >= 0 and has[c] and has[j] else None
+
+    def reference(name: str, parent_glob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Anatomical guess of the SMPL global rotation and its per-frame weight, for calibrating
+        rigs whose zero pose is not a standing human: a bent limb's plane, else no twist relative
+        to the parent."""
+        j = J[name]
+        a = aim(j)
+        if name in _LIMBS:
+            (r0, r1, r2), bend = _LIMBS[name]
+            u, v = tgt[:, J[r1]] - tgt[:, J[r0]], tgt[:, J[r2]] - tgt[:, J[r1]]
+            n = np.cross(u, v)
+            w = np.linalg.norm(n, axis=-1) / np.maximum(
+                np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12
+            )
+            bone_rest = REST_OFFSETS[_PRIMARY_CHILD[j]]
+            n_rest = np.cross(REST_OFFSETS[J[r1]], bend)
+            ref = frame_from(a, n) @ frame_from(bone_rest, n_rest).T
+            return ref, np.where(w > 0.25, w, 0.0)  # only clearly bent frames (> ~15 degrees)
+        ref = (
+            parent_glob
+            if a is None
+            else shortest_rotation(parent_glob @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ parent_glob
+        )
+        return ref, np.ones(n_f)
+
+    def calibrated(name: str, parent_glob: np.ndarray) -> np.ndarray:
+        g_src = rot[:, m.frames[name]]
+        cal = _rest_calibration(m, name, rest_w)
+        if not rest_human:
+            ref, w = reference(name, parent_glob)
+            if w.sum() > 1.0:
+                cal = _polar(np.einsum("f,fba,fbc->ac", w, g_src, ref))
+        return g_src @ cal
+
+    head_rot = None
+    for j in range(NUM_JOINTS):
+        name = JOINT_NAMES[j]
+        p = PARENTS[j]
+        if name == "pelvis":
+            glob[:, j] = landmark_frame(j, lat_pelvis)
+            continue
+        if name in _SPINE:
+            f = dict(zip(_SPINE, _SPINE_FRACTIONS, strict=True))[name]
+            if name == "spine3":
+                lat = lat_chest
+            else:
+                lat = (1 - f) * _unit(lat_pelvis) + f * _unit(lat_chest)
+            glob[:, j] = landmark_frame(j, lat)
+            continue
+        if name == "neck":
+            # the head's lateral axis steers the neck's twist, so the head goes first
+            head_rot = calibrated("head", glob[:, J["spine3"]])
+            glob[:, j] = landmark_frame(j, _unit(lat_chest) + _unit(head_rot[..., :, 0]))
+            continue
+        if name == "head":
+            glob[:, j] = head_rot
+            continue
+        g = calibrated(name, glob[:, p]) if name in m.frames else glob[:, p]
+        a = aim(j)
+        if a is not None:
+            g = shortest_rotation(g @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ g
+        glob[:, j] = g
+
+    local = global_to_local(glob)
+    trans = tgt[:, J["pelvis"]].copy()
+    # floor: lowest foot joint of the clip (its sole) at y = 0
+    joints = forward_kinematics(local, trans)[0]
+    feet = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
+    trans[:, 1] -= joints[:, feet, 1].min() - SOLE_BELOW_FOOT_JOINT
+    return Retargeted(local, trans, tgt, scale, unit, world, m)
+
+
+def _rest_calibration(m: Mapping, role: str, rest_w: np.ndarray) -> np.ndarray:
+    """Constant rotation from the source joint's frame to SMPL's, read off the rest pose: the
+    shortest rotation taking SMPL's rest bone onto the source's zero-pose bone."""
+    j = J[role]
+    c = _PRIMARY_CHILD[j]
+    if c >= 0 and role != "head" and np.all(np.isfinite(rest_w[c])):
+        smpl_bone, src_bone = REST_OFFSETS[c], rest_w[c] - rest_w[j]
+    else:  # leaves and joints without a mapped child: the bone from the parent
+        p = PARENTS[j]
+        smpl_bone, src_bone = REST_OFFSETS[j], rest_w[j] - rest_w[p]
+    if not np.all(np.isfinite(src_bone)) or np.linalg.norm(src_bone) < 1e-9:
+        return np.eye(3)
+    return shortest_rotation(smpl_bone, src_bone)

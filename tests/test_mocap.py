@@ -1,0 +1,142 @@
+"""Mocap import: BVH parser, sources (zips + manifests), load_mocap on synthetic and real clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from vmclip.errors import InputError
+from vmclip.motion.bvh_read import bvh_to_source, parse_bvh
+from vmclip.motion.mocap import load_mocap
+from vmclip.motion.skeleton import JOINT_INDEX
+
+# A tiny standing human in centimetres, Y up, facing +Z, with a 2-frame motion: frame 1 bends the
+# left knee by 90 degrees (rotation about X, ZXY channel order) and moves the root.
+_JOINTS = [
+    ("Hips", None, (0, 90, 0)),
+    ("Spine", "Hips", (0, 15, 0)),
+    ("Chest", "Spine", (0, 15, 0)),
+    ("Neck", "Chest", (0, 20, 0)),
+    ("Head", "Neck", (0, 10, 0)),
+    ("LeftShoulder", "Chest", (3, 18, 0)),
+    ("LeftArm", "LeftShoulder", (14, 0, 0)),
+    ("LeftForeArm", "LeftArm", (28, 0, 0)),
+    ("LeftHand", "LeftForeArm", (25, 0, 0)),
+    ("RightShoulder", "Chest", (-3, 18, 0)),
+    ("RightArm", "RightShoulder", (-14, 0, 0)),
+    ("RightForeArm", "RightArm", (-28, 0, 0)),
+    ("RightHand", "RightForeArm", (-25, 0, 0)),
+    ("LeftUpLeg", "Hips", (9, -5, 0)),
+    ("LeftLeg", "LeftUpLeg", (0, -42, 0)),
+    ("LeftFoot", "LeftLeg", (0, -41, 0)),
+    ("LeftToeBase", "LeftFoot", (0, -5, 14)),
+    ("RightUpLeg", "Hips", (-9, -5, 0)),
+    ("RightLeg", "RightUpLeg", (0, -42, 0)),
+    ("RightFoot", "RightLeg", (0, -41, 0)),
+    ("RightToeBase", "RightFoot", (0, -5, 14)),
+]
+
+
+def synthetic_bvh(
+    frames: list[list[float]] | None = None,
+    *,
+    n_frames: int | None = None,
+    names: dict[str, str] | None = None,
+) -> str:
+    names = names or {}
+    children: dict[str | None, list[str]] = {}
+    for n, p, _ in _JOINTS:
+        children.setdefault(p, []).append(n)
+    off = {n: o for n, _, o in _JOINTS}
+    lines = ["HIERARCHY"]
+
+    def emit(n: str, depth: int, root: bool) -> None:
+        ind = "  " * depth
+        lines.append(f"{ind}{'ROOT' if root else 'JOINT'} {names.get(n, n)}")
+        lines.append(ind + "{")
+        lines.append(f"{ind}  OFFSET {off[n][0]} {off[n][1]} {off[n][2]}")
+        chans = "Xposition Yposition Zposition " if root else ""
+        lines.append(f"{ind}  CHANNELS {6 if root else 3} {chans}Zrotation Xrotation Yrotation")
+        for c in children.get(n, []):
+            emit(c, depth + 1, False)
+        if n not in children:
+            lines.extend([f"{ind}  End Site", ind + "  {", f"{ind}    OFFSET 0 0 5", ind + "  }"])
+        lines.append(ind + "}")
+
+    emit("Hips", 0, True)
+    n_ch = 6 + 3 * (len(_JOINTS) - 1)
+    if frames is None:
+        f0 = [0.0] * n_ch
+        f0[1] = 90.0
+        f1 = list(f0)
+        f1[0], f1[2] = 10.0, 20.0
+        knee = [n for n, _, _ in _JOINTS].index("LeftLeg")
+        f1[6 + 3 * (knee - 1) + 1] = 90.0  # X rotation of the left knee
+        frames = [f0, f1]
+    lines += ["MOTION", f"Frames: {len(frames) if n_frames is None else n_frames}", "Frame Time: 0.0333333"]
+    lines += [" ".join(f"{v:.6f}" for v in fr) for fr in frames]
+    return "\n".join(lines) + "\n"
+
+
+def test_parse_bvh_structure_and_fk() -> None:
+    bvh = parse_bvh(synthetic_bvh(), "synthetic.bvh")
+    assert len(bvh.names) == len(_JOINTS) and bvh.parents[0] == -1
+    assert bvh.values.shape == (2, 6 + 3 * (len(_JOINTS) - 1))
+    src = bvh_to_source(bvh)
+    i_knee, i_ankle = bvh.names.index("LeftLeg"), bvh.names.index("LeftFoot")
+    # frame 1: knee bent 90 degrees about +X: the shin (0,-41,0) turns to (0,0,-41)
+    np.testing.assert_allclose(src.pos[1, i_ankle] - src.pos[1, i_knee], [0, 0, -41], atol=1e-9)
+    np.testing.assert_allclose(src.pos[1, 0], [10, 90, 20])
+    assert src.fps == pytest.approx(30.0, rel=1e-4)
+
+
+def test_load_mocap_synthetic_bends_knee_and_stands_on_floor() -> None:
+    m = load_mocap("synthetic.bvh", data=synthetic_bvh().encode(), fps=30.0)
+    assert m.fps == 30.0 and m.num_frames == 2
+    pos = m.joint_positions()
+    knee, ankle, hip = (JOINT_INDEX[n] for n in ("left_knee", "left_ankle", "left_hip"))
+    shin = pos[1, ankle] - pos[1, knee]
+    assert shin[2] < -0.9 * np.linalg.norm(shin)  # shin points backwards (-Z) when the knee bends
+    thigh0 = pos[0, knee] - pos[0, hip]
+    assert thigh0[1] < -0.95 * np.linalg.norm(thigh0)
+    feet = [JOINT_INDEX[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
+    assert pos[:, feet, 1].min() == pytest.approx(0.02, abs=1e-4)  # sole on y = 0
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("", "empty"),
+        ("hello world", "not a BVH"),
+        (synthetic_bvh().split("MOTION")[0], "no MOTION"),
+        (synthetic_bvh()[:-200], "truncated"),
+        (synthetic_bvh(n_frames=0), "zero-length"),
+        (synthetic_bvh().replace(" 0.000000", " nan", 3), "NaN"),
+        (synthetic_bvh(names={n: f"Bone{i}" for i, (n, _, _) in enumerate(_JOINTS)}), "unknown skeleton"),
+    ],
+)
+def test_bad_bvh_raises_input_error_naming_file(text: str, problem: str) -> None:
+    with pytest.raises(InputError) as err:
+        load_mocap("bad_clip.bvh", data=text.encode())
+    msg = str(err.value)
+    assert "bad_clip.bvh" in msg and problem.lower() in msg.lower() and "\n" not in msg
+
+
+def test_missing_file_and_unknown_format(tmp_path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        load_mocap(tmp_path / "absent.bvh")
+    with pytest.raises(InputError, match="unsupported"):
+        load_mocap(tmp_path / "clip.fbx", data=b"x")
+
+
+def test_sources_manifest_and_members(motion_data) -> None:
+    from vmclip.motion.sources import iter_manifest, read_member
+
+    rows = list(iter_manifest(motion_data))
+    assert len(rows) > 1000
+    assert any(r.path.startswith("extra/") for r in rows)
+    amc = next(r for r in rows if r.format == "amc")
+    assert read_member(motion_data, amc.asf_path).lstrip().startswith(b"#")
+    first = rows[0]
+    assert read_member(motion_data, first.path).startswith(b"HIERARCHY")
+    with pytest.raises(InputError, match="no member"):
+        read_member(motion_data, "cmu/iclone_bvh60/999/none.bvh")
