@@ -449,3 +449,32 @@ def test_real_pipeline_answers_unavailable_for_missing_stages() -> None:
                 assert info.value.code == "unavailable", info.value
     finally:
         server.stop()
+
+
+def test_cli_client_ping_motion_render(replay, tmp_path, capsys) -> None:
+    from vmclip.cli import main
+    from vmclip.motion import load_npz
+
+    server, _ = replay
+    base = ["client", "--server", server.address, "--timeout", "5"]
+    assert main([*base, "ping"]) == 0
+    assert "protocol 1, device cpu" in capsys.readouterr().out
+    npz = tmp_path / "walk.npz"
+    assert main([*base, "motion", "a person walks", "--seconds", "2", "--seed", "4", "-o", str(npz)]) == 0
+    motion = load_npz(npz)
+    assert motion.num_frames == 61 and motion.text == "a person walks"
+    photo = tmp_path / "me.png"
+    photo.write_bytes(png_bytes(100, 140))
+    video = tmp_path / "me.mp4"
+    assert main([*base, "render", str(photo), "--motion", str(npz), "--size", "64", "-o", str(video)]) == 0
+    frames = read_frames(video)
+    assert len(frames) == 61 and frames[0].shape == (64, 64, 3)
+    capsys.readouterr()
+    # one-line errors, exit 2: wrong suffix, missing photo, no server
+    assert main([*base, "motion", "walk", "-o", str(tmp_path / "walk.txt")]) == 2
+    assert main([*base, "render", str(tmp_path / "nope.png"), "--motion", str(npz), "-o", str(video)]) == 2
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    assert main(["client", "--server", dead, "--timeout", "0.3", "--retries", "1", "ping"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("vmclip: error:") for line in err)
+    assert "no answer" in err[-1]
