@@ -160,16 +160,15 @@ def parse_bvh(text: str, where: str = "bvh") -> BvhFile:
     line_end = body.find("\n", m_time.end())
     data = body[line_end + 1 :] if line_end >= 0 else ""
     n_chan = sum(len(c) for c in channels)
-    try:
-        values = np.array(data.split(), dtype=np.float64)
-    except ValueError:
-        raise InputError(f"{where}: malformed BVH motion data (a value is not a number)") from None
+    # numpy's C text parser; it stops at the first token that is not a number
+    values = np.fromstring(data, dtype=np.float64, sep=" ") if data.strip() else np.zeros(0)
     need = n_frames * n_chan
     if values.size < need:
         got = values.size // max(n_chan, 1)
+        bad = len(data.split()) > values.size
+        what = "a motion value is not a number" if bad else "truncated BVH"
         raise InputError(
-            f"{where}: truncated BVH: header says {n_frames} frames, found {got} complete "
-            f"frames of {n_chan} channels"
+            f"{where}: {what}: header says {n_frames} frames, read {got} complete frames of {n_chan} channels"
         )
     values = values[:need].reshape(n_frames, n_chan)
     if not np.isfinite(values).all():

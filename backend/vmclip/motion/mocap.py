@@ -69,7 +69,7 @@ def read_source(
         skel = parse_asf(asf_text, asf_where)
         values = parse_amc(_text(raw, where), skel, where)
         if frames is not None:
-            values = _crop(values, frames, where)
+            values = {k: _crop(v, frames, where) for k, v in values.items()}
         return amc_to_source(skel, values, fps or 120.0, where)
     if suffix not in (".bvh", ""):
         raise InputError(f"{where}: unsupported mocap format {suffix!r} (expected .bvh or .amc)")

@@ -29,7 +29,7 @@ import numpy as np
 
 from vmclip.errors import InputError
 from vmclip.motion.bvh_read import SourceMotion
-from vmclip.motion.kinematics import forward_kinematics, global_to_local
+from vmclip.motion.kinematics import global_to_local
 from vmclip.motion.skeleton import JOINT_INDEX as J
 from vmclip.motion.skeleton import (
     JOINT_NAMES,
@@ -598,12 +598,26 @@ def retarget(src: SourceMotion) -> Retargeted:
         glob[:, j] = g
 
     local = global_to_local(glob)
-    trans = tgt[:, J["pelvis"]].copy()
+    # root: put SMPL's mid-hip point on the source's, so the pelvis-to-hip lever (which differs
+    # between rigs) does not swing the legs around and make planted feet slide
+    mid_src = 0.5 * (tgt[:, J["left_hip"]] + tgt[:, J["right_hip"]])
+    mid_off = 0.5 * (REST_OFFSETS[J["left_hip"]] + REST_OFFSETS[J["right_hip"]])
+    trans = mid_src - glob[:, 0] @ mid_off
     # floor: lowest foot joint of the clip (its sole) at y = 0
-    joints = forward_kinematics(local, trans)[0]
+    joints = _positions(glob, trans)
     feet = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
     trans[:, 1] -= joints[:, feet, 1].min() - SOLE_BELOW_FOOT_JOINT
     return Retargeted(local, trans, tgt, scale, unit, world, m)
+
+
+def _positions(glob: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Joint positions (F, 24, 3) from global rotations (numpy; cheaper than a torch FK here)."""
+    pos = np.empty(glob.shape[:2] + (3,))
+    pos[:, 0] = trans
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        pos[:, j] = pos[:, p] + glob[:, p] @ REST_OFFSETS[j]
+    return pos
 
 
 def _rest_calibration(m: Mapping, role: str, rest_w: np.ndarray) -> np.ndarray:
