@@ -478,3 +478,30 @@ def test_cli_client_ping_motion_render(replay, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("vmclip: error:") for line in err)
     assert "no answer" in err[-1]
+
+
+def test_vmclip_serve_process_logs_one_line_per_request(tmp_path) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "vmclip", "serve", "--bind", address, "--no-preload"],
+                                stderr=err, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "serving on" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        with vp.Client(address, timeout_s=30, retries=1, name="blender") as client:
+            assert client.hello()["device"] in ("cpu", "cuda")
+            client.status()
+            with pytest.raises(vp.RemoteError):
+                client.cancel("nope")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        lines = [line for line in log.read_text().splitlines() if " client=blender-" in line]
+        assert [line.split()[3] for line in lines] == ["hello", "status", "cancel"]
+        assert lines[0].endswith(" ms ok") and lines[2].endswith("error not_found")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
