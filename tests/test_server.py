@@ -279,6 +279,10 @@ def test_limits(motion_file) -> None:
             big.close()
             # ...and everyone else is still served
             assert client.hello()["limits"]["max_message_bytes"] == 256 * 1024
+            # a client that said hello knows the limit and refuses before sending
+            with pytest.raises(vp.RemoteError) as info:
+                client.analyze([png_bytes(10, 10) + b"\0" * (300 * 1024)])
+            assert info.value.code == "too_large"
     finally:
         server.stop()
 
@@ -505,3 +509,31 @@ def test_vmclip_serve_process_logs_one_line_per_request(tmp_path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_full_queue_answers_busy(motion_file) -> None:
+    server = start_server(ReplayPipeline(motion_file, work_s=1.0), workers=1,
+                          limits=Limits(max_queue=1, max_jobs_per_client=10))
+    try:
+        clients = [_client(server, timeout_s=5) for _ in range(3)]
+        codes: list[str] = []
+
+        def run(c: vp.Client) -> None:
+            try:
+                c.generate_motion("walk", seconds=1.0)
+                codes.append("ok")
+            except vp.RemoteError as exc:
+                codes.append(exc.code)
+
+        threads = []
+        for c in clients:  # one runs, one waits in the queue, the third finds it full
+            threads.append(threading.Thread(target=run, args=(c,)))
+            threads[-1].start()
+            time.sleep(0.3)
+        for t in threads:
+            t.join(20)
+        assert sorted(codes) == ["busy", "ok", "ok"]
+        for c in clients:
+            c.close()
+    finally:
+        server.stop()

@@ -146,6 +146,7 @@ class Client:
         self._chan: _Channel | None = None
         self._lock = threading.Lock()
         self.current_job: str | None = None  # id of the job a call is waiting for (for cancel from elsewhere)
+        self.limits: dict[str, Any] = {}  # the server's limits, known after hello()
 
     # --- public API ------------------------------------------------------------------------------
     @staticmethod
@@ -155,7 +156,10 @@ class Client:
 
     def hello(self) -> dict[str, Any]:
         """Server name, protocol versions, device, capabilities (which stages are available), limits."""
-        return self._request("hello", {"client": self.name, "versions": list(SUPPORTED_VERSIONS)}).body
+        info = self._request("hello", {"client": self.name, "versions": list(SUPPORTED_VERSIONS)}).body
+        if isinstance(info.get("limits"), dict):
+            self.limits = dict(info["limits"])
+        return info
 
     def status(self, job_id: str | None = None) -> dict[str, Any]:
         """Queue, workers and open jobs; with `job_id`, that job's state and progress."""
@@ -238,6 +242,12 @@ class Client:
                   media: dict[str, str] | None, rid: str, deadline_s: float,
                   on_progress: ProgressCallback | None, *, reopen: bool) -> Message:
         t_end = time.monotonic() + deadline_s
+        limit = self.limits.get("max_message_bytes")
+        if isinstance(limit, int) and frames:
+            size = sum(len(f[1]) if isinstance(f[1], bytes) else np.asarray(f[1]).nbytes for f in frames)
+            if size > limit:  # the server's ZMQ_MAXMSGSIZE would drop the connection without a word
+                raise RemoteError("too_large", f"{msg_type}: {size} bytes of data, the server accepts "
+                                  f"at most {limit} per message")
 
         def send() -> None:
             left_ms = max(0.0, (t_end - time.monotonic()) * 1000)
