@@ -75,15 +75,19 @@ def ensure_wheels(names: list[str], cache: Path, offline: bool) -> tuple[list[Pa
         path = cache / name
         if not path.is_file():
             if offline:
-                return [], f"{name} is not in {cache.relative_to(ROOT)} and --offline was given"
+                return [], f"{name} is not in {_show(cache)} and --offline was given"
             try:
                 _fetch_wheel(name, cache)
             except BuildError as exc:
                 return [], str(exc)
         if not zipfile.is_zipfile(path):
-            return [], f"{path.relative_to(ROOT)} is not a valid wheel (delete it and build again)"
+            return [], f"{_show(path)} is not a valid wheel (delete it and build again)"
         paths.append(path)
     return paths, None
+
+
+def _show(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _manifest_without_wheels(text: str) -> str:
@@ -138,7 +142,7 @@ def build(out_dir: Path = ROOT / "dist", *, offline: bool = False, require_wheel
                 if path.is_file():
                     zf.write(path, path.relative_to(stage.parent).as_posix())
         os.replace(part, zip_path)
-    log(f"build_addon: wrote {zip_path.relative_to(ROOT) if zip_path.is_relative_to(ROOT) else zip_path} "
+    log(f"build_addon: wrote {_show(zip_path)} "
         f"({zip_path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheel(s))")
     return zip_path
 

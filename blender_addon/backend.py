@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -60,10 +61,13 @@ def make_client(prefs) -> Any:
     client_key = prefs.client_secret_key_file.strip() or None
     if client_key is not None:
         client_key = os.path.expanduser(client_key)
+    address = prefs.address.strip()
+    if not re.fullmatch(r"(tcp://[^\s:]+:\d+|tcp://\[[0-9a-fA-F:.]+\]:\d+|ipc://\S+)", address):
+        raise InputProblem(f"Backend address {address!r} is not a ZeroMQ address (expected tcp://HOST:PORT)")
     if client_key is not None and server_key is None:
         raise InputProblem("A client key file is set but the server's public key is empty (Preferences)")
     try:
-        return proto.Client(prefs.address.strip(), timeout_s=float(prefs.timeout_s),
+        return proto.Client(address, timeout_s=float(prefs.timeout_s),
                             retries=int(prefs.retries), server_key=server_key, client_key=client_key,
                             name="blender-vmclip")
     except ValueError as exc:

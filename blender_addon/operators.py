@@ -105,17 +105,15 @@ class _BackendOperator:
         except RuntimeError:
             pass
         message = backend.describe_error(exc, address)
-        if self._is_connection_error(exc):
-            state = _state(context)
+        proto = backend.protocol
+        state = _state(context)
+        if proto is not None and isinstance(exc, proto.ServerUnavailable):
             state.connection, state.connection_text = "UNREACHABLE", message
+        elif proto is not None and isinstance(exc, proto.RemoteError | proto.ProtocolError):
+            state.connection = "CONNECTED"  # it answered, with an error
         self.report({"ERROR"}, message)
         set_status(context, message, error=True)
         return {"CANCELLED"}
-
-    @staticmethod
-    def _is_connection_error(exc: BaseException) -> bool:
-        proto = backend.protocol
-        return proto is not None and isinstance(exc, proto.ServerUnavailable)
 
     def _start(self, context) -> backend.Job:
         job = self.start_job(context)
@@ -143,13 +141,13 @@ class _BackendOperator:
             state.connection = "CONNECTED"
             self.finish(context, job.result)
             return {"FINISHED"}
-        except (backend.InputProblem, ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # anything at all: a one-line report, never a traceback
             return self._fail(context, exc)
 
     def invoke(self, context, event):
         try:
             job = self._start(context)
-        except (backend.InputProblem, backend.BackendMissing, OSError, ValueError) as exc:
+        except Exception as exc:  # bad input or settings: a one-line report, never a traceback
             return self._fail(context, exc)
         self._job = job
         wm = context.window_manager
@@ -182,7 +180,7 @@ class _BackendOperator:
     def execute(self, context):
         try:
             job = self._job = self._start(context)
-        except (backend.InputProblem, backend.BackendMissing, OSError, ValueError) as exc:
+        except Exception as exc:  # bad input or settings: a one-line report, never a traceback
             return self._fail(context, exc)
         while not job.wait(POLL_SECONDS):
             self.tick(context)
@@ -467,24 +465,45 @@ class VMCLIP_OT_export_fbx(_ExportBase, bpy.types.Operator, ExportHelper):
 
 
 def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
-    """FBX through Blender's exporter: armature + skinned body + the active action baked per frame.
-    Without a skinned mesh FBX has no bind pose, so the armature is written from its rest pose."""
+    """FBX through Blender's exporter: the armature, its skinned body and the active action baked at
+    every frame (edits, interpolation and constraints included), as one take that starts at time 0.
+
+    FBX takes the bones' rest pose from the skin's bind pose; without a skinned mesh importers fall
+    back to the exported pose, so a temporary proxy body is added when the user has removed the body.
+    The action goes out through a temporary NLA strip: that is the exporter's only mode that writes
+    just this action with its first frame at time 0 (so importers put it back on the same frames)."""
     helper = helper or _ExportBase()
+    ad = arm.animation_data
+    action = ad.action
     body = rig.body_of(arm)
-    objs = [arm] + ([body] if body is not None else [])
-    saved = helper._select_only(context, objs)
-    pose_position = arm.data.pose_position
+    temp_body = None
+    if body is None:
+        body = temp_body = rig.create_proxy_body(context, arm)
+    saved = helper._select_only(context, [arm, body])
     frame = context.scene.frame_current
+    muted = {track.name: track.mute for track in ad.nla_tracks}
+    track = ad.nla_tracks.new()
     try:
+        for other in ad.nla_tracks:
+            other.mute = other != track
+        track.name = "VMCLIP export"
+        track.strips.new(action.name, int(action.frame_range[0]), action)
         bpy.ops.export_scene.fbx(
             filepath=filepath, use_selection=True, object_types={"ARMATURE", "MESH"},
             add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
-            bake_anim_use_nla_strips=False, bake_anim_force_startend_keying=True, bake_anim_step=1.0,
+            bake_anim_use_nla_strips=True, bake_anim_force_startend_keying=True, bake_anim_step=1.0,
             bake_anim_simplify_factor=0.0, use_armature_deform_only=False)
     finally:
-        arm.data.pose_position = pose_position
+        ad.nla_tracks.remove(track)
+        for other in ad.nla_tracks:
+            other.mute = muted.get(other.name, other.mute)
+        ad.action = action
         context.scene.frame_set(frame)
         helper._restore(context, saved)
+        if temp_body is not None:
+            mesh = temp_body.data
+            bpy.data.objects.remove(temp_body)
+            bpy.data.meshes.remove(mesh)
 
 
 class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
