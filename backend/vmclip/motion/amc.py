@@ -156,6 +156,11 @@ def parse_amc(text: str, skel: AsfSkeleton, where: str = "amc") -> dict[str, np.
     col = 1
     for name, k in layout:
         if not np.all(grid[:, col] == name):
+            unknown = sorted({str(t) for t in grid[:, col]} - set(n_dof))
+            if unknown:
+                raise InputError(
+                    f"{where}: AMC names bone {unknown[0]!r}, which the ASF skeleton does not have"
+                )
             raise InputError(f"{where}: AMC frames do not all list the same bones in the same order")
         try:
             vals = grid[:, col + 1 : col + 1 + k].astype(np.float64)
