@@ -625,3 +625,103 @@ def _joint_names():
     from vmclip.motion import JOINT_NAMES
 
     return JOINT_NAMES
+
+
+@pytest.fixture(scope="module")
+def render_server(vmclip_server, motion_server):
+    """A server whose render works: the real one when its person analysis and renderer are installed,
+    else the replay pipeline's (which draws the motion's joints over the photo into a real MP4)."""
+    address, hello = vmclip_server
+    caps = hello.get("capabilities", {})
+    real = all(caps.get(k, {}).get("available") for k in ("analyze", "render"))
+    if real and motion_server[1] == "real text-to-motion":
+        return address, "real renderer"
+    if real:  # real render but motions from the replay server: render on the real one
+        return address, "real renderer"
+    return motion_server[0], "replay pipeline"
+
+
+@pytest.fixture(scope="module")
+def source_photo(tmp_path_factory, render_server) -> Path:
+    """A photo of a person: one from ../shared when present (the real renderer needs a real person)."""
+    photo = REPO.parent / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
+    if photo.is_file():
+        return photo
+    if render_server[1] == "real renderer":
+        pytest.skip("no person photo in ../shared for the real renderer")
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photo") / "person.png"
+    Image.fromarray(np.full((160, 120, 3), 128, np.uint8)).save(path)
+    return path
+
+
+def test_bake_sends_the_edited_pose_and_loads_the_video(tmp_path, addon_zip, motion_server, render_server,
+                                                        source_photo, relay_to):
+    gen_relay = relay_to(motion_server[0])
+    render_relay = relay_to(render_server[0])
+    result = run_bpy(f'''
+        import mathutils
+        scene = bpy.context.scene
+        prefs.address = {gen_relay.address!r}
+        settings.prompt, settings.seconds, settings.seed = "a person waves", 1.0, 3
+        assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
+        arm = settings.armature
+        # The artist's tweak: bend the left elbow at frame 10 and key it.
+        scene.frame_set(10)
+        pb = arm.pose.bones["left_elbow"]
+        edited = mathutils.Quaternion((0.0, 1.0, 0.0), 1.2)
+        pb.rotation_quaternion = edited
+        pb.keyframe_insert("rotation_quaternion", frame=10)
+        item = settings.images.add()
+        item.filepath = {str(source_photo)!r}
+        settings.video_size = "256"
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath("shot.blend"))
+        prefs.address, prefs.timeout_s = {render_relay.address!r}, 60
+        assert bpy.ops.vmclip.bake_video() == {{"FINISHED"}}
+        strips = [(s.name, bpy.path.abspath(s.filepath), s.channel, s.frame_start, s.frame_final_duration)
+                  for s in compat.strips(scene) if s.type == "MOVIE"]
+        # Baking again replaces the strip instead of stacking a second one.
+        assert bpy.ops.vmclip.bake_video() == {{"FINISHED"}}
+        n_strips = len([s for s in compat.strips(scene) if s.type == "MOVIE"])
+        rest = [list(r) for r in arm.data.bones["left_elbow"].matrix_local.to_3x3()]
+        emit({{"edited": list(edited), "rest": rest,
+              "video": settings.last_video, "strips": strips, "n_strips": n_strips, "status": state.status,
+              "start": scene.frame_start, "end": scene.frame_end}})
+    ''', tmp_path, addon_zip, timeout=600)
+    (generated,) = gen_relay.results("generate_motion")
+    original = MotionPayload.from_message(generated)
+    renders = [m for m in render_relay.sent if m.type == "render"]
+    assert len(renders) == 2
+    sent = MotionPayload.from_message(renders[0], renders[0].body["motion"])
+    assert renders[0].body["options"]["size"] == 256
+    assert len(renders[0].frames_named("image")) == 1
+    assert renders[0].frames_named("image")[0] == source_photo.read_bytes()
+    assert sent.num_frames == result["end"] - result["start"] + 1 == original.num_frames
+    as_mat = lambda p: Rotation.from_rotvec(np.asarray(p, dtype=np.float64)).as_matrix()  # noqa: E731
+    # Frame 10 carries the edit: the key, seen in the motion frame.
+    b = np.array(result["rest"])
+    w, x, y, z = result["edited"]
+    expect = C.T @ b @ Rotation.from_quat([x, y, z, w]).as_matrix() @ b.T @ C
+    elbow = 18
+    assert angle_between(as_mat(sent.poses[9, elbow]), expect) < 1e-3
+    assert angle_between(as_mat(original.poses[9, elbow]), expect) > 0.1
+    # Every other joint and frame went out as generated.
+    others = np.ones(sent.poses.shape[:2], bool)
+    others[8:11, elbow] = False  # the tweak bends the curve around its key (Bezier handles)
+    err = angle_between(as_mat(sent.poses[others]), as_mat(original.poses[others]))
+    assert err.max() < 1e-3
+    assert np.abs(sent.trans - original.trans).max() < 1e-4
+    # The video sits beside the .blend and is in the sequencer, from the scene's first frame.
+    video = tmp_path / "shot.mp4"
+    assert result["video"] == str(video) and video.stat().st_size > 1000
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        size = (stream.codec_context.width, stream.codec_context.height)
+    assert frames == sent.num_frames and max(size) == 256
+    assert result["strips"] == [["shot", str(video), 1, result["start"], frames]]
+    assert result["n_strips"] == 1
+    assert "Baked shot.mp4" in result["status"]
