@@ -623,9 +623,13 @@ def _positions(glob: np.ndarray, trans: np.ndarray) -> np.ndarray:
 def _rest_calibration(m: Mapping, role: str, rest_w: np.ndarray) -> np.ndarray:
     """Constant rotation from the source joint's frame to SMPL's, read off the rest pose: the
     shortest rotation taking SMPL's rest bone onto the source's zero-pose bone."""
+    if role == "head":
+        # a standing rest pose holds the head level and looking ahead: SMPL's neutral head. (Its
+        # neck-to-head bone leans forward, so aligning bones would tip the head back.)
+        return np.eye(3)
     j = J[role]
     c = _PRIMARY_CHILD[j]
-    if c >= 0 and role != "head" and np.all(np.isfinite(rest_w[c])):
+    if c >= 0 and np.all(np.isfinite(rest_w[c])):
         smpl_bone, src_bone = REST_OFFSETS[c], rest_w[c] - rest_w[j]
     else:  # leaves and joints without a mapped child: the bone from the parent
         p = PARENTS[j]
