@@ -3,15 +3,20 @@ a real build on a small subset of ../shared/data/motion."""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from vmclip.errors import InputError
 from vmclip.motion.dataset import (
     SPLITS,
     BuildOptions,
     action_label,
+    build_dataset,
+    format_counts,
     load_split,
     plan_clips,
 )
@@ -102,3 +107,98 @@ def test_load_split_errors(tmp_path: Path) -> None:
         load_split(tmp_path, "train")
     with pytest.raises(InputError, match="split"):
         load_split(tmp_path, "dev")
+
+
+def _check_built(out: Path, meta: dict) -> dict[str, list[dict]]:
+    assert meta["fps"] == 30.0
+    seen: dict[str, str] = {}
+    all_clips = {}
+    for split in SPLITS:
+        arrays, clips = load_split(out, split)
+        all_clips[split] = clips
+        starts = arrays["clip_start"]
+        assert arrays["rot6d"].dtype == np.float32 and arrays["rot6d"].shape[1:] == (24, 6)
+        assert arrays["trans"].shape == (len(arrays["rot6d"]), 3)
+        assert np.isfinite(arrays["rot6d"]).all() and np.isfinite(arrays["trans"]).all()
+        assert len(clips) == meta["counts"][split]["clips"]
+        for i, clip in enumerate(clips):
+            assert set(clip) >= {"clip_id", "texts", "label", "source", "license", "mirrored", "recording"}
+            # No recording in two splits.
+            assert seen.setdefault(clip["recording"], split) == split
+            s, e = starts[i], starts[i + 1]
+            assert e - s >= 15 and np.allclose(arrays["trans"][s, [0, 2]], 0.0, atol=1e-6)
+        originals = [c for c in clips if not c["mirrored"]]
+        assert len(originals) * 2 == len(clips)
+    return all_clips
+
+
+def test_build_real_subset(motion_data: Path, tmp_path: Path) -> None:
+    """A quick build over a couple of recordings from every source, with the two worker processes."""
+    out = tmp_path / "processed"
+    logs: list[str] = []
+    meta = build_dataset(motion_data, out, limit=2, workers=2, val_frac=0.3, test_frac=0.3,
+                         min_label_recordings=1, log=logs.append)
+    clips = _check_built(out, meta)
+    loaded = [c for split in SPLITS for c in clips[split]]
+    # Every source except ones whose importer failed for both files is present.
+    failed_sources = {s["path"].split("/")[0] for s in meta["skipped"]}
+    assert len({c["source"] for c in loaded}) >= 8 - len(failed_sources)
+    assert sum(len(clips[s]) for s in ("val", "test")) > 0
+    # Mirrored copies swap left/right words in the texts.
+    by_id = {c["clip_id"]: c for c in loaded}
+    for c in loaded:
+        if c["mirrored"]:
+            assert by_id[c["clip_id"][:-2]]["recording"] == c["recording"]
+    waves = [c for c in loaded if "left" in " ".join(c["texts"]) and not c["mirrored"]]
+    for c in waves:
+        assert "right" in " ".join(by_id[c["clip_id"] + "_M"]["texts"])
+    # Idle takes are cropped.
+    for c in loaded:
+        if c["label"] == "idle":
+            assert c["frames"] <= 10 * 30 + 1
+    table = format_counts(meta)
+    assert all(label in table for label in meta["labels"]) and all(s in table for s in meta["sources"])
+    saved = json.loads((out / "meta.json").read_text())
+    assert saved["counts"] == meta["counts"]
+
+
+def test_unreadable_files_are_skipped(motion_data: Path, tmp_path: Path, capsys) -> None:
+    """A broken and a missing file are each reported in one line and skipped; the rest is built."""
+    from vmclip.cli import main
+    from vmclip.motion.sources import iter_manifest, read_member
+
+    good = next(r for r in iter_manifest(motion_data) if r.path.startswith("bandai_namco/dataset-1"))
+    root = tmp_path / "motion"
+    (root / "manifests").mkdir(parents=True)
+    (root / "bandai_namco" / "dataset-1").mkdir(parents=True)
+    text = read_member(motion_data, good.path)
+    with zipfile.ZipFile(root / "bandai_namco" / "dataset-1" / "data.zip", "w") as zf:
+        zf.writestr("good_001.bvh", text)
+        zf.writestr("broken_001.bvh", text[: len(text) // 3])
+    header = "clip_id,bvh_path,start_frame,end_frame,fps,texts,source,format,license\n"
+    rows = [f"{name},bandai_namco/dataset-1/data/{name}_001.bvh,0,{good.end_frame},30,wave left hand | wave,"
+            "bandai,bvh,CC BY-NC 4.0\n" for name in ("good", "broken", "missing")]
+    (root / "manifests" / "paired_manifest.csv").write_text(header + "".join(rows))
+    out = tmp_path / "out"
+    code = main(["data", "build", "--src", str(root), "--out", str(out), "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    skipped = [line for line in captured.err.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 2
+    assert any("broken_001" in s for s in skipped) and any("missing" in s for s in skipped)
+    meta = json.loads((out / "meta.json").read_text())
+    assert len(meta["skipped"]) == 2
+    total = sum(meta["counts"][s]["clips"] for s in SPLITS)
+    assert total == 2  # the good clip and its mirror
+    assert "wave" in captured.out
+
+
+def test_cli_bad_arguments(tmp_path: Path, capsys) -> None:
+    from vmclip.cli import main
+
+    assert main(["data", "build", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["data", "build", "--src", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--sources", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bogus" in err

@@ -121,9 +121,17 @@ def _file(name: str, content: str | bytes):
     return make
 
 
-def _truncated_amc(d: Path) -> Path:
-    _file("01.asf", ":version 1.10\n:name VICON\n:units\n  mass 1.0\n  length 1.0\n  angle deg\n")(d)
-    return _file("01_01.amc", ":FULLY-SPECIFIED\n:DEGREES\n1\nroot 0 0")(d)
+def _real_amc(d: Path, cut: float) -> Path:
+    from conftest import MOTION_DATA
+
+    if not MOTION_DATA.is_dir():
+        pytest.skip("../shared/data/motion is absent")
+    from vmclip.motion.sources import read_member
+
+    _file("01.asf", read_member(MOTION_DATA, "cmu/asfamc120/01/01.asf"))(d)
+    amc = read_member(MOTION_DATA, "cmu/asfamc120/01/01_01.amc")
+    lines = amc.splitlines(keepends=True)
+    return _file("01_01.amc", b"".join(lines[: int(len(lines) * cut)]) + b"root 1.0 2.0")(d)
 
 
 BAD_INPUTS = {
@@ -135,7 +143,9 @@ BAD_INPUTS = {
     "unknown joint names": _unknown_joints,
     "nan in bvh": _nan_bvh,
     "zero-length bvh": _zero_frames_bvh,
-    "truncated amc": _truncated_amc,
+    "truncated amc": lambda d: _real_amc(d, 0.01),
+    "bad asf": lambda d: _file("01.asf", ":version 1.10\n:name VICON\n")(d) and _file(
+        "01_02.amc", ":FULLY-SPECIFIED\n:DEGREES\n1\nroot 0 0 0 0 0 0\n")(d),
     "amc without asf": _file("02_01.amc", ":FULLY-SPECIFIED\n:DEGREES\n"),
     "npz wrong keys": lambda d: _npz(d, rotations=np.zeros((4, 72)), translation=np.zeros((4, 3))),
     "npz nan": lambda d: _npz(d, poses=np.full((4, 72), np.nan), trans=np.zeros((4, 3)),
@@ -150,7 +160,7 @@ BAD_INPUTS = {
 def test_bad_input(tmp_path: Path, capsys, case: str) -> None:
     if "bvh" in case or "joint" in case:
         pytest.importorskip("vmclip.motion.mocap")
-    if "amc" in case:
+    if "amc" in case or "asf" in case:
         pytest.importorskip("vmclip.motion.amc")
     src_dir = tmp_path / "in"
     src_dir.mkdir()
@@ -161,7 +171,7 @@ def test_bad_input(tmp_path: Path, capsys, case: str) -> None:
     assert code == 2, (case, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vmclip: error:"), err
-    assert src.name in lines[0] or "unsupported" in lines[0], lines[0]
+    assert src.name in lines[0] or "unsupported" in lines[0] or ".asf" in lines[0], lines[0]
     assert list(out_dir.iterdir()) == []
 
 

@@ -39,6 +39,10 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
                                dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file private (0600); give the output the usual permissions (0666 minus umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, path)

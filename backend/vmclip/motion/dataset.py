@@ -18,6 +18,7 @@ Decisions (why):
   split, so a possible duplicate can never sit in val/test; they may be counted twice in train.
 - Idle takes (label "idle", mainly ReActIdle's 1-2.5 minute takes) are cropped to a centred window of
   `max_idle_seconds` so that standing still does not dominate the data.
+- Actions with fewer than `min_label_recordings` recordings over all sources stay in train.
 - Within each source the split is drawn with a low-discrepancy sequence over recordings sorted by
   label, so every frequent action gets val/test recordings in proportion.
 """
@@ -57,6 +58,7 @@ class BuildOptions:
     mirror: bool = True
     max_idle_seconds: float = 10.0
     min_seconds: float = 0.5
+    min_label_recordings: int = 5  # actions with fewer recordings stay in train
     prefer_cmu: str = "amc"  # "amc" or "bvh": which copy of a CMU trial in both sets to keep
     limit: int | None = None  # at most this many recordings per source (quick builds, tests)
     sources: list[str] | None = None  # only these sources (short names, see `source_name`)
@@ -79,6 +81,8 @@ class PlannedClip:
     split: str = "train"
     force_train: bool = False
     also_paths: list[str] = field(default_factory=list)  # duplicate rows merged into this one
+    # (path, start_frame, end_frame, fps) of those rows: tried in turn if this clip's file fails to load
+    alternates: list[tuple[str, int, int, float]] = field(default_factory=list)
 
 
 # --- labels and sources ------------------------------------------------------------------------------
@@ -221,6 +225,7 @@ def plan_clips(rows: Iterable[Any], motion_root: Path, options: BuildOptions) ->
         keep, drop = (clip, previous) if _prefer(clip, previous, options.prefer_cmu) else (previous, clip)
         keep.texts = _merge_texts(keep.texts, drop.texts)
         keep.also_paths = [*previous.also_paths, drop.path]
+        keep.alternates = [*previous.alternates, (drop.path, drop.start_frame, drop.end_frame, drop.fps)]
         keep.label = action_label(keep.texts, keep.source, keep.path)
         keep.force_train = keep.force_train or drop.force_train
         by_recording[clip.recording] = keep
@@ -258,9 +263,12 @@ def assign_splits(clips: list[PlannedClip], options: BuildOptions) -> None:
     recordings: dict[str, list[PlannedClip]] = defaultdict(list)
     for c in clips:
         recordings[c.recording].append(c)
+    label_recordings = Counter(members[0].label for members in recordings.values())
     per_source: dict[str, list[str]] = defaultdict(list)
     for rec, members in recordings.items():
-        if any(m.force_train for m in members):
+        # Rare actions are only useful for training: a val/test copy would be the model's only example.
+        rare = label_recordings[members[0].label] < options.min_label_recordings
+        if rare or any(m.force_train for m in members):
             for m in members:
                 m.split = "train"
             continue
@@ -294,56 +302,68 @@ def _asf_for(path: str) -> str | None:
     return str(p.parent / f"{subject}.asf")
 
 
-def _source_range(clip: PlannedClip, options: BuildOptions) -> tuple[int, int]:
+def _source_range(start: int, end: int, fps: float, label: str, options: BuildOptions) -> tuple[int, int]:
     """The source frames to load (end exclusive): the manifest's range, idle takes cropped to a centred
     window of `max_idle_seconds` (cropped before retargeting: no time spent on frames thrown away)."""
-    start, end = clip.start_frame, clip.end_frame
-    if clip.label == "idle":
-        keep = int(round(options.max_idle_seconds * clip.fps))
+    if label == "idle":
+        keep = int(round(options.max_idle_seconds * fps))
         if end - start > keep:
             start += (end - start - keep) // 2
             end = start + keep
     return start, end
 
 
+def _load_file(motion_root: Path, path: str, start: int, end: int, fps: float, label: str,
+               options: BuildOptions):
+    from vmclip.motion.mocap import load_mocap
+    from vmclip.motion.sources import read_member
+
+    data = read_member(motion_root, path)
+    asf_rel = _asf_for(path)
+    asf = read_member(motion_root, asf_rel) if asf_rel else None
+    start, end = _source_range(start, end, fps, label, options)
+    # AMC files carry no frame rate: the manifest's is used; BVH files state their own.
+    motion = load_mocap(motion_root / path, data=data, asf=asf, fps=fps if asf_rel else None,
+                        frames=(start, end))
+    if abs(motion.fps - FPS) > 1e-3:
+        motion = motion.resample(FPS)
+    if motion.num_frames < options.min_seconds * FPS:
+        raise InputError(f"only {motion.num_frames} frames at {FPS:g} fps in range {start}:{end} "
+                         f"(< {options.min_seconds} s)")
+    return motion
+
+
 def load_clip(motion_root: Path, clip: PlannedClip, options: BuildOptions) -> dict[str, Any]:
     """Load, retarget, crop and normalise one planned clip (and its mirror). Never raises: problems are
-    returned as {"index", "error"} so one bad file cannot stop the build."""
-    try:
-        from vmclip.motion.mocap import load_mocap
-        from vmclip.motion.sources import read_member
+    returned as {"index", "error"} so one bad file cannot stop the build. When the clip's file fails and
+    a duplicate copy of the same recording exists (CMU AMC vs BVH), that copy is used instead."""
+    errors = []
+    candidates = [(clip.path, clip.start_frame, clip.end_frame, clip.fps), *clip.alternates]
+    for path, start, end, fps in candidates:
+        try:
+            motion = _load_file(motion_root, path, start, end, fps, clip.label, options)
+            rot6d = motion.rot6d.astype(np.float32)
+            trans = motion.trans.astype(np.float32).copy()
+            if not (np.isfinite(rot6d).all() and np.isfinite(trans).all()):
+                raise InputError("NaN or infinite values after retargeting")
+            break
+        except Exception as exc:  # noqa: BLE001 - reported in one line and skipped by the caller
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, InputError):
+                msg = f"{type(exc).__name__}: {msg}"
+            errors.append(msg if path == clip.path else f"{path}: {msg}")
+    else:
+        return {"index": clip.index, "error": "; ".join(errors)}
+    trans[:, [0, 2]] -= trans[0, [0, 2]]  # pelvis starts at x = z = 0 (heading kept)
+    out = {"index": clip.index, "rot6d": rot6d, "trans": trans, "loaded_path": path, "warnings": errors}
+    if options.mirror:
+        from vmclip.motion.format import Motion
 
-        data = read_member(motion_root, clip.path)
-        asf_rel = _asf_for(clip.path)
-        asf = read_member(motion_root, asf_rel) if asf_rel else None
-        start, end = _source_range(clip, options)
-        # AMC files carry no frame rate: the manifest's is used; BVH files state their own.
-        motion = load_mocap(motion_root / clip.path, data=data, asf=asf, source=clip.source,
-                            fps=clip.fps if asf_rel else None, frames=(start, end))
-        if abs(motion.fps - FPS) > 1e-3:
-            motion = motion.resample(FPS)
-        if motion.num_frames < options.min_seconds * FPS:
-            raise InputError(f"only {motion.num_frames} frames at {FPS:g} fps in range {start}:{end} "
-                             f"(< {options.min_seconds} s)")
-        rot6d = motion.rot6d.astype(np.float32)
-        trans = motion.trans.astype(np.float32).copy()
-        if not (np.isfinite(rot6d).all() and np.isfinite(trans).all()):
-            raise InputError("NaN or infinite values after retargeting")
-        trans[:, [0, 2]] -= trans[0, [0, 2]]  # pelvis starts at x = z = 0 (heading kept)
-        out = {"index": clip.index, "rot6d": rot6d, "trans": trans}
-        if options.mirror:
-            from vmclip.motion.format import Motion
-
-            mirrored = Motion(rot6d, trans, FPS, list(clip.texts)).mirrored()
-            out["mirror_rot6d"] = mirrored.rot6d.astype(np.float32)
-            out["mirror_trans"] = mirrored.trans.astype(np.float32)
-            out["mirror_texts"] = mirrored.texts
-        return out
-    except Exception as exc:  # noqa: BLE001 - reported in one line and skipped by the caller
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not isinstance(exc, InputError):
-            msg = f"{type(exc).__name__}: {msg}"
-        return {"index": clip.index, "error": msg}
+        mirrored = Motion(rot6d, trans, FPS, list(clip.texts)).mirrored()
+        out["mirror_rot6d"] = mirrored.rot6d.astype(np.float32)
+        out["mirror_trans"] = mirrored.trans.astype(np.float32)
+        out["mirror_texts"] = mirrored.texts
+    return out
 
 
 def _load_star(args: tuple[Path, PlannedClip, BuildOptions]) -> dict[str, Any]:
@@ -399,6 +419,7 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
     log(f"data build: {len(clips)} recordings to load from {src} with {options.workers} worker(s)")
     results: dict[int, dict[str, Any]] = {}
     skipped: list[dict[str, str]] = []
+    fallbacks: list[dict[str, str]] = []
     tty = sys.stderr.isatty()
     step = max(1, len(clips) // 10)
     results_iter = progress(_iter_results(src, clips, options), desc="data build", total=len(clips))
@@ -409,6 +430,10 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
             log(f"skipped {clip.path}: {res['error']}")
         else:
             results[res["index"]] = res
+            if res["warnings"]:
+                fallbacks.append({"clip_id": clip.clip_id, "path": clip.path, "used": res["loaded_path"],
+                                  "error": res["warnings"][0]})
+                log(f"used {res['loaded_path']} instead of {clip.path}: {res['warnings'][0]}")
         if not tty and (k + 1) % step == 0:
             log(f"data build: {k + 1}/{len(clips)} loaded ({time.time() - t0:.0f} s)")
     load_s = time.time() - t0
@@ -432,7 +457,7 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
                 records.append({"clip_id": clip.clip_id + ("_M" if mirrored else ""), "texts": list(texts),
                                 "label": clip.label, "source": clip.source, "license": clip.license,
                                 "mirrored": mirrored, "recording": clip.recording,
-                                "frames": int(len(rot6d))})
+                                "frames": int(len(rot6d)), "file": res["loaded_path"]})
                 c = counts[split]
                 c["clips"] += 1
                 c["frames"] += int(len(rot6d))
@@ -461,6 +486,7 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
         "src": str(src),
         "recordings_planned": len(clips),
         "skipped": skipped,
+        "fallbacks": fallbacks,
         "seconds": {"load": round(load_s, 1), "total": round(time.time() - t0, 1)},
     }
     _write_json(out / "meta.json", meta)
