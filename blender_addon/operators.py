@@ -108,9 +108,11 @@ class _BackendOperator:
         proto = backend.protocol
         state = _state(context)
         if proto is not None and isinstance(exc, proto.ServerUnavailable):
-            state.connection, state.connection_text = "UNREACHABLE", message
+            state.connection, state.connection_text = "UNREACHABLE", "unreachable"
         elif proto is not None and isinstance(exc, proto.RemoteError | proto.ProtocolError):
             state.connection = "CONNECTED"  # it answered, with an error
+            if not state.connection_text.startswith("connected"):
+                state.connection_text = "connected"
         self.report({"ERROR"}, message)
         set_status(context, message, error=True)
         return {"CANCELLED"}
@@ -139,6 +141,8 @@ class _BackendOperator:
                     return {"CANCELLED"}
                 return self._fail(context, job.error)
             state.connection = "CONNECTED"
+            if not state.connection_text.startswith("connected"):
+                state.connection_text = "connected"
             self.finish(context, job.result)
             return {"FINISHED"}
         except Exception as exc:  # anything at all: a one-line report, never a traceback
@@ -338,9 +342,13 @@ class VMCLIP_OT_check_connection(_BackendOperator, bpy.types.Operator):
         device = hello.get("device", "?")
         version = hello.get("protocol", hello.get("versions", "?"))
         state.connection = "CONNECTED"
-        state.connection_text = f"{hello.get('server', 'vmclip')} on {device}, protocol {version}"
-        self.report({"INFO"}, f"Backend: {state.connection_text}")
-        set_status(context, f"Connected: {state.connection_text}")
+        state.connection_text = f"connected ({device})"
+        text = f"Backend {hello.get('server', 'vmclip')} on {device}, protocol {version}"
+        missing = [k for k, v in hello.get("capabilities", {}).items() if not v.get("available", True)]
+        if missing:
+            text += f"; not available there: {', '.join(missing)}"
+        self.report({"INFO"}, text)
+        set_status(context, text)
 
 
 class VMCLIP_OT_cancel(bpy.types.Operator):

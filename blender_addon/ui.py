@@ -48,11 +48,12 @@ class VMCLIP_PT_main(bpy.types.Panel):
         col.operator("vmclip.add_images", text="", icon="ADD")
         col.operator("vmclip.remove_image", text="", icon="REMOVE")
 
+        layout.label(text="Prompt")
         layout.prop(settings, "prompt", text="", icon="TEXT")
-        row = layout.row(align=True)
-        row.prop(settings, "seconds")
-        row.prop(settings, "seed")
-        layout.prop(settings, "armature")
+        col = layout.column(align=True)
+        col.prop(settings, "seconds")
+        col.prop(settings, "seed")
+        layout.prop(settings, "armature", text="Rig")
 
         col = layout.column()
         col.scale_y = 1.3
@@ -70,7 +71,7 @@ class VMCLIP_PT_main(bpy.types.Panel):
             if state.busy:
                 compat.progress_bar(box, state.progress, f"{state.progress * 100:.0f}%")
                 box.operator("vmclip.cancel", icon="CANCEL")
-            for i, line in enumerate(_wrap(state.status, 42)):
+            for i, line in enumerate(_wrap(state.status, 26)):
                 first = "ERROR" if state.status_is_error else "INFO"
                 box.label(text=line, icon=first if i == 0 else "BLANK1")
             if job is not None:

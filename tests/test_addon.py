@@ -315,10 +315,11 @@ def test_check_connection_reads_hello(tmp_path, addon_zip, vmclip_server):
     result = run_bpy(f'''
         prefs.address = {address!r}
         bpy.ops.vmclip.check_connection()
-        emit({{"connection": state.connection, "text": state.connection_text}})
+        emit({{"connection": state.connection, "text": state.connection_text, "status": state.status}})
     ''', tmp_path, addon_zip)
     assert result["connection"] == "CONNECTED"
-    assert hello["device"] in result["text"] and "protocol 1" in result["text"]
+    assert result["text"] == f"connected ({hello['device']})"
+    assert "protocol 1" in result["status"] and hello["server"] in result["status"]
 
 
 def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server, relay_to):

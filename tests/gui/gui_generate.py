@@ -1,0 +1,184 @@
+"""Runs inside a real Blender window (Debian's Blender 3.4 under Xvfb), driven by tests/test_addon_gui.py.
+
+    blender --factory-startup EMPTY.blend --python gui_generate.py -- --address tcp://... --work DIR
+
+Steps, each on a bpy.app.timers tick so Blender's own event loop keeps running in between:
+1. enable the add-on (legacy add-on from the built zip), open the 3D viewport's sidebar, and write
+   DIR/tabs.json with the screen position of the sidebar's tab strip;
+2. the driver scrolls the mouse wheel over the tab strip until the VideoMotionCLIP panel draws (the
+   panel's draw() leaves DIR/panel_drawn);
+3. press Generate Motion (INVOKE_DEFAULT in the viewport: the modal operator and its timer), and
+   meanwhile measure the longest gap between two timer ticks (a frozen UI would show a long one);
+4. when the armature is keyed, show a mid-motion frame, write DIR/result.json and DIR/shoot;
+   the driver takes the screenshot and answers with DIR/done; quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import addon_utils
+import bpy
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--address", required=True)
+parser.add_argument("--work", type=Path, required=True)
+parser.add_argument("--prompt", default="a person walks forward and waves")
+parser.add_argument("--seconds", type=float, default=2.0)
+parser.add_argument("--image", action="append", default=[], help="source photo(s) for the list")
+args = parser.parse_args(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
+WORK: Path = args.work
+ADDON = "videomotionclip"
+TICK = 0.05
+state = {"step": "start", "ticks": 0, "gaps": [], "last": None, "t0": None, "result": {}}
+
+
+def log(msg: str) -> None:
+    print(f"[gui] {msg}", flush=True)
+
+
+def view3d():
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                region = next(r for r in area.regions if r.type == "WINDOW")
+                return window, area, region
+    raise RuntimeError("no 3D viewport in the startup file")
+
+
+def setup() -> None:
+    mod = addon_utils.enable(ADDON, default_set=True, handle_error=None)
+    if mod is None:
+        raise RuntimeError("the add-on did not load")
+    panel = bpy.types.VMCLIP_PT_main
+    original_draw = panel.draw
+
+    def draw(self, context):  # leaves a mark once Blender really draws the panel
+        original_draw(self, context)
+        flag = WORK / "panel_drawn"
+        if not flag.exists():
+            flag.write_text("1")
+
+    panel.draw = draw
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.address = args.address
+    prefs.timeout_s = 30.0
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    scene.vmclip.prompt = args.prompt
+    scene.vmclip.seconds = args.seconds
+    scene.vmclip.seed = 1
+    for path in args.image:
+        scene.vmclip.images.add().filepath = path
+    window, area, _ = view3d()
+    area.spaces.active.show_region_ui = True
+    # Drop the default cube/light/camera clutter from the picture: the rig is what we look at.
+    for obj in list(bpy.data.objects):
+        if obj.type == "MESH" and obj.name == "Cube":
+            bpy.data.objects.remove(obj)
+
+
+def tab_strip() -> dict:
+    window, area, _ = view3d()
+    ui = next(r for r in area.regions if r.type == "UI")
+    # Blender's region coordinates are from the window's bottom-left; X11's from the top-left.
+    return {"window_height": window.height, "window_width": window.width, "ui_x": ui.x, "ui_y": ui.y,
+            "ui_width": ui.width, "ui_height": ui.height}
+
+
+def press_check() -> None:
+    window, area, region = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        outcome = bpy.ops.vmclip.check_connection("INVOKE_DEFAULT")
+    state["result"]["check_outcome"] = sorted(outcome)
+
+
+def press_generate() -> None:
+    window, area, region = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        outcome = bpy.ops.vmclip.generate_motion("INVOKE_DEFAULT")
+    log(f"Generate Motion pressed: {outcome}")
+    state["result"]["invoke_outcome"] = sorted(outcome)
+
+
+def keyed_summary() -> dict:
+    scene = bpy.context.scene
+    arm = scene.vmclip.armature
+    wm_state = bpy.context.window_manager.vmclip_state
+    out = {"status": wm_state.status, "connection": wm_state.connection, "busy": wm_state.busy}
+    if arm is not None and arm.animation_data and arm.animation_data.action:
+        action = arm.animation_data.action
+        fcs = list(action.fcurves)
+        out.update(action=action.name, fcurves=len(fcs), keys=len(fcs[0].keyframe_points) if fcs else 0,
+                   bones=len(arm.data.bones), frame_range=[scene.frame_start, scene.frame_end],
+                   body=any(c.type == "MESH" for c in arm.children))
+    return out
+
+
+def tick():
+    now = time.monotonic()
+    if state["last"] is not None and state["step"] == "generating":
+        state["gaps"].append(now - state["last"])
+    state["last"] = now
+    state["ticks"] += 1
+    step = state["step"]
+    try:
+        if step == "start":
+            setup()
+            state["step"] = "tabs"
+        elif step == "tabs" and state["ticks"] > 5:  # let the sidebar open and draw
+            (WORK / "tabs.json").write_text(json.dumps(tab_strip()))
+            state["step"] = "wait_panel"
+            log("tab strip position written; waiting for the driver to select the tab")
+        elif step == "wait_panel" and (WORK / "panel_drawn").exists():
+            press_check()
+            state["step"] = "checking"
+        elif step == "checking" and bpy.context.window_manager.vmclip_state.connection != "CHECKING":
+            wm_state = bpy.context.window_manager.vmclip_state
+            state["result"]["connection_after_check"] = wm_state.connection_text
+            press_generate()
+            state["t0"] = now
+            state["step"] = "generating"
+        elif step == "generating":
+            summary = keyed_summary()
+            if not summary["busy"] and "action" in summary:
+                scene = bpy.context.scene
+                scene.frame_set((scene.frame_start + scene.frame_end) // 2)
+                window, area, region = view3d()
+                with bpy.context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.view3d.view_selected()  # frame the rig so the screenshot shows the pose
+                state["result"].update(summary)
+                state["result"]["seconds_to_key"] = now - state["t0"]
+                state["result"]["max_gap_s"] = max(state["gaps"]) if state["gaps"] else None
+                state["result"]["ticks_while_generating"] = len(state["gaps"])
+                state["step"] = "settle"
+                state["settle_until"] = now + 1.0
+            elif not summary["busy"] and now - state["t0"] > 2.0 and "action" not in summary:
+                state["result"].update(summary, error="generate finished without keying the armature")
+                state["step"] = "settle"
+                state["settle_until"] = now
+            elif now - state["t0"] > 120:
+                state["result"].update(summary, error="generate did not finish within 120 s")
+                state["step"] = "settle"
+                state["settle_until"] = now
+        elif step == "settle" and now >= state["settle_until"]:
+            (WORK / "result.json").write_text(json.dumps(state["result"]))
+            (WORK / "shoot").write_text("1")
+            state["step"] = "wait_done"
+            state["wait_until"] = now + 60
+        elif step == "wait_done" and ((WORK / "done").exists() or now > state["wait_until"]):
+            bpy.ops.wm.quit_blender()
+            return None
+    except Exception as exc:  # noqa: BLE001 - hand the failure to the driver, then quit
+        (WORK / "result.json").write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}", "step": step}))
+        (WORK / "shoot").write_text("1")
+        state["step"] = "wait_done"
+        state["wait_until"] = time.monotonic() + 10
+    return TICK
+
+
+bpy.app.timers.register(tick, first_interval=0.5)

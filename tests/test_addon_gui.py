@@ -1,0 +1,122 @@
+"""The add-on as a person uses it: Debian's Blender 3.4 in a real window (Xvfb), real event loop.
+
+Blender loads the add-on from the built zip (as a legacy add-on), the driver scrolls the mouse wheel
+over the sidebar's tab strip until the VideoMotionCLIP tab shows, Generate Motion runs through its
+modal operator against a real backend process and keys the armature, and a screenshot of the screen
+is saved (tmp folder; set VMCLIP_GUI_SHOT=path.png to keep a copy). Skipped where `blender`, `Xvfb`,
+ImageMagick's `import` or `xdotool` are missing (apt-get install blender xvfb imagemagick xdotool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_addon import addon_zip, motion_server, vmclip_server  # noqa: F401 - shared fixtures
+
+TOOLS = ("blender", "Xvfb", "import", "xdotool")
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
+                                reason="needs blender, Xvfb, ImageMagick import and xdotool")
+SCRIPT = Path(__file__).resolve().parent / "gui" / "gui_generate.py"
+
+
+def _wait_for(path: Path, seconds: float, proc: subprocess.Popen | None = None) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if path.exists():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def xvfb():
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x900x24", "+extension",
+                             "GLX", "-nolisten", "tcp"], pass_fds=(write,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        display = f":{fh.readline().strip()}"
+    try:
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _x(display: str, *cmd: str) -> str:
+    return subprocess.run(cmd, env=dict(os.environ, DISPLAY=display), capture_output=True, text=True,
+                          timeout=20).stdout
+
+
+def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
+    address, kind = motion_server
+    work = tmp_path / "work"
+    work.mkdir()
+    scripts = tmp_path / "scripts" / "addons"
+    scripts.mkdir(parents=True)
+    with zipfile.ZipFile(addon_zip) as zf:  # "Install add-on from file" in 3.4 does the same unzip
+        zf.extractall(scripts)
+    env = dict(os.environ, DISPLAY=xvfb, HOME=str(tmp_path), BLENDER_USER_SCRIPTS=str(tmp_path / "scripts"),
+               BLENDER_USER_CONFIG=str(tmp_path / "config"), BLENDER_USER_DATAFILES=str(tmp_path / "data"))
+    blend = tmp_path / "empty.blend"
+    subprocess.run(["blender", "-b", "--factory-startup", "--python-expr",
+                    f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})"],
+                   env=env, capture_output=True, timeout=60, check=True)
+    photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
+    images = ["--image", str(photo)] if photo.is_file() else []
+    log = open(tmp_path / "blender.log", "w")
+    proc = subprocess.Popen(["blender", "--factory-startup", str(blend), "--python", str(SCRIPT), "--",
+                             "--address", address, "--work", str(work), *images], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        assert _wait_for(work / "tabs.json", 60, proc), (tmp_path / "blender.log").read_text()[-3000:]
+        tabs = json.loads((work / "tabs.json").read_text())
+        win = _x(xvfb, "xdotool", "search", "--onlyvisible", "--name", "Blender").split()
+        assert win, "no Blender window on the X display"
+        geom = _x(xvfb, "xdotool", "getwindowgeometry", "--shell", win[0])
+        g = dict(line.split("=", 1) for line in geom.split())
+        x0, y0 = int(g["X"]), int(g["Y"])
+        # The tab strip runs down the sidebar's right edge; wheel over it to step through the tabs.
+        x = x0 + tabs["ui_x"] + tabs["ui_width"] - 10
+        y = y0 + tabs["window_height"] - (tabs["ui_y"] + tabs["ui_height"] - 60)
+        for button in ["5"] * 8 + ["4"] * 16:
+            if (work / "panel_drawn").exists():
+                break
+            _x(xvfb, "xdotool", "mousemove", str(x), str(y), "click", button)
+            _wait_for(work / "panel_drawn", 0.7)
+        assert (work / "panel_drawn").exists(), "the VideoMotionCLIP tab never showed"
+        _x(xvfb, "xdotool", "mousemove", str(x0 + 400), str(y0 + 300))  # off the buttons (no tooltips)
+        assert _wait_for(work / "shoot", 150, proc), (tmp_path / "blender.log").read_text()[-3000:]
+        time.sleep(0.5)
+        shot = tmp_path / "blender_panel.png"
+        _x(xvfb, "import", "-window", "root", str(shot))
+        (work / "done").write_text("1")
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    if os.environ.get("VMCLIP_GUI_SHOT") and shot.exists():
+        shutil.copy(shot, os.environ["VMCLIP_GUI_SHOT"])
+    result = json.loads((work / "result.json").read_text())
+    output = (tmp_path / "blender.log").read_text()
+    assert "error" not in result, (result, output[-3000:])
+    assert "Traceback" not in output, output[-3000:]
+    assert result["invoke_outcome"] == ["RUNNING_MODAL"]  # the panel's path is the modal one
+    assert result["check_outcome"] == ["RUNNING_MODAL"] and "connected (" in result["connection_after_check"]
+    assert result["bones"] == 24 and result["fcurves"] == 24 * 4 + 3 and result["body"]
+    assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1 == 61
+    assert result["connection"] == "CONNECTED" and "Generated" in result["status"], (kind, result)
+    # Blender kept running its event loop while the backend worked (timer ticks every 50 ms).
+    assert result["ticks_while_generating"] >= 1 and result["max_gap_s"] < 1.0
+    assert shot.exists() and shot.stat().st_size > 10_000
