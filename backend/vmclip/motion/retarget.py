@@ -451,6 +451,36 @@ def _leg_length(points: np.ndarray) -> float:
     )
 
 
+# How far the body's surface reaches below each joint (metres): the sole below the foot joints,
+# flesh around the others. Used to put the clip's lowest point on the floor.
+BODY_RADIUS = np.array(
+    [
+        {
+            "pelvis": 0.09,
+            "spine1": 0.09,
+            "spine2": 0.10,
+            "spine3": 0.10,
+            "neck": 0.06,
+            "head": 0.10,
+            "left_hip": 0.08,
+            "right_hip": 0.08,
+            "left_knee": 0.05,
+            "right_knee": 0.05,
+            "left_collar": 0.06,
+            "right_collar": 0.06,
+            "left_shoulder": 0.05,
+            "right_shoulder": 0.05,
+            "left_elbow": 0.04,
+            "right_elbow": 0.04,
+            "left_wrist": 0.03,
+            "right_wrist": 0.03,
+            "left_hand": 0.02,
+            "right_hand": 0.02,
+        }.get(n, SOLE_BELOW_FOOT_JOINT)
+        for n in JOINT_NAMES
+    ]
+)
+
 _SMPL_REST = rest_positions()
 _SMPL_LEG = _leg_length(_SMPL_REST)
 # primary child of each SMPL joint (the bone whose direction it controls); -1 for leaves
@@ -603,10 +633,10 @@ def retarget(src: SourceMotion) -> Retargeted:
     mid_src = 0.5 * (tgt[:, J["left_hip"]] + tgt[:, J["right_hip"]])
     mid_off = 0.5 * (REST_OFFSETS[J["left_hip"]] + REST_OFFSETS[J["right_hip"]])
     trans = mid_src - glob[:, 0] @ mid_off
-    # floor: lowest foot joint of the clip (its sole) at y = 0
+    # floor: the lowest body surface of the clip at y = 0 -- the soles normally; a hand, knee or the
+    # back when they go lower (cartwheels, crawling, getting up)
     joints = _positions(glob, trans)
-    feet = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
-    trans[:, 1] -= joints[:, feet, 1].min() - SOLE_BELOW_FOOT_JOINT
+    trans[:, 1] -= (joints[..., 1] - BODY_RADIUS).min()
     return Retargeted(local, trans, tgt, scale, unit, world, m)
 
 
