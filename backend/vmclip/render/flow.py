@@ -47,10 +47,11 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The photo with every non-person pixel replaced by the colour of the nearest person pixel, so that
-    sampling near (or, with an imperfect fit, just outside) the person's outline never picks up the
-    background."""
-    person = mask > 0.5
+    """The photo with every pixel off the person (and in a thin band inside the outline, where the
+    photo mixes person and background) replaced by the colour of the nearest person pixel, so that
+    sampling near the outline, or just outside it with an imperfect fit, never picks up background."""
+    radius = max(1, round(2 * max(mask.shape) / 512))
+    person = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
     if not person.any() or person.all():
         return image
     _, labels = cv2.distanceTransformWithLabels((~person).astype(np.uint8), cv2.DIST_L2, 5,
@@ -107,7 +108,10 @@ class SourceView:
         # For person pixels off the body: the part they hang from (-1 on the body and elsewhere).
         self.hang = np.where(body, -1, near_part).astype(np.int16)
         # The person's matte off the bare body (clothes, hair): what the extended flow may carry.
-        self.mask_off = np.where(body, 0.0, self.mask).astype(np.float32)
+        # Solid person pixels only: the soft fringe of the matte along the body would otherwise be
+        # carried outward as faint streaks.
+        near_body = cv2.dilate(body.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        self.mask_off = np.where(near_body | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
 
 
 @dataclass
@@ -295,7 +299,7 @@ class FlowWarper:
                 wrong = self._lookup(src.hang, uv, -1) != (-2 - fl["part"][ys, xs])
                 a_off[ys[wrong], xs[wrong]] = 0.0
                 a_off[~off_body] = 0.0
-                keep = cv2.morphologyEx((a_off > 0.3).astype(np.uint8), cv2.MORPH_OPEN,
+                keep = cv2.morphologyEx((a_off > 0.5).astype(np.uint8), cv2.MORPH_OPEN,
                                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
                 a_off *= cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
                 a[off_body] = a_off[off_body]

@@ -142,40 +142,57 @@ def check_in_frame(scene: Scene, placed: PlacedMotion) -> None:
                       stacklevel=3)
 
 
-def contact_shadow(scene: Scene, verts: np.ndarray, ground_y: float) -> np.ndarray:
-    """A soft darkening (H, W) 0..1 under the parts of the body near the ground (the plate has the
-    photo's own shadow removed with the person)."""
+@dataclass
+class Shadow:
+    """Darkening factor (h, w) 0..1 over the window whose top-left pixel is (x0, y0)."""
+
+    shade: np.ndarray
+    x0: int
+    y0: int
+
+
+def contact_shadow(scene: Scene, verts: np.ndarray, ground_y: float) -> Shadow | None:
+    """A soft darkening under the parts of the body near the ground (the plate lost the photo's own
+    contact shadow together with the person)."""
     near = verts[verts[:, 1] < ground_y + 0.08][::3]
-    shade = np.zeros((scene.height, scene.width), dtype=np.float32)
     if not len(near):
-        return shade
+        return None
     pts = near.astype(np.float64).copy()
     height = pts[:, 1] - ground_y
     pts[:, 1] = ground_y
     uv, z = project(pts, scene.camera.K, scene.camera.R, scene.camera.t)
     ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < scene.width) & (uv[:, 1] >= 0) & (uv[:, 1] < scene.height)
     if not ok.any():
-        return shade
-    weight = np.clip(1.0 - height[ok] / 0.08, 0.0, 1.0)
-    np.maximum.at(shade, (uv[ok, 1].astype(int), uv[ok, 0].astype(int)), weight.astype(np.float32))
+        return None
     sigma = max(2.0, scene.width / 128.0)
+    pad = int(8 * sigma)
+    uv = uv[ok]
+    x0, y0 = np.maximum(np.floor(uv.min(0)).astype(int) - pad, 0)
+    x1 = min(scene.width, int(uv[:, 0].max()) + pad + 1)
+    y1 = min(scene.height, int(uv[:, 1].max()) + pad + 1)
+    shade = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    weight = np.clip(1.0 - height[ok] / 0.08, 0.0, 1.0).astype(np.float32)
+    np.maximum.at(shade, (uv[:, 1].astype(int) - y0, uv[:, 0].astype(int) - x0), weight)
     shade = cv2.dilate(shade, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 3)))
     shade = cv2.GaussianBlur(shade, (0, 0), sigmaX=2.5 * sigma, sigmaY=sigma)
-    return np.clip(shade * 1.6, 0.0, 1.0) * 0.35
+    return Shadow(np.clip(shade * 1.6, 0.0, 1.0) * 0.35, int(x0), int(y0))
 
 
-def composite(scene: Scene, warped: Warped | None, shadow: np.ndarray | None = None) -> np.ndarray:
-    """Person over the plate with soft edges; the plate is untouched outside the person's window."""
-    frame = scene.background.astype(np.float32)
+def composite(scene: Scene, warped: Warped | None, shadow: Shadow | None = None) -> np.ndarray:
+    """Person over the plate with soft edges; plate pixels outside the person's (and the shadow's)
+    window are copied untouched, so the static background cannot flicker."""
+    frame = scene.background.copy()
     if shadow is not None:
-        frame *= (1.0 - shadow)[..., None]
+        h, w = shadow.shade.shape
+        win = frame[shadow.y0:shadow.y0 + h, shadow.x0:shadow.x0 + w]
+        win[:] = np.clip(win * (1.0 - shadow.shade)[..., None] + 0.5, 0, 255).astype(np.uint8)
     if warped is not None:
         h, w = warped.alpha.shape
         # Soft edge: a slight blur of the matte hides the stair-steps of the rasterised silhouette.
         alpha = cv2.GaussianBlur(warped.alpha, (0, 0), sigmaX=max(0.6, scene.width / 700.0))[..., None]
         win = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w]
-        win[:] = warped.rgb * alpha + win * (1.0 - alpha)
-    return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+        win[:] = np.clip(warped.rgb * alpha + win * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return frame
 
 
 def render_frames(person, motion: Motion, *, size: int = 512, progress: ProgressFn | None = None,

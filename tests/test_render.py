@@ -1,0 +1,261 @@
+"""Renderer: rasteriser, transformation flow, retargeting, compositing, video output, bad input."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from render_scenes import ARMS_DOWN, camera, draw, make_person, pose, texture
+from vmclip.errors import InputError
+from vmclip.motion import Motion
+from vmclip.render.flow import FlowWarper, mirror_vertex_map
+from vmclip.render.pipeline import (
+    RenderCancelled,
+    RenderWarning,
+    animate,
+    build_scene,
+    composite,
+    render_frames,
+)
+from vmclip.render.raster import get_rasterizer, project
+from vmclip.render.retarget import leg_length, motion_leg_length, place_motion, yaw_matrix
+from vmclip.video import read_frames
+
+
+@pytest.fixture(scope="module")
+def body():
+    from vmclip.person.body import anny_cache_path, load_body_model
+
+    if not anny_cache_path().exists():
+        pytest.skip("Anny body cache not built (bash setup.sh builds it)")
+    return load_body_model("anny", device="cpu")
+
+
+def still_motion(n: int, **aa) -> Motion:
+    mats = np.repeat(pose(**aa)[None], n, 0)
+    return Motion.from_matrices(mats, np.tile([0.0, 0.9, 0.0], (n, 1)))
+
+
+def wave_motion(n: int = 24, travel: float = 0.0) -> Motion:
+    t = np.arange(n) / 30.0
+    aa = np.zeros((n, 24, 3))
+    aa[:, 16, 2] = -1.2 + 1.4 * np.sin(t * 4) ** 2
+    aa[:, 17, 2] = 1.2
+    aa[:, 18, 1] = -0.8 * np.sin(t * 3)
+    trans = np.zeros((n, 3))
+    trans[:, 1] = 0.9
+    trans[:, 0] = travel * t
+    return Motion.from_axis_angle(aa, trans)
+
+
+# --- rasteriser ------------------------------------------------------------------------------------
+
+QUAD = np.array([[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [0.5, 0.5, 2.0], [-0.5, 0.5, 2.0]])
+QUAD_FACES = np.array([[0, 1, 2], [0, 2, 3]])
+K = np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+
+
+def test_raster_covers_exactly_the_projected_quad_and_interpolates():
+    ras = get_rasterizer().render(QUAD, QUAD_FACES, K, np.eye(3), np.zeros(3), 100, 80)
+    rows, cols = np.nonzero(ras.mask)
+    # x in [-0.5, 0.5] at z = 2 -> u in [25, 75) with pixel centres at integers.
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (15, 64, 25, 74)
+    assert np.allclose(ras.depth[ras.mask], 2.0, atol=1e-4)
+    assert np.isinf(ras.depth[~ras.mask]).all()
+    xy = ras.interpolate(QUAD[:, :2]).reshape(-1, 2)
+    expected = np.stack([(cols - 50) / 100 * 2, (rows - 40) / 100 * 2], 1)
+    assert np.abs(xy - expected).max() < 1e-4
+    assert set(np.unique(ras.tri[ras.mask])) == {0, 1}
+
+
+def test_raster_window_matches_full_frame_and_depth_order():
+    near = QUAD * [0.5, 0.5, 1.0] - [0, 0, 0.5]  # smaller quad in front
+    verts = np.concatenate([QUAD, near])
+    faces = np.concatenate([QUAD_FACES, QUAD_FACES + 4])
+    full = get_rasterizer().render(verts, faces, K, np.eye(3), np.zeros(3), 100, 80)
+    win = get_rasterizer().render(verts, faces, K, np.eye(3), np.zeros(3), 100, 80, roi=(20, 10, 70, 60))
+    assert (win.x0, win.y0) == (20, 10)
+    assert np.array_equal(win.tri, full.tri[10:60, 20:70])
+    assert (full.tri[40, 50]) in (2, 3) and np.isclose(full.depth[40, 50], 1.5, atol=1e-4)
+
+
+def test_raster_from_another_thread():
+    out = {}
+
+    def work():
+        ras = get_rasterizer().render(QUAD, QUAD_FACES, K, np.eye(3), np.zeros(3), 100, 80)
+        out["n"] = int(ras.mask.sum())
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    assert out["n"] == 2500
+
+
+# --- transformation flow ------------------------------------------------------------------------------
+
+def _warp_once(body, person, target_rot, trans=(0.0, 0.0, 0.0)):
+    scene = build_scene(person, size=max(person.views[0].image.shape[:2]), body=body)
+    warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
+                        scene.camera, scene.width, scene.height)
+    verts = body.pose_vertices(person.shape, target_rot[None], np.asarray(trans, float)[None])[0]
+    warped = warper.warp(verts)
+    return scene, warped, composite(scene, warped)
+
+
+def test_same_pose_reproduces_the_photo(body):
+    person = make_person(body)
+    _, warped, frame = _warp_once(body, person, person.views[0].pose)
+    photo = person.views[0].image.astype(float)
+    err = np.abs(frame.astype(float) - photo).mean(-1)
+    inside = person.views[0].mask > 0
+    interior = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert err[interior].mean() < 0.5  # exact away from the outline
+    assert err[inside].mean() < 8.0  # the outline is softened on purpose
+    assert err[~inside].mean() < 1.0
+    assert not warped.flow["hole"].any()
+
+
+def test_repose_matches_ground_truth_without_holes(body):
+    person = make_person(body)
+    target = pose(left_shoulder=(0, 0, -0.2), right_shoulder=(0, 0, 1.2), left_elbow=(0, -1.2, 0),
+                  left_hip=(-0.5, 0, 0), left_knee=(0.7, 0, 0))
+    scene, warped, frame = _warp_once(body, person, target)
+    truth, mask = draw(body, person.shape, target, np.zeros(3), scene.camera, scene.width, scene.height,
+                       texture(body, person.shape), person.views[0].background)
+    err = np.abs(frame.astype(float) - truth.astype(float)).mean(-1)
+    inside = mask > 0
+    assert err[inside].mean() < 12.0, err[inside].mean()
+    assert err[~inside].mean() < 3.0
+    # every body pixel is filled: no black, nothing transparent in the interior
+    assert (frame[inside].sum(-1) > 30).all()
+
+
+def test_second_photo_fills_what_the_first_does_not_see(body):
+    shape = body.default_shape()
+    rest = body.rest_vertices(shape)
+    colors = np.where(rest[:, 2:3] > 0.02, [[220.0, 40, 40]], [[40.0, 60, 220]]).astype(np.float32)
+    turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
+    one = make_person(body, shape, colors=colors)
+    two = make_person(body, shape, colors=colors, behind_view=True)
+    _, w1, f1 = _warp_once(body, one, turned)
+    _, w2, f2 = _warp_once(body, two, turned)
+    inside = w2.flow["body"]
+    interior = np.zeros(f2.shape[:2], bool)
+    interior[w2.y0:w2.y0 + inside.shape[0], w2.x0:w2.x0 + inside.shape[1]] = inside
+    blue2 = (f2[interior][:, 2] > f2[interior][:, 0]).mean()
+    red1 = (f1[interior][:, 0] > f1[interior][:, 2]).mean()
+    assert blue2 > 0.8  # the back, seen in the second photo
+    assert red1 > 0.6  # one photo: filled from the same body part's other side, not black
+    assert (f1[interior].sum(-1) > 60).mean() > 0.99
+
+
+def test_clothes_beyond_the_body_follow_it(body):
+    person = make_person(body)
+    view = person.views[0]
+    # A "hat" the body model does not have: person pixels above the head, in pure green.
+    rows, cols = np.nonzero(view.mask > 0)
+    top, centre = rows.min(), int(cols[rows < rows.min() + 5].mean())
+    hat = np.zeros_like(view.mask, dtype=bool)
+    hat[top - 8:top + 1, centre - 6:centre + 7] = True
+    hat &= view.mask == 0
+    view.image[hat] = (0, 255, 0)
+    view.mask[hat] = 1.0
+    shift = 0.25  # metres to the person's left (+X, image right)
+    scene, warped, frame = _warp_once(body, person, view.pose, trans=(shift, 0, 0))
+    green = (frame[..., 1] > 200) & (frame[..., 0] < 60) & (frame[..., 2] < 60)
+    green[top + 1:] = False  # below the hat the body's own texture has green patches
+    assert green.sum() > 0.6 * hat.sum()
+    px = shift * scene.camera.K[0, 0] / scene.camera.t[2]
+    assert abs(np.nonzero(green)[1].mean() - (np.nonzero(hat)[1].mean() + px)) < 3
+    assert abs(np.nonzero(green)[0].mean() - np.nonzero(hat)[0].mean()) < 3
+
+
+def test_mirror_map_is_an_involution_on_the_symmetric_body(body):
+    mirror = mirror_vertex_map(body.rest_vertices(body.default_shape()))
+    assert (mirror[mirror] == np.arange(len(mirror))).mean() > 0.9
+
+
+# --- retargeting ----------------------------------------------------------------------------------------
+
+def test_retarget_keeps_feet_on_ground_faces_like_photo_and_scales_travel(body):
+    shape = body.default_shape()
+    photo_rot = pose(pelvis=(0, 0.8, 0), **ARMS_DOWN)
+    photo_trans = np.array([0.3, 0.2, -0.5])
+    src = body.pose_vertices(shape, photo_rot[None], photo_trans[None])[0]
+    motion = wave_motion(30, travel=0.6)
+    placed = place_motion(body, shape, motion, photo_rot, photo_trans)
+    ground = src[:, 1].min()
+    assert abs(placed.vertices[..., 1].min() - ground) < 1e-4
+    assert abs(placed.ground_y - ground) < 1e-6
+    assert np.allclose(yaw_matrix(placed.local_rot[0, 0]), yaw_matrix(photo_rot[0]), atol=1e-6)
+    ratio = leg_length(body.rest_joints(shape)) / motion_leg_length()
+    travel = np.linalg.norm(placed.trans[-1, [0, 2]] - placed.trans[0, [0, 2]])
+    expected = np.linalg.norm(motion.trans[-1, [0, 2]] - motion.trans[0, [0, 2]]) * ratio
+    assert abs(travel - expected) < 1e-4
+    assert np.allclose(placed.trans[0, [0, 2]], photo_trans[[0, 2]])
+
+
+# --- video ----------------------------------------------------------------------------------------------
+
+def test_animate_writes_video_gif_frames_with_a_still_background(body, tmp_path):
+    person = make_person(body)
+    out = tmp_path / "clip.mp4"
+    fractions = []
+    animate(person, wave_motion(20), out, size=256, body=body, gif=tmp_path / "clip.gif",
+            frames_dir=tmp_path / "frames", progress=lambda f, m: fractions.append(f))
+    frames = read_frames(out)
+    assert len(frames) == 20 and frames[0].shape == (192, 256, 3)
+    assert (tmp_path / "clip.gif").stat().st_size > 1000
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 20
+    assert fractions[-1] == 1.0 and len(fractions) == 20
+    stack = np.stack(frames).astype(float)
+    diff = np.abs(np.diff(stack, axis=0)).mean(-1).mean(0)
+    # far from the person (left and right quarter of the frame): no flicker
+    assert diff[:, :50].mean() < 1.0 and diff[:, -50:].mean() < 1.0
+    # the person moves: frames differ near the raised arm
+    assert diff[:, 100:200].mean() > 0.5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".clip")]
+
+
+def test_bad_inputs_give_clear_errors_and_no_partial_video(body, tmp_path):
+    person = make_person(body)
+    out = tmp_path / "x.mp4"
+    with pytest.raises(InputError, match="different sizes"):
+        other = make_person(body, width=200, height=150)
+        person2 = make_person(body)
+        person2.views.append(other.views[0])
+        animate(person2, wave_motion(5), out, size=128, body=body)
+    with pytest.raises(InputError, match="does not exist"):
+        animate(person, wave_motion(5), tmp_path / "missing" / "x.mp4", size=128, body=body)
+    with pytest.raises(InputError, match="must end in .mp4"):
+        animate(person, wave_motion(5), tmp_path / "x.avi", size=128, body=body)
+    # walking 30 m to the side: out of view
+    with pytest.raises(InputError, match="leaves the frame"):
+        animate(person, wave_motion(60, travel=30.0), out, size=128, body=body)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".x.mp4*"))
+
+
+def test_partial_exit_warns_and_cancel_stops_cleanly(body, tmp_path):
+    person = make_person(body)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = list(render_frames(person, wave_motion(20, travel=2.5), size=128, body=body))
+    assert len(frames) == 20
+    assert any(issubclass(w.category, RenderWarning) and "leaves the frame" in str(w.message) for w in caught)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(RenderCancelled):
+        animate(person, wave_motion(10), tmp_path / "c.mp4", size=128, body=body, cancel=cancel)
+    assert not (tmp_path / "c.mp4").exists()
+
+
+def test_project_matches_camera_convention():
+    cam = camera(100, 80)
+    uv, z = project(np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.0]]), cam.K, cam.R, cam.t)
+    assert np.allclose(uv[0], [49.5, 39.5]) and np.allclose(z, 4.0)
+    assert uv[1, 0] > uv[0, 0] and uv[1, 1] < uv[0, 1]  # +X right, +Y (up) is up in the image

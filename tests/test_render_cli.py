@@ -1,0 +1,103 @@
+"""`vmclip animate` argument checks and the Blender scene used for the example person and the benchmark."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from vmclip.cli import main
+
+
+def _photo(path, w=64, h=48):
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(path)
+    return str(path)
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_animate_needs_a_prompt_or_motion(tmp_path, capsys):
+    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "-o", str(tmp_path / "o.mp4"))
+    assert code == 2 and "--prompt" in err
+
+
+def test_animate_refuses_photos_of_different_sizes(tmp_path, capsys):
+    a, b = _photo(tmp_path / "a.png"), _photo(tmp_path / "b.png", 80, 48)
+    code, err = _run(capsys, "animate", a, b, "--prompt", "wave", "-o", str(tmp_path / "o.mp4"))
+    assert code == 2 and "different sizes" in err and "a.png 64x48" in err
+
+
+@pytest.mark.parametrize("out, message", [("missing/o.mp4", "does not exist"), ("o.avi", "must end in .mp4")])
+def test_animate_checks_the_output_before_working(tmp_path, capsys, out, message):
+    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o",
+                     str(tmp_path / out))
+    assert code == 2 and message in err
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_animate_rejects_unreadable_photo_and_zero_length_motion(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    code, err = _run(capsys, "animate", str(bad), "--prompt", "wave", "-o", str(tmp_path / "o.mp4"))
+    assert code == 2 and "not a readable image" in err
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, poses=np.zeros((0, 72), np.float32), trans=np.zeros((0, 3), np.float32),
+             mocap_framerate=30.0)
+    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--motion", str(empty), "-o",
+                     str(tmp_path / "o.mp4"))
+    assert code == 2 and "zero-length" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_animate_help_explains(capsys):
+    with pytest.raises(SystemExit):
+        main(["animate", "--help"])
+    out = capsys.readouterr().out
+    assert "--prompt" in out and "--motion" in out and "--gif" in out and "--frames" in out
+
+
+_BLENDER_SCRIPT = r"""
+import sys
+import numpy as np
+from vmclip.person.body import load_body_model
+from vmclip.render.example import look_at_camera, outfit_colors, render_person
+from vmclip.render.raster import get_rasterizer
+body = load_body_model("anny", device="cpu")
+shape = body.default_shape()
+rot = np.tile(np.eye(3), (24, 1, 1))
+trans = np.array([0.0, -float(body.rest_vertices(shape)[:, 1].min()), 0.0])
+verts = body.pose_vertices(shape, rot[None], trans[None])[0]
+cam = look_at_camera((0.4, 1.2, 4.0), (0.0, 0.9, 0.0), 96, 72)
+out = sys.argv[1]
+render_person(out + "/p.png", verts, body.faces, outfit_colors(body, shape), cam, 96, 72, samples=2)
+render_person(out + "/e.png", None, body.faces, outfit_colors(body, shape), cam, 96, 72, samples=2)
+ras = get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, 96, 72)
+np.save(out + "/mask.npy", ras.mask)
+"""
+
+
+def test_blender_scene_camera_matches_our_rasteriser(tmp_path):
+    """The Blender camera made from an OpenCV camera sees the body where our rasteriser draws it."""
+    pytest.importorskip("bpy")
+    from vmclip.person.body import anny_cache_path
+
+    if not anny_cache_path().exists():
+        pytest.skip("Anny body cache not built (bash setup.sh builds it)")
+    subprocess.run([sys.executable, "-c", _BLENDER_SCRIPT, str(tmp_path)], check=True, capture_output=True,
+                   timeout=300)
+    person = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"), float)
+    empty = np.asarray(Image.open(tmp_path / "e.png").convert("RGB"), float)
+    diff = np.abs(person - empty).sum(-1)
+    mask = np.load(tmp_path / "mask.npy")
+    near = np.zeros_like(mask)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near |= np.roll(np.roll(mask, dy, 0), dx, 1)
+    strong = diff > 150  # the person itself, not its (weaker) shadow on the wall and floor
+    assert (strong & near).sum() / strong.sum() > 0.95
+    assert (diff[mask] > 60).mean() > 0.8
