@@ -7,11 +7,12 @@ Public API: `Motion`, `load_npz`, `forward_kinematics`, the skeleton constants, 
 from vmclip.motion.bvh_write import write_bvh
 from vmclip.motion.format import Motion, load_npz, mirror_text
 from vmclip.motion.kinematics import forward_kinematics, global_to_local
+from vmclip.motion.mocap import load_mocap
 from vmclip.motion.preview import write_preview
 from vmclip.motion.skeleton import FPS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 __all__ = [
     "FPS", "JOINT_INDEX", "JOINT_NAMES", "NUM_JOINTS", "PARENTS", "REST_OFFSETS",
     "Motion", "forward_kinematics", "global_to_local", "load_npz", "mirror_text",
-    "write_bvh", "write_preview",
+    "write_bvh", "write_preview", "load_mocap",
 ]
