@@ -51,7 +51,8 @@ class Limits:
     max_images: int = 8
     max_image_pixels: int = 40_000_000
     max_prompt_chars: int = 500
-    max_seconds: float = 30.0  # longest motion generate_motion makes
+    min_seconds: float = 1.0  # the text-to-motion model's range (vmclip.t2m.generate)
+    max_seconds: float = 10.0
     max_motion_frames: int = 9000  # longest motion render accepts (5 min at 30 fps)
     min_fps: float = 1.0
     max_fps: float = 120.0
@@ -444,8 +445,9 @@ class Server:
                 raise _Request("too_large",
                                f"prompt has {len(prompt)} characters, limit {lim.max_prompt_chars}")
             seconds = _number(body, "seconds", 4.0)
-            if not 0.5 <= seconds <= lim.max_seconds:
-                raise _Request("bad_request", f"seconds {seconds} not in 0.5..{lim.max_seconds}")
+            if not lim.min_seconds <= seconds <= lim.max_seconds:
+                raise _Request("bad_request",
+                               f"seconds {seconds} not in {lim.min_seconds}..{lim.max_seconds}")
             seed = body.get("seed", 0)
             if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
                 raise _Request("bad_request", "seed must be a non-negative integer")
