@@ -168,3 +168,37 @@ def test_every_family_loads_at_30fps_quickly(motion_data, rows) -> None:
         )
         seconds = (row.end_frame - row.start_frame) / row.fps
         assert elapsed < 1.0 + 0.1 * seconds, f"{family}: {elapsed:.2f} s for {seconds:.0f} s of motion"
+
+
+def _twist_deg(local_rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Twist angle (degrees) of rotations about `axis` (swing-twist decomposition)."""
+    from vmclip.motion import rotations as R
+
+    q = R.matrix_to_quaternion(local_rot)
+    a = axis / np.linalg.norm(axis)
+    return np.degrees(2 * np.arctan2((q[:, 1:] * a).sum(-1), q[:, 0]))
+
+
+@pytest.mark.parametrize(
+    "clip_id",
+    [
+        "bn_dataset-2_wave-right-hand_normal_001",
+        "bn_dataset-2_walk_normal_001",
+        "cmu_02_01",
+        "ad_rokoko_jesse_dance",
+    ],
+)
+def test_no_flipped_leg_twist_on_rigs_with_baked_orients(motion_data, rows, clip_id) -> None:
+    """Bandai-Namco/iClone/Rokoko zero poses are not a person, so their calibration is fitted on the
+    clip; legs that never bend (a wave) must not come out twisted half a turn."""
+    from vmclip.motion.skeleton import REST_OFFSETS
+
+    _, res = _retargeted(motion_data, rows[clip_id])
+    for joint, child in (
+        ("left_hip", "left_knee"),
+        ("right_hip", "right_knee"),
+        ("left_knee", "left_ankle"),
+        ("right_knee", "right_ankle"),
+    ):
+        twist = np.median(_twist_deg(res.local_rot[:, J[joint]], REST_OFFSETS[J[child]]))
+        assert abs(twist) < 50.0, f"{clip_id}: {joint} twisted by {twist:.0f} deg"

@@ -565,38 +565,36 @@ def retarget(src: SourceMotion) -> Retargeted:
         c = _PRIMARY_CHILD[j]
         return tgt[:, c] - tgt[:, j] if c >= 0 and has[c] and has[j] else None
 
-    def reference(name: str, parent_glob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Anatomical guess of the SMPL global rotation and its per-frame weight, for calibrating
-        rigs whose zero pose is not a standing human: a bent limb's plane, else no twist relative
-        to the parent."""
+    def references(name: str, parent_glob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Anatomical guesses of the SMPL global rotation with per-frame weights, for calibrating
+        rigs whose zero pose is not a standing human: the plane of a clearly bent knee or elbow,
+        plus (weakly, so it decides only when the limb never bends) no twist relative to the parent."""
         j = J[name]
         a = aim(j)
-        if name in _LIMBS:
-            (r0, r1, r2), bend = _LIMBS[name]
-            u, v = tgt[:, J[r1]] - tgt[:, J[r0]], tgt[:, J[r2]] - tgt[:, J[r1]]
-            n = np.cross(u, v)
-            w = np.linalg.norm(n, axis=-1) / np.maximum(
-                np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12
-            )
-            bone_rest = REST_OFFSETS[_PRIMARY_CHILD[j]]
-            n_rest = np.cross(REST_OFFSETS[J[r1]], bend)
-            ref = frame_from(a, n) @ frame_from(bone_rest, n_rest).T
-            return ref, np.where(w > 0.25, w, 0.0)  # only clearly bent frames (> ~15 degrees)
-        ref = (
+        no_twist = (
             parent_glob
             if a is None
-            else shortest_rotation(parent_glob @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ parent_glob
+            else (shortest_rotation(parent_glob @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ parent_glob)
         )
-        return ref, np.ones(n_f)
+        if name not in _LIMBS:
+            return [(no_twist, np.ones(n_f))]
+        (r0, r1, r2), bend = _LIMBS[name]
+        u, v = tgt[:, J[r1]] - tgt[:, J[r0]], tgt[:, J[r2]] - tgt[:, J[r1]]
+        n = np.cross(u, v)
+        w = np.linalg.norm(n, axis=-1) / np.maximum(
+            np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12
+        )
+        n_rest = np.cross(REST_OFFSETS[J[r1]], bend)
+        bent = frame_from(a, n) @ frame_from(REST_OFFSETS[_PRIMARY_CHILD[j]], n_rest).T
+        # sin(bend) > 0.25: bent by more than ~15 degrees
+        return [(bent, np.where(w > 0.25, w, 0.0)), (no_twist, np.full(n_f, 0.02))]
 
     def calibrated(name: str, parent_glob: np.ndarray) -> np.ndarray:
         g_src = rot[:, m.frames[name]]
-        cal = _rest_calibration(m, name, rest_w)
-        if not rest_human:
-            ref, w = reference(name, parent_glob)
-            if w.sum() > 1.0:
-                cal = _polar(np.einsum("f,fba,fbc->ac", w, g_src, ref))
-        return g_src @ cal
+        if rest_human:
+            return g_src @ _rest_calibration(m, name, rest_w)
+        acc = sum(np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob))
+        return g_src @ _polar(acc)
 
     head_rot = None
     for j in range(NUM_JOINTS):
