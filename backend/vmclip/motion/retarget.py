@@ -188,6 +188,9 @@ def _overrides(norm: list[str]) -> dict[str, str]:
     BVH puts `LeftShoulder` at the shoulder, `LeftArm` at the elbow and `LeftForeArm` at the wrist."""
     names = set(norm)
     out: dict[str, str] = {}
+    smpl = {normalise(n): n for n in JOINT_NAMES}
+    if set(smpl) <= names:  # our own SMPL-24 skeleton (e.g. a BVH we wrote): map one to one
+        return {role: key for key, role in smpl.items() if role not in _SPINE}
     if {"leftshoulderroot", "lefthandmid", "thorax"} <= names:
         for side in ("left", "right"):
             out.update(
