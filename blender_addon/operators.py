@@ -186,8 +186,12 @@ class _BackendOperator:
             job = self._job = self._start(context)
         except Exception as exc:  # bad input or settings: a one-line report, never a traceback
             return self._fail(context, exc)
+        shown, next_print = "", 1.0
         while not job.wait(POLL_SECONDS):
             self.tick(context)
+            if bpy.app.background and job.message != shown and job.elapsed > next_print:
+                shown, next_print = job.message, job.elapsed + 2.0  # headless scripts see progress
+                print(f"[vmclip] {shown} ({job.fraction * 100:.0f}%)", flush=True)
         self.tick(context)
         return self._complete(context, job)
 
@@ -315,7 +319,9 @@ def load_video_strip(scene, path: Path, frame_start: int):
     for old in list(strips):
         if getattr(old, "filepath", None) and Path(bpy.path.abspath(old.filepath)) == path:
             strips.remove(old)
-    strip = strips.new_movie(name=path.stem, filepath=str(path), channel=1, frame_start=frame_start)
+    # Relative to the .blend ("//name.mp4"), so the project folder can be moved or shared.
+    filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)
+    strip = strips.new_movie(name=path.stem, filepath=filepath, channel=1, frame_start=frame_start)
     return strip
 
 

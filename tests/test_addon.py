@@ -726,3 +726,42 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(tmp_path, addon_zip, mot
     assert result["strips"] == [["shot", str(video), 1, result["start"], frames]]
     assert result["n_strips"] == 1
     assert "Baked shot.mp4" in result["status"]
+
+
+def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo):
+    """The main job's Blender half (`vmclip.demo_blender`): headless Blender with the built add-on."""
+    from vmclip.demo_blender import run_blender_demo
+    from vmclip.errors import InputError, VmclipError
+
+    address, kind = motion_server
+    with Client(address, timeout_s=5, retries=0) as c:
+        if not c.hello()["capabilities"].get("render", {}).get("available"):
+            pytest.skip(f"the server for generate ({kind}) cannot render")
+    out = tmp_path / "demo"
+    lines: list[str] = []
+    result = run_blender_demo(out, address, [source_photo], "a person walks forward", 1.0, 2, size=256,
+                              log=lines.append)
+    assert sorted(p.name for p in out.iterdir()) == ["demo.blend", "demo.fbx", "demo.mp4"]
+    assert result["blend"] == out / "demo.blend" and result["bones"] == 24 and result["frames"] == 31
+    assert any("bake video done" in line for line in lines)
+    import av
+
+    with av.open(str(out / "demo.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 31
+    check = run_bpy(f'''
+        bpy.ops.wm.open_mainfile(filepath={str(out / "demo.blend")!r})
+        scene = bpy.context.scene
+        strip = [s for s in compat.strips(scene) if s.type == "MOVIE"][0]
+        arm = scene.vmclip.armature
+        emit({{"strip": strip.filepath, "exists": os.path.isfile(bpy.path.abspath(strip.filepath)),
+              "action": arm.animation_data.action.name, "range": [scene.frame_start, scene.frame_end],
+              "prompt": scene.vmclip.prompt}})
+    ''', tmp_path, build_addon.build(tmp_path / "dist", offline=True, log=lambda *_: None))
+    assert check["strip"] == "//demo.mp4" and check["exists"]
+    assert check["range"] == [1, 31] and check["prompt"] == "a person walks forward"
+    with pytest.raises(InputError, match="no such image"):
+        run_blender_demo(out, address, [tmp_path / "nope.png"], "x")
+    with pytest.raises(VmclipError, match="Backend not reachable"):
+        run_blender_demo(tmp_path / "down", f"tcp://127.0.0.1:{free_port()}", [source_photo],
+                         "a person waves", 1.0, 0, size=256, log=lambda *_: None)
+    assert not (tmp_path / "down" / "demo.blend").exists()  # nothing half-written

@@ -1,0 +1,186 @@
+"""The Blender half of the main job: run Blender headless (the `bpy` module, in a subprocess of its own)
+with the built add-on, exactly as an artist would use it, against a running backend.
+
+`run_blender_demo` builds the add-on zip (offline), installs it into a throw-away Blender user folder,
+fills in the panel (images, prompt, seconds, seed), presses Generate Motion, Bake Video and Export FBX
+through the add-on's operators, and leaves in `out_dir`:
+
+- `demo.blend`: the SMPL-24 armature with its proxy body, the generated action, and the baked video
+  as a strip in the Video Sequencer (path relative to the .blend, so the folder can be moved);
+- `demo.mp4`: the photographed person moving as the armature does, rendered by the backend;
+- `demo.fbx`: armature, skinned body and the action as one take.
+
+Outputs appear only when everything has worked (written into a temporary folder inside `out_dir`,
+then moved into place).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from vmclip.errors import InputError, VmclipError
+
+REPO = Path(__file__).resolve().parents[2]
+ADDON_MODULE = "bl_ext.user_default.videomotionclip"
+OUTPUTS = ("demo.blend", "demo.mp4", "demo.fbx")
+_MARK = "@@VMCLIP_DEMO@@"
+
+# Runs inside the bpy subprocess; reads its settings from a JSON file given as the only argument.
+_SCRIPT = r'''
+import json, os, sys, time
+import bpy
+
+cfg = json.load(open(sys.argv[-1]))
+MARK, MODULE = cfg["mark"], cfg["module"]
+
+
+def say(**kw):
+    print(MARK + json.dumps(kw), flush=True)
+
+
+def fail(msg):
+    say(error=msg)
+    sys.exit(3)
+
+
+if bpy.ops.extensions.package_install_files(filepath=cfg["zip"], repo="user_default",
+                                             enable_on_install=True) != {"FINISHED"}:
+    fail("the add-on could not be installed into Blender")
+prefs = bpy.context.preferences.addons[MODULE].preferences
+prefs.address, prefs.timeout_s, prefs.retries = cfg["address"], 5.0, 0
+scene = bpy.context.scene
+for obj in list(bpy.data.objects):  # the factory cube is not part of the demo
+    if obj.type == "MESH":
+        bpy.data.objects.remove(obj)
+scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
+settings = scene.vmclip
+settings.prompt, settings.seconds, settings.seed = cfg["prompt"], cfg["seconds"], cfg["seed"]
+settings.video_size = str(cfg["size"])
+for path in cfg["images"]:
+    settings.images.add().filepath = path
+work = cfg["work"]
+blend = os.path.join(work, "demo.blend")
+bpy.ops.wm.save_as_mainfile(filepath=blend)  # the video is baked beside the .blend
+
+
+def run(label, op, **kw):
+    say(stage=label)
+    t0 = time.monotonic()
+    try:
+        outcome = op(**kw)
+    except RuntimeError as exc:  # the add-on's ERROR report (one line)
+        fail(f"{label}: {str(exc).strip().removeprefix('Error: ')}")
+    if outcome != {"FINISHED"}:
+        fail(f"{label}: {bpy.context.window_manager.vmclip_state.status or outcome}")
+    say(done=label, seconds=round(time.monotonic() - t0, 1))
+
+
+run("check connection", bpy.ops.vmclip.check_connection)
+# Jobs send progress at least once a second; 15 s of silence means the backend is gone.
+prefs.timeout_s, prefs.retries = 15.0, 1
+run("generate motion", bpy.ops.vmclip.generate_motion)
+arm = settings.armature
+# A camera on the rig, so that opening demo.blend and pressing F12 shows the motion too.
+cam = scene.camera
+if cam is not None:
+    cam.location = (0.0, -6.0, 1.1)
+    cam.rotation_euler = (1.5708, 0.0, 0.0)
+run("bake video", bpy.ops.vmclip.bake_video)
+run("export FBX", bpy.ops.vmclip.export_fbx, filepath=os.path.join(work, "demo.fbx"))
+bpy.ops.wm.save_as_mainfile(filepath=blend)
+action = arm.animation_data.action
+say(result={"frames": scene.frame_end - scene.frame_start + 1, "action": action.name,
+            "bones": len(arm.data.bones), "status": bpy.context.window_manager.vmclip_state.status})
+'''
+
+
+def _load_builder():
+    path = REPO / "build_addon.py"
+    if not path.is_file():
+        raise VmclipError(f"{path} is missing: the Blender demo needs the repository's add-on sources")
+    spec = importlib.util.spec_from_file_location("vmclip_build_addon", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[str | Path], prompt: str,
+                     seconds: float = 4.0, seed: int = 0, *, size: int = 512, timeout_s: float = 3600.0,
+                     log=print) -> dict:
+    """Generate, bake and export through the add-on in headless Blender; returns paths and a summary.
+
+    `server_address` must be a running `vmclip serve`. Raises InputError for bad arguments and
+    VmclipError (one line) when Blender or the backend fails."""
+    out_dir = Path(out_dir)
+    images = [Path(p).resolve() for p in images]
+    if not images:
+        raise InputError("the Blender demo needs at least one photo of the person")
+    for img in images:
+        if not img.is_file():
+            raise InputError(f"{img}: no such image")
+    if not prompt.strip():
+        raise InputError("the Blender demo needs a prompt")
+    try:
+        import bpy  # noqa: F401 - only to say clearly when it is missing; Blender runs in a subprocess
+    except ImportError:
+        raise VmclipError("the bpy module is not installed (pip install bpy==5.0.1, Python 3.11)") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builder = _load_builder()
+    with tempfile.TemporaryDirectory(prefix=".vmclip-demo-", dir=out_dir) as tmp:
+        tmp_path = Path(tmp)
+        zip_path = builder.build(tmp_path / "dist", offline=True, log=lambda *_: None)
+        work = tmp_path / "out"
+        work.mkdir()
+        cfg = {"mark": _MARK, "module": ADDON_MODULE, "zip": str(zip_path), "address": server_address,
+               "prompt": prompt, "seconds": float(seconds), "seed": int(seed), "size": int(size),
+               "images": [str(p) for p in images], "work": str(work)}
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+        (tmp_path / "demo_script.py").write_text(_SCRIPT)
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
+        cmd = [sys.executable, str(tmp_path / "demo_script.py"), str(tmp_path / "cfg.json")]
+        summary: dict = {}
+        error = None
+        tail: list[str] = []
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=tmp_path)
+        try:
+            for line in proc.stdout:
+                if line.startswith(_MARK):
+                    msg = json.loads(line[len(_MARK):])
+                    if "stage" in msg:
+                        log(f"blender: {msg['stage']}...")
+                    elif "done" in msg:
+                        log(f"blender: {msg['done']} done ({msg['seconds']} s)")
+                    elif "error" in msg:
+                        error = msg["error"]
+                    elif "result" in msg:
+                        summary = msg["result"]
+                else:
+                    tail = (tail + [line.rstrip()])[-20:]
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise VmclipError(f"headless Blender did not finish within {timeout_s:.0f} s") from None
+        if error is not None:
+            raise VmclipError(f"Blender demo: {error}")
+        if proc.returncode != 0 or not summary:
+            detail = next((t for t in reversed(tail) if t.strip()), "no output")
+            raise VmclipError(f"headless Blender failed (exit {proc.returncode}): {detail}")
+        missing = [name for name in OUTPUTS if not (work / name).is_file()]
+        if missing:
+            raise VmclipError(f"headless Blender did not write {', '.join(missing)}")
+        paths = {}
+        for name in OUTPUTS:
+            dest = out_dir / name
+            os.replace(work / name, dest)
+            paths[name.split(".")[1]] = dest
+        for extra in work.glob("*.blend1"):  # Blender's backup of the first save
+            extra.unlink()
+    return {**summary, **paths}
