@@ -25,8 +25,15 @@ class _Block(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", _QuickGELU()),
-                                              ("c_proj", nn.Linear(width * 4, width))]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, width * 4)),
+                    ("gelu", _QuickGELU()),
+                    ("c_proj", nn.Linear(width * 4, width)),
+                ]
+            )
+        )
         self.ln_2 = nn.LayerNorm(width)
 
     def forward(self, x, mask):
@@ -61,7 +68,7 @@ class TinyClip(nn.Module):
         self.positional_embedding = nn.Parameter(torch.randn(ctx, width) * 0.1)
         self.transformer = _Transformer(width, layers, width // 64)
         self.ln_final = nn.LayerNorm(width)
-        self.text_projection = nn.Parameter(torch.randn(width, embed) * width ** -0.5)
+        self.text_projection = nn.Parameter(torch.randn(width, embed) * width**-0.5)
         self.logit_scale = nn.Parameter(torch.tensor(4.6))
         self.visual = nn.Linear(4, 4)
         for p in self.parameters():  # random LayerNorm parameters too, so they are really read

@@ -8,8 +8,13 @@ import torch
 from vmclip.text import DIMS, load_text_encoder
 from vmclip.text.minilm import MiniLMEncoder
 
-TEXTS = ["a person waves with the right hand", "walk", "Sprints across the field!",
-         "a tired man waves goodbye, then walks away " * 8, "ÜBER café – naïve 123"]
+TEXTS = [
+    "a person waves with the right hand",
+    "walk",
+    "Sprints across the field!",
+    "a tired man waves goodbye, then walks away " * 8,
+    "ÜBER café – naïve 123",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +49,10 @@ def test_matches_sentence_transformers(encoder):
 
 
 def test_loads_without_sentence_transformers_import():
-    code = ("import sys, vmclip.text as t; e = t.load_text_encoder('minilm', device='cpu'); "
-            "e.encode(['hi']); "
-            "print('sentence_transformers' in sys.modules, 'transformers' in sys.modules)")
+    code = (
+        "import sys, vmclip.text as t; e = t.load_text_encoder('minilm', device='cpu'); "
+        "e.encode(['hi']); "
+        "print('sentence_transformers' in sys.modules, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

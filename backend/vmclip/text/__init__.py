@@ -36,16 +36,18 @@ def _cached(name: str, device: str, clip_path: str | None, bpe_path: str | None)
     return ClipTextEncoder(clip_path, bpe_path, device=device)
 
 
-def load_text_encoder(name: str = "minilm", device: str | None = None,
-                      clip_path: str | os.PathLike | None = None,
-                      bpe_path: str | os.PathLike | None = None) -> TextEncoder:
+def load_text_encoder(
+    name: str = "minilm",
+    device: str | None = None,
+    clip_path: str | os.PathLike | None = None,
+    bpe_path: str | os.PathLike | None = None,
+) -> TextEncoder:
     """The named encoder, loaded once per process (per device and file paths)."""
     if name not in ENCODERS:
         raise InputError(f"unknown text encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return _cached(name, device, str(clip_path) if clip_path else None,
-                   str(bpe_path) if bpe_path else None)
+    return _cached(name, device, str(clip_path) if clip_path else None, str(bpe_path) if bpe_path else None)
 
 
 __all__ = ["DIMS", "ENCODERS", "TextEncoder", "load_text_encoder"]

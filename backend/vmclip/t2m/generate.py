@@ -1,0 +1,327 @@
+"""Text -> motion with the trained MotionCLIP-style model.
+
+The prompt's embedding (MiniLM or CLIP) lives in the same space as the motion latents. The decoder
+turns a latent into a motion; which latent:
+
+* The shipped model carries a bank of latents of its training windows. A seeded draw picks one of
+  the bank latents most similar to the text (softmax over the top matches), and the latent decoded is
+  that latent moved a fraction of the way toward the text embedding. Decoding near real motions
+  gives crisp movement, the text steers the draw, the seed picks among the plausible motions, so
+  different seeds give visibly different results and the same seed the same one.
+* Without a bank (e.g. a MotionCLIP checkpoint) the text embedding itself is decoded, with seeded
+  noise on the sphere for seeds other than the first draw.
+
+Sequences ("walk forward, then wave") are split into segments, each generated on its own; motions
+longer than the model's window are generated in chunks. Each new piece is chosen among a few seeded
+candidates for the one whose first frames best match the previous piece's last ones, aligned to the
+previous piece's heading and position, and cross-faded over half a second. Output: 30 fps, cleaned up
+(see cleanup.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vmclip.errors import InputError, MissingAssetError
+from vmclip.motion import Motion
+from vmclip.motion import rotations as R
+from vmclip.t2m.cleanup import clean_motion
+from vmclip.t2m.model import ModelConfig, MotionClipModel, from_features
+
+MAX_PROMPT_CHARS = 500
+MIN_SECONDS, MAX_SECONDS = 1.0, 10.0
+MAX_SEGMENTS = 6
+OUT_FPS = 30.0
+OVERLAP_SECONDS = 0.5
+TOP_K = 24  # bank entries the draw chooses among
+TEMPERATURE = 0.03  # softmax temperature over cosine scores
+TOWARD_TEXT = 0.25  # how far the drawn latent moves toward the text embedding
+CANDIDATES = 4  # seeded candidates per piece when matching a seam
+
+_SPLIT = re.compile(
+    r"\s*(?:[,;.]\s*)?\b(?:and\s+then|then|after\s+that|afterwards|and\s+finally|finally)\b"
+    r"\s*,?\s*|\s*;\s*|(?<=[a-z])\.\s+(?=\w)",
+    re.IGNORECASE,
+)
+
+
+def validate_prompt(prompt: object) -> str:
+    if not isinstance(prompt, str):
+        raise InputError("prompt must be text")
+    if any(unicodedata.category(ch) == "Cc" for ch in prompt):
+        raise InputError("prompt contains control characters (newlines, tabs, escapes); use plain text")
+    text = " ".join(prompt.split())
+    if not text:
+        raise InputError('prompt is empty; describe a motion, e.g. "a person waves with the right hand"')
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} are allowed")
+    if not any(ch.isalpha() for ch in text):
+        raise InputError('prompt has no words; describe a motion, e.g. "a person jumps"')
+    return text
+
+
+def validate_seconds(seconds: object) -> float:
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"seconds must be a number, not {seconds!r}") from None
+    if not math.isfinite(value) or not MIN_SECONDS <= value <= MAX_SECONDS:
+        raise InputError(f"seconds must be between {MIN_SECONDS:g} and {MAX_SECONDS:g}, not {seconds}")
+    return value
+
+
+def validate_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be a whole number, not {seed!r}")
+    if not 0 <= int(seed) < 2**63:
+        raise InputError(f"seed must be between 0 and 2^63-1, not {seed}")
+    return int(seed)
+
+
+def split_prompt(prompt: str) -> list[str]:
+    """'walk forward, then wave' -> ['walk forward', 'wave'] (at most MAX_SEGMENTS parts)."""
+    parts = [p.strip(" ,.;:!") for p in _SPLIT.split(prompt)]
+    parts = [p for p in parts if any(ch.isalpha() for ch in p)]
+    if len(parts) > MAX_SEGMENTS:
+        raise InputError(f"prompt has {len(parts)} steps; at most {MAX_SEGMENTS} are supported")
+    return parts or [prompt]
+
+
+# --- small rotation helpers (torch) -------------------------------------------------------------
+
+
+def _yaw(rot6d_root: torch.Tensor) -> torch.Tensor:
+    fwd = R.rotation_6d_to_matrix(rot6d_root)[..., :, 2]
+    return torch.atan2(fwd[..., 0], fwd[..., 2])
+
+
+def _rot_y(angle: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack(
+        [torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2
+    )
+
+
+def _nlerp_rot6d(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Blend rotations (..., 6) by quaternion nlerp with the sign fixed (weights broadcast)."""
+    qa = R.matrix_to_quaternion(R.rotation_6d_to_matrix(a))
+    qb = R.matrix_to_quaternion(R.rotation_6d_to_matrix(b))
+    qb = torch.where((qa * qb).sum(-1, keepdim=True) < 0, -qb, qb)
+    q = F.normalize(qa * (1 - w) + qb * w, dim=-1)
+    return R.matrix_to_rotation_6d(R.quaternion_to_matrix(q))
+
+
+@dataclass
+class Piece:
+    text_index: int  # which segment's embedding
+    frames: int  # new frames this piece adds (model rate)
+
+
+class Generator:
+    """Loaded model + text encoder; `generate(prompt, seconds, seed) -> Motion` (30 fps, cleaned)."""
+
+    def __init__(
+        self,
+        model: MotionClipModel,
+        text_encoder,
+        bank: dict | None = None,
+        clips: list[dict] | None = None,
+        info: dict | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.cfg: ModelConfig = model.cfg
+        self.text_encoder = text_encoder
+        self.device = torch.device(device)
+        self.bank = None
+        if bank is not None and len(bank.get("latents", [])):
+            self.bank = F.normalize(bank["latents"].float().to(self.device), dim=-1)
+            self.bank_clip = bank["clip"].long()
+        self.clips = clips or []
+        self.info = info or {}
+        if text_encoder is not None and text_encoder.dim != self.cfg.latent_dim:
+            raise MissingAssetError(
+                f"text encoder {text_encoder.name} gives {text_encoder.dim}-d embeddings "
+                f"but the model's latent is {self.cfg.latent_dim}-d"
+            )
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def from_file(
+        cls, path: str | Path, device: str | None = None, encoder: str | None = None, **encoder_kwargs
+    ) -> Generator:
+        from vmclip.text import load_text_encoder
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingAssetError(
+                f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
+            )
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m":
+            cfg = ModelConfig.from_dict(obj["config"])
+            model = MotionClipModel(cfg)
+            model.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
+            bank, clips, info = obj.get("bank"), obj.get("clips"), obj.get("info")
+        elif isinstance(obj, dict) and "model" in obj and "config" in obj:  # a training checkpoint
+            cfg = ModelConfig.from_dict(obj["config"])
+            model = MotionClipModel(cfg)
+            model.load_state_dict(obj["model"])
+            bank, clips, info = None, None, {"step": obj.get("step")}
+        else:  # MotionCLIP's own checkpoint format
+            from vmclip.t2m.motionclip_ckpt import load_motionclip_checkpoint
+
+            model = load_motionclip_checkpoint(path)
+            cfg = model.cfg
+            bank, clips, info = None, None, {"source": "motionclip"}
+        enc = load_text_encoder(encoder or cfg.text_encoder, device=device, **encoder_kwargs)
+        return cls(model, enc, bank, clips, info, device)
+
+    # -- latents --------------------------------------------------------------------------------
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return F.normalize(self.text_encoder.encode(texts).float().to(self.device), dim=-1)
+
+    def draw(self, text_emb: torch.Tensor, rng: np.random.Generator, n: int) -> torch.Tensor:
+        """n seeded latents for one text embedding (see the module doc)."""
+        if self.bank is None:
+            noise = torch.from_numpy(rng.standard_normal((n, text_emb.shape[-1])).astype(np.float32))
+            noise[0] = 0  # the first draw is the text itself
+            return F.normalize(text_emb[None] + 0.15 * F.normalize(noise.to(self.device), dim=-1), dim=-1)
+        scores = self.bank @ text_emb
+        k = min(TOP_K, len(scores))
+        top, idx = scores.topk(k)
+        p = torch.softmax((top - top.max()) / TEMPERATURE, 0).double().cpu().numpy()
+        picks = rng.choice(k, size=n, p=p / p.sum())
+        base = self.bank[idx[torch.from_numpy(picks)]]
+        return F.normalize(base + TOWARD_TEXT * (text_emb[None] - base), dim=-1)
+
+    def matches(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+        """The bank's best-matching training descriptions for a prompt (for inspection)."""
+        if self.bank is None or not self.clips:
+            return []
+        scores = self.bank @ self.embed([prompt])[0]
+        out: dict[str, float] = {}
+        for s, i in zip(*scores.topk(min(len(scores), 50)), strict=True):
+            text = self.clips[int(self.bank_clip[int(i)])]["text"]
+            out.setdefault(text, float(s))
+            if len(out) == k:
+                break
+        return list(out.items())
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.ones(len(z), frames, dtype=torch.bool, device=self.device)
+        return from_features(self.model.decode(z, mask))
+
+    # -- assembly -------------------------------------------------------------------------------
+    def _plan(self, segments: int, total: int, overlap: int) -> list[Piece]:
+        per = [total // segments + (1 if i < total % segments else 0) for i in range(segments)]
+        room = self.cfg.max_frames - overlap
+        pieces = []
+        for s, n in enumerate(per):
+            chunks = max(1, math.ceil(n / room))
+            for c in range(chunks):
+                pieces.append(Piece(s, n // chunks + (1 if c < n % chunks else 0)))
+        return pieces
+
+    @staticmethod
+    def _seam_cost(
+        prev_rot: torch.Tensor, prev_tr: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor
+    ) -> torch.Tensor:
+        """Pose + velocity mismatch between prev's tail and each candidate's head (heading-free)."""
+        pose = ((rot[:, :, 1:] - prev_rot[None, :, 1:]) ** 2).sum((-1, -2)).mean(-1)
+        tilt = (
+            (
+                (
+                    R.rotation_6d_to_matrix(rot[:, :, 0])[..., 1, :]
+                    - R.rotation_6d_to_matrix(prev_rot[None, :, 0])[..., 1, :]
+                )
+                ** 2
+            )
+            .sum(-1)
+            .mean(-1)
+        )
+        height = ((tr[:, :, 1] - prev_tr[None, :, 1]) ** 2).mean(-1)
+        vel = (
+            (((rot[:, 1:, 1:] - rot[:, :-1, 1:]) - (prev_rot[None, 1:, 1:] - prev_rot[None, :-1, 1:])) ** 2)
+            .sum((-1, -2))
+            .mean(-1)
+        )
+        return pose + tilt + 10 * height + 4 * vel
+
+    def _append(
+        self, rot: torch.Tensor, tr: torch.Tensor, new_rot: torch.Tensor, new_tr: torch.Tensor, overlap: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Align the new piece to the start of rot's tail (heading, ground position) and cross-fade."""
+        start = len(rot) - overlap
+        delta = _yaw(rot[start, 0]) - _yaw(new_rot[0, 0])
+        ry = _rot_y(delta)
+        root = ry @ R.rotation_6d_to_matrix(new_rot[:, 0])
+        new_rot = new_rot.clone()
+        new_rot[:, 0] = R.matrix_to_rotation_6d(root)
+        origin = new_tr[:1].clone()
+        origin[:, 1] = 0
+        new_tr = (new_tr - origin) @ ry.T
+        shift = tr[start].clone()
+        shift[1] = 0
+        new_tr = new_tr + shift
+        k = torch.arange(1, overlap + 1, dtype=rot.dtype, device=rot.device) / (overlap + 1)
+        w = k * k * (3 - 2 * k)  # smoothstep
+        blend_rot = _nlerp_rot6d(rot[start:], new_rot[:overlap], w[:, None, None])
+        blend_tr = tr[start:] * (1 - w[:, None]) + new_tr[:overlap] * w[:, None]
+        return (
+            torch.cat([rot[:start], blend_rot, new_rot[overlap:]]),
+            torch.cat([tr[:start], blend_tr, new_tr[overlap:]]),
+        )
+
+    def generate(self, prompt: str, seconds: float = 4.0, seed: int = 0, clean: bool = True) -> Motion:
+        prompt = validate_prompt(prompt)
+        seconds = validate_seconds(seconds)
+        seed = validate_seed(seed)
+        segments = split_prompt(prompt)
+        fps = float(self.cfg.fps)
+        total = int(math.ceil(seconds * fps)) + 1
+        overlap = max(2, int(round(OVERLAP_SECONDS * fps)))
+        pieces = self._plan(len(segments), total, overlap)
+        if min(p.frames for p in pieces) < 2:
+            raise InputError(f"{seconds:g} s is too short for {len(segments)} steps; give more seconds")
+        emb = self.embed(segments)
+        rng = np.random.default_rng(seed)
+        rot = tr = None
+        for piece in pieces:
+            first = rot is None
+            n_cand = 1 if first else CANDIDATES
+            z = self.draw(emb[piece.text_index], rng, n_cand)
+            frames = piece.frames + (0 if first else overlap)
+            cand_rot, cand_tr = self.decode(z, frames)
+            if first:
+                rot, tr = cand_rot[0], cand_tr[0]
+                continue
+            best = int(
+                self._seam_cost(
+                    rot[-overlap:], tr[-overlap:], cand_rot[:, :overlap], cand_tr[:, :overlap]
+                ).argmin()
+            )
+            rot, tr = self._append(rot, tr, cand_rot[best], cand_tr[best], overlap)
+        motion = Motion(rot.cpu().numpy(), tr.cpu().numpy(), fps, [prompt])
+        motion = motion.resample(OUT_FPS)
+        n_out = int(round(seconds * OUT_FPS))
+        motion = motion.slice(0, n_out) if motion.num_frames >= n_out else _hold(motion, n_out)
+        return clean_motion(motion) if clean else motion
+
+
+def _hold(motion: Motion, frames: int) -> Motion:
+    extra = frames - motion.num_frames
+    rot = np.concatenate([motion.rot6d, np.repeat(motion.rot6d[-1:], extra, 0)])
+    tr = np.concatenate([motion.trans, np.repeat(motion.trans[-1:], extra, 0)])
+    return Motion(rot, tr, motion.fps, motion.texts, motion.betas)

@@ -1,0 +1,359 @@
+"""Training: `vmclip train --data data/processed --out DIR`.
+
+Seeded and reproducible (same seed, data and step count -> same weights on the same machine), logs
+losses (stdout and DIR/train_log.jsonl), saves DIR/last.pt every few hundred steps (model, optimiser,
+random states) so `--resume DIR/last.pt` continues exactly where it stopped, keeps the best validation
+checkpoint and exports DIR/model.pt (fp16 weights + latent bank, the shipped format).
+Text embeddings of every (augmented) text are computed once and cached in DIR/text_cache.pt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vmclip.errors import InputError
+from vmclip.fileio import atomic_output
+from vmclip.t2m import losses as L
+from vmclip.t2m.augment import augment_texts
+from vmclip.t2m.data import ClipSet, WindowSampler, clip_key, load_clipset, subset
+from vmclip.t2m.model import ModelConfig, MotionClipModel, to_features
+
+FORMAT = "vmclip-t2m"
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    out: Path
+    steps: int = 4000
+    minutes: float | None = None
+    seed: int = 0
+    resume: Path | None = None
+    batch: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    encoder: str = "minilm"
+    threads: int | None = 2
+    device: str | None = None
+    log_every: int = 25
+    save_every: int = 250
+    bank_size: int = 6000
+    model: dict = field(default_factory=dict)  # ModelConfig overrides
+    sources: list[str] | None = None  # train on these data sources only (licensing)
+    quiet: bool = False
+    bf16: bool = True  # bfloat16 autocast for the transformer passes (CPU with AVX-512 BF16, or CUDA)
+    gen_fraction: float = 0.25  # share of each batch also decoded from its text embedding
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class TextTable:
+    """Every clip's augmented texts and their embeddings (computed once, cached on disk)."""
+
+    def __init__(
+        self, data: ClipSet, encoder_name: str, cache: Path, device: str, quiet: bool = False
+    ) -> None:
+        per_clip = [
+            augment_texts(list(c.get("texts") or [c.get("label", "")]), seed=i)
+            for i, c in enumerate(data.clips)
+        ]
+        texts = sorted({t for ts in per_clip for t in ts})
+        index = {t: i for i, t in enumerate(texts)}
+        self.clip_texts = [np.array([index[t] for t in ts], np.int64) for ts in per_clip]
+        self.texts = texts
+        digest = hashlib.sha256(("\n".join(texts) + encoder_name).encode()).hexdigest()[:16]
+        emb = None
+        if cache.is_file():
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            if saved.get("digest") == digest:
+                emb = saved["emb"].float()
+        if emb is None:
+            from vmclip.progress import progress
+            from vmclip.text import load_text_encoder
+
+            if not quiet:
+                print(f"embedding {len(texts)} training texts with {encoder_name} ...", flush=True)
+            enc = load_text_encoder(encoder_name, device=device)
+            chunks = [texts[i : i + 256] for i in range(0, len(texts), 256)]
+            emb = torch.cat([enc.encode(c).cpu() for c in progress(chunks, "text embeddings")]).float()
+            _atomic_save({"digest": digest, "emb": emb.half(), "texts": texts}, cache)
+        self.emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    def sample(self, clips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        idx = [int(rng.choice(self.clip_texts[int(c)])) for c in clips]
+        return self.emb[idx]
+
+
+def _lr_at(step: int, opts: TrainOptions) -> float:
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _step_losses(
+    model: MotionClipModel,
+    batch: dict,
+    text: torch.Tensor,
+    keys: torch.Tensor,
+    bf16: bool,
+    gen_fraction: float,
+) -> dict:
+    x = to_features(batch["rot6d"], batch["trans"])
+    mask = batch["mask"]
+    n_gen = max(1, int(round(len(x) * gen_fraction))) if gen_fraction > 0 else 0
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        z = model.encode(x, mask)
+        pred = model.decode(z, mask)
+        # MotionCLIP's generation losses: decoding the text embedding must also give the motion.
+        gen_pred = model.decode(text[:n_gen], mask[:n_gen]) if n_gen else None
+    z = z.float()
+    out = L.reconstruction(pred.float(), x, mask)
+    out.update(L.alignment(z, text, keys))
+    if gen_pred is not None:
+        gen = L.reconstruction(gen_pred.float(), x[:n_gen], mask[:n_gen])
+        out.update({f"gen_{k}": v for k, v in gen.items() if k in ("rc", "rcxyz", "vel", "velxyz")})
+    return out
+
+
+def evaluate_loss(model: MotionClipModel, windows: dict, batch: int = 64) -> dict[str, float]:
+    """Reconstruction losses and MPJPE (mm) on fixed windows, without gradients."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = len(windows["mask"])
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            part = {k: v[s : s + batch] for k, v in windows.items()}
+            x = to_features(part["rot6d"], part["trans"])
+            pred = model.decode(model.encode(x, part["mask"]), part["mask"])
+            rec = L.reconstruction(pred, x, part["mask"])
+            err = (L.positions(pred) - L.positions(x)).norm(dim=-1).mean(-1)  # (B, T)
+            m = part["mask"].float()
+            rec["mpjpe_mm"] = 1000 * (err * m).sum() / m.sum()
+            for k, v in rec.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(part["mask"])
+    model.train()
+    return {k: v / n for k, v in sums.items()}
+
+
+def build_bank(model: MotionClipModel, sampler: WindowSampler, limit: int, hop_seconds: float = 1.5) -> dict:
+    """Latents of training windows: the prior generation samples around the text embedding."""
+    windows = sampler.fixed_windows(hop_seconds=hop_seconds, limit=limit)
+    model.eval()
+    zs = []
+    with torch.no_grad():
+        for s in range(0, len(windows["mask"]), 128):
+            x = to_features(windows["rot6d"][s : s + 128], windows["trans"][s : s + 128])
+            zs.append(model.encode(x, windows["mask"][s : s + 128]))
+    model.train()
+    lengths = windows["mask"].sum(1)
+    return {
+        "latents": torch.cat(zs).half(),
+        "clip": windows["clip"].int(),
+        "start": windows["start"].int(),
+        "length": lengths.short(),
+    }
+
+
+def export(model: MotionClipModel, bank: dict, data: ClipSet, path: Path, info: dict) -> Path:
+    """The shipped format: fp16 weights, config, latent bank and the bank clips' descriptions."""
+    used = sorted({int(c) for c in bank["clip"]})
+    remap = {c: i for i, c in enumerate(used)}
+    clips = []
+    for c in used:
+        rec = data.clips[c]
+        clips.append(
+            {
+                "text": clip_key(rec),
+                "label": str(rec.get("label", "")),
+                "source": str(rec.get("source", "")),
+                "license": str(rec.get("license", "")),
+            }
+        )
+    obj = {
+        "format": FORMAT,
+        "version": 1,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().half() for k, v in model.state_dict().items()},
+        "bank": {**bank, "clip": torch.tensor([remap[int(c)] for c in bank["clip"]], dtype=torch.int32)},
+        "clips": clips,
+        "info": info,
+    }
+    _atomic_save(obj, path)
+    return path
+
+
+def train(opts: TrainOptions) -> dict:
+    from vmclip.text import DIMS
+
+    if opts.steps < 1:
+        raise InputError("--steps must be at least 1")
+    if opts.batch < 2:
+        raise InputError("--batch must be at least 2")
+    if opts.minutes is not None and opts.minutes <= 0:
+        raise InputError("--minutes must be positive")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+
+    train_set = subset(load_clipset(opts.data, "train"), opts.sources)
+    val_set = load_clipset(opts.data, "val") if (Path(opts.data) / "val.npz").is_file() else None
+    if val_set is not None and opts.sources:
+        try:
+            val_set = subset(val_set, opts.sources)
+        except InputError:
+            val_set = None
+
+    state = None
+    if opts.resume:
+        if not Path(opts.resume).is_file():
+            raise InputError(f"{opts.resume}: no such checkpoint to resume from")
+        state = torch.load(opts.resume, map_location="cpu", weights_only=False)
+        cfg = ModelConfig.from_dict(state["config"])
+        opts.seed = state["seed"]
+    else:
+        cfg = ModelConfig(
+            **{**{"latent_dim": DIMS[opts.encoder], "text_encoder": opts.encoder}, **opts.model}
+        )
+    if cfg.latent_dim != DIMS[cfg.text_encoder]:
+        raise InputError(f"latent size {cfg.latent_dim} must equal the {cfg.text_encoder} embedding size")
+
+    torch.manual_seed(opts.seed)
+    model = MotionClipModel(cfg).to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
+    sampler = WindowSampler(train_set, cfg.fps, cfg.max_frames, seed=opts.seed)
+    table = TextTable(train_set, cfg.text_encoder, out / "text_cache.pt", device, opts.quiet)
+    keys_of_clip = {}
+    clip_keys = torch.tensor(
+        [keys_of_clip.setdefault(clip_key(c), len(keys_of_clip)) for c in train_set.clips]
+    )
+    val_windows = None
+    if val_set is not None and len(val_set):
+        val_windows = WindowSampler(val_set, cfg.fps, cfg.max_frames, seed=0).fixed_windows(limit=384)
+    step, best, history = 0, math.inf, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, best = int(state["step"]), float(state["best"])
+        say(f"resumed from {opts.resume} at step {step}")
+    n_params = sum(p.numel() for p in model.parameters())
+    say(
+        f"model: {n_params / 1e6:.2f} M parameters, latent {cfg.latent_dim} ({cfg.text_encoder}), "
+        f"{cfg.fps:g} fps windows of up to {cfg.max_frames} frames; {len(train_set)} training clips, "
+        f"{len(table.texts)} texts"
+    )
+
+    log_path = out / "train_log.jsonl"
+    t0 = time.time()
+    deadline = t0 + opts.minutes * 60 if opts.minutes else None
+    running: dict[str, float] = {}
+    model.train()
+
+    def checkpoint(path: Path) -> None:
+        _atomic_save(
+            {
+                "config": cfg.to_dict(),
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "sampler": sampler.state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "best": best,
+                "seed": opts.seed,
+            },
+            path,
+        )
+
+    stopped_early = False
+    while step < opts.steps:
+        for g in optim.param_groups:
+            g["lr"] = _lr_at(step, opts)
+        batch = {k: v.to(device) for k, v in sampler.sample(opts.batch).items()}
+        text = table.sample(batch["clip"], sampler.rng).to(device)
+        losses = _step_losses(
+            model, batch, text, clip_keys.to(device)[batch["clip"]], opts.bf16, opts.gen_fraction
+        )
+        loss = L.total(losses)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        step += 1
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        running["total"] = running.get("total", 0.0) + float(loss.detach())
+        if step % opts.log_every == 0 or step == opts.steps:
+            n = opts.log_every if step % opts.log_every == 0 else step % opts.log_every
+            row = {
+                "step": step,
+                "seconds": round(time.time() - t0, 1),
+                "lr": _lr_at(step - 1, opts),
+                **{k: round(v / n, 6) for k, v in running.items()},
+            }
+            running = {}
+            history.append(row)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            say(
+                f"step {step:5d}  {row['seconds']:7.0f}s  loss {row['total']:.4f}  rc {row['rc']:.4f}  "
+                f"xyz {row['rcxyz']:.5f}  cos {row['cosine']:.3f}  ce {row['ce']:.3f}  "
+                f"gen_xyz {row.get('gen_rcxyz', 0.0):.5f}"
+            )
+        timed_out = deadline is not None and time.time() > deadline
+        if step % opts.save_every == 0 or step == opts.steps or timed_out:
+            if val_windows is not None:
+                val = evaluate_loss(model, {k: v.to(device) for k, v in val_windows.items()})
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(
+                        json.dumps({"step": step, "val": {k: round(v, 6) for k, v in val.items()}}) + "\n"
+                    )
+                say(f"  val at {step}: MPJPE {val['mpjpe_mm']:.1f} mm, rc {val['rc']:.4f}")
+                if val["mpjpe_mm"] < best:
+                    best = val["mpjpe_mm"]
+                    _atomic_save(
+                        {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "val": val},
+                        out / "best.pt",
+                    )
+            checkpoint(out / "last.pt")
+        if timed_out and step < opts.steps:
+            say(f"time budget of {opts.minutes} min reached at step {step}; stopping (resume with --resume)")
+            stopped_early = True
+            break
+
+    elapsed = time.time() - t0
+    bank = build_bank(model, sampler, opts.bank_size)
+    info = {
+        "steps": step,
+        "seed": opts.seed,
+        "seconds": round(elapsed, 1),
+        "batch": opts.batch,
+        "lr": opts.lr,
+        "stopped_early": stopped_early,
+        "sources": opts.sources,
+        "licenses": sorted({str(c.get("license", "")) for c in train_set.clips}),
+        "best_val_mpjpe_mm": best,
+        "last": history[-1] if history else {},
+        "data": str(opts.data),
+    }
+    export(model, bank, train_set, out / "model.pt", info)
+    say(
+        f"wrote {out / 'model.pt'} ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB) "
+        f"after {elapsed / 60:.1f} min"
+    )
+    return info
