@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vmclip.errors import InputError
+from vmclip.motion import rotations as R
 from vmclip.motion.bvh_read import SourceMotion, bvh_to_source, parse_bvh, rest_positions
 from vmclip.motion.format import Motion
 from vmclip.motion.retarget import Retargeted, map_skeleton, retarget
@@ -129,9 +130,36 @@ def load_mocap(
     res = retarget(src)
     if not (np.isfinite(res.local_rot).all() and np.isfinite(res.trans).all()):
         raise InputError(f"{src.where}: retargeting produced NaN values (degenerate skeleton or pose)")
-    motion = Motion.from_matrices(res.local_rot, res.trans, src.fps, list(texts or []))
-    if motion.num_frames > 1:
-        motion = motion.resample(FPS)
-    else:
-        motion.fps = FPS
-    return motion
+    rot, trans = _resample(res.local_rot, res.trans, src.fps, FPS)
+    return Motion.from_matrices(rot, trans, FPS, list(texts or []))
+
+
+def _resample(
+    rot: np.ndarray, trans: np.ndarray, fps_in: float, fps_out: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (F, J, 3, 3) and translations (F, 3) at `fps_out`: slerp / linear between the two
+    nearest source frames (same timing as `Motion.resample`), converting only the frames it uses --
+    120-fps sources would otherwise spend most of their load time in quaternion conversion."""
+    n_in = len(rot)
+    if n_in == 1 or abs(fps_in - fps_out) < 1e-6:
+        return rot, trans
+    n_out = max(1, int(round((n_in - 1) / fps_in * fps_out)) + 1)
+    t = np.arange(n_out) / fps_out * fps_in
+    t = np.where(np.abs(t - np.round(t)) < 1e-6, np.round(t), t)  # 4/30*120 is 3.9999...
+    i0 = np.clip(np.floor(t).astype(int), 0, n_in - 1)
+    i1 = np.clip(i0 + 1, 0, n_in - 1)
+    w = t - i0
+    if np.all(w < 1e-9):  # integer ratio (60 or 120 fps): plain decimation
+        return rot[i0], trans[i0]
+    q0, q1 = R.matrix_to_quaternion(rot[i0]), R.matrix_to_quaternion(rot[i1])
+    dot = (q0 * q1).sum(-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))
+    sin_t = np.sin(theta)
+    wj = w[:, None, None]
+    small = sin_t < 1e-6
+    a = np.where(small, 1 - wj, np.sin((1 - wj) * theta) / np.where(small, 1.0, sin_t))
+    b = np.where(small, wj, np.sin(wj * theta) / np.where(small, 1.0, sin_t))
+    out_rot = R.quaternion_to_matrix(a * q0 + b * q1)
+    out_trans = trans[i0] * (1 - w[:, None]) + trans[i1] * w[:, None]
+    return out_rot, out_trans
