@@ -80,6 +80,9 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
+_MIRRORS: dict[tuple, np.ndarray] = {}  # mirror-vertex maps per (body, shape): a k-d tree query each
+
+
 def build_scene(person, size: int = 512, body=None) -> Scene:
     """Prepare the sources (one per photo of `person`, a PersonAnalysis) at the output size."""
     views = list(getattr(person, "views", []) or [])
@@ -99,7 +102,10 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
     shape = person.shape
     faces = np.asarray(body.faces, dtype=np.int64)
     vertex_part = np.asarray(body.skin_weights).argmax(1)
-    mirror = mirror_vertex_map(to_numpy(body.rest_vertices(shape)))
+    key = (id(body), repr(sorted(shape.items())) if isinstance(shape, dict) else repr(shape))
+    mirror = _MIRRORS.get(key)
+    if mirror is None:
+        mirror = _MIRRORS[key] = mirror_vertex_map(to_numpy(body.rest_vertices(shape)))
     ras = get_rasterizer()
     sources, posed = [], []
     for view in views:
@@ -220,7 +226,7 @@ def render_frames(person, motion: Motion, *, size: int = 512, progress: Progress
             raise RenderCancelled("rendering cancelled")
         warped = warper.warp(verts)
         if refiner is not None and warped is not None:
-            warped = refiner.refine(scene, warped)
+            warped = refiner.refine(scene, warped, verts)
         shade = contact_shadow(scene, verts, placed.ground_y) if shadow else None
         yield composite(scene, warped, shade)
         if progress is not None:
