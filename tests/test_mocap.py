@@ -107,6 +107,7 @@ def test_load_mocap_synthetic_bends_knee_and_stands_on_floor() -> None:
     [
         ("", "empty"),
         ("hello world", "not a BVH"),
+        ("\x00\xff\x10binary" * 20, "not a BVH"),
         (synthetic_bvh().split("MOTION")[0], "no MOTION"),
         (synthetic_bvh()[:-200], "truncated"),
         (synthetic_bvh(n_frames=0), "zero-length"),
