@@ -16,7 +16,7 @@ from vmclip.errors import InputError
 from vmclip.motion import rotations as R
 from vmclip.motion.bvh_read import SourceMotion, bvh_to_source, parse_bvh, rest_positions
 from vmclip.motion.format import Motion
-from vmclip.motion.retarget import Retargeted, map_skeleton, retarget
+from vmclip.motion.retarget import map_skeleton, retarget
 from vmclip.motion.skeleton import FPS
 
 
@@ -50,10 +50,11 @@ def read_source(
     asf: str | Path | bytes | None = None,
     fps: float | None = None,
     frames: tuple[int, int] | None = None,
+    source: str | None = None,
 ) -> SourceMotion:
     """Parse a BVH or AMC(+ASF) recording into global joint poses in its own units and axes."""
     path = Path(path)
-    where = str(path)
+    where = f"{path} [{source}]" if source else str(path)
     suffix = path.suffix.lower()
     raw = _read(path, data)
     if suffix == ".amc":
@@ -100,10 +101,6 @@ def _crop(values, frames: tuple[int, int], where: str):
     return out
 
 
-def retarget_source(src: SourceMotion) -> Retargeted:
-    return retarget(src)
-
-
 def load_mocap(
     path: str | Path,
     *,
@@ -122,9 +119,7 @@ def load_mocap(
     `source`: a label used in error messages only. `frames`: (start, end) source frames to keep,
     end exclusive, applied before retargeting (so the floor is found on the kept part).
     """
-    src = read_source(path, data=data, asf=asf, fps=fps, frames=frames)
-    if source:
-        src.where = f"{src.where} [{source}]"
+    src = read_source(path, data=data, asf=asf, fps=fps, frames=frames, source=source)
     if src.num_frames < 1:
         raise InputError(f"{src.where}: zero-length clip")
     res = retarget(src)
