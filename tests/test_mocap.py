@@ -255,7 +255,11 @@ def test_bvh_reader_matches_bvhio(motion_data) -> None:
 
     from vmclip.motion.sources import read_member
 
-    for rel in ("extra/deepmimic/humanoid3d_walk.bvh", "extra/xia_test/neutral_16_000.bvh"):
+    for rel in (
+        "extra/deepmimic/humanoid3d_walk.bvh",  # Zrot Xrot Yrot, end sites
+        "extra/xia_test/neutral_16_000.bvh",  # Zrot Yrot Xrot, zero-length joints
+        "bandai_namco/dataset-2/data/dataset-2_walk_normal_001.bvh",  # position channels on every joint
+    ):
         data = read_member(motion_data, rel)
         src = bvh_to_source(parse_bvh(data.decode(), rel))
         with tempfile.NamedTemporaryFile(suffix=".bvh") as fh:
