@@ -122,8 +122,11 @@ def _write_tiny_smpl(path, num_vertices: int = 48, seed: int = 0) -> None:
     shapedirs = rng.normal(size=(num_vertices, 3, 10)) * 0.01
     shapedirs[:, 1, 0] = v[:, 1] * 0.1  # beta0 = taller
     data = {
-        "v_template": v, "f": np.array([[i, i + 1, i + 2] for i in range(num_vertices - 2)], np.int64),
-        "J_regressor": regressor, "weights": weights, "shapedirs": shapedirs,
+        "v_template": v,
+        "f": np.array([[i, i + 1, i + 2] for i in range(num_vertices - 2)], np.int64),
+        "J_regressor": regressor,
+        "weights": weights,
+        "shapedirs": shapedirs,
         "posedirs": np.zeros((num_vertices, 3, 207)),
         "kintree_table": np.stack([np.array([4294967295, *PARENTS[1:]]), np.arange(NUM_JOINTS)]),
     }

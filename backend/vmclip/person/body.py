@@ -37,34 +37,65 @@ _ANNY_CACHE_VERSION = 2
 
 # Anny bone -> SMPL-24 segment whose rotation moves it (prefix match on the bone name, side suffix kept).
 _ANNY_GROUPS: list[tuple[str, str]] = [
-    ("root", "pelvis"), ("pelvis.", "pelvis"),
-    ("upperleg", "hip"), ("lowerleg", "knee"), ("foot.", "ankle"), ("toe", "foot"),
-    ("spine05", "spine1"), ("spine04", "spine1"), ("spine03", "spine2"),
-    ("spine02", "spine3"), ("spine01", "spine3"), ("breast", "spine3"),
-    ("neck", "neck"), ("clavicle", "collar"), ("shoulder01", "collar"),
-    ("upperarm", "shoulder"), ("lowerarm", "elbow"), ("wrist", "wrist"), ("metacarpal", "wrist"),
+    ("root", "pelvis"),
+    ("pelvis.", "pelvis"),
+    ("upperleg", "hip"),
+    ("lowerleg", "knee"),
+    ("foot.", "ankle"),
+    ("toe", "foot"),
+    ("spine05", "spine1"),
+    ("spine04", "spine1"),
+    ("spine03", "spine2"),
+    ("spine02", "spine3"),
+    ("spine01", "spine3"),
+    ("breast", "spine3"),
+    ("neck", "neck"),
+    ("clavicle", "collar"),
+    ("shoulder01", "collar"),
+    ("upperarm", "shoulder"),
+    ("lowerarm", "elbow"),
+    ("wrist", "wrist"),
+    ("metacarpal", "wrist"),
     ("finger", "hand"),
 ]
 # SMPL joint centre -> Anny bone whose head marks it.
 _ANNY_JOINT_BONES: dict[str, str] = {
-    "left_hip": "upperleg01.L", "right_hip": "upperleg01.R",
-    "spine1": "spine04", "left_knee": "lowerleg01.L", "right_knee": "lowerleg01.R", "spine2": "spine03",
-    "left_ankle": "foot.L", "right_ankle": "foot.R", "spine3": "spine01",
-    "left_foot": "toe3-1.L", "right_foot": "toe3-1.R", "neck": "neck01",
-    "left_collar": "clavicle.L", "right_collar": "clavicle.R", "head": "head",
-    "left_shoulder": "upperarm01.L", "right_shoulder": "upperarm01.R",
-    "left_elbow": "lowerarm01.L", "right_elbow": "lowerarm01.R",
-    "left_wrist": "wrist.L", "right_wrist": "wrist.R",
-    "left_hand": "finger3-1.L", "right_hand": "finger3-1.R",
+    "left_hip": "upperleg01.L",
+    "right_hip": "upperleg01.R",
+    "spine1": "spine04",
+    "left_knee": "lowerleg01.L",
+    "right_knee": "lowerleg01.R",
+    "spine2": "spine03",
+    "left_ankle": "foot.L",
+    "right_ankle": "foot.R",
+    "spine3": "spine01",
+    "left_foot": "toe3-1.L",
+    "right_foot": "toe3-1.R",
+    "neck": "neck01",
+    "left_collar": "clavicle.L",
+    "right_collar": "clavicle.R",
+    "head": "head",
+    "left_shoulder": "upperarm01.L",
+    "right_shoulder": "upperarm01.R",
+    "left_elbow": "lowerarm01.L",
+    "right_elbow": "lowerarm01.R",
+    "left_wrist": "wrist.L",
+    "right_wrist": "wrist.R",
+    "left_hand": "finger3-1.L",
+    "right_hand": "finger3-1.R",
 }
 # Segments re-aimed for the T-pose: arms straight out along +-X, legs hanging as in the motion format's
 # rest skeleton (Anny stands with its feet apart, which would make every walk a straddle).
 _TPOSE_TARGETS = {
-    "left_hip": ("left_knee", (0.035, -0.385, 0.0)), "left_knee": ("left_ankle", (0.0, -1.0, 0.0)),
-    "right_hip": ("right_knee", (-0.035, -0.385, 0.0)), "right_knee": ("right_ankle", (0.0, -1.0, 0.0)),
-    "left_shoulder": ("left_elbow", (1.0, 0.0, 0.0)), "left_elbow": ("left_wrist", (1.0, 0.0, 0.0)),
+    "left_hip": ("left_knee", (0.035, -0.385, 0.0)),
+    "left_knee": ("left_ankle", (0.0, -1.0, 0.0)),
+    "right_hip": ("right_knee", (-0.035, -0.385, 0.0)),
+    "right_knee": ("right_ankle", (0.0, -1.0, 0.0)),
+    "left_shoulder": ("left_elbow", (1.0, 0.0, 0.0)),
+    "left_elbow": ("left_wrist", (1.0, 0.0, 0.0)),
     "left_wrist": ("left_hand", (1.0, 0.0, 0.0)),
-    "right_shoulder": ("right_elbow", (-1.0, 0.0, 0.0)), "right_elbow": ("right_wrist", (-1.0, 0.0, 0.0)),
+    "right_shoulder": ("right_elbow", (-1.0, 0.0, 0.0)),
+    "right_elbow": ("right_wrist", (-1.0, 0.0, 0.0)),
     "right_wrist": ("right_hand", (-1.0, 0.0, 0.0)),
 }
 # Anny is Z up, facing -Y; ours is Y up, facing +Z: (x, y, z) -> (x, z, -y).
@@ -77,8 +108,9 @@ def _smpl_group(bone: str) -> str | None:
         if bone.startswith(prefix):
             name = group if group in JOINT_INDEX else side + group
             return name if name in JOINT_INDEX else None
-    if bone in ("head", "jaw") or bone.startswith(("eye", "special", "oris", "levator", "orbicularis",
-                                                     "oculi", "temporalis", "risorius", "tongue")):
+    if bone in ("head", "jaw") or bone.startswith(
+        ("eye", "special", "oris", "levator", "orbicularis", "oculi", "temporalis", "risorius", "tongue")
+    ):
         return "head"
     return None
 
@@ -111,8 +143,9 @@ def _tpose_rotations(joints: np.ndarray) -> np.ndarray:
     return glob
 
 
-def _bake_linear(vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray, glob: np.ndarray,
-                 homogeneous: bool) -> tuple[np.ndarray, np.ndarray]:
+def _bake_linear(
+    vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray, glob: np.ndarray, homogeneous: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Re-pose rest vertices/joints with fixed per-segment world rotations `glob` (LBS about the joints).
 
     Linear in (vertices, joints); with `homogeneous` False the input is a blend-shape direction and the
@@ -208,19 +241,30 @@ def prepare_anny(force: bool = False) -> Path:
 
     with atomic_output(path, suffix=".npz") as tmp:
         np.savez(
-            tmp, template_vertices=t_v.astype(np.float32), template_joints=t_j,
-            shape_dirs=d_v.astype(np.float32), joint_dirs=d_j, faces=faces,
-            skin_weights=weights.astype(np.float32), tpose_rotations=glob,
+            tmp,
+            template_vertices=t_v.astype(np.float32),
+            template_joints=t_j,
+            shape_dirs=d_v.astype(np.float32),
+            joint_dirs=d_j,
+            faces=faces,
+            skin_weights=weights.astype(np.float32),
+            tpose_rotations=glob,
             phenotype_labels=np.array(model.phenotype_labels),
             blendshape_mask=model.stacked_phenotype_blend_shapes_mask.detach().double().numpy(),
             projection=(proj.detach().double().numpy() if proj is not None else np.zeros((0, 0))),
-            **anchors, **extra,
+            **anchors,
+            **extra,
         )
     return path
 
 
-def _lbs(rest_v: torch.Tensor, rest_j: torch.Tensor, weights: torch.Tensor, local_rot: torch.Tensor,
-         trans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _lbs(
+    rest_v: torch.Tensor,
+    rest_j: torch.Tensor,
+    weights: torch.Tensor,
+    local_rot: torch.Tensor,
+    trans: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Linear blend skinning. rest_v (B|1,V,3), rest_j (B|1,24,3), local_rot (B,24,3,3), trans (B,3).
 
     The pelvis ends at `trans`, as in the motion format (trans is the pelvis's world position)."""
@@ -268,8 +312,12 @@ class BodyModel:
     def shape_dict(self, vector: np.ndarray | torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
 
-    def rest_torch(self, vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shape vectors (B,S) -> T-pose rest vertices (B,V,3) and joints (B,24,3), pelvis at the origin."""
+    def rest_torch(
+        self, vector: torch.Tensor, subset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape vectors (B,S) -> T-pose rest vertices (B,V,3) and joints (B,24,3), pelvis at the origin.
+
+        `subset` (vertex indices) returns only those vertices (cheaper, for fitting)."""
         raise NotImplementedError
 
     # --- public numpy API ---------------------------------------------------------------------------
@@ -288,14 +336,16 @@ class BodyModel:
         """Height of the pelvis above the soles in the rest pose (metres)."""
         return float(-self.rest_vertices(shape)[:, 1].min())
 
-    def pose_torch(self, vector: torch.Tensor, local_rot: torch.Tensor, trans: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pose_torch(
+        self, vector: torch.Tensor, local_rot: torch.Tensor, trans: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable posing: (B|1,S), (B,24,3,3), (B,3) -> vertices (B,V,3), joints (B,24,3)."""
         rest_v, rest_j = self.rest_torch(vector)
         return _lbs(rest_v, rest_j, self._weights_t, local_rot, trans)
 
-    def pose_vertices(self, shape: dict[str, Any] | None, local_rot: np.ndarray, trans: np.ndarray,
-                      batch: int = 64) -> np.ndarray:
+    def pose_vertices(
+        self, shape: dict[str, Any] | None, local_rot: np.ndarray, trans: np.ndarray, batch: int = 64
+    ) -> np.ndarray:
         """Posed vertices (N,V,3) for local rotations (N,24,3,3) and pelvis positions (N,3)."""
         local_rot = np.asarray(local_rot, dtype=np.float32).reshape(-1, NUM_JOINTS, 3, 3)
         trans = np.asarray(trans, dtype=np.float32).reshape(-1, 3)
@@ -304,13 +354,14 @@ class BodyModel:
         with torch.no_grad():
             rest_v, rest_j = self.rest_torch(vec)
             for i in range(0, len(local_rot), batch):
-                r = torch.as_tensor(local_rot[i:i + batch], device=self.device)
-                t = torch.as_tensor(trans[i:i + batch], device=self.device)
+                r = torch.as_tensor(local_rot[i : i + batch], device=self.device)
+                t = torch.as_tensor(trans[i : i + batch], device=self.device)
                 out.append(_lbs(rest_v, rest_j, self._weights_t, r, t)[0].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.skin_weights), 3), np.float32)
 
-    def pose_joints(self, shape: dict[str, Any] | None, local_rot: np.ndarray, trans: np.ndarray
-                    ) -> np.ndarray:
+    def pose_joints(
+        self, shape: dict[str, Any] | None, local_rot: np.ndarray, trans: np.ndarray
+    ) -> np.ndarray:
         """Posed joint positions (N,24,3)."""
         from vmclip.motion.kinematics import forward_kinematics
 
@@ -352,13 +403,18 @@ class AnnyBody(BodyModel):
         self._tj = torch.as_tensor(data["template_joints"], dtype=torch.float32, device=dev)
         self._dv = torch.as_tensor(data["shape_dirs"], device=dev).reshape(len(data["shape_dirs"]), -1)
         self._dj = torch.as_tensor(data["joint_dirs"], dtype=torch.float32, device=dev).reshape(
-            len(data["joint_dirs"]), -1)
+            len(data["joint_dirs"]), -1
+        )
         self._mask = torch.as_tensor(data["blendshape_mask"], dtype=torch.float32, device=dev)
         proj = data["projection"]
         self._proj = torch.as_tensor(proj, dtype=torch.float32, device=dev) if proj.size else None
-        self._anchors = {k[len("anchor_"):]: torch.as_tensor(v, dtype=torch.float32, device=dev)
-                         for k, v in data.items() if k.startswith("anchor_")}
+        self._anchors = {
+            k[len("anchor_") :]: torch.as_tensor(v, dtype=torch.float32, device=dev)
+            for k, v in data.items()
+            if k.startswith("anchor_")
+        }
         self.tpose_rotations = data["tpose_rotations"]
+        self._subsets: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def default_shape(self) -> dict[str, Any]:
         return {k: ANNY_DEFAULTS.get(k, 0.5) for k in self.shape_keys}
@@ -368,8 +424,9 @@ class AnnyBody(BodyModel):
         unknown = set(shape) - set(self.shape_keys)
         if unknown:
             raise ValueError(f"unknown Anny phenotype keys {sorted(unknown)}; known: {list(self.shape_keys)}")
-        return np.array([float(shape.get(k, ANNY_DEFAULTS.get(k, 0.5))) for k in self.shape_keys],
-                        dtype=np.float32)
+        return np.array(
+            [float(shape.get(k, ANNY_DEFAULTS.get(k, 0.5))) for k in self.shape_keys], dtype=np.float32
+        )
 
     def shape_dict(self, vector: np.ndarray | torch.Tensor) -> dict[str, Any]:
         vec = vector.detach().cpu().numpy() if isinstance(vector, torch.Tensor) else np.asarray(vector)
@@ -378,15 +435,27 @@ class AnnyBody(BodyModel):
     def coefficients(self, vector: torch.Tensor) -> torch.Tensor:
         from anny.models.phenotype import phenotype_blendshape_weights
 
-        w = phenotype_blendshape_weights(vector, list(self.shape_keys), self._anchors, self._mask,
-                                         extrapolate=False)
+        w = phenotype_blendshape_weights(
+            vector, list(self.shape_keys), self._anchors, self._mask, extrapolate=False
+        )
         return w @ self._proj if self._proj is not None else w
 
-    def rest_torch(self, vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rest_torch(
+        self, vector: torch.Tensor, subset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         vector = vector.reshape(-1, len(self.shape_keys)).to(self.device, torch.float32)
         c = self.coefficients(vector)
         n = c.shape[0]
-        verts = self._tv.reshape(1, -1) + c @ self._dv
+        if subset is not None:
+            key = subset.cpu().numpy().tobytes()
+            sliced = self._subsets.get(key)
+            if sliced is None:  # slicing 136 blend shapes each call costs more than the rest of the fit
+                cols = (subset.to(self.device)[:, None] * 3 + torch.arange(3, device=self.device)).reshape(-1)
+                sliced = (self._tv.reshape(1, -1)[:, cols].contiguous(), self._dv[:, cols].contiguous())
+                self._subsets[key] = sliced
+            verts = sliced[0] + c @ sliced[1]
+        else:
+            verts = self._tv.reshape(1, -1) + c @ self._dv
         joints = self._tj.reshape(1, -1) + c @ self._dj
         verts = verts.reshape(n, -1, 3)
         joints = joints.reshape(n, NUM_JOINTS, 3)
@@ -414,8 +483,14 @@ def smpl_model_dir() -> Path:
 class SmplBody(BodyModel):
     """SMPL or SMPL-X (body joints only; LBS without pose correctives) from the user's model files."""
 
-    def __init__(self, kind: str = "smpl", device: str | torch.device | None = None,
-                 model_path: str | Path | None = None, gender: str = "neutral", num_betas: int = 10) -> None:
+    def __init__(
+        self,
+        kind: str = "smpl",
+        device: str | torch.device | None = None,
+        model_path: str | Path | None = None,
+        gender: str = "neutral",
+        num_betas: int = 10,
+    ) -> None:
         super().__init__(device)
         if kind not in ("smpl", "smplx"):
             raise ValueError(f"kind must be 'smpl' or 'smplx', got {kind!r}")
@@ -423,22 +498,27 @@ class SmplBody(BodyModel):
         root = Path(model_path) if model_path else smpl_model_dir()
         stem = f"{kind.upper()}_{gender.upper()}"
         exts = ("pkl",) if kind == "smpl" else ("npz", "pkl")
-        candidates = [root] if root.is_file() else [
-            folder / f"{stem}.{ext}" for ext in exts for folder in (root / kind, root)]
+        candidates = (
+            [root]
+            if root.is_file()
+            else [folder / f"{stem}.{ext}" for ext in exts for folder in (root / kind, root)]
+        )
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise MissingAssetError(
                 f"{kind.upper()} model file not found (looked for {candidates[0].name} in {root}); "
                 f"SMPL/SMPL-X are licensed separately: download them yourself and set VMCLIP_SMPL_DIR, "
-                f"or use the embedded Anny body (kind='anny')")
+                f"or use the embedded Anny body (kind='anny')"
+            )
         import smplx
 
         try:
             if kind == "smpl":
                 model = smplx.SMPL(str(found), gender=gender, num_betas=num_betas)
             else:
-                model = smplx.SMPLX(str(found), gender=gender, num_betas=num_betas, use_pca=False,
-                                    ext=found.suffix[1:])
+                model = smplx.SMPLX(
+                    str(found), gender=gender, num_betas=num_betas, use_pca=False, ext=found.suffix[1:]
+                )
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
             raise MissingAssetError(f"{found}: not a readable {kind.upper()} model file ({exc})") from exc
         self.num_betas = int(model.betas.shape[-1])
@@ -451,7 +531,7 @@ class SmplBody(BodyModel):
         self.skin_weights = (agg / agg.sum(1, keepdims=True)).astype(np.float32)
         dev = self.device
         self._vt = model.v_template.detach().float().to(dev)
-        self._sd = model.shapedirs[..., :self.num_betas].detach().float().to(dev)  # (V,3,nb)
+        self._sd = model.shapedirs[..., : self.num_betas].detach().float().to(dev)  # (V,3,nb)
         self._jreg = model.J_regressor.detach().float().to(dev)  # (J,V)
         self._num_src_joints = self._jreg.shape[0]
         self.shape_keys = tuple(f"beta{i}" for i in range(self.num_betas))
@@ -461,15 +541,17 @@ class SmplBody(BodyModel):
 
     def shape_vector(self, shape: dict[str, Any] | None) -> np.ndarray:
         betas = np.zeros(self.num_betas, np.float32)
-        given = np.asarray((shape or {}).get("betas", []), np.float32).reshape(-1)[:self.num_betas]
-        betas[:len(given)] = given
+        given = np.asarray((shape or {}).get("betas", []), np.float32).reshape(-1)[: self.num_betas]
+        betas[: len(given)] = given
         return betas
 
     def shape_dict(self, vector: np.ndarray | torch.Tensor) -> dict[str, Any]:
         vec = vector.detach().cpu().numpy() if isinstance(vector, torch.Tensor) else np.asarray(vector)
         return {"betas": [round(float(v), 5) for v in vec.reshape(-1)]}
 
-    def rest_torch(self, vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rest_torch(
+        self, vector: torch.Tensor, subset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         betas = vector.reshape(-1, self.num_betas).to(self.device, torch.float32)
         verts = self._vt[None] + torch.einsum("vak,bk->bva", self._sd, betas)
         src = torch.einsum("jv,bva->bja", self._jreg, verts)
@@ -478,6 +560,8 @@ class SmplBody(BodyModel):
             joints = torch.cat([src[:, :22], src[:, 28:29], src[:, 43:44]], 1)
         else:
             joints = src[:, :NUM_JOINTS]
+        if subset is not None:
+            verts = verts[:, subset.to(self.device)]
         root = joints[:, :1]
         return verts - root, joints - root
 

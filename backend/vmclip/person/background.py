@@ -1,0 +1,54 @@
+"""Background plate: the photo with the person removed and the hole filled by PatchMatch.
+
+The hole is the person mask, grown by an edge band (MediaPipe's mask stops short of hair and soft
+edges) plus the contact shadow under the feet. PatchMatch (`pypatchmatch`) fills it; OpenCV's Telea
+in-painting (smooth, smeary) is the fallback when the native PatchMatch library is unavailable.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def hole_mask(
+    mask: np.ndarray, box: tuple[float, float, float, float], band: float = 0.03, shadow: float = 0.04
+) -> np.ndarray:
+    """uint8 0/1 hole: the soft mask thresholded low, grown by `band` x person height, plus an ellipse
+    `shadow` x height tall under the lowest part of the person (where a contact shadow falls)."""
+    h, w = mask.shape
+    height = max(8.0, box[3] - box[1])
+    hole = (mask > 0.2).astype(np.uint8)
+    radius = max(2, int(round(band * height)))
+    hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    ys, xs = np.nonzero(mask > 0.5)
+    if len(ys):
+        bottom = ys.max()
+        feet = xs[ys > bottom - 0.05 * height]
+        if len(feet):
+            cx = int((feet.min() + feet.max()) / 2)
+            half_w = int((feet.max() - feet.min()) / 2 + 0.05 * height)
+            half_h = max(2, int(shadow * height))
+            cv2.ellipse(hole, (cx, int(bottom)), (half_w, half_h), 0, 0, 360, 1, -1)
+    return hole
+
+
+def background_plate(
+    image: np.ndarray,
+    mask: np.ndarray,
+    box: tuple[float, float, float, float],
+    seed: int = 0,
+    method: str = "patchmatch",
+) -> np.ndarray:
+    """The in-painted background (H,W,3 uint8). `seed` makes PatchMatch's random search repeatable."""
+    hole = hole_mask(mask, box)
+    if not hole.any():
+        return image.copy()
+    if method == "patchmatch":
+        import patchmatch
+
+        if patchmatch.patchmatch_available:
+            patchmatch.set_random_seed(seed)
+            return patchmatch.inpaint(np.ascontiguousarray(image), hole * 255, patch_size=3)
+    radius = max(3, int(0.01 * max(image.shape[:2])))
+    return cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA)

@@ -1,0 +1,70 @@
+"""Debug overlays: keypoints, mask and the fitted body's outline and wireframe over the photo."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vmclip.motion.skeleton import PARENTS
+
+
+def project(points_world: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    cam = points_world @ R.T + t
+    z = np.maximum(cam[:, 2:3], 1e-3)
+    return cam[:, :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+
+
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    keypoints: np.ndarray,
+    joints2d: np.ndarray,
+    vertices_world: np.ndarray | None = None,
+    faces: np.ndarray | None = None,
+    K: np.ndarray | None = None,
+    R: np.ndarray | None = None,
+    t: np.ndarray | None = None,
+    text: str = "",
+) -> np.ndarray:
+    """A 2x2 panel: photo+keypoints | mask | body wireframe | body outline vs mask outline."""
+    h, w = image.shape[:2]
+    scale = max(1.0, 384.0 / max(h, w))
+    size = (round(w * scale), round(h * scale))
+    img = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    m = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    lw = max(1, round(scale))
+
+    kp_panel = img.copy()
+    for j, p in enumerate(PARENTS):
+        if p >= 0 and joints2d[j, 2] > 0.3 and joints2d[p, 2] > 0.3:
+            a = tuple(int(v) for v in joints2d[j, :2] * scale)
+            b = tuple(int(v) for v in joints2d[p, :2] * scale)
+            cv2.line(kp_panel, a, b, (255, 255, 0), lw, cv2.LINE_AA)
+    for x, y, _, vis in keypoints:
+        colour = (0, 255, 0) if vis > 0.5 else (255, 0, 0)
+        cv2.circle(kp_panel, (int(x * scale), int(y * scale)), 2 * lw + 1, colour, -1, cv2.LINE_AA)
+
+    mask_panel = (img * 0.35 + np.dstack([m * 255, m * 120, m * 255]) * 0.65).astype(np.uint8)
+
+    wire = (img * 0.6).astype(np.uint8)
+    outline = img.copy()
+    mask_edges = cv2.Canny((m > 0.5).astype(np.uint8) * 255, 50, 150) > 0
+    outline[mask_edges] = (255, 0, 255)
+    if vertices_world is not None and faces is not None and K is not None:
+        uv = project(vertices_world, K, R, t) * scale
+        edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        edges = np.unique(np.sort(edges, 1), axis=0)[::3]  # a third of the edges keeps it readable
+        pts = np.round(uv[edges] * 4).astype(np.int32)
+        cv2.polylines(wire, list(pts), False, (0, 255, 255), 1, cv2.LINE_AA, shift=2)
+        sil = np.zeros(size[::-1], np.uint8)
+        for tri in np.round(uv[faces] * 16).astype(np.int32):
+            cv2.fillConvexPoly(sil, tri, 1, cv2.LINE_8, 4)
+        contours, _ = cv2.findContours(sil, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(outline, contours, -1, (0, 255, 0), lw, cv2.LINE_AA)
+    top = np.concatenate([kp_panel, mask_panel], 1)
+    bottom = np.concatenate([wire, outline], 1)
+    panel = np.concatenate([top, bottom], 0)
+    if text:
+        cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel

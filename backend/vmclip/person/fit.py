@@ -1,0 +1,535 @@
+"""Fitting the body model to MediaPipe's keypoints, world landmarks and person mask.
+
+All views of one person share one shape; each view has its own pose and camera. The fit runs in each
+camera's frame (OpenCV axes: x right, y down, z forward) with a fixed pinhole camera (focal length from
+the image size: the true one is unknown and trades off against distance), then is expressed in the
+motion format's world frame: Y up, floor at y=0, the pelvis above the origin, the camera looking
+along -Z at it.
+
+Steps per view: (1) the torso's orientation from MediaPipe's 3D world landmarks (Kabsch), limb
+directions from the same landmarks (closed-form), the translation from the 2D keypoints (linear least
+squares); (2) Adam on 2D keypoints (visibility-weighted), the 3D landmarks as a prior, pose and shape
+priors; (3) the same plus the silhouette: projected surface points must fall inside the mask
+(distance-transform penalty) and mask points must be near the projected surface (one-sided chamfer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from vmclip.motion.rotations import axis_angle_to_matrix
+from vmclip.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS
+from vmclip.person.body import BodyModel, _lbs
+from vmclip.person.detect import MP, NUM_MP, Detection
+
+J = JOINT_INDEX
+FOCAL_SCALE = 1.2  # focal length = FOCAL_SCALE * longest image side (about 45 degrees across it)
+SIL_OUT, SIL_COVER = 5.0, 40.0  # silhouette weights: surface outside the mask; mask far from the surface
+# Camera rotation world -> camera: the camera looks along world -Z, image y down = world -Y.
+CAM_FROM_WORLD = np.diag([1.0, -1.0, -1.0])
+
+# Anny's age axis is newborn..old over -1/3..1; photos to animate show people from teens up.
+_SHAPE_BOUNDS = {"age": (0.45, 1.0)}
+
+
+@dataclass
+class FitResult:
+    shape: dict
+    pose: np.ndarray  # (24,3,3) local rotations, root in the world frame
+    trans: np.ndarray  # (3,) pelvis world position
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    fit_error_px: float
+    fit_error_pct: float
+    iou: float
+    vertices_cam: np.ndarray  # (V,3) posed vertices in the camera frame (for overlays)
+
+
+def _landmark_regressors(body: BodyModel) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
+    """Where MediaPipe's 33 landmarks sit on the body: joint combinations (33,24), vertex sets, weights.
+
+    Found from the rest T-pose's geometry and skinning (so any body on the skeleton works):
+    face points on the head's front, ears at its sides, heel/toe at the foot's back/front ends."""
+    rest_v = body.rest_vertices()
+    rest_j = body.rest_joints()
+    w = body.skin_weights
+    lj = np.zeros((NUM_MP, NUM_JOINTS))
+    verts: dict[int, np.ndarray] = {}
+    weight = np.ones(NUM_MP)
+    for side in ("left", "right"):
+        for mp_name, joint in (
+            ("shoulder", "shoulder"),
+            ("elbow", "elbow"),
+            ("wrist", "wrist"),
+            ("knee", "knee"),
+            ("ankle", "ankle"),
+        ):
+            lj[MP[f"{side}_{mp_name}"], J[f"{side}_{joint}"]] = 1.0
+        # MediaPipe's hips sit outside the hip joint centres (on the body's outline).
+        lj[MP[f"{side}_hip"], J[f"{side}_hip"]] = 1.35
+        lj[MP[f"{side}_hip"], J["pelvis"]] = -0.35
+        # Hand points: knuckles around the hand joint; thumb between wrist and hand.
+        lj[MP[f"{side}_index"], J[f"{side}_hand"]] = 1.0
+        lj[MP[f"{side}_pinky"], J[f"{side}_hand"]] = 1.0
+        lj[MP[f"{side}_thumb"], [J[f"{side}_wrist"], J[f"{side}_hand"]]] = 0.5
+        for n in ("index", "pinky", "thumb"):
+            weight[MP[f"{side}_{n}"]] = 0.2
+        foot = np.nonzero(w[:, [J[f"{side}_ankle"], J[f"{side}_foot"]]].sum(1) > 0.5)[0]
+        low = foot[rest_v[foot, 1] < rest_j[J[f"{side}_ankle"], 1] - 0.02]
+        order = np.argsort(rest_v[low, 2])
+        verts[MP[f"{side}_heel"]] = low[order[:12]]
+        verts[MP[f"{side}_foot_index"]] = low[order[-12:]]
+        weight[[MP[f"{side}_heel"], MP[f"{side}_foot_index"]]] = 0.6
+
+    head = np.nonzero(w[:, J["head"]] > 0.5)[0]
+    head = head[rest_v[head, 1] > rest_j[J["neck"], 1] + 0.03]
+    hv = rest_v[head]
+    width = np.ptp(hv[:, 0])
+    front = np.abs(hv[:, 0]) < 0.08 * width
+    nose_i = head[front][np.argmax(hv[front, 2])]
+    nose = rest_v[nose_i]
+    verts[MP["nose"]] = np.array([nose_i])
+    weight[MP["nose"]] = 0.5
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        lateral = sign * hv[:, 0]
+        band = (hv[:, 1] > nose[1] - 0.02) & (hv[:, 1] < nose[1] + 0.04)
+        cand = np.nonzero(band)[0]
+        verts[MP[f"{side}_ear"]] = head[cand[np.argsort(lateral[cand])[-10:]]]
+        eye_band = (
+            (hv[:, 1] > nose[1] + 0.015)
+            & (hv[:, 1] < nose[1] + 0.05)
+            & (lateral > 0.15 * width)
+            & (lateral < 0.35 * width)
+        )
+        cand = np.nonzero(eye_band)[0]
+        eye = head[cand[np.argsort(hv[cand, 2])[-8:]]]
+        for n in ("eye_inner", "eye", "eye_outer"):
+            verts[MP[f"{side}_{n}"]] = eye
+        mouth_band = (
+            (hv[:, 1] > nose[1] - 0.06)
+            & (hv[:, 1] < nose[1] - 0.025)
+            & (lateral > 0.08 * width)
+            & (lateral < 0.25 * width)
+        )
+        cand = np.nonzero(mouth_band)[0]
+        verts[MP[f"mouth_{side}"]] = head[cand[np.argsort(hv[cand, 2])[-6:]]]
+        weight[[MP[f"{side}_eye_inner"], MP[f"{side}_eye"], MP[f"{side}_eye_outer"]]] = 0.2
+        weight[[MP[f"mouth_{side}"], MP[f"{side}_ear"]]] = 0.3
+    return lj, verts, weight
+
+
+def _surface_sample(rest_v: np.ndarray, cell: float = 0.03) -> np.ndarray:
+    """About one vertex per `cell`-sized voxel: an even spread over the body for silhouette terms."""
+    keys = np.floor(rest_v / cell).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return np.sort(first)
+
+
+class _Subset:
+    """A vertex subset with the landmark regressor restricted to it."""
+
+    def __init__(self, body: BodyModel, verts: dict[int, np.ndarray], extra: np.ndarray) -> None:
+        lm_idx = np.unique(np.concatenate(list(verts.values())))
+        subset = np.unique(np.concatenate([extra, lm_idx]))
+        pos = {int(v): i for i, v in enumerate(subset)}
+        lv = np.zeros((NUM_MP, len(subset)))
+        for k, idx in verts.items():
+            for v in idx:
+                lv[k, pos[int(v)]] += 1.0 / len(idx)
+        dev = body.device
+        self.index = torch.as_tensor(subset, device=dev)
+        self.surface = torch.as_tensor([pos[int(v)] for v in extra], dtype=torch.long, device=dev)
+        self.lv = torch.as_tensor(lv, dtype=torch.float32, device=dev)
+        self.weights = torch.as_tensor(body.skin_weights[subset], dtype=torch.float32, device=dev)
+
+
+class _Prepared:
+    """Per-body tensors the fit needs, computed once per body model."""
+
+    def __init__(self, body: BodyModel) -> None:
+        lj, verts, weight = _landmark_regressors(body)
+        dev = body.device
+        self.keypoints = _Subset(body, verts, np.zeros(0, np.int64))
+        self.silhouette = _Subset(body, verts, _surface_sample(body.rest_vertices(), cell=0.05))
+        self.lj = torch.as_tensor(lj, dtype=torch.float32, device=dev)
+        self.lm_weight = torch.as_tensor(weight, dtype=torch.float32, device=dev)
+
+
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(body: BodyModel) -> _Prepared:
+    key = id(body)
+    if key not in _PREPARED:
+        _PREPARED[key] = _Prepared(body)
+    return _PREPARED[key]
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation R minimising sum |R a_i - b_i|^2 over centred point sets."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    from vmclip.person.body import _align as align
+
+    if np.linalg.norm(src) < 1e-9 or np.linalg.norm(dst) < 1e-9:
+        return np.eye(3)
+    return align(src, dst)
+
+
+# Limb segments set from MediaPipe's world landmarks at start: SMPL joint -> (child joint, MP from, MP to).
+_IK = [
+    ("left_hip", "left_knee", "left_hip", "left_knee"),
+    ("right_hip", "right_knee", "right_hip", "right_knee"),
+    ("left_knee", "left_ankle", "left_knee", "left_ankle"),
+    ("right_knee", "right_ankle", "right_knee", "right_ankle"),
+    ("left_shoulder", "left_elbow", "left_shoulder", "left_elbow"),
+    ("right_shoulder", "right_elbow", "right_shoulder", "right_elbow"),
+    ("left_elbow", "left_wrist", "left_elbow", "left_wrist"),
+    ("right_elbow", "right_wrist", "right_elbow", "right_wrist"),
+]
+
+
+def _initial_pose(rest_j: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """Local rotations (24,3,3), root = body->camera rotation, from MediaPipe's 3D landmarks."""
+    w = world[:, :3]
+    model = rest_j[[J["left_hip"], J["right_hip"], J["left_shoulder"], J["right_shoulder"]]]
+    target = w[[MP["left_hip"], MP["right_hip"], MP["left_shoulder"], MP["right_shoulder"]]]
+    root = _kabsch(model, target)
+    local = np.tile(np.eye(3), (NUM_JOINTS, 1, 1))
+    local[0] = root
+    glob = np.zeros((NUM_JOINTS, 3, 3))
+    targets = {J[j]: (J[c], MP[a], MP[b]) for j, c, a, b in _IK}
+    for j in range(NUM_JOINTS):
+        parent_g = glob[PARENTS[j]] if j else np.eye(3)
+        if j in targets:
+            child, a, b = targets[j]
+            current = parent_g @ (rest_j[child] - rest_j[j])
+            delta = _align(current, w[b] - w[a])
+            local[j] = parent_g.T @ delta @ parent_g
+        glob[j] = parent_g @ local[j]
+    return local
+
+
+def _solve_translation(points: np.ndarray, uv: np.ndarray, conf: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Camera-frame translation t so that points + t project onto uv (weighted linear least squares)."""
+    f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+    rows, rhs = [], []
+    for p, (u, v), c in zip(points, uv, conf, strict=True):
+        if c <= 0.3:
+            continue
+        s = np.sqrt(c)
+        # f (X + tx) = (u - cx)(Z + tz)  ->  f tx - (u - cx) tz = (u - cx) Z - f X
+        rows.append(s * np.array([f, 0.0, -(u - cx)]))
+        rhs.append(s * ((u - cx) * p[2] - f * p[0]))
+        rows.append(s * np.array([0.0, f, -(v - cy)]))
+        rhs.append(s * ((v - cy) * p[2] - f * p[1]))
+    t, *_ = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)
+    if t[2] < 0.5:  # behind or too close to the camera: fall back to a sensible distance
+        t[2] = max(t[2], 2.0)
+    return t
+
+
+def rasterize(
+    vertices_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Binary silhouette (H,W) uint8 of a mesh given in camera coordinates."""
+    h, w = size
+    z = np.maximum(vertices_cam[:, 2:3], 1e-3)
+    uv = (vertices_cam[:, :2] / z) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    img = np.zeros((h, w), np.uint8)
+    tris = np.round(uv[faces] * 16).astype(np.int32)
+    tris = np.clip(tris, -(1 << 20), 1 << 20)
+    for tri in tris:
+        cv2.fillConvexPoly(img, tri, 1, cv2.LINE_8, 4)
+    return img
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(bool)
+    b = b.astype(bool)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _grid_sample(field: torch.Tensor, uv: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear lookup of a (H,W) map at pixel coordinates uv (N,2)."""
+    h, w = size
+    grid = torch.stack([uv[:, 0] / (w - 1) * 2 - 1, uv[:, 1] / (h - 1) * 2 - 1], -1)
+    out = torch.nn.functional.grid_sample(
+        field[None, None], grid[None, None], align_corners=True, padding_mode="border"
+    )
+    return out[0, 0, 0]
+
+
+def fit_views(
+    body: BodyModel,
+    images: list[np.ndarray],
+    detections: list[Detection],
+    iterations: tuple[int, int] = (60, 70),
+    shape: dict | None = None,
+) -> list[FitResult]:
+    """Fit one shape and per-view pose + camera to the detections (see the module docstring).
+
+    `shape` fixes the body shape (no shape optimisation) when given."""
+    threads = torch.get_num_threads()
+    if body.device.type == "cpu":
+        # Hundreds of tiny tensor ops per step: extra threads only add hand-over cost (several times
+        # slower on a busy 2-core machine).
+        torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            return _fit_views(body, images, detections, iterations, shape)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_views(
+    body: BodyModel,
+    images: list[np.ndarray],
+    detections: list[Detection],
+    iterations: tuple[int, int],
+    shape: dict | None,
+) -> list[FitResult]:
+    prep = _prepared(body)
+    dev = body.device
+    n = len(detections)
+    sizes = [im.shape[:2] for im in images]
+    Ks = []
+    for h, w in sizes:
+        f = FOCAL_SCALE * max(h, w)
+        Ks.append(np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]]))
+
+    keys = list(body.shape_keys)
+    fixed_shape = shape is not None
+    start = body.shape_vector(shape if shape is not None else body.default_shape())
+    lo = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[0] for k in keys]) if body.kind == "anny" else None
+    hi = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[1] for k in keys]) if body.kind == "anny" else None
+
+    def to_raw(vec: np.ndarray) -> np.ndarray:
+        if lo is None:
+            return vec
+        frac = np.clip((vec - lo) / (hi - lo), 0.02, 0.98)
+        return np.log(frac / (1 - frac))
+
+    lo_t = torch.as_tensor(lo, dtype=torch.float32, device=dev) if lo is not None else None
+    hi_t = torch.as_tensor(hi, dtype=torch.float32, device=dev) if hi is not None else None
+
+    def from_raw(raw: torch.Tensor) -> torch.Tensor:
+        if lo_t is None:
+            return raw
+        return lo_t + (hi_t - lo_t) * torch.sigmoid(raw)
+
+    shape_raw = torch.tensor(to_raw(start), dtype=torch.float32, device=dev)[None].requires_grad_(
+        not fixed_shape
+    )
+    shape_prior = torch.as_tensor(body.shape_vector(body.default_shape()), dtype=torch.float32, device=dev)
+
+    # --- closed-form start --------------------------------------------------------------------------
+    with torch.no_grad():
+        rest_j0 = body.rest_torch(from_raw(shape_raw))[1][0].cpu().numpy()
+    roots, poses, transl = [], [], []
+    from vmclip.motion.rotations import matrix_to_axis_angle
+
+    for det, K in zip(detections, Ks, strict=True):
+        local = _initial_pose(rest_j0, det.world)
+        with torch.no_grad():
+            _, pj = body.pose_torch(
+                from_raw(shape_raw),
+                torch.as_tensor(local[None], dtype=torch.float32, device=dev),
+                torch.zeros(1, 3, device=dev),
+            )
+        pj = pj[0].cpu().numpy()
+        lm = prep.lj.cpu().numpy() @ pj
+        body_pts = [
+            MP[n]
+            for n in (
+                "left_shoulder",
+                "right_shoulder",
+                "left_hip",
+                "right_hip",
+                "left_knee",
+                "right_knee",
+                "left_elbow",
+                "right_elbow",
+                "left_ankle",
+                "right_ankle",
+            )
+        ]
+        t = _solve_translation(lm[body_pts], det.keypoints[body_pts, :2], det.keypoints[body_pts, 3], K)
+        aa = matrix_to_axis_angle(torch.as_tensor(local, dtype=torch.float32))
+        roots.append(aa[0])
+        poses.append(aa[1:])
+        transl.append(torch.as_tensor(t, dtype=torch.float32))
+    root = torch.stack(roots).to(dev).requires_grad_(True)
+    pose = torch.stack(poses).to(dev).requires_grad_(True)
+    trans = torch.stack(transl).to(dev).requires_grad_(True)
+
+    # --- per-view targets ------------------------------------------------------------------------------
+    kp = torch.as_tensor(np.stack([d.keypoints[:, :2] for d in detections]), dtype=torch.float32, device=dev)
+    vis = np.stack([d.keypoints[:, 3] for d in detections])
+    inside = np.stack(
+        [
+            (d.keypoints[:, 0] >= 0)
+            & (d.keypoints[:, 0] < s[1])
+            & (d.keypoints[:, 1] >= 0)
+            & (d.keypoints[:, 1] < s[0])
+            for d, s in zip(detections, sizes, strict=True)
+        ]
+    )
+    conf = torch.as_tensor(np.clip(vis, 0, 1) ** 2 * inside, dtype=torch.float32, device=dev)
+    conf = conf * prep.lm_weight[None]
+    world = torch.as_tensor(np.stack([d.world[:, :3] for d in detections]), dtype=torch.float32, device=dev)
+    heights = torch.as_tensor(
+        [max(8.0, d.box[3] - d.box[1]) for d in detections], dtype=torch.float32, device=dev
+    )
+    focal = torch.as_tensor([[K[0, 0], K[1, 1]] for K in Ks], dtype=torch.float32, device=dev)
+    centre = torch.as_tensor([[K[0, 2], K[1, 2]] for K in Ks], dtype=torch.float32, device=dev)
+
+    outside_fields, cover_points = [], []
+    for det in detections:
+        binary = (det.mask > 0.5).astype(np.uint8)
+        dist = cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3).astype(np.float32)
+        outside_fields.append(torch.as_tensor(dist, device=dev))
+        ys, xs = np.nonzero(binary)
+        step = max(1, len(xs) // 300)
+        pts = (
+            np.stack([xs[::step], ys[::step]], 1).astype(np.float32)
+            if len(xs)
+            else np.zeros((0, 2), np.float32)
+        )
+        cover_points.append(torch.as_tensor(pts, device=dev))
+
+    # Pose prior weights: the spine, neck and collars move little; limbs are free.
+    prior_w = torch.full((NUM_JOINTS - 1,), 0.02, device=dev)
+    for name, value in (
+        ("spine1", 0.3),
+        ("spine2", 0.3),
+        ("spine3", 0.3),
+        ("neck", 0.2),
+        ("left_collar", 0.5),
+        ("right_collar", 0.5),
+        ("head", 0.1),
+        ("left_foot", 0.5),
+        ("right_foot", 0.5),
+        ("left_hand", 0.5),
+        ("right_hand", 0.5),
+        ("left_wrist", 0.1),
+        ("right_wrist", 0.1),
+    ):
+        prior_w[J[name] - 1] = value
+
+    def forward(sub: _Subset, rest: tuple[torch.Tensor, torch.Tensor] | None = None):
+        vec = from_raw(shape_raw)
+        rest_v, rest_j = rest if rest is not None else body.rest_torch(vec, sub.index)
+        rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
+        verts, joints = _lbs(rest_v, rest_j, sub.weights, rots, trans)
+        lms = prep.lj @ joints + sub.lv @ verts  # (n,33,3)
+        return vec, verts, joints, lms
+
+    def project(points: torch.Tensor) -> torch.Tensor:
+        z = points[..., 2:3].clamp(min=0.1)
+        return points[..., :2] / z * focal[:, None] + centre[:, None]
+
+    def losses(with_silhouette: bool, rest=None) -> torch.Tensor:
+        vec, verts, joints, lms = forward(prep.silhouette if with_silhouette else prep.keypoints, rest)
+        uv = project(lms)
+        r = (uv - kp).norm(dim=-1) / heights[:, None]
+        l_kp = (
+            conf * torch.nn.functional.smooth_l1_loss(r, torch.zeros_like(r), reduction="none", beta=0.02)
+        ).sum() / conf.sum().clamp(min=1e-6)
+        hips = lms[:, [MP["left_hip"], MP["right_hip"]]].mean(1, keepdim=True)
+        rel = lms - hips
+        l_3d = (conf * ((rel - world) ** 2).sum(-1)).sum() / conf.sum().clamp(min=1e-6)
+        l_pose = (prior_w * (pose**2).sum(-1)).sum() / n
+        knees = pose[:, [J["left_knee"] - 1, J["right_knee"] - 1]]
+        l_lim = (torch.relu(-knees[..., 0]) ** 2 + knees[..., 1] ** 2 + knees[..., 2] ** 2).sum()
+        el, er = pose[:, J["left_elbow"] - 1], pose[:, J["right_elbow"] - 1]
+        l_lim = (
+            l_lim
+            + (torch.relu(el[:, 1]) ** 2 + torch.relu(-er[:, 1]) ** 2 + el[:, 2] ** 2 + er[:, 2] ** 2).sum()
+        )
+        l_shape = ((vec - shape_prior) ** 2).sum() if not fixed_shape else vec.sum() * 0
+        total = 1.0 * l_kp + 0.5 * l_3d + 0.01 * l_pose + 0.05 * l_lim / n + 0.002 * l_shape
+        if with_silhouette:
+            l_out = torch.zeros((), device=dev)
+            l_cov = torch.zeros((), device=dev)
+            puv = project(verts[:, prep.silhouette.surface])
+            for i in range(n):
+                h, w = sizes[i]
+                d = _grid_sample(outside_fields[i], puv[i], (h, w)) / heights[i]
+                l_out = l_out + (d**2).mean()
+                if len(cover_points[i]):
+                    dist = torch.cdist(cover_points[i], puv[i]).min(1).values / heights[i]
+                    l_cov = l_cov + (dist**2).mean()
+            total = total + (SIL_OUT * l_out + SIL_COVER * l_cov) / n
+        return total
+
+    stage1, stage2 = iterations
+    params1 = [root, pose, trans]
+    opt = torch.optim.Adam([{"params": [root, pose], "lr": 0.03}, {"params": [trans], "lr": 0.02}])
+    with torch.no_grad():  # the shape waits for stage 2: its rest pose is computed once here
+        rest1 = body.rest_torch(from_raw(shape_raw), prep.keypoints.index)
+    for _ in range(stage1):
+        opt.zero_grad()
+        losses(False, rest1).backward()
+        opt.step()
+    groups = [{"params": [root, pose], "lr": 0.015}, {"params": [trans], "lr": 0.01}]
+    if not fixed_shape:
+        groups.append({"params": [shape_raw], "lr": 0.05})
+    opt = torch.optim.Adam(groups)
+    for _ in range(stage2):
+        opt.zero_grad()
+        losses(True).backward()
+        opt.step()
+    del params1
+
+    # --- results in the world frame ------------------------------------------------------------------
+    results = []
+    with torch.no_grad():
+        vec = from_raw(shape_raw)
+        rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
+        full_v, full_j = body.pose_torch(vec, rots, trans)
+        _, _, _, lms = forward(prep.keypoints)
+        uv = project(lms).cpu().numpy()
+    shape_out = body.shape_dict(vec[0]) if not fixed_shape else dict(shape)
+    for i, det in enumerate(detections):
+        K = Ks[i]
+        verts_cam = full_v[i].cpu().numpy().astype(np.float64)
+        pelvis_cam = trans[i].detach().cpu().numpy().astype(np.float64)
+        local = rots[i].cpu().numpy().astype(np.float64)
+        R = CAM_FROM_WORLD
+        local[0] = R.T @ local[0]
+        offsets_w = (verts_cam - pelvis_cam) @ R  # R^T (v - p), as row vectors
+        pelvis_w = np.array([0.0, -offsets_w[:, 1].min(), 0.0])
+        t = pelvis_cam - R @ pelvis_w
+        good = (det.keypoints[:, 3] > 0.5) & inside[i]
+        err = np.linalg.norm(uv[i] - det.keypoints[:, :2], axis=1)
+        err_px = float(err[good].mean()) if good.any() else float("nan")
+        height = max(1.0, det.box[3] - det.box[1])
+        sil = rasterize(verts_cam, body.faces, K, sizes[i])
+        results.append(
+            FitResult(
+                shape=shape_out,
+                pose=local,
+                trans=pelvis_w,
+                K=K,
+                R=R.copy(),
+                t=t,
+                fit_error_px=err_px,
+                fit_error_pct=100.0 * err_px / height,
+                iou=iou(sil, det.mask > 0.5),
+                vertices_cam=verts_cam,
+            )
+        )
+    return results
