@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -58,8 +59,29 @@ def _x(display: str, *cmd: str) -> str:
                           timeout=20).stdout
 
 
-def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
-    address, kind = motion_server
+@pytest.fixture(scope="module")
+def slow_motion_server(motion_server, tmp_path_factory):  # noqa: F811
+    """generate_motion that takes a few seconds, so there is a busy period to watch the UI through: the
+    real model does; the replay pipeline is asked to hold each job open for 3 s."""
+    if motion_server[1] != "replay pipeline":
+        yield motion_server
+        return
+    from server_support import write_test_motion
+    from test_addon import _start, _stop, _wait_ready, free_port
+
+    motion = write_test_motion(tmp_path_factory.mktemp("motion") / "walk.npz")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = _start([sys.executable, str(Path(__file__).parent / "server_support.py"), "--bind", address,
+                   "--motion", str(motion), "--work-s", "3"])
+    try:
+        _wait_ready(address, proc)
+        yield address, "replay pipeline, 3 s per job"
+    finally:
+        _stop(proc)
+
+
+def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motion_server):  # noqa: F811
+    address, kind = slow_motion_server
     work = tmp_path / "work"
     work.mkdir()
     scripts = tmp_path / "scripts" / "addons"
@@ -117,6 +139,14 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, motion_ser
     assert result["bones"] == 24 and result["fcurves"] == 24 * 4 + 3 and result["body"]
     assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1 == 61
     assert result["connection"] == "CONNECTED" and "Generated" in result["status"], (kind, result)
-    # Blender kept running its event loop while the backend worked (timer ticks every 50 ms).
-    assert result["ticks_while_generating"] >= 1 and result["max_gap_s"] < 1.0
+    # Blender kept running its event loop while the backend worked: a timer asks every 50 ms; how often
+    # it gets through depends on how fast software OpenGL redraws, but a UI blocked on the request
+    # would show one gap as long as the whole request.
+    took = result["seconds_to_key"]
+    if took >= 2.0 or kind.startswith("replay"):  # (a fast real model leaves nothing to watch)
+        assert took >= 2.0 and result["ticks_while_busy"] >= 2 and result["max_gap_s"] < took / 2, result
     assert shot.exists() and shot.stat().st_size > 10_000
+    undo = json.loads((work / "undo.json").read_text())
+    assert undo["after_generate"][:2] == [True, result["action"]]
+    assert undo["after_undo"] == [False, None, 0]  # one step back: before Generate Motion
+    assert undo["after_redo"] == undo["after_generate"]

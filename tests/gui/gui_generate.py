@@ -119,11 +119,32 @@ def keyed_summary() -> dict:
     return out
 
 
+def rig_state() -> list:
+    arm = bpy.data.objects.get("VMCLIP_Armature")
+    data = arm.animation_data if arm is not None else None
+    action = data.action.name if data is not None and data.action is not None else None
+    return [arm is not None, action, len(bpy.data.actions)]
+
+
+def undo_redo() -> dict:
+    """Generate Motion is one undo step: one Ctrl+Z removes rig and action, one redo brings them back."""
+    window, area, region = view3d()
+    out = {"after_generate": rig_state()}
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        bpy.ops.ed.undo()
+        out["after_undo"] = rig_state()
+        bpy.ops.ed.redo()
+        out["after_redo"] = rig_state()
+    return out
+
+
 def tick():
     now = time.monotonic()
-    if state["last"] is not None and state["step"] == "generating":
+    # Gaps between two ticks while the request is in flight: a UI blocked on the backend shows a long one.
+    busy = state["step"] == "generating" and bpy.context.window_manager.vmclip_state.busy
+    if busy and state.get("was_busy"):
         state["gaps"].append(now - state["last"])
-    state["last"] = now
+    state["last"], state["was_busy"] = now, busy
     state["ticks"] += 1
     step = state["step"]
     try:
@@ -154,7 +175,7 @@ def tick():
                 state["result"].update(summary)
                 state["result"]["seconds_to_key"] = now - state["t0"]
                 state["result"]["max_gap_s"] = max(state["gaps"]) if state["gaps"] else None
-                state["result"]["ticks_while_generating"] = len(state["gaps"])
+                state["result"]["ticks_while_busy"] = len(state["gaps"])
                 state["step"] = "settle"
                 state["settle_until"] = now + 1.0
             elif not summary["busy"] and now - state["t0"] > 2.0 and "action" not in summary:
@@ -171,6 +192,8 @@ def tick():
             state["step"] = "wait_done"
             state["wait_until"] = now + 60
         elif step == "wait_done" and ((WORK / "done").exists() or now > state["wait_until"]):
+            if "error" not in state["result"]:
+                (WORK / "undo.json").write_text(json.dumps(undo_redo()))
             bpy.ops.wm.quit_blender()
             return None
     except Exception as exc:  # noqa: BLE001 - hand the failure to the driver, then quit
