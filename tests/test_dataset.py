@@ -202,3 +202,20 @@ def test_cli_bad_arguments(tmp_path: Path, capsys) -> None:
                  "--sources", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bogus" in err
+
+
+def test_find_cmu_duplicates() -> None:
+    from vmclip.motion.dataset import find_cmu_duplicates
+
+    rng = np.random.default_rng(0)
+    trial_a = rng.normal(scale=0.3, size=(100, 24, 3))
+    trial_b = rng.normal(scale=0.3, size=(80, 24, 3))
+    candidates = {
+        0: trial_a[1:] + rng.normal(scale=0.01, size=(99, 24, 3)),  # a, minus its first frame
+        1: trial_b[:79] + 0.001,  # b
+        2: trial_a[:90],  # same poses but 10 frames shorter: another take, not a duplicate
+        3: rng.normal(scale=0.3, size=(100, 24, 3)),  # same length, other motion
+        4: trial_a[:99] + 0.02,  # a again, but a worse match than 0
+    }
+    found = find_cmu_duplicates(candidates, {10: trial_a, 11: trial_b})
+    assert found == {0: 10, 1: 11}  # one-to-one: 4 loses trial a to the closer 0

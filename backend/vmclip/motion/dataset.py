@@ -13,9 +13,12 @@ Decisions (why):
 - CMU trials present both as iClone BVH and as original ASF/AMC count once (by CMU trial id); the
   texts of both rows are merged. The AMC version is preferred (original skeleton, 120 fps).
 - The CMU clips in `extra/cmu_expmap_li2018` carry no trial ids and may repeat CMU trials of the main
-  set. They, and every main-set CMU trial whose CMU description is of one of their activities
-  (walk, run, jump, basketball, soccer, directing traffic, window washing), are kept in the training
-  split, so a possible duplicate can never sit in val/test; they may be counted twice in train.
+  set. After loading, each is compared with the main-set trials (`find_cmu_duplicates`: same length
+  within 2 frames, start within 2 frames, pelvis-relative joints within 5 cm on average, matched
+  one-to-one); a match is dropped and its texts join the trial's. As a safety net for matches this
+  misses, they and every main-set CMU trial whose CMU description is of one of their activities (walk,
+  run, jump, basketball, soccer, directing traffic, window washing) stay in the training split, so a
+  duplicate can never sit in val/test.
 - Idle takes (label "idle", mainly ReActIdle's 1-2.5 minute takes) are cropped to a centred window of
   `max_idle_seconds` so that standing still does not dominate the data.
 - Actions with fewer than `min_label_recordings` recordings over all sources stay in train.
@@ -286,6 +289,51 @@ def assign_splits(clips: list[PlannedClip], options: BuildOptions) -> None:
                 m.split = split
 
 
+# --- duplicates among the CMU clips without trial ids ------------------------------------------------
+
+def _pose_features(rot6d: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Joint positions relative to the pelvis, turned so the hips face a fixed direction (F, 24, 3):
+    comparable between two retargets of one capture, blind to where and which way it was performed."""
+    from vmclip.motion.format import Motion
+
+    pos = Motion(rot6d, trans, FPS).joint_positions()
+    pos = pos - pos[:, :1]
+    hips = pos[:, 1] - pos[:, 2]
+    ang = np.arctan2(hips[:, 2], hips[:, 0])
+    c, s = np.cos(ang)[:, None], np.sin(ang)[:, None]
+    x = pos[..., 0] * c + pos[..., 2] * s
+    z = -pos[..., 0] * s + pos[..., 2] * c
+    return np.stack([x, pos[..., 1], z], axis=-1)
+
+
+def find_cmu_duplicates(candidates: dict[int, np.ndarray], trials: dict[int, np.ndarray],
+                        max_len_diff: int = 2, max_offset: int = 2, max_dist: float = 0.05) -> dict[int, int]:
+    """Match clips without trial ids (`candidates`: index -> pose features) to CMU trials (`trials`).
+
+    The same capture retargeted from two sources has (nearly) the same length, starts within a frame
+    or two, and its pelvis-relative joints stay within a few cm (0.03-0.045 m measured on the 15 trials
+    staged twice), whereas different walks of one subject can come as close per window but not over the
+    whole clip at the same length. Matching is one-to-one (closest pairs first), since a capture is
+    staged at most once per set. Returns candidate index -> trial index."""
+    pairs: list[tuple[float, int, int]] = []
+    for ci, a in candidates.items():
+        for ti, b in trials.items():
+            if abs(len(a) - len(b)) > max_len_diff:
+                continue
+            short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+            d = min(float(np.linalg.norm(long_[off: off + len(short)] - short, axis=-1).mean())
+                    for off in range(0, min(max_offset, len(long_) - len(short)) + 1))
+            if d < max_dist:
+                pairs.append((d, ci, ti))
+    found: dict[int, int] = {}
+    used: set[int] = set()
+    for _, ci, ti in sorted(pairs):
+        if ci not in found and ti not in used:
+            found[ci] = ti
+            used.add(ti)
+    return found
+
+
 # --- loading (runs in worker processes) ----------------------------------------------------------------
 
 def _init_worker() -> None:
@@ -438,6 +486,26 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
             log(f"data build: {k + 1}/{len(clips)} loaded ({time.time() - t0:.0f} s)")
     load_s = time.time() - t0
 
+    # The CMU subset without trial ids: a clip that is a staged trial again is counted once (dropped,
+    # its texts added to the trial's).
+    cand = {c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+            for c in clips if c.source == "cmu_expmap" and c.index in results}
+    trials = {c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+              for c in clips if c.source == "cmu" and c.index in results}
+    duplicates = []
+    for ci, ti in sorted(find_cmu_duplicates(cand, trials).items()):
+        dup, trial = clips[ci], clips[ti]
+        trial.texts = _merge_texts(trial.texts, dup.texts)
+        if "mirror_texts" in results[ti]:
+            from vmclip.motion.format import mirror_text
+
+            results[ti]["mirror_texts"] = [mirror_text(t) for t in trial.texts]
+        del results[ci]
+        duplicates.append({"clip_id": dup.clip_id, "same_as": trial.clip_id, "recording": trial.recording})
+    if duplicates:
+        log(f"data build: {len(duplicates)} clip(s) of cmu_expmap_li2018 are staged CMU trials again: "
+            "counted once")
+
     counts: dict[str, Any] = {s: {"clips": 0, "frames": 0, "recordings": 0, "labels": Counter(),
                                   "sources": Counter()} for s in SPLITS}
     for split in SPLITS:
@@ -487,6 +555,7 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
         "recordings_planned": len(clips),
         "skipped": skipped,
         "fallbacks": fallbacks,
+        "cmu_duplicates": duplicates,
         "seconds": {"load": round(load_s, 1), "total": round(time.time() - t0, 1)},
     }
     _write_json(out / "meta.json", meta)
