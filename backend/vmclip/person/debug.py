@@ -68,3 +68,27 @@ def overlay(
         cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return panel
+
+
+def shaded_render(vertices_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, background: np.ndarray,
+                  colour: tuple[int, int, int] = (200, 160, 130)) -> np.ndarray:
+    """Draw a mesh (camera coordinates) over `background` with flat Lambert shading, far faces first
+    (painter's algorithm). For debug views and for synthetic test photos; not the product renderer."""
+    img = background.copy()
+    tri = vertices_cam[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    centres = tri.mean(1)
+    facing = (normals * centres).sum(1) < 0  # towards the camera
+    light = np.array([0.3, -0.5, -1.0])
+    light /= np.linalg.norm(light)
+    shade = np.clip(0.25 + 0.75 * np.clip(normals @ light, 0, 1), 0, 1)
+    z = np.maximum(vertices_cam[:, 2:3], 1e-3)
+    uv = vertices_cam[:, :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    pts = np.round(uv[faces] * 16).astype(np.int32)
+    base = np.asarray(colour, float)
+    for f in np.argsort(-centres[:, 2]):
+        if facing[f]:
+            c = tuple(int(v) for v in base * shade[f])
+            cv2.fillConvexPoly(img, pts[f], c, cv2.LINE_AA, 4)
+    return img
