@@ -592,12 +592,33 @@ def retarget(src: SourceMotion) -> Retargeted:
         # sin(bend) > 0.25: bent by more than ~15 degrees
         return [(bent, np.where(w > 0.25, w, 0.0)), (no_twist, np.full(n_f, 0.02))]
 
+    cals: dict[str, np.ndarray] = {}
+
     def calibrated(name: str, parent_glob: np.ndarray) -> np.ndarray:
         g_src = rot[:, m.frames[name]]
         if rest_human:
-            return g_src @ _rest_calibration(m, name, rest_w)
-        acc = sum(np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob))
-        return g_src @ _polar(acc)
+            rest_cal = _rest_calibration(m, name, rest_w)
+            if name not in _LIMBS:
+                return g_src @ rest_cal
+            # limbs: the knee/elbow hinge fixes the twist better than a rest pose whose palms or
+            # knee caps may face anywhere; the rest calibration decides when the limb never bends
+            bent, w = references(name, parent_glob)[0]
+            acc = np.einsum("f,fba,fbc->ac", w, g_src, bent) + 0.02 * n_f * rest_cal
+            return g_src @ _polar(acc)
+        chest = int(src.parents[m.anchors["neck"].joint])
+        if name == "head" and chest >= 0 and not m.head_mid_end:
+            # Baked-orient rigs build the spine, neck and head joints with one axis convention
+            # (bones along local X or Y): the head takes the calibration of the source's chest
+            # joint, which is exact because the shoulder line that orients SMPL's chest is rigid
+            # to it -- so a head held down for a whole clip stays down.
+            cal = _polar(np.einsum("fba,fbc->ac", rot[:, chest], glob[:, J["spine3"]]))
+        elif name.endswith("_wrist") and name.replace("wrist", "elbow") in cals:
+            cal = cals[name.replace("wrist", "elbow")]  # the hand continues the forearm's axes
+        else:
+            acc = sum(np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob))
+            cal = _polar(acc)
+        cals[name] = cal
+        return g_src @ cal
 
     head_rot = None
     for j in range(NUM_JOINTS):
