@@ -137,7 +137,8 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert result["invoke_outcome"] == ["RUNNING_MODAL"]  # the panel's path is the modal one
     assert result["check_outcome"] == ["RUNNING_MODAL"] and "connected (" in result["connection_after_check"]
     assert result["bones"] == 24 and result["fcurves"] == 24 * 4 + 3 and result["body"]
-    assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1 == 61
+    assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1
+    assert abs(result["keys"] - 61) <= 1  # 2 s at 30 fps
     assert result["connection"] == "CONNECTED" and "Generated" in result["status"], (kind, result)
     # Blender kept running its event loop while the backend worked: a timer asks every 50 ms; how often
     # it gets through depends on how fast software OpenGL redraws, but a UI blocked on the request
