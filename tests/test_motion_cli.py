@@ -222,3 +222,28 @@ def test_help_explains(capsys) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--preview" in out and ".amc" in out and "atomically" in out
+
+
+def test_real_recordings(motion_data: Path, tmp_path: Path, capsys) -> None:
+    """A Bandai BVH and a CMU ASF/AMC trial through the CLI: retargeted to 30 fps, written, re-read."""
+    from vmclip.motion.bvh_write import read_smpl_bvh
+    from vmclip.motion.sources import read_member
+
+    bvh = tmp_path / "wave.bvh"
+    bvh.write_bytes(read_member(motion_data, "bandai_namco/dataset-1/data/dataset-1_bye_active_001.bvh"))
+    code, out, err = _run(capsys, bvh, "-o", tmp_path / "wave_smpl.bvh", "--preview", tmp_path / "wave.mp4",
+                          "--size", "96")
+    assert code == 0, err
+    motion = read_smpl_bvh(tmp_path / "wave_smpl.bvh")
+    assert motion.fps == 30.0 and motion.num_frames > 30
+    assert (tmp_path / "wave.mp4").stat().st_size > 1000
+
+    (tmp_path / "02.asf").write_bytes(read_member(motion_data, "cmu/asfamc120/02/02.asf"))
+    amc = tmp_path / "02_01.amc"
+    amc.write_bytes(read_member(motion_data, "cmu/asfamc120/02/02_01.amc"))
+    code, out, err = _run(capsys, amc, "-o", tmp_path / "walk.npz")  # finds 02.asf beside it
+    assert code == 0, err
+    walk = load_npz(tmp_path / "walk.npz")
+    assert walk.fps == 30.0 and abs(walk.num_frames - 343 / 4) < 3  # 343 frames at 120 fps
+    travelled = np.linalg.norm(walk.trans[-1, [0, 2]] - walk.trans[0, [0, 2]])
+    assert travelled > 1.0  # it is a walk
