@@ -772,3 +772,42 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
         run_blender_demo(tmp_path / "down", f"tcp://127.0.0.1:{free_port()}", [source_photo],
                          "a person waves", 1.0, 0, size=256, log=lambda *_: None)
     assert not (tmp_path / "down" / "demo.blend").exists()  # nothing half-written
+
+
+def test_curve_keys_from_preferences(tmp_path, addon_zip, vmclip_server):
+    """The preferences' CURVE keys: the right client key pair connects to an encrypting server; a key
+    pair that is not on the server's allow-list is refused, with a one-line reason."""
+    from vmclip_protocol import write_key_pair
+
+    keys = tmp_path / "keys"
+    server_public, server_secret = write_key_pair(keys, "server")
+    allowed = tmp_path / "allowed"
+    write_key_pair(allowed, "artist")
+    artist_secret = allowed / "artist.key_secret"
+    _, stranger_secret = write_key_pair(tmp_path / "other", "stranger")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = _start([sys.executable, "-m", "vmclip", "serve", "--bind", address, "--workers", "1",
+                   "--no-preload", "--server-key", str(server_secret),
+                   "--authorized-keys", str(allowed / "artist.key")])
+    try:
+        with Client(address, timeout_s=1.0, retries=30, server_key=server_public,
+                    client_key=artist_secret) as c:
+            c.hello()  # up
+        result = run_bpy(f'''
+            out = {{}}
+            prefs.address, prefs.timeout_s, prefs.retries = {address!r}, 3.0, 0
+            prefs.server_public_key = {str(server_public)!r}
+            prefs.client_secret_key_file = {str(artist_secret)!r}
+            out["allowed"] = op_error(bpy.ops.vmclip.check_connection)
+            out["allowed_state"] = state.connection
+            prefs.client_secret_key_file = {str(stranger_secret)!r}
+            out["stranger"] = op_error(bpy.ops.vmclip.check_connection)
+            prefs.server_public_key = ""
+            out["no_server_key"] = op_error(bpy.ops.vmclip.check_connection)
+            emit(out)
+        ''', tmp_path, addon_zip)
+    finally:
+        _stop(proc)
+    assert result["allowed"] is None and result["allowed_state"] == "CONNECTED"
+    assert "refused the connection" in result["stranger"] and "allow-list" in result["stranger"]
+    assert "server's public key is empty" in result["no_server_key"]
