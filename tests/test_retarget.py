@@ -205,8 +205,8 @@ def test_no_flipped_leg_twist_on_rigs_with_baked_orients(motion_data, rows, clip
 
 
 def test_smpl_skeleton_retargets_to_itself(motion_data, rows) -> None:
-    """A BVH of our own skeleton (any unit) comes back unchanged up to the limb-twist fit (the
-    knee/elbow hinge axis is estimated from the clip: a fraction of a degree) and the floor."""
+    """A BVH of our own skeleton (any unit) comes back unchanged up to the twist fits (knee/elbow
+    hinge axis and foot roll are estimated from the clip) and the floor."""
     from vmclip.motion.bvh_write import bvh_text
     from vmclip.motion.sources import load_clip
 
@@ -215,7 +215,10 @@ def test_smpl_skeleton_retargets_to_itself(motion_data, rows) -> None:
         back = load_mocap(f"ours_{units}.bvh", data=bvh_text(m, units=units).encode())
         assert back.num_frames == m.num_frames
         dots = np.einsum("fjab,fjab->fj", m.matrices(), back.matrices())
-        assert np.degrees(np.arccos(np.clip((dots - 1) / 2, -1, 1))).max() < 1.0
+        err = np.degrees(np.arccos(np.clip((dots - 1) / 2, -1, 1))).max(0)
+        feet = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
+        assert np.delete(err, feet).max() < 1.0
+        assert err[feet].max() < 6.0  # the foot roll is levelled again on the flat-foot frames
         d = m.joint_positions() - back.joint_positions()
         np.testing.assert_allclose(d - d.mean((0, 1)), 0, atol=2e-3)
         assert np.abs(d.mean((0, 1))).max() < 0.01

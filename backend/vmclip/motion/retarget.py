@@ -579,6 +579,15 @@ def retarget(src: SourceMotion) -> Retargeted:
             if a is None
             else (shortest_rotation(parent_glob @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ parent_glob)
         )
+        if name.endswith("_ankle") and a is not None:
+            # a foot flat on the floor has its lateral axis level: calibrates the foot's roll
+            # (CMU's rest pose, for one, rolls the feet by ~20 degrees)
+            toe = J[name.replace("ankle", "foot")]
+            h_ankle, h_toe = tgt[:, j, 1], tgt[:, toe, 1]
+            flat = (h_ankle - h_ankle.min() < 0.03) & (h_toe - h_toe.min() < 0.03)
+            level = frame_from(a, np.cross([0.0, 1.0, 0.0], a))
+            flat_ref = level @ frame_from(REST_OFFSETS[toe], np.array([1.0, 0.0, 0.0])).T
+            return [(flat_ref, flat.astype(float)), (no_twist, np.full(n_f, 0.02))]
         if name not in _LIMBS:
             return [(no_twist, np.ones(n_f))]
         (r0, r1, r2), bend = _LIMBS[name]
@@ -598,13 +607,23 @@ def retarget(src: SourceMotion) -> Retargeted:
         g_src = rot[:, m.frames[name]]
         if rest_human:
             rest_cal = _rest_calibration(m, name, rest_w)
+            elbow = name.replace("wrist", "elbow")
+            if name.endswith("_wrist") and elbow in cals:
+                # the hand keeps its rest relation to the forearm, whose twist the hinge corrected
+                return g_src @ rest_cal @ cals[elbow]
+            if name.endswith("_ankle") and aim(J[name]) is not None:
+                acc = sum(
+                    np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob)
+                )
+                return g_src @ _polar(acc)
             if name not in _LIMBS:
                 return g_src @ rest_cal
             # limbs: the knee/elbow hinge fixes the twist better than a rest pose whose palms or
             # knee caps may face anywhere; the rest calibration decides when the limb never bends
             bent, w = references(name, parent_glob)[0]
-            acc = np.einsum("f,fba,fbc->ac", w, g_src, bent) + 0.02 * n_f * rest_cal
-            return g_src @ _polar(acc)
+            cal = _polar(np.einsum("f,fba,fbc->ac", w, g_src, bent) + 0.02 * n_f * rest_cal)
+            cals[name] = rest_cal.T @ cal  # the correction, for the hand below
+            return g_src @ cal
         chest = int(src.parents[m.anchors["neck"].joint])
         if name == "head" and chest >= 0 and not m.head_mid_end:
             # Baked-orient rigs build the spine, neck and head joints with one axis convention
