@@ -5,6 +5,7 @@ What is drawn, and why:
   floating or sinking feet are obvious instead of being hidden by a floor fitted to the feet;
 - the skeleton with the body's left side in blue, the right side in orange and the centre line in light
   grey (mirroring or left/right swaps in a retarget are visible at a glance);
+- a green nose line from the head towards the face, so the facing direction is readable;
 - a camera that keeps a fixed world orientation (turns of the body stay visible as turns) and follows
   the pelvis along the floor with a smoothed path; its distance fits the whole clip's pose extent so the
   figure does not pump in size;
@@ -33,6 +34,7 @@ _LEFT = (70, 150, 255)
 _RIGHT = (255, 140, 50)
 _CENTRE = (225, 225, 225)
 _TEXT = (245, 245, 245)
+_NOSE = (120, 230, 120)
 _SHADOW_ALPHA = 0.6
 
 _FOV_DEG = 40.0
@@ -156,6 +158,8 @@ def render_frames(motion: Motion, text: str | None = None, size: int | tuple[int
     pos, grot = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)
     # The head joint is the skull's base; the drawn head circle sits a little above it.
     head_centre = pos[:, _HEAD] + grot[:, _HEAD] @ np.array([0.0, 0.09, 0.02])
+    # A short nose line from the head towards the face (+Z in the head's frame) shows the facing.
+    nose_tip = head_centre + grot[:, _HEAD] @ np.array([0.0, 0.0, 0.16])
     text = motion.text if text is None else text
     pelvis = pos[:, 0]
     # Follow the pelvis over the floor (smoothed over ~0.5 s); keep a steady height.
@@ -207,6 +211,7 @@ def render_frames(motion: Motion, text: str | None = None, size: int | tuple[int
             hx, hy = cam.project(head_cam)[0]
             radius = max(4, int(0.1 * cam.focal / head_cam[0, 2]))
             cv2.circle(img, (int(round(hx)), int(round(hy))), radius, _CENTRE, thick, cv2.LINE_AA)
+            _draw_segment(img, cam, t, head_centre[t], nose_tip[t], _NOSE, thick)
         # Text band.
         y = int(12 + 28 * font_scale)
         for line in lines:
