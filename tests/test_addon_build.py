@@ -131,3 +131,27 @@ def test_continuous_quaternions_take_the_short_way():
     q = np.array([[[1.0, 0, 0, 0]], [[-1.0, 0, 0, 0]], [[-0.9, 0.1, 0, 0]]])
     out = smpl.continuous_quaternions(q)
     assert (np.sum(out[1:] * out[:-1], -1) > 0).all()
+
+
+def _blender_ext_cli() -> Path | None:
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(spec.submodule_search_locations[0])
+    found = sorted(root.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    return found[-1] if found else None
+
+
+@pytest.mark.parametrize("with_wheels", [True, False], ids=["cached-wheels", "no-wheels"])
+def test_zip_passes_blenders_extension_validator(tmp_path, with_wheels):
+    """Blender's own `extension validate` (manifest schema: field lengths, tags, permissions, wheels)."""
+    import subprocess
+
+    cli = _blender_ext_cli()
+    if cli is None:
+        pytest.skip("the bpy module is not installed")
+    cache = build_addon.WHEEL_CACHE if with_wheels else tmp_path / "empty-cache"
+    zip_path = build_addon.build(tmp_path / "out", offline=True, cache=cache, log=lambda *_: None)
+    proc = subprocess.run([sys.executable, str(cli), "validate", str(zip_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "Success" in proc.stdout, proc.stdout + proc.stderr
