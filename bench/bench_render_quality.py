@@ -1,7 +1,8 @@
 """Re-posing quality against ground truth.
 
 Blender (bpy, Cycles on the CPU, 512x512, 16 samples) renders the painted Anny body of the example
-person in a room in pose A (the source photo), in pose B (the truth) and the empty room (the plate);
+person in a room in several random poses and the empty room (the plate); for every ordered pair of
+poses, pose A is the source photo and pose B the truth;
 our renderer re-poses A to B (transformation flow + compositing, the exact body fit given, so this
 measures the renderer, not the fit) and the result is compared with B: SSIM and PSNR inside the
 person's box (union of both poses' boxes plus a margin) and over the whole frame. "No re-posing"
@@ -11,7 +12,9 @@ downloaded.
 Also, when the person analysis and ../shared are present, the real pair iper_p009: fit both photos,
 re-pose the first photo to the second photo's fitted pose, compare inside the second photo's box.
 
-    .venv/bin/python bench/bench_render_quality.py [--pairs 20] [--work DIR]
+    .venv/bin/python bench/bench_render_quality.py [--poses 6] [--work DIR]
+
+With 6 poses every ordered pair of distinct poses gives 30 pairs from 7 Blender renders.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ def sample_pose(rng: np.random.Generator, base: np.ndarray | None = None) -> np.
     return aa
 
 
-def _render_pairs(work: Path, pairs: int, seed: int) -> None:
-    """Child process: Blender renders of every pair (skipped when already there)."""
+def _render_poses(work: Path, poses: int, seed: int) -> None:
+    """Child process: Blender renders of every pose (skipped when already there)."""
     from vmclip.motion import rotations as R
     from vmclip.person.body import load_body_model
     from vmclip.render.example import example_shape, look_at_camera, outfit_colors, render_person
@@ -62,26 +65,22 @@ def _render_pairs(work: Path, pairs: int, seed: int) -> None:
     camera = look_at_camera((0.3, 1.05, 3.6), (0.0, 0.86, 0.0), SIZE, SIZE)
     rng = np.random.default_rng(seed)
     meta = {"shape": shape, "K": camera.K.tolist(), "R": camera.R.tolist(), "t": camera.t.tolist(),
-            "pairs": []}
+            "poses": []}
     plate = work / "plate.png"
     if not plate.exists():
         render_person(plate, None, body.faces, colors, camera, SIZE, SIZE)
-    for i in range(pairs):
-        entry = {}
-        for key in ("a", "b"):
-            aa = sample_pose(rng)
-            rot = R.axis_angle_to_matrix(aa)
-            trans = np.array([rng.uniform(-0.25, 0.25), 0.0, rng.uniform(-0.2, 0.2)])
-            verts = body.pose_vertices(shape, rot[None], trans[None])[0]
-            trans[1] -= float(verts[:, 1].min())  # soles on the floor
-            verts[:, 1] -= float(verts[:, 1].min())
-            path = work / f"pair{i:02d}_{key}.png"
-            if not path.exists():
-                render_person(path, verts, body.faces, colors, camera, SIZE, SIZE, seed=i)
-            entry[key] = {"pose": rot.tolist(), "trans": trans.tolist(), "image": path.name}
-        meta["pairs"].append(entry)
-        print(f"rendered pair {i + 1}/{pairs}", flush=True)
-    (work / "pairs.json").write_text(json.dumps(meta))
+    for i in range(poses):
+        rot = R.axis_angle_to_matrix(sample_pose(rng))
+        trans = np.array([rng.uniform(-0.25, 0.25), 0.0, rng.uniform(-0.2, 0.2)])
+        verts = body.pose_vertices(shape, rot[None], trans[None])[0]
+        trans[1] -= float(verts[:, 1].min())  # soles on the floor
+        verts[:, 1] -= float(verts[:, 1].min())
+        path = work / f"pose{i:02d}.png"
+        if not path.exists():
+            render_person(path, verts, body.faces, colors, camera, SIZE, SIZE, seed=i)
+        meta["poses"].append({"pose": rot.tolist(), "trans": trans.tolist(), "image": path.name})
+        print(f"rendered pose {i + 1}/{poses}", flush=True)
+    (work / "poses.json").write_text(json.dumps(meta))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,7 +117,7 @@ def _read(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def synthetic(work: Path, pairs: int, seed: int) -> dict:
+def synthetic(work: Path, poses: int, seed: int) -> dict:
     from types import SimpleNamespace
 
     from vmclip.person.body import load_body_model
@@ -128,17 +127,18 @@ def synthetic(work: Path, pairs: int, seed: int) -> dict:
 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    subprocess.run([sys.executable, __file__, "--render-only", "--pairs", str(pairs), "--seed", str(seed),
+    subprocess.run([sys.executable, __file__, "--render-only", "--poses", str(poses), "--seed", str(seed),
                     "--work", str(work)], check=True)
     print(f"Blender renders ready ({time.time() - t0:.0f} s)")
-    meta = json.loads((work / "pairs.json").read_text())
+    meta = json.loads((work / "poses.json").read_text())
+    # Every ordered pair of distinct poses: photo in pose A, truth in pose B.
+    pairs = [(meta["poses"][i], meta["poses"][j]) for i in range(poses) for j in range(poses) if i != j]
     body = load_body_model("anny", device="cpu")
     cam = Camera(np.array(meta["K"]), np.array(meta["R"]), np.array(meta["t"]))
     plate = _read(work / "plate.png")
     ras = get_rasterizer()
     rows = []
-    for i, pair in enumerate(meta["pairs"]):
-        a, b = pair["a"], pair["b"]
+    for i, (a, b) in enumerate(pairs):
         img_a, img_b = _read(work / a["image"]), _read(work / b["image"])
         va = body.pose_vertices(meta["shape"], np.array(a["pose"])[None], np.array(a["trans"])[None])[0]
         vb = body.pose_vertices(meta["shape"], np.array(b["pose"])[None], np.array(b["trans"])[None])[0]
@@ -167,7 +167,7 @@ def synthetic(work: Path, pairs: int, seed: int) -> dict:
     return summary
 
 
-def real_pair(photos: Path) -> dict | None:
+def real_pair(photos: Path, work: Path) -> dict | None:
     """iper_p009: re-pose photo A to the fitted pose of photo B; score inside B's person box."""
     a, b = photos / "iper_p009_set_a_apose.jpg", photos / "iper_p009_set_b_random.jpg"
     if not (a.exists() and b.exists()):
@@ -203,7 +203,7 @@ def real_pair(photos: Path) -> dict | None:
                        interpolation=cv2.INTER_AREA)
     mask_b = cv2.resize(np.asarray(vb.mask, np.float32), (scene.width, scene.height)) > 0.5
     box = box_of([mask_b])
-    cv2.imwrite(str(REPO / "bench" / ".iper_compare.png"),
+    cv2.imwrite(str(work / "iper_compare.png"),  # a derivative of the photos: kept out of the repo
                 cv2.cvtColor(np.concatenate([scene.sources[0].image, out, truth], 1), cv2.COLOR_RGB2BGR))
     src = scene.sources[0].image
     return {"ssim_box": ssim(out[box], truth[box]), "psnr_box": psnr(out[box], truth[box]),
@@ -213,7 +213,7 @@ def real_pair(photos: Path) -> dict | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--poses", type=int, default=6, help="distinct poses; all ordered pairs are scored")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="render folder (default: cache)")
     parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "photos")
@@ -225,16 +225,16 @@ def main() -> int:
         args.work = cache_dir() / "bench_render_quality"
     if args.render_only:
         args.work.mkdir(parents=True, exist_ok=True)
-        _render_pairs(args.work, args.pairs, args.seed)
+        _render_poses(args.work, args.poses, args.seed)
         return 0
-    s = synthetic(args.work, args.pairs, args.seed)
+    s = synthetic(args.work, args.poses, args.seed)
     print(f"synthetic (Blender ground truth), {s['pairs']} pose pairs, 512x512, medians:")
     print(f"  person box: SSIM {s['ssim_box']:.3f}  PSNR {s['psnr_box']:.2f} dB   "
           f"(means: {s['mean_ssim_box']:.3f}, {s['mean_psnr_box']:.2f} dB)")
     print(f"  full frame: SSIM {s['ssim_full']:.3f}  PSNR {s['psnr_full']:.2f} dB")
     print(f"  baseline, no re-posing (photo A vs B), person box: SSIM {s['base_ssim_box']:.3f}  "
           f"PSNR {s['base_psnr_box']:.2f} dB")
-    r = real_pair(args.photos)
+    r = real_pair(args.photos, args.work)
     if r is not None:
         print(f"real pair iper_p009 (A re-posed to B's fitted pose), person box: SSIM {r['ssim_box']:.3f}  "
               f"PSNR {r['psnr_box']:.2f} dB; no re-posing: SSIM {r['base_ssim_box']:.3f}  "

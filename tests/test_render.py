@@ -114,7 +114,7 @@ def test_same_pose_reproduces_the_photo(body):
     inside = person.views[0].mask > 0
     interior = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert err[interior].mean() < 0.5  # exact away from the outline
-    assert err[inside].mean() < 8.0  # the outline is softened on purpose
+    assert err[inside].mean() < 12.0  # the outline is softened and pulled in on purpose (thin limbs here)
     assert err[~inside].mean() < 1.0
     assert not warped.flow["hole"].any()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vmclip.motion.skeleton import JOINT_NAMES, PARENTS
 from vmclip.render.raster import Raster, Rasterizer, project
 
 # How far (pixels at 512) clothes and hair may extend beyond the bare body's silhouette.
@@ -50,7 +51,7 @@ def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The photo with every pixel off the person (and in a thin band inside the outline, where the
     photo mixes person and background) replaced by the colour of the nearest person pixel, so that
     sampling near the outline, or just outside it with an imperfect fit, never picks up background."""
-    radius = max(1, round(2 * max(mask.shape) / 512))
+    radius = max(1, round(3 * max(mask.shape) / 512))
     person = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
     if not person.any() or person.all():
         return image
@@ -80,8 +81,12 @@ class SourceView:
                  vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray) -> None:
         h, w = image.shape[:2]
         self.image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-        self.mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
-        self.bled = bleed(self.image, self.mask)
+        mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
+        # Person segmenters draw the outline a little outside the person: pull the matte in by about
+        # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
+        r = int(1.5 * max(h, w) / 512)
+        self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        self.bled = bleed(self.image, mask)
         self.camera = camera
         self.width, self.height = w, h
         uv, z = project(vertices, camera.K, camera.R, camera.t)
@@ -105,13 +110,17 @@ class SourceView:
             near_part = part.ravel()[idx][labels.ravel() - 1].reshape(h, w)
         else:
             near_part = part
-        # For person pixels off the body: the part they hang from (-1 on the body and elsewhere).
-        self.hang = np.where(body, -1, near_part).astype(np.int16)
-        # The person's matte off the bare body (clothes, hair): what the extended flow may carry.
-        # Solid person pixels only: the soft fringe of the matte along the body would otherwise be
-        # carried outward as faint streaks.
-        near_body = cv2.dilate(body.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        self.mask_off = np.where(near_body | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
+        # What the extended flow may carry: person pixels off the body (clothes, hair) with the part
+        # they hang from, and the body's own rim (a few pixels inside its outline, where a sample
+        # from just outside the target body lands when the limb turned), so that no seam opens
+        # between the body and its clothes. Deeper body pixels: -1.
+        rim_px = max(2, round(3 * max(h, w) / 512))
+        core = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))).astype(bool)
+        self.hang = np.where(core, -1, near_part).astype(np.int16)
+        # Solid person pixels only: the soft fringe of the matte would otherwise be carried outward as
+        # faint streaks.
+        self.mask_off = np.where(core | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
 
 
 @dataclass
@@ -136,11 +145,26 @@ class FlowWarper:
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.vertex_part = np.asarray(vertex_part, dtype=np.int64)
-        self.num_parts = int(self.vertex_part.max()) + 1
+        self.extend_px = (EXTEND_PX * max(width, height) / 512.0) if extend_px is None else extend_px
+        self.num_parts = max(int(self.vertex_part.max()) + 1, len(PARENTS))
+        # Body parts within two steps of each other on the skeleton: clothes near a joint (the side of
+        # the chest under the arm) may hang from either neighbour in the photo.
+        adj = np.eye(self.num_parts, dtype=bool)
+        for j, p in enumerate(PARENTS):
+            if p >= 0:
+                adj[j, p] = adj[p, j] = True
+        side = np.array([1 if n.startswith("left_") else -1 if n.startswith("right_") else 0
+                         for n in JOINT_NAMES] + [0] * (self.num_parts - len(JOINT_NAMES)))
+        opposite = (side[:, None] * side[None, :]) < 0  # never across the body (thigh to thigh)
+        self.related = ((adj.astype(int) @ adj.astype(int)) > 0) & ~opposite
+        # Hands and feet carry little beyond the bare body (a sleeve cuff, a shoe rim).
+        self.reach = np.full(self.num_parts, self.extend_px, dtype=np.float32)
+        for name in ("left_wrist", "right_wrist", "left_hand", "right_hand", "left_ankle", "right_ankle",
+                     "left_foot", "right_foot"):
+            self.reach[JOINT_NAMES.index(name)] = 0.25 * self.extend_px
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
-        self.extend_px = (EXTEND_PX * max(width, height) / 512.0) if extend_px is None else extend_px
         # Per-source vertex attributes: own projection (u, v, z), the mirror vertex's, facing weight.
         self.attr = [np.concatenate([s.uvz, s.uvz[mirror], s.facing[:, None], s.facing[mirror, None]],
                                     axis=1) for s in sources]
@@ -210,7 +234,11 @@ class FlowWarper:
         part[body] = part_px
         hole = body & (source < 0)
         self._extend(map_x, map_y, source, part, body & ~hole, x0, y0)
-        return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part}
+        # How squarely the chosen source saw each point (0: at a grazing angle, or not itself seen).
+        facing = np.zeros((h, w), dtype=np.float32)
+        facing[body] = np.where(best_score >= 2.0, best_score - 2.0, 0.0)
+        return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
+                "facing": facing}
 
     def _part_jacobians(self, map_x, map_y, source, part, filled, x0, y0) -> np.ndarray:
         """Per (source, part): the 2x2 linear part of the best affine map from output pixels to
@@ -258,9 +286,12 @@ class FlowWarper:
         if not ring.any():
             return
         width = filled.shape[1]
-        jac = self._part_jacobians(map_x, map_y, source, part, filled, x0, y0)
         seeds = np.flatnonzero(filled.ravel())
         nearest = seeds[labels[ring] - 1]
+        near_ok = dist[ring] <= self.reach[part.ravel()[nearest]]
+        ring[ring] = near_ok
+        nearest = nearest[near_ok]
+        jac = self._part_jacobians(map_x, map_y, source, part, filled, x0, y0)
         ny, nx = np.divmod(nearest, width)
         ry, rx = np.nonzero(ring)
         src = source.ravel()[nearest]
@@ -296,12 +327,25 @@ class FlowWarper:
                 a_off = cv2.remap(src.mask_off, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                 ys, xs = np.nonzero(off_body)
                 uv = np.stack([fl["map_x"][ys, xs], fl["map_y"][ys, xs]], 1)
-                wrong = self._lookup(src.hang, uv, -1) != (-2 - fl["part"][ys, xs])
+                hang = self._lookup(src.hang, uv, -1)
+                wrong = (hang < 0) | ~self.related[np.maximum(hang, 0), -2 - fl["part"][ys, xs]]
                 a_off[ys[wrong], xs[wrong]] = 0.0
                 a_off[~off_body] = 0.0
                 keep = cv2.morphologyEx((a_off > 0.5).astype(np.uint8), cv2.MORPH_OPEN,
                                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
                 a_off *= cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
+                # Only pieces attached to the body: an island would be part of the photo's person that
+                # the fit missed, carried to a wrong place.
+                # (the photo's clothes start a few pixels off its body: the matte near the body is not
+                # carried, hence the body grown by a few pixels for the test).
+                grown = cv2.dilate(fl["body"].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+                solid = ((a_off > 0.3) | grown).astype(np.uint8)
+                count, labels = cv2.connectedComponents(solid, connectivity=8)
+                if count > 2:
+                    attached = np.zeros(count, dtype=bool)
+                    attached[np.unique(labels[grown])] = True
+                    attached[0] = False
+                    a_off *= attached[labels]
                 a[off_body] = a_off[off_body]
             rgb[sel] = col[sel]
             alpha[sel] = a[sel]
@@ -313,6 +357,10 @@ class FlowWarper:
         interior = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
                                                                               (2 * band + 1, 2 * band + 1)))
         alpha[interior.astype(bool)] = 1.0
+        # In the band, the photo's matte is only trusted where the photo saw the surface squarely; a
+        # point it saw edge-on sat on its outline, where the matte is half background.
+        band_px = body & ~interior.astype(bool)
+        alpha[band_px] = np.maximum(alpha[band_px], np.clip(1.0 - fl["facing"][band_px] / 0.35, 0.0, 1.0))
         hole = fl["hole"]
         if hole.any():
             # What no source saw: in-paint from the surrounding warped person pixels.
