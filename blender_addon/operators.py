@@ -555,15 +555,38 @@ CLASSES = (
 )
 
 
+def _drop_active_job() -> None:
+    job = backend.active_job()
+    if job is not None:  # do not leave a worker talking to the backend for a scene that is gone
+        job.cancel()
+        backend.ACTIVE["job"] = None
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args) -> None:
+    # Loading a file removes running modal operators; without this the panel would stay "busy".
+    _drop_active_job()
+
+
+@bpy.app.handlers.persistent
+def _on_load_post(*_args) -> None:
+    state = getattr(bpy.context.window_manager, "vmclip_state", None)
+    if state is not None:
+        state.busy, state.progress = False, 0.0
+
+
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.app.handlers.load_pre.append(_on_load_pre)
+    bpy.app.handlers.load_post.append(_on_load_post)
 
 
 def unregister() -> None:
-    job = backend.active_job()
-    if job is not None:  # do not leave a worker talking to the backend after the add-on is gone
-        job.cancel()
-        backend.ACTIVE["job"] = None
+    _drop_active_job()
+    hooks = bpy.app.handlers
+    for handlers, fn in ((hooks.load_pre, _on_load_pre), (hooks.load_post, _on_load_post)):
+        if fn in handlers:
+            handlers.remove(fn)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -424,9 +424,14 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
             ticks += 1
             other = Op.modal(op, ctx, types.SimpleNamespace(type="MOUSEMOVE", value="NOTHING"))
             assert other == {{"PASS_THROUGH"}}  # the rest of Blender keeps its events
+        keyed = settings.armature is not None and settings.armature.animation_data.action is not None
+        busy_after = state.busy
+        # Loading another file while a request runs (Blender drops modal operators then): not stuck busy.
+        op._start(ctx)
+        bpy.ops.wm.read_homefile(use_empty=True)  # (settings/state above now point at freed data)
+        after_load = [backend.active_job() is None, bpy.context.window_manager.vmclip_state.busy]
         emit({{"outcome": sorted(outcome), "ticks": ticks, "started_in": started_in, "busy_seen": busy_seen,
-              "max_tick": max_tick, "keyed": settings.armature is not None and
-              settings.armature.animation_data.action is not None, "busy_after": state.busy,
+              "after_load": after_load, "max_tick": max_tick, "keyed": keyed, "busy_after": busy_after,
               "reports": reports}})
     ''', tmp_path, addon_zip)
     assert result["outcome"] == ["FINISHED"] and result["keyed"] and result["busy_seen"]
@@ -434,6 +439,7 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
     assert result["started_in"] < 0.5  # invoke returns at once; the request runs in the worker
     assert result["max_tick"] < 0.5  # a timer tick never waits for the backend (the last one keys)
     assert result["reports"] and result["reports"][-1][0] == ["INFO"]
+    assert result["after_load"] == [True, False]
 
 
 def test_cancel_from_modal_escape(tmp_path, addon_zip, motion_server):
