@@ -159,3 +159,19 @@ def test_smpl_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
         SmplBody("smpl", device="cpu")
     with pytest.raises(ValueError):
         load_body_model("mannequin")
+
+
+def test_clothing_offsets_push_the_surface_along_the_normals(anny):
+    n = len(anny.skin_weights)
+    off = np.zeros(n, np.float32)
+    off[: n // 2] = 0.05
+    rest = anny.rest_vertices()
+    dressed = anny.rest_vertices({"offsets": off.tolist()})
+    np.testing.assert_allclose(dressed - rest, anny.rest_normals * off[:, None], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(anny.rest_normals, axis=1), 1.0, atol=1e-4)
+    # Normals point outwards: the offset surface is larger.
+    assert np.ptp(anny.rest_vertices({"offsets": [0.05] * n})[:, 0]) > np.ptp(rest[:, 0]) + 0.05
+    posed = anny.pose_vertices({"offsets": off.tolist()}, _identity(), np.zeros((1, 3)))[0]
+    np.testing.assert_allclose(posed, dressed, atol=1e-5)
+    with pytest.raises(ValueError, match="vertices"):
+        anny.rest_vertices({"offsets": [0.0, 0.1]})

@@ -146,7 +146,9 @@ def test_several_photos_share_one_shape():
     b, *_ = render_person(shape, _pose(yaw=35.0, arms=(-20.0, 80.0), knee=5.0))
     result = analyze([a, b], background=False)
     assert len(result.views) == 2
-    assert set(result.shape) == set(load_body_model().shape_keys)
+    body = load_body_model()
+    assert set(result.shape) == {*body.shape_keys, "offsets"}
+    assert len(result.shape["offsets"]) == len(body.skin_weights)
     for view in result.views:
         assert view.fit_error_pct < 3.0 and view.iou > 0.75
 

@@ -61,6 +61,7 @@ class ViewFit:
     fit_error_px: float  # mean keypoint reprojection error over visible landmarks
     iou: float  # rendered body silhouette vs person mask
     fit_error_pct: float = float("nan")  # the same error as a percentage of the person's height in pixels
+    iou_body: float = float("nan")  # the same IoU for the body without its clothing offsets
     world_landmarks: np.ndarray | None = None  # (33,4) MediaPipe's metric landmarks (camera-aligned)
     source: str | None = None  # the photo's path, when it came from a file
 
@@ -103,6 +104,7 @@ class PersonAnalysis:
                     "fit_error_px": _num(v.fit_error_px),
                     "fit_error_pct": _num(v.fit_error_pct),
                     "iou": _num(v.iou),
+                    "iou_body": _num(v.iou_body),
                     "world_landmarks": None
                     if v.world_landmarks is None
                     else np.round(v.world_landmarks, 5).tolist(),
@@ -161,6 +163,7 @@ class PersonAnalysis:
                     background=png(v["background"])[..., :3].copy(),
                     fit_error_px=_float(v.get("fit_error_px")),
                     iou=_float(v.get("iou")),
+                    iou_body=_float(v.get("iou_body")),
                     fit_error_pct=_float(v.get("fit_error_pct")),
                     world_landmarks=None
                     if v.get("world_landmarks") is None
@@ -230,7 +233,7 @@ def analyze(
         warnings.extend(det.warnings)
     report(0.4, "fitting the body")
     body = load_body_model(body_kind, device=device)
-    results = fit_views(body, loaded, detections, iterations=(60, 70) if fit else (0, 0))
+    results = fit_views(body, loaded, detections, iterations=(40, 60, 40) if fit else (0, 0, 0))
     views = []
     for i, (image, det, res) in enumerate(zip(loaded, detections, results, strict=True)):
         if background:
@@ -253,6 +256,7 @@ def analyze(
                 background=plate,
                 fit_error_px=res.fit_error_px,
                 iou=res.iou,
+                iou_body=res.iou_body,
                 fit_error_pct=res.fit_error_pct,
                 world_landmarks=det.world,
                 source=sources[i],

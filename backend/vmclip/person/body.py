@@ -34,6 +34,9 @@ from vmclip.motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 ANNY_DEFAULTS = {"age": 2.0 / 3.0}
 ANNY_TOPOLOGY = "notoes"  # ~12k vertices, ~24k triangles: light enough to render every frame
 _ANNY_CACHE_VERSION = 2
+# Optional key of a `shape` dict: per-vertex offsets (metres, along the rest normals) that let the fitted
+# surface follow loose clothing and hair; shape-independent, so any body kind can carry them.
+OFFSETS_KEY = "offsets"
 
 # Anny bone -> SMPL-24 segment whose rotation moves it (prefix match on the bone name, side suffix kept).
 _ANNY_GROUPS: list[tuple[str, str]] = [
@@ -324,9 +327,45 @@ class BodyModel:
     def _vec(self, shape: dict[str, Any] | None) -> torch.Tensor:
         return torch.as_tensor(self.shape_vector(shape), dtype=torch.float32, device=self.device)[None]
 
+    @property
+    def rest_normals(self) -> np.ndarray:
+        """Unit vertex normals (V,3) of the default body's rest pose (directions of clothing offsets)."""
+        cached = getattr(self, "_normals", None)
+        if cached is None:
+            with torch.no_grad():
+                v = self.rest_torch(self._vec(None))[0][0].cpu().numpy().astype(np.float64)
+            tri = v[self.faces]
+            fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            n = np.zeros_like(v)
+            for k in range(3):
+                np.add.at(n, self.faces[:, k], fn)
+            cached = (n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+            self._normals = cached
+        return cached
+
+    def offsets(self, shape: dict[str, Any] | None) -> np.ndarray | None:
+        """The shape's per-vertex clothing offsets (V,) in metres along the rest normals, if it has any."""
+        raw = (shape or {}).get(OFFSETS_KEY)
+        if raw is None:
+            return None
+        off = np.asarray(raw, dtype=np.float32).reshape(-1)
+        if len(off) != len(self.skin_weights):
+            raise ValueError(f"shape[{OFFSETS_KEY!r}] has {len(off)} values; this body has "
+                             f"{len(self.skin_weights)} vertices")
+        return off
+
+    def _rest(self, shape: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        rest_v, rest_j = self.rest_torch(self._vec(shape))
+        off = self.offsets(shape)
+        if off is not None:
+            disp = torch.as_tensor(self.rest_normals * off[:, None], device=self.device)
+            rest_v = rest_v + disp[None]
+        return rest_v, rest_j
+
     def rest_vertices(self, shape: dict[str, Any] | None = None) -> np.ndarray:
+        """T-pose rest vertices (V,3), pelvis at the origin, clothing offsets included when present."""
         with torch.no_grad():
-            return self.rest_torch(self._vec(shape))[0][0].cpu().numpy()
+            return self._rest(shape)[0][0].cpu().numpy()
 
     def rest_joints(self, shape: dict[str, Any] | None = None) -> np.ndarray:
         with torch.no_grad():
@@ -349,10 +388,9 @@ class BodyModel:
         """Posed vertices (N,V,3) for local rotations (N,24,3,3) and pelvis positions (N,3)."""
         local_rot = np.asarray(local_rot, dtype=np.float32).reshape(-1, NUM_JOINTS, 3, 3)
         trans = np.asarray(trans, dtype=np.float32).reshape(-1, 3)
-        vec = self._vec(shape)
         out = []
         with torch.no_grad():
-            rest_v, rest_j = self.rest_torch(vec)
+            rest_v, rest_j = self._rest(shape)
             for i in range(0, len(local_rot), batch):
                 r = torch.as_tensor(local_rot[i : i + batch], device=self.device)
                 t = torch.as_tensor(trans[i : i + batch], device=self.device)
@@ -420,7 +458,7 @@ class AnnyBody(BodyModel):
         return {k: ANNY_DEFAULTS.get(k, 0.5) for k in self.shape_keys}
 
     def shape_vector(self, shape: dict[str, Any] | None) -> np.ndarray:
-        shape = shape or {}
+        shape = {k: v for k, v in (shape or {}).items() if k != OFFSETS_KEY}
         unknown = set(shape) - set(self.shape_keys)
         if unknown:
             raise ValueError(f"unknown Anny phenotype keys {sorted(unknown)}; known: {list(self.shape_keys)}")

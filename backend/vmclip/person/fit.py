@@ -23,12 +23,14 @@ import torch
 
 from vmclip.motion.rotations import axis_angle_to_matrix
 from vmclip.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS
-from vmclip.person.body import BodyModel, _lbs
+from vmclip.person.body import OFFSETS_KEY, BodyModel, _lbs
 from vmclip.person.detect import MP, NUM_MP, Detection
 
 J = JOINT_INDEX
 FOCAL_SCALE = 1.2  # focal length = FOCAL_SCALE * longest image side (about 45 degrees across it)
-SIL_OUT, SIL_COVER = 5.0, 40.0  # silhouette weights: surface outside the mask; mask far from the surface
+CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface out
+CLOTH_SMOOTH = 10.0  # weight of the offsets' smoothness (difference to the mean of their neighbours)
+SIL_OUT, SIL_COVER = 10.0, 80.0  # silhouette weights: surface outside the mask; mask far from the surface
 # Camera rotation world -> camera: the camera looks along world -Z, image y down = world -Y.
 CAM_FROM_WORLD = np.diag([1.0, -1.0, -1.0])
 
@@ -46,7 +48,8 @@ class FitResult:
     t: np.ndarray
     fit_error_px: float
     fit_error_pct: float
-    iou: float
+    iou: float  # silhouette of the fitted surface (clothing offsets included) vs the mask
+    iou_body: float  # the same without clothing offsets
     vertices_cam: np.ndarray  # (V,3) posed vertices in the camera frame (for overlays)
 
 
@@ -158,7 +161,48 @@ class _Prepared:
         self.silhouette = _Subset(body, verts, _surface_sample(body.rest_vertices(), cell=0.05))
         self.lj = torch.as_tensor(lj, dtype=torch.float32, device=dev)
         self.lm_weight = torch.as_tensor(weight, dtype=torch.float32, device=dev)
+        self._clothing(body)
 
+    def _clothing(self, body: BodyModel) -> None:
+        """Neighbour graph over the surface sample and its interpolation onto every vertex, within body
+        parts only (so a skirt never glues the legs together, nor a sleeve the arm to the torso)."""
+        from scipy.spatial import cKDTree
+
+        dev = body.device
+        rest = body.rest_vertices()
+        ids = self.silhouette.index[self.silhouette.surface].cpu().numpy()
+        part = _PART[np.argmax(body.skin_weights, 1)]
+        k_nb, k_in = 6, 4
+        nb = np.zeros((len(ids), k_nb), np.int64)
+        interp = np.zeros((len(rest), k_in), np.int64)
+        interp_w = np.zeros((len(rest), k_in), np.float32)
+        for p in np.unique(part):
+            local = np.nonzero(part[ids] == p)[0]
+            tree = cKDTree(rest[ids[local]])
+            k = min(k_nb + 1, len(local))
+            _, idx = tree.query(rest[ids[local]], k=k)
+            idx = idx.reshape(len(local), k)[:, 1:]
+            nb[local, : idx.shape[1]] = local[idx]
+            nb[local, idx.shape[1]:] = local[:, None]
+            verts = np.nonzero(part == p)[0]
+            kk = min(k_in, len(local))
+            dist, idx = tree.query(rest[verts], k=kk)
+            dist, idx = dist.reshape(len(verts), kk), idx.reshape(len(verts), kk)
+            w = 1.0 / (dist + 0.01)
+            interp[verts, :kk] = local[idx]
+            interp_w[verts, :kk] = w / w.sum(1, keepdims=True)
+        self.sample_neighbours = torch.as_tensor(nb, device=dev)
+        self.sample_normals = torch.as_tensor(body.rest_normals[ids], device=dev)
+        self.interp_index = interp
+        self.interp_weight = interp_w
+
+
+# Body part of each SMPL-24 segment: 0 trunk and head, 1/2 left/right leg, 3/4 left/right arm.
+_PART = np.zeros(NUM_JOINTS, np.int64)
+for _name, _part in (("hip", 1), ("knee", 1), ("ankle", 1), ("foot", 1), ("shoulder", 3), ("elbow", 3),
+                     ("wrist", 3), ("hand", 3)):
+    _PART[J["left_" + _name]] = _part
+    _PART[J["right_" + _name]] = _part + 1
 
 _PREPARED: dict[int, _Prepared] = {}
 
@@ -276,7 +320,7 @@ def fit_views(
     body: BodyModel,
     images: list[np.ndarray],
     detections: list[Detection],
-    iterations: tuple[int, int] = (60, 70),
+    iterations: tuple[int, int, int] = (40, 60, 40),
     shape: dict | None = None,
 ) -> list[FitResult]:
     """Fit one shape and per-view pose + camera to the detections (see the module docstring).
@@ -298,7 +342,7 @@ def _fit_views(
     body: BodyModel,
     images: list[np.ndarray],
     detections: list[Detection],
-    iterations: tuple[int, int],
+    iterations: tuple[int, int, int],
     shape: dict | None,
 ) -> list[FitResult]:
     prep = _prepared(body)
@@ -475,7 +519,7 @@ def _fit_views(
             total = total + (SIL_OUT * l_out + SIL_COVER * l_cov) / n
         return total
 
-    stage1, stage2 = iterations
+    stage1, stage2, stage3 = iterations
     params1 = [root, pose, trans]
     opt = torch.optim.Adam([{"params": [root, pose], "lr": 0.03}, {"params": [trans], "lr": 0.02}])
     with torch.no_grad():  # the shape waits for stage 2: its rest pose is computed once here
@@ -494,15 +538,52 @@ def _fit_views(
         opt.step()
     del params1
 
-    # --- results in the world frame ------------------------------------------------------------------
-    results = []
+    # --- clothing: offsets along the normals of the surface sample, shared by all views ------------------
     with torch.no_grad():
         vec = from_raw(shape_raw)
         rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
-        full_v, full_j = body.pose_torch(vec, rots, trans)
+        sub = prep.silhouette
+        rest_v, rest_j = body.rest_torch(vec, sub.index)
+        surf = sub.surface
+        posed0 = _lbs(rest_v, rest_j, sub.weights, rots, trans)[0][:, surf]
+        zero = torch.zeros_like(trans)
+        moved = _lbs(rest_v[:, surf] * 0 + prep.sample_normals, rest_j * 0, sub.weights[surf], rots, zero)[0]
+        still = _lbs(rest_v[:, surf] * 0, rest_j * 0, sub.weights[surf], rots, zero)[0]
+        normals_cam = moved - still  # the rest normals carried by each vertex's blended rotation
+    raw_off = torch.full((len(surf),), -4.0, device=dev, requires_grad=stage3 > 0)
+    if stage3 > 0:
+        opt = torch.optim.Adam([raw_off], lr=0.3)
+        for _ in range(stage3):
+            opt.zero_grad()
+            off = CLOTH_MAX * torch.sigmoid(raw_off)
+            puv = project(posed0 + normals_cam * off[None, :, None])
+            l_out = torch.zeros((), device=dev)
+            l_cov = torch.zeros((), device=dev)
+            for i in range(n):
+                d = _grid_sample(outside_fields[i], puv[i], sizes[i]) / heights[i]
+                l_out = l_out + (d**2).mean()
+                if len(cover_points[i]):
+                    dist = torch.cdist(cover_points[i], puv[i]).min(1).values / heights[i]
+                    l_cov = l_cov + (dist**2).mean()
+            smooth = ((off - off[prep.sample_neighbours].mean(1)) ** 2).mean()
+            loss = (SIL_OUT * l_out + SIL_COVER * l_cov) / n + CLOTH_SMOOTH * smooth + 0.5 * (off**2).mean()
+            loss.backward()
+            opt.step()
+
+    # --- results in the world frame ------------------------------------------------------------------
+    results = []
+    with torch.no_grad():
+        off_sample = (CLOTH_MAX * torch.sigmoid(raw_off)).cpu().numpy() * (stage3 > 0)
+        off_full = (off_sample[prep.interp_index] * prep.interp_weight).sum(1)
+        full_rest, full_j = body.rest_torch(vec)
+        naked_v = _lbs(full_rest, full_j, body._weights_t, rots, trans)[0]
+        dressed = full_rest + torch.as_tensor(body.rest_normals * off_full[:, None], device=dev)[None]
+        full_v = _lbs(dressed, full_j, body._weights_t, rots, trans)[0]
         _, _, _, lms = forward(prep.keypoints)
         uv = project(lms).cpu().numpy()
     shape_out = body.shape_dict(vec[0]) if not fixed_shape else dict(shape)
+    if stage3 > 0:
+        shape_out[OFFSETS_KEY] = [round(float(x), 4) for x in off_full]
     for i, det in enumerate(detections):
         K = Ks[i]
         verts_cam = full_v[i].cpu().numpy().astype(np.float64)
@@ -518,6 +599,7 @@ def _fit_views(
         err_px = float(err[good].mean()) if good.any() else float("nan")
         height = max(1.0, det.box[3] - det.box[1])
         sil = rasterize(verts_cam, body.faces, K, sizes[i])
+        naked = rasterize(naked_v[i].cpu().numpy().astype(np.float64), body.faces, K, sizes[i])
         results.append(
             FitResult(
                 shape=shape_out,
@@ -529,6 +611,7 @@ def _fit_views(
                 fit_error_px=err_px,
                 fit_error_pct=100.0 * err_px / height,
                 iou=iou(sil, det.mask > 0.5),
+                iou_body=iou(naked, det.mask > 0.5),
                 vertices_cam=verts_cam,
             )
         )
