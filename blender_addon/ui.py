@@ -71,7 +71,7 @@ class VMCLIP_PT_main(bpy.types.Panel):
             if state.busy:
                 compat.progress_bar(box, state.progress, f"{state.progress * 100:.0f}%")
                 box.operator("vmclip.cancel", icon="CANCEL")
-            for i, line in enumerate(_wrap(state.status, 26)):
+            for i, line in enumerate(_wrap(state.status, 22)):
                 first = "ERROR" if state.status_is_error else "INFO"
                 box.label(text=line, icon=first if i == 0 else "BLANK1")
             if job is not None:
