@@ -455,7 +455,7 @@ def _leg_length(points: np.ndarray) -> float:
 
 
 # How far the body's surface reaches below each joint (metres): the sole below the foot joints,
-# flesh around the others. Used to put the clip's lowest point on the floor.
+# flesh around the others. Used to find what touches the ground in each frame.
 BODY_RADIUS = np.array(
     [
         {
@@ -483,6 +483,11 @@ BODY_RADIUS = np.array(
         for n in JOINT_NAMES
     ]
 )
+
+# The joints that usually touch the ground (soles, knees, hands): the source's lowest one sets the
+# height. The trunk is left out: how deep its joints sit inside the body differs between rigs.
+_CONTACTS = [J[f"{s}_{p}"] for s in ("left", "right") for p in ("ankle", "foot", "knee", "wrist", "hand")]
+_FEET = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
 
 _SMPL_REST = rest_positions()
 _SMPL_LEG = _leg_length(_SMPL_REST)
@@ -674,11 +679,26 @@ def retarget(src: SourceMotion) -> Retargeted:
     mid_src = 0.5 * (tgt[:, J["left_hip"]] + tgt[:, J["right_hip"]])
     mid_off = 0.5 * (REST_OFFSETS[J["left_hip"]] + REST_OFFSETS[J["right_hip"]])
     trans = mid_src - glob[:, 0] @ mid_off
-    # floor: the lowest body surface of the clip at y = 0 -- the soles normally; a hand, knee or the
-    # back when they go lower (cartwheels, crawling, getting up)
+    # height: the root follows the source's lowest sole, knee or hand (smoothed over ~0.3 s), so
+    # whatever touches the ground there touches it here although proportions differ (SMPL's trunk is
+    # longer from the hip joints up than DeepMimic's: matching the hips alone puts a cartwheel's
+    # hands 14 cm below its feet). Then the clip's lowest sole goes on the floor (y = 0).
     joints = _positions(glob, trans)
-    trans[:, 1] -= (joints[..., 1] - BODY_RADIUS).min()
+    ours_low = (joints[:, _CONTACTS, 1] - BODY_RADIUS[_CONTACTS]).min(-1)
+    src_low = np.nanmin(tgt[:, _CONTACTS, 1] - BODY_RADIUS[_CONTACTS], axis=-1)
+    trans[:, 1] += _smooth(src_low - ours_low, max(1, int(round(0.3 * src.fps))))
+    trans[:, 1] -= (_positions(glob, trans)[:, _FEET, 1] - SOLE_BELOW_FOOT_JOINT).min()
     return Retargeted(local, trans, tgt, scale, unit, world, m)
+
+
+def _smooth(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average (edges padded with the end values)."""
+    if window < 2 or len(x) < 2:
+        return x
+    half = window // 2
+    pad = np.pad(x, (half, half), mode="edge")
+    kernel = np.ones(2 * half + 1) / (2 * half + 1)
+    return np.convolve(pad, kernel, mode="valid")
 
 
 def _positions(glob: np.ndarray, trans: np.ndarray) -> np.ndarray:
