@@ -3,9 +3,11 @@
 The prompt's embedding (MiniLM or CLIP) lives in the same space as the motion latents. The decoder
 turns a latent into a motion; which latent:
 
-* The shipped model carries a bank of latents of its training windows. A seeded draw picks one of
-  the bank latents most similar to the text (softmax over the top matches), and the latent decoded is
-  that latent moved a fraction of the way toward the text embedding. Decoding near real motions
+* The shipped model carries a bank of latents of its training windows, with the embeddings of the
+  windows' (augmented) training descriptions. Each entry is scored by the learned motion-text cosine
+  averaged with the best prompt-description cosine (left/right mismatches pushed down); a seeded draw
+  picks one of the best entries (softmax over the top scores), and the latent decoded is that latent
+  moved a fraction of the way toward the text embedding. Decoding near real motions
   gives crisp movement, the text steers the draw, the seed picks among the plausible motions, so
   different seeds give visibly different results and the same seed the same one.
 * Without a bank (e.g. a MotionCLIP checkpoint) the text embedding itself is decoded, with seeded
@@ -42,7 +44,9 @@ MAX_SEGMENTS = 6
 OUT_FPS = 30.0
 OVERLAP_SECONDS = 0.5
 TOP_K = 24  # bank entries the draw chooses among
-TEMPERATURE = 0.03  # softmax temperature over cosine scores
+TEMPERATURE = 0.02  # softmax temperature over the scores
+TEXT_WEIGHT = 0.5  # share of the description similarity in a bank entry's score
+SIDE_PENALTY = 0.2  # score taken from entries that name only the other side
 TOWARD_TEXT = 0.25  # how far the drawn latent moves toward the text embedding
 CANDIDATES = 4  # seeded candidates per piece when matching a seam
 
@@ -84,6 +88,10 @@ def validate_seed(seed: object) -> int:
     if not 0 <= int(seed) < 2**63:
         raise InputError(f"seed must be between 0 and 2^63-1, not {seed}")
     return int(seed)
+
+
+def _sides(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\b(left|right)\b", text.lower()))
 
 
 def split_prompt(prompt: str) -> list[str]:
@@ -137,6 +145,7 @@ class Generator:
         clips: list[dict] | None = None,
         info: dict | None = None,
         device: str | torch.device = "cpu",
+        clip_texts: dict | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.cfg: ModelConfig = model.cfg
@@ -148,6 +157,14 @@ class Generator:
             self.bank_clip = bank["clip"].long()
         self.clips = clips or []
         self.info = info or {}
+        self.text_emb = None
+        if self.bank is not None and clip_texts is not None and len(clip_texts.get("emb", [])):
+            self.text_emb = F.normalize(clip_texts["emb"].float().to(self.device), dim=-1)
+            self.text_index = clip_texts["index"].long().to(self.device)
+            counts = torch.diff(clip_texts["offsets"].long())
+            self.text_clip = torch.repeat_interleave(torch.arange(len(counts)), counts).to(self.device)
+            self.n_clips = len(counts)
+        self.clip_sides = [_sides(c.get("text", "")) for c in self.clips]
         if text_encoder is not None and text_encoder.dim != self.cfg.latent_dim:
             raise MissingAssetError(
                 f"text encoder {text_encoder.name} gives {text_encoder.dim}-d embeddings "
@@ -173,31 +190,48 @@ class Generator:
             model = MotionClipModel(cfg)
             model.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
             bank, clips, info = obj.get("bank"), obj.get("clips"), obj.get("info")
+            clip_texts = obj.get("clip_texts")
         elif isinstance(obj, dict) and "model" in obj and "config" in obj:  # a training checkpoint
             cfg = ModelConfig.from_dict(obj["config"])
             model = MotionClipModel(cfg)
             model.load_state_dict(obj["model"])
-            bank, clips, info = None, None, {"step": obj.get("step")}
+            bank, clips, info, clip_texts = None, None, {"step": obj.get("step")}, None
         else:  # MotionCLIP's own checkpoint format
             from vmclip.t2m.motionclip_ckpt import load_motionclip_checkpoint
 
             model = load_motionclip_checkpoint(path)
             cfg = model.cfg
-            bank, clips, info = None, None, {"source": "motionclip"}
+            bank, clips, info, clip_texts = None, None, {"source": "motionclip"}, None
         enc = load_text_encoder(encoder or cfg.text_encoder, device=device, **encoder_kwargs)
-        return cls(model, enc, bank, clips, info, device)
+        return cls(model, enc, bank, clips, info, device, clip_texts)
 
     # -- latents --------------------------------------------------------------------------------
     def embed(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.text_encoder.encode(texts).float().to(self.device), dim=-1)
 
-    def draw(self, text_emb: torch.Tensor, rng: np.random.Generator, n: int) -> torch.Tensor:
+    def scores(self, text_emb: torch.Tensor, text: str = "") -> torch.Tensor:
+        """How well each bank entry fits a text: the learned motion-text cosine, averaged (when the
+        model file carries them) with the best cosine between the text and the entry's training
+        descriptions; entries whose description names the other side (left/right) are pushed down."""
+        score = self.bank @ text_emb
+        if self.text_emb is not None:
+            per_text = (self.text_emb @ text_emb)[self.text_index]
+            best = torch.full((self.n_clips,), -1.0, device=self.device)
+            best = best.scatter_reduce(0, self.text_clip, per_text, reduce="amax")
+            score = (1 - TEXT_WEIGHT) * score + TEXT_WEIGHT * best[self.bank_clip]
+        want = _sides(text)
+        if want and self.clip_sides:
+            wrong = torch.tensor([bool(s) and not (s & want) for s in self.clip_sides], device=self.device)
+            score = score - SIDE_PENALTY * wrong[self.bank_clip].to(score.dtype)
+        return score
+
+    def draw(self, text_emb: torch.Tensor, rng: np.random.Generator, n: int, text: str = "") -> torch.Tensor:
         """n seeded latents for one text embedding (see the module doc)."""
         if self.bank is None:
             noise = torch.from_numpy(rng.standard_normal((n, text_emb.shape[-1])).astype(np.float32))
             noise[0] = 0  # the first draw is the text itself
             return F.normalize(text_emb[None] + 0.15 * F.normalize(noise.to(self.device), dim=-1), dim=-1)
-        scores = self.bank @ text_emb
+        scores = self.scores(text_emb, text)
         k = min(TOP_K, len(scores))
         top, idx = scores.topk(k)
         p = torch.softmax((top - top.max()) / TEMPERATURE, 0).double().cpu().numpy()
@@ -209,11 +243,11 @@ class Generator:
         """The bank's best-matching training descriptions for a prompt (for inspection)."""
         if self.bank is None or not self.clips:
             return []
-        scores = self.bank @ self.embed([prompt])[0]
+        scores = self.scores(self.embed([prompt])[0], prompt)
         out: dict[str, float] = {}
-        for s, i in zip(*scores.topk(min(len(scores), 50)), strict=True):
+        for s, i in zip(*scores.topk(min(len(scores), 200)), strict=True):
             text = self.clips[int(self.bank_clip[int(i)])]["text"]
-            out.setdefault(text, float(s))
+            out.setdefault(text, round(float(s), 3))
             if len(out) == k:
                 break
         return list(out.items())
@@ -278,10 +312,21 @@ class Generator:
         k = torch.arange(1, overlap + 1, dtype=rot.dtype, device=rot.device) / (overlap + 1)
         w = k * k * (3 - 2 * k)  # smoothstep
         blend_rot = _nlerp_rot6d(rot[start:], new_rot[:overlap], w[:, None, None])
-        blend_tr = tr[start:] * (1 - w[:, None]) + new_tr[:overlap] * w[:, None]
+        # Ground path: blend the two pieces' per-frame steps (not positions), so the speed across the
+        # seam is always between the two pieces' speeds; heights are blended directly.
+        step_new = new_tr[1:] - new_tr[:-1]
+        step_old = tr[start + 1 :] - tr[start:-1]
+        wk = torch.ones(len(step_new), dtype=rot.dtype, device=rot.device)
+        wk[: overlap - 1] = w[1:]
+        steps = step_new * wk[:, None]
+        steps[: overlap - 1] += step_old * (1 - wk[: overlap - 1, None])
+        path = torch.cat([tr[start : start + 1], tr[start] + torch.cumsum(steps, 0)])
+        height = new_tr[:, 1].clone()
+        height[:overlap] = tr[start:, 1] * (1 - w) + new_tr[:overlap, 1] * w
+        path[:, 1] = height
         return (
             torch.cat([rot[:start], blend_rot, new_rot[overlap:]]),
-            torch.cat([tr[:start], blend_tr, new_tr[overlap:]]),
+            torch.cat([tr[:start], path]),
         )
 
     def generate(self, prompt: str, seconds: float = 4.0, seed: int = 0, clean: bool = True) -> Motion:
@@ -301,7 +346,7 @@ class Generator:
         for piece in pieces:
             first = rot is None
             n_cand = 1 if first else CANDIDATES
-            z = self.draw(emb[piece.text_index], rng, n_cand)
+            z = self.draw(emb[piece.text_index], rng, n_cand, segments[piece.text_index])
             frames = piece.frames + (0 if first else overlap)
             cand_rot, cand_tr = self.decode(z, frames)
             if first:

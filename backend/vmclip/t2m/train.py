@@ -50,6 +50,7 @@ class TrainOptions:
     sources: list[str] | None = None  # train on these data sources only (licensing)
     quiet: bool = False
     bf16: bool = True  # bfloat16 autocast for the transformer passes (CPU with AVX-512 BF16, or CUDA)
+    lr_total_steps: int | None = None  # length of the LR schedule (default: steps)
     gen_fraction: float = 0.25  # share of each batch also decoded from its text embedding
 
 
@@ -87,7 +88,8 @@ class TextTable:
             enc = load_text_encoder(encoder_name, device=device)
             chunks = [texts[i : i + 256] for i in range(0, len(texts), 256)]
             emb = torch.cat([enc.encode(c).cpu() for c in progress(chunks, "text embeddings")]).float()
-            _atomic_save({"digest": digest, "emb": emb.half(), "texts": texts}, cache)
+            # Cached in float32: a resumed run must see exactly the embeddings the first run saw.
+            _atomic_save({"digest": digest, "emb": emb, "texts": texts}, cache)
         self.emb = torch.nn.functional.normalize(emb.float(), dim=-1)
 
     def sample(self, clips: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -96,9 +98,10 @@ class TextTable:
 
 
 def _lr_at(step: int, opts: TrainOptions) -> float:
+    total = opts.lr_total_steps or opts.steps
     if step < opts.warmup:
         return opts.lr * (step + 1) / opts.warmup
-    frac = min(1.0, (step - opts.warmup) / max(1, opts.steps - opts.warmup))
+    frac = min(1.0, (step - opts.warmup) / max(1, total - opts.warmup))
     return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -166,8 +169,11 @@ def build_bank(model: MotionClipModel, sampler: WindowSampler, limit: int, hop_s
     }
 
 
-def export(model: MotionClipModel, bank: dict, data: ClipSet, path: Path, info: dict) -> Path:
-    """The shipped format: fp16 weights, config, latent bank and the bank clips' descriptions."""
+def export(
+    model: MotionClipModel, bank: dict, data: ClipSet, table: TextTable, path: Path, info: dict
+) -> Path:
+    """The shipped format: fp16 weights, config, the latent bank, and for the bank's clips their
+    descriptions and the embeddings of their (augmented) texts (generation ranks bank entries by both)."""
     used = sorted({int(c) for c in bank["clip"]})
     remap = {c: i for i, c in enumerate(used)}
     clips = []
@@ -181,6 +187,10 @@ def export(model: MotionClipModel, bank: dict, data: ClipSet, path: Path, info: 
                 "license": str(rec.get("license", "")),
             }
         )
+    text_ids = sorted({int(t) for c in used for t in table.clip_texts[c]})
+    new_id = {t: i for i, t in enumerate(text_ids)}
+    flat = [new_id[int(t)] for c in used for t in table.clip_texts[c]]
+    offsets = np.cumsum([0] + [len(table.clip_texts[c]) for c in used])
     obj = {
         "format": FORMAT,
         "version": 1,
@@ -188,10 +198,39 @@ def export(model: MotionClipModel, bank: dict, data: ClipSet, path: Path, info: 
         "state_dict": {k: v.detach().half() for k, v in model.state_dict().items()},
         "bank": {**bank, "clip": torch.tensor([remap[int(c)] for c in bank["clip"]], dtype=torch.int32)},
         "clips": clips,
+        "clip_texts": {
+            "emb": table.emb[text_ids].half(),
+            "index": torch.tensor(flat, dtype=torch.int32),
+            "offsets": torch.tensor(offsets, dtype=torch.int64),
+            "texts": [table.texts[t] for t in text_ids],
+        },
         "info": info,
     }
     _atomic_save(obj, path)
     return path
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    bank_size: int = 6000,
+    sources: list[str] | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Re-export a training checkpoint (last.pt / best.pt) in the shipped format."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ModelConfig.from_dict(state["config"])
+    model = MotionClipModel(cfg)
+    model.load_state_dict(state["model"])
+    train_set = subset(load_clipset(data, "train"), sources)
+    table = TextTable(
+        train_set, cfg.text_encoder, Path(checkpoint).parent / "text_cache.pt", "cpu", quiet=True
+    )
+    sampler = WindowSampler(train_set, cfg.fps, cfg.max_frames, seed=0)
+    bank = build_bank(model, sampler, bank_size)
+    meta = {"steps": int(state.get("step", 0)), "checkpoint": Path(checkpoint).name, **(info or {})}
+    return export(model, bank, train_set, table, out, meta)
 
 
 def train(opts: TrainOptions) -> dict:
@@ -351,7 +390,7 @@ def train(opts: TrainOptions) -> dict:
         "last": history[-1] if history else {},
         "data": str(opts.data),
     }
-    export(model, bank, train_set, out / "model.pt", info)
+    export(model, bank, train_set, table, out / "model.pt", info)
     say(
         f"wrote {out / 'model.pt'} ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB) "
         f"after {elapsed / 60:.1f} min"

@@ -1,0 +1,202 @@
+"""Training (seeded, resumable), the shipped-format export, generation and the CLI, on a small
+procedural data set with a tiny model (the real model is exercised in test_t2m_shipped.py)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from vmclip.cli import main
+from vmclip.errors import InputError
+from vmclip.motion import load_npz
+from vmclip.motion import rotations as R
+from vmclip.t2m.cleanup import joint_heights
+from vmclip.t2m.generate import Generator, split_prompt
+from vmclip.t2m.synthetic import write_synthetic_dataset
+from vmclip.t2m.train import TrainOptions, train
+
+TINY = {"width": 64, "ff_size": 128, "enc_layers": 1, "dec_layers": 1, "max_frames": 30}
+
+
+def _opts(data, out, steps, **kw):
+    return TrainOptions(
+        data=data,
+        out=out,
+        steps=steps,
+        batch=8,
+        log_every=5,
+        save_every=10,
+        bank_size=400,
+        model=dict(TINY),
+        quiet=True,
+        threads=1,
+        device="cpu",
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("syn") / "processed", clips_per_label=6)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    info = train(_opts(data, out, steps=300, lr=1e-3, warmup=30))
+    return out, info
+
+
+@pytest.fixture(scope="module")
+def gen(trained):
+    return Generator.from_file(trained[0] / "model.pt", device="cpu")
+
+
+def test_training_logs_and_exports(trained):
+    out, info = trained
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["total"] for r in rows if "total" in r]
+    assert len(losses) == 300 // 5 and losses[-1] < 0.5 * losses[0]  # it learns
+    assert any("val" in r for r in rows)
+    assert info["steps"] == 300 and not info["stopped_early"]
+    obj = torch.load(out / "model.pt", weights_only=True)
+    assert obj["format"] == "vmclip-t2m"
+    assert all(v.dtype == torch.float16 for v in obj["state_dict"].values())
+    assert obj["bank"]["latents"].shape[1] == 384 and len(obj["clips"]) > 0
+
+
+def test_training_is_reproducible_and_resumes_exactly(data, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    train(_opts(data, a, steps=20))
+    train(_opts(data, b, steps=20))
+    sa = torch.load(a / "last.pt", weights_only=False)["model"]
+    sb = torch.load(b / "last.pt", weights_only=False)["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0)
+    # 10 steps, stop, resume for the remaining 10 == 20 straight (schedule included).
+    train(_opts(data, c, steps=10, lr_total_steps=20))
+    train(_opts(data, c, steps=20, resume=c / "last.pt"))
+    sc = torch.load(c / "last.pt", weights_only=False)["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sc[k], rtol=1e-5, atol=1e-6)
+
+
+def test_training_rejects_bad_options(data, tmp_path):
+    with pytest.raises(InputError, match="no processed 'train' split"):
+        train(_opts(tmp_path / "nothing", tmp_path / "o", steps=5))
+    with pytest.raises(InputError, match="no clips from sources"):
+        train(_opts(data, tmp_path / "o", steps=5, sources=["cmu"]))
+    with pytest.raises(InputError, match="no such checkpoint"):
+        train(_opts(data, tmp_path / "o", steps=5, resume=tmp_path / "missing.pt"))
+
+
+def test_seeds_lengths_and_determinism(gen):
+    a = gen.generate("a person walks forward", seconds=4.0, seed=0)
+    b = gen.generate("a person walks forward", seconds=4.0, seed=0)
+    assert a.fps == 30.0 and a.num_frames == 120 and a.texts == ["a person walks forward"]
+    np.testing.assert_array_equal(a.rot6d, b.rot6d)
+    np.testing.assert_array_equal(a.trans, b.trans)
+    others = [gen.generate("a person walks forward", seconds=4.0, seed=s) for s in (1, 2, 3)]
+    diffs = [np.abs(o.joint_positions() - a.joint_positions()).mean() for o in others]
+    assert max(diffs) > 0.01  # at least one other seed moves joints by > 1 cm on average
+    for seconds in (1.0, 2.5, 10.0):
+        m = gen.generate("a person jumps", seconds=seconds, seed=0)
+        assert m.num_frames == round(seconds * 30)
+        assert np.isfinite(m.rot6d).all()
+
+
+def test_generated_motion_is_on_the_floor(gen):
+    m = gen.generate("a person jumps in place", seconds=3.0, seed=0)
+    low = joint_heights(m.joint_positions()).min(axis=1)
+    assert abs(np.percentile(low, 2)) < 0.01 and low.min() > -0.02
+
+
+def test_sequences_split_and_join_smoothly(gen):
+    assert split_prompt("walk forward, then wave") == ["walk forward", "wave"]
+    assert split_prompt("Walk forward and then wave; finally jump.") == ["Walk forward", "wave", "jump"]
+    assert split_prompt("a person raises both hands and jumps") == ["a person raises both hands and jumps"]
+    m = gen.generate("a person walks forward, then a person waves with the right hand", seconds=6.0, seed=0)
+    assert m.num_frames == 180 and np.isfinite(m.trans).all()
+
+
+def test_seam_speed_stays_between_the_pieces_speeds(gen):
+    """Joining a fast piece to a slow one: the root path and joints never move faster at the seam
+    than the faster of the two pieces (steps are blended, not positions)."""
+    t = torch.arange(30, dtype=torch.float32)
+    aa = torch.zeros(30, 24, 3)
+    aa[:, 16, 2] = 0.6 * torch.sin(t / 3)  # a swinging arm
+    rot_a = R.axis_angle_to_rotation_6d(aa)
+    tr_a = torch.stack([torch.zeros(30), torch.full((30,), 0.9), 0.05 * t], -1)  # 1.5 m/s forward
+    aa_b = torch.zeros(30, 24, 3)
+    aa_b[:, 0, 1] = 1.0  # facing another way, standing still, arm raised
+    aa_b[:, 17, 2] = 1.2
+    rot_b = R.axis_angle_to_rotation_6d(aa_b)
+    tr_b = torch.tensor([3.0, 0.95, -2.0]).repeat(30, 1)
+    rot, tr = gen._append(rot_a, tr_a, rot_b, tr_b, overlap=8)
+    assert rot.shape == (52, 24, 6) and tr.shape == (52, 3)
+    torch.testing.assert_close(tr[:22], tr_a[:22])  # the first piece is untouched before the blend
+    step = (tr[1:, [0, 2]] - tr[:-1, [0, 2]]).norm(dim=-1)
+    assert step.max() <= 0.05 + 1e-5  # never faster than the faster piece
+    assert step[-10:].max() < 1e-6  # then still, like the second piece
+    heading = R.rotation_6d_to_matrix(rot[-1, 0])[:, 2]
+    assert abs(float(heading[0])) < 1e-4 and float(heading[2]) > 0.99  # turned to continue the path's heading
+
+
+def test_bad_inputs(gen):
+    for prompt, match in [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 501, "at most 500"),
+        ("walk\nthen run", "control characters"),
+        ("wave\x1b[31m", "control"),
+        ("123 !!", "no words"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            gen.generate(prompt)
+    for seconds in (0.5, 10.5, float("nan"), "four"):
+        with pytest.raises(InputError, match="seconds"):
+            gen.generate("walk", seconds=seconds)
+    with pytest.raises(InputError, match="seed"):
+        gen.generate("walk", seed=-1)
+
+
+def test_cli_generates_files_and_fails_cleanly(trained, tmp_path, capsys):
+    ckpt = str(trained[0] / "model.pt")
+    out = tmp_path / "wave.npz"
+    rc = main(
+        [
+            "motion",
+            "a person waves with the right hand",
+            "--seconds",
+            "2",
+            "--seed",
+            "3",
+            "-o",
+            str(out),
+            "--bvh",
+            str(tmp_path / "wave.bvh"),
+            "--checkpoint",
+            ckpt,
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    m = load_npz(out)
+    assert m.num_frames == 60 and m.texts == ["a person waves with the right hand"]
+    assert (tmp_path / "wave.bvh").read_text().startswith("HIERARCHY")
+    cases = [
+        ["motion", "", "-o", str(tmp_path / "a.npz")],
+        ["motion", "walk", "--seconds", "11", "-o", str(tmp_path / "b.npz")],
+        ["motion", "walk", "-o", str(tmp_path / "missing_dir" / "c.npz")],
+        ["motion", "walk", "-o", str(tmp_path / "d.npz"), "--preview", str(tmp_path / "nodir" / "d.mp4")],
+        ["motion", "walk", "-o", str(tmp_path / "e.txt")],
+        ["motion", "y" * 600, "-o", str(tmp_path / "f.npz")],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        assert main([*argv, "--checkpoint", ckpt]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vmclip: error:") and "\n" not in err
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == ["wave.bvh", "wave.npz"]  # nothing else, no temporary files
