@@ -101,3 +101,36 @@ def test_blender_scene_camera_matches_our_rasteriser(tmp_path):
     strong = diff > 150  # the person itself, not its (weaker) shadow on the wall and floor
     assert (strong & near).sum() / strong.sum() > 0.95
     assert (diff[mask] > 60).mean() > 0.8
+
+
+def test_animate_from_saved_analysis_and_motion_file(tmp_path, capsys):
+    """The whole command on a person the test makes (exact fit), with a motion file: MP4, GIF, PNGs."""
+    from render_scenes import make_person
+    from test_render import wave_motion
+    from vmclip.person.analysis import Camera, PersonAnalysis, ViewFit
+    from vmclip.person.body import anny_cache_path, load_body_model
+    from vmclip.video import read_frames
+
+    if not anny_cache_path().exists():
+        pytest.skip("Anny body cache not built (bash setup.sh builds it)")
+    body = load_body_model("anny", device="cpu")
+    synthetic = make_person(body)
+    v = synthetic.views[0]
+    rows, cols = np.nonzero(v.mask > 0)
+    view = ViewFit(image=v.image, mask=v.mask, box=(cols.min(), rows.min(), cols.max(), rows.max()),
+                   keypoints=np.zeros((33, 4)), joints2d=np.zeros((24, 3)),
+                   camera=Camera(K=v.camera.K, R=v.camera.R, t=v.camera.t), pose=v.pose, trans=v.trans,
+                   background=v.background, fit_error_px=0.0, iou=1.0)
+    person_json = PersonAnalysis(shape=synthetic.shape, body_kind="anny", views=[view]).save_json(
+        tmp_path / "person.json")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(v.image).save(photo)
+    motion = tmp_path / "wave.npz"
+    wave_motion(12).save_npz(motion)
+    out = tmp_path / "out.mp4"
+    code = main(["animate", str(photo), "--person", str(person_json), "--motion", str(motion), "-o", str(out),
+                 "--size", "256", "--gif", str(tmp_path / "out.gif"), "--frames", str(tmp_path / "frames")])
+    assert code == 0, capsys.readouterr().err
+    frames = read_frames(out)
+    assert len(frames) == 12 and frames[0].shape == (192, 256, 3)
+    assert (tmp_path / "out.gif").exists() and len(list((tmp_path / "frames").glob("*.png"))) == 12
