@@ -24,6 +24,7 @@ from .keys import load_key_pair, load_public_key
 from .wire import (
     DEFAULT_ADDRESS,
     JOB_TYPES,
+    MAX_REPLY_HEADER_BYTES,
     REPLY_TYPES,
     SUPPORTED_VERSIONS,
     AuthenticationFailed,
@@ -279,7 +280,7 @@ class Client:
                     chan = self._chan = _Channel(self._ctx, self.address, self._curve)
                 send()
                 continue
-            msg = decode(raw, expect=REPLY_TYPES)
+            msg = decode(raw, expect=REPLY_TYPES, max_header=MAX_REPLY_HEADER_BYTES)
             if msg.id != rid:
                 continue  # a late answer to an earlier, abandoned request
             silent = 0

@@ -64,7 +64,8 @@ ERROR_CODES: dict[str, str] = {
     "internal": "the job crashed inside the server; other jobs are unaffected",
 }
 
-MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # requests: the server reads no more
+MAX_REPLY_HEADER_BYTES = 64 * 1024 * 1024  # replies (an analysis summary can be large JSON)
 MAX_ID_LENGTH = 128
 MAX_FRAMES = 64
 MAX_ELEMENTS = 1 << 31
@@ -189,13 +190,14 @@ def peek_id(header_frame: Any) -> str | None:
         return None
 
 
-def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None) -> Message:
+def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None,
+           max_header: int = MAX_HEADER_BYTES) -> Message:
     """Parse and validate one multipart message; raises ProtocolError with an error code."""
     if not frames:
         raise ProtocolError("bad_message", "empty message")
     head = _as_bytes(frames[0])
-    if len(head) > MAX_HEADER_BYTES:
-        raise ProtocolError("too_large", f"header is {len(head)} bytes, limit {MAX_HEADER_BYTES}")
+    if len(head) > max_header:
+        raise ProtocolError("too_large", f"header is {len(head)} bytes, limit {max_header}")
     try:
         header = json.loads(bytes(head).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

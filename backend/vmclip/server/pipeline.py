@@ -162,7 +162,7 @@ class Pipeline:
                 return self._analyses[key]
         arrays = [decode_image(i) for i in images]
         progress(0.0, f"analysing {len(arrays)} photo(s)")
-        analysis = person.analyze(arrays)
+        analysis = person.analyze(arrays, progress=progress, device=self.device)
         with self._lock:
             self._analyses[key] = analysis
             while len(self._analyses) > self._analysis_cache:
@@ -185,22 +185,24 @@ class Pipeline:
                 "fit_error_px": float(view.fit_error_px),
                 "iou": float(view.iou),
             })
-        return {"body_kind": analysis.body_kind, "shape": _jsonable(analysis.shape), "views": views}
+        return {"body_kind": analysis.body_kind, "shape": _jsonable(analysis.shape), "views": views,
+                "warnings": [str(w) for w in getattr(analysis, "warnings", [])]}
 
     def render(self, images: Sequence[bytes], motion: MotionPayload, options: dict[str, Any], *,
                progress: ProgressFn, cancel: threading.Event) -> bytes:
         render = self._stage("render")
         from vmclip.motion import Motion
 
-        person = self._analysis(images, progress)
+        # one progress bar for the whole job: analysis (skipped when cached) then the frames
+        person = self._analysis(images, lambda f=0.0, m="": progress(0.25 * float(f), m))
         if cancel.is_set():
             raise JobCancelled()
         texts = [motion.text] if motion.text else []
         vm = Motion.from_axis_angle(motion.poses, motion.trans, motion.fps, texts)
         with tempfile.TemporaryDirectory(prefix="vmclip-render-") as tmp:
             out = Path(tmp) / "render.mp4"
-            render.animate(person, vm, out, size=int(options.get("size", 512)), progress=progress,
-                           cancel=cancel)
+            render.animate(person, vm, out, size=int(options.get("size", 512)),
+                           progress=lambda f=0.0, m="": progress(0.25 + 0.75 * float(f), m), cancel=cancel)
             if cancel.is_set():
                 raise JobCancelled()
             return out.read_bytes()
