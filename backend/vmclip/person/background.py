@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+WORK_SIDE = 512  # PatchMatch runs at most at this size (longest side)
+
 
 def hole_mask(
     mask: np.ndarray, box: tuple[float, float, float, float], band: float = 0.03, shadow: float = 0.04
@@ -49,6 +51,18 @@ def background_plate(
 
         if patchmatch.patchmatch_available:
             patchmatch.set_random_seed(seed)
-            return patchmatch.inpaint(np.ascontiguousarray(image), hole * 255, patch_size=3)
+            h, w = image.shape[:2]
+            scale = min(1.0, WORK_SIDE / max(h, w))
+            if scale >= 1.0:
+                return patchmatch.inpaint(np.ascontiguousarray(image), hole * 255, patch_size=3)
+            # Large photos: fill at WORK_SIDE (PatchMatch's cost grows with the area), then paste the
+            # upscaled fill into the hole only; everything outside keeps full resolution.
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            small_hole = cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST)
+            small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
+            filled = patchmatch.inpaint(np.ascontiguousarray(small), small_hole * 255, patch_size=3)
+            up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC)
+            return np.where(hole[..., None] > 0, up, image)
     radius = max(3, int(0.01 * max(image.shape[:2])))
     return cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA)
