@@ -72,5 +72,5 @@ def strips(scene: bpy.types.Scene):
 def progress_bar(layout, factor: float, text: str) -> None:
     if hasattr(layout, "progress"):
         layout.progress(factor=factor, type="BAR", text=text)
-    else:  # Blender 3.x: a label with a percentage
-        layout.label(text=f"{text} ({factor * 100:.0f}%)", icon="TIME")
+    else:  # Blender 3.x: a label
+        layout.label(text=text, icon="TIME")

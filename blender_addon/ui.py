@@ -71,7 +71,10 @@ class VMCLIP_PT_main(bpy.types.Panel):
             if state.busy:
                 compat.progress_bar(box, state.progress, f"{state.progress * 100:.0f}%")
                 box.operator("vmclip.cancel", icon="CANCEL")
-            for i, line in enumerate(_wrap(state.status, 22)):
+            # Labels do not wrap by themselves; about 8 px per character at the current UI scale.
+            scale = context.preferences.system.ui_scale or 1.0
+            width = max(16, int((context.region.width - 70) / (8 * scale)))
+            for i, line in enumerate(_wrap(state.status, width)):
                 first = "ERROR" if state.status_is_error else "INFO"
                 box.label(text=line, icon=first if i == 0 else "BLANK1")
             if job is not None:
@@ -88,7 +91,7 @@ def _wrap(text: str, width: int) -> list[str]:
             line = f"{line} {word}" if line else word
     if line:
         lines.append(line)
-    return lines[:6]
+    return lines[:8]
 
 
 CLASSES = (VMCLIP_UL_images, VMCLIP_PT_main)

@@ -30,6 +30,8 @@ parser.add_argument("--work", type=Path, required=True)
 parser.add_argument("--prompt", default="a person walks forward and waves")
 parser.add_argument("--seconds", type=float, default=2.0)
 parser.add_argument("--image", action="append", default=[], help="source photo(s) for the list")
+parser.add_argument("--bake-address", default=None,
+                    help="also press Bake Video (against this backend) and take the screenshot mid-bake")
 args = parser.parse_args(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
 WORK: Path = args.work
 ADDON = "videomotionclip"
@@ -178,6 +180,12 @@ def tick():
                 state["result"]["ticks_while_busy"] = len(state["gaps"])
                 state["step"] = "settle"
                 state["settle_until"] = now + 1.0
+                if args.bake_address:
+                    bpy.context.preferences.addons[ADDON].preferences.address = args.bake_address
+                    bpy.context.scene.vmclip.video_size = "256"
+                    with bpy.context.temp_override(window=window, area=area, region=region):
+                        state["result"]["bake_outcome"] = sorted(bpy.ops.vmclip.bake_video("INVOKE_DEFAULT"))
+                    state["step"] = "baking"
             elif not summary["busy"] and now - state["t0"] > 2.0 and "action" not in summary:
                 state["result"].update(summary, error="generate finished without keying the armature")
                 state["step"] = "settle"
@@ -186,6 +194,19 @@ def tick():
                 state["result"].update(summary, error="generate did not finish within 120 s")
                 state["step"] = "settle"
                 state["settle_until"] = now
+        elif step == "baking":
+            wm_state = bpy.context.window_manager.vmclip_state
+            if wm_state.progress > 0.3 or not wm_state.busy:  # mid-bake: the progress bar shows
+                state["result"]["bake_status"] = wm_state.status
+                (WORK / "shoot").write_text("1")
+                state["step"] = "bake_wait"
+        elif step == "bake_wait" and not bpy.context.window_manager.vmclip_state.busy:
+            state["result"]["bake_final"] = bpy.context.window_manager.vmclip_state.status
+            state["result"]["video"] = bpy.context.scene.vmclip.last_video
+            (WORK / "result.json").write_text(json.dumps(state["result"]))
+            (WORK / "baked").write_text("1")
+            state["step"] = "wait_done"
+            state["wait_until"] = now + 60
         elif step == "settle" and now >= state["settle_until"]:
             (WORK / "result.json").write_text(json.dumps(state["result"]))
             (WORK / "shoot").write_text("1")
