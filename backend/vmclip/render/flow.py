@@ -86,6 +86,9 @@ class SourceView:
         # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
         r = int(1.5 * max(h, w) / 512)
         self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        # For trimming a fitted body that is wider than the person: only where the photo clearly shows
+        # background (the matte grown by a pixel), so that no seam opens along a correct outline.
+        self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
         self.bled = bleed(self.image, mask)
         self.camera = camera
         self.width, self.height = w, h
@@ -161,7 +164,7 @@ class FlowWarper:
         self.reach = np.full(self.num_parts, self.extend_px, dtype=np.float32)
         for name in ("left_wrist", "right_wrist", "left_hand", "right_hand", "left_ankle", "right_ankle",
                      "left_foot", "right_foot"):
-            self.reach[JOINT_NAMES.index(name)] = 0.25 * self.extend_px
+            self.reach[JOINT_NAMES.index(name)] = 0.1 * self.extend_px
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
@@ -267,9 +270,10 @@ class FlowWarper:
         cov = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2) + np.eye(2) * 1.0
         rhs = np.stack([np.stack([cxu, cxv], -1), np.stack([cyu, cyv], -1)], -2)  # (G, 2, 2)
         jac = np.swapaxes(np.linalg.solve(cov, rhs), -1, -2)  # rows: du/d(x,y), dv/d(x,y)
-        # Few pixels or a degenerate fit: plain translation.
         det = np.linalg.det(jac)
-        bad = (cnt < 40) | ~np.isfinite(det) | (det < 0.05) | (det > 20)
+        # Few pixels or a degenerate or extreme fit (a foot seen end-on): plain translation.
+        norm = np.linalg.norm(jac, axis=(1, 2))
+        bad = (cnt < 40) | ~np.isfinite(det) | (det < 0.25) | (det > 4) | (norm ** 2 > 6 * np.abs(det))
         jac[bad] = np.eye(2)
         return jac
 
@@ -319,7 +323,7 @@ class FlowWarper:
             mx = np.where(sel, fl["map_x"], -1e4).astype(np.float32)
             my = np.where(sel, fl["map_y"], -1e4).astype(np.float32)
             col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            a = cv2.remap(src.mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            a = cv2.remap(src.mask_trim, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             off_body = sel & (fl["part"] <= -2)
             if off_body.any():
                 # Off-body pixels show only person pixels off the photo's body that hang from the same
@@ -336,16 +340,17 @@ class FlowWarper:
                 a_off *= cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
                 # Only pieces attached to the body: an island would be part of the photo's person that
                 # the fit missed, carried to a wrong place.
-                # (the photo's clothes start a few pixels off its body: the matte near the body is not
-                # carried, hence the body grown by a few pixels for the test).
+                # (touching the body grown by a few pixels: a carried rim may start just off the body).
                 grown = cv2.dilate(fl["body"].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-                solid = ((a_off > 0.3) | grown).astype(np.uint8)
+                solid = (a_off > 0.3).astype(np.uint8)
                 count, labels = cv2.connectedComponents(solid, connectivity=8)
-                if count > 2:
-                    attached = np.zeros(count, dtype=bool)
-                    attached[np.unique(labels[grown])] = True
-                    attached[0] = False
-                    a_off *= attached[labels]
+                if count > 1:
+                    keep = np.zeros(count, dtype=bool)
+                    keep[np.unique(labels[grown & (solid > 0)])] = True
+                    # and no specks: pieces of a few dozen pixels (at 512) are sampling noise
+                    keep &= np.bincount(labels.ravel(), minlength=count) >= 1e-4 * self.width * self.height
+                    keep[0] = False
+                    a_off *= keep[labels]
                 a[off_body] = a_off[off_body]
             rgb[sel] = col[sel]
             alpha[sel] = a[sel]
