@@ -9,15 +9,19 @@ How it works (all steps vectorised over frames):
    and facing are read from it and rotated to Y up / facing +Z; otherwise (rigs with baked joint
    orients, e.g. Bandai-Namco, iClone) the BVH convention (Y up, +Z forward) is assumed. Units come
    from the leg length (m, cm, inch, CMU units or mm, whichever gives a human leg).
-3. Rest-pose calibration. For each limb/head joint the constant rotation between the source joint's
-   frame and the SMPL joint's frame is the shortest rotation that takes the SMPL rest bone onto the
-   source's zero-pose bone (T-pose, A-pose and arms-down rests all reduce to this).
+3. Calibration: the constant rotation between each source joint's frame and the SMPL joint's frame.
+   On a standing rest pose: the shortest rotation taking SMPL's rest bone onto the source's zero-pose
+   bone (T-pose, A-pose and arms-down rests all reduce to this; the head: neutral). Rigs whose zero
+   pose is not a person (Bandai-Namco, iClone, Rokoko) are fitted on the clip by orthogonal
+   Procrustes against anatomical frames. For every rig the limb twist is fitted to the knee/elbow
+   hinge (the plane of the bent limb) and the foot roll so that a flat foot is level.
 4. Per frame, SMPL global rotation = source global rotation x calibration, then a swing correction so
    that the SMPL bone points exactly where the source bone (or chain of bones) points. Pelvis and
    spine frames are built from anatomical landmarks (hip line, shoulder line, spine direction) so
    facing never depends on a rig's axis conventions.
-5. Root translation: the source pelvis path scaled by the leg-length ratio (so steps match SMPL's
-   legs and feet do not skate), lowest foot of the clip on the floor (y = 0 at the sole).
+5. Root translation: the source's mid-hip path scaled by the leg-length ratio (so steps match
+   SMPL's legs); its height follows the source's lowest sole, knee or hand; the lowest sole of the
+   clip sits on the floor (y = 0).
 """
 
 from __future__ import annotations
