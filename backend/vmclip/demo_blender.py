@@ -127,10 +127,8 @@ def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[
             raise InputError(f"{img}: no such image")
     if not prompt.strip():
         raise InputError("the Blender demo needs a prompt")
-    try:
-        import bpy  # noqa: F401 - only to say clearly when it is missing; Blender runs in a subprocess
-    except ImportError:
-        raise VmclipError("the bpy module is not installed (pip install bpy==5.0.1, Python 3.11)") from None
+    if importlib.util.find_spec("bpy") is None:  # (not imported here: Blender runs in a subprocess)
+        raise VmclipError("the bpy module is not installed (pip install bpy==5.0.1, Python 3.11)")
     out_dir.mkdir(parents=True, exist_ok=True)
     builder = _load_builder()
     with tempfile.TemporaryDirectory(prefix=".vmclip-demo-", dir=out_dir) as tmp:
