@@ -51,8 +51,13 @@ def mutated(draw) -> list[bytes]:
     frames = list(draw(st.sampled_from(TEMPLATES)))
     header = json.loads(frames[0])
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["set", "delete", "body", "desc", "drop", "add", "resize"]))
-        if kind == "set":
+        kind = draw(st.sampled_from(["set", "delete", "body", "desc", "drop", "add", "resize", "type",
+                                     "version"]))
+        if kind == "type":
+            header["type"] = draw(st.text(max_size=12) | st.sampled_from(vp.REQUEST_TYPES + vp.REPLY_TYPES))
+        elif kind == "version":
+            header["protocol"] = draw(st.integers(-3, 4))
+        elif kind == "set":
             header[draw(st.sampled_from(HEADER_KEYS))] = draw(json_values)
         elif kind == "delete" and header:
             header.pop(draw(st.sampled_from(sorted(header))), None)
