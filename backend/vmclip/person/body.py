@@ -261,6 +261,22 @@ def prepare_anny(force: bool = False) -> Path:
     return path
 
 
+def _tree_levels() -> tuple[list[tuple[list[int], list[int]]], list[int], list[int]]:
+    depth = [0] * NUM_JOINTS
+    for j in range(1, NUM_JOINTS):
+        depth[j] = depth[PARENTS[j]] + 1
+    order = [0]  # position of each joint in the concatenated, level-by-level tensors
+    levels = []
+    for d in range(1, max(depth) + 1):
+        joints = [j for j in range(NUM_JOINTS) if depth[j] == d]
+        levels.append((joints, [order.index(PARENTS[j]) for j in joints]))
+        order.extend(joints)
+    return levels, [order.index(j) for j in range(NUM_JOINTS)], [max(p, 0) for p in PARENTS]
+
+
+_LEVELS, _LEVEL_ORDER, _PARENT_INDEX = _tree_levels()
+
+
 def _lbs(
     rest_v: torch.Tensor,
     rest_j: torch.Tensor,
@@ -271,15 +287,18 @@ def _lbs(
     """Linear blend skinning. rest_v (B|1,V,3), rest_j (B|1,24,3), local_rot (B,24,3,3), trans (B,3).
 
     The pelvis ends at `trans`, as in the motion format (trans is the pelvis's world position)."""
-    glob_r = [local_rot[:, 0]]
-    glob_p = [trans]
-    for j in range(1, NUM_JOINTS):
-        p = PARENTS[j]
-        glob_r.append(glob_r[p] @ local_rot[:, j])
-        off = (rest_j[:, j] - rest_j[:, p]).unsqueeze(-1)
-        glob_p.append(glob_p[p] + (glob_r[p] @ off)[..., 0])
-    rot = torch.stack(glob_r, 1)  # (B,24,3,3)
-    pos = torch.stack(glob_p, 1)  # (B,24,3)
+    # Forward kinematics one tree level at a time (9 batched steps instead of 23 small ones: the
+    # fit runs this hundreds of times, with gradients).
+    n = local_rot.shape[0]
+    offsets = (rest_j - rest_j[:, _PARENT_INDEX]).expand(n, -1, -1)
+    rot = local_rot[:, :1]
+    pos = trans[:, None]
+    for joints, parents in _LEVELS:
+        parent_rot = rot[:, parents]
+        rot = torch.cat([rot, parent_rot @ local_rot[:, joints]], 1)
+        pos = torch.cat([pos, pos[:, parents] + (parent_rot @ offsets[:, joints, :, None])[..., 0]], 1)
+    rot = rot[:, _LEVEL_ORDER]  # (B,24,3,3) back in joint order
+    pos = pos[:, _LEVEL_ORDER]  # (B,24,3)
     shift = pos - (rot @ rest_j.unsqueeze(-1))[..., 0]  # (B,24,3)
     # Blend the 3x4 transforms per vertex, then apply: cheaper than transforming by every joint.
     mats = torch.cat([rot, shift.unsqueeze(-1)], -1).reshape(rot.shape[0], NUM_JOINTS, 12)
