@@ -36,11 +36,10 @@ _FRAGMENT_SHADER = """
 #version 330
 in vec3 v_bary;
 in float v_depth;
-layout(location = 0) out vec4 out_bary;
-layout(location = 1) out int out_tri;
+layout(location = 0) out vec4 out_px;
 void main() {
-    out_bary = vec4(v_bary.x, v_bary.y, v_depth, 1.0);
-    out_tri = gl_PrimitiveID + 1;  // 0 = empty (the clear value)
+    // Triangle id + 1 as a float (exact below 2^24 triangles); 0 = empty, the clear value.
+    out_px = vec4(v_bary.x, v_bary.y, v_depth, float(gl_PrimitiveID + 1));
 }
 """
 
@@ -123,11 +122,9 @@ class Rasterizer:
             for item in self._attachments:
                 item.release()
         self.color = self.ctx.texture((width, height), 4, dtype="f4")
-        self.tri_tex = self.ctx.texture((width, height), 1, dtype="i4")
         self.depth_rb = self.ctx.depth_renderbuffer((width, height))
-        self._attachments = (self.color, self.tri_tex, self.depth_rb)
-        self.fbo = self.ctx.framebuffer(color_attachments=[self.color, self.tri_tex],
-                                        depth_attachment=self.depth_rb)
+        self._attachments = (self.color, self.depth_rb)
+        self.fbo = self.ctx.framebuffer(color_attachments=[self.color], depth_attachment=self.depth_rb)
         self._fbo_size = (width, height)
 
     def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
@@ -170,11 +167,9 @@ class Rasterizer:
             viewport = (x0, y0, x1 - x0, y1 - y0)
             color = np.frombuffer(self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"),
                                   dtype=np.float32)
-            tri = np.frombuffer(self.fbo.read(viewport=viewport, components=1, attachment=1, dtype="i4"),
-                                dtype=np.int32)
         height, width = y1 - y0, x1 - x0
         color = color.reshape(height, width, 4)
-        tri = tri.reshape(height, width) - 1
+        tri = color[..., 3].astype(np.int32) - 1
         bary = np.empty((height, width, 3), dtype=np.float32)
         bary[..., :2] = color[..., :2]
         bary[..., 2] = 1.0 - color[..., 0] - color[..., 1]
