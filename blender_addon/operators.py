@@ -231,19 +231,19 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
 
     def finish(self, context, motion) -> None:
         settings = _settings(context)
-        if context.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)
+        created = not rig.is_smpl_armature(settings.armature)
+        arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)  # (new rig: object mode)
         settings.armature = arm
         prompt = self._request["prompt"]
         action = rig.apply_motion(context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names,
                                   f"VMCLIP {prompt[:48]}")
         action["vmclip_prompt"] = prompt
         action["vmclip_seed"] = self._request["seed"]
-        for obj in context.view_layer.objects:
-            obj.select_set(False)
-        arm.select_set(True)
-        context.view_layer.objects.active = arm
+        if created or context.mode == "OBJECT":  # an artist posing the rig stays in pose mode
+            for obj in context.view_layer.objects:
+                obj.select_set(False)
+            arm.select_set(True)
+            context.view_layer.objects.active = arm
         text = (f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
                 f"frames {context.scene.frame_start}-{context.scene.frame_end}")
         self.report({"INFO"}, text)

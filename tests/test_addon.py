@@ -336,16 +336,19 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
         data = keyed_quaternions(arm)
         rotation_modes = sorted({{pb.rotation_mode for pb in arm.pose.bones}})
         body = rig.body_of(arm)
-        # A second generate: new action, the first one kept (fake user) and untouched.
+        # A second generate, from pose mode: new action, the first one kept (fake user) and untouched,
+        # and the artist stays in pose mode.
         settings.seed = 8
+        bpy.ops.object.mode_set(mode="POSE")
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
+        mode_after = bpy.context.mode
         actions = {{a.name: a.use_fake_user for a in bpy.data.actions}}
         emit({{"data": data, "first": first, "second": arm.animation_data.action.name, "actions": actions,
               "armatures": [o.name for o in bpy.data.objects if o.type == "ARMATURE"],
               "bones": [b.name for b in arm.data.bones], "modes": rotation_modes,
               "body": body.name if body else None, "range": [bpy.context.scene.frame_start,
               bpy.context.scene.frame_end], "status": state.status, "connection": state.connection,
-              "prompt_prop": arm.animation_data.action.get("vmclip_prompt")}})
+              "prompt_prop": arm.animation_data.action.get("vmclip_prompt"), "mode_after": mode_after}})
     ''', tmp_path, addon_zip)
     replies = relay.results("generate_motion")
     assert len(replies) == 2, f"{kind}: {len(replies)} generate_motion results"
@@ -370,6 +373,7 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
     assert result["actions"] == {result["first"]: True, result["second"]: True}
     assert result["connection"] == "CONNECTED" and f"Generated {n} frames" in result["status"]
     assert result["prompt_prop"] == "a person walks forward and waves"
+    assert result["mode_after"] == "POSE"
 
 
 def test_generate_at_scene_frame_rate(tmp_path, addon_zip, motion_server, relay_to):
