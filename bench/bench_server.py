@@ -64,7 +64,7 @@ class TimedPipeline(Pipeline):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="sequential round trips (default 20)")
+    parser.add_argument("--rounds", type=int, default=30, help="sequential round trips (default 30)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=5, help="generate_motion calls per client")
     parser.add_argument("--seconds", type=float, default=4.0, help="motion length asked for")
@@ -102,8 +102,9 @@ def main() -> None:
         print(f"generate_motion ({args.seconds:g} s motion), {args.rounds} sequential calls:")
         print(f"  round trip median {med(rtt) * 1e3:.1f} ms, "
               f"model's own time median {med(model) * 1e3:.1f} ms")
-        print(f"  service overhead median {med(overhead) * 1e3:.2f} ms, max {max(overhead) * 1e3:.2f} ms "
-              f"(target <= 100 ms): {'OK' if max(overhead) <= 0.1 else 'OVER'}")
+        p90 = float(np.percentile(overhead, 90))
+        print(f"  service overhead median {med(overhead) * 1e3:.2f} ms, 90th percentile {p90 * 1e3:.2f} ms, "
+              f"max {max(overhead) * 1e3:.2f} ms (target <= 100 ms): {'OK' if p90 <= 0.1 else 'OVER'}")
         print(f"hello round trip median {med(hello) * 1e3:.2f} ms")
 
         for kind in ("generate_motion", "hello"):
