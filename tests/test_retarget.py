@@ -106,7 +106,14 @@ def _contact_speed(points: np.ndarray, contact: np.ndarray, fps: float) -> float
     return float(speed[both].mean())
 
 
-@pytest.mark.parametrize("clip_id,family,walk", [c for c in CLIPS if c[2]])
+@pytest.mark.parametrize(
+    "clip_id,family,walk",
+    CLIPS
+    + [
+        ("dm_cartwheel", "amp_humanoid15 (cartwheel)", False),
+        ("ase_Atk_2xCombo01", "amp_humanoid15 (sword combo)", False),
+    ],
+)
 def test_foot_skating_within_ten_percent(motion_data, rows, clip_id, family, walk) -> None:
     src, res = _retargeted(motion_data, rows[clip_id])
     pos = forward_kinematics(res.local_rot, res.trans)[0]
@@ -118,7 +125,7 @@ def test_foot_skating_within_ten_percent(motion_data, rows, clip_id, family, wal
         src_speed.append(_contact_speed(s, contact, src.fps))
         our_speed.append(_contact_speed(pos[:, j], contact, src.fps))
     ratio = np.mean(our_speed) / np.mean(src_speed)
-    assert ratio < 1.10, (
+    assert 0.9 < ratio < 1.10, (
         f"{family}: foot skating {np.mean(our_speed):.3f} m/s vs source {np.mean(src_speed):.3f}"
     )
 

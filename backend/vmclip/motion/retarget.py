@@ -692,7 +692,74 @@ def retarget(src: SourceMotion) -> Retargeted:
     src_low = np.nanmin(tgt[:, _CONTACTS, 1] - BODY_RADIUS[_CONTACTS], axis=-1)
     trans[:, 1] += _smooth(src_low - ours_low, max(1, int(round(0.3 * src.fps))))
     trans[:, 1] -= (_positions(glob, trans)[:, _FEET, 1] - SOLE_BELOW_FOOT_JOINT).min()
+    # limb proportions differ, so a planted source foot would drift a little on SMPL's legs: a small
+    # leg IK (at most MAX_IK degrees per bone) keeps it in place
+    _plant_feet(glob, trans, tgt, src.fps)
+    local = global_to_local(glob)
     return Retargeted(local, trans, tgt, scale, unit, world, m)
+
+
+def _plant_feet(glob: np.ndarray, trans: np.ndarray, tgt: np.ndarray, fps: float) -> None:
+    """Two-bone leg IK (in place on `glob`): while the source's foot is on the ground, move SMPL's
+    ankle horizontally so its toe is where the source's toe is."""
+    pos = _positions(glob, trans)
+    win = max(1, int(round(0.1 * fps)))
+    for side in ("left", "right"):
+        h, k, a, f = (J[f"{side}_{n}"] for n in ("hip", "knee", "ankle", "foot"))
+        ref = f if not np.isnan(tgt[0, f, 0]) else a
+        height = tgt[:, ref, 1] - tgt[:, ref, 1].min()
+        c = np.clip((0.06 - height) / 0.03, 0.0, 1.0)
+        err = tgt[:, ref][:, [0, 2]] - pos[:, ref][:, [0, 2]]
+        # only the error's change within each ground contact makes the foot slide: correct that, not
+        # the (constant) offset between the two skeletons' feet; nothing away from contacts
+        residual = np.zeros_like(err)
+        on = c > 0.5
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            lo, hi = max(0, start - win), min(len(err), stop + win)
+            residual[lo:hi] = err[lo:hi] - err[start:stop].mean(0)
+        shift = np.zeros((len(pos), 3))
+        shift[:, [0, 2]] = c[:, None] * residual
+        H, K, A = pos[:, h], pos[:, k], pos[:, a]
+        knee_fwd = glob[:, h] @ np.array([0.0, 0.0, 1.0])  # a straight leg bends its knee forward
+        # never turn a thigh or shin more than MAX_IK degrees away from the source's direction: shrink
+        # the shift where needed (the angle grows about linearly with it)
+        scale = np.ones(len(pos))
+        for _ in range(4):
+            r_hip, r_knee = _two_bone(H, K, A, A + shift * scale[:, None], knee_fwd)
+            worst = np.maximum(_angle(r_hip), _angle(r_knee))
+            over = worst > np.radians(MAX_IK)
+            if not over.any():
+                break
+            scale[over] *= 0.95 * np.radians(MAX_IK) / worst[over]
+        else:
+            r_hip, r_knee = _two_bone(H, K, A, A + shift * scale[:, None], knee_fwd)
+        glob[:, h] = r_hip @ glob[:, h]
+        glob[:, k] = r_knee @ glob[:, k]
+
+
+MAX_IK = 3.0  # degrees: keeps every thigh and shin within a few degrees of the source's direction
+
+
+def _angle(rot: np.ndarray) -> np.ndarray:
+    return np.arccos(np.clip((np.trace(rot, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0))
+
+
+def _two_bone(H: np.ndarray, K: np.ndarray, A: np.ndarray, D: np.ndarray, knee_fwd: np.ndarray):
+    """Rotations (world) of thigh and shin that put the ankle at D keeping the knee's bend plane."""
+    l1 = np.linalg.norm(K - H, axis=-1)
+    l2 = np.linalg.norm(A - K, axis=-1)
+    hd = D - H
+    d = np.clip(np.linalg.norm(hd, axis=-1), np.abs(l1 - l2) + 1e-4, l1 + l2 - 1e-4)
+    u = _unit(hd)
+    cos_a = np.clip((l1 * l1 + d * d - l2 * l2) / (2 * l1 * d), -1.0, 1.0)
+    pole = (K - H) - ((K - H) * u).sum(-1, keepdims=True) * u
+    straight = np.linalg.norm(pole, axis=-1) < 1e-3 * l1
+    alt = knee_fwd - (knee_fwd * u).sum(-1, keepdims=True) * u
+    pole = _unit(np.where(straight[:, None], alt, pole))
+    K2 = H + l1[:, None] * (cos_a[:, None] * u + np.sqrt(1 - cos_a * cos_a)[:, None] * pole)
+    D2 = H + u * d[:, None]
+    return shortest_rotation(K - H, K2 - H), shortest_rotation(A - K, D2 - K2)
 
 
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
