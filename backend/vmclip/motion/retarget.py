@@ -22,6 +22,8 @@ How it works (all steps vectorised over frames):
 5. Root translation: the source's mid-hip path scaled by the leg-length ratio (so steps match
    SMPL's legs); its height follows the source's lowest sole, knee or hand; the lowest sole of the
    clip sits on the floor (y = 0).
+6. Planted feet: a two-bone leg IK removes the drift that differing proportions give a foot that
+   stands still in the source (each thigh/shin turned by at most `MAX_IK` degrees).
 """
 
 from __future__ import annotations
