@@ -537,3 +537,20 @@ def test_full_queue_answers_busy(motion_file) -> None:
             c.close()
     finally:
         server.stop()
+
+
+def test_missing_model_weights_make_generate_motion_unavailable(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("vmclip.t2m")
+    missing = tmp_path / "no-such-model.pt"
+    monkeypatch.setenv("VMCLIP_T2M_CHECKPOINT", str(missing))
+    server = start_server(Pipeline(device="cpu"))
+    try:
+        with _client(server, timeout_s=30) as client:
+            cap = client.hello()["capabilities"]["generate_motion"]
+            assert cap["available"] is False and "no-such-model.pt" in cap["reason"]
+            for _ in range(2):  # the first call and later ones (stage module already imported)
+                with pytest.raises(vp.RemoteError) as info:
+                    client.generate_motion("a man waves", seconds=2.0)
+                assert info.value.code == "unavailable" and "no-such-model.pt" in info.value.message
+    finally:
+        server.stop()

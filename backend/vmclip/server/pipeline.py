@@ -109,7 +109,25 @@ class Pipeline:
                 raise StageUnavailable(f"the {label} stage ({module_name}) has no {attr}() yet")
             self._modules[job_type] = module
             self._caps[job_type] = {"available": True}
-            return module
+        if job_type == "generate_motion":
+            self._check_weights(module)
+        return module
+
+    def _check_weights(self, t2m: Any) -> None:
+        # Cheap check (no loading) so that hello tells the truth before the first request.
+        if not callable(getattr(t2m, "weights_path", None)):
+            return
+        try:
+            path = Path(t2m.weights_path())
+        except VmclipError as exc:
+            path, reason = None, str(exc)
+        if path is not None:
+            if path.is_file():
+                self._caps["generate_motion"] = {"available": True}
+                return
+            reason = f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
+        self._caps["generate_motion"] = {"available": False, "reason": reason}
+        raise StageUnavailable(reason)
 
     def capabilities(self) -> dict[str, dict[str, Any]]:
         """For `hello`: which job types can run, and why not.
@@ -135,7 +153,9 @@ class Pipeline:
     def _generator(self) -> Any:
         t2m = self._stage("generate_motion")
         try:
-            return t2m.load_generator(device=self.device)
+            generator = t2m.load_generator(device=self.device)
+            self._caps["generate_motion"] = {"available": True}
+            return generator
         except (VmclipError, FileNotFoundError) as exc:  # e.g. no trained checkpoint
             self._caps["generate_motion"] = {"available": False, "reason": str(exc)}
             raise StageUnavailable(f"text-to-motion model could not be loaded: {exc}") from None
