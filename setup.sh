@@ -31,6 +31,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The installable Blender add-on (dist/), with pyzmq wheels for Linux, Windows and macOS fetched from
+# PyPI once into .cache/wheels; the build still succeeds, without bundled wheels, where PyPI is unreachable.
+.venv/bin/python build_addon.py || echo "setup: warning: the add-on zip could not be built" >&2
+
 # Caches for the embedded models (Anny's body cache, example person): built once, reused.
 .venv/bin/python -m vmclip.assets prepare
 echo "setup: ready (.venv)"

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         from vmclip.render import example_paths, prepare_example
 
         prepare_example()
-        images = [example_paths()["image"]]
+        images = [example_paths()["photo"]]
     _say(f"person: {', '.join(str(p) for p in images)}")
     _say(f"prompt: {prompt!r}, {seconds:g} s, seed {seed}")
 
