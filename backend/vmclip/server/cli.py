@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
     server.start()
     print(f"vmclip: serving on {server.address}", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.serve_forever()
     return 0
 

@@ -169,10 +169,14 @@ class Server:
             self._threads.append(t)
         for t in self._threads:
             t.start()
-        log.info("serving on %s (%s, %d workers, device %s%s)", self.address,
-                 "CURVE" if self.curve else "loopback, no encryption", self.config.workers,
-                 self.pipeline.device, "")
+        log.info("serving on %s (%s, %d workers, device %s)", self.address,
+                 "CURVE, allow-listed clients" if self.curve else "local only, no encryption",
+                 self.config.workers, self.pipeline.device)
         return self
+
+    def request_stop(self) -> None:
+        """Ask `serve_forever` to return (safe from a signal handler)."""
+        self._stop.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
