@@ -233,9 +233,9 @@ def test_bad_inputs_give_clear_errors_and_no_partial_video(body, tmp_path):
         animate(person, wave_motion(5), tmp_path / "missing" / "x.mp4", size=128, body=body)
     with pytest.raises(InputError, match="must end in .mp4"):
         animate(person, wave_motion(5), tmp_path / "x.avi", size=128, body=body)
-    # walking 30 m to the side: out of view
+    # walking 30 m to the side: out of view, refused when the travel may not be scaled
     with pytest.raises(InputError, match="leaves the frame"):
-        animate(person, wave_motion(60, travel=30.0), out, size=128, body=body)
+        animate(person, wave_motion(60, travel=30.0), out, size=128, body=body, fit_travel=False)
     assert not out.exists()
     assert not list(tmp_path.glob(".x.mp4*"))
 
@@ -247,6 +247,11 @@ def test_partial_exit_warns_and_cancel_stops_cleanly(body, tmp_path):
         frames = list(render_frames(person, wave_motion(20, travel=2.5), size=128, body=body))
     assert len(frames) == 20
     assert any(issubclass(w.category, RenderWarning) and "leaves the frame" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = list(render_frames(person, wave_motion(40, travel=30.0), size=128, body=body))
+    assert len(frames) == 40
+    assert any("travel was scaled" in str(w.message) for w in caught)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(RenderCancelled):

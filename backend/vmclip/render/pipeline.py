@@ -127,16 +127,39 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
                  source_trans=np.asarray(views[0].trans, np.float64), source_vertices=posed[0])
 
 
-def check_in_frame(scene: Scene, placed: PlacedMotion) -> None:
-    """Refuse a motion that takes the person out of view; warn when it only crosses the edge."""
+def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
+    """Fraction of the body (a vertex subsample) inside the frame, per frame."""
     cam = scene.camera
-    verts = placed.vertices[:, ::7]  # a subsample is plenty for coverage
+    verts = vertices[:, ::7]
     uv, z = project(verts.reshape(-1, 3).astype(np.float64), cam.K, cam.R, cam.t)
     uv, z = uv.reshape(verts.shape[0], -1, 2), z.reshape(verts.shape[0], -1)
     inside = ((uv[..., 0] >= 0) & (uv[..., 0] < scene.width) & (uv[..., 1] >= 0) & (uv[..., 1] < scene.height)
               & (z > 0))
-    frac = inside.mean(1)
-    gone = np.flatnonzero(frac < 0.05)
+    return inside.mean(1)
+
+
+def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) -> PlacedMotion:
+    """Keep the person in view: when the motion's travel (walking off, say) would take them out of the
+    fixed camera's frame, scale the horizontal travel down just enough (with a warning), unless
+    `fit_travel` is off; refuse what still leaves the frame; warn when the body only crosses the edge."""
+    gone_limit = 0.05
+    frac = in_view(scene, placed.vertices)
+    if (frac < gone_limit).any() and fit_travel:
+        travel = placed.trans - placed.trans[:1]
+        travel[:, 1] = 0.0  # heights stay: feet on the floor, jumps as they were
+        for scale in (0.8, 0.6, 0.4, 0.25, 0.1, 0.0):
+            shift = (scale - 1.0) * travel
+            trial = in_view(scene, placed.vertices + shift[:, None, :].astype(np.float32))
+            if not (trial < gone_limit).any():
+                placed = PlacedMotion(local_rot=placed.local_rot, trans=placed.trans + shift,
+                                      vertices=placed.vertices + shift[:, None, :].astype(np.float32),
+                                      ground_y=placed.ground_y)
+                frac = trial
+                warnings.warn(f"the motion would walk out of the frame: its travel was scaled to "
+                              f"{round(scale * 100)}% to keep the person in view", RenderWarning,
+                              stacklevel=3)
+                break
+    gone = np.flatnonzero(frac < gone_limit)
     if len(gone):
         raise InputError(
             f"the motion leaves the frame: the person is out of view in {len(gone)} of {len(frac)} frames "
@@ -146,6 +169,7 @@ def check_in_frame(scene: Scene, placed: PlacedMotion) -> None:
         warnings.warn(f"the motion leaves the frame in {len(partial)} of {len(frac)} frames "
                       f"(from {partial[0] / 30.0:.1f} s): parts of the person are cut off", RenderWarning,
                       stacklevel=3)
+    return placed
 
 
 @dataclass
@@ -203,8 +227,9 @@ def composite(scene: Scene, warped: Warped | None, shadow: Shadow | None = None)
 
 def render_frames(person, motion: Motion, *, size: int = 512, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None, lwg_checkpoint=None, body=None,
-                  shadow: bool = True) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3) of the person performing `motion` over the background plate."""
+                  shadow: bool = True, fit_travel: bool = True) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of the person performing `motion` over the background plate.
+    `fit_travel`: scale down a travel that would leave the frame (with a warning) instead of refusing."""
     if motion.num_frames == 0:
         raise InputError("zero-length motion (no frames)")
     if abs(motion.fps - 30.0) > 1e-3:
@@ -212,7 +237,7 @@ def render_frames(person, motion: Motion, *, size: int = 512, progress: Progress
     scene = build_scene(person, size=size, body=body)
     placed = place_motion(scene.body, scene.shape, motion, scene.source_pose, scene.source_trans,
                           scene.source_vertices)
-    check_in_frame(scene, placed)
+    placed = check_in_frame(scene, placed, fit_travel)
     warper = FlowWarper(get_rasterizer(), scene.sources, scene.body.faces, scene.vertex_part, scene.mirror,
                         scene.camera, scene.width, scene.height)
     refiner = None
@@ -265,7 +290,8 @@ def write_frames(folder: str | Path, frames: list[np.ndarray]) -> Path:
 
 def animate(person, motion: Motion, out_path: str | Path, *, size: int = 512,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None, lwg_checkpoint=None,
-            gif: str | Path | None = None, frames_dir: str | Path | None = None, body=None) -> Path:
+            gif: str | Path | None = None, frames_dir: str | Path | None = None, body=None,
+            fit_travel: bool = True) -> Path:
     """Render `person` performing `motion` into an H.264 MP4 at `out_path` (written atomically)."""
     from vmclip.video import write_mp4
 
@@ -282,7 +308,7 @@ def animate(person, motion: Motion, out_path: str | Path, *, size: int = 512,
 
     def frames() -> Iterator[np.ndarray]:
         for f in render_frames(person, motion, size=size, progress=progress, cancel=cancel,
-                               lwg_checkpoint=lwg_checkpoint, body=body):
+                               lwg_checkpoint=lwg_checkpoint, body=body, fit_travel=fit_travel):
             if keep:
                 kept.append(f)
             yield f
