@@ -56,7 +56,9 @@ def _rewrite_aliases(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or bool(os.environ.get("VMCLIP_DEBUG"))
+    # Only a --debug before the command is the global flag (`vmclip analyze --debug DIR` is not).
+    command_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    debug = "--debug" in argv[:command_at] or bool(os.environ.get("VMCLIP_DEBUG"))
     parser = build_parser()
     args = parser.parse_args(_rewrite_aliases(argv))
     if not getattr(args, "func", None):
