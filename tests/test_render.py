@@ -264,3 +264,20 @@ def test_project_matches_camera_convention():
     uv, z = project(np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.0]]), cam.K, cam.R, cam.t)
     assert np.allclose(uv[0], [49.5, 39.5]) and np.allclose(z, 4.0)
     assert uv[1, 0] > uv[0, 0] and uv[1, 1] < uv[0, 1]  # +X right, +Y (up) is up in the image
+
+
+def test_jumps_stay_jumps_and_a_glitch_frame_does_not_lift_the_clip(body):
+    shape = body.default_shape()
+    photo_rot = pose(**ARMS_DOWN)
+    n = 30
+    motion = still_motion(n, **ARMS_DOWN)
+    trans = motion.trans.copy()
+    trans[10:20, 1] += 0.3  # a 30-cm jump in the middle
+    trans[25, 1] -= 0.4  # one glitched frame far below the floor
+    motion = Motion(motion.rot6d, trans)
+    src = body.pose_vertices(shape, photo_rot[None], np.zeros((1, 3)))[0]
+    placed = place_motion(body, shape, motion, photo_rot, np.zeros(3))
+    low = placed.vertices[..., 1].min(axis=1) - src[:, 1].min()
+    ratio = leg_length(body.rest_joints(shape)) / motion_leg_length()
+    assert np.abs(low[:10]).max() < 0.02 and np.abs(low[20:25]).max() < 0.02  # on the floor
+    assert np.allclose(low[12:18], 0.3 * ratio, atol=0.03)  # in the air, scaled to the person

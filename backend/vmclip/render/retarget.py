@@ -3,8 +3,9 @@
 The motion's local joint rotations are applied unchanged to the person's own rest skeleton (the
 body model's joints for the fitted shape). The root is re-oriented so that the first frame faces the
 way the person faces in the photo (a turn about the vertical only, so a tilt of the fit is not
-copied into every frame), its travel is scaled by the ratio of leg lengths, and the whole clip is
-lifted so that its lowest contact lands on the photo's ground line (the soles of the fitted body).
+copied into every frame), its travel is scaled by the ratio of leg lengths, and every frame is set on
+the photo's ground line (the soles of the fitted body) at the height the motion itself is above its
+floor (jumps), scaled likewise.
 """
 
 from __future__ import annotations
@@ -72,8 +73,14 @@ def place_motion(body, shape, motion: Motion, source_pose: np.ndarray, source_tr
     travel = (motion.trans.astype(np.float64) - motion.trans[:1].astype(np.float64)) * scale
     trans = source_trans + travel @ align.T
     verts = to_numpy(body.pose_vertices(shape, local, trans))
-    # Lowest contact of the whole clip onto the ground line: jumps stay jumps, feet stay on the floor.
-    lift = ground_y - float(verts[..., 1].min(axis=1).min())
-    verts[..., 1] += lift
+    # Height per frame from the motion's own contact with its floor, not from its root height (which
+    # drifts in mocap and differs between skeletons): the motion's lowest joint above its usual
+    # contact level (a low percentile over the clip), scaled to the person, is where the person's
+    # lowest point goes above the photo's ground line. Feet stay on the floor; jumps stay jumps.
+    lowest = motion.joint_positions()[..., 1].min(axis=1)
+    contact = float(np.percentile(lowest, 10))
+    above = np.clip(lowest - contact, 0.0, None) * scale
+    lift = ground_y + above - verts[..., 1].min(axis=1)
+    verts[..., 1] += lift[:, None]
     trans[:, 1] += lift
     return PlacedMotion(local_rot=local, trans=trans, vertices=verts.astype(np.float32), ground_y=ground_y)
