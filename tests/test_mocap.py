@@ -271,3 +271,32 @@ def test_bvh_reader_matches_bvhio(motion_data) -> None:
             root.loadPose(frame)
             ref = np.array([joints[n].PositionWorld for n in src.names])
             np.testing.assert_allclose(src.pos[frame], ref, atol=1e-3 * np.abs(ref).max())
+
+
+def test_sources_resolve_zips_and_plain_files(tmp_path) -> None:
+    """Manifest paths map to the longest leading folder that has a zip; files outside zips are read
+    directly; a folder without manifests is an input error."""
+    import zipfile
+
+    from vmclip.motion.sources import iter_manifest, read_member, resolve_member
+
+    (tmp_path / "set").mkdir()
+    with zipfile.ZipFile(tmp_path / "set" / "takes.zip", "w") as zf:
+        zf.writestr("a/clip.bvh", synthetic_bvh())
+    (tmp_path / "loose.bvh").write_text("HIERARCHY")
+    zpath, member = resolve_member(tmp_path, "set/takes/a/clip.bvh")
+    assert zpath == tmp_path / "set" / "takes.zip" and member == "a/clip.bvh"
+    m = load_mocap(
+        "set/takes/a/clip.bvh",
+        data=read_member(tmp_path, "set/takes/a/clip.bvh"),
+        frames=(0, 1),
+        source="clip-1",
+    )
+    assert m.num_frames == 1
+    assert read_member(tmp_path, "loose.bvh") == b"HIERARCHY"
+    with pytest.raises(InputError, match="not found"):
+        read_member(tmp_path, "absent/x.bvh")
+    with pytest.raises(InputError, match="no manifest"):
+        list(iter_manifest(tmp_path))
+    with pytest.raises(InputError, match=r"clip-2.*empty"):
+        load_mocap("c.bvh", data=synthetic_bvh().encode(), frames=(5, 9), source="clip-2")
