@@ -162,7 +162,8 @@ def test_image_formats(synthetic, tmp_path):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     Image.fromarray(image).save(tmp_path / "photo.jpg", quality=90)
     np.save(tmp_path / "unused.npy", sixteen)
-    for src in (tmp_path / "grey.png", tmp_path / "rgba.png", tmp_path / "photo.jpg", sixteen):
+    encoded = (tmp_path / "photo.jpg").read_bytes()  # as the server receives photos
+    for src in (tmp_path / "grey.png", tmp_path / "rgba.png", tmp_path / "photo.jpg", sixteen, encoded):
         result = analyze([src], fit=False, background=False)
         view = result.views[0]
         assert view.image.dtype == np.uint8 and view.image.shape == (256, 256, 3)
@@ -190,6 +191,8 @@ def test_bad_input_gets_one_line_errors(tmp_path):
         analyze([tmp_path / "huge.png"])
     with pytest.raises(InputError, match="no images"):
         analyze([])
+    with pytest.raises(InputError, match="image 1: not an image"):
+        analyze([b"definitely not a photo"])
 
 
 def test_big_photo_is_downscaled_and_cut_off_person_warns():

@@ -193,7 +193,7 @@ def _float(x: Any) -> float:
 
 
 def analyze(
-    images: Sequence[str | os.PathLike | np.ndarray],
+    images: Sequence[str | os.PathLike | np.ndarray | bytes],
     *,
     fit: bool = True,
     progress: ProgressFn | None = None,
@@ -213,7 +213,7 @@ def analyze(
     from vmclip.person.fit import fit_views
     from vmclip.person.images import load_image
 
-    if isinstance(images, (str, os.PathLike, np.ndarray)):
+    if isinstance(images, (str, os.PathLike, np.ndarray, bytes, bytearray)):
         images = [images]
     images = list(images)
     if not images:
@@ -222,13 +222,14 @@ def analyze(
     n = len(images)
     loaded, names, sources, detections, warnings = [], [], [], [], []
     for i, src in enumerate(images):
-        name = str(src) if not isinstance(src, np.ndarray) else f"image {i + 1}"
+        from_file = isinstance(src, (str, os.PathLike))
+        name = str(src) if from_file else f"image {i + 1}"
         report(0.4 * i / n, f"finding the person in {name}")
         image = load_image(src, name=name)
         det = detect(image, name)
         loaded.append(image)
         names.append(name)
-        sources.append(None if isinstance(src, np.ndarray) else str(Path(src).resolve()))
+        sources.append(str(Path(src).resolve()) if from_file else None)
         detections.append(det)
         warnings.extend(det.warnings)
     report(0.4, "fitting the body")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -47,15 +48,18 @@ def _to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _read_file(path: Path) -> np.ndarray:
+def _read_file(path: Path | io.BytesIO, label: str | None = None) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected an image file")
+    if isinstance(path, Path):
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, expected an image file")
+    source = path
+    path = label or path  # the name used in messages
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise InputError(
@@ -79,12 +83,16 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def load_image(
-    src: str | os.PathLike | np.ndarray, max_side: int = MAX_SIDE, name: str | None = None
+    src: str | os.PathLike | np.ndarray | bytes, max_side: int = MAX_SIDE, name: str | None = None
 ) -> np.ndarray:
-    """An RGB uint8 array (H, W, 3) from a path or an array, the longest side at most `max_side`.
+    """An RGB uint8 array (H, W, 3) from a path, an array or encoded file bytes, the longest side at
+    most `max_side`.
 
     Raises InputError (one line) for missing, corrupt, unsupported, tiny or oversized images."""
-    if isinstance(src, np.ndarray):
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        label = name or "image data"
+        arr = _to_rgb(_read_file(io.BytesIO(bytes(src)), label), label)
+    elif isinstance(src, np.ndarray):
         label = name or "image array"
         if src.size and src.shape[0] * (src.shape[1] if src.ndim > 1 else 1) > MAX_PIXELS:
             raise InputError(f"{label}: more than {MAX_PIXELS // 1_000_000} MP")
