@@ -119,6 +119,14 @@ def load_mocap(
     `source`: a label used in error messages only. `frames`: (start, end) source frames to keep,
     end exclusive, applied before retargeting (so the floor is found on the kept part).
     """
+    exact = _read_our_bvh(path, data)
+    if exact is not None:  # our own SMPL-24 export: read exactly, retargeting would re-derive twist and floor
+        if frames is not None:
+            exact = exact.slice(*frames)
+        if fps is not None:
+            exact.fps = float(fps)
+        exact.texts = list(texts or exact.texts)
+        return exact.resample(FPS)
     src = read_source(path, data=data, asf=asf, fps=fps, frames=frames, source=source)
     if src.num_frames < 1:
         raise InputError(f"{src.where}: zero-length clip")
@@ -127,6 +135,21 @@ def load_mocap(
         raise InputError(f"{src.where}: retargeting produced NaN values (degenerate skeleton or pose)")
     rot, trans = _resample(res.local_rot, res.trans, src.fps, FPS)
     return Motion.from_matrices(rot, trans, FPS, list(texts or []))
+
+
+def _read_our_bvh(path: str | Path, data: bytes | None) -> Motion | None:
+    """A BVH whose hierarchy is exactly SMPL-24 (what `write_bvh` writes), read without retargeting."""
+    from vmclip.motion.bvh_write import read_smpl_bvh, smpl_bvh_joint_names
+
+    if Path(path).suffix.lower() != ".bvh":
+        return None
+    try:
+        raw = Path(path).read_bytes() if data is None else bytes(data)
+    except OSError:
+        return None  # read_source reports it with the source label
+    if smpl_bvh_joint_names(raw[:65536].decode("latin-1")) is None:
+        return None
+    return read_smpl_bvh(path, data=raw)
 
 
 def _resample(
