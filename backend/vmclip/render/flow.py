@@ -100,6 +100,10 @@ class SourceView:
         self.facing = np.clip((normals * view).sum(1), 0.0, 1.0).astype(np.float32)
         self.raster: Raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, w, h)
         self.depth = self.raster.depth
+        # Visibility is tested against the farthest depth among the 3x3 neighbours: a point on a steep
+        # surface (the side of the face) must not fail the test by a rounding of its pixel.
+        far = np.where(np.isfinite(self.depth), self.depth, 1e6).astype(np.float32)
+        self.depth_vis = cv2.dilate(far, np.ones((3, 3), np.uint8))
         part = np.full((h, w), -1, dtype=np.int16)
         part[self.raster.mask] = vertex_part[self.raster.vertex_of_max_weight()]
         self.part = part
@@ -217,9 +221,9 @@ class FlowWarper:
             vals = ras.interpolate(attr)
             own, mir = vals[:, 0:3], vals[:, 3:6]
             candidates = (
-                (own[:, 2] <= self._lookup(src.depth, own, -np.inf) + VISIBILITY_EPS, own[:, :2],
+                (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS, own[:, :2],
                  2.0 + vals[:, 6]),
-                (mir[:, 2] <= self._lookup(src.depth, mir, -np.inf) + VISIBILITY_EPS, mir[:, :2],
+                (mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS, mir[:, :2],
                  1.0 + vals[:, 7]),
                 (self._lookup(src.part, own, -1) == part_px, own[:, :2], vals[:, 6]),
             )
@@ -275,7 +279,14 @@ class FlowWarper:
         norm = np.linalg.norm(jac, axis=(1, 2))
         bad = (cnt < 40) | ~np.isfinite(det) | (det < 0.25) | (det > 4) | (norm ** 2 > 6 * np.abs(det))
         jac[bad] = np.eye(2)
-        return jac
+        # Keep only the turn and a moderate uniform scale (the nearest similarity): shears and strong
+        # stretches of a small part's fit throw hair and cloth into spikes.
+        p = 0.5 * (jac[:, 0, 0] + jac[:, 1, 1])
+        q = 0.5 * (jac[:, 1, 0] - jac[:, 0, 1])
+        scale = np.hypot(p, q)
+        clamp = np.clip(scale, 0.75, 1.33) / np.maximum(scale, 1e-9)
+        p, q = p * clamp, q * clamp
+        return np.stack([np.stack([p, -q], -1), np.stack([q, p], -1)], -2)
 
     def _extend(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, part: np.ndarray,
                 filled: np.ndarray, x0: int, y0: int) -> None:
