@@ -362,6 +362,8 @@ class FlowWarper:
                     keep &= np.bincount(labels.ravel(), minlength=count) >= 1e-4 * self.width * self.height
                     keep[0] = False
                     a_off *= keep[labels]
+                # Smooth the saw-teeth that nearest-pixel propagation leaves along a carried strip.
+                a_off = cv2.medianBlur(a_off, 5)
                 a[off_body] = a_off[off_body]
             rgb[sel] = col[sel]
             alpha[sel] = a[sel]
@@ -377,6 +379,10 @@ class FlowWarper:
         # point it saw edge-on sat on its outline, where the matte is half background.
         band_px = body & ~interior.astype(bool)
         alpha[band_px] = np.maximum(alpha[band_px], np.clip(1.0 - fl["facing"][band_px] / 0.35, 0.0, 1.0))
+        # Close thin gaps between the body and the clothes carried beside it (a slightly misplaced fit
+        # leaves a seam of a pixel or two that would show the background through the person).
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        alpha = np.maximum(alpha, cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, kernel))
         hole = fl["hole"]
         if hole.any():
             # What no source saw: in-paint from the surrounding warped person pixels.
