@@ -384,9 +384,10 @@ class FlowWarper:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         alpha = np.maximum(alpha, cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, kernel))
         hole = fl["hole"]
-        if hole.any():
+        unset = hole | ((fl["source"] < 0) & (alpha > 0))  # holes, and gap pixels the closing filled
+        if unset.any():
             # What no source saw: in-paint from the surrounding warped person pixels.
-            rgb = cv2.inpaint(np.clip(rgb, 0, 255).astype(np.uint8), hole.astype(np.uint8), 5,
+            rgb = cv2.inpaint(np.clip(rgb, 0, 255).astype(np.uint8), unset.astype(np.uint8), 5,
                               cv2.INPAINT_TELEA).astype(np.float32)
             alpha[hole] = 1.0
         return Warped(rgb=rgb, alpha=alpha, x0=roi[0], y0=roi[1], flow=fl)
