@@ -142,23 +142,30 @@ def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) 
     """Keep the person in view: when the motion's travel (walking off, say) would take them out of the
     fixed camera's frame, scale the horizontal travel down just enough (with a warning), unless
     `fit_travel` is off; refuse what still leaves the frame; warn when the body only crosses the edge."""
-    gone_limit = 0.05
+    gone_limit, keep_limit = 0.05, 0.6
     frac = in_view(scene, placed.vertices)
-    if (frac < gone_limit).any() and fit_travel:
+    if frac.min() < keep_limit and fit_travel:
+        # Keep at least 60% of the body in view if shrinking the travel can: the largest travel that
+        # does, else the travel that keeps the most in view.
         travel = placed.trans - placed.trans[:1]
         travel[:, 1] = 0.0  # heights stay: feet on the floor, jumps as they were
+        best_scale, best_frac = 1.0, frac
         for scale in (0.8, 0.6, 0.4, 0.25, 0.1, 0.0):
-            shift = (scale - 1.0) * travel
-            trial = in_view(scene, placed.vertices + shift[:, None, :].astype(np.float32))
-            if not (trial < gone_limit).any():
-                placed = PlacedMotion(local_rot=placed.local_rot, trans=placed.trans + shift,
-                                      vertices=placed.vertices + shift[:, None, :].astype(np.float32),
-                                      ground_y=placed.ground_y)
-                frac = trial
-                warnings.warn(f"the motion would walk out of the frame: its travel was scaled to "
-                              f"{round(scale * 100)}% to keep the person in view", RenderWarning,
-                              stacklevel=3)
+            shift = ((scale - 1.0) * travel)[:, None, :].astype(np.float32)
+            trial = in_view(scene, placed.vertices + shift)
+            if trial.min() > best_frac.min() + 0.02:
+                best_scale, best_frac = scale, trial
+            if trial.min() >= keep_limit:
                 break
+        if best_scale < 1.0:
+            shift = (best_scale - 1.0) * travel
+            placed = PlacedMotion(local_rot=placed.local_rot, trans=placed.trans + shift,
+                                  vertices=placed.vertices + shift[:, None, :].astype(np.float32),
+                                  ground_y=placed.ground_y)
+            frac = best_frac
+            warnings.warn(f"the motion would walk out of the frame: its travel was scaled to "
+                          f"{round(best_scale * 100)}% to keep the person in view", RenderWarning,
+                          stacklevel=3)
     gone = np.flatnonzero(frac < gone_limit)
     if len(gone):
         raise InputError(
