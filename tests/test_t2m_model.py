@@ -154,3 +154,19 @@ def test_canonical_windows_face_plus_z_from_the_origin():
         atol=1e-5,
         rtol=1e-5,
     )
+
+
+def test_several_memory_tokens():
+    cfg = ModelConfig(
+        width=32, latent_dim=64, ff_size=32, enc_layers=1, dec_layers=1, memory_tokens=4, memory_scale=4.0
+    )
+    model = MotionClipModel(cfg).eval()
+    assert model.decoder.memoryProj.out_features == 4 * 32
+    z = torch.nn.functional.normalize(torch.randn(2, 64), dim=-1)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    out = model.decode(z, mask)
+    assert out.shape == (2, 25, 6, 9)
+    # Rebuilt from its config dict (as the shipped file stores it) it gives the same output.
+    again = MotionClipModel(ModelConfig.from_dict(cfg.to_dict())).eval()
+    again.load_state_dict(model.state_dict())
+    torch.testing.assert_close(again.decode(z, mask), out)

@@ -200,3 +200,19 @@ def test_cli_generates_files_and_fails_cleanly(trained, tmp_path, capsys):
         assert err.startswith("vmclip: error:") and "\n" not in err
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert leftovers == ["wave.bvh", "wave.npz"]  # nothing else, no temporary files
+
+
+def test_evaluation_report(trained, data, tmp_path, capsys):
+    report_path = tmp_path / "eval.json"
+    rc = main(["eval", "motion", "--data", str(data), "--checkpoint", str(trained[0] / "model.pt"),
+               "-o", str(report_path), "--threads", "1", "--device", "cpu"])
+    assert rc == 0
+    r = json.loads(report_path.read_text())
+    assert 0 < r["reconstruction"]["mpjpe_mm"] < 2000
+    ret = r["retrieval"]
+    assert ret["group"] == 5 and 0 <= ret["R@1"] <= ret["R@3"] <= 1  # 5 distinct descriptions here
+    assert 0 <= r["classifier_real_top1"] <= 1 and 0 <= r["classifier_generated_label_top1"] <= 1
+    assert r["jitter_m_s3"]["generated"] > 0 and r["diversity"]["real_heldout"] > 0
+    assert len(r["everyday_prompts"]) == 15
+    out = capsys.readouterr().out
+    assert "R@1" in out and "MPJPE" in out

@@ -65,12 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int, default=0, help="random seed")
     tr.add_argument("--resume", type=Path, help="continue from a checkpoint (OUT/last.pt)")
     tr.add_argument("--batch", type=int, default=32, help="windows per step")
-    tr.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    tr.add_argument("--lr", type=float, default=6e-4, help="peak learning rate (AdamW, cosine decay)")
     tr.add_argument("--encoder", choices=("minilm", "clip"), default="minilm", help="text encoder")
     tr.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     tr.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     tr.add_argument("--fps", type=float, default=15.0, help="frame rate the model works at")
-    tr.add_argument("--window-seconds", type=float, default=4.0, help="longest training window")
+    tr.add_argument("--window-seconds", type=float, default=3.0, help="longest training window")
     tr.add_argument(
         "--width", type=int, default=256, help="transformer width (0: the latent size, MotionCLIP's layout)"
     )
@@ -78,6 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bfloat16 autocast)")
     tr.add_argument("--enc-layers", type=int, default=2, help="encoder layers")
     tr.add_argument("--dec-layers", type=int, default=3, help="decoder layers")
+    tr.add_argument(
+        "--memory-tokens",
+        type=int,
+        default=8,
+        help="tokens the latent is mapped to for the decoder's cross-attention (1 = MotionCLIP)",
+    )
+    tr.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
     tr.add_argument("--bank-size", type=int, default=6000, help="latents kept for generation")
     tr.add_argument(
         "--sources",
@@ -167,6 +174,7 @@ def _train(args: argparse.Namespace) -> int:
         "ff_size": args.ff_size,
         "enc_layers": args.enc_layers,
         "dec_layers": args.dec_layers,
+        "memory_tokens": args.memory_tokens,
     }
     opts = TrainOptions(
         data=args.data,
@@ -184,6 +192,7 @@ def _train(args: argparse.Namespace) -> int:
         model=model,
         sources=args.sources,
         bf16=not args.no_bf16,
+        warmup=args.warmup,
     )
     train(opts)
     return 0

@@ -74,7 +74,7 @@ EVERYDAY_PROMPTS: list[tuple[str, str]] = [
     ("a person punches", "punch"),
     ("a person dances", "dance"),
     ("a person raises both hands", "raise hands"),
-    ("a person turns left", "turn"),
+    ("a person turns left", "walk"),
     ("a person does jumping jacks", "jumping jacks"),
     ("a person crawls", "crawl"),
     ("a person does a cartwheel", "acrobatics"),

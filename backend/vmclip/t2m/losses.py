@@ -13,10 +13,12 @@ from vmclip.t2m.model import from_features
 FEET = [JOINT_INDEX[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
 LAMBDAS = {
     "rc": 1.0,
-    "rcxyz": 5.0,
-    "vel": 5.0,
-    "velxyz": 20.0,
-    "foot": 20.0,
+    "root": 0.5,
+    "rcxyz": 10.0,
+    "vel": 20.0,
+    "velxyz": 100.0,
+    "rootvel": 20.0,
+    "foot": 50.0,
     "cosine": 1.0,
     "ce": 0.2,
     "gen": 0.25,
@@ -39,17 +41,28 @@ def _masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def reconstruction(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, target_pos: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """rc (features), rcxyz (joint positions), vel/velxyz (frame differences), foot (planted feet)."""
+    """MotionCLIP's terms, with the body pose and the root path kept apart so that metres of travel
+    cannot drown the limbs: rc (6D rotations), root (translation), rcxyz (joint positions relative to
+    the pelvis), vel / velxyz / rootvel (frame differences of each), foot (planted feet stay put)."""
     p = pred.permute(0, 3, 1, 2)  # (B, T, 25, 6)
     t = target.permute(0, 3, 1, 2)
-    out = {"rc": _masked_mean((p - t) ** 2, mask)}
+    out = {
+        "rc": _masked_mean((p[:, :, :24] - t[:, :, :24]) ** 2, mask),
+        "root": _masked_mean((p[:, :, 24, :3] - t[:, :, 24, :3]) ** 2, mask),
+    }
     pos_p = positions(pred)
     pos_t = positions(target) if target_pos is None else target_pos
-    out["rcxyz"] = _masked_mean((pos_p - pos_t) ** 2, mask)
+    rel_p, rel_t = pos_p - pos_p[:, :, :1], pos_t - pos_t[:, :, :1]
+    out["rcxyz"] = _masked_mean((rel_p - rel_t) ** 2, mask)
     vmask = mask[:, 1:] & mask[:, :-1]
-    out["vel"] = _masked_mean(((p[:, 1:] - p[:, :-1]) - (t[:, 1:] - t[:, :-1])) ** 2, vmask)
+    dp, dt = p[:, 1:, :24] - p[:, :-1, :24], t[:, 1:, :24] - t[:, :-1, :24]
+    out["vel"] = _masked_mean((dp - dt) ** 2, vmask)
+    out["velxyz"] = _masked_mean(
+        ((rel_p[:, 1:] - rel_p[:, :-1]) - (rel_t[:, 1:] - rel_t[:, :-1])) ** 2, vmask
+    )
+    rp, rt = p[:, 1:, 24, :3] - p[:, :-1, 24, :3], t[:, 1:, 24, :3] - t[:, :-1, 24, :3]
+    out["rootvel"] = _masked_mean((rp - rt) ** 2, vmask)
     vp, vt = pos_p[:, 1:] - pos_p[:, :-1], pos_t[:, 1:] - pos_t[:, :-1]
-    out["velxyz"] = _masked_mean((vp - vt) ** 2, vmask)
     # Where a target foot is (nearly) still, the predicted foot must be still too (no skating).
     still = (vt[:, :, FEET].norm(dim=-1) < 0.01).to(vp.dtype)  # < 1 cm per model frame
     out["foot"] = _masked_mean(still[..., None] * vp[:, :, FEET] ** 2, vmask)

@@ -36,6 +36,12 @@ class ModelConfig:
     num_classes: int = 1
     normalize_encoder_output: bool = True
     normalize_decoder_input: bool = True
+    # The decoder's memory is one token: after normalisation the latent is multiplied by this so it is
+    # on the scale of the positional queries (training sets sqrt(width); None = 1, MotionCLIP's way).
+    memory_scale: float | None = None
+    # Memory tokens the latent is mapped to (1 = MotionCLIP). With several, cross-attention weights
+    # depend on both the frame and the latent, which makes timing easier to learn than a constant bias.
+    memory_tokens: int = 1
     fps: float = 15.0  # frame rate the model works at (output is resampled to 30 fps)
     max_frames: int = 60  # longest window seen in training, in model frames
     text_encoder: str = "minilm"
@@ -112,20 +118,24 @@ class MotionDecoder(nn.Module):
         layer = nn.TransformerDecoderLayer(d, cfg.num_heads, cfg.ff_size, cfg.dropout, cfg.activation)
         self.seqTransDecoder = nn.TransformerDecoder(layer, cfg.dec_layers)
         self.finallayer = nn.Linear(d, NJOINTS * NFEATS)
-        self.memoryProj = nn.Linear(cfg.latent_dim, d) if d != cfg.latent_dim else None
+        self.memory_tokens = max(1, int(cfg.memory_tokens))
+        need_proj = d != cfg.latent_dim or self.memory_tokens > 1
+        self.memoryProj = nn.Linear(cfg.latent_dim, d * self.memory_tokens) if need_proj else None
+        self.memory_scale = float(cfg.memory_scale or 1.0)
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bs, nframes = mask.shape
         if self.normalize_input:
             z = F.normalize(z, dim=-1)
+        z = z * self.memory_scale
         if self.memoryProj is not None:
             z = self.memoryProj(z)
-        queries = self.sequence_pos_encoder(
-            torch.zeros(nframes, bs, z.shape[-1], device=z.device, dtype=z.dtype)
-        )
+        width = self.finallayer.in_features
+        queries = self.sequence_pos_encoder(torch.zeros(nframes, bs, width, device=z.device, dtype=z.dtype))
         # Padding frames are not masked as keys when the batch has none (the fast common case).
         pad = None if bool(mask.all()) else ~mask
-        out = self.seqTransDecoder(tgt=queries, memory=z[None], tgt_key_padding_mask=pad)
+        memory = z.reshape(bs, self.memory_tokens, -1).transpose(0, 1)  # (tokens, batch, width)
+        out = self.seqTransDecoder(tgt=queries, memory=memory, tgt_key_padding_mask=pad)
         out = self.finallayer(out).reshape(nframes, bs, NJOINTS, NFEATS)
         out = out * mask.T[..., None, None]
         return out.permute(1, 2, 3, 0)

@@ -38,7 +38,7 @@ class TrainOptions:
     seed: int = 0
     resume: Path | None = None
     batch: int = 32
-    lr: float = 3e-4
+    lr: float = 6e-4
     warmup: int = 200
     encoder: str = "minilm"
     threads: int | None = 2
@@ -126,7 +126,7 @@ def _step_losses(
     out.update(L.alignment(z, text, keys))
     if gen_pred is not None:
         gen = L.reconstruction(gen_pred.float(), x[:n_gen], mask[:n_gen])
-        out.update({f"gen_{k}": v for k, v in gen.items() if k in ("rc", "rcxyz", "vel", "velxyz")})
+        out.update({f"gen_{k}": v for k, v in gen.items() if k != "foot"})
     return out
 
 
@@ -268,6 +268,8 @@ def train(opts: TrainOptions) -> dict:
         cfg = ModelConfig(
             **{**{"latent_dim": DIMS[opts.encoder], "text_encoder": opts.encoder}, **opts.model}
         )
+        if cfg.memory_scale is None and cfg.model_width != cfg.latent_dim:
+            cfg.memory_scale = math.sqrt(cfg.model_width)
     if cfg.latent_dim != DIMS[cfg.text_encoder]:
         raise InputError(f"latent size {cfg.latent_dim} must equal the {cfg.text_encoder} embedding size")
 
