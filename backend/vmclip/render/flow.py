@@ -215,6 +215,7 @@ class FlowWarper:
         best = np.full(n, -1, dtype=np.int64)
         best_uv = np.full((n, 2), np.nan, dtype=np.float32)
         best_score = np.full(n, -np.inf, dtype=np.float32)
+        best_facing = np.zeros(n, dtype=np.float32)  # of the chosen point when it is itself seen
         # Ranked candidates: a visible point (score 2 + facing), its visible mirror image (1 + facing),
         # the same body part seen from behind (0 + facing). The best score across sources wins.
         for si, (src, attr) in enumerate(zip(self.sources, self.attr, strict=True)):
@@ -227,11 +228,16 @@ class FlowWarper:
                  1.0 + vals[:, 7]),
                 (self._lookup(src.part, own, -1) == part_px, own[:, :2], vals[:, 6]),
             )
-            for ok, uv, score in candidates:
+            # Later photos only win clearly (by 0.3 in facing): a patchwork of photos with different
+            # light and fit errors looks worse than one photo slightly less head-on.
+            bias = 0.3 if si > 0 else 0.0
+            for k, (ok, uv, score) in enumerate(candidates):
+                score = score - bias
                 take = ok & (score > best_score)
                 best[take] = si
                 best_uv[take] = uv[take]
                 best_score[take] = score[take]
+                best_facing[take] = vals[take, 6] if k == 0 else 0.0
         map_x = np.full((h, w), np.nan, dtype=np.float32)
         map_y = np.full((h, w), np.nan, dtype=np.float32)
         source = np.full((h, w), -1, dtype=np.int16)
@@ -243,7 +249,7 @@ class FlowWarper:
         self._extend(map_x, map_y, source, part, body & ~hole, x0, y0)
         # How squarely the chosen source saw each point (0: at a grazing angle, or not itself seen).
         facing = np.zeros((h, w), dtype=np.float32)
-        facing[body] = np.where(best_score >= 2.0, best_score - 2.0, 0.0)
+        facing[body] = best_facing
         return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
                 "facing": facing}
 
