@@ -169,6 +169,10 @@ class FlowWarper:
         for name in ("left_wrist", "right_wrist", "left_hand", "right_hand", "left_ankle", "right_ankle",
                      "left_foot", "right_foot"):
             self.reach[JOINT_NAMES.index(name)] = 0.1 * self.extend_px
+        # Sleeves are narrower than skirts or hair: arms carry less (what lies beside a hanging arm in
+        # the photo is mostly the torso's clothing, which must not fly up with a raised arm).
+        for name in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow"):
+            self.reach[JOINT_NAMES.index(name)] = 0.35 * self.extend_px
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
