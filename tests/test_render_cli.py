@@ -134,3 +134,11 @@ def test_animate_from_saved_analysis_and_motion_file(tmp_path, capsys):
     frames = read_frames(out)
     assert len(frames) == 12 and frames[0].shape == (192, 256, 3)
     assert (tmp_path / "out.gif").exists() and len(list((tmp_path / "frames").glob("*.png"))) == 12
+
+
+def test_animate_with_a_prompt_fails_fast_without_the_motion_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VMCLIP_T2M_CHECKPOINT", str(tmp_path / "absent.pt"))
+    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o",
+                     str(tmp_path / "o.mp4"))
+    assert code == 2 and "absent.pt" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.mp4").exists()

@@ -103,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     from vmclip.motion import load_npz
 
     motion = load_npz(args.motion) if args.motion else None
+    generator = None
+    if motion is None:
+        from vmclip.t2m import load_generator
+
+        generator = load_generator()  # before the photos: a missing model fails in a second, not later
     if args.person:
         from vmclip.person import PersonAnalysis
 
@@ -116,9 +121,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     if motion is None:
-        from vmclip.t2m import generate_motion
-
-        motion = generate_motion(args.prompt, seconds=args.seconds, seed=args.seed)
+        motion = generator.generate(args.prompt, seconds=args.seconds, seed=args.seed)
     from vmclip.render import animate
 
     bar = _Bar("render video")
