@@ -85,6 +85,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tokens the latent is mapped to for the decoder's cross-attention (1 = MotionCLIP)",
     )
     tr.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
+    tr.add_argument(
+        "--memory-scale",
+        type=float,
+        default=1.0,
+        help="factor on the normalised latent before the decoder's memory map",
+    )
+    tr.add_argument(
+        "--post-norm",
+        action="store_true",
+        help="post-norm transformer layers as MotionCLIP (default: pre-norm, which learns "
+        "motion dynamics much faster on a small budget)",
+    )
     tr.add_argument("--bank-size", type=int, default=6000, help="latents kept for generation")
     tr.add_argument(
         "--sources",
@@ -175,6 +187,8 @@ def _train(args: argparse.Namespace) -> int:
         "enc_layers": args.enc_layers,
         "dec_layers": args.dec_layers,
         "memory_tokens": args.memory_tokens,
+        "memory_scale": args.memory_scale,
+        "norm_first": not args.post_norm,
     }
     opts = TrainOptions(
         data=args.data,

@@ -42,6 +42,7 @@ class ModelConfig:
     # Memory tokens the latent is mapped to (1 = MotionCLIP). With several, cross-attention weights
     # depend on both the frame and the latent, which makes timing easier to learn than a constant bias.
     memory_tokens: int = 1
+    norm_first: bool = False  # pre-norm transformer layers (same parameter names; MotionCLIP: post-norm)
     fps: float = 15.0  # frame rate the model works at (output is resampled to 30 fps)
     max_frames: int = 60  # longest window seen in training, in model frames
     text_encoder: str = "minilm"
@@ -88,7 +89,9 @@ class MotionEncoder(nn.Module):
         self.sigmaQuery = nn.Parameter(torch.randn(cfg.num_classes, d))
         self.skelEmbedding = nn.Linear(NJOINTS * NFEATS, d)
         self.sequence_pos_encoder = PositionalEncoding(d, cfg.dropout)
-        layer = nn.TransformerEncoderLayer(d, cfg.num_heads, cfg.ff_size, cfg.dropout, cfg.activation)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.num_heads, cfg.ff_size, cfg.dropout, cfg.activation, norm_first=cfg.norm_first
+        )
         self.seqTransEncoder = nn.TransformerEncoder(layer, cfg.enc_layers, enable_nested_tensor=False)
         # Our extension for a transformer narrower than the text space (absent in MotionCLIP's layout).
         self.latentProj = nn.Linear(d, cfg.latent_dim) if d != cfg.latent_dim else None
@@ -115,7 +118,9 @@ class MotionDecoder(nn.Module):
         self.normalize_input = cfg.normalize_decoder_input
         self.actionBiases = nn.Parameter(torch.randn(cfg.num_classes, d))  # kept for checkpoint layout
         self.sequence_pos_encoder = PositionalEncoding(d, cfg.dropout)
-        layer = nn.TransformerDecoderLayer(d, cfg.num_heads, cfg.ff_size, cfg.dropout, cfg.activation)
+        layer = nn.TransformerDecoderLayer(
+            d, cfg.num_heads, cfg.ff_size, cfg.dropout, cfg.activation, norm_first=cfg.norm_first
+        )
         self.seqTransDecoder = nn.TransformerDecoder(layer, cfg.dec_layers)
         self.finallayer = nn.Linear(d, NJOINTS * NFEATS)
         self.memory_tokens = max(1, int(cfg.memory_tokens))
