@@ -1,0 +1,97 @@
+"""Text-to-motion benchmark: load time in a fresh process and time per 4-second motion.
+
+Targets (issue 3): text encoder + model loaded in <= 3 s in a fresh process; one 4-second motion in
+<= 50 ms after load on the 2-core CPU. Prints medians. Usage: .venv/bin/python bench/bench_t2m.py
+[--checkpoint PATH] [--runs N] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+LOAD_SNIPPET = """
+import time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads({threads})
+t1 = time.perf_counter()
+from vmclip.t2m import load_generator
+g = load_generator(device="cpu", checkpoint={checkpoint!r})
+t2 = time.perf_counter()
+g.generate("a person walks forward", seconds=4.0, seed=0)
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", default=None, help="model file (default: the shipped weights)")
+    parser.add_argument("--runs", type=int, default=20, help="timed generations")
+    parser.add_argument("--loads", type=int, default=3, help="fresh processes for the load time")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    rows = []
+    for _ in range(args.loads):
+        code = LOAD_SNIPPET.format(threads=args.threads, checkpoint=args.checkpoint)
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        wall = time.perf_counter() - t
+        torch_s, load_s, first_s = (float(v) for v in out.split())
+        rows.append((wall, torch_s, load_s, first_s))
+    print(
+        f"fresh process, median of {args.loads}: import torch {statistics.median(r[1] for r in rows):.2f} s, "
+        f"load text encoder + model {statistics.median(r[2] for r in rows):.2f} s "
+        f"(import torch + load {statistics.median(r[1] + r[2] for r in rows):.2f} s; target <= 3 s), "
+        f"first 4 s motion {statistics.median(r[3] for r in rows) * 1000:.0f} ms, "
+        f"whole process {statistics.median(r[0] for r in rows):.2f} s"
+    )
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from vmclip.t2m import load_generator
+
+    gen = load_generator(device="cpu", checkpoint=args.checkpoint)
+    prompts = [
+        "a person waves with the right hand",
+        "a person walks forward",
+        "a person jumps",
+        "a tired man walks, then waves",
+    ]
+    for p in prompts:
+        gen.generate(p, seconds=4.0, seed=0)  # warm-up
+    times: dict[str, list[float]] = {"text": [], "full": [], "no_cleanup": []}
+    for i in range(args.runs):
+        p = prompts[i % len(prompts)]
+        t = time.perf_counter()
+        gen.embed([p])
+        times["text"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        gen.generate(p, seconds=4.0, seed=i)
+        times["full"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        gen.generate(p, seconds=4.0, seed=i, clean=False)
+        times["no_cleanup"].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    print(
+        f"one 4-second motion (30 fps, 120 frames), median of {args.runs}, {args.threads} threads: "
+        f"{med['full']:.1f} ms (target <= 50 ms); of which text embedding {med['text']:.1f} ms, "
+        f"clean-up {med['full'] - med['no_cleanup']:.1f} ms"
+    )
+    t = time.perf_counter()
+    for i in range(5):
+        gen.generate("a person walks forward", seconds=10.0, seed=i)
+    print(f"one 10-second motion: {(time.perf_counter() - t) / 5 * 1000:.1f} ms (mean of 5)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
