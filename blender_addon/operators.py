@@ -436,6 +436,13 @@ def _export_poll(cls, context) -> bool:
 
 
 class _ExportBase:
+    def _armature(self, context):
+        """The animated SMPL-24 armature to export, or None after reporting why there is none."""
+        arm = animated_armature(context)
+        if arm is None:
+            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
+        return arm
+
     def _select_only(self, context, objs) -> tuple:
         saved = ([o for o in context.view_layer.objects if o.select_get()], context.view_layer.objects.active)
         if context.mode != "OBJECT":
@@ -465,9 +472,8 @@ class VMCLIP_OT_export_fbx(_ExportBase, bpy.types.Operator, ExportHelper):
     poll = classmethod(_export_poll)
 
     def execute(self, context):
-        arm = animated_armature(context)
+        arm = self._armature(context)
         if arm is None:
-            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
             return {"CANCELLED"}
         try:
             export_fbx(context, arm, self.filepath, self)
@@ -531,9 +537,8 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
     poll = classmethod(_export_poll)
 
     def execute(self, context):
-        arm = animated_armature(context)
+        arm = self._armature(context)
         if arm is None:
-            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
             return {"CANCELLED"}
         saved = self._select_only(context, [arm])
         scene = context.scene
