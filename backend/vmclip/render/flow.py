@@ -3,12 +3,20 @@
 For every output frame the posed body is rasterised in the output camera. Each covered pixel lies on
 one body-surface point (triangle + barycentric); the same point's pixel in every source photo is the
 interpolation of the vertices' projections in that source, which gives a backward flow applied with
-`cv2.remap`. A point is taken from a source only where that source's depth buffer shows it (visible);
-points no source saw come from the mirror-image point of the body (the opposite limb), then from the
-same body part seen from the other side, and what is left is in-painted. Person pixels outside the
-bare body (hair, clothes) follow the nearest body pixel: the flow is extended outward from the body
-silhouette, and a pixel is kept only where the source photo has person pixels next to the same body
-part.
+`cv2.remap`. A point is taken from a source only where that source's depth buffer shows it (visible)
+and saw it squarely enough: a surface the photo saw at a grazing angle but the frame shows face-on
+would be a few pixels stretched over a large area, so its colour is blended, by how much it would
+be stretched, into a fill colour. The fill is a smooth per-vertex colour: what some photo saw
+squarely, spread over the mesh into what none did (within the same body part: the back of the head
+gets the hair and skin around it). Points no source saw come from the mirror-image point of the body
+(the opposite limb), then from the same body part seen from the other side (not for the head: a
+face on the back of the head is worse than its hair), else from the fill.
+
+Person pixels outside the bare body (hair, clothes) are carried forward: every such pixel of the
+first photo hangs from the body part whose silhouette is nearest (the trunk when a limb and the trunk
+are about as near, as for the cloth between a hanging arm and the chest, which must not fly up with
+a raised arm); it moves with the surface point of that part it is nearest to (offset turned and
+scaled as the part turned), or rigidly with the head for hair, and is splatted into the frame.
 """
 
 from __future__ import annotations
@@ -18,13 +26,35 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vmclip.motion.skeleton import JOINT_NAMES, PARENTS
+from vmclip.motion.skeleton import JOINT_NAMES
 from vmclip.render.raster import Raster, Rasterizer, project
 
-# How far (pixels at 512) clothes and hair may extend beyond the bare body's silhouette.
+# Margin (pixels at 512) of the output window around the body (clothes and hair beyond the body).
 EXTEND_PX = 48.0
+# Person pixels farther than this from the fitted body (pixels at 512) are not carried (stray matte).
+CARRY_MAX_PX = 110.0
+# Hands and feet carry person pixels only this far beyond them (pixels at 512).
+SHORT_REACH_PX = 6.0
 # A source sees a surface point when its depth is within this of the source depth buffer (metres).
 VISIBILITY_EPS = 0.03
+# How much a photo's sample may be stretched: the ratio of the photo's facing (cosine between the
+# surface normal and the direction to the camera) to the frame's. Above the upper ratio the photo is
+# used as it is, below the lower one only the fill colour; blended in between.
+STRETCH_OK, STRETCH_BAD = 0.55, 0.22
+# A vertex counts as seen squarely (a fill colour source) from this facing on.
+SEEN_FACING = 0.35
+
+# Body regions for clothes ownership: clothes hang from one region (a limb, the trunk or the head).
+_REGION_OF = {"pelvis": 0, "spine1": 0, "spine2": 0, "spine3": 0, "left_collar": 0, "right_collar": 0,
+              "neck": 1, "head": 1}
+for _side in ("left", "right"):
+    for _j in ("shoulder", "elbow", "wrist", "hand"):
+        _REGION_OF[f"{_side}_{_j}"] = 2 if _side == "left" else 3
+    for _j in ("hip", "knee", "ankle", "foot"):
+        _REGION_OF[f"{_side}_{_j}"] = 4 if _side == "left" else 5
+TRUNK, HEAD = 0, 1
+NUM_REGIONS = 6
+JOINT_REGION = np.array([_REGION_OF[n] for n in JOINT_NAMES], dtype=np.int64)
 
 
 def mirror_vertex_map(rest_vertices: np.ndarray) -> np.ndarray:
@@ -38,12 +68,17 @@ def mirror_vertex_map(rest_vertices: np.ndarray) -> np.ndarray:
     return cKDTree(rest).query(mirrored)[1].astype(np.int64)
 
 
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    v = np.asarray(vertices, dtype=np.float64)
+    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    return fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v = np.asarray(vertices, dtype=np.float64)
     fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
+    n = np.stack([sum(np.bincount(faces[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
+                  for c in range(3)], 1)
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
@@ -62,6 +97,46 @@ def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return flat[idx[labels.ravel() - 1]].reshape(image.shape)
 
 
+def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to and flat index of the nearest pixel of `mask`, for every pixel."""
+    dist, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 5,
+                                                   labelType=cv2.DIST_LABEL_PIXEL)
+    idx = np.flatnonzero(mask.ravel())
+    return dist, idx[labels.ravel() - 1].reshape(mask.shape)
+
+
+def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def part_similarities(src_uv: np.ndarray, dst_uv: np.ndarray, vertex_part: np.ndarray, num_parts: int,
+                      valid: np.ndarray | None = None, scale_range: tuple[float, float] = (0.5, 2.0)
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per body part, the 2-D similarity (rotation + uniform scale) best mapping the part's vertices'
+    `src_uv` to `dst_uv`: linear part (P, 2, 2) and centroids (P, 2) of both sides."""
+    g = np.asarray(vertex_part, dtype=np.int64)
+    w = np.ones(len(g)) if valid is None else valid.astype(np.float64)
+    cnt = np.maximum(np.bincount(g, weights=w, minlength=num_parts), 1e-9)
+
+    def mean(a):
+        return np.bincount(g, weights=a * w, minlength=num_parts) / cnt
+
+    ms = np.stack([mean(src_uv[:, 0]), mean(src_uv[:, 1])], 1)
+    md = np.stack([mean(dst_uv[:, 0]), mean(dst_uv[:, 1])], 1)
+    sx, sy = src_uv[:, 0] - ms[g, 0], src_uv[:, 1] - ms[g, 1]
+    dx, dy = dst_uv[:, 0] - md[g, 0], dst_uv[:, 1] - md[g, 1]
+    norm = mean(sx * sx + sy * sy)
+    a = mean(sx * dx + sy * dy) / np.maximum(norm, 1e-9)
+    b = mean(sx * dy - sy * dx) / np.maximum(norm, 1e-9)
+    scale = np.hypot(a, b)
+    ok = (norm > 1.0) & np.isfinite(scale) & (scale > 1e-6)
+    clamp = np.where(ok, np.clip(scale, *scale_range) / np.maximum(scale, 1e-9), 1.0)
+    a, b = np.where(ok, a * clamp, 1.0), np.where(ok, b * clamp, 0.0)
+    lin = np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], -2)
+    return lin, ms, md
+
+
 @dataclass
 class Camera:
     K: np.ndarray
@@ -75,16 +150,20 @@ class Camera:
 
 class SourceView:
     """One source photo with its posed body, prepared once: vertex projections, depth buffer, body
-    part map and, for every person pixel outside the body, the body part it hangs from."""
+    part map, how squarely each vertex was seen and its colour there, and the person pixels off the
+    body with the surface points they hang from."""
 
     def __init__(self, rasterizer: Rasterizer, image: np.ndarray, mask: np.ndarray, camera: Camera,
                  vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray) -> None:
         h, w = image.shape[:2]
+        px = max(h, w) / 512.0
+        faces = np.asarray(faces, dtype=np.int64)
+        vertex_part = np.asarray(vertex_part, dtype=np.int64)
         self.image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
         # Person segmenters draw the outline a little outside the person: pull the matte in by about
         # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
-        r = int(1.5 * max(h, w) / 512)
+        r = int(1.5 * px)
         self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
         # For trimming a fitted body that is wider than the person: only where the photo clearly shows
         # background (the matte grown by a pixel), so that no seam opens along a correct outline.
@@ -104,30 +183,85 @@ class SourceView:
         # surface (the side of the face) must not fail the test by a rounding of its pixel.
         far = np.where(np.isfinite(self.depth), self.depth, 1e6).astype(np.float32)
         self.depth_vis = cv2.dilate(far, np.ones((3, 3), np.uint8))
-        part = np.full((h, w), -1, dtype=np.int16)
-        part[self.raster.mask] = vertex_part[self.raster.vertex_of_max_weight()]
-        self.part = part
-        # Body part of the nearest body pixel, for every pixel (person pixels outside the body
-        # inherit the part they hang from).
+        ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+        inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
+        visible = np.zeros(len(uv), dtype=bool)
+        visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + VISIBILITY_EPS
+        # How squarely each vertex was seen (0 where hidden), and the (slightly blurred) photo colour
+        # there: the raw material of the fill colour.
+        self.quality = np.where(visible, self.facing, 0.0).astype(np.float32)
+        blur = cv2.GaussianBlur(self.bled.astype(np.float32), (0, 0), 1.5 * px)
+        self.vertex_colour = cv2.remap(blur, uv[None, :, 0].astype(np.float32),
+                                       uv[None, :, 1].astype(np.float32), cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)[0]
         body = self.raster.mask
-        if body.any():
-            _, labels = cv2.distanceTransformWithLabels((~body).astype(np.uint8), cv2.DIST_L2, 5,
-                                                        labelType=cv2.DIST_LABEL_PIXEL)
-            idx = np.flatnonzero(body.ravel())
-            near_part = part.ravel()[idx][labels.ravel() - 1].reshape(h, w)
-        else:
-            near_part = part
-        # What the extended flow may carry: person pixels off the body (clothes, hair) with the part
-        # they hang from, and the body's own rim (a few pixels inside its outline, where a sample
-        # from just outside the target body lands when the limb turned), so that no seam opens
-        # between the body and its clothes. Deeper body pixels: -1.
-        rim_px = max(2, round(3 * max(h, w) / 512))
+        part = np.full((h, w), -1, dtype=np.int16)
+        part[body] = vertex_part[self.raster.vertex_of_max_weight()]
+        self.part = part
+        self._prepare_carried(body, part, px)
+
+    def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
+        """Person pixels beside or on the rim of the fitted body (clothes, hair), each with up to two
+        owning body regions: the surface point (pixel of the source body) it hangs from in each, the
+        body part there and a weight."""
+        h, w = body.shape
+        # The body's own rim (a few pixels inside its outline) is carried too: where the frame's body
+        # is a little narrower or turned, it closes the seam between the body and its clothes.
+        rim_px = max(2, round(3 * px))
         core = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))).astype(bool)
-        self.hang = np.where(core, -1, near_part).astype(np.int16)
-        # Solid person pixels only: the soft fringe of the matte would otherwise be carried outward as
-        # faint streaks.
+        # Solid person pixels only: the soft fringe of the matte would otherwise be carried as streaks.
         self.mask_off = np.where(core | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
+        carried = self.mask_off > 0
+        self.carry_xy = np.zeros((0, 2), dtype=np.float32)
+        self.carry_anchor, self.carry_part = np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
+        self.carry_weight = np.zeros((0, 2), np.float32)
+        self.carry_tri, self.carry_bary = np.zeros((0, 2), np.int64), np.zeros((0, 2, 3), np.float32)
+        if not body.any() or not carried.any():
+            return
+        ys, xs = np.nonzero(carried)
+        region_map = np.where(part >= 0, JOINT_REGION[np.maximum(part, 0) % len(JOINT_REGION)], -1)
+        dist = np.full((NUM_REGIONS, len(ys)), np.inf, dtype=np.float32)
+        anchor = np.zeros((NUM_REGIONS, len(ys)), dtype=np.int64)
+        for g in range(NUM_REGIONS):
+            sel = region_map == g
+            if sel.any():
+                d, near = _nearest(sel)
+                dist[g], anchor[g] = d[ys, xs], near[ys, xs]
+        d1 = dist.min(0)
+        keep = d1 <= CARRY_MAX_PX * px
+        # Regions about as near as the nearest one: the pixel's owner is ambiguous. The trunk wins
+        # (cloth between a hanging arm and the chest stays on the chest when the arm rises); between
+        # limbs (a skirt between the legs) the two nearest share it.
+        margin = np.maximum(3.0 * px, 0.5 * d1)
+        near = dist <= (d1 + margin)[None]
+        trunk = near[TRUNK]
+        order = np.argsort(dist, axis=0)
+        first, second = order[0], order[1]
+        first = np.where(trunk, TRUNK, first)
+        second_ok = ~trunk & near[second, np.arange(len(ys))] & np.isfinite(dist[second, np.arange(len(ys))])
+        cols = np.arange(len(ys))
+        w1 = 1.0 / (dist[first, cols] + 2.0 * px)
+        w2 = np.where(second_ok, 1.0 / (dist[second, cols] + 2.0 * px), 0.0)
+        total = w1 + w2
+        weight = np.stack([w1 / total, w2 / total], 1).astype(np.float32)
+        anc = np.stack([anchor[first, cols], anchor[second, cols]], 1)
+        anc[~second_ok, 1] = anc[~second_ok, 0]
+        # Hands and feet carry only a short rim (a cuff, a shoe's edge): what lies farther beside them
+        # in a photo is mostly a held object or the skirt a hand holds, which must not fly with them.
+        first_part = part.ravel()[anc[:, 0]]
+        short = np.isin(first_part, [JOINT_NAMES.index(f"{s}_{j}") for s in ("left", "right")
+                                     for j in ("wrist", "hand", "ankle", "foot")])
+        keep &= ~short | (d1 <= SHORT_REACH_PX * px)
+        # Far pixels first: where two land on one output pixel, the one nearer its body wins.
+        order = np.argsort(-d1[keep], kind="stable")
+        ys, xs, anc, weight = ys[keep][order], xs[keep][order], anc[keep][order], weight[keep][order]
+        self.carry_xy = np.stack([xs, ys], 1).astype(np.float32)
+        self.carry_anchor = anc
+        self.carry_part = part.ravel()[anc].astype(np.int64)
+        self.carry_weight = weight
+        self.carry_tri = self.raster.tri.ravel()[anc].astype(np.int64)
+        self.carry_bary = self.raster.bary.reshape(-1, 3)[anc].astype(np.float32)
 
 
 @dataclass
@@ -142,6 +276,37 @@ class Warped:
     flow: dict[str, np.ndarray]
 
 
+def _mesh_adjacency(faces: np.ndarray, num_vertices: int):
+    from scipy import sparse
+
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    adj = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(num_vertices,) * 2).tocsr()
+    adj.data[:] = 1.0
+    return adj
+
+
+def spread_colours(colour: np.ndarray, known: np.ndarray, adjacency, smooth: int = 30) -> np.ndarray:
+    """Fill the vertices not `known` with colours spread over the mesh edges from the known ones (each
+    new ring takes the mean of its known neighbours), then smooth what was filled."""
+    col = np.where(known[:, None], colour, 0.0).astype(np.float64)
+    have = known.astype(np.float64)
+    for _ in range(len(have)):
+        if have.all():
+            break
+        count = adjacency @ have
+        new = (have == 0) & (count > 0)
+        if not new.any():
+            break
+        col[new] = (adjacency @ (col * have[:, None]))[new] / count[new, None]
+        have[new] = 1.0
+    filled = (have > 0) & ~known
+    deg = np.maximum(np.asarray(adjacency.sum(1)).ravel(), 1.0)
+    for _ in range(smooth):
+        col[filled] = ((adjacency @ col)[filled] / deg[filled, None])
+    return col, have > 0
+
+
 class FlowWarper:
     """Builds the backward flow from an output frame's posed body to the source photos and warps."""
 
@@ -152,33 +317,40 @@ class FlowWarper:
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.vertex_part = np.asarray(vertex_part, dtype=np.int64)
-        self.extend_px = (EXTEND_PX * max(width, height) / 512.0) if extend_px is None else extend_px
-        self.num_parts = max(int(self.vertex_part.max()) + 1, len(PARENTS))
-        # Body parts within two steps of each other on the skeleton: clothes near a joint (the side of
-        # the chest under the arm) may hang from either neighbour in the photo.
-        adj = np.eye(self.num_parts, dtype=bool)
-        for j, p in enumerate(PARENTS):
-            if p >= 0:
-                adj[j, p] = adj[p, j] = True
-        side = np.array([1 if n.startswith("left_") else -1 if n.startswith("right_") else 0
-                         for n in JOINT_NAMES] + [0] * (self.num_parts - len(JOINT_NAMES)))
-        opposite = (side[:, None] * side[None, :]) < 0  # never across the body (thigh to thigh)
-        self.related = ((adj.astype(int) @ adj.astype(int)) > 0) & ~opposite
-        # Hands and feet carry little beyond the bare body (a sleeve cuff, a shoe rim).
-        self.reach = np.full(self.num_parts, self.extend_px, dtype=np.float32)
-        for name in ("left_wrist", "right_wrist", "left_hand", "right_hand", "left_ankle", "right_ankle",
-                     "left_foot", "right_foot"):
-            self.reach[JOINT_NAMES.index(name)] = 0.1 * self.extend_px
-        # Sleeves are narrower than skirts or hair: arms carry less (what lies beside a hanging arm in
-        # the photo is mostly the torso's clothing, which must not fly up with a raised arm).
-        for name in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow"):
-            self.reach[JOINT_NAMES.index(name)] = 0.35 * self.extend_px
+        self.px = max(width, height) / 512.0
+        self.extend_px = (EXTEND_PX * self.px) if extend_px is None else extend_px
+        self.num_parts = max(int(self.vertex_part.max()) + 1, len(JOINT_NAMES))
+        part_region = np.zeros(self.num_parts, dtype=np.int64)
+        part_region[:len(JOINT_REGION)] = JOINT_REGION
+        self.head_part = part_region[self.vertex_part] == HEAD
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
         # Per-source vertex attributes: own projection (u, v, z), the mirror vertex's, facing weight.
         self.attr = [np.concatenate([s.uvz, s.uvz[mirror], s.facing[:, None], s.facing[mirror, None]],
                                     axis=1) for s in sources]
+        self.fill = self._fill_colours()
+
+    def _fill_colours(self) -> np.ndarray:
+        """Per-vertex fill colour (V, 3): the colour of the photo that saw the vertex most squarely
+        (the first photo unless another is clearly better), spread within each body part to what no
+        photo saw squarely, then across parts for a part no photo saw at all."""
+        quality = np.stack([s.quality - (0.3 if i else 0.0) for i, s in enumerate(self.sources)])
+        best = quality.argmax(0)
+        colour = np.stack([s.vertex_colour for s in self.sources])[best, np.arange(quality.shape[1])]
+        known = quality.max(0) >= SEEN_FACING
+        adjacency = _mesh_adjacency(self.faces, len(known))
+        same = adjacency.tocoo()
+        keep = self.vertex_part[same.row] == self.vertex_part[same.col]
+        from scipy import sparse
+
+        within = sparse.coo_matrix((same.data[keep], (same.row[keep], same.col[keep])),
+                                   shape=adjacency.shape).tocsr()
+        col, have = spread_colours(colour, known, within)
+        if not have.all():
+            col2, _ = spread_colours(col, have, adjacency)
+            col = np.where(have[:, None], col, col2)
+        return col.astype(np.float32)
 
     def window(self, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
         """The output-frame window (x0, y0, x1, y1) holding the body plus the clothes margin."""
@@ -204,11 +376,22 @@ class FlowWarper:
         out[inside] = img[v[inside], u[inside]]
         return out
 
+    def _target_facing(self, vertices: np.ndarray, ras: Raster) -> np.ndarray:
+        """Per covered pixel, how squarely the output camera sees the surface (flat per triangle)."""
+        v = np.asarray(vertices, dtype=np.float64)
+        fn = face_normals(v, self.faces)
+        centre = v[self.faces].mean(1)
+        view = self.camera.centre[None, :] - centre
+        view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
+        facing = np.abs((fn * view).sum(1)).astype(np.float32)
+        return facing[ras.tri[ras.mask]]
+
     def flow(self, vertices: np.ndarray, roi: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
         """Backward flow for one posed body over the window `roi`: `map_x`, `map_y` source
         coordinates, `source` index of the source photo used (-1: none), `body` mask, `hole` (body
-        pixels no source could fill), `part` (body part under the pixel; -2 - p off the body next to
-        part p; -1 elsewhere)."""
+        pixels no source showed: fill colour only), `part` (body part under the pixel; -2 - p for
+        carried clothes hanging from part p; -1 elsewhere), `weight` (share of the photo's colour
+        against `fill`, the fill colour (h, w, 3)), `facing` (how squarely the chosen photo saw it)."""
         x0, y0, x1, y1 = roi
         ras = self.rasterizer.render(vertices, self.faces, self.camera.K, self.camera.R, self.camera.t,
                                      self.width, self.height, roi=roi)
@@ -216,32 +399,41 @@ class FlowWarper:
         body = ras.mask
         n = int(body.sum())
         part_px = self.vertex_part[ras.vertex_of_max_weight()]
+        head_px = self.head_part[ras.vertex_of_max_weight()]
+        tgt_facing = np.maximum(self._target_facing(vertices, ras), 0.05)
         best = np.full(n, -1, dtype=np.int64)
         best_uv = np.full((n, 2), np.nan, dtype=np.float32)
         best_score = np.full(n, -np.inf, dtype=np.float32)
         best_facing = np.zeros(n, dtype=np.float32)  # of the chosen point when it is itself seen
-        # Ranked candidates: a visible point (score 2 + facing), its visible mirror image (1 + facing),
-        # the same body part seen from behind (0 + facing). The best score across sources wins.
+        best_weight = np.ones(n, dtype=np.float32)
+        # Ranked candidates: a visible point (2 + facing), its visible mirror image (1 + facing), the
+        # same body part seen from behind (0 + facing; not on the head). A visible point the photo saw
+        # much less squarely than the frame shows it ranks low (it would be stretched). The best score
+        # across sources wins.
         for si, (src, attr) in enumerate(zip(self.sources, self.attr, strict=True)):
             vals = ras.interpolate(attr)
             own, mir = vals[:, 0:3], vals[:, 3:6]
+            ratio_own = np.minimum(vals[:, 6] / tgt_facing, 1.0)
+            ratio_mir = np.minimum(vals[:, 7] / tgt_facing, 1.0)
             candidates = (
                 (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS, own[:, :2],
-                 2.0 + vals[:, 6]),
+                 np.where(ratio_own >= STRETCH_OK, 2.0 + vals[:, 6], 0.5 + ratio_own), ratio_own),
                 (mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS, mir[:, :2],
-                 1.0 + vals[:, 7]),
-                (self._lookup(src.part, own, -1) == part_px, own[:, :2], vals[:, 6]),
+                 np.where(ratio_mir >= STRETCH_OK, 1.0 + vals[:, 7], 0.3 + ratio_mir), ratio_mir),
+                ((self._lookup(src.part, own, -1) == part_px) & ~head_px, own[:, :2], vals[:, 6],
+                 np.ones(n, dtype=np.float32)),
             )
-            # Later photos only win clearly (by 0.3 in facing): a patchwork of photos with different
-            # light and fit errors looks worse than one photo slightly less head-on.
+            # Later photos only win clearly (by 0.3): a patchwork of photos with different light and
+            # fit errors looks worse than one photo slightly less head-on.
             bias = 0.3 if si > 0 else 0.0
-            for k, (ok, uv, score) in enumerate(candidates):
+            for k, (ok, uv, score, ratio) in enumerate(candidates):
                 score = score - bias
                 take = ok & (score > best_score)
                 best[take] = si
                 best_uv[take] = uv[take]
                 best_score[take] = score[take]
                 best_facing[take] = vals[take, 6] if k == 0 else 0.0
+                best_weight[take] = smoothstep(ratio[take], STRETCH_BAD, STRETCH_OK)
         map_x = np.full((h, w), np.nan, dtype=np.float32)
         map_y = np.full((h, w), np.nan, dtype=np.float32)
         source = np.full((h, w), -1, dtype=np.int16)
@@ -249,84 +441,76 @@ class FlowWarper:
         source[body] = best
         part = np.full((h, w), -1, dtype=np.int16)
         part[body] = part_px
+        weight = np.zeros((h, w), dtype=np.float32)
+        weight[body] = np.where(best >= 0, best_weight, 0.0)
+        fill = np.zeros((h, w, 3), dtype=np.float32)
+        fill[body] = ras.interpolate(self.fill)
         hole = body & (source < 0)
-        self._extend(map_x, map_y, source, part, body & ~hole, x0, y0)
-        # How squarely the chosen source saw each point (0: at a grazing angle, or not itself seen).
+        self._carry(vertices, map_x, map_y, source, part, body, x0, y0)
         facing = np.zeros((h, w), dtype=np.float32)
         facing[body] = best_facing
         return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
-                "facing": facing}
+                "facing": facing, "weight": weight, "fill": fill}
 
-    def _part_jacobians(self, map_x, map_y, source, part, filled, x0, y0) -> np.ndarray:
-        """Per (source, part): the 2x2 linear part of the best affine map from output pixels to
-        source pixels (how the limb turned and scaled between the photo and this frame)."""
-        groups = len(self.sources) * self.num_parts
-        ys, xs = np.nonzero(filled)
-        g = source[ys, xs].astype(np.int64) * self.num_parts + part[ys, xs]
-        x = (xs + x0).astype(np.float64)
-        y = (ys + y0).astype(np.float64)
-        u = map_x[ys, xs].astype(np.float64)
-        v = map_y[ys, xs].astype(np.float64)
-        cnt = np.bincount(g, minlength=groups)
-        safe = np.maximum(cnt, 1)
-
-        def mean(a):
-            return np.bincount(g, weights=a, minlength=groups) / safe
-
-        mx, my, mu, mv = mean(x), mean(y), mean(u), mean(v)
-        cxx = mean(x * x) - mx * mx
-        cxy = mean(x * y) - mx * my
-        cyy = mean(y * y) - my * my
-        cxu = mean(x * u) - mx * mu
-        cyu = mean(y * u) - my * mu
-        cxv = mean(x * v) - mx * mv
-        cyv = mean(y * v) - my * mv
-        cov = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2) + np.eye(2) * 1.0
-        rhs = np.stack([np.stack([cxu, cxv], -1), np.stack([cyu, cyv], -1)], -2)  # (G, 2, 2)
-        jac = np.swapaxes(np.linalg.solve(cov, rhs), -1, -2)  # rows: du/d(x,y), dv/d(x,y)
-        det = np.linalg.det(jac)
-        # Few pixels or a degenerate or extreme fit (a foot seen end-on): plain translation.
-        norm = np.linalg.norm(jac, axis=(1, 2))
-        bad = (cnt < 40) | ~np.isfinite(det) | (det < 0.25) | (det > 4) | (norm ** 2 > 6 * np.abs(det))
-        jac[bad] = np.eye(2)
-        # Keep only the turn and a moderate uniform scale (the nearest similarity): shears and strong
-        # stretches of a small part's fit throw hair and cloth into spikes.
-        p = 0.5 * (jac[:, 0, 0] + jac[:, 1, 1])
-        q = 0.5 * (jac[:, 1, 0] - jac[:, 0, 1])
-        scale = np.hypot(p, q)
-        clamp = np.clip(scale, 0.75, 1.33) / np.maximum(scale, 1e-9)
-        p, q = p * clamp, q * clamp
-        return np.stack([np.stack([p, -q], -1), np.stack([q, p], -1)], -2)
-
-    def _extend(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, part: np.ndarray,
-                filled: np.ndarray, x0: int, y0: int) -> None:
-        """Carry the flow outward from the body: a pixel near the body takes the source position of
-        its nearest body pixel plus the offset, turned and scaled as that body part was (clothes and
-        hair move with the surface they hang from)."""
-        if not filled.any():
+    def _carry(self, vertices: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray,
+               part: np.ndarray, body: np.ndarray, x0: int, y0: int) -> None:
+        """Splat the first photo's clothes and hair into the frame (where the body is not): each
+        carried pixel goes where its anchor surface point goes plus its offset, turned and scaled
+        as the anchor's body part turned (hair: rigidly with the head); the two owners of a shared
+        pixel are averaged. The maps hold, per covered output pixel, the source pixel it shows."""
+        src = self.sources[0]
+        if not len(src.carry_xy):
             return
-        dist, labels = cv2.distanceTransformWithLabels((~filled).astype(np.uint8), cv2.DIST_L2, 5,
-                                                       labelType=cv2.DIST_LABEL_PIXEL)
-        ring = (dist > 0) & (dist <= self.extend_px) & (part < 0)
-        if not ring.any():
+        uv_t, z_t = project(np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R,
+                            self.camera.t)
+        lin, ms, md = part_similarities(src.uvz[:, :2].astype(np.float64), uv_t, self.vertex_part,
+                                        self.num_parts, valid=(src.uvz[:, 2] > 0) & (z_t > 0))
+        xy = src.carry_xy.astype(np.float64)
+        pos = np.zeros((len(xy), 2))
+        for k in range(2):
+            p = src.carry_part[:, k]
+            anchor_src = np.stack([src.carry_anchor[:, k] % src.width,
+                                   src.carry_anchor[:, k] // src.width], 1)
+            anchor_dst = np.einsum("nc,ncd->nd", src.carry_bary[:, k].astype(np.float64),
+                                   uv_t[self.faces[src.carry_tri[:, k]]])
+            surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
+            rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
+            on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
+            pos += src.carry_weight[:, k, None] * np.where(on_head[:, None], rigid, surf)
+        h, w = body.shape
+        main = lin[src.carry_part[:, 0]]
+        det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
+        inv = np.stack([np.stack([main[:, 0, 0], main[:, 1, 0]], -1),
+                        np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)], -2) / det[:, None, None]
+        got_x = np.full((h, w), np.nan, dtype=np.float32)
+        got_y = np.full((h, w), np.nan, dtype=np.float32)
+        got_p = np.full((h, w), -1, dtype=np.int16)
+        fx, fy = pos[:, 0] - x0, pos[:, 1] - y0
+        for dx in (0, 1):
+            for dy in (0, 1):
+                qx, qy = np.floor(fx).astype(np.int64) + dx, np.floor(fy).astype(np.int64) + dy
+                ok = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
+                off = np.stack([qx - fx, qy - fy], 1)
+                s = xy + np.einsum("nij,nj->ni", inv, off)
+                got_x[qy[ok], qx[ok]] = s[ok, 0]
+                got_y[qy[ok], qx[ok]] = s[ok, 1]
+                got_p[qy[ok], qx[ok]] = src.carry_part[ok, 0]
+        covered = np.isfinite(got_x)
+        if not covered.any():
             return
-        width = filled.shape[1]
-        seeds = np.flatnonzero(filled.ravel())
-        nearest = seeds[labels[ring] - 1]
-        near_ok = dist[ring] <= self.reach[part.ravel()[nearest]]
-        ring[ring] = near_ok
-        nearest = nearest[near_ok]
-        jac = self._part_jacobians(map_x, map_y, source, part, filled, x0, y0)
-        ny, nx = np.divmod(nearest, width)
-        ry, rx = np.nonzero(ring)
-        src = source.ravel()[nearest]
-        prt = part.ravel()[nearest]
-        j = jac[src.astype(np.int64) * self.num_parts + prt]
-        dx, dy = (rx - nx).astype(np.float32), (ry - ny).astype(np.float32)
-        map_x[ring] = map_x.ravel()[nearest] + j[:, 0, 0] * dx + j[:, 0, 1] * dy
-        map_y[ring] = map_y.ravel()[nearest] + j[:, 1, 0] * dx + j[:, 1, 1] * dy
-        source[ring] = src
-        part[ring] = -2 - prt
+        # Close pinholes where the clothes were stretched: the nearest splatted pixel's source.
+        closed = cv2.morphologyEx(covered.astype(np.uint8), cv2.MORPH_CLOSE,
+                                  np.ones((3, 3), np.uint8)).astype(bool)
+        gaps = closed & ~covered
+        if gaps.any():
+            _, near = _nearest(covered)
+            got_x[gaps] = got_x.ravel()[near[gaps]]
+            got_y[gaps] = got_y.ravel()[near[gaps]]
+            got_p[gaps] = got_p.ravel()[near[gaps]]
+        sel = closed & ~body
+        map_x[sel], map_y[sel] = got_x[sel], got_y[sel]
+        source[sel] = 0
+        part[sel] = -2 - got_p[sel]
 
     def warp(self, vertices: np.ndarray) -> Warped | None:
         """Warp the sources onto the posed body; None when the body is entirely out of view."""
@@ -334,54 +518,41 @@ class FlowWarper:
         if roi is None:
             return None
         fl = self.flow(vertices, roi)
-        h, w = fl["body"].shape
-        rgb = np.zeros((h, w, 3), dtype=np.float32)
+        body = fl["body"]
+        h, w = body.shape
+        rgb = fl["fill"].copy()
         alpha = np.zeros((h, w), dtype=np.float32)
+        alpha[fl["hole"]] = 1.0
         for si, src in enumerate(self.sources):
             sel = fl["source"] == si
             if not sel.any():
                 continue
             mx = np.where(sel, fl["map_x"], -1e4).astype(np.float32)
             my = np.where(sel, fl["map_y"], -1e4).astype(np.float32)
-            col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             a = cv2.remap(src.mask_trim, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            off_body = sel & (fl["part"] <= -2)
+            off_body = sel & ~body
             if off_body.any():
-                # Off-body pixels show only person pixels off the photo's body that hang from the same
-                # body part there; isolated specks (a sample grazing the photo's outline) are dropped.
                 a_off = cv2.remap(src.mask_off, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                ys, xs = np.nonzero(off_body)
-                uv = np.stack([fl["map_x"][ys, xs], fl["map_y"][ys, xs]], 1)
-                hang = self._lookup(src.hang, uv, -1)
-                wrong = (hang < 0) | ~self.related[np.maximum(hang, 0), -2 - fl["part"][ys, xs]]
-                a_off[ys[wrong], xs[wrong]] = 0.0
                 a_off[~off_body] = 0.0
-                keep = cv2.morphologyEx((a_off > 0.5).astype(np.uint8), cv2.MORPH_OPEN,
-                                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-                a_off *= cv2.dilate(keep, np.ones((3, 3), np.uint8)).astype(np.float32)
-                # Only pieces attached to the body: an island would be part of the photo's person that
-                # the fit missed, carried to a wrong place.
-                # (touching the body grown by a few pixels: a carried rim may start just off the body).
-                grown = cv2.dilate(fl["body"].astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+                # No specks: pieces of a few dozen pixels (at 512) are sampling noise.
                 solid = (a_off > 0.3).astype(np.uint8)
                 count, labels = cv2.connectedComponents(solid, connectivity=8)
                 if count > 1:
-                    keep = np.zeros(count, dtype=bool)
-                    keep[np.unique(labels[grown & (solid > 0)])] = True
-                    # and no specks: pieces of a few dozen pixels (at 512) are sampling noise
-                    keep &= np.bincount(labels.ravel(), minlength=count) >= 1e-4 * self.width * self.height
+                    keep = np.bincount(labels.ravel(), minlength=count) >= 1e-4 * self.width * self.height
                     keep[0] = False
                     a_off *= keep[labels]
-                # Smooth the saw-teeth that nearest-pixel propagation leaves along a carried strip.
-                a_off = cv2.medianBlur(a_off, 5)
                 a[off_body] = a_off[off_body]
-            rgb[sel] = col[sel]
+            on = sel & body
+            wt = fl["weight"][on][:, None]
+            rgb[on] = wt * col[on] + (1.0 - wt) * rgb[on]
+            rgb[off_body] = col[off_body]
             alpha[sel] = a[sel]
         # Inside the body the pixel is the person whatever the photo's matte says there (a turned limb
         # shows surface that sat at the photo's outline); only a thin band along the body's outline
         # takes the matte, which trims a fitted body that is wider than the person.
-        body = fl["body"]
-        band = max(2, int(round(4 * self.width / 512)))
+        band = max(2, int(round(4 * self.px)))
         interior = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
                                                                               (2 * band + 1, 2 * band + 1)))
         alpha[interior.astype(bool)] = 1.0
@@ -393,11 +564,8 @@ class FlowWarper:
         # leaves a seam of a pixel or two that would show the background through the person).
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         alpha = np.maximum(alpha, cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, kernel))
-        hole = fl["hole"]
-        unset = hole | ((fl["source"] < 0) & (alpha > 0))  # holes, and gap pixels the closing filled
+        unset = (fl["source"] < 0) & ~body & (alpha > 0)  # gap pixels the closing made opaque
         if unset.any():
-            # What no source saw: in-paint from the surrounding warped person pixels.
             rgb = cv2.inpaint(np.clip(rgb, 0, 255).astype(np.uint8), unset.astype(np.uint8), 5,
                               cv2.INPAINT_TELEA).astype(np.float32)
-            alpha[hole] = 1.0
         return Warped(rgb=rgb, alpha=alpha, x0=roi[0], y0=roi[1], flow=fl)
