@@ -174,6 +174,63 @@ def test_clothes_beyond_the_body_follow_it(body):
     assert abs(np.nonzero(green)[0].mean() - np.nonzero(hat)[0].mean()) < 3
 
 
+def test_cloth_beside_a_hanging_arm_stays_with_the_chest_when_the_arm_rises(body):
+    from vmclip.motion import JOINT_INDEX
+
+    shape = body.default_shape()
+    dull = texture(body, shape) * 0.4 + 60  # no pure red or green on the body
+    arms = pose(left_shoulder=(0, 0, -1.0), right_shoulder=(0, 0, 1.0))
+    person = make_person(body, shape, width=512, height=384, colors=dull, local_rot=arms)
+    view = person.views[0]
+    part = build_scene(person, size=512, body=body).sources[0].part
+    arm = np.isin(part, [JOINT_INDEX["left_shoulder"], JOINT_INDEX["left_elbow"]])
+    trunk = np.isin(part, [JOINT_INDEX[n] for n in ("pelvis", "spine1", "spine2", "spine3")])
+    off = part < 0
+    d_arm = cv2.distanceTransform((~arm).astype(np.uint8), cv2.DIST_L2, 5)
+    d_trunk = cv2.distanceTransform((~trunk).astype(np.uint8), cv2.DIST_L2, 5)
+    # Loose cloth in the armpit, as near the chest as the arm (green), and a wide sleeve on the arm's
+    # outer side (red).
+    gap = off & (d_arm <= 6) & (d_trunk <= 6)
+    sleeve = off & (d_arm <= 10) & (d_trunk > 20)
+    assert gap.sum() > 30 and sleeve.sum() > 500
+    view.image[gap], view.image[sleeve] = (0, 255, 0), (255, 0, 0)
+    view.mask[gap | sleeve] = 1.0
+    raised = pose(left_shoulder=(0, 0, 1.0), right_shoulder=(0, 0, 1.0))
+    scene, warped, frame = _warp_once(body, person, raised)
+    px = frame.astype(int)
+    green = (px[..., 1] > 200) & (px[..., 0] < 80) & (px[..., 2] < 80)
+    red = (px[..., 0] > 200) & (px[..., 1] < 80) & (px[..., 2] < 80)
+    armpit = np.nonzero(gap)[0].min()
+    # The armpit's cloth stays on the chest's side; nothing of it trails the raised arm.
+    assert green.sum() > 0.2 * gap.sum()
+    assert (np.nonzero(green)[0] < armpit - 6).sum() <= 0.05 * green.sum()
+    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 8
+    # The sleeve goes up with the arm.
+    assert red.sum() > 0.5 * sleeve.sum()
+    assert np.median(np.nonzero(red)[0]) < armpit - 20
+
+
+def test_back_of_the_head_is_not_given_the_face(body):
+    shape = body.default_shape()
+    rest = body.rest_vertices(shape)
+    head = np.asarray(body.skin_weights).argmax(1) == 15
+    centre = rest[head].mean(0)
+    radius = np.abs(rest[head, 2] - centre[2]).max()
+    # Red face on the front of the head, blue hair around it (and blue everywhere else).
+    face = head & (rest[:, 2] > centre[2] + 0.2 * radius)
+    colors = np.where(face[:, None], [[230.0, 30, 30]], [[30.0, 30, 230]]).astype(np.float32)
+    person = make_person(body, shape, width=640, height=480, colors=colors)
+    turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
+    scene, warped, frame = _warp_once(body, person, turned)
+    on_head = np.zeros(frame.shape[:2], bool)
+    h, w = warped.alpha.shape
+    on_head[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w] = warped.flow["part"] == 15
+    px = frame[on_head].astype(int)
+    assert len(px) > 500
+    assert (px[:, 0] > px[:, 2]).mean() < 0.05  # the back of the head has the hair's colour
+    assert (px.sum(1) > 60).all()  # and nothing black
+
+
 def test_mirror_map_is_an_involution_on_the_symmetric_body(body):
     mirror = mirror_vertex_map(body.rest_vertices(body.default_shape()))
     assert (mirror[mirror] == np.arange(len(mirror))).mean() > 0.9
