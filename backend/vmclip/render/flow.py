@@ -286,7 +286,8 @@ def _mesh_adjacency(faces: np.ndarray, num_vertices: int):
     return adj
 
 
-def spread_colours(colour: np.ndarray, known: np.ndarray, adjacency, smooth: int = 30) -> np.ndarray:
+def spread_colours(colour: np.ndarray, known: np.ndarray, adjacency, smooth: int = 30
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the vertices not `known` with colours spread over the mesh edges from the known ones (each
     new ring takes the mean of its known neighbours), then smooth what was filled."""
     col = np.where(known[:, None], colour, 0.0).astype(np.float64)
@@ -334,7 +335,12 @@ class FlowWarper:
     def _fill_colours(self) -> np.ndarray:
         """Per-vertex fill colour (V, 3): the colour of the photo that saw the vertex most squarely
         (the first photo unless another is clearly better), spread within each body part to what no
-        photo saw squarely, then across parts for a part no photo saw at all."""
+        photo saw squarely, then across parts for a part no photo saw at all. Also `fill_uv` (V, 2):
+        first-photo coordinates spread the same way (smoothly, so they sweep across the part's
+        squarely seen surface): off the head, what the photo did not see squarely takes the texture
+        of the same part where it did (the front of a sleeve for its back or its stretched side)."""
+        from scipy import sparse
+
         quality = np.stack([s.quality - (0.3 if i else 0.0) for i, s in enumerate(self.sources)])
         best = quality.argmax(0)
         colour = np.stack([s.vertex_colour for s in self.sources])[best, np.arange(quality.shape[1])]
@@ -342,15 +348,25 @@ class FlowWarper:
         adjacency = _mesh_adjacency(self.faces, len(known))
         same = adjacency.tocoo()
         keep = self.vertex_part[same.row] == self.vertex_part[same.col]
-        from scipy import sparse
-
         within = sparse.coo_matrix((same.data[keep], (same.row[keep], same.col[keep])),
                                    shape=adjacency.shape).tocsr()
-        col, have = spread_colours(colour, known, within)
-        if not have.all():
-            col2, _ = spread_colours(col, have, adjacency)
-            col = np.where(have[:, None], col, col2)
-        return col.astype(np.float32)
+
+        def spread(values: np.ndarray, have: np.ndarray, smooth: int) -> np.ndarray:
+            out, reached = spread_colours(values, have, within, smooth)
+            if not reached.all():
+                out2, _ = spread_colours(out, reached, adjacency, smooth)
+                out = np.where(reached[:, None], out, out2)
+            return out
+
+        first = self.sources[0]
+        # A part the photo saw only obliquely (a forearm pointing at the camera) still has its best
+        # seen vertices as texture source, rather than a couple of squarely seen ones.
+        best_q = np.zeros(self.num_parts)
+        np.maximum.at(best_q, self.vertex_part, first.quality)
+        threshold = np.minimum(SEEN_FACING, 0.6 * best_q)[self.vertex_part]
+        self.fill_uv = spread(first.uvz[:, :2].astype(np.float64),
+                              (first.quality >= threshold) & (first.quality > 0.05), 100).astype(np.float32)
+        return spread(colour, known, 30).astype(np.float32)
 
     def window(self, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
         """The output-frame window (x0, y0, x1, y1) holding the body plus the clothes margin."""
@@ -445,12 +461,19 @@ class FlowWarper:
         weight[body] = np.where(best >= 0, best_weight, 0.0)
         fill = np.zeros((h, w, 3), dtype=np.float32)
         fill[body] = ras.interpolate(self.fill)
+        fill_x = np.full((h, w), -1e4, dtype=np.float32)
+        fill_y = np.full((h, w), -1e4, dtype=np.float32)
+        textured = body.copy()
+        textured[body] = ~head_px
+        fuv = ras.interpolate(self.fill_uv, where=textured)
+        fill_x[textured], fill_y[textured] = fuv[:, 0], fuv[:, 1]
         hole = body & (source < 0)
         self._carry(vertices, map_x, map_y, source, part, body, x0, y0)
         facing = np.zeros((h, w), dtype=np.float32)
         facing[body] = best_facing
         return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
-                "facing": facing, "weight": weight, "fill": fill}
+                "facing": facing, "weight": weight, "fill": fill, "fill_x": fill_x,
+                "fill_y": fill_y, "textured": textured}
 
     def _carry(self, vertices: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray,
                part: np.ndarray, body: np.ndarray, x0: int, y0: int) -> None:
@@ -521,6 +544,12 @@ class FlowWarper:
         body = fl["body"]
         h, w = body.shape
         rgb = fl["fill"].copy()
+        # Off the head, the fill takes the first photo's texture of the same part where it saw it squarely.
+        tex = fl["textured"]
+        if tex.any():
+            sampled = cv2.remap(self.sources[0].bled, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            rgb[tex] = sampled[tex]
         alpha = np.zeros((h, w), dtype=np.float32)
         alpha[fl["hole"]] = 1.0
         for si, src in enumerate(self.sources):
