@@ -150,7 +150,7 @@ def synthetic(work: Path, poses: int, seed: int) -> dict:
         person = SimpleNamespace(views=[view], shape=meta["shape"], body_kind="anny")
         scene = build_scene(person, size=SIZE, body=body)
         warper = FlowWarper(ras, scene.sources, body.faces, scene.vertex_part, scene.mirror, scene.camera,
-                            SIZE, SIZE)
+                            SIZE, SIZE, rest_vertices=scene.rest_vertices)
         ground = float(vb[:, 1].min())
         out = composite(scene, warper.warp(vb), contact_shadow(scene, vb, ground))
         box = box_of([mask_a, mask_b])
@@ -197,7 +197,8 @@ def real_pair(photos: Path, work: Path) -> dict | None:
     cam_b = verts_b @ rb.T + tb
     verts_b = (cam_b - ta) @ ra
     warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height)
+                        scene.camera, scene.width, scene.height,
+                        rest_vertices=scene.rest_vertices)
     out = composite(scene, warper.warp(verts_b))
     truth = cv2.resize(np.asarray(vb.image)[..., :3], (scene.width, scene.height),
                        interpolation=cv2.INTER_AREA)

@@ -100,7 +100,7 @@ def test_raster_from_another_thread():
 def _warp_once(body, person, target_rot, trans=(0.0, 0.0, 0.0)):
     scene = build_scene(person, size=max(person.views[0].image.shape[:2]), body=body)
     warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height)
+                        scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
     verts = body.pose_vertices(person.shape, target_rot[None], np.asarray(trans, float)[None])[0]
     warped = warper.warp(verts)
     return scene, warped, composite(scene, warped)

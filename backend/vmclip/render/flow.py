@@ -313,7 +313,7 @@ class FlowWarper:
 
     def __init__(self, rasterizer: Rasterizer, sources: list[SourceView], faces: np.ndarray,
                  vertex_part: np.ndarray, mirror: np.ndarray, camera: Camera, width: int, height: int,
-                 extend_px: float | None = None) -> None:
+                 extend_px: float | None = None, rest_vertices: np.ndarray | None = None) -> None:
         self.rasterizer = rasterizer
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -330,6 +330,7 @@ class FlowWarper:
         # Per-source vertex attributes: own projection (u, v, z), the mirror vertex's, facing weight.
         self.attr = [np.concatenate([s.uvz, s.uvz[mirror], s.facing[:, None], s.facing[mirror, None]],
                                     axis=1) for s in sources]
+        self.rest = None if rest_vertices is None else np.asarray(rest_vertices, dtype=np.float64)
         self.fill = self._fill_colours()
 
     def _fill_colours(self) -> np.ndarray:
@@ -366,7 +367,21 @@ class FlowWarper:
         threshold = np.minimum(SEEN_FACING, 0.6 * best_q)[self.vertex_part]
         self.fill_uv = spread(first.uvz[:, :2].astype(np.float64),
                               (first.quality >= threshold) & (first.quality > 0.05), 100).astype(np.float32)
-        return spread(colour, known, 30).astype(np.float32)
+        fill = spread(colour, known, 30)
+        if self.rest is not None and self.head_part.any():
+            # The back of the head: from the top of the head as the photos saw it (hair, or a bald
+            # scalp), not from the face around it; blended in towards the back (rest pose: +Y up,
+            # +Z forward), so that a turned cheek keeps the face's colours.
+            head = self.head_part
+            centre = self.rest[head].mean(0)
+            size = max(float(np.ptp(self.rest[head, 2])), 1e-6)
+            top = known & head & (self.rest[:, 1] > centre[1] + 0.1 * size)
+            if top.any():
+                top_fill = spread(colour, top | (known & ~head), 30)
+                back = smoothstep((centre[2] - self.rest[:, 2]) / size, -0.1, 0.25)
+                back = np.where(head & ~known, back, 0.0)[:, None]
+                fill = back * top_fill + (1.0 - back) * fill
+        return fill.astype(np.float32)
 
     def window(self, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
         """The output-frame window (x0, y0, x1, y1) holding the body plus the clothes margin."""

@@ -51,6 +51,7 @@ class Scene:
     source_pose: np.ndarray
     source_trans: np.ndarray
     source_vertices: np.ndarray
+    rest_vertices: np.ndarray | None = None  # of the fitted body (T-pose)
 
 
 def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
@@ -80,7 +81,8 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
-_MIRRORS: dict[tuple, np.ndarray] = {}  # mirror-vertex maps per (body, shape): a k-d tree query each
+# Mirror-vertex maps and rest vertices per (body, shape): a k-d tree query each.
+_MIRRORS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def build_scene(person, size: int = 512, body=None) -> Scene:
@@ -103,9 +105,10 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
     faces = np.asarray(body.faces, dtype=np.int64)
     vertex_part = np.asarray(body.skin_weights).argmax(1)
     key = (id(body), repr(sorted(shape.items())) if isinstance(shape, dict) else repr(shape))
-    mirror = _MIRRORS.get(key)
-    if mirror is None:
-        mirror = _MIRRORS[key] = mirror_vertex_map(to_numpy(body.rest_vertices(shape)))
+    if key not in _MIRRORS:
+        rest = to_numpy(body.rest_vertices(shape))
+        _MIRRORS[key] = (mirror_vertex_map(rest), rest)
+    mirror, rest = _MIRRORS[key]
     ras = get_rasterizer()
     sources, posed = [], []
     for view in views:
@@ -124,7 +127,8 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
     return Scene(body=body, shape=shape, sources=sources, camera=sources[0].camera, background=background,
                  width=width, height=height, vertex_part=vertex_part, mirror=mirror,
                  source_pose=np.asarray(views[0].pose, np.float64),
-                 source_trans=np.asarray(views[0].trans, np.float64), source_vertices=posed[0])
+                 source_trans=np.asarray(views[0].trans, np.float64), source_vertices=posed[0],
+                 rest_vertices=rest)
 
 
 def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
@@ -246,7 +250,7 @@ def render_frames(person, motion: Motion, *, size: int = 512, progress: Progress
                           scene.source_vertices)
     placed = check_in_frame(scene, placed, fit_travel)
     warper = FlowWarper(get_rasterizer(), scene.sources, scene.body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height)
+                        scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
     refiner = None
     if lwg_checkpoint is not None:
         from vmclip.render.lwg import load_refiner
