@@ -10,7 +10,9 @@ Steps per view: (1) the torso's orientation from MediaPipe's 3D world landmarks 
 directions from the same landmarks (closed-form), the translation from the 2D keypoints (linear least
 squares); (2) Adam on 2D keypoints (visibility-weighted), the 3D landmarks as a prior, pose and shape
 priors; (3) the same plus the silhouette: projected surface points must fall inside the mask
-(distance-transform penalty) and mask points must be near the projected surface (one-sided chamfer).
+(distance-transform penalty) and mask points must be near the projected surface (one-sided chamfer);
+(4) clothing and hair: per-vertex offsets along the normals, shared by all views, against a soft
+silhouette of a dense surface sample (see `_splat_occupancy`) plus the same two terms.
 """
 
 from __future__ import annotations
@@ -28,9 +30,28 @@ from vmclip.person.detect import MP, NUM_MP, Detection
 
 J = JOINT_INDEX
 FOCAL_SCALE = 1.2  # focal length = FOCAL_SCALE * longest image side (about 45 degrees across it)
-CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface out
-CLOTH_SMOOTH = 10.0  # weight of the offsets' smoothness (difference to the mean of their neighbours)
-SIL_OUT, SIL_COVER = 10.0, 80.0  # silhouette weights: surface outside the mask; mask far from the surface
+CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface out (trunk and legs)
+# Lower limits per SMPL segment: hands and feet stay nearly bare (gloves, shoes), sleeves stay thin, hair
+# stays on the head. Without them a hand hanging beside a skirt, or holding a bag, swells into a ball
+# that the renderer would then carry through every pose.
+CLOTH_MAX_SEGMENT = {"hand": 0.02, "wrist": 0.03, "foot": 0.03, "ankle": 0.04, "elbow": 0.06,
+                     "shoulder": 0.08, "collar": 0.12, "neck": 0.10, "head": 0.12}
+CLOTH_MAX_FACE = 0.03  # front of the head: hair may frame the face, nothing grows out of it
+CLOTH_LR = 0.008  # metres per Adam step of the offsets
+INTERP_SIGMA = 0.04  # metres: reach of each offset sample (they lie about 5 cm apart)
+CLOTH_SMOOTH = 300.0  # weight of the offsets' smoothness (difference to the mean of their neighbours)
+# Silhouette weights while fitting the body (surface outside the mask; mask far from the surface). The
+# cover term is kept low: loose clothes are the offsets' job; a body fattened to fill a skirt stays fat
+# below its hem and cannot be thinned by offsets, which only push outwards.
+SIL_OUT, SIL_COVER = 20.0, 25.0
+# Clothing offsets: the same two terms plus a soft silhouette IoU, all on a dense surface sample
+# (one vertex per DENSE_CELL voxel) splatted on a grid of GRID_PX pixels over the person's height (full
+# resolution for smaller people: a coarser grid blurs the outline), blurred by GRID_SIGMA pixels, with
+# occupancy 1 - exp(-GRID_GAIN * density). The gain keeps the occupancy of the body's two layers of
+# points (front and back) unsaturated; a saturated one would pull the outline inwards.
+CLOTH_OUT, CLOTH_COVER, CLOTH_IOU = 10.0, 80.0, 1.0
+DENSE_CELL = 0.02  # metres
+GRID_PX, GRID_SIGMA, GRID_GAIN = 256.0, 1.0, 4.0
 # Camera rotation world -> camera: the camera looks along world -Z, image y down = world -Y.
 CAM_FROM_WORLD = np.diag([1.0, -1.0, -1.0])
 
@@ -162,37 +183,53 @@ class _Prepared:
         self.lj = torch.as_tensor(lj, dtype=torch.float32, device=dev)
         self.lm_weight = torch.as_tensor(weight, dtype=torch.float32, device=dev)
         self._clothing(body)
+        dense = _surface_sample(body.rest_vertices(), cell=DENSE_CELL)
+        self.dense_index = torch.as_tensor(dense, device=dev)
+        self.dense_interp_index = torch.as_tensor(self.interp_index[dense], device=dev)
+        self.dense_interp_weight = torch.as_tensor(self.interp_weight[dense], device=dev)
+        self.dense_max = torch.as_tensor(self.vertex_max[dense], device=dev)
 
     def _clothing(self, body: BodyModel) -> None:
-        """Neighbour graph over the surface sample and its interpolation onto every vertex, within body
-        parts only (so a skirt never glues the legs together, nor a sleeve the arm to the torso)."""
+        """Neighbour graph over the surface sample and its interpolation onto every vertex. Offsets are
+        smooth across the trunk and the legs (a skirt hangs from the hips), never between the two legs
+        (a skirt between them must not glue them together), nor between an arm and the rest (a sleeve
+        stays on its arm)."""
         from scipy.spatial import cKDTree
 
         dev = body.device
         rest = body.rest_vertices()
         ids = self.silhouette.index[self.silhouette.surface].cpu().numpy()
         part = _PART[np.argmax(body.skin_weights, 1)]
-        k_nb, k_in = 6, 4
+        k_nb, k_in = 6, 6
         nb = np.zeros((len(ids), k_nb), np.int64)
         interp = np.zeros((len(rest), k_in), np.int64)
         interp_w = np.zeros((len(rest), k_in), np.float32)
         for p in np.unique(part):
             local = np.nonzero(part[ids] == p)[0]
-            tree = cKDTree(rest[ids[local]])
-            k = min(k_nb + 1, len(local))
+            source = np.nonzero(np.isin(part[ids], _PART_LINKS[int(p)]))[0]
+            tree = cKDTree(rest[ids[source]])
+            k = min(k_nb + 1, len(source))
             _, idx = tree.query(rest[ids[local]], k=k)
-            idx = idx.reshape(len(local), k)[:, 1:]
-            nb[local, : idx.shape[1]] = local[idx]
-            nb[local, idx.shape[1]:] = local[:, None]
+            idx = source[idx.reshape(len(local), k)]
+            for row, own in zip(idx, local, strict=True):  # drop the sample itself, keep k_nb others
+                others = row[row != own][:k_nb]
+                nb[own, : len(others)] = others
+                nb[own, len(others):] = own
             verts = np.nonzero(part == p)[0]
-            kk = min(k_in, len(local))
+            kk = min(k_in, len(source))
             dist, idx = tree.query(rest[verts], k=kk)
             dist, idx = dist.reshape(len(verts), kk), idx.reshape(len(verts), kk)
-            w = 1.0 / (dist + 0.01)
-            interp[verts, :kk] = local[idx]
+            # Gaussian weights over the sample spacing: a smooth surface with no peak at each sample.
+            w = np.exp(-0.5 * (dist / INTERP_SIGMA) ** 2) + 1e-6
+            interp[verts, :kk] = source[idx]
             interp_w[verts, :kk] = w / w.sum(1, keepdims=True)
         self.sample_neighbours = torch.as_tensor(nb, device=dev)
-        self.sample_normals = torch.as_tensor(body.rest_normals[ids], device=dev)
+        segment = np.argmax(body.skin_weights, 1)
+        cap = _CLOTH_MAX_J[segment]
+        face = (segment == J["head"]) & (body.rest_normals[:, 2] > 0.5)
+        cap[face] = np.minimum(cap[face], CLOTH_MAX_FACE)
+        self.sample_max = torch.as_tensor(cap[ids], dtype=torch.float32, device=dev)
+        self.vertex_max = cap.astype(np.float32)  # also applied after interpolation onto the vertices
         self.interp_index = interp
         self.interp_weight = interp_w
 
@@ -203,6 +240,14 @@ for _name, _part in (("hip", 1), ("knee", 1), ("ankle", 1), ("foot", 1), ("shoul
                      ("wrist", 3), ("hand", 3)):
     _PART[J["left_" + _name]] = _part
     _PART[J["right_" + _name]] = _part + 1
+# Parts whose offsets are smoothed and interpolated together (see `_Prepared._clothing`).
+_PART_LINKS = {0: [0, 1, 2], 1: [0, 1], 2: [0, 2], 3: [3], 4: [4]}
+
+_CLOTH_MAX_J = np.full(NUM_JOINTS, CLOTH_MAX)
+for _name, _cap in CLOTH_MAX_SEGMENT.items():
+    for _joint in (_name, "left_" + _name, "right_" + _name):
+        if _joint in J:
+            _CLOTH_MAX_J[J[_joint]] = _cap
 
 _PREPARED: dict[int, _Prepared] = {}
 
@@ -314,6 +359,35 @@ def _grid_sample(field: torch.Tensor, uv: torch.Tensor, size: tuple[int, int]) -
         field[None, None], grid[None, None], align_corners=True, padding_mode="border"
     )
     return out[0, 0, 0]
+
+
+def _splat_occupancy(
+    uv: torch.Tensor, size: tuple[int, int], kernel: torch.Tensor, gain: float
+) -> torch.Tensor:
+    """Differentiable soft silhouette (H,W) of points uv (N,2) given in grid pixels: bilinear splats,
+    blurred by the separable 1D `kernel`, mapped to 0..1 by 1 - exp(-gain * density). Points off the
+    grid are dropped. Unlike a point-to-mask chamfer, it rewards covering every mask pixel, so surface
+    points are pulled into wide uncovered areas (a skirt between the legs) and not only to the nearest."""
+    h, w = size
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1.001) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1.001)
+    x = uv[:, 0].clamp(0, w - 1.001)
+    y = uv[:, 1].clamp(0, h - 1.001)
+    x0, y0 = x.detach().floor(), y.detach().floor()
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    idx = torch.cat([y0 * w + x0, y0 * w + x0 + 1, (y0 + 1) * w + x0, (y0 + 1) * w + x0 + 1])
+    wts = torch.cat([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]) * inside.float().repeat(4)
+    dens = torch.zeros(h * w, device=uv.device, dtype=uv.dtype).index_add(0, idx, wts).view(1, 1, h, w)
+    r = kernel.shape[-1] // 2
+    dens = torch.nn.functional.conv2d(dens, kernel.view(1, 1, 1, -1), padding=(0, r))
+    dens = torch.nn.functional.conv2d(dens, kernel.view(1, 1, -1, 1), padding=(r, 0))[0, 0]
+    return 1 - torch.exp(-gain * dens)
+
+
+def _gauss_kernel(sigma: float, device: torch.device) -> torch.Tensor:
+    r = max(1, int(np.ceil(2.5 * sigma)))
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    return torch.as_tensor(g / g.sum(), dtype=torch.float32, device=device)
 
 
 def fit_views(
@@ -542,40 +616,73 @@ def _fit_views(
     with torch.no_grad():
         vec = from_raw(shape_raw)
         rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
-        sub = prep.silhouette
-        rest_v, rest_j = body.rest_torch(vec, sub.index)
-        surf = sub.surface
-        posed0 = _lbs(rest_v, rest_j, sub.weights, rots, trans)[0][:, surf]
+        # The loss sees a dense surface sample carrying the offsets interpolated exactly as the final mesh
+        # gets them: on a sparse one, points can cover the mask while the triangles between them do not.
+        dense = prep.dense_index
+        full_rest, full_j = body.rest_torch(vec)
+        weights = body._weights_t[dense]
+        posed0 = _lbs(full_rest[:, dense], full_j, weights, rots, trans)[0]
         zero = torch.zeros_like(trans)
-        moved = _lbs(rest_v[:, surf] * 0 + prep.sample_normals, rest_j * 0, sub.weights[surf], rots, zero)[0]
-        still = _lbs(rest_v[:, surf] * 0, rest_j * 0, sub.weights[surf], rots, zero)[0]
+        normals = torch.as_tensor(body.rest_normals, device=dev)[dense][None]
+        moved = _lbs(normals, full_j * 0, weights, rots, zero)[0]
+        still = _lbs(normals * 0, full_j * 0, weights, rots, zero)[0]
         normals_cam = moved - still  # the rest normals carried by each vertex's blended rotation
-    raw_off = torch.full((len(surf),), -4.0, device=dev, requires_grad=stage3 > 0)
+    grids = []
+    for i in range(n):
+        # Soft-silhouette grid, cropped to the person's box plus the widest offset (nothing can be drawn
+        # beyond it).
+        gs = min(1.0, GRID_PX / float(heights[i]))
+        box, pad = detections[i].box, 0.2 * float(heights[i])
+        x0, y0 = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
+        x1, y1 = min(sizes[i][1], int(np.ceil(box[2] + pad))), min(sizes[i][0], int(np.ceil(box[3] + pad)))
+        gw, gh = max(4, round((x1 - x0) * gs)), max(4, round((y1 - y0) * gs))
+        crop = (detections[i].mask[y0:y1, x0:x1] > 0.5).astype(np.float32)
+        target = cv2.resize(crop, (gw, gh), interpolation=cv2.INTER_AREA if gs < 1 else cv2.INTER_LINEAR)
+        origin = torch.as_tensor([x0, y0], dtype=torch.float32, device=dev)
+        scale = torch.as_tensor([gw / (x1 - x0), gh / (y1 - y0)], dtype=torch.float32, device=dev)
+        grids.append((origin, scale, (gh, gw), torch.as_tensor(target, device=dev)))
+    kernel = _gauss_kernel(GRID_SIGMA, dev)
+    # Plain metres, kept within 0..limit after each step: steps of the same size everywhere (a sigmoid's
+    # would crawl near its ends and depend on each part's limit).
+    hi_off = prep.sample_max
+    raw_off = torch.zeros(len(hi_off), device=dev, requires_grad=stage3 > 0)
     if stage3 > 0:
-        opt = torch.optim.Adam([raw_off], lr=0.3)
+        opt = torch.optim.Adam([raw_off], lr=CLOTH_LR)
         for _ in range(stage3):
             opt.zero_grad()
-            off = CLOTH_MAX * torch.sigmoid(raw_off)
-            puv = project(posed0 + normals_cam * off[None, :, None])
+            off = raw_off
+            off_dense = torch.minimum((off[prep.dense_interp_index] * prep.dense_interp_weight).sum(1),
+                                      prep.dense_max)
+            puv = project(posed0 + normals_cam * off_dense[None, :, None])
             l_out = torch.zeros((), device=dev)
             l_cov = torch.zeros((), device=dev)
+            l_iou = torch.zeros((), device=dev)
             for i in range(n):
                 d = _grid_sample(outside_fields[i], puv[i], sizes[i]) / heights[i]
                 l_out = l_out + (d**2).mean()
                 if len(cover_points[i]):
                     dist = torch.cdist(cover_points[i], puv[i]).min(1).values / heights[i]
                     l_cov = l_cov + (dist**2).mean()
+                origin, scale, grid_size, target = grids[i]
+                occ = _splat_occupancy((puv[i] - origin) * scale, grid_size, kernel, GRID_GAIN)
+                inter = (occ * target).sum()
+                l_iou = l_iou + 1 - inter / (occ.sum() + target.sum() - inter).clamp(min=1e-6)
             smooth = ((off - off[prep.sample_neighbours].mean(1)) ** 2).mean()
-            loss = (SIL_OUT * l_out + SIL_COVER * l_cov) / n + CLOTH_SMOOTH * smooth + 0.5 * (off**2).mean()
+            loss = (
+                (CLOTH_OUT * l_out + CLOTH_COVER * l_cov + CLOTH_IOU * l_iou) / n
+                + CLOTH_SMOOTH * smooth
+                + 0.5 * (off**2).mean()
+            )
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                raw_off.copy_(torch.minimum(raw_off.clamp(min=0.0), hi_off))
 
     # --- results in the world frame ------------------------------------------------------------------
     results = []
     with torch.no_grad():
-        off_sample = (CLOTH_MAX * torch.sigmoid(raw_off)).cpu().numpy() * (stage3 > 0)
-        off_full = (off_sample[prep.interp_index] * prep.interp_weight).sum(1)
-        full_rest, full_j = body.rest_torch(vec)
+        off_sample = raw_off.detach().cpu().numpy() * (stage3 > 0)
+        off_full = np.minimum((off_sample[prep.interp_index] * prep.interp_weight).sum(1), prep.vertex_max)
         naked_v = _lbs(full_rest, full_j, body._weights_t, rots, trans)[0]
         dressed = full_rest + torch.as_tensor(body.rest_normals * off_full[:, None], device=dev)[None]
         full_v = _lbs(dressed, full_j, body._weights_t, rots, trans)[0]
