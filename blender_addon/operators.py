@@ -14,7 +14,7 @@ import bpy
 from bpy.props import CollectionProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import backend, compat, rig, smpl
+from . import backend, body, compat, rig, smpl
 from .props import _tag_redraw, preferences
 
 POLL_SECONDS = 0.1
@@ -222,23 +222,59 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
         self._request = {"prompt": prompt, "seconds": seconds, "seed": seed, "fps": fps}
+        # With photos in the list, the person is analysed too (the backend caches it per photo set), so
+        # the viewport can show the person's own body on the rig. A photo that cannot be read only
+        # costs the body, not the motion.
+        self._photos, self._photo_problem = image_paths(context), None
+        images = []
+        try:
+            images = read_images(context) if self._photos else []
+        except (backend.InputProblem, OSError) as exc:
+            self._photo_problem, self._photos = backend.describe_error(exc), []
         client = backend.make_client(preferences(context))
+        proto = backend.protocol_module()
+        share = 0.3 if images else 1.0
 
         def work(client, report, job_id):
-            return client.generate_motion(prompt, seconds, seed, fps, on_progress=report, job_id=job_id)
+            motion = client.generate_motion(prompt, seconds, seed, fps, job_id=job_id,
+                                            on_progress=lambda f, m: report(share * f, m))
+            if not images:
+                return motion, None
+            try:
+                analysis = client.analyze(images, on_progress=lambda f, m: report(share + (1 - share) * f, m))
+            except (proto.RemoteError, proto.ProtocolError, proto.ServerUnavailable) as exc:
+                analysis = exc  # the motion still gets keyed; finish() says why there is no body
+            return motion, analysis
 
         return backend.Job(self.label, client, work)
 
-    def finish(self, context, motion) -> None:
+    def finish(self, context, result) -> None:
+        motion, analysis = result
         settings = _settings(context)
         created = not rig.is_smpl_armature(settings.armature)
         arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)  # (new rig: object mode)
         settings.armature = arm
+        mesh, note = None, self._photo_problem
+        if isinstance(analysis, BaseException):
+            note = backend.describe_error(analysis)
+        elif analysis is not None:
+            mesh = analysis.get("body_mesh")
+            if mesh is None:
+                note = "the backend sent no fitted body"
+        if mesh is not None:  # the rest pose must be the person's before keys and skin go on
+            rig.fit_rest_to_person(context, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
         prompt = self._request["prompt"]
         action = rig.apply_motion(context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names,
                                   f"VMCLIP {prompt[:48]}")
         action["vmclip_prompt"] = prompt
         action["vmclip_seed"] = self._request["seed"]
+        fitted = None
+        if mesh is not None:
+            try:
+                fitted = body.build_body(context, arm, mesh, self._photos)
+            except (ValueError, RuntimeError, OSError) as exc:
+                note = f"the fitted body could not be built: {exc}"
+                rig.refresh_proxy_body(context, arm)
         if created or context.mode == "OBJECT":  # an artist posing the rig stays in pose mode
             for obj in context.view_layer.objects:
                 obj.select_set(False)
@@ -246,6 +282,11 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
             context.view_layer.objects.active = arm
         text = (f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
                 f"frames {context.scene.frame_start}-{context.scene.frame_end}")
+        if fitted is not None:
+            text += f"; the person's body is on the rig as '{fitted.name}'"
+        if note:
+            self.report({"WARNING"}, f"No fitted body: {note}")
+            text += f"; no fitted body ({note})"
         self.report({"INFO"}, text)
         set_status(context, text, progress=1.0)
 

@@ -143,8 +143,21 @@ def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
     return body
 
 
+def refresh_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
+    """Rebuild the mannequin for the rig's current rest pose (after its bones moved)."""
+    for child in list(arm_obj.children):
+        if child.get("vmclip_body") and not child.get("vmclip_fitted_body"):
+            mesh = child.data
+            bpy.data.objects.remove(child)
+            if mesh.users == 0:
+                bpy.data.meshes.remove(mesh)
+    return create_proxy_body(context, arm_obj)
+
+
 def body_of(arm_obj: bpy.types.Object):
-    for child in arm_obj.children:
+    """The rig's skinned mesh: the fitted body when there is one, else the mannequin."""
+    children = sorted(arm_obj.children, key=lambda c: not c.get("vmclip_fitted_body"))
+    for child in children:
         skinned = any(m.type == "ARMATURE" and m.object == arm_obj for m in child.modifiers)
         if child.type == "MESH" and skinned:
             return child
@@ -158,6 +171,50 @@ def ensure_armature(context, sk: smpl.Skeleton, existing=None) -> bpy.types.Obje
     obj = create_armature(context, sk)
     create_proxy_body(context, obj)
     return obj
+
+
+def trans_mapping(arm_obj) -> tuple[float, float]:
+    """(scale, lift): a motion's pelvis path is keyed as scale * trans + lift (up), so a motion made for
+    the default skeleton strides and stands like the fitted person (legs longer by `scale`; lift puts
+    the soles on the floor). (1, 0) for a rig that was never fitted to a person."""
+    return float(arm_obj.get("vmclip_trans_scale", 1.0)), float(arm_obj.get("vmclip_trans_lift", 0.0))
+
+
+def fit_rest_to_person(context, arm_obj, joints: np.ndarray, floor_offset: float, trans_scale: float) -> bool:
+    """Move the rig's rest pose onto the person's rest joints ((24, 3), motion frame, pelvis at the
+    origin; the pelvis stands `floor_offset` above the floor), so that skinning the person's body is
+    exact. Every bone keeps its rest orientation: keys on earlier actions keep their meaning (only
+    where the joints pivot changes). Returns whether any bone moved."""
+    joints = np.asarray(joints, dtype=np.float64)
+    names = list(smpl.JOINT_NAMES)
+    offsets = joints - joints[[max(p, 0) for p in smpl.PARENTS]]
+    person = smpl.Skeleton(offsets=offsets)
+    heads = (smpl.C @ person.rest_positions().T).T + np.array([0.0, 0.0, float(floor_offset)])
+    lengths = np.linalg.norm(_tails(person, heads) - heads, axis=1)
+    current = np.array([np.array(arm_obj.data.bones[n].head_local) for n in names])
+    changed = bool(np.abs(current - heads).max() > 1e-5)
+    if changed:
+        view_layer = context.view_layer
+        previous, mode = view_layer.objects.active, context.mode
+        _ensure_object_mode(context)
+        view_layer.objects.active = arm_obj
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            for j, name in enumerate(names):
+                eb = arm_obj.data.edit_bones[name]
+                m = eb.matrix.copy()
+                m.translation = Vector(heads[j])
+                eb.matrix = m
+                eb.length = float(max(lengths[j], 0.02))
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+            if previous is not None:
+                view_layer.objects.active = previous
+            if mode == "POSE" and previous is arm_obj:
+                bpy.ops.object.mode_set(mode="POSE")
+    arm_obj["vmclip_trans_scale"] = float(trans_scale)
+    arm_obj["vmclip_trans_lift"] = float(floor_offset) - float(trans_scale) * smpl.Skeleton().pelvis_height()
+    return changed
 
 
 def bone_rest(arm_obj, names) -> np.ndarray:
@@ -181,8 +238,9 @@ def rig_joint_names(arm_obj) -> list[str]:
 def apply_motion(context, arm_obj, poses: np.ndarray, trans: np.ndarray, fps: float, joint_names,
                  action_name: str) -> bpy.types.Action:
     """Key the motion onto a NEW action of `arm_obj`: quaternion rotations for every bone, location
-    for the root, one key per motion frame at the scene's frame rate, starting at the scene's first
-    frame. The previous action keeps a fake user so nothing edited earlier is lost."""
+    for the root (the pelvis path mapped to the rig's person, see trans_mapping), one key per motion
+    frame at the scene's frame rate, starting at the scene's first frame. The previous action keeps a
+    fake user so nothing edited earlier is lost."""
     scene = context.scene
     names = [n for n in joint_names if n in arm_obj.data.bones]
     if smpl.JOINT_NAMES[0] not in names:
@@ -192,7 +250,9 @@ def apply_motion(context, arm_obj, poses: np.ndarray, trans: np.ndarray, fps: fl
     rest = bone_rest(arm_obj, names)
     quats = smpl.motion_to_bone_quaternions(local, rest)
     root = arm_obj.data.bones[names[0]]
-    loc = smpl.root_location(trans, rest[0], np.array(root.head_local))
+    scale, lift = trans_mapping(arm_obj)
+    keyed = np.asarray(trans, dtype=np.float64) * scale + np.array([0.0, lift, 0.0])
+    loc = smpl.root_location(keyed, rest[0], np.array(root.head_local))
 
     old = arm_obj.animation_data.action if arm_obj.animation_data else None
     if old is not None:
@@ -251,6 +311,7 @@ def sample_motion(context, arm_obj, frame_start: int, frame_end: int):
     finally:
         scene.frame_set(current)
     local = smpl.pose_to_motion(posed, rest, parents, world)
-    trans = (smpl.C.T @ heads.T).T
+    scale, lift = trans_mapping(arm_obj)  # back to the motion's own scale (see apply_motion)
+    trans = ((smpl.C.T @ heads.T).T - np.array([0.0, lift, 0.0])) / scale
     return smpl.matrix_to_axis_angle(local).astype(np.float32), trans.astype(np.float32), names
 

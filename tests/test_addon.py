@@ -24,6 +24,7 @@ import pytest
 import zmq
 from scipy.spatial.transform import Rotation
 from vmclip_protocol import Client, MotionPayload, RemoteError, ServerUnavailable, decode
+from vmclip_protocol.wire import MAX_REPLY_HEADER_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -158,7 +159,8 @@ class Relay:
                     peers[ident].send_multipart(frames)
                 else:
                     frames = sock.recv_multipart()
-                    self.received.append(decode(frames))
+                    # (replies may carry headers beyond the 64 KiB of a request: an analysis)
+                    self.received.append(decode(frames, max_header=MAX_REPLY_HEADER_BYTES))
                     self.front.send_multipart([owners[sock], *frames])
         for sock in peers.values():
             sock.close(0)
@@ -751,8 +753,10 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
 
     address, kind = motion_server
     with Client(address, timeout_s=5, retries=0) as c:
-        if not c.hello()["capabilities"].get("render", {}).get("available"):
+        caps = c.hello()["capabilities"]
+        if not caps.get("render", {}).get("available"):
             pytest.skip(f"the server for generate ({kind}) cannot render")
+        c_analyze = caps.get("analyze", {}).get("available")
     out = tmp_path / "demo"
     lines: list[str] = []
     result = run_blender_demo(out, address, [source_photo], "a person walks forward", 1.0, 2, size=256,
@@ -770,12 +774,19 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
         scene = bpy.context.scene
         strip = [s for s in compat.strips(scene) if s.type == "MOVIE"][0]
         arm = scene.vmclip.armature
+        body = bpy.data.objects.get(arm.name + "_body")
+        images = [n.image for m in body.data.materials for n in m.node_tree.nodes
+                  if n.type == "TEX_IMAGE"] if body is not None else []
         emit({{"strip": strip.filepath, "exists": os.path.isfile(bpy.path.abspath(strip.filepath)),
               "action": arm.animation_data.action.name, "range": [scene.frame_start, scene.frame_end],
-              "prompt": scene.vmclip.prompt}})
+              "prompt": scene.vmclip.prompt, "body": body.parent.name if body is not None else None,
+              "packed": [i.packed_file is not None and i.has_data for i in images]}})
     ''', tmp_path, build_addon.build(tmp_path / "dist", offline=True, log=lambda *_: None))
     assert check["strip"] == "//demo.mp4" and check["exists"]
     assert check["range"] == [1, frames] and check["prompt"] == "a person walks forward"
+    if c_analyze:  # the person's body, textured by the photo packed into the file
+        assert result["body"] == "VMCLIP_Armature_body" and check["body"] == "VMCLIP_Armature"
+        assert check["packed"] == [True]
     with pytest.raises(InputError, match="no such image"):
         run_blender_demo(out, address, [tmp_path / "nope.png"], "x")
     with pytest.raises(VmclipError, match="Backend not reachable"):

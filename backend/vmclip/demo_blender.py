@@ -5,8 +5,10 @@ with the built add-on, exactly as an artist would use it, against a running back
 fills in the panel (images, prompt, seconds, seed), presses Generate Motion, Bake Video and Export FBX
 through the add-on's operators, and leaves in `out_dir`:
 
-- `demo.blend`: the SMPL-24 armature with its proxy body, the generated action, and the baked video
-  as a strip in the Video Sequencer (path relative to the .blend, so the folder can be moved);
+- `demo.blend`: the SMPL-24 armature (rest pose fitted to the person) with the person's fitted body
+  skinned to it and textured by projecting the photo (packed into the file), the generated action, and
+  the baked video as a strip in the Video Sequencer (path relative to the .blend, so the folder can
+  be moved);
 - `demo.mp4`: the photographed person moving as the armature does, rendered by the backend;
 - `demo.fbx`: armature, skinned body and the action as one take.
 
@@ -92,12 +94,20 @@ cam = scene.camera
 if cam is not None:
     cam.location = (0.0, -6.0, 1.1)
     cam.rotation_euler = (1.5708, 0.0, 0.0)
+body = bpy.data.objects.get(arm.name + "_body")
+say(note=f"fitted body: {body.name}" if body is not None else
+    "no fitted body (see the status line): the rig shows its mannequin")
+for image in bpy.data.images:  # the photo travels inside demo.blend, so the body stays textured
+    on_disk = os.path.isfile(bpy.path.abspath(image.filepath))
+    if image.source == "FILE" and image.packed_file is None and on_disk:
+        image.pack()
 run("bake video", bpy.ops.vmclip.bake_video)
 run("export FBX", bpy.ops.vmclip.export_fbx, filepath=os.path.join(work, "demo.fbx"))
 bpy.ops.wm.save_as_mainfile(filepath=blend)
 action = arm.animation_data.action
 say(result={"frames": scene.frame_end - scene.frame_start + 1, "action": action.name,
-            "bones": len(arm.data.bones), "status": bpy.context.window_manager.vmclip_state.status})
+            "bones": len(arm.data.bones), "body": body.name if body is not None else None,
+            "status": bpy.context.window_manager.vmclip_state.status})
 '''
 
 
@@ -156,6 +166,8 @@ def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[
                         log(f"blender: {msg['stage']}...")
                     elif "done" in msg:
                         log(f"blender: {msg['done']} done ({msg['seconds']} s)")
+                    elif "note" in msg:
+                        log(f"blender: {msg['note']}")
                     elif "error" in msg:
                         error = msg["error"]
                     elif "result" in msg:

@@ -7,6 +7,7 @@ The specification for clients in other languages is `shared/README.md`.
 from .client import DEFAULT_DEADLINES, Client, image_media
 from .keys import load_key_pair, load_public_key, write_key_pair
 from .wire import (
+    BODY_FRAMES,
     DEFAULT_ADDRESS,
     ERROR_CODES,
     JOB_TYPES,
@@ -16,6 +17,7 @@ from .wire import (
     REQUEST_TYPES,
     SUPPORTED_VERSIONS,
     AuthenticationFailed,
+    BodyMesh,
     Message,
     MotionPayload,
     ProtocolError,
@@ -29,7 +31,8 @@ from .wire import (
 
 __all__ = [
     "DEFAULT_ADDRESS", "DEFAULT_DEADLINES", "ERROR_CODES", "JOB_TYPES", "JOINT_NAMES", "PROTOCOL_VERSION",
-    "REPLY_TYPES", "REQUEST_TYPES", "SUPPORTED_VERSIONS", "AuthenticationFailed", "Client", "Message",
+    "REPLY_TYPES", "REQUEST_TYPES", "SUPPORTED_VERSIONS", "AuthenticationFailed", "BODY_FRAMES", "BodyMesh",
+    "Client", "Message",
     "MotionPayload", "ProtocolError", "RemoteError", "ServerUnavailable", "decode", "encode", "error_frames",
     "image_media", "load_key_pair", "load_public_key", "new_id", "write_key_pair",
 ]

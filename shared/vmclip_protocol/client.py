@@ -28,6 +28,7 @@ from .wire import (
     REPLY_TYPES,
     SUPPORTED_VERSIONS,
     AuthenticationFailed,
+    BodyMesh,
     Message,
     MotionPayload,
     ProtocolError,
@@ -178,10 +179,18 @@ class Client:
     def analyze(self, images: Sequence[bytes | str | os.PathLike], *,
                 on_progress: ProgressCallback | None = None, job_id: str | None = None,
                 deadline_s: float | None = None) -> dict[str, Any]:
-        """Fit the person in the photos (PNG/JPEG bytes or file paths); returns the analysis summary."""
+        """Fit the person in the photos (PNG/JPEG bytes or file paths); returns the analysis summary.
+
+        When the server sends the fitted body, the summary also holds it under "body_mesh" (a
+        BodyMesh: rest mesh, skin weights, per-photo texture coordinates and visibility)."""
         frames, media = _image_frames(images)
-        return self._request("analyze", {}, frames, media=media, on_progress=on_progress, job_id=job_id,
-                             deadline_s=deadline_s).body
+        msg = self._request("analyze", {}, frames, media=media, on_progress=on_progress, job_id=job_id,
+                            deadline_s=deadline_s)
+        out = dict(msg.body)
+        mesh = BodyMesh.from_message(msg)
+        if mesh is not None:
+            out["body_mesh"] = mesh
+        return out
 
     def render(self, images: Sequence[bytes | str | os.PathLike], motion: MotionPayload,
                options: dict[str, Any] | None = None, on_progress: ProgressCallback | None = None, *,

@@ -354,3 +354,109 @@ class MotionPayload:
             return cls(poses.copy(), trans.copy(), fps, tuple(names), text)
         except (ValueError, TypeError) as exc:
             raise ProtocolError("bad_array", f"motion: {exc}", msg.id) from None
+
+
+# Binary frames of an analyze result that carry the fitted body (see shared/README.md).
+BODY_FRAMES: tuple[str, ...] = ("body_vertices", "body_faces", "body_joints", "skin_joints", "skin_weights")
+
+
+@dataclass
+class BodyMesh:
+    """The fitted body of an analyze result, ready to skin onto an SMPL-24 armature.
+
+    vertices (V, 3) float32: rest T-pose of the person's shape (clothing included), motion frame
+    (Y up, metres, facing +Z), pelvis at the origin; faces (F, 3) int32; joints (24, 3) float32: the
+    rest joints of that shape (same frame); skin_joints (V, 4) uint8 joint indices and skin_weights
+    (V, 4) float32 (rows sum to 1); per photo, in request order: uv (V, 2) float32 texture coordinates
+    in that photo (0..1, v up, as Blender and OpenGL expect), visible (V,) bool (the photo sees the
+    vertex) and facing (V,) float32 in 0..1 (how squarely it sees it: the cosine between the vertex
+    normal and the direction to the camera, 0 where unseen; 1/255 steps on the wire). trans_scale:
+    the person's leg length over the motion skeleton's; floor_offset: pelvis height above the soles
+    in the rest pose (metres).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    joints: np.ndarray
+    skin_joints: np.ndarray
+    skin_weights: np.ndarray
+    uv: list[np.ndarray] = field(default_factory=list)
+    visible: list[np.ndarray] = field(default_factory=list)
+    facing: list[np.ndarray] | None = None
+    trans_scale: float = 1.0
+    floor_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32)
+        self.joints = np.ascontiguousarray(self.joints, dtype=np.float32)
+        self.skin_joints = np.ascontiguousarray(self.skin_joints, dtype=np.uint8)
+        self.skin_weights = np.ascontiguousarray(self.skin_weights, dtype=np.float32)
+        self.uv = [np.ascontiguousarray(u, dtype=np.float32) for u in self.uv]
+        self.visible = [np.ascontiguousarray(v).astype(bool) for v in self.visible]
+        if self.facing is None:  # (a server that sends no facing: every seen vertex counts as square-on)
+            self.facing = [v.astype(np.float32) for v in self.visible]
+        self.facing = [np.clip(np.ascontiguousarray(f, dtype=np.float32), 0.0, 1.0) for f in self.facing]
+        n = len(self.vertices)
+        if self.vertices.ndim != 2 or self.vertices.shape[1] != 3 or n == 0:
+            raise ValueError(f"body vertices have shape {self.vertices.shape}, expected (V, 3)")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3 or len(self.faces) == 0:
+            raise ValueError(f"body faces have shape {self.faces.shape}, expected (F, 3)")
+        if self.faces.min() < 0 or self.faces.max() >= n:
+            raise ValueError(f"body faces index vertices outside 0..{n - 1}")
+        if self.joints.shape != (len(JOINT_NAMES), 3):
+            raise ValueError(f"body joints have shape {self.joints.shape}, expected (24, 3)")
+        if self.skin_joints.ndim != 2 or self.skin_joints.shape[0] != n \
+                or self.skin_weights.shape != self.skin_joints.shape:
+            raise ValueError(f"skin joints {self.skin_joints.shape} / weights {self.skin_weights.shape} "
+                             f"do not match {n} vertices")
+        if self.skin_joints.max() >= len(JOINT_NAMES):
+            raise ValueError("skin joint indices must be below 24")
+        if not len(self.uv) == len(self.visible) == len(self.facing):
+            raise ValueError(f"{len(self.uv)} uv, {len(self.visible)} visible and {len(self.facing)} facing "
+                             "frames: one of each per photo expected")
+        for u, v, f in zip(self.uv, self.visible, self.facing, strict=True):
+            if u.shape != (n, 2) or v.shape != (n,) or f.shape != (n,):
+                raise ValueError(f"per-photo uv {u.shape} / visible {v.shape} / facing {f.shape} do not "
+                                 f"match {n} vertices")
+        arrays = (self.vertices, self.joints, self.skin_weights, *self.uv)
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("body mesh contains NaN or infinite values")
+        self.trans_scale, self.floor_offset = float(self.trans_scale), float(self.floor_offset)
+
+    def to_wire(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+        """The reply's "mesh" summary and its binary frames."""
+        body = {"vertices": len(self.vertices), "faces": len(self.faces),
+                "skin_influences": int(self.skin_joints.shape[1]), "trans_scale": self.trans_scale,
+                "floor_offset": self.floor_offset}
+        frames = [("body_vertices", self.vertices), ("body_faces", self.faces), ("body_joints", self.joints),
+                  ("skin_joints", self.skin_joints), ("skin_weights", self.skin_weights)]
+        frames += [("view_uv", u) for u in self.uv]
+        frames += [("view_visible", v.astype(np.uint8)) for v in self.visible]
+        frames += [("view_facing", np.round(f * 255).astype(np.uint8)) for f in self.facing]
+        return body, frames
+
+    @classmethod
+    def from_message(cls, msg: Message) -> BodyMesh | None:
+        """The body of an analyze result, or None when the server sent none (an older server, or
+        one whose body model could not load)."""
+        if not msg.frames_named("body_vertices"):
+            return None
+        arrays = {name: msg.frame(name) for name in BODY_FRAMES}
+        uv, visible = msg.frames_named("view_uv"), msg.frames_named("view_visible")
+        facing = msg.frames_named("view_facing")
+        named = [*arrays.items(), *(("view_uv", u) for u in uv), *(("view_visible", v) for v in visible),
+                 *(("view_facing", f) for f in facing)]
+        for name, arr in named:
+            if not isinstance(arr, np.ndarray):
+                raise ProtocolError("bad_array", f"{name} must be an array, not encoded bytes", msg.id)
+        summary = msg.body.get("mesh", {})
+        if not isinstance(summary, dict):
+            raise ProtocolError("bad_request", "mesh must be an object", msg.id)
+        try:
+            return cls(*(arrays[name].copy() for name in BODY_FRAMES),
+                       [u.copy() for u in uv], [v.copy() for v in visible],
+                       [f.astype(np.float32) / 255.0 for f in facing] if facing else None,
+                       summary.get("trans_scale", 1.0), summary.get("floor_offset", 0.0))
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError("bad_array", f"body mesh: {exc}", msg.id) from None

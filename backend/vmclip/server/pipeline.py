@@ -190,11 +190,26 @@ class Pipeline:
         return analysis
 
     def analyze(self, images: Sequence[bytes], *, progress: ProgressFn,
-                cancel: threading.Event) -> dict[str, Any]:
+                cancel: threading.Event) -> tuple[dict[str, Any], list]:
+        """The analysis summary (JSON body) and, when the body model loads, the fitted body as binary
+        frames (see `body_payload` and shared/README.md): rest mesh, skin weights and per-photo
+        texture coordinates with visibility."""
         analysis = self._analysis(images, progress)
+        if cancel.is_set():
+            raise JobCancelled()
+        warnings = [str(w) for w in getattr(analysis, "warnings", [])]
+        mesh, frames, per_view = None, [], [{} for _ in analysis.views]
+        try:
+            from vmclip.server.body_payload import body_payload
+
+            progress(0.95, "projecting the photos onto the body")
+            mesh, frames, per_view = body_payload(analysis, self.device)
+        except (ImportError, VmclipError, ValueError, OSError) as exc:  # the summary is still useful
+            log.warning("no body mesh in the analyze reply: %s", exc)
+            warnings.append(f"the fitted body could not be sent: {exc}")
         progress(1.0, "analysis ready")
         views = []
-        for view in analysis.views:
+        for view, extra in zip(analysis.views, per_view, strict=True):
             camera = view.camera
             views.append({
                 "image_size": [int(view.image.shape[1]), int(view.image.shape[0])],
@@ -204,9 +219,13 @@ class Pipeline:
                 "trans": _jsonable(view.trans),
                 "fit_error_px": float(view.fit_error_px),
                 "iou": float(view.iou),
+                **extra,
             })
-        return {"body_kind": analysis.body_kind, "shape": _jsonable(analysis.shape), "views": views,
-                "warnings": [str(w) for w in getattr(analysis, "warnings", [])]}
+        body = {"body_kind": analysis.body_kind, "shape": _jsonable(analysis.shape), "views": views,
+                "warnings": warnings}
+        if mesh is not None:
+            body["mesh"] = mesh
+        return body, frames
 
     def render(self, images: Sequence[bytes], motion: MotionPayload, options: dict[str, Any], *,
                progress: ProgressFn, cancel: threading.Event) -> bytes:

@@ -554,7 +554,9 @@ class Server:
                 reply = encode("result", job.id, body, frames)
             elif job.type == "analyze":
                 result = self.pipeline.analyze(p["images"], progress=progress, cancel=job.cancel)
-                reply = encode("result", job.id, result)
+                # A pipeline may add binary frames (the fitted body) by returning (body, frames).
+                body, frames = result if isinstance(result, tuple) else (result, [])
+                reply = encode("result", job.id, body, frames)
             else:
                 video = self.pipeline.render(p["images"], p["motion"], p["options"], progress=progress,
                                              cancel=job.cancel)
