@@ -6,7 +6,13 @@ complexities 0 and 2 fetch theirs at run time, which must never happen here.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,25 +120,72 @@ def mp_to_smpl24(kp: np.ndarray) -> np.ndarray:
 
 _POSE = None
 _POSE_LOCK = threading.Lock()
+_NATIVE_QUIET = True  # until the graph has run its landmark models once (see `_run`)
+# Start-up chatter of MediaPipe's native code (absl/TFLite INFO and WARNING lines); anything else that is
+# written to stderr meanwhile (errors, other threads' output) is passed on.
+_CHATTER = re.compile(
+    r"^(?:[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)"
+)
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file while MediaPipe's C++ code starts up, then replay
+    what it caught without the known start-up chatter. The C++ side logs through absl, which no
+    environment variable quiets before its own initialisation, and it writes to the descriptor, not to
+    Python's sys.stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not _CHATTER.match(ln)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _pose_solution():
     global _POSE
     if _POSE is None:
-        import os
+        with _native_stderr_filtered():
+            import mediapipe as mp
 
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        import mediapipe as mp
-
-        _POSE = mp.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5
-        )
+            _POSE = mp.solutions.pose.Pose(
+                static_image_mode=True,
+                model_complexity=1,
+                enable_segmentation=True,
+                min_detection_confidence=0.5,
+            )
     return _POSE
 
 
 def _run(image: np.ndarray):
+    global _NATIVE_QUIET
     with _POSE_LOCK:  # the solution graph is not re-entrant
-        return _pose_solution().process(image)
+        if not _NATIVE_QUIET:
+            return _pose_solution().process(image)
+        # The graph opens its models on first use and logs while doing so: filter until it has found
+        # a person once (then the landmark models have run too).
+        with _native_stderr_filtered():
+            result = _pose_solution().process(image)
+        _NATIVE_QUIET = result.pose_landmarks is None
+        return result
 
 
 def _landmarks(result, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
