@@ -780,7 +780,7 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
         emit({{"strip": strip.filepath, "exists": os.path.isfile(bpy.path.abspath(strip.filepath)),
               "action": arm.animation_data.action.name, "range": [scene.frame_start, scene.frame_end],
               "prompt": scene.vmclip.prompt, "body": body.parent.name if body is not None else None,
-              "packed": [i.packed_file is not None and i.has_data for i in images]}})
+              "packed": [i.packed_file is not None for i in images]}})
     ''', tmp_path, build_addon.build(tmp_path / "dist", offline=True, log=lambda *_: None))
     assert check["strip"] == "//demo.mp4" and check["exists"]
     assert check["range"] == [1, frames] and check["prompt"] == "a person walks forward"

@@ -2,9 +2,11 @@
 
 Blender loads the add-on from the built zip (as a legacy add-on), the driver scrolls the mouse wheel
 over the sidebar's tab strip until the VideoMotionCLIP tab shows, Generate Motion runs through its
-modal operator against a real backend process and keys the armature, and a screenshot of the screen
-is saved (tmp folder; set VMCLIP_GUI_SHOT=path.png to keep a copy). Skipped where `blender`, `Xvfb`,
-ImageMagick's `import` or `xdotool` are missing (apt-get install blender xvfb imagemagick xdotool).
+modal operator against a real backend process and keys the armature (with a photo in the list the
+person is analysed too and their body, textured by the photo, is skinned to the rig), and a
+screenshot of the screen is saved (tmp folder; set VMCLIP_GUI_SHOT=path.png to keep a copy).
+Skipped where `blender`, `Xvfb`, ImageMagick's `import` or `xdotool` are missing
+(apt-get install blender xvfb imagemagick xdotool).
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ def slow_motion_server(motion_server, tmp_path_factory):  # noqa: F811
         _stop(proc)
 
 
+def hello_can_analyze(address: str) -> bool:
+    from vmclip_protocol import Client
+
+    with Client(address, timeout_s=10, retries=0) as c:
+        return bool(c.hello().get("capabilities", {}).get("analyze", {}).get("available"))
+
+
 def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motion_server):  # noqa: F811
     address, kind = slow_motion_server
     work = tmp_path / "work"
@@ -95,6 +104,13 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
                     f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})"],
                    env=env, capture_output=True, timeout=60, check=True)
     photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
+    if not photo.is_file():  # the project's own example person (rendered at set-up)
+        try:
+            from vmclip.render.example import example_paths
+
+            photo = Path(example_paths()["photo"])
+        except ImportError:
+            pass
     images = ["--image", str(photo)] if photo.is_file() else []
     log = open(tmp_path / "blender.log", "w")
     proc = subprocess.Popen(["blender", "--factory-startup", str(blend), "--python", str(SCRIPT), "--",
@@ -118,7 +134,7 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
             _wait_for(work / "panel_drawn", 0.7)
         assert (work / "panel_drawn").exists(), "the VideoMotionCLIP tab never showed"
         _x(xvfb, "xdotool", "mousemove", str(x0 + 400), str(y0 + 300))  # off the buttons (no tooltips)
-        assert _wait_for(work / "shoot", 150, proc), (tmp_path / "blender.log").read_text()[-3000:]
+        assert _wait_for(work / "shoot", 330, proc), (tmp_path / "blender.log").read_text()[-3000:]
         time.sleep(0.5)
         shot = tmp_path / "blender_panel.png"
         _x(xvfb, "import", "-window", "root", str(shot))
@@ -137,6 +153,10 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert result["invoke_outcome"] == ["RUNNING_MODAL"]  # the panel's path is the modal one
     assert result["check_outcome"] == ["RUNNING_MODAL"] and "connected (" in result["connection_after_check"]
     assert result["bones"] == 24 and result["fcurves"] == 24 * 4 + 3 and result["body"]
+    if images and hello_can_analyze(address):  # the person's body, textured by the photo, on the rig
+        assert result.get("fitted_body") == "VMCLIP_Armature_body", result
+        assert result["groups"] == 24 and result["body_images"] == [str(photo)]
+        assert result["color_type"] == "TEXTURE"
     assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1
     assert abs(result["keys"] - 61) <= 1  # 2 s at 30 fps
     assert result["connection"] == "CONNECTED" and "Generated" in result["status"], (kind, result)

@@ -9,8 +9,9 @@ Steps, each on a bpy.app.timers tick so Blender's own event loop keeps running i
    panel's draw() leaves DIR/panel_drawn);
 3. press Generate Motion (INVOKE_DEFAULT in the viewport: the modal operator and its timer), and
    meanwhile measure the longest gap between two timer ticks (a frozen UI would show a long one);
-4. when the armature is keyed, show a mid-motion frame, write DIR/result.json and DIR/shoot;
-   the driver takes the screenshot and answers with DIR/done; quit.
+4. when the armature is keyed (and, with a photo in the list, the person's fitted body is on it,
+   textured by the photo), show a mid-motion frame, write DIR/result.json and DIR/shoot; the driver
+   takes the screenshot and answers with DIR/done; quit.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def keyed_summary() -> dict:
         out.update(action=action.name, fcurves=len(fcs), keys=len(fcs[0].keyframe_points) if fcs else 0,
                    bones=len(arm.data.bones), frame_range=[scene.frame_start, scene.frame_end],
                    body=any(c.type == "MESH" for c in arm.children))
+        fitted = bpy.data.objects.get(arm.name + "_body")
+        if fitted is not None:  # the person's own body, textured by the photo
+            images = [n.image.filepath for m in fitted.data.materials for n in m.node_tree.nodes
+                      if n.type == "TEX_IMAGE" and n.image is not None]
+            _, area, _ = view3d()
+            out.update(fitted_body=fitted.name, groups=len(fitted.vertex_groups), body_images=images,
+                       color_type=area.spaces.active.shading.color_type)
     return out
 
 
@@ -173,7 +181,9 @@ def tick():
                 scene.frame_set((scene.frame_start + scene.frame_end) // 2)
                 window, area, region = view3d()
                 with bpy.context.temp_override(window=window, area=area, region=region):
-                    bpy.ops.view3d.view_selected()  # frame the rig so the screenshot shows the pose
+                    # from the front (the photo's side of the body), framed on the rig
+                    bpy.ops.view3d.view_axis(type="FRONT")
+                    bpy.ops.view3d.view_selected()
                 state["result"].update(summary)
                 state["result"]["seconds_to_key"] = now - state["t0"]
                 state["result"]["max_gap_s"] = max(state["gaps"]) if state["gaps"] else None
@@ -190,8 +200,8 @@ def tick():
                 state["result"].update(summary, error="generate finished without keying the armature")
                 state["step"] = "settle"
                 state["settle_until"] = now
-            elif now - state["t0"] > 120:
-                state["result"].update(summary, error="generate did not finish within 120 s")
+            elif now - state["t0"] > 300:  # (with a photo, the person is analysed too)
+                state["result"].update(summary, error="generate did not finish within 300 s")
                 state["step"] = "settle"
                 state["settle_until"] = now
         elif step == "baking":
