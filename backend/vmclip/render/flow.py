@@ -212,6 +212,8 @@ class SourceView:
             cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))).astype(bool)
         # Solid person pixels only: the soft fringe of the matte would otherwise be carried as streaks.
         self.mask_off = np.where(core | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
+        # The soft outline beside the body (for the thin ring just outside the frame's body).
+        self.mask_edge = np.where(core, 0.0, self.mask).astype(np.float32)
         carried = self.mask_off > 0
         self.carry_xy = np.zeros((0, 2), dtype=np.float32)
         self.carry_anchor, self.carry_part = np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
@@ -437,10 +439,11 @@ class FlowWarper:
         best_score = np.full(n, -np.inf, dtype=np.float32)
         best_facing = np.zeros(n, dtype=np.float32)  # of the chosen point when it is itself seen
         best_weight = np.ones(n, dtype=np.float32)
+        best_kind = np.full(n, -1, dtype=np.int8)
         # Ranked candidates: a visible point (2 + facing), its visible mirror image (1 + facing), the
-        # same body part seen from behind (0 + facing; not on the head). A visible point the photo saw
-        # much less squarely than the frame shows it ranks low (it would be stretched). The best score
-        # across sources wins.
+        # same body part seen from behind (0 + facing; not on the head). The best score across sources
+        # wins (a point one photo saw edge-on comes from another that saw it squarely); the photo's
+        # colour is then blended into the fill by how much it would be stretched.
         for si, (src, attr) in enumerate(zip(self.sources, self.attr, strict=True)):
             vals = ras.interpolate(attr)
             own, mir = vals[:, 0:3], vals[:, 3:6]
@@ -448,9 +451,9 @@ class FlowWarper:
             ratio_mir = np.minimum(vals[:, 7] / tgt_facing, 1.0)
             candidates = (
                 (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS, own[:, :2],
-                 np.where(ratio_own >= STRETCH_OK, 2.0 + vals[:, 6], 0.5 + ratio_own), ratio_own),
+                 2.0 + vals[:, 6], ratio_own),
                 (mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS, mir[:, :2],
-                 np.where(ratio_mir >= STRETCH_OK, 1.0 + vals[:, 7], 0.3 + ratio_mir), ratio_mir),
+                 1.0 + vals[:, 7], ratio_mir),
                 ((self._lookup(src.part, own, -1) == part_px) & ~head_px, own[:, :2], vals[:, 6],
                  np.ones(n, dtype=np.float32)),
             )
@@ -465,6 +468,7 @@ class FlowWarper:
                 best_score[take] = score[take]
                 best_facing[take] = vals[take, 6] if k == 0 else 0.0
                 best_weight[take] = smoothstep(ratio[take], STRETCH_BAD, STRETCH_OK)
+                best_kind[take] = k
         map_x = np.full((h, w), np.nan, dtype=np.float32)
         map_y = np.full((h, w), np.nan, dtype=np.float32)
         source = np.full((h, w), -1, dtype=np.int16)
@@ -484,11 +488,35 @@ class FlowWarper:
         fill_x[textured], fill_y[textured] = fuv[:, 0], fuv[:, 1]
         hole = body & (source < 0)
         self._carry(vertices, map_x, map_y, source, part, body, x0, y0)
+        edge = self._edge(map_x, map_y, source, body)
         facing = np.zeros((h, w), dtype=np.float32)
         facing[body] = best_facing
+        kind = np.full((h, w), -1, dtype=np.int8)
+        kind[body] = best_kind
         return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
                 "facing": facing, "weight": weight, "fill": fill, "fill_x": fill_x,
-                "fill_y": fill_y, "textured": textured}
+                "fill_y": fill_y, "textured": textured, "edge": edge,
+                "candidate": kind}
+
+    def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray
+              ) -> np.ndarray:
+        """A thin ring just outside the body where no clothes were carried: the photo's pixels just
+        outside the same surface point (the nearest body pixel's source plus the offset), so that
+        the person's soft, anti-aliased outline comes along; the photo's matte there decides how
+        much of it shows."""
+        h, w = body.shape
+        filled = body & (source >= 0)
+        if not filled.any():
+            return np.zeros_like(body)
+        dist, near = _nearest(filled)
+        ring = ~body & (source < 0) & (dist <= max(1.0, 1.0 * self.px))
+        ys, xs = np.nonzero(ring)
+        n = near[ys, xs]
+        ny, nx = np.divmod(n, w)
+        map_x[ys, xs] = map_x.ravel()[n] + (xs - nx)
+        map_y[ys, xs] = map_y.ravel()[n] + (ys - ny)
+        source[ys, xs] = source.ravel()[n]
+        return ring
 
     def _carry(self, vertices: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray,
                part: np.ndarray, body: np.ndarray, x0: int, y0: int) -> None:
@@ -576,7 +604,12 @@ class FlowWarper:
             col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             a = cv2.remap(src.mask_trim, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            off_body = sel & ~body
+            edge = sel & fl["edge"]
+            off_body = sel & ~body & ~edge
+            if edge.any():
+                a_edge = cv2.remap(src.mask_edge, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                a[edge] = a_edge[edge]
+                rgb[edge] = col[edge]
             if off_body.any():
                 a_off = cv2.remap(src.mask_off, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                 a_off[~off_body] = 0.0
