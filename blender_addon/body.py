@@ -8,8 +8,8 @@ of every vertex with a flag saying whether that photo sees it. Here:
 - every triangle takes its colour from the first photo that sees all three corners (else the photo
   that sees most of them): one material per photo, one UV map ("VMCLIP_photo") for all;
 - corners a photo does not see (the back, the far side of a limb, anything off the person's mask) take
-  the texture coordinate of the nearest vertex that photo does see, so they get the person's colours
-  (never the colour of the photo's corner or of the room behind the person);
+  the texture coordinate of the nearest vertex of the same body part that the photo sees squarely, so
+  they get the person's colours (never the colour of the photo's corner or of the room);
 - one vertex group per SMPL-24 bone, an Armature modifier on the rig.
 """
 
@@ -29,6 +29,8 @@ SQUARE_FACING = 0.55
 # A triangle seen fully by several photos takes the first unless another sees it this much more
 # squarely (cosine): the first photo is usually the one the artist cares about.
 FIRST_PHOTO_BONUS = 0.2
+# A body part needs this many squarely seen vertices to colour its own unseen ones.
+MIN_PART_SOURCES = 8
 
 
 def body_name(arm_obj) -> str:
@@ -57,23 +59,41 @@ def face_views(faces: np.ndarray, visible: list[np.ndarray], facing: list[np.nda
     return np.where(full.any(0), score.argmax(0), counts.argmax(0))
 
 
-def fill_unseen(points: np.ndarray, uv: np.ndarray, visible: np.ndarray, facing: np.ndarray) -> np.ndarray:
+def _nearest(points: np.ndarray, sources: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For each query vertex, the nearest source vertex (indices into `points`)."""
+    tree = kdtree.KDTree(len(sources))
+    for i in sources:
+        tree.insert(points[i], int(i))
+    tree.balance()
+    return np.fromiter((tree.find(points[i])[1] for i in queries), dtype=np.int64, count=len(queries))
+
+
+def fill_unseen(points: np.ndarray, uv: np.ndarray, visible: np.ndarray, facing: np.ndarray,
+                part: np.ndarray | None = None) -> np.ndarray:
     """Texture coordinates where every vertex the photo does not see takes those of the nearest vertex
-    (on the rest mesh) that the photo sees squarely: vertices seen at a slant are left out as sources,
-    since they are where shadows and the outline's mixed pixels are (they would streak the back)."""
+    (on the rest mesh) that the photo sees squarely, on the same body part when `part` (the bone that
+    moves each vertex most) is given and that part is seen at all: the back of the chest takes the
+    shirt, not the neck's skin. Vertices seen at a slant are left out as sources, since they are where
+    shadows and the outline's mixed pixels are (they would streak the back)."""
     visible = np.asarray(visible, bool)
     out = np.array(uv, dtype=np.float32)
     square = visible & (np.asarray(facing) >= SQUARE_FACING)
-    seen = np.nonzero(square if square.sum() >= 0.25 * visible.sum() else visible)[0]
+    source = square if square.sum() >= 0.25 * visible.sum() else visible
     unseen = np.nonzero(~visible)[0]
-    if len(seen) == 0 or len(unseen) == 0:
+    if not source.any() or len(unseen) == 0:
         return out
-    tree = kdtree.KDTree(len(seen))
-    for i in seen:
-        tree.insert(points[i], int(i))
-    tree.balance()
-    nearest = np.fromiter((tree.find(points[i])[1] for i in unseen), dtype=np.int64, count=len(unseen))
-    out[unseen] = out[nearest]
+    part = np.zeros(len(points), dtype=np.int64) if part is None else np.asarray(part, dtype=np.int64)
+    rest = []
+    for p in np.unique(part[unseen]):
+        queries = unseen[part[unseen] == p]
+        own = np.nonzero(source & (part == p))[0]
+        if len(own) >= MIN_PART_SOURCES:
+            out[queries] = out[_nearest(points, own, queries)]
+        else:
+            rest.append(queries)
+    if rest:
+        queries = np.concatenate(rest)
+        out[queries] = out[_nearest(points, np.nonzero(source)[0], queries)]
     return out
 
 
@@ -128,7 +148,8 @@ def build_body(context, arm_obj, mesh, image_paths: list[str]) -> bpy.types.Obje
     n_views = min(len(mesh.uv), len(image_paths))
     if n_views == 0:
         raise ValueError("the analysis has no photo to texture the body with")
-    filled = [fill_unseen(verts, mesh.uv[k], mesh.visible[k], mesh.facing[k]) for k in range(n_views)]
+    part = np.asarray(mesh.skin_joints)[:, 0]  # the bone that moves each vertex most
+    filled = [fill_unseen(verts, mesh.uv[k], mesh.visible[k], mesh.facing[k], part) for k in range(n_views)]
     chosen = face_views(faces, mesh.visible[:n_views], mesh.facing[:n_views])
 
     name = body_name(arm_obj)

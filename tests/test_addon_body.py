@@ -231,3 +231,36 @@ def test_posing_the_rig_moves_the_body_like_the_backend_skins_it(body_run):
         print(f"frame {frame}: Blender vs backend skinning, median {np.median(err) * 1000:.2f} mm, "
               f"99.5% {np.percentile(err, 99.5) * 1000:.1f} mm, max {err.max() * 1000:.1f} mm")
         assert np.median(err) < 0.003 and np.percentile(err, 99.5) < 0.02
+
+
+def test_photo_choice_and_filling_of_unseen_vertices(tmp_path, addon_zip):  # noqa: F811
+    """Two photos: a triangle takes the first photo that sees it whole (another only when it sees it
+    much more squarely); vertices a photo does not see take the UV of the nearest squarely seen vertex
+    of the same body part (else of any part), never their own projection."""
+    result = run_bpy(f'''
+        body = import_module({ADDON_MODULE!r} + ".body")
+        faces = np.array([[0, 1, 2], [3, 4, 5], [0, 2, 6]])
+        vis = [np.array([1, 1, 1, 0, 1, 1, 1], bool), np.array([1, 1, 1, 1, 1, 1, 0], bool)]
+        squarely = [np.array([.5, .5, .5, 0, .9, .9, .9]), np.array([.9, .9, .9, .9, .9, .9, 0])]
+        chosen = body.face_views(faces, vis, squarely).tolist()
+        # part 0: 10 points on x in 0..0.9; part 1: 10 points on x in 3..3.9, one slanted at x = 1.25,
+        # and the unseen vertex at x = 1.2 (nearer to part 0 and to the slanted one)
+        x = np.concatenate([np.arange(10) * 0.1, 3 + np.arange(10) * 0.1, [1.25, 1.2]])
+        pts = np.stack([x, np.zeros_like(x), np.zeros_like(x)], 1)
+        part = np.array([0] * 10 + [1] * 10 + [1, 1])
+        seen = np.array([True] * 21 + [False])
+        facing = np.array([0.9] * 20 + [0.2, 0.0])
+        uv = np.stack([x / 4, x / 8], 1).astype(np.float32)
+        by_part = body.fill_unseen(pts, uv, seen, facing, part)
+        anywhere = body.fill_unseen(pts, uv, seen, facing)
+        emit({{"chosen": chosen, "by_part": by_part.tolist(), "anywhere": anywhere.tolist(),
+              "uv": uv.tolist()}})
+    ''', tmp_path, addon_zip)
+    # face 0: both photos see it whole, the second far more squarely (0.9 vs 0.5, beyond the first's
+    # bonus); face 1: only the second sees it whole; face 2: only the first does
+    assert result["chosen"] == [1, 1, 0]
+    uv = np.array(result["uv"])
+    by_part, anywhere = np.array(result["by_part"]), np.array(result["anywhere"])
+    assert np.array_equal(by_part[:21], uv[:21]) and np.array_equal(anywhere[:21], uv[:21])
+    assert np.array_equal(by_part[21], uv[10])  # its own part's nearest squarely seen vertex (x = 3)
+    assert np.array_equal(anywhere[21], uv[9])  # without parts: the nearest squarely seen (x = 0.9)
