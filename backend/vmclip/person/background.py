@@ -12,7 +12,11 @@ import cv2
 import numpy as np
 
 WORK_SIDE = 512  # PatchMatch runs at most at this size (longest side)
-BAND = 0.15  # height of the hole's bands filled one after another, as a fraction of the person's height
+# Height of the hole's bands filled one after another, as a fraction of the person's height. Each band
+# is a source for the next, so thin bands hand a column's colours down band after band (vertical streaks
+# through a brick wall at 0.15); three or so bands per person keep rows of bricks, a plinth or a skirting
+# board running across, while a single band (the whole hole at once) averages into a grey smear.
+BAND = 0.4
 
 
 def hole_mask(
