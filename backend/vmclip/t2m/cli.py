@@ -97,6 +97,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="post-norm transformer layers as MotionCLIP (default: pre-norm, which learns "
         "motion dynamics much faster on a small budget)",
     )
+    tr.add_argument("--dropout", type=float, default=0.1, help="transformer dropout (MotionCLIP: 0.1)")
+    tr.add_argument(
+        "--align-weight", type=float, default=1.0, help="factor on the text-alignment losses"
+    )
+    tr.add_argument(
+        "--gen-weight", type=float, default=1.0, help="factor on the text-decoding losses"
+    )
+    tr.add_argument(
+        "--gen-fraction", type=float, default=0.25, help="share of a batch decoded from its text"
+    )
+    tr.add_argument(
+        "--velocity-weight", type=float, default=1.0, help="factor on the joint and root velocity losses"
+    )
     tr.add_argument("--bank-size", type=int, default=6000, help="latents kept for generation")
     tr.add_argument(
         "--sources",
@@ -189,6 +202,7 @@ def _train(args: argparse.Namespace) -> int:
         "memory_tokens": args.memory_tokens,
         "memory_scale": args.memory_scale,
         "norm_first": not args.post_norm,
+        "dropout": args.dropout,
     }
     opts = TrainOptions(
         data=args.data,
@@ -207,6 +221,10 @@ def _train(args: argparse.Namespace) -> int:
         sources=args.sources,
         bf16=not args.no_bf16,
         warmup=args.warmup,
+        gen_fraction=args.gen_fraction,
+        align_weight=args.align_weight,
+        gen_weight=args.gen_weight,
+        velocity_weight=args.velocity_weight,
     )
     train(opts)
     return 0

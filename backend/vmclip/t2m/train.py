@@ -52,6 +52,23 @@ class TrainOptions:
     bf16: bool = True  # bfloat16 autocast for the transformer passes (CPU with AVX-512 BF16, or CUDA)
     lr_total_steps: int | None = None  # length of the LR schedule (default: steps)
     gen_fraction: float = 0.25  # share of each batch also decoded from its text embedding
+    # Factors on groups of loss weights (losses.LAMBDAS): text alignment (cosine + contrastive),
+    # decoding from the text embedding, and joint/root velocities.
+    align_weight: float = 1.0
+    gen_weight: float = 1.0
+    velocity_weight: float = 1.0
+
+    def lambdas(self) -> dict[str, float]:
+        lam = dict(L.LAMBDAS)
+        for k in ("cosine", "ce"):
+            lam[k] *= self.align_weight
+        lam["gen"] *= self.gen_weight
+        for k in ("vel", "velxyz", "rootvel"):
+            lam[k] *= self.velocity_weight
+        return lam
+
+
+LOSS_FACTORS = ("align_weight", "gen_weight", "velocity_weight", "gen_fraction")
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -264,6 +281,9 @@ def train(opts: TrainOptions) -> dict:
         state = torch.load(opts.resume, map_location="cpu", weights_only=False)
         cfg = ModelConfig.from_dict(state["config"])
         opts.seed = state["seed"]
+        # A resumed run keeps the loss balance it started with.
+        for k, v in state.get("loss_factors", {}).items():
+            setattr(opts, k, v)
     else:
         cfg = ModelConfig(
             **{**{"latent_dim": DIMS[opts.encoder], "text_encoder": opts.encoder}, **opts.model}
@@ -317,10 +337,13 @@ def train(opts: TrainOptions) -> dict:
                 "step": step,
                 "best": best,
                 "seed": opts.seed,
+                "loss_factors": {k: getattr(opts, k) for k in LOSS_FACTORS},
             },
             path,
         )
 
+    lambdas = opts.lambdas()
+    say(f"loss weights: {lambdas}")
     stopped_early = False
     while step < opts.steps:
         for g in optim.param_groups:
@@ -330,7 +353,7 @@ def train(opts: TrainOptions) -> dict:
         losses = _step_losses(
             model, batch, text, clip_keys.to(device)[batch["clip"]], opts.bf16, opts.gen_fraction
         )
-        loss = L.total(losses)
+        loss = L.total(losses, lambdas)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
