@@ -202,9 +202,9 @@ class Pipeline:
         try:
             from vmclip.server.body_payload import body_payload
 
-            progress(0.95, "projecting the photos onto the body")
+            progress(0.99, "projecting the photos onto the body")
             mesh, frames, per_view = body_payload(analysis, self.device)
-        except (ImportError, VmclipError, ValueError, OSError) as exc:  # the summary is still useful
+        except (ImportError, VmclipError, ValueError, OSError, RuntimeError) as exc:  # summary still useful
             log.warning("no body mesh in the analyze reply: %s", exc)
             warnings.append(f"the fitted body could not be sent: {exc}")
         progress(1.0, "analysis ready")
