@@ -183,8 +183,9 @@ def trans_mapping(arm_obj) -> tuple[float, float]:
 def fit_rest_to_person(context, arm_obj, joints: np.ndarray, floor_offset: float, trans_scale: float) -> bool:
     """Move the rig's rest pose onto the person's rest joints ((24, 3), motion frame, pelvis at the
     origin; the pelvis stands `floor_offset` above the floor), so that skinning the person's body is
-    exact. Every bone keeps its rest orientation: keys on earlier actions keep their meaning (only
-    where the joints pivot changes). Returns whether any bone moved."""
+    exact. Every bone keeps its rest orientation, so rotation keys on earlier actions keep their
+    meaning (only where the joints pivot changes); their pelvis location keys stay relative to the
+    old rest height. Returns whether any bone moved."""
     joints = np.asarray(joints, dtype=np.float64)
     names = list(smpl.JOINT_NAMES)
     offsets = joints - joints[[max(p, 0) for p in smpl.PARENTS]]
