@@ -36,14 +36,14 @@ CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface o
 # that the renderer would then carry through every pose.
 CLOTH_MAX_SEGMENT = {"hand": 0.02, "wrist": 0.03, "foot": 0.03, "ankle": 0.04, "elbow": 0.06,
                      "shoulder": 0.08, "collar": 0.12, "neck": 0.10, "head": 0.12}
-CLOTH_MAX_FACE = 0.03  # front of the head: hair may frame the face, nothing grows out of it
+CLOTH_MAX_FACE = 0.015  # front of the head: hair may frame the face, nothing grows out of it
 CLOTH_LR = 0.008  # metres per Adam step of the offsets
 INTERP_SIGMA = 0.04  # metres: reach of each offset sample (they lie about 5 cm apart)
 CLOTH_SMOOTH = 300.0  # weight of the offsets' smoothness (difference to the mean of their neighbours)
 # Silhouette weights while fitting the body (surface outside the mask; mask far from the surface). The
 # cover term is kept low: loose clothes are the offsets' job; a body fattened to fill a skirt stays fat
 # below its hem and cannot be thinned by offsets, which only push outwards.
-SIL_OUT, SIL_COVER = 20.0, 25.0
+SIL_OUT, SIL_COVER = 40.0, 25.0
 # Clothing offsets: the same two terms plus a soft silhouette IoU, all on a dense surface sample
 # (one vertex per DENSE_CELL voxel) splatted on a grid of GRID_PX pixels over the person's height (full
 # resolution for smaller people: a coarser grid blurs the outline), blurred by GRID_SIGMA pixels, with
