@@ -334,6 +334,9 @@ class FlowWarper:
                                     axis=1) for s in sources]
         self.rest = None if rest_vertices is None else np.asarray(rest_vertices, dtype=np.float64)
         self.fill = self._fill_colours()
+        # The first photo's attributes carry the fill colour and fill coordinates along (one
+        # interpolation per frame).
+        self.attr[0] = np.concatenate([self.attr[0], self.fill, self.fill_uv], axis=1).astype(np.float32)
 
     def _fill_colours(self) -> np.ndarray:
         """Per-vertex fill colour (V, 3): the colour of the photo that saw the vertex most squarely
@@ -410,14 +413,20 @@ class FlowWarper:
         return out
 
     def _target_facing(self, vertices: np.ndarray, ras: Raster) -> np.ndarray:
-        """Per covered pixel, how squarely the output camera sees the surface (flat per triangle)."""
-        v = np.asarray(vertices, dtype=np.float64)
-        fn = face_normals(v, self.faces)
-        centre = v[self.faces].mean(1)
-        view = self.camera.centre[None, :] - centre
-        view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
-        facing = np.abs((fn * view).sum(1)).astype(np.float32)
-        return facing[ras.tri[ras.mask]]
+        """Per covered pixel, how squarely the output camera sees the surface (flat per triangle;
+        only the triangles in view are computed)."""
+        tri = ras.tri[ras.mask]
+        mark = np.zeros(len(self.faces), dtype=bool)
+        mark[tri] = True
+        seen = np.flatnonzero(mark)
+        index = np.cumsum(mark) - 1
+        inverse = index[tri]
+        corners = np.asarray(vertices, dtype=np.float64)[self.faces[seen]]
+        fn = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        view = self.camera.centre[None, :] - corners.mean(1)
+        cos = np.abs((fn * view).sum(1)) / np.maximum(
+            np.linalg.norm(fn, axis=1) * np.linalg.norm(view, axis=1), 1e-12)
+        return cos.astype(np.float32)[inverse]
 
     def flow(self, vertices: np.ndarray, roi: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
         """Backward flow for one posed body over the window `roi`: `map_x`, `map_y` source
@@ -431,8 +440,9 @@ class FlowWarper:
         h, w = ras.tri.shape
         body = ras.mask
         n = int(body.sum())
-        part_px = self.vertex_part[ras.vertex_of_max_weight()]
-        head_px = self.head_part[ras.vertex_of_max_weight()]
+        nearest_vertex = ras.vertex_of_max_weight()
+        part_px = self.vertex_part[nearest_vertex]
+        head_px = self.head_part[nearest_vertex]
         tgt_facing = np.maximum(self._target_facing(vertices, ras), 0.05)
         best = np.full(n, -1, dtype=np.int64)
         best_uv = np.full((n, 2), np.nan, dtype=np.float32)
@@ -446,6 +456,8 @@ class FlowWarper:
         # colour is then blended into the fill by how much it would be stretched.
         for si, (src, attr) in enumerate(zip(self.sources, self.attr, strict=True)):
             vals = ras.interpolate(attr)
+            if si == 0:
+                fill_vals = vals[:, 8:]
             own, mir = vals[:, 0:3], vals[:, 3:6]
             ratio_own = np.minimum(vals[:, 6] / tgt_facing, 1.0)
             ratio_mir = np.minimum(vals[:, 7] / tgt_facing, 1.0)
@@ -479,13 +491,12 @@ class FlowWarper:
         weight = np.zeros((h, w), dtype=np.float32)
         weight[body] = np.where(best >= 0, best_weight, 0.0)
         fill = np.zeros((h, w, 3), dtype=np.float32)
-        fill[body] = ras.interpolate(self.fill)
+        fill[body] = fill_vals[:, 0:3]
         fill_x = np.full((h, w), -1e4, dtype=np.float32)
         fill_y = np.full((h, w), -1e4, dtype=np.float32)
         textured = body.copy()
         textured[body] = ~head_px
-        fuv = ras.interpolate(self.fill_uv, where=textured)
-        fill_x[textured], fill_y[textured] = fuv[:, 0], fuv[:, 1]
+        fill_x[textured], fill_y[textured] = fill_vals[~head_px, 3], fill_vals[~head_px, 4]
         hole = body & (source < 0)
         self._carry(vertices, map_x, map_y, source, part, body, x0, y0)
         edge = self._edge(map_x, map_y, source, body)
