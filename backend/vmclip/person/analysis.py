@@ -210,7 +210,7 @@ def analyze(
     input (unreadable file, no person, ...), with the photo named."""
     from vmclip.person.body import load_body_model
     from vmclip.person.detect import detect
-    from vmclip.person.fit import fit_views
+    from vmclip.person.fit import ITERATIONS, fit_views
     from vmclip.person.images import load_image
 
     if isinstance(images, (str, os.PathLike, np.ndarray, bytes, bytearray)):
@@ -234,7 +234,7 @@ def analyze(
         warnings.extend(det.warnings)
     report(0.4, "fitting the body")
     body = load_body_model(body_kind, device=device)
-    results = fit_views(body, loaded, detections, iterations=(40, 60, 40) if fit else (0, 0, 0))
+    results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
     views = []
     for i, (image, det, res) in enumerate(zip(loaded, detections, results, strict=True)):
         if background:

@@ -37,7 +37,7 @@ CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface o
 CLOTH_MAX_SEGMENT = {"hand": 0.02, "wrist": 0.03, "foot": 0.03, "ankle": 0.04, "elbow": 0.06,
                      "shoulder": 0.08, "collar": 0.12, "neck": 0.10, "head": 0.12}
 CLOTH_MAX_FACE = 0.015  # front of the head: hair may frame the face, nothing grows out of it
-CLOTH_LR = 0.008  # metres per Adam step of the offsets
+CLOTH_LR = 0.01  # metres per Adam step of the offsets
 INTERP_SIGMA = 0.04  # metres: reach of each offset sample (they lie about 5 cm apart)
 CLOTH_SMOOTH = 300.0  # weight of the offsets' smoothness (difference to the mean of their neighbours)
 # Silhouette weights while fitting the body (surface outside the mask; mask far from the surface). The
@@ -52,6 +52,7 @@ SIL_OUT, SIL_COVER = 40.0, 25.0
 CLOTH_OUT, CLOTH_COVER, CLOTH_IOU = 10.0, 80.0, 1.0
 DENSE_CELL = 0.02  # metres
 GRID_PX, GRID_SIGMA, GRID_GAIN = 256.0, 1.0, 4.0
+ITERATIONS = (40, 60, 30)  # Adam steps: pose; pose + shape + silhouette; clothing offsets
 # Camera rotation world -> camera: the camera looks along world -Z, image y down = world -Y.
 CAM_FROM_WORLD = np.diag([1.0, -1.0, -1.0])
 
@@ -394,7 +395,7 @@ def fit_views(
     body: BodyModel,
     images: list[np.ndarray],
     detections: list[Detection],
-    iterations: tuple[int, int, int] = (40, 60, 40),
+    iterations: tuple[int, int, int] = ITERATIONS,
     shape: dict | None = None,
 ) -> list[FitResult]:
     """Fit one shape and per-view pose + camera to the detections (see the module docstring).
