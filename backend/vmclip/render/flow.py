@@ -189,7 +189,11 @@ class SourceView:
         visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + VISIBILITY_EPS
         # How squarely each vertex was seen (0 where hidden), and the (slightly blurred) photo colour
         # there: the raw material of the fill colour.
-        self.quality = np.where(visible, self.facing, 0.0).astype(np.float32)
+        # Only where the photo shows the person there (a fit a little larger than the person would
+        # otherwise lend the background's or the bleeding's colours).
+        on_person = np.zeros(len(uv), dtype=bool)
+        on_person[inside] = self.mask[vi[inside], ui[inside]] >= 0.5
+        self.quality = np.where(visible & on_person, self.facing, 0.0).astype(np.float32)
         blur = cv2.GaussianBlur(self.bled.astype(np.float32), (0, 0), 1.5 * px)
         self.vertex_colour = cv2.remap(blur, uv[None, :, 0].astype(np.float32),
                                        uv[None, :, 1].astype(np.float32), cv2.INTER_LINEAR,
@@ -380,7 +384,8 @@ class FlowWarper:
             head = self.head_part
             centre = self.rest[head].mean(0)
             size = max(float(np.ptp(self.rest[head, 2])), 1e-6)
-            top = known & head & (self.rest[:, 1] > centre[1] + 0.1 * size)
+            # (the crown is seen only obliquely in a photo from the front: any view of it will do)
+            top = head & (quality.max(0) >= 0.08) & (self.rest[:, 1] > centre[1] + 0.3 * size)
             if top.any():
                 top_fill = spread(colour, top | (known & ~head), 30)
                 back = smoothstep((centre[2] - self.rest[:, 2]) / size, -0.1, 0.25)
