@@ -236,17 +236,19 @@ class SourceView:
                 dist[g], anchor[g] = d[ys, xs], near[ys, xs]
         d1 = dist.min(0)
         keep = d1 <= CARRY_MAX_PX * px
-        # Regions about as near as the nearest one: the pixel's owner is ambiguous. The trunk wins
-        # (cloth between a hanging arm and the chest stays on the chest when the arm rises); between
-        # limbs (a skirt between the legs) the two nearest share it.
+        # Regions about as near as the nearest one: the pixel's owner is ambiguous, and the trunk
+        # takes it: cloth between a hanging arm and the chest stays on the chest when the arm rises,
+        # a skirt between the legs hangs from the hips when the legs part. Without a trunk in view,
+        # the two nearest regions share it.
         margin = np.maximum(3.0 * px, 0.5 * d1)
         near = dist <= (d1 + margin)[None]
-        trunk = near[TRUNK]
+        cols = np.arange(len(ys))
         order = np.argsort(dist, axis=0)
         first, second = order[0], order[1]
+        shared = near[second, cols] & np.isfinite(dist[second, cols])
+        trunk = near[TRUNK] | (shared & np.isfinite(dist[TRUNK]))
         first = np.where(trunk, TRUNK, first)
-        second_ok = ~trunk & near[second, np.arange(len(ys))] & np.isfinite(dist[second, np.arange(len(ys))])
-        cols = np.arange(len(ys))
+        second_ok = ~trunk & shared
         w1 = 1.0 / (dist[first, cols] + 2.0 * px)
         w2 = np.where(second_ok, 1.0 / (dist[second, cols] + 2.0 * px), 0.0)
         total = w1 + w2
@@ -374,6 +376,11 @@ class FlowWarper:
         best_q = np.zeros(self.num_parts)
         np.maximum.at(best_q, self.vertex_part, first.quality)
         threshold = np.minimum(SEEN_FACING, 0.6 * best_q)[self.vertex_part]
+        # Where the photos saw too little of a part squarely (under a tenth of it), its fill would
+        # repeat a few pixels over the whole part: a stretched sample of the photo looks better.
+        seen_share = (np.bincount(self.vertex_part, weights=known.astype(float), minlength=self.num_parts)
+                      / np.maximum(np.bincount(self.vertex_part, minlength=self.num_parts), 1))
+        self.fill_ok = (seen_share >= 0.1)[self.vertex_part]
         self.fill_uv = spread(first.uvz[:, :2].astype(np.float64),
                               (first.quality >= threshold) & (first.quality > 0.05), 100).astype(np.float32)
         fill = spread(colour, known, 30)
@@ -448,6 +455,7 @@ class FlowWarper:
         nearest_vertex = ras.vertex_of_max_weight()
         part_px = self.vertex_part[nearest_vertex]
         head_px = self.head_part[nearest_vertex]
+        fill_ok_px = self.fill_ok[nearest_vertex]
         tgt_facing = np.maximum(self._target_facing(vertices, ras), 0.05)
         best = np.full(n, -1, dtype=np.int64)
         best_uv = np.full((n, 2), np.nan, dtype=np.float32)
@@ -484,7 +492,8 @@ class FlowWarper:
                 best_uv[take] = uv[take]
                 best_score[take] = score[take]
                 best_facing[take] = vals[take, 6] if k == 0 else 0.0
-                best_weight[take] = smoothstep(ratio[take], STRETCH_BAD, STRETCH_OK)
+                blend = smoothstep(ratio[take], STRETCH_BAD, STRETCH_OK)
+                best_weight[take] = np.where(fill_ok_px[take], blend, 1.0)
                 best_kind[take] = k
         map_x = np.full((h, w), np.nan, dtype=np.float32)
         map_y = np.full((h, w), np.nan, dtype=np.float32)
