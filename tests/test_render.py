@@ -210,6 +210,37 @@ def test_cloth_beside_a_hanging_arm_stays_with_the_chest_when_the_arm_rises(body
     assert np.median(np.nonzero(red)[0]) < armpit - 20
 
 
+def test_cloth_between_the_legs_hangs_from_the_hips_when_a_leg_kicks(body):
+    from vmclip.motion import JOINT_INDEX
+
+    shape = body.default_shape()
+    dull = texture(body, shape) * 0.4 + 60
+    stance = pose(left_hip=(0, 0, 0.3), right_hip=(0, 0, -0.3), **ARMS_DOWN)
+    person = make_person(body, shape, width=512, height=384, colors=dull, local_rot=stance)
+    view = person.views[0]
+    part = build_scene(person, size=512, body=body).sources[0].part
+    left = np.isin(part, [JOINT_INDEX[n] for n in ("left_hip", "left_knee")])
+    right = np.isin(part, [JOINT_INDEX[n] for n in ("right_hip", "right_knee")])
+    d_left = cv2.distanceTransform((~left).astype(np.uint8), cv2.DIST_L2, 5)
+    d_right = cv2.distanceTransform((~right).astype(np.uint8), cv2.DIST_L2, 5)
+    # A skirt's cloth between the knees: as near one leg as the other, well below the hips.
+    crotch = np.nonzero((part < 0) & (d_left <= 12) & (d_right <= 12))[0].min()
+    rows = np.arange(part.shape[0])[:, None]
+    gap = (part < 0) & (np.abs(d_left - d_right) <= 12) & (d_left <= 30) & (rows > crotch + 20)
+    assert gap.sum() > 30
+    view.image[gap] = (0, 255, 0)
+    view.mask[gap] = 1.0
+    kick = pose(left_hip=(0, 0, 1.1), right_hip=(0, 0, -0.3), **ARMS_DOWN)  # the left leg swings out
+    _, warped, frame = _warp_once(body, person, kick)
+    px = frame.astype(int)
+    green = (px[..., 1] > 200) & (px[..., 0] < 80) & (px[..., 2] < 80)
+    assert green.sum() > 0.2 * gap.sum()
+    # It stays about where it hung (the hips hardly moved), not dragged along by the swinging leg
+    # (sharing it between the legs would move it some 18 px).
+    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 11
+    assert np.abs(np.nonzero(green)[0].mean() - np.nonzero(gap)[0].mean()) < 6
+
+
 def test_back_of_the_head_is_not_given_the_face(body):
     shape = body.default_shape()
     rest = body.rest_vertices(shape)
