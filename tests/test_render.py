@@ -235,9 +235,9 @@ def test_cloth_between_the_legs_hangs_from_the_hips_when_a_leg_kicks(body):
     px = frame.astype(int)
     green = (px[..., 1] > 200) & (px[..., 0] < 80) & (px[..., 2] < 80)
     assert green.sum() > 0.2 * gap.sum()
-    # It stays about where it hung (the hips hardly moved), not dragged along by the swinging leg
+    # It stays where it hung, in one piece (the hips hardly moved), not dragged by the swinging leg
     # (sharing it between the legs would move it some 18 px).
-    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 11
+    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 5
     assert np.abs(np.nonzero(green)[0].mean() - np.nonzero(gap)[0].mean()) < 6
 
 

@@ -222,6 +222,7 @@ class SourceView:
         self.carry_xy = np.zeros((0, 2), dtype=np.float32)
         self.carry_anchor, self.carry_part = np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
         self.carry_weight = np.zeros((0, 2), np.float32)
+        self.carry_trunk_rigid = np.zeros(0, dtype=bool)
         self.carry_tri, self.carry_bary = np.zeros((0, 2), np.int64), np.zeros((0, 2, 3), np.float32)
         if not body.any() or not carried.any():
             return
@@ -264,6 +265,9 @@ class SourceView:
         # Far pixels first: where two land on one output pixel, the one nearer its body wins.
         order = np.argsort(-d1[keep], kind="stable")
         ys, xs, anc, weight = ys[keep][order], xs[keep][order], anc[keep][order], weight[keep][order]
+        # Cloth between two limbs that the trunk took (not itself beside the trunk) moves with the
+        # trunk as a whole: the trunk's surface deforms near a swinging hip and would tear it.
+        self.carry_trunk_rigid = (trunk & shared & ~near[TRUNK])[keep][order]
         self.carry_xy = np.stack([xs, ys], 1).astype(np.float32)
         self.carry_anchor = anc
         self.carry_part = part.ravel()[anc].astype(np.int64)
@@ -568,6 +572,14 @@ class FlowWarper:
             rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
             on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
             pos += src.carry_weight[:, k, None] * np.where(on_head[:, None], rigid, surf)
+        if src.carry_trunk_rigid.any():
+            region = np.zeros(self.num_parts, dtype=np.int64)
+            region[:len(JOINT_REGION)] = JOINT_REGION
+            lin_r, ms_r, md_r = part_similarities(src.uvz[:, :2].astype(np.float64), uv_t,
+                                                  region[self.vertex_part], NUM_REGIONS,
+                                                  valid=(src.uvz[:, 2] > 0) & (z_t > 0))
+            sel = src.carry_trunk_rigid
+            pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
         h, w = body.shape
         main = lin[src.carry_part[:, 0]]
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
