@@ -223,10 +223,10 @@ def test_cloth_between_the_legs_hangs_from_the_hips_when_a_leg_kicks(body):
     right = np.isin(part, [JOINT_INDEX[n] for n in ("right_hip", "right_knee")])
     d_left = cv2.distanceTransform((~left).astype(np.uint8), cv2.DIST_L2, 5)
     d_right = cv2.distanceTransform((~right).astype(np.uint8), cv2.DIST_L2, 5)
-    # A skirt's cloth between the knees: as near one leg as the other, well below the hips.
+    # A skirt's cloth between the thighs: as near one leg as the other, below the hips.
     crotch = np.nonzero((part < 0) & (d_left <= 12) & (d_right <= 12))[0].min()
     rows = np.arange(part.shape[0])[:, None]
-    gap = (part < 0) & (np.abs(d_left - d_right) <= 12) & (d_left <= 30) & (rows > crotch + 20)
+    gap = (part < 0) & (np.abs(d_left - d_right) <= 12) & (rows > crotch + 20) & (rows < crotch + 40)
     assert gap.sum() > 30
     view.image[gap] = (0, 255, 0)
     view.mask[gap] = 1.0
@@ -235,9 +235,8 @@ def test_cloth_between_the_legs_hangs_from_the_hips_when_a_leg_kicks(body):
     px = frame.astype(int)
     green = (px[..., 1] > 200) & (px[..., 0] < 80) & (px[..., 2] < 80)
     assert green.sum() > 0.2 * gap.sum()
-    # It stays where it hung, in one piece (the hips hardly moved), not dragged by the swinging leg
-    # (sharing it between the legs would move it some 18 px).
-    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 5
+    # It stays where it hung, in one piece (the hips hardly moved), not dragged by the swinging leg.
+    assert np.abs(np.nonzero(green)[1].mean() - np.nonzero(gap)[1].mean()) < 8
     assert np.abs(np.nonzero(green)[0].mean() - np.nonzero(gap)[0].mean()) < 6
 
 

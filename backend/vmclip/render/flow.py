@@ -33,6 +33,8 @@ from vmclip.render.raster import Raster, Rasterizer, project
 EXTEND_PX = 48.0
 # Person pixels farther than this from the fitted body (pixels at 512) are not carried (stray matte).
 CARRY_MAX_PX = 110.0
+# Cloth shared by two limbs hangs from the trunk when the trunk is this near (pixels at 512).
+TRUNK_REACH_PX = 45.0
 # Hands and feet carry person pixels only this far beyond them (pixels at 512).
 SHORT_REACH_PX = 6.0
 # A source sees a surface point when its depth is within this of the source depth buffer (metres).
@@ -205,10 +207,9 @@ class SourceView:
         self._prepare_carried(body, part, px)
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
-        """Person pixels beside or on the rim of the fitted body (clothes, hair), each with up to two
-        owning body regions: the surface point (pixel of the source body) it hangs from in each, the
-        body part there and a weight."""
-        h, w = body.shape
+        """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
+        owning body region: the surface point (pixel of the source body) it hangs from and the body
+        part there."""
         # The body's own rim (a few pixels inside its outline) is carried too: where the frame's body
         # is a little narrower or turned, it closes the seam between the body and its clothes.
         rim_px = max(2, round(3 * px))
@@ -220,10 +221,9 @@ class SourceView:
         self.mask_edge = np.where(core, 0.0, self.mask).astype(np.float32)
         carried = self.mask_off > 0
         self.carry_xy = np.zeros((0, 2), dtype=np.float32)
-        self.carry_anchor, self.carry_part = np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
-        self.carry_weight = np.zeros((0, 2), np.float32)
+        self.carry_anchor = self.carry_part = self.carry_tri = np.zeros(0, np.int64)
+        self.carry_bary = np.zeros((0, 3), np.float32)
         self.carry_trunk_rigid = np.zeros(0, dtype=bool)
-        self.carry_tri, self.carry_bary = np.zeros((0, 2), np.int64), np.zeros((0, 2, 3), np.float32)
         if not body.any() or not carried.any():
             return
         ys, xs = np.nonzero(carried)
@@ -239,39 +239,29 @@ class SourceView:
         keep = d1 <= CARRY_MAX_PX * px
         # Regions about as near as the nearest one: the pixel's owner is ambiguous, and the trunk
         # takes it: cloth between a hanging arm and the chest stays on the chest when the arm rises,
-        # a skirt between the legs hangs from the hips when the legs part. Without a trunk in view,
-        # the two nearest regions share it.
+        # a skirt between the thighs hangs from the hips when the legs part. Far below the trunk
+        # (trousers between the knees) the nearest limb keeps it.
         margin = np.maximum(3.0 * px, 0.5 * d1)
         near = dist <= (d1 + margin)[None]
         cols = np.arange(len(ys))
         order = np.argsort(dist, axis=0)
-        first, second = order[0], order[1]
-        shared = near[second, cols] & np.isfinite(dist[second, cols])
-        trunk = near[TRUNK] | (shared & np.isfinite(dist[TRUNK]))
-        first = np.where(trunk, TRUNK, first)
-        second_ok = ~trunk & shared
-        w1 = 1.0 / (dist[first, cols] + 2.0 * px)
-        w2 = np.where(second_ok, 1.0 / (dist[second, cols] + 2.0 * px), 0.0)
-        total = w1 + w2
-        weight = np.stack([w1 / total, w2 / total], 1).astype(np.float32)
-        anc = np.stack([anchor[first, cols], anchor[second, cols]], 1)
-        anc[~second_ok, 1] = anc[~second_ok, 0]
+        shared = near[order[1], cols] & np.isfinite(dist[order[1], cols])
+        trunk = near[TRUNK] | (shared & (dist[TRUNK] <= TRUNK_REACH_PX * px))
+        anc = anchor[np.where(trunk, TRUNK, order[0]), cols]
         # Hands and feet carry only a short rim (a cuff, a shoe's edge): what lies farther beside them
         # in a photo is mostly a held object or the skirt a hand holds, which must not fly with them.
-        first_part = part.ravel()[anc[:, 0]]
-        short = np.isin(first_part, [JOINT_NAMES.index(f"{s}_{j}") for s in ("left", "right")
-                                     for j in ("wrist", "hand", "ankle", "foot")])
+        short = np.isin(part.ravel()[anc], [JOINT_NAMES.index(f"{s}_{j}") for s in ("left", "right")
+                                            for j in ("wrist", "hand", "ankle", "foot")])
         keep &= ~short | (d1 <= SHORT_REACH_PX * px)
         # Far pixels first: where two land on one output pixel, the one nearer its body wins.
         order = np.argsort(-d1[keep], kind="stable")
-        ys, xs, anc, weight = ys[keep][order], xs[keep][order], anc[keep][order], weight[keep][order]
+        ys, xs, anc = ys[keep][order], xs[keep][order], anc[keep][order]
         # Cloth between two limbs that the trunk took (not itself beside the trunk) moves with the
         # trunk as a whole: the trunk's surface deforms near a swinging hip and would tear it.
         self.carry_trunk_rigid = (trunk & shared & ~near[TRUNK])[keep][order]
         self.carry_xy = np.stack([xs, ys], 1).astype(np.float32)
         self.carry_anchor = anc
         self.carry_part = part.ravel()[anc].astype(np.int64)
-        self.carry_weight = weight
         self.carry_tri = self.raster.tri.ravel()[anc].astype(np.int64)
         self.carry_bary = self.raster.bary.reshape(-1, 3)[anc].astype(np.float32)
 
@@ -551,8 +541,8 @@ class FlowWarper:
                part: np.ndarray, body: np.ndarray, x0: int, y0: int) -> None:
         """Splat the first photo's clothes and hair into the frame (where the body is not): each
         carried pixel goes where its anchor surface point goes plus its offset, turned and scaled
-        as the anchor's body part turned (hair: rigidly with the head); the two owners of a shared
-        pixel are averaged. The maps hold, per covered output pixel, the source pixel it shows."""
+        as the anchor's body part turned (hair: rigidly with the head; cloth between two limbs:
+        rigidly with the trunk). The maps hold, per covered output pixel, the source pixel it shows."""
         src = self.sources[0]
         if not len(src.carry_xy):
             return
@@ -561,17 +551,14 @@ class FlowWarper:
         lin, ms, md = part_similarities(src.uvz[:, :2].astype(np.float64), uv_t, self.vertex_part,
                                         self.num_parts, valid=(src.uvz[:, 2] > 0) & (z_t > 0))
         xy = src.carry_xy.astype(np.float64)
-        pos = np.zeros((len(xy), 2))
-        for k in range(2):
-            p = src.carry_part[:, k]
-            anchor_src = np.stack([src.carry_anchor[:, k] % src.width,
-                                   src.carry_anchor[:, k] // src.width], 1)
-            anchor_dst = np.einsum("nc,ncd->nd", src.carry_bary[:, k].astype(np.float64),
-                                   uv_t[self.faces[src.carry_tri[:, k]]])
-            surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
-            rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
-            on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
-            pos += src.carry_weight[:, k, None] * np.where(on_head[:, None], rigid, surf)
+        p = src.carry_part
+        anchor_src = np.stack([src.carry_anchor % src.width, src.carry_anchor // src.width], 1)
+        anchor_dst = np.einsum("nc,ncd->nd", src.carry_bary.astype(np.float64),
+                               uv_t[self.faces[src.carry_tri]])
+        surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
+        rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
+        on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
+        pos = np.where(on_head[:, None], rigid, surf)
         if src.carry_trunk_rigid.any():
             region = np.zeros(self.num_parts, dtype=np.int64)
             region[:len(JOINT_REGION)] = JOINT_REGION
@@ -581,7 +568,7 @@ class FlowWarper:
             sel = src.carry_trunk_rigid
             pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
         h, w = body.shape
-        main = lin[src.carry_part[:, 0]]
+        main = lin[p]
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
         inv = np.stack([np.stack([main[:, 0, 0], main[:, 1, 0]], -1),
                         np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)], -2) / det[:, None, None]
@@ -597,7 +584,7 @@ class FlowWarper:
                 s = xy + np.einsum("nij,nj->ni", inv, off)
                 got_x[qy[ok], qx[ok]] = s[ok, 0]
                 got_y[qy[ok], qx[ok]] = s[ok, 1]
-                got_p[qy[ok], qx[ok]] = src.carry_part[ok, 0]
+                got_p[qy[ok], qx[ok]] = p[ok]
         covered = np.isfinite(got_x)
         if not covered.any():
             return
