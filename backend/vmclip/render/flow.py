@@ -3,20 +3,21 @@
 For every output frame the posed body is rasterised in the output camera. Each covered pixel lies on
 one body-surface point (triangle + barycentric); the same point's pixel in every source photo is the
 interpolation of the vertices' projections in that source, which gives a backward flow applied with
-`cv2.remap`. A point is taken from a source only where that source's depth buffer shows it (visible)
-and saw it squarely enough: a surface the photo saw at a grazing angle but the frame shows face-on
-would be a few pixels stretched over a large area, so its colour is blended, by how much it would
-be stretched, into a fill colour. The fill is a smooth per-vertex colour: what some photo saw
-squarely, spread over the mesh into what none did (within the same body part: the back of the head
-gets the hair and skin around it). Points no source saw come from the mirror-image point of the body
-(the opposite limb), then from the same body part seen from the other side (not for the head: a
-face on the back of the head is worse than its hair), else from the fill.
+`cv2.remap`. A point is taken from a source where that source's depth buffer shows it (visible),
+else from the mirror-image point of the body (the opposite limb), else from the same body part seen
+from the other side (not on the head: a face on the back of the head is worse than hair), else from
+the fill. A surface the photo saw at a grazing angle but the frame shows face-on would be a few
+pixels stretched over a large area, so its colour is blended, by how much it would be stretched,
+into the fill: off the head the same part's texture where the first photo saw it squarely (photo
+coordinates spread over the mesh), on the head a smooth colour spread over the head from what the
+photos saw squarely (the back of the head from the crown).
 
 Person pixels outside the bare body (hair, clothes) are carried forward: every such pixel of the
-first photo hangs from the body part whose silhouette is nearest (the trunk when a limb and the trunk
-are about as near, as for the cloth between a hanging arm and the chest, which must not fly up with
-a raised arm); it moves with the surface point of that part it is nearest to (offset turned and
-scaled as the part turned), or rigidly with the head for hair, and is splatted into the frame.
+first photo hangs from the body region whose silhouette is nearest (the trunk when another region is
+about as near: the cloth between a hanging arm and the chest must not fly up with a raised arm, a
+skirt between the thighs must not go with one leg); it moves with the surface point it hangs from
+(offset turned and scaled as that part turned), rigidly with the head for hair, and is splatted into
+the frame.
 """
 
 from __future__ import annotations
