@@ -7,7 +7,8 @@ turns a latent into a motion; which latent:
   windows' (augmented) training descriptions. Each entry is scored by the learned motion-text cosine
   averaged with the best prompt-description cosine (left/right mismatches pushed down); a seeded draw
   picks one of the best entries (softmax over the top scores), and the latent decoded is that latent
-  moved a fraction of the way toward the text embedding. Decoding near real motions
+  moved TOWARD_TEXT of the way toward the text embedding (0 for the shipped model: moving it damped
+  the motion). Decoding real motions' latents
   gives crisp movement, the text steers the draw, the seed picks among the plausible motions, so
   different seeds give visibly different results and the same seed the same one.
 * Without a bank (e.g. a MotionCLIP checkpoint) the text embedding itself is decoded, with seeded
@@ -16,7 +17,7 @@ turns a latent into a motion; which latent:
 Sequences ("walk forward, then wave") are split into segments, each generated on its own; motions
 longer than the model's window are generated in chunks. Each new piece is chosen among a few seeded
 candidates for the one whose first frames best match the previous piece's last ones, aligned to the
-previous piece's heading and position, and cross-faded over half a second. Output: 30 fps, cleaned up
+previous piece's heading and position, and cross-faded over OVERLAP_SECONDS. Output: 30 fps, cleaned up
 (see cleanup.py).
 """
 
@@ -47,7 +48,7 @@ TOP_K = 24  # bank entries the draw chooses among
 TEMPERATURE = 0.02  # softmax temperature over the scores
 TEXT_WEIGHT = 0.5  # share of the description similarity in a bank entry's score
 SIDE_PENALTY = 0.2  # score taken from entries that name only the other side
-TOWARD_TEXT = 0.25  # how far the drawn latent moves toward the text embedding
+TOWARD_TEXT = 0.0  # share of the way the drawn latent moves toward the text embedding
 CANDIDATES = 4  # seeded candidates per piece when matching a seam
 
 _SPLIT = re.compile(
