@@ -746,8 +746,9 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(tmp_path, addon_zip, mot
     assert "Baked shot.mp4" in result["status"]
 
 
-def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo):
-    """The main job's Blender half (`vmclip.demo_blender`): headless Blender with the built add-on."""
+def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo, monkeypatch):
+    """The main job's Blender half (`vmclip.demo_blender`): headless Blender with the built add-on,
+    writing into a folder given relative to the working directory (as the README's `demo_out`)."""
     from vmclip.demo_blender import run_blender_demo
     from vmclip.errors import InputError, VmclipError
 
@@ -759,11 +760,13 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
         c_analyze = caps.get("analyze", {}).get("available")
     out = tmp_path / "demo"
     lines: list[str] = []
-    result = run_blender_demo(out, address, [source_photo], "a person walks forward", 1.0, 2, size=256,
-                              log=lines.append)
+    monkeypatch.chdir(tmp_path)
+    result = run_blender_demo(Path("demo"), address, [source_photo], "a person walks forward", 1.0, 2,
+                              size=256, log=lines.append)
     assert sorted(p.name for p in out.iterdir()) == ["demo.blend", "demo.fbx", "demo.mp4"]
     frames = result["frames"]
-    assert result["blend"] == out / "demo.blend" and result["bones"] == 24 and abs(frames - 31) <= 1
+    assert Path(result["blend"]).resolve() == out / "demo.blend"
+    assert result["bones"] == 24 and abs(frames - 31) <= 1
     assert any("bake video done" in line for line in lines)
     import av
 

@@ -142,7 +142,7 @@ def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[
     out_dir.mkdir(parents=True, exist_ok=True)
     builder = _load_builder()
     with tempfile.TemporaryDirectory(prefix=".vmclip-demo-", dir=out_dir) as tmp:
-        tmp_path = Path(tmp)
+        tmp_path = Path(tmp).resolve()  # absolute: Blender runs with this folder as its working directory
         zip_path = builder.build(tmp_path / "dist", offline=True, log=lambda *_: None)
         work = tmp_path / "out"
         work.mkdir()
