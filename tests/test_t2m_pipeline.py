@@ -27,11 +27,10 @@ def _opts(data, out, steps, **kw):
         log_every=5,
         save_every=10,
         bank_size=400,
-        model=dict(TINY),
         quiet=True,
         threads=1,
         device="cpu",
-        **kw,
+        **{"model": dict(TINY), **kw},
     )
 
 
@@ -88,6 +87,12 @@ def test_training_rejects_bad_options(data, tmp_path):
         train(_opts(data, tmp_path / "o", steps=5, sources=["cmu"]))
     with pytest.raises(InputError, match="no such checkpoint"):
         train(_opts(data, tmp_path / "o", steps=5, resume=tmp_path / "missing.pt"))
+    for bad, match in (({"align_weight": -1.0}, "--align-weight"), ({"velocity_weight": float("nan")},
+                       "--velocity-weight"), ({"gen_fraction": 1.5}, "--gen-fraction"),
+                       ({"model": {**TINY, "dropout": 1.0}}, "--dropout")):
+        with pytest.raises(InputError, match=match):
+            train(_opts(data, tmp_path / "bad", steps=5, **bad))
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_seeds_lengths_and_determinism(gen):

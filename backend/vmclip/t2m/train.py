@@ -259,6 +259,13 @@ def train(opts: TrainOptions) -> dict:
         raise InputError("--batch must be at least 2")
     if opts.minutes is not None and opts.minutes <= 0:
         raise InputError("--minutes must be positive")
+    for name in ("align_weight", "gen_weight", "velocity_weight"):
+        if not math.isfinite(getattr(opts, name)) or getattr(opts, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be a number >= 0")
+    if not 0 <= opts.gen_fraction <= 1:
+        raise InputError("--gen-fraction must be between 0 and 1")
+    if not 0 <= float(opts.model.get("dropout", 0.0)) < 1:
+        raise InputError("--dropout must be in [0, 1)")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     if opts.threads:
