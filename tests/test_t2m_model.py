@@ -170,3 +170,37 @@ def test_several_memory_tokens():
     again = MotionClipModel(ModelConfig.from_dict(cfg.to_dict())).eval()
     again.load_state_dict(model.state_dict())
     torch.testing.assert_close(again.decode(z, mask), out)
+
+
+def test_window_activity_marks_a_still_lead_in():
+    """The bank's activity: each window's joint speed over its clip's busiest window's."""
+    from vmclip.t2m.train import window_activity
+
+    frames = 30
+    rot6d = R.matrix_to_rotation_6d(torch.eye(3).expand(4, frames, 24, 3, 3).clone())
+    trans = torch.zeros(4, frames, 3)
+    t = torch.arange(frames, dtype=torch.float32) / 15
+    trans[1, :, 0] = 0.5 * t  # clip 0: a still lead-in (window 0), then walking (window 1)
+    trans[2, :, 0] = 0.1 * t  # clip 1: two equally slow windows
+    trans[3, :, 0] = 0.1 * t
+    # A bent elbow moving in window 1 counts as well as the root's travel.
+    angle = torch.linspace(0, 1.5, frames)
+    bend = torch.zeros(frames, 3, 3)
+    bend[:, 0, 0] = 1
+    bend[:, 1, 1], bend[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
+    bend[:, 2, 1], bend[:, 2, 2] = torch.sin(angle), torch.cos(angle)
+    rot6d[1, :, 19] = R.matrix_to_rotation_6d(bend)
+    windows = {
+        "rot6d": rot6d,
+        "trans": trans,
+        "mask": torch.ones(4, frames, dtype=torch.bool),
+        "clip": torch.tensor([0, 0, 1, 1]),
+    }
+    act = window_activity(windows, 15.0)
+    assert act[0] < 0.05 and act[1] == pytest.approx(1.0)
+    assert act[2] == pytest.approx(1.0) and act[3] == pytest.approx(1.0)
+    # A short window is padded with its last frame; the padding does not count as stillness.
+    padded = dict(windows, mask=windows["mask"].clone(), trans=trans.clone())
+    padded["trans"][3, 15:] = padded["trans"][3, 14]
+    padded["mask"][3, 15:] = False
+    assert window_activity(padded, 15.0)[3] == pytest.approx(1.0)

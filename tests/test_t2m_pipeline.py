@@ -62,6 +62,8 @@ def test_training_logs_and_exports(trained):
     assert obj["format"] == "vmclip-t2m"
     assert all(v.dtype == torch.float16 for v in obj["state_dict"].values())
     assert obj["bank"]["latents"].shape[1] == 384 and len(obj["clips"]) > 0
+    activity = obj["bank"]["activity"].float()
+    assert activity.shape == obj["bank"]["clip"].shape and 0 <= activity.min() and activity.max() == 1
 
 
 def test_training_is_reproducible_and_resumes_exactly(data, tmp_path):

@@ -183,7 +183,35 @@ def build_bank(model: MotionClipModel, sampler: WindowSampler, limit: int, hop_s
         "clip": windows["clip"].int(),
         "start": windows["start"].int(),
         "length": lengths.short(),
+        "activity": window_activity(windows, model.cfg.fps).half(),
     }
+
+
+def window_activity(windows: dict, fps: float) -> torch.Tensor:
+    """Each window's movement relative to the busiest window of its clip (0-1).
+
+    A labelled capture usually starts and ends standing; its label describes the middle. The mean joint
+    speed (pelvis-relative, plus the pelvis's own) of a window over that of the clip's busiest window
+    lets generation prefer the windows that show the action over a lead-in."""
+    from vmclip.motion import rotations as R
+    from vmclip.motion.kinematics import forward_kinematics
+
+    speeds = []
+    for s in range(0, len(windows["mask"]), 256):
+        rot = R.rotation_6d_to_matrix(windows["rot6d"][s : s + 256].float())
+        tr = windows["trans"][s : s + 256].float()
+        pos, _ = forward_kinematics(rot, tr)
+        rel = torch.cat([pos[..., 1:, :] - pos[..., :1, :], pos[..., :1, :]], dim=-2)
+        step = (rel[:, 1:] - rel[:, :-1]).norm(dim=-1).mean(-1) * fps  # (B, T-1) m/s
+        mask = windows["mask"][s : s + 256]
+        valid = (mask[:, 1:] & mask[:, :-1]).float()
+        speeds.append((step * valid).sum(1) / valid.sum(1).clamp(min=1))
+    speed = torch.cat(speeds)
+    clip = windows["clip"].long()
+    busiest = torch.zeros(int(clip.max()) + 1 if len(clip) else 0).scatter_reduce(
+        0, clip, speed, reduce="amax", include_self=False
+    )
+    return (speed / busiest[clip].clamp(min=1e-6)).clamp(0, 1)
 
 
 def export(
