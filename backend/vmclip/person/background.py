@@ -1,7 +1,8 @@
 """Background plate: the photo with the person removed and the hole filled by PatchMatch.
 
 The hole is the person mask, grown by an edge band (MediaPipe's mask stops short of hair and soft
-edges) plus the contact shadow under the feet. PatchMatch (`pypatchmatch`) fills it band by band
+edges) plus the contact shadow under the feet, plus the person's mirror image where a glossy floor
+shows one (`reflection_mask`). PatchMatch (`pypatchmatch`) fills it band by band
 (see `_fill_in_bands`); OpenCV's Telea
 in-painting (smooth, smeary) is the fallback when the native PatchMatch library is unavailable.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 WORK_SIDE = 512  # PatchMatch runs at most at this size (longest side)
 # Height of the hole's bands filled one after another, as a fraction of the person's height. Each band
@@ -18,17 +20,38 @@ WORK_SIDE = 512  # PatchMatch runs at most at this size (longest side)
 # board running across, while a single band (the whole hole at once) averages into a grey smear.
 BAND = 0.4
 
+# Floor reflection test (`reflection_mask`); lengths are fractions of the person's height.
+MIRROR_WORK = 240.0  # the test runs with the person about this many pixels tall
+MIRROR_ROWS = 0.08  # rows of the mirror image judged together, from the soles downwards
+MIRROR_SIDE = (0.02, 0.12)  # floor beside the mirror image it is compared with: gap, reach
+MIRROR_MIN_STEP = 8.0  # smallest colour step (RGB distance, 0-255) taken for a reflection
+MIRROR_Z = 4.0  # the step must exceed the same shape's steps elsewhere on the floor by this many spreads
+MIRROR_MIN_NULL = 4  # fewer free places on the floor to compare with: no verdict (nothing added)
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
 
 def hole_mask(
-    mask: np.ndarray, box: tuple[float, float, float, float], band: float = 0.03, shadow: float = 0.04
+    mask: np.ndarray,
+    box: tuple[float, float, float, float],
+    band: float = 0.03,
+    shadow: float = 0.04,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 0/1 hole: the soft mask thresholded low, grown by `band` x person height, plus an ellipse
-    `shadow` x height tall under the lowest part of the person (where a contact shadow falls)."""
+    `shadow` x height tall under the lowest part of the person (where a contact shadow falls). With
+    the photo (`image`), also the person's floor reflection where one shows (`reflection_mask`)."""
     h, w = mask.shape
     height = max(8.0, box[3] - box[1])
     hole = (mask > 0.2).astype(np.uint8)
     radius = max(2, int(round(band * height)))
-    hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    hole = cv2.dilate(hole, _disk(radius))
+    if image is not None:
+        # Reflections are blurred by the floor's gloss: twice the edge band around them.
+        mirror = cv2.dilate(reflection_mask(image, mask, box), _disk(2 * radius))
+        hole |= mirror & ~_frame(image)
     ys, xs = np.nonzero(mask > 0.5)
     if len(ys):
         bottom = ys.max()
@@ -41,6 +64,148 @@ def hole_mask(
     return hole
 
 
+def _ground_line(person: np.ndarray, height: float) -> np.ndarray:
+    """Per column, the row of the floor contact the mirror image hangs from: under the feet the
+    lowest person pixel nearby (each foot its own, so a step forward mirrors right), elsewhere
+    (outstretched arms, a raised foot) the nearest foot's line."""
+    rows, cols = person.shape
+    lowest = np.where(person.any(0), rows - 1 - np.argmax(person[::-1], 0), -1)
+    on_floor = lowest >= lowest.max() - 0.08 * height
+    reach = max(1, round(0.04 * height))
+    line = maximum_filter1d(np.where(on_floor, lowest, -1), 2 * reach + 1).astype(np.float64)
+    feet = np.nonzero(on_floor)[0]
+    at = np.clip(np.searchsorted(feet, np.arange(cols)), 1, max(1, len(feet) - 1))
+    left, right = feet[at - 1], feet[np.minimum(at, len(feet) - 1)]
+    nearest = np.where(np.abs(np.arange(cols) - left) <= np.abs(right - np.arange(cols)), left, right)
+    return np.where(on_floor, line, line[nearest])
+
+
+def _frame(image: np.ndarray) -> np.ndarray:
+    """Bool (H,W): uniform strips along the photo's edges (a black or white letterbox border), which
+    are neither floor nor to be in-painted."""
+    rows, cols = image.shape[:2]
+    out = np.zeros((rows, cols), bool)
+    grey = image[..., :3].astype(np.float32).mean(-1)
+    for lines, mark in ((grey, out), (grey.T, out.T)):
+        flat = lines.std(1) < 3.0
+        if flat.all():
+            continue
+        # Wider strips are a plain backdrop (a studio's black), which is background to keep.
+        first, last = (int(np.argmin(f)) for f in (flat, flat[::-1]))
+        first, last = (n if n <= 0.08 * len(flat) else 0 for n in (first, last))
+        mark[:first] = True
+        mark[len(flat) - last:] = True
+    return out
+
+
+def _wide(region: np.ndarray, reach: int) -> np.ndarray:
+    """`region` grown sideways by `reach` pixels (the comparison is row by row)."""
+    return cv2.dilate(region.astype(np.uint8), np.ones((1, 2 * reach + 1), np.uint8)) > 0
+
+
+def _mirror_shows(image: np.ndarray, inside: np.ndarray, seen: np.ndarray, height: float) -> bool | None:
+    """Does the floor inside `inside` (mirrored person, a few rows) differ from the floor beside it
+    on both sides, by more than the same shape does when shifted elsewhere along those rows?
+    None when the person's own hole covers too much of it to judge."""
+    rows = np.nonzero(inside.any(1))[0]
+    r0, r1 = rows.min(), rows.max() + 1
+    img, region, known = image[r0:r1], inside[r0:r1], seen[r0:r1]
+    gap = max(1, round(MIRROR_SIDE[0] * height))
+    side = _wide(region, max(gap + 2, round(MIRROR_SIDE[1] * height))) & ~_wide(region, gap)
+
+    def step(b: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+        bk, sk = b & known, s & known
+        if bk.sum() < max(6, 0.6 * b.sum()) or sk.sum() < max(6, 0.6 * s.sum()):
+            return None
+        return img[bk].mean(0) - img[sk].mean(0)
+
+    found = step(region, side)
+    if found is None:
+        return None
+    # The step on each side alone must point the same way: a floor edge or a door beside the
+    # person would give a step on one side only.
+    middle = np.nonzero(region.any(0))[0].mean()
+    halves = np.zeros_like(side)
+    halves[:, : int(middle)] = True
+    size = float(np.linalg.norm(found))
+    for half in (side & halves, side & ~halves):
+        one = step(region, half) if half.sum() >= 6 else None
+        if one is None:
+            continue
+        along = float(one @ found) / max(size, 1e-6)  # this side's step measured along the whole one
+        if along < 0.3 * size or along < 0.5 * float(np.linalg.norm(one)):
+            return False
+    # The same shape shifted along the floor, clear of the mirror image, gives the chance level.
+    cols = img.shape[1]
+    span = np.nonzero((region | side).any(0))[0]
+    clear = _wide(region, max(gap + 2, round(0.04 * height)))
+    chance = []
+    for shift in range(-span.min(), cols - span.max(), max(2, round(0.03 * height))):
+        if shift == 0:
+            continue
+        b, s = np.roll(region, shift, 1), np.roll(side, shift, 1)
+        if (b & clear).any():
+            continue
+        other = step(b, s)
+        if other is not None:
+            chance.append(float(np.linalg.norm(other)))
+    if len(chance) < MIRROR_MIN_NULL:
+        return False
+    level = max(MIRROR_MIN_STEP, np.mean(chance) + MIRROR_Z * np.std(chance), 1.25 * max(chance))
+    return size > level
+
+
+def reflection_mask(
+    image: np.ndarray, mask: np.ndarray, box: tuple[float, float, float, float]
+) -> np.ndarray:
+    """uint8 0/1: the person's mirror image on a glossy floor, where the photo shows one.
+
+    The person mask is flipped about the floor contact line (`_ground_line`) and judged from the
+    soles downwards, a few rows at a time: the floor inside the mirrored silhouette must differ in
+    colour from the floor on both sides of it by clearly more than the same silhouette does when
+    shifted along the floor. Mirror rows are kept down to the last band that passes; the first band
+    that fails ends it (a matte floor fails at once and adds nothing)."""
+    rows, cols = mask.shape
+    empty = np.zeros((rows, cols), np.uint8)
+    height = max(8.0, box[3] - box[1])
+    scale = min(1.0, MIRROR_WORK / height)
+    small = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    img = cv2.resize(image, small, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    soft = cv2.resize(mask, small, interpolation=cv2.INTER_AREA) if scale < 1 else mask
+    person = soft > 0.5
+    if not person.any():
+        return empty
+    height *= scale
+    img = img[..., :3].astype(np.float32)
+    line = _ground_line(person, height)
+    yy, xx = np.mgrid[0 : person.shape[0], 0 : person.shape[1]].astype(np.float32)
+    source = (2 * line[None, :] - yy).astype(np.float32)
+    mirrored = cv2.remap(person.astype(np.float32), xx, source, cv2.INTER_LINEAR, borderValue=0) > 0.5
+    depth = yy - line[None, :]
+    mirrored &= depth > 0
+    # What the photo shows of the background: outside the person and its edge band.
+    seen = cv2.dilate((soft > 0.2).astype(np.uint8), _disk(max(2, round(0.03 * height)))) == 0
+    frame = _frame(img)
+    seen &= ~frame
+    band = max(2, round(MIRROR_ROWS * height))
+    last = -1
+    for k in range(int(np.ceil(1.1 / MIRROR_ROWS))):
+        inside = mirrored & (depth > k * band) & (depth <= (k + 1) * band)
+        if inside.sum() < 8:
+            break  # past the image's bottom or the mirrored head
+        verdict = _mirror_shows(img, inside, seen, height)
+        if verdict is False:
+            break
+        if verdict:
+            last = k
+    if last < 0:
+        return empty
+    keep = (mirrored & (depth <= (last + 1) * band) & ~frame).astype(np.uint8)
+    if scale < 1:
+        keep = cv2.resize(keep, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return keep
+
+
 def background_plate(
     image: np.ndarray,
     mask: np.ndarray,
@@ -49,7 +214,24 @@ def background_plate(
     method: str = "patchmatch",
 ) -> np.ndarray:
     """The in-painted background (H,W,3 uint8). `seed` makes PatchMatch's random search repeatable."""
-    hole = hole_mask(mask, box)
+    hole = hole_mask(mask, box, image=image)
+    if not hole.any():
+        return image.copy()
+    # A letterbox border is no background: fill inside it, or patches of the border's edge are
+    # copied into a hole that reaches it (a dark line at the bottom of the floor).
+    inner = ~_frame(image)
+    rows, cols = np.nonzero(inner.any(1))[0], np.nonzero(inner.any(0))[0]
+    if len(rows) and len(cols) and (len(rows), len(cols)) != hole.shape:
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        out = image.copy()
+        out[r0:r1, c0:c1] = _fill(image[r0:r1, c0:c1], hole[r0:r1, c0:c1], box, seed, method)
+        return out
+    return _fill(image, hole, box, seed, method)
+
+
+def _fill(
+    image: np.ndarray, hole: np.ndarray, box: tuple[float, float, float, float], seed: int, method: str
+) -> np.ndarray:
     if not hole.any():
         return image.copy()
     if method == "patchmatch":
