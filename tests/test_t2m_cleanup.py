@@ -3,9 +3,10 @@
 import numpy as np
 from vmclip.motion import Motion
 from vmclip.motion import rotations as R
+from vmclip.motion.contact import foot_contacts, lock_feet
 from vmclip.motion.kinematics import forward_kinematics
 from vmclip.motion.skeleton import JOINT_INDEX
-from vmclip.t2m.cleanup import clean_motion, foot_contacts, lock_feet
+from vmclip.t2m.cleanup import clean_motion
 
 FPS = 30.0
 
