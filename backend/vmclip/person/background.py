@@ -2,8 +2,8 @@
 
 The hole is the person mask, grown by an edge band (MediaPipe's mask stops short of hair and soft
 edges) plus the contact shadow under the feet, plus the person's mirror image where a glossy floor
-shows one (`reflection_mask`). PatchMatch (`pypatchmatch`) fills it band by band
-(see `_fill_in_bands`); OpenCV's Telea
+shows one (`reflection_mask`) and their cast shadow where it clearly shows (`shadow_mask`).
+PatchMatch (`pypatchmatch`) fills it band by band (see `_fill_in_bands`); OpenCV's Telea
 in-painting (smooth, smeary) is the fallback when the native PatchMatch library is unavailable.
 """
 
@@ -28,6 +28,14 @@ MIRROR_MIN_STEP = 8.0  # smallest colour step (RGB distance, 0-255) taken for a 
 MIRROR_Z = 4.0  # the step must exceed the same shape's steps elsewhere on the floor by this many spreads
 MIRROR_MIN_NULL = 4  # fewer free places on the floor to compare with: no verdict (nothing added)
 
+# Cast shadow test (`shadow_mask`); lengths are fractions of the person's height.
+SHADOW_WORK = 200.0  # the test runs with the person about this many pixels tall
+SHADOW_SEED_REACH = 0.15  # a seed is a dark dip narrower than about twice this ...
+SHADOW_REACH = 0.25  # ... and the shadow grows through dips up to about twice this wide
+SHADOW_SEED_DARK = 0.8  # seed: at most this fraction of the lit surface's brightness
+SHADOW_DARK = 0.87  # grown part: dimmed to at most this (per channel, along the seed's colour ratio)
+SHADOW_AREA = (0.01, 1.0, 1.5)  # seed at least / at most, whole shadow at most x the person's area
+
 
 def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -51,7 +59,9 @@ def hole_mask(
     if image is not None:
         # Reflections are blurred by the floor's gloss: twice the edge band around them.
         mirror = cv2.dilate(reflection_mask(image, mask, box), _disk(2 * radius))
-        hole |= mirror & ~_frame(image)
+        # A shadow's penumbra: the edge band around it.
+        cast = cv2.dilate(shadow_mask(image, mask, box), _disk(radius))
+        hole |= (mirror | cast) & ~_frame(image)
     ys, xs = np.nonzero(mask > 0.5)
     if len(ys):
         bottom = ys.max()
@@ -201,6 +211,106 @@ def reflection_mask(
     if last < 0:
         return empty
     keep = (mirrored & (depth <= (last + 1) * band) & ~frame).astype(np.uint8)
+    if scale < 1:
+        keep = cv2.resize(keep, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    return keep
+
+
+def _masked_blur(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of `values` that only averages where `weight` > 0 (per channel)."""
+    if values.ndim == 3:
+        return np.stack([_masked_blur(values[..., c], weight, sigma) for c in range(values.shape[2])], -1)
+    num = cv2.GaussianBlur(values * weight, (0, 0), sigma)
+    return num / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+
+
+def _shade(colour: np.ndarray, hole: np.ndarray, reach: int) -> np.ndarray:
+    """Per pixel and channel, log(colour / lit colour), the lit colour being a morphological closing
+    (brightest-then-darkest over a disk of radius `reach`) that ignores the hole: dips narrower than
+    the disk (shadows) read negative, broad surfaces read 0 whatever their albedo."""
+    disk = _disk(reach)
+    grown = cv2.dilate(np.where(hole[..., None], -1e3, colour).astype(np.float32), disk)
+    grown[hole] = 1e3
+    return colour - cv2.erode(grown, disk)
+
+
+def _shadow_colour(shade: np.ndarray) -> np.ndarray:
+    """Bool: darkening by light, not by paint: the three channels dim alike, or blue dims least
+    (sky-lit shade under sunlight); red dimming less than green or green less than blue is a
+    different surface."""
+    r, g, b = shade[..., 0], shade[..., 1], shade[..., 2]
+    return (r <= g + 0.08) & (g <= b + 0.08) & (b - r < 0.45)
+
+
+def shadow_mask(image: np.ndarray, mask: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """uint8 0/1: the person's cast shadow on the surface beside them, where the photo clearly shows one.
+
+    Conservative by design: a seed must be a dark dip (at most `SHADOW_SEED_DARK` of the brightness
+    of the lit surface around it, dimmed like shade rather than paint) that touches the person's hole,
+    lies clear of the photo's edges, is 1-100% of the person's area and has the texture of the lit
+    surface around it (a different material, e.g. paving below a wall, differs in texture). From the
+    seed the shadow grows through pixels darkened in the same colour ratio and with the same texture;
+    if it would grow past 1.5 x the person's area, nothing is added."""
+    rows, cols = mask.shape
+    empty = np.zeros((rows, cols), np.uint8)
+    height = max(8.0, box[3] - box[1])
+    scale = min(1.0, SHADOW_WORK / height)
+    small = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    img = cv2.resize(image, small, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    soft = cv2.resize(mask, small, interpolation=cv2.INTER_AREA) if scale < 1 else mask
+    height *= scale
+    person_area = float((soft > 0.5).sum())
+    if person_area < 16:
+        return empty
+    box_small = (box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale)
+    hole = hole_mask(soft, box_small) > 0
+    seen = (~hole).astype(np.float32)
+    logc = np.log(img[..., :3].astype(np.float32) + 8.0)
+    colour = _masked_blur(logc, seen, 0.02 * height)  # above brick/paving scale: surfaces, not texture
+    lum = logc.mean(-1)
+    texture = np.sqrt(_masked_blur((lum - _masked_blur(lum, seen, 0.01 * height)) ** 2, seen, 0.03 * height))
+    log_texture = np.log(texture + 1e-3)
+
+    shade = _shade(colour, hole, max(2, round(SHADOW_SEED_REACH * height)))
+    dim = shade.mean(-1)
+    dark = (dim < np.log(SHADOW_SEED_DARK)) & (dim > np.log(0.12)) & _shadow_colour(shade) & ~hole
+    lit = ((dim > np.log(0.92)) & ~hole).astype(np.float32)
+    lit_texture = _masked_blur(log_texture, lit, 0.08 * height)
+    touching = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    seed = np.zeros_like(dark)
+    h_small, w_small = dark.shape
+    for i in range(1, count):
+        x, y, w, h, area = stats[i]
+        if x == 0 or y == 0 or x + w >= w_small or y + h >= h_small:
+            continue
+        if not SHADOW_AREA[0] * person_area <= area <= SHADOW_AREA[1] * person_area:
+            continue
+        part = labels == i
+        if not (part & touching).any():
+            continue
+        if abs(np.median(log_texture[part] - lit_texture[part])) > np.log(1.8):
+            continue
+        seed |= part
+    if not seed.any():
+        return empty
+    # Grow through wider dips darkened the same way (the lighter penumbra of a head's shadow, ...).
+    shade = _shade(colour, hole, max(3, round(SHADOW_REACH * height)))
+    ratio = np.median(shade[seed], 0)
+    direction = ratio / max(float(np.linalg.norm(ratio)), 1e-6)
+    along = shade @ direction
+    across = np.linalg.norm(shade - along[..., None] * direction, axis=-1)
+    alike = (
+        (along > -np.log(SHADOW_DARK) * np.sqrt(3))  # |log ratio| per channel ~ along / sqrt(3)
+        & (across < 0.12 + 0.25 * along)
+        & (np.abs(log_texture - np.median(log_texture[seed])) < np.log(2.0))
+        & ~hole
+    ) | seed
+    count, labels = cv2.connectedComponents(alike.astype(np.uint8), connectivity=8)
+    shadow = np.isin(labels, np.unique(labels[seed])) & (labels > 0)
+    if shadow.sum() > SHADOW_AREA[2] * person_area:
+        return empty
+    keep = shadow.astype(np.uint8)
     if scale < 1:
         keep = cv2.resize(keep, (cols, rows), interpolation=cv2.INTER_NEAREST)
     return keep
