@@ -93,14 +93,18 @@ def _pin_offsets(heel: np.ndarray, toe: np.ndarray, heel_on: np.ndarray, toe_on:
     return move
 
 
-def lock_feet(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
-    """Pin each planted foot where it stands (two-bone IK in hip and knee; see the module doc)."""
+def lock_feet(motion: Motion, offsets: np.ndarray | None = None, contact: np.ndarray | None = None) -> Motion:
+    """Pin each planted foot where it stands (two-bone IK in hip and knee; see the module doc).
+    `contact` (T, 4) overrides the contacts found in `motion` itself (`foot_contacts` order)."""
     if motion.num_frames < 3:
         return motion
     local = motion.matrices().astype(np.float64)
     trans = motion.trans.astype(np.float64)
     pos, glob = forward_kinematics(local, trans, offsets)
-    contact = foot_contacts(pos, motion.fps)  # (T, 4): left ankle, left foot, right ankle, right foot
+    if contact is None:
+        contact = foot_contacts(pos, motion.fps)  # (T, 4): left ankle, left foot, right ankle, right foot
+    elif contact.shape != (motion.num_frames, len(ALL_FEET)):
+        raise ValueError(f"contact must be ({motion.num_frames}, {len(ALL_FEET)}), not {contact.shape}")
     blend = max(1, int(round(LOCK_BLEND_SECONDS * motion.fps)))
     out = local.copy()
     for s, (hip, knee, ankle, foot) in enumerate(LEGS.values()):

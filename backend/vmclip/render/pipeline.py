@@ -22,7 +22,7 @@ from vmclip.fileio import atomic_output, check_writable
 from vmclip.motion import Motion
 from vmclip.render.flow import Camera, FlowWarper, SourceView, Warped, mirror_vertex_map
 from vmclip.render.raster import get_rasterizer, project
-from vmclip.render.retarget import PlacedMotion, place_motion, to_numpy
+from vmclip.render.retarget import PlacedMotion, place_motion, scale_travel, to_numpy
 
 ProgressFn = Callable[[float, str], None]
 
@@ -165,7 +165,7 @@ def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) 
             shift = (best_scale - 1.0) * travel
             placed = PlacedMotion(local_rot=placed.local_rot, trans=placed.trans + shift,
                                   vertices=placed.vertices + shift[:, None, :].astype(np.float32),
-                                  ground_y=placed.ground_y)
+                                  ground_y=placed.ground_y, travel_scale=best_scale)
             frac = best_frac
             warnings.warn(f"the motion would walk out of the frame: its travel was scaled to "
                           f"{round(best_scale * 100)}% to keep the person in view", RenderWarning,
@@ -249,6 +249,9 @@ def render_frames(person, motion: Motion, *, size: int = 512, progress: Progress
     placed = place_motion(scene.body, scene.shape, motion, scene.source_pose, scene.source_trans,
                           scene.source_vertices)
     placed = check_in_frame(scene, placed, fit_travel)
+    if placed.travel_scale < 1.0:  # a shortened walk: re-placed with its planted feet pinned
+        placed = place_motion(scene.body, scene.shape, scale_travel(motion, placed.travel_scale),
+                              scene.source_pose, scene.source_trans, scene.source_vertices)
     warper = FlowWarper(get_rasterizer(), scene.sources, scene.body.faces, scene.vertex_part, scene.mirror,
                         scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
     refiner = None

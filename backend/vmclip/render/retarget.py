@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vmclip.motion import JOINT_INDEX, REST_OFFSETS, Motion
+from vmclip.motion.contact import foot_contacts, joint_heights, lock_feet
 
 _LEG = [JOINT_INDEX[n] for n in ("left_hip", "left_knee", "left_ankle")]
 
@@ -53,6 +54,22 @@ class PlacedMotion:
     trans: np.ndarray  # (T, 3) pelvis positions in the photo's world
     vertices: np.ndarray  # (T, V, 3) posed body
     ground_y: float  # height of the photo's ground line (soles of the fitted body)
+    travel_scale: float = 1.0  # share of the motion's horizontal travel kept (see scale_travel)
+
+
+def scale_travel(motion: Motion, factor: float) -> Motion:
+    """The motion with its horizontal travel (from frame 0) scaled by `factor`, planted feet pinned
+    again: shortening the path alone would leave the steps as long as before, so the feet would
+    slide backwards (a moonwalk); pinned, the same leg motion reads as shorter steps."""
+    # Contacts come from the original: in the shortened one the planted feet slide, too fast to count.
+    # Heights from the motion's own floor (a motion file may stand at any height).
+    pos = motion.joint_positions().astype(np.float64)
+    pos[..., 1] -= np.percentile(joint_heights(pos).min(axis=1), 2)
+    contact = foot_contacts(pos, motion.fps)
+    trans = motion.trans.astype(np.float64).copy()
+    start = trans[:1].copy()
+    trans[:, [0, 2]] = start[:, [0, 2]] + factor * (trans[:, [0, 2]] - start[:, [0, 2]])
+    return lock_feet(Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas), contact=contact)
 
 
 def place_motion(body, shape, motion: Motion, source_pose: np.ndarray, source_trans: np.ndarray,
