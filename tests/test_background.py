@@ -190,7 +190,7 @@ def test_cast_shadow_on_the_wall_joins_the_hole() -> None:
     assert before > 60 and after < 0.25 * before
 
 
-@pytest.mark.parametrize("kind", ["poster", "doormat", "none"])
+@pytest.mark.parametrize("kind", ["poster", "doormat", "pole", "none"])
 def test_dark_things_beside_the_person_are_no_shadow(kind: str) -> None:
     from vmclip.person.background import shadow_mask
 
@@ -198,6 +198,10 @@ def test_dark_things_beside_the_person_are_no_shadow(kind: str) -> None:
     rng = np.random.default_rng(1)
     if kind == "poster":  # green paint on the bricks touching the arm: darker, but not as light dims
         bg[60:130, 136:160] *= np.float32([0.45, 0.75, 0.5])
+    elif kind == "pole":  # a soft-edged near-black band on the bricks beside him: far darker than shade
+        band = np.zeros(bg.shape[:2], np.float32)
+        band[20:175, 138:162] = 1
+        bg *= 1 - 0.92 * cv2.GaussianBlur(band, (0, 0), 2.0)[..., None]
     elif kind == "doormat":  # grey, coarse-textured mat by the feet on a smooth floor
         bg[175:] = (150, 140, 130)
         bg[178:200, 80:160] = (95, 92, 90) * rng.normal(1.0, 0.35, (22, 80, 1))

@@ -33,6 +33,7 @@ SHADOW_WORK = 200.0  # the test runs with the person about this many pixels tall
 SHADOW_SEED_REACH = 0.15  # a seed is a dark dip narrower than about twice this ...
 SHADOW_REACH = 0.25  # ... and the shadow grows through dips up to about twice this wide
 SHADOW_SEED_DARK = 0.8  # seed: at most this fraction of the lit surface's brightness
+SHADOW_DARKEST = 0.2  # darker than this is a dark thing (a black pole, a doorway), not sky-lit shade
 SHADOW_DARK = 0.87  # grown part: dimmed to at most this (per channel, along the seed's colour ratio)
 SHADOW_AREA = (0.01, 1.0, 1.5)  # seed at least / at most, whole shadow at most x the person's area
 
@@ -245,8 +246,9 @@ def _shadow_colour(shade: np.ndarray) -> np.ndarray:
 def shadow_mask(image: np.ndarray, mask: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """uint8 0/1: the person's cast shadow on the surface beside them, where the photo clearly shows one.
 
-    Conservative by design: a seed must be a dark dip (at most `SHADOW_SEED_DARK` of the brightness
-    of the lit surface around it, dimmed like shade rather than paint) that touches the person's hole,
+    Conservative by design: a seed must be a dark dip (`SHADOW_DARKEST` to `SHADOW_SEED_DARK` of the
+    brightness of the lit surface around it, dimmed like shade rather than paint) that touches the
+    person's hole,
     lies clear of the photo's edges, is 1-100% of the person's area and has the texture of the lit
     surface around it (a different material, e.g. paving below a wall, differs in texture). From the
     seed the shadow grows through pixels darkened in the same colour ratio and with the same texture;
@@ -273,7 +275,7 @@ def shadow_mask(image: np.ndarray, mask: np.ndarray, box: tuple[float, float, fl
 
     shade = _shade(colour, hole, max(2, round(SHADOW_SEED_REACH * height)))
     dim = shade.mean(-1)
-    dark = (dim < np.log(SHADOW_SEED_DARK)) & (dim > np.log(0.12)) & _shadow_colour(shade) & ~hole
+    dark = (dim < np.log(SHADOW_SEED_DARK)) & (dim > np.log(SHADOW_DARKEST)) & _shadow_colour(shade) & ~hole
     lit = ((dim > np.log(0.92)) & ~hole).astype(np.float32)
     lit_texture = _masked_blur(log_texture, lit, 0.08 * height)
     touching = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -303,6 +305,7 @@ def shadow_mask(image: np.ndarray, mask: np.ndarray, box: tuple[float, float, fl
     alike = (
         (along > -np.log(SHADOW_DARK) * np.sqrt(3))  # |log ratio| per channel ~ along / sqrt(3)
         & (across < 0.12 + 0.25 * along)
+        & (shade.mean(-1) > np.log(SHADOW_DARKEST))
         & (np.abs(log_texture - np.median(log_texture[seed])) < np.log(2.0))
         & ~hole
     ) | seed
