@@ -248,11 +248,10 @@ def shadow_mask(image: np.ndarray, mask: np.ndarray, box: tuple[float, float, fl
 
     Conservative by design: a seed must be a dark dip (`SHADOW_DARKEST` to `SHADOW_SEED_DARK` of the
     brightness of the lit surface around it, dimmed like shade rather than paint) that touches the
-    person's hole,
-    lies clear of the photo's edges, is 1-100% of the person's area and has the texture of the lit
-    surface around it (a different material, e.g. paving below a wall, differs in texture). From the
-    seed the shadow grows through pixels darkened in the same colour ratio and with the same texture;
-    if it would grow past 1.5 x the person's area, nothing is added."""
+    person's hole, lies clear of the photo's edges, is 1-100% of the person's area and has the
+    texture of the lit surface around it (a different material, e.g. paving below a wall, differs
+    in texture). From the seed the shadow grows through pixels darkened in the same colour ratio and
+    with the same texture; if it would grow past 1.5 x the person's area, nothing is added."""
     rows, cols = mask.shape
     empty = np.zeros((rows, cols), np.uint8)
     height = max(8.0, box[3] - box[1])
