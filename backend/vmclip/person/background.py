@@ -51,7 +51,8 @@ def hole_mask(
 ) -> np.ndarray:
     """uint8 0/1 hole: the soft mask thresholded low, grown by `band` x person height, plus an ellipse
     `shadow` x height tall under the lowest part of the person (where a contact shadow falls). With
-    the photo (`image`), also the person's floor reflection where one shows (`reflection_mask`)."""
+    the photo (`image`), also the person's floor reflection (`reflection_mask`) and cast shadow
+    (`shadow_mask`) where the photo shows them, but never a letterbox strip at the photo's edges."""
     h, w = mask.shape
     height = max(8.0, box[3] - box[1])
     hole = (mask > 0.2).astype(np.uint8)
