@@ -204,3 +204,33 @@ def test_window_activity_marks_a_still_lead_in():
     padded["trans"][3, 15:] = padded["trans"][3, 14]
     padded["mask"][3, 15:] = False
     assert window_activity(padded, 15.0)[3] == pytest.approx(1.0)
+
+
+def test_window_fidelity_compares_decoded_with_captured_movement():
+    """Fidelity: the decoded window's joint speed over the capture's (at most 1; still windows 1)."""
+    from vmclip.t2m.train import STILL_SPEED, window_fidelity, window_speed
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(latent_dim=64, width=64, ff_size=64, num_heads=2, enc_layers=1, dec_layers=1,
+                      dropout=0.0, max_frames=20)
+    model = MotionClipModel(cfg).eval()
+    frames = 20
+    rot6d = R.matrix_to_rotation_6d(torch.eye(3).expand(3, frames, 24, 3, 3).clone())
+    trans = torch.zeros(3, frames, 3)
+    t = torch.arange(frames, dtype=torch.float32) / cfg.fps
+    trans[1, :, 0] = 0.5 * t  # moving
+    trans[2, :, 0] = 1e4 * t  # far faster than anything decoded
+    mask = torch.ones(3, frames, dtype=torch.bool)
+    windows = {"rot6d": rot6d, "trans": trans, "mask": mask, "clip": torch.arange(3)}
+    latents = torch.nn.functional.normalize(torch.randn(3, 64), dim=-1)
+    fid = window_fidelity(model, latents, windows)
+    assert model.training is False
+    assert window_speed(rot6d, trans, mask, cfg.fps)[0] < STILL_SPEED and fid[0] == 1  # still: counts 1
+    assert 0 <= fid.min() and fid.max() <= 1
+    with torch.no_grad():
+        rot, tr = from_features(model.decode(latents, mask))
+    decoded = window_speed(rot, tr, mask, cfg.fps)
+    real = window_speed(rot6d, trans, mask, cfg.fps)
+    expected = (decoded / real).clamp(0, 1)
+    assert fid[1:].tolist() == pytest.approx(expected[1:].tolist(), rel=1e-4)
+    assert fid[2] < 0.5

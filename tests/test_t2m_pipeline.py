@@ -64,6 +64,8 @@ def test_training_logs_and_exports(trained):
     assert obj["bank"]["latents"].shape[1] == 384 and len(obj["clips"]) > 0
     activity = obj["bank"]["activity"].float()
     assert activity.shape == obj["bank"]["clip"].shape and 0 <= activity.min() and activity.max() == 1
+    fidelity = obj["bank"]["fidelity"].float()
+    assert fidelity.shape == activity.shape and 0 <= fidelity.min() and fidelity.max() <= 1
 
 
 def test_training_is_reproducible_and_resumes_exactly(data, tmp_path):

@@ -52,6 +52,9 @@ TOWARD_TEXT = 0.0  # share of the way the drawn latent moves toward the text emb
 # Score taken from a bank window as still as its clip's lead-in (scaled by 1 - the window's movement
 # relative to its clip's busiest window): the label describes the clip's action, not its start.
 ACTIVITY_WEIGHT = 0.05
+# Score taken from a bank window the model decodes damped (scaled by 1 - the share of the capture's
+# joint speed the decoded window keeps): among fitting motions, prefer those it reproduces vividly.
+FIDELITY_WEIGHT = 0.05
 CANDIDATES = 4  # seeded candidates per piece when matching a seam
 
 _SPLIT = re.compile(
@@ -159,12 +162,9 @@ class Generator:
         if bank is not None and len(bank.get("latents", [])):
             self.bank = F.normalize(bank["latents"].float().to(self.device), dim=-1)
             self.bank_clip = bank["clip"].long()
-            activity = bank.get("activity")
-            self.bank_activity = (
-                torch.ones(len(self.bank), device=self.device)
-                if activity is None
-                else activity.float().to(self.device)
-            )
+            ones = torch.ones(len(self.bank))
+            self.bank_activity = bank.get("activity", ones).float().to(self.device)
+            self.bank_fidelity = bank.get("fidelity", ones).float().to(self.device)
         self.clips = clips or []
         self.info = info or {}
         self.text_emb = None
@@ -230,6 +230,7 @@ class Generator:
             best = best.scatter_reduce(0, self.text_clip, per_text, reduce="amax")
             score = (1 - TEXT_WEIGHT) * score + TEXT_WEIGHT * best[self.bank_clip]
         score = score - ACTIVITY_WEIGHT * (1 - self.bank_activity)
+        score = score - FIDELITY_WEIGHT * (1 - self.bank_fidelity)
         want = _sides(text)
         if want and self.clip_sides:
             wrong = torch.tensor([bool(s) and not (s & want) for s in self.clip_sides], device=self.device)

@@ -24,7 +24,7 @@ from vmclip.fileio import atomic_output
 from vmclip.t2m import losses as L
 from vmclip.t2m.augment import augment_texts
 from vmclip.t2m.data import ClipSet, WindowSampler, clip_key, load_clipset, subset
-from vmclip.t2m.model import ModelConfig, MotionClipModel, to_features
+from vmclip.t2m.model import ModelConfig, MotionClipModel, from_features, to_features
 
 FORMAT = "vmclip-t2m"
 
@@ -177,41 +177,73 @@ def build_bank(model: MotionClipModel, sampler: WindowSampler, limit: int, hop_s
             x = to_features(windows["rot6d"][s : s + 128], windows["trans"][s : s + 128])
             zs.append(model.encode(x, windows["mask"][s : s + 128]))
     model.train()
+    latents = torch.cat(zs)
     lengths = windows["mask"].sum(1)
     return {
-        "latents": torch.cat(zs).half(),
+        "latents": latents.half(),
         "clip": windows["clip"].int(),
         "start": windows["start"].int(),
         "length": lengths.short(),
         "activity": window_activity(windows, model.cfg.fps).half(),
+        "fidelity": window_fidelity(model, latents, windows).half(),
     }
+
+
+def window_speed(rot6d: torch.Tensor, trans: torch.Tensor, mask: torch.Tensor, fps: float) -> torch.Tensor:
+    """Mean joint speed (m/s; joints relative to the pelvis, plus the pelvis itself) of each window
+    (B, T, 24, 6) / (B, T, 3) over its valid frames."""
+    from vmclip.motion import rotations as R
+    from vmclip.motion.kinematics import forward_kinematics
+
+    speeds = []
+    for s in range(0, len(mask), 256):
+        rot = R.rotation_6d_to_matrix(rot6d[s : s + 256].float())
+        pos, _ = forward_kinematics(rot, trans[s : s + 256].float())
+        rel = torch.cat([pos[..., 1:, :] - pos[..., :1, :], pos[..., :1, :]], dim=-2)
+        step = (rel[:, 1:] - rel[:, :-1]).norm(dim=-1).mean(-1) * fps  # (B, T-1)
+        m = mask[s : s + 256]
+        valid = (m[:, 1:] & m[:, :-1]).float()
+        speeds.append((step * valid).sum(1) / valid.sum(1).clamp(min=1))
+    return torch.cat(speeds)
 
 
 def window_activity(windows: dict, fps: float) -> torch.Tensor:
     """Each window's movement relative to the busiest window of its clip (0-1).
 
     A labelled capture usually starts and ends standing; its label describes the middle. The mean joint
-    speed (pelvis-relative, plus the pelvis's own) of a window over that of the clip's busiest window
-    lets generation prefer the windows that show the action over a lead-in."""
-    from vmclip.motion import rotations as R
-    from vmclip.motion.kinematics import forward_kinematics
-
-    speeds = []
-    for s in range(0, len(windows["mask"]), 256):
-        rot = R.rotation_6d_to_matrix(windows["rot6d"][s : s + 256].float())
-        tr = windows["trans"][s : s + 256].float()
-        pos, _ = forward_kinematics(rot, tr)
-        rel = torch.cat([pos[..., 1:, :] - pos[..., :1, :], pos[..., :1, :]], dim=-2)
-        step = (rel[:, 1:] - rel[:, :-1]).norm(dim=-1).mean(-1) * fps  # (B, T-1) m/s
-        mask = windows["mask"][s : s + 256]
-        valid = (mask[:, 1:] & mask[:, :-1]).float()
-        speeds.append((step * valid).sum(1) / valid.sum(1).clamp(min=1))
-    speed = torch.cat(speeds)
+    speed of a window over that of the clip's busiest window lets generation prefer the windows that
+    show the action over a lead-in."""
+    speed = window_speed(windows["rot6d"], windows["trans"], windows["mask"], fps)
     clip = windows["clip"].long()
     busiest = torch.zeros(int(clip.max()) + 1 if len(clip) else 0).scatter_reduce(
         0, clip, speed, reduce="amax", include_self=False
     )
     return (speed / busiest[clip].clamp(min=1e-6)).clamp(0, 1)
+
+
+STILL_SPEED = 0.05  # m/s: below this mean joint speed a window counts as standing still
+
+
+@torch.no_grad()
+def window_fidelity(model: MotionClipModel, latents: torch.Tensor, windows: dict) -> torch.Tensor:
+    """How much of each window's movement the model gives back when it decodes the window's latent, as
+    generation does (decoded mean joint speed over the capture's, at most 1; still windows count 1).
+    A small model damps some captures (fast jumps, punches) far more than others; generation prefers
+    the ones it reproduces with their vigour."""
+    was_training = model.training
+    model.eval()
+    fps = model.cfg.fps
+    mask = windows["mask"]
+    speeds = []
+    for s in range(0, len(mask), 128):
+        z = torch.nn.functional.normalize(latents[s : s + 128].float(), dim=-1)
+        rot, tr = from_features(model.decode(z, mask[s : s + 128]))
+        speeds.append(window_speed(rot, tr, mask[s : s + 128], fps))
+    model.train(was_training)
+    decoded = torch.cat(speeds)
+    real = window_speed(windows["rot6d"], windows["trans"], mask, fps)
+    ratio = (decoded / real.clamp(min=1e-6)).clamp(0, 1)
+    return torch.where(real < STILL_SPEED, torch.ones_like(ratio), ratio)
 
 
 def export(
