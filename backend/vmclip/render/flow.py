@@ -59,6 +59,24 @@ TRUNK, HEAD = 0, 1
 NUM_REGIONS = 6
 JOINT_REGION = np.array([_REGION_OF[n] for n in JOINT_NAMES], dtype=np.int64)
 
+# Limb segments whose pixels in a photo hide the body behind them: (joint, child joint, how far the
+# limb goes on beyond the child as a share of the segment: fingers beyond the knuckles, toes beyond
+# the ball of the foot, body parts covered: named after the joints that move them).
+_J = JOINT_NAMES.index
+LIMB_SEGMENTS = tuple(
+    (_J(f"{s}_{a}"), _J(f"{s}_{b}"), beyond, tuple(_J(f"{s}_{q}") for q in parts))
+    for s in ("left", "right")
+    for a, b, beyond, parts in (
+        ("shoulder", "elbow", 0.0, ("shoulder",)), ("elbow", "wrist", 0.0, ("elbow",)),
+        ("wrist", "hand", 0.6, ("wrist", "hand")), ("hip", "knee", 0.0, ("hip",)),
+        ("knee", "ankle", 0.0, ("knee",)), ("ankle", "foot", 0.4, ("ankle", "foot"))))
+# A detected joint counts from this confidence on (MediaPipe's visibility; hands and feet are
+# derived and scaled by 0.8).
+KEYPOINT_MIN_CONF = 0.4
+# A point lies behind a limb when it is farther from the camera than the limb's axis by this share
+# of the limb's radius (the limb's back surface, less a little for a limb resting on the body).
+BEHIND_LIMB = 0.6
+
 
 def mirror_vertex_map(rest_vertices: np.ndarray) -> np.ndarray:
     """For every vertex, the vertex nearest to its mirror image across the body's x = 0 plane."""
@@ -113,6 +131,127 @@ def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def part_regions(num_parts: int) -> np.ndarray:
+    """Body region of every body part index (parts beyond the 24 joints count as trunk)."""
+    region = np.zeros(max(num_parts, len(JOINT_REGION)), dtype=np.int64)
+    region[:len(JOINT_REGION)] = JOINT_REGION
+    return region
+
+
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of points (N, D) from the segment a-b, and the parameter (0 at a, 1 at b) of the
+    nearest point on it."""
+    ab = b - a
+    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1), t
+
+
+@dataclass
+class LimbOcclusion:
+    """What a photo's limbs hide and what the fitted limbs hide wrongly, per pixel of the photo.
+
+    `region`: region of the nearest limb the photo shows there, with a margin for a sleeve wider than
+    the fitted limb (-1: none); `core`: there without the margin; `depth`: beyond it a point of
+    another region is hidden by that limb (inf: none); `behind`: the limb hides a surface of the
+    fitted body there (those pixels are painted out in the clean photo); `unveiled`: region of a
+    fitted limb that covers the pixel where the photo shows no such limb (-1: none), and
+    `unveiled_depth` the depth of the fitted body behind it there, what the photo does show."""
+
+    region: np.ndarray
+    core: np.ndarray
+    depth: np.ndarray
+    behind: np.ndarray
+    unveiled: np.ndarray
+    unveiled_depth: np.ndarray
+
+
+def limb_occluders(rasterizer: Rasterizer, keypoints: np.ndarray, joints: np.ndarray,
+                   vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray, camera: Camera,
+                   width: int, height: int, raster: Raster | None = None) -> LimbOcclusion:
+    """Where a photo shows a limb in front of the body, from the photo's own keypoints: a fitted limb
+    is often a few pixels off the real one; the surface the fit puts beside its limb (the shirt just
+    above a forearm held across the waist) would take the real sleeve's pixels, and the fitted limb
+    would hide surface the photo shows.
+
+    Every limb segment whose two joints were detected is drawn as a capsule along the detected joints
+    (`keypoints` (24, 3): x, y, confidence in this photo's pixels), as wide as the fitted limb there;
+    its depth runs along the fitted limb's axis (`joints` (24, 3) world, posed as in the photo).
+    `raster`: the full body's render in this photo, when already made."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    region = np.full((height, width), -1, dtype=np.int8)
+    core = np.zeros((height, width), dtype=bool)
+    depth = np.full((height, width), np.inf, dtype=np.float32)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    joints = np.asarray(joints, dtype=np.float64)
+    uv_j, z_j = project(joints, camera.K, camera.R, camera.t)
+    uv_v, _ = project(vertices, camera.K, camera.R, camera.t)
+    segments = []
+    for a, b, beyond, parts in LIMB_SEGMENTS:
+        sel = np.isin(vertex_part, parts)
+        if min(kp[a, 2], kp[b, 2]) < KEYPOINT_MIN_CONF or sel.sum() < 10 or min(z_j[a], z_j[b]) <= 0:
+            continue
+        # The fitted limb's width: its vertices' distance from its axis (in the photo and in metres).
+        end_px = uv_j[b] + beyond * (uv_j[b] - uv_j[a])
+        end_m = joints[b] + beyond * (joints[b] - joints[a])
+        r_px = float(np.percentile(_segment_distance(uv_v[sel], uv_j[a], end_px)[0], 75))
+        r_m = float(np.percentile(_segment_distance(vertices[sel], joints[a], end_m)[0], 75))
+        segments.append((min(z_j[a], z_j[b]), a, b, beyond, parts, max(r_px, 1.0), r_m))
+    behind = np.zeros((height, width), dtype=bool)
+    unveiled = np.full((height, width), -1, dtype=np.int8)
+    unveiled_depth = np.full((height, width), np.inf, dtype=np.float32)
+    if not segments:
+        return LimbOcclusion(region, region >= 0, depth, behind, unveiled, unveiled_depth)
+    # Where each region's limb is in the photo (with a margin: a loose sleeve is wider than the fit).
+    covered = np.zeros((NUM_REGIONS, height, width), dtype=bool)
+    margin = 2.0 * max(width, height) / 512.0
+    # Far limbs first: where two overlap, the nearer one is drawn last and wins.
+    for _, a, b, beyond, _, r_px, r_m in sorted(segments, key=lambda seg: -seg[0]):
+        pa = kp[a, :2]
+        pb = kp[b, :2] + beyond * (kp[b, :2] - pa)
+        reach = r_px + margin
+        x0, y0 = np.floor(np.minimum(pa, pb) - reach - 1).astype(int)
+        x1, y1 = np.ceil(np.maximum(pa, pb) + reach + 2).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        d, t = _segment_distance(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64), pa, pb)
+        d = d.reshape(xs.shape)
+        z = (z_j[a] + t * (1.0 + beyond) * (z_j[b] - z_j[a]) + BEHIND_LIMB * r_m).reshape(xs.shape)
+        inside = (d <= reach) & (z < depth[y0:y1, x0:x1])
+        region[y0:y1, x0:x1][inside] = JOINT_REGION[a]
+        core[y0:y1, x0:x1][inside] = d[inside] <= r_px
+        depth[y0:y1, x0:x1][inside] = z[inside]
+        covered[JOINT_REGION[a], y0:y1, x0:x1] |= d <= reach
+    if raster is None:
+        raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, width, height)
+    part_regions_ = part_regions(int(vertex_part.max()) + 1)
+    front_part = np.full((height, width), -1, dtype=np.int64)
+    front_part[raster.mask] = vertex_part[raster.vertex_of_max_weight()]
+    drawn = np.zeros(len(part_regions_), dtype=bool)
+    drawn[[q for seg in segments for q in seg[4]]] = True
+    vertex_region = part_regions_[vertex_part]
+    face_region = vertex_region[faces]
+    normal = face_normals(vertices, faces)
+    towards = camera.centre[None, :] - vertices[faces].mean(1)
+    front = (normal * towards).sum(1) > 0
+    for g in np.unique(JOINT_REGION[[seg[1] for seg in segments]]):
+        # The body without this limb: which surface lies behind the limb (its inside, seen through
+        # the hole the limb leaves, faces away from the camera and does not count).
+        keep = ~(face_region == g).all(1)
+        ras = rasterizer.render(vertices, faces[keep], camera.K, camera.R, camera.t, width, height)
+        surface = np.zeros((height, width), dtype=bool)
+        surface[ras.mask] = front[keep][ras.tri[ras.mask]]
+        behind |= (region == g) & surface & (ras.depth > depth)
+        # The fitted limb in front where the photo shows none of it: the photo shows what is behind.
+        off = ((front_part >= 0) & drawn[np.maximum(front_part, 0)]
+               & (part_regions_[np.maximum(front_part, 0)] == g) & ~covered[g] & surface
+               & (ras.depth > raster.depth + VISIBILITY_EPS))
+        unveiled[off] = g
+        unveiled_depth[off] = ras.depth[off]
+    return LimbOcclusion(region, core, depth, behind, unveiled, unveiled_depth)
+
+
 def part_similarities(src_uv: np.ndarray, dst_uv: np.ndarray, vertex_part: np.ndarray, num_parts: int,
                       valid: np.ndarray | None = None, scale_range: tuple[float, float] = (0.5, 2.0)
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,10 +293,13 @@ class Camera:
 class SourceView:
     """One source photo with its posed body, prepared once: vertex projections, depth buffer, body
     part map, how squarely each vertex was seen and its colour there, and the person pixels off the
-    body with the surface points they hang from."""
+    body with the surface points they hang from. With the photo's `keypoints` (SMPL-24 (24, 3): x, y,
+    confidence) and the fitted `joints` (24, 3), a limb the photo shows in front of the body also
+    hides what lies behind it where the fit put its limb a little off (see `limb_occluders`)."""
 
     def __init__(self, rasterizer: Rasterizer, image: np.ndarray, mask: np.ndarray, camera: Camera,
-                 vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray) -> None:
+                 vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray,
+                 keypoints: np.ndarray | None = None, joints: np.ndarray | None = None) -> None:
         h, w = image.shape[:2]
         px = max(h, w) / 512.0
         faces = np.asarray(faces, dtype=np.int64)
@@ -182,14 +324,35 @@ class SourceView:
         self.facing = np.clip((normals * view).sum(1), 0.0, 1.0).astype(np.float32)
         self.raster: Raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, w, h)
         self.depth = self.raster.depth
+        self.region_of_part = part_regions(int(vertex_part.max()) + 1)
         # Visibility is tested against the farthest depth among the 3x3 neighbours: a point on a steep
         # surface (the side of the face) must not fail the test by a rounding of its pixel.
         far = np.where(np.isfinite(self.depth), self.depth, 1e6).astype(np.float32)
         self.depth_vis = cv2.dilate(far, np.ones((3, 3), np.uint8))
+        self.occlusion: LimbOcclusion | None = None
+        self.clean = None
+        self.clean_region = np.full((h, w), -1, dtype=np.int8)
+        if keypoints is not None and joints is not None:
+            occ = self.occlusion = limb_occluders(rasterizer, keypoints, joints, vertices, faces,
+                                                  vertex_part, camera, w, h, raster=self.raster)
+            # Where the fitted limb covers what the photo shows beside the real limb, the surface
+            # behind the fitted limb is what the photo shows.
+            unveiled = occ.unveiled >= 0
+            if unveiled.any():
+                behind = cv2.dilate(np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32),
+                                    np.ones((3, 3), np.uint8))
+                self.depth_vis = np.where(unveiled, np.maximum(self.depth_vis, behind), self.depth_vis)
+            if occ.behind.any():
+                # The photo with the limbs that hide another surface painted out: what that surface
+                # shows where the limb hid it (the sleeve must not be repeated on the shirt).
+                grow = cv2.dilate(occ.behind.astype(np.uint8), np.ones((7, 7), np.uint8))
+                self.clean = cv2.inpaint(self.bled, grow, max(3, round(5 * px)), cv2.INPAINT_TELEA)
+                self.clean_region = np.where(grow > 0, occ.region, -1).astype(np.int8)
         ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
         inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
         visible = np.zeros(len(uv), dtype=bool)
         visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + VISIBILITY_EPS
+        visible &= ~self.hidden_by_limb(self.uvz, self.region_of_part[vertex_part])
         # How squarely each vertex was seen (0 where hidden), and the (slightly blurred) photo colour
         # there: the raw material of the fill colour.
         # Only where the photo shows the person there (a fit a little larger than the person would
@@ -206,6 +369,23 @@ class SourceView:
         part[body] = vertex_part[self.raster.vertex_of_max_weight()]
         self.part = part
         self._prepare_carried(body, part, px)
+
+    def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
+        photo shows at their pixel although the fitted body's depth says so: behind a limb of another
+        region that the photo shows there, or on a fitted limb where the photo shows no such limb."""
+        occ = self.occlusion
+        if occ is None:
+            return np.zeros(len(uvz), dtype=bool)
+        u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
+        h, w = occ.region.shape
+        inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
+        u, v, g = u[inside], v[inside], region[inside]
+        limb = occ.region[v, u]
+        hidden = np.zeros(len(uvz), dtype=bool)
+        hidden[inside] = (((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u]))
+                          | (occ.unveiled[v, u] == g))
+        return hidden
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
         """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
@@ -324,9 +504,8 @@ class FlowWarper:
         self.px = max(width, height) / 512.0
         self.extend_px = (EXTEND_PX * self.px) if extend_px is None else extend_px
         self.num_parts = max(int(self.vertex_part.max()) + 1, len(JOINT_NAMES))
-        part_region = np.zeros(self.num_parts, dtype=np.int64)
-        part_region[:len(JOINT_REGION)] = JOINT_REGION
-        self.head_part = part_region[self.vertex_part] == HEAD
+        self.part_region = part_regions(self.num_parts)
+        self.head_part = self.part_region[self.vertex_part] == HEAD
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
@@ -451,6 +630,8 @@ class FlowWarper:
         part_px = self.vertex_part[nearest_vertex]
         head_px = self.head_part[nearest_vertex]
         fill_ok_px = self.fill_ok[nearest_vertex]
+        region_px = self.part_region[part_px]
+        region_mir = self.part_region[self.vertex_part[self.mirror[nearest_vertex]]]
         tgt_facing = np.maximum(self._target_facing(vertices, ras), 0.05)
         best = np.full(n, -1, dtype=np.int64)
         best_uv = np.full((n, 2), np.nan, dtype=np.float32)
@@ -469,14 +650,27 @@ class FlowWarper:
             own, mir = vals[:, 0:3], vals[:, 3:6]
             ratio_own = np.minimum(vals[:, 6] / tgt_facing, 1.0)
             ratio_mir = np.minimum(vals[:, 7] / tgt_facing, 1.0)
+            # (a point behind a limb the photo shows in front of it is not seen there, whatever the
+            # fitted body's depth says)
+            hidden_own = src.hidden_by_limb(own, region_px)
+            seen_own = (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS) & ~hidden_own
             candidates = (
-                (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS, own[:, :2],
-                 2.0 + vals[:, 6], ratio_own),
-                (mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS, mir[:, :2],
-                 1.0 + vals[:, 7], ratio_mir),
-                ((self._lookup(src.part, own, -1) == part_px) & ~head_px, own[:, :2], vals[:, 6],
-                 np.ones(n, dtype=np.float32)),
+                (seen_own, own[:, :2], 2.0 + vals[:, 6], ratio_own),
+                ((mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS)
+                 & ~src.hidden_by_limb(mir, region_mir), mir[:, :2], 1.0 + vals[:, 7], ratio_mir),
+                ((self._lookup(src.part, own, -1) == part_px) & ~head_px & ~hidden_own, own[:, :2],
+                 vals[:, 6], np.ones(n, dtype=np.float32)),
             )
+            if src.clean is not None:
+                # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
+                # photo with that limb painted out, in place. On the trunk and head before the mirror
+                # point (which lies under the same forearm more often than not), on a limb after it
+                # (the other leg is the better guess), and for a surface that faced away from the
+                # photo only before the same part seen from its other side.
+                limb = self._lookup(src.clean_region, own, -1)
+                ok = ~seen_own & (limb >= 0) & (limb != region_px)
+                score = np.where(vals[:, 6] > 0.05, np.where(region_px <= HEAD, 1.65, 0.9), 0.5)
+                candidates = candidates + ((ok, own[:, :2], score.astype(np.float32), ratio_own),)
             # Later photos only win clearly (by 0.3): a patchwork of photos with different light and
             # fit errors looks worse than one photo slightly less head-on.
             bias = 0.3 if si > 0 else 0.0
@@ -615,8 +809,20 @@ class FlowWarper:
         # Off the head, the fill takes the first photo's texture of the same part where it saw it squarely.
         tex = fl["textured"]
         if tex.any():
-            sampled = cv2.remap(self.sources[0].bled, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
+            first = self.sources[0]
+            sampled = cv2.remap(first.bled, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            if first.clean is not None:
+                # Where the fill texture reaches under a limb that hid this surface in the photo, the
+                # photo with that limb painted out (the limb's own fill keeps the limb).
+                limb = self._lookup(first.clean_region, np.stack([fl["fill_x"][tex], fl["fill_y"][tex]], 1),
+                                    -1)
+                clean = np.zeros_like(tex)
+                clean[tex] = (limb >= 0) & (limb != self.part_region[np.maximum(fl["part"][tex], 0)])
+                if clean.any():
+                    other = cv2.remap(first.clean, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                    sampled[clean] = other[clean]
             rgb[tex] = sampled[tex]
         alpha = np.zeros((h, w), dtype=np.float32)
         alpha[fl["hole"]] = 1.0
@@ -628,6 +834,10 @@ class FlowWarper:
             my = np.where(sel, fl["map_y"], -1e4).astype(np.float32)
             col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            painted = sel & (fl["candidate"] == 3)
+            if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out
+                col[painted] = cv2.remap(src.clean, mx, my, cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE)[painted]
             a = cv2.remap(src.mask_trim, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             edge = sel & fl["edge"]
             off_body = sel & ~body & ~edge

@@ -118,8 +118,17 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
         posed.append(verts)
         image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), width, height)
         mask = _resize(np.asarray(view.mask, dtype=np.float32), width, height)
+        # The photo's detected joints (where its limbs really are) at the output size, and the fitted
+        # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
+        keypoints = getattr(view, "joints2d", None)
+        joints = None
+        if keypoints is not None:
+            keypoints = np.asarray(keypoints, dtype=np.float64).copy()
+            keypoints[:, 0] = (keypoints[:, 0] + 0.5) * sx - 0.5
+            keypoints[:, 1] = (keypoints[:, 1] + 0.5) * sy - 0.5
+            joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
         sources.append(SourceView(ras, image, mask, scaled_camera(view.camera, sx, sy), verts, faces,
-                                  vertex_part))
+                                  vertex_part, keypoints=keypoints, joints=joints))
     background = getattr(views[0], "background", None)
     if background is None:
         raise InputError("the person analysis has no background plate")
