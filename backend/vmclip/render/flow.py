@@ -252,6 +252,29 @@ def limb_occluders(rasterizer: Rasterizer, keypoints: np.ndarray, joints: np.nda
     return LimbOcclusion(region, core, depth, behind, unveiled, unveiled_depth)
 
 
+def paint_out(image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: float, seed: int = 0
+              ) -> np.ndarray:
+    """`image` with `hole` filled from the texture around it (PatchMatch on a window around the
+    hole; never from `exclude`: the background, the limbs); OpenCV's Telea where PatchMatch is
+    missing. A smooth Telea fill of a band as wide as a forearm reads as a smear; patches of the
+    shirt and jacket around it continue their folds and edges."""
+    import patchmatch
+
+    if not patchmatch.patchmatch_available:
+        return cv2.inpaint(image, hole.astype(np.uint8), max(3, round(5 * px)), cv2.INPAINT_TELEA)
+    ys, xs = np.nonzero(hole)
+    m = int(round(48 * px))  # the window: nearby texture is the likely one
+    y0, y1 = max(0, ys.min() - m), min(image.shape[0], ys.max() + m + 1)
+    x0, x1 = max(0, xs.min() - m), min(image.shape[1], xs.max() + m + 1)
+    h = hole[y0:y1, x0:x1]
+    patchmatch.set_random_seed(seed)
+    filled = patchmatch.inpaint(np.ascontiguousarray(image[y0:y1, x0:x1]), h.astype(np.uint8) * 255,
+                                global_mask=(exclude[y0:y1, x0:x1] & ~h).astype(np.uint8) * 255, patch_size=3)
+    out = image.copy()
+    out[y0:y1, x0:x1][h] = filled[h]
+    return out
+
+
 def part_similarities(src_uv: np.ndarray, dst_uv: np.ndarray, vertex_part: np.ndarray, num_parts: int,
                       valid: np.ndarray | None = None, scale_range: tuple[float, float] = (0.5, 2.0)
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -295,11 +318,13 @@ class SourceView:
     part map, how squarely each vertex was seen and its colour there, and the person pixels off the
     body with the surface points they hang from. With the photo's `keypoints` (SMPL-24 (24, 3): x, y,
     confidence) and the fitted `joints` (24, 3), a limb the photo shows in front of the body also
-    hides what lies behind it where the fit put its limb a little off (see `limb_occluders`)."""
+    hides what lies behind it where the fit put its limb a little off (see `limb_occluders`); `seed`
+    drives PatchMatch's random search where such a limb is painted out."""
 
     def __init__(self, rasterizer: Rasterizer, image: np.ndarray, mask: np.ndarray, camera: Camera,
                  vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray,
-                 keypoints: np.ndarray | None = None, joints: np.ndarray | None = None) -> None:
+                 keypoints: np.ndarray | None = None, joints: np.ndarray | None = None,
+                 seed: int = 0) -> None:
         h, w = image.shape[:2]
         px = max(h, w) / 512.0
         faces = np.asarray(faces, dtype=np.int64)
@@ -346,7 +371,7 @@ class SourceView:
                 # The photo with the limbs that hide another surface painted out: what that surface
                 # shows where the limb hid it (the sleeve must not be repeated on the shirt).
                 grow = cv2.dilate(occ.behind.astype(np.uint8), np.ones((7, 7), np.uint8))
-                self.clean = cv2.inpaint(self.bled, grow, max(3, round(5 * px)), cv2.INPAINT_TELEA)
+                self.clean = paint_out(self.bled, grow > 0, (mask < 0.5) | (occ.region >= 0), px, seed)
                 self.clean_region = np.where(grow > 0, occ.region, -1).astype(np.int8)
         ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
         inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
