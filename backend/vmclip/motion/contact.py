@@ -105,7 +105,15 @@ def lock_feet(motion: Motion, offsets: np.ndarray | None = None, contact: np.nda
         contact = foot_contacts(pos, motion.fps)  # (T, 4): left ankle, left foot, right ankle, right foot
     elif contact.shape != (motion.num_frames, len(ALL_FEET)):
         raise ValueError(f"contact must be ({motion.num_frames}, {len(ALL_FEET)}), not {contact.shape}")
-    blend = max(1, int(round(LOCK_BLEND_SECONDS * motion.fps)))
+    out = pin_feet(local, pos, glob, contact, motion.fps)
+    return Motion.from_matrices(out, trans, motion.fps, motion.texts, motion.betas)
+
+
+def pin_feet(local: np.ndarray, pos: np.ndarray, glob: np.ndarray, contact: np.ndarray,
+             fps: float) -> np.ndarray:
+    """`lock_feet` on arrays: local rotations (T, 24, 3, 3) with their forward kinematics (joint
+    positions, global rotations) and contacts (T, 4) -> new local rotations (legs changed only)."""
+    blend = max(1, int(round(LOCK_BLEND_SECONDS * fps)))
     out = local.copy()
     for s, (hip, knee, ankle, foot) in enumerate(LEGS.values()):
         move = _pin_offsets(
@@ -142,4 +150,4 @@ def lock_feet(motion: Motion, offsets: np.ndarray | None = None, contact: np.nda
         out[frames, hip] = np.swapaxes(parent, -1, -2) @ hip_glob
         out[frames, knee] = np.swapaxes(hip_glob, -1, -2) @ knee_glob
         out[frames, ankle] = np.swapaxes(knee_glob, -1, -2) @ glob[frames, ankle]
-    return Motion.from_matrices(out, trans, motion.fps, motion.texts, motion.betas)
+    return out

@@ -19,7 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from vmclip.motion import Motion
 from vmclip.motion import rotations as R
-from vmclip.motion.contact import ALL_FEET, foot_contacts, joint_heights, lock_feet
+from vmclip.motion.contact import ALL_FEET, foot_contacts, joint_heights, pin_feet
 from vmclip.motion.kinematics import forward_kinematics
 
 
@@ -32,24 +32,20 @@ def smooth(motion: Motion, sigma: float = 1.0) -> Motion:
     return Motion.from_matrices(mats, trans, motion.fps, motion.texts, motion.betas)
 
 
-def put_on_floor(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
-    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+def _floor_lift(pos: np.ndarray) -> np.ndarray:
+    """(T,) vertical root moves that put the lowest body point (soles for the feet) on y = 0: a low
+    percentile over time, so one bad frame cannot lift everything; frames still sinking are lifted."""
     low = joint_heights(pos).min(axis=1)  # (T,)
-    trans = motion.trans.astype(np.float64).copy()
-    trans[:, 1] -= np.percentile(low, 2)
-    low = low - np.percentile(low, 2)
-    sink = np.maximum(0.0, -low)
-    if sink.any():
-        # Lift sinking frames; the max keeps short dips fully corrected after smoothing.
-        trans[:, 1] += np.maximum(sink, gaussian_filter1d(sink, 2.0, mode="nearest"))
-    return Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas)
+    base = np.percentile(low, 2)
+    sink = np.maximum(0.0, base - low)
+    # Lift sinking frames; the max keeps short dips fully corrected after smoothing.
+    lift = np.maximum(sink, gaussian_filter1d(sink, 2.0, mode="nearest")) if sink.any() else sink
+    return lift - base
 
 
-def hold_planted_feet(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
-    if motion.num_frames < 3:
-        return motion
-    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
-    contact = foot_contacts(pos, motion.fps)  # (T, 4)
+def _slide_removal(pos: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 2) horizontal root moves that cancel the planted feet's mean slide (x, z)."""
+    contact = foot_contacts(pos, fps)  # (T, 4)
     feet = pos[:, ALL_FEET][..., [0, 2]]  # (T, 4, 2) horizontal
     vel = np.diff(feet, axis=0)  # (T-1, 4, 2): per-frame foot displacement
     planted = contact[1:] & contact[:-1]
@@ -59,16 +55,46 @@ def hold_planted_feet(motion: Motion, offsets: np.ndarray | None = None) -> Moti
     slide[n[:, 0] == 0] = 0.0
     # Smooth the correction a little so contact changes do not make the body pop.
     slide = gaussian_filter1d(slide, 1.0, axis=0, mode="nearest")
+    return np.concatenate([np.zeros((1, 2)), -np.cumsum(slide, axis=0)])
+
+
+def put_on_floor(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
     trans = motion.trans.astype(np.float64).copy()
-    trans[1:, [0, 2]] -= np.cumsum(slide, axis=0)
+    trans[:, 1] += _floor_lift(pos)
+    return Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas)
+
+
+def hold_planted_feet(motion: Motion, offsets: np.ndarray | None = None) -> Motion:
+    if motion.num_frames < 3:
+        return motion
+    pos = forward_kinematics(motion.matrices(), motion.trans.astype(np.float64), offsets)[0]
+    trans = motion.trans.astype(np.float64).copy()
+    trans[:, [0, 2]] += _slide_removal(pos, motion.fps)
     return Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas)
 
 
 def clean_motion(motion: Motion, offsets: np.ndarray | None = None, sigma: float = 1.0) -> Motion:
-    """Jitter removed, planted feet held, lowest point on the floor, planted feet pinned."""
+    """Jitter removed, lowest point on the floor, planted feet held, then pinned by leg IK.
+
+    Forward kinematics runs once: after smoothing only the root translation changes until the foot
+    lock, and moving the root moves every joint by the same amount."""
     out = smooth(motion, sigma)
-    out = hold_planted_feet(put_on_floor(out, offsets), offsets)
-    return lock_feet(put_on_floor(out, offsets), offsets)
+    if out.num_frames < 3:
+        return put_on_floor(out, offsets)
+    local = out.matrices().astype(np.float64)
+    trans = out.trans.astype(np.float64).copy()
+    pos, glob = forward_kinematics(local, trans, offsets)
+    for step in ("floor", "slide", "floor"):
+        move = np.zeros_like(trans)
+        if step == "floor":
+            move[:, 1] = _floor_lift(pos)
+        else:
+            move[:, [0, 2]] = _slide_removal(pos, out.fps)
+        trans += move
+        pos += move[:, None]
+    local = pin_feet(local, pos, glob, foot_contacts(pos, out.fps), out.fps)
+    return Motion.from_matrices(local, trans, out.fps, out.texts, out.betas)
 
 
 def foot_skating(motion: Motion, offsets: np.ndarray | None = None) -> dict[str, float]:
