@@ -126,6 +126,28 @@ def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist, idx[labels.ravel() - 1].reshape(mask.shape)
 
 
+def _nearest_within(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: float) -> np.ndarray:
+    """Flat index of the nearest pixel of `mask` within `radius` of each pixel (ys, xs), -1 where
+    none is: offsets tried nearest first, a few shifted look-ups on those pixels only (for small radii
+    much cheaper than a distance transform of the whole window)."""
+    h, w = mask.shape
+    r = int(np.floor(radius))
+    offsets = sorted(((dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                      if 0 < dy * dy + dx * dx <= radius * radius + 1e-9),
+                     key=lambda o: o[0] ** 2 + o[1] ** 2)
+    out = np.full(len(ys), -1, dtype=np.int64)
+    for dy, dx in offsets:
+        todo = np.flatnonzero(out < 0)
+        if not len(todo):
+            break
+        qy, qx = ys[todo] + dy, xs[todo] + dx
+        ok = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        hit = np.zeros(len(todo), dtype=bool)
+        hit[ok] = mask[qy[ok], qx[ok]]
+        out[todo[hit]] = qy[hit] * w + qx[hit]
+    return out
+
+
 def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -747,10 +769,17 @@ class FlowWarper:
         filled = body & (source >= 0)
         if not filled.any():
             return np.zeros_like(body)
-        dist, near = _nearest(filled)
-        ring = ~body & (source < 0) & (dist <= max(1.0, 1.0 * self.px))
-        ys, xs = np.nonzero(ring)
-        n = near[ys, xs]
+        # The ring: pixels with a filled pixel within this radius (the nearest one lends its source).
+        radius = max(1.0, 1.0 * self.px)
+        r = int(np.floor(radius))
+        grown = cv2.dilate(filled.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+        ys, xs = np.nonzero(grown & ~body & (source < 0))
+        n = _nearest_within(filled, ys, xs, radius)
+        found = n >= 0
+        ys, xs, n = ys[found], xs[found], n[found]
+        ring = np.zeros_like(body)
+        ring[ys, xs] = True
         ny, nx = np.divmod(n, w)
         map_x[ys, xs] = map_x.ravel()[n] + (xs - nx)
         map_y[ys, xs] = map_y.ravel()[n] + (ys - ny)
@@ -813,10 +842,11 @@ class FlowWarper:
                                   np.ones((3, 3), np.uint8)).astype(bool)
         gaps = closed & ~covered
         if gaps.any():
-            _, near = _nearest(covered)
-            got_x[gaps] = got_x.ravel()[near[gaps]]
-            got_y[gaps] = got_y.ravel()[near[gaps]]
-            got_p[gaps] = got_p.ravel()[near[gaps]]
+            gy, gx = np.nonzero(gaps)
+            near = _nearest_within(covered, gy, gx, np.sqrt(2.0))  # a 3x3 closing: a neighbour is set
+            got_x[gy, gx] = got_x.ravel()[near]
+            got_y[gy, gx] = got_y.ravel()[near]
+            got_p[gy, gx] = got_p.ravel()[near]
         sel = closed & ~body
         map_x[sel], map_y[sel] = got_x[sel], got_y[sel]
         source[sel] = 0

@@ -22,19 +22,34 @@ NEAR, FAR = 0.02, 200.0
 _VERTEX_SHADER = """
 #version 330
 in vec4 in_clip;
-in vec3 in_bary;
-out vec3 v_bary;
-out float v_depth;
 void main() {
     gl_Position = in_clip;
-    v_bary = in_bary;
-    v_depth = in_clip.w;
+}
+"""
+
+# The geometry shader tags each triangle's corners with barycentric coordinates, so that vertices
+# are uploaded once per frame and shared through a fixed index buffer (no per-frame triangle soup).
+_GEOMETRY_SHADER = """
+#version 330
+layout(triangles) in;
+layout(triangle_strip, max_vertices = 3) out;
+out vec2 v_bary;
+out float v_depth;
+void main() {
+    for (int k = 0; k < 3; ++k) {
+        gl_Position = gl_in[k].gl_Position;
+        v_bary = vec2(k == 0, k == 1);
+        v_depth = gl_in[k].gl_Position.w;
+        gl_PrimitiveID = gl_PrimitiveIDIn;
+        EmitVertex();
+    }
+    EndPrimitive();
 }
 """
 
 _FRAGMENT_SHADER = """
 #version 330
-in vec3 v_bary;
+in vec2 v_bary;
 in float v_depth;
 layout(location = 0) out vec4 out_px;
 void main() {
@@ -42,9 +57,6 @@ void main() {
     out_px = vec4(v_bary.x, v_bary.y, v_depth, float(gl_PrimitiveID + 1));
 }
 """
-
-# Barycentric corner tags for a triangle soup: corner k of every triangle carries e_k.
-_CORNERS = np.eye(3, dtype=np.float32)
 
 
 @dataclass
@@ -104,11 +116,13 @@ class Rasterizer:
             raise VmclipError(
                 f"cannot open a headless OpenGL (EGL) context: {exc}. Install Mesa's EGL "
                 "(Debian: apt-get install libegl1 libgl1-mesa-dri) or a GPU driver") from None
-        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, geometry_shader=_GEOMETRY_SHADER,
+                                        fragment_shader=_FRAGMENT_SHADER)
         self._fbo_size: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._buffer = None
-        self._buffer_bytes = 0
+        self._vbo = self._ibo = self.vao = None
+        self._vbo_bytes = 0
+        self._faces: np.ndarray | None = None  # the faces in the index buffer
 
     @property
     def renderer(self) -> str:
@@ -127,6 +141,23 @@ class Rasterizer:
         self.fbo = self.ctx.framebuffer(color_attachments=[self.color], depth_attachment=self.depth_rb)
         self._fbo_size = (width, height)
 
+    def _geometry(self, faces: np.ndarray, vertex_bytes: int) -> None:
+        """(Re)build the vertex buffer, the index buffer and the vertex array when the mesh changes
+        (the faces are compared by value: the same body arrives as new arrays)."""
+        same_faces = self._faces is not None and (
+            faces is self._faces or (faces.shape == self._faces.shape and np.array_equal(faces, self._faces)))
+        if same_faces and self._vbo_bytes >= vertex_bytes:
+            return
+        for item in (self.vao, self._vbo, self._ibo):
+            if item is not None:
+                item.release()
+        self._vbo_bytes = max(vertex_bytes, self._vbo_bytes if same_faces else 0)
+        self._vbo = self.ctx.buffer(reserve=self._vbo_bytes)
+        self._ibo = self.ctx.buffer(faces.astype(np.int32).tobytes())
+        self.vao = self.ctx.vertex_array(self.program, [(self._vbo, "4f", "in_clip")],
+                                         index_buffer=self._ibo, index_element_size=4)
+        self._faces = faces
+
     def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
                width: int, height: int, roi: tuple[int, int, int, int] | None = None) -> Raster:
         """Rasterise the mesh (vertices (V, 3) world, faces (F, 3)) seen by camera (K, R, t) into a
@@ -139,21 +170,11 @@ class Rasterizer:
         y_ndc = 2.0 * (uv[:, 1] + 0.5) / height - 1.0
         a, b = (FAR + NEAR) / (FAR - NEAR), -2.0 * FAR * NEAR / (FAR - NEAR)
         clip = np.stack([x_ndc * z, y_ndc * z, a * z + b, z], axis=1).astype(np.float32)
-        soup = np.empty((len(faces), 3, 7), dtype=np.float32)
-        soup[:, :, :4] = clip[faces]
-        soup[:, :, 4:] = _CORNERS
-        data = soup.tobytes()
+        data = clip.tobytes()
         with self._lock, self.ctx:  # `with ctx` makes it current in the calling thread
             self._framebuffer(width, height)
-            if self._buffer is None or self._buffer_bytes < len(data):
-                if self._buffer is not None:
-                    self._buffer.release()
-                    self.vao.release()
-                self._buffer = self.ctx.buffer(reserve=len(data))
-                self._buffer_bytes = len(data)
-                self.vao = self.ctx.vertex_array(self.program,
-                                                 [(self._buffer, "4f 3f", "in_clip", "in_bary")])
-            self._buffer.write(data)
+            self._geometry(faces, len(data))
+            self._vbo.write(data)
             self.fbo.use()
             self.ctx.viewport = (0, 0, width, height)
             self.ctx.enable(self.ctx.DEPTH_TEST)
