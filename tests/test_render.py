@@ -368,3 +368,31 @@ def test_jumps_stay_jumps_and_a_glitch_frame_does_not_lift_the_clip(body):
     ratio = leg_length(body.rest_joints(shape)) / motion_leg_length()
     assert np.abs(low[:10]).max() < 0.02 and np.abs(low[20:25]).max() < 0.02  # on the floor
     assert np.allclose(low[12:18], 0.3 * ratio, atol=0.03)  # in the air, scaled to the person
+
+
+def test_back_of_a_turned_person_keeps_the_garment_not_the_front_print(body):
+    """Photographed from the front, turned round: the back takes the garment's colour from the front
+    (the trunk's front where the photo saw the same part or its neighbour in the skeleton, so no
+    patches of fill at the waist), without the small print on the chest."""
+    shape = body.default_shape()
+    rest = body.rest_vertices(shape)
+    part = np.asarray(body.skin_weights).argmax(1)
+    trunk = np.isin(part, [0, 3, 6, 9, 13, 14])  # pelvis, spine, collars
+    centre = rest[trunk].mean(0)
+    chest = trunk & (rest[:, 2] > centre[2]) & (np.abs(rest[:, 0] - centre[0]) < 0.035) \
+        & (np.abs(rest[:, 1] - (centre[1] + 0.1)) < 0.03)
+    colors = np.where(trunk[:, None], [[40.0, 70, 200]], [[200.0, 200, 200]]).astype(np.float32)
+    colors[chest] = [230.0, 30, 30]  # a 7 x 6 cm print on the chest
+    person = make_person(body, shape, width=640, height=480, colors=colors)
+    assert (person.views[0].image[..., 0] > 150).sum() > 30  # the print is in the photo
+    turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
+    scene, warped, frame = _warp_once(body, person, turned)
+    fl = warped.flow
+    on_trunk = fl["body"] & np.isin(fl["part"], [0, 3, 6, 9, 13, 14])
+    assert on_trunk.sum() > 2000
+    assert (fl["candidate"][on_trunk] == -1).mean() < 0.02  # hardly any fill on the back
+    h, w = warped.alpha.shape
+    px = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w][on_trunk].astype(int)
+    red = (px[:, 0] > 150) & (px[:, 2] < 100)
+    assert red.mean() < 0.002, f"{red.sum()} red pixels of the front print on the back"
+    assert (px[:, 2] > px[:, 0]).mean() > 0.97  # the garment's blue

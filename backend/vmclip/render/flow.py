@@ -4,13 +4,14 @@ For every output frame the posed body is rasterised in the output camera. Each c
 one body-surface point (triangle + barycentric); the same point's pixel in every source photo is the
 interpolation of the vertices' projections in that source, which gives a backward flow applied with
 `cv2.remap`. A point is taken from a source where that source's depth buffer shows it (visible),
-else from the mirror-image point of the body (the opposite limb), else from the same body part seen
-from the other side (not on the head: a face on the back of the head is worse than hair), else from
-the fill. A surface the photo saw at a grazing angle but the frame shows face-on would be a few
-pixels stretched over a large area, so its colour is blended, by how much it would be stretched,
-into the fill: off the head the same part's texture where the first photo saw it squarely (photo
-coordinates spread over the mesh), on the head a smooth colour spread over the head from what the
-photos saw squarely (the back of the head from the crown).
+else from the mirror-image point of the body (the opposite limb), else from the same body part (or
+its neighbour in the skeleton) seen from the other side, median-filtered so that the front's small
+details (a print, buttons) do not appear on the back (not on the head: a face on the back of the head
+is worse than hair), else from the fill. A surface the photo saw at a grazing angle but the frame
+shows face-on would be a few pixels stretched over a large area, so its colour is blended, by how much
+it would be stretched, into the fill: off the head the same part's texture where the first photo saw
+it squarely (photo coordinates spread over the mesh), on the head a smooth colour spread over the head
+from what the photos saw squarely (the back of the head from the crown).
 
 Person pixels outside the bare body (hair, clothes) are carried forward: every such pixel of the
 first photo hangs from the body region whose silhouette is nearest (the trunk when another region is
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.motion.skeleton import JOINT_NAMES, PARENTS
 from vmclip.render.raster import Raster, Rasterizer, project
 
 # Margin (pixels at 512) of the output window around the body (clothes and hair beyond the body).
@@ -44,6 +45,9 @@ VISIBILITY_EPS = 0.03
 # surface normal and the direction to the camera) to the frame's. Above the upper ratio the photo is
 # used as it is, below the lower one only the fill colour; blended in between.
 STRETCH_OK, STRETCH_BAD = 0.55, 0.22
+# Details smaller than about this (pixels at 512, the median filter's radius) are left out of the
+# front's texture where it stands in for the back.
+BACK_DETAIL_PX = 7.0
 # A vertex counts as seen squarely (a fill colour source) from this facing on.
 SEEN_FACING = 0.35
 
@@ -361,6 +365,11 @@ class SourceView:
         # background (the matte grown by a pixel), so that no seam opens along a correct outline.
         self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
         self.bled = bleed(self.image, mask)
+        # For a surface the photo saw only from its other side (the back of a person photographed from
+        # the front): the garment's colours without the front's details (print, buttons, a hem or a
+        # shirt showing under an open jacket), which would be wrong (and mirrored) on the back.
+        k = 2 * round(BACK_DETAIL_PX * px) + 1
+        self.back = cv2.medianBlur(self.bled, k)
         self.camera = camera
         self.width, self.height = w, h
         uv, z = project(vertices, camera.K, camera.R, camera.t)
@@ -553,6 +562,15 @@ class FlowWarper:
         self.num_parts = max(int(self.vertex_part.max()) + 1, len(JOINT_NAMES))
         self.part_region = part_regions(self.num_parts)
         self.head_part = self.part_region[self.vertex_part] == HEAD
+        # Parts that stand in for each other when a surface is taken from the photo of its other
+        # side: the same part or a neighbour in the skeleton (front and back split the parts at
+        # different heights: the back of the waist lies where the photo shows the front of the hips).
+        # The last row and column are for "no part" (index -1).
+        self.part_near = np.zeros((self.num_parts + 1, self.num_parts + 1), dtype=bool)
+        self.part_near[np.arange(self.num_parts), np.arange(self.num_parts)] = True
+        for child, parent in enumerate(PARENTS):
+            if parent >= 0:
+                self.part_near[child, parent] = self.part_near[parent, child] = True
         self.mirror = mirror
         self.camera = camera
         self.width, self.height = width, height
@@ -705,8 +723,8 @@ class FlowWarper:
                 (seen_own, own[:, :2], 2.0 + vals[:, 6], ratio_own),
                 ((mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS)
                  & ~src.hidden_by_limb(mir, region_mir), mir[:, :2], 1.0 + vals[:, 7], ratio_mir),
-                ((self._lookup(src.part, own, -1) == part_px) & ~head_px & ~hidden_own, own[:, :2],
-                 vals[:, 6], np.ones(n, dtype=np.float32)),
+                (self.part_near[part_px, self._lookup(src.part, own, -1)] & ~head_px & ~hidden_own,
+                 own[:, :2], vals[:, 6], np.ones(n, dtype=np.float32)),
             )
             if src.clean is not None:
                 # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
@@ -889,6 +907,10 @@ class FlowWarper:
             my = np.where(sel, fl["map_y"], -1e4).astype(np.float32)
             col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            back = sel & (fl["candidate"] == 2)
+            if back.any():  # the same part seen from its other side: without the front's details
+                col[back] = cv2.remap(src.back, mx, my, cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)[back]
             painted = sel & (fl["candidate"] == 3)
             if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out
                 col[painted] = cv2.remap(src.clean, mx, my, cv2.INTER_LINEAR,
