@@ -48,6 +48,9 @@ STRETCH_OK, STRETCH_BAD = 0.55, 0.22
 # Details smaller than about this (pixels at 512, the median filter's radius) are left out of the
 # front's texture where it stands in for the back.
 BACK_DETAIL_PX = 7.0
+# A back the photo shows only from the front takes the front of the same part from this far away
+# (pixels at 512) where the photo shows something else in front of it (a hand over the hips).
+BACK_REACH_PX = 30.0
 # A vertex counts as seen squarely (a fill colour source) from this facing on.
 SEEN_FACING = 0.35
 
@@ -579,6 +582,7 @@ class FlowWarper:
                                     axis=1) for s in sources]
         self.rest = None if rest_vertices is None else np.asarray(rest_vertices, dtype=np.float64)
         self.fill = self._fill_colours()
+        self._nearest_cache: dict[tuple[int, int], np.ndarray | None] = {}
         # The first photo's attributes carry the fill colour and fill coordinates along (one
         # interpolation per frame).
         self.attr[0] = np.concatenate([self.attr[0], self.fill, self.fill_uv], axis=1).astype(np.float32)
@@ -638,6 +642,55 @@ class FlowWarper:
                 back = np.where(head & ~known, back, 0.0)[:, None]
                 fill = back * top_fill + (1.0 - back) * fill
         return fill.astype(np.float32)
+
+    def _other_side(self, si: int, own: np.ndarray, part_px: np.ndarray, facing: np.ndarray,
+                    head: np.ndarray, hidden: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The candidate "same part seen from its other side" in source `si` (not on the head): the
+        photo's pixel where the point projects when the photo shows that part (or a skeleton
+        neighbour) there, unhidden; for a surface facing away from the photo whose projection falls
+        on something else (a hand hanging in front of the hips), the nearest pixel within
+        BACK_REACH_PX that shows the part at least BACK_DETAIL_PX inside its outline (so that the back
+        texture's filter does not mix in the hand). (Moving every back point that way snaps the
+        texture into streaks along the parts' outlines.)"""
+        src = self.sources[si]
+        uv = own[:, :2].copy()
+        ok = self.part_near[part_px, self._lookup(src.part, own, -1)] & ~head & ~hidden
+        reach = ~ok & ~head & (facing < 0.05)
+        if reach.any():
+            u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+            reach &= (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
+            for part in np.unique(part_px[reach]):
+                sel = np.flatnonzero(reach & (part_px == part))
+                near = self._part_nearest(si, int(part))
+                if near is None:
+                    continue
+                q = near[v[sel], u[sel]]
+                qx, qy = q % src.width, q // src.width
+                good = np.hypot(qx - u[sel], qy - v[sel]) <= (BACK_REACH_PX + BACK_DETAIL_PX) * self.px
+                uv[sel[good], 0], uv[sel[good], 1] = qx[good], qy[good]
+                ok[sel[good]] = True
+        return ok, uv, facing, np.ones(len(uv), dtype=np.float32)
+
+    def _part_nearest(self, si: int, part: int) -> np.ndarray | None:
+        """Per pixel of source `si`, the flat index of the nearest pixel where the photo shows `part`
+        or a skeleton neighbour of it, not covered by a limb of another region (cached: built once
+        per source and part, when a back view first needs it)."""
+        key = (si, part)
+        if key not in self._nearest_cache:
+            src = self.sources[si]
+            shows = self.part_near[part][src.part]  # (-1, no part, is the last column: False)
+            occ = src.occlusion
+            if occ is not None:
+                shows &= ~(occ.core & (occ.region >= 0) & (occ.region != self.part_region[part]))
+            # Inside the part by the back texture's filter radius, so that the filter does not mix
+            # in what lies beyond the part (the hands next to the hips).
+            r = max(1, round(BACK_DETAIL_PX * max(src.width, src.height) / 512.0))
+            inner = cv2.erode(shows.astype(np.uint8), cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+            shows = inner if inner.any() else shows
+            self._nearest_cache[key] = _nearest(shows)[1].astype(np.int32) if shows.any() else None
+        return self._nearest_cache[key]
 
     def window(self, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
         """The output-frame window (x0, y0, x1, y1) holding the body plus the clothes margin."""
@@ -723,8 +776,7 @@ class FlowWarper:
                 (seen_own, own[:, :2], 2.0 + vals[:, 6], ratio_own),
                 ((mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS)
                  & ~src.hidden_by_limb(mir, region_mir), mir[:, :2], 1.0 + vals[:, 7], ratio_mir),
-                (self.part_near[part_px, self._lookup(src.part, own, -1)] & ~head_px & ~hidden_own,
-                 own[:, :2], vals[:, 6], np.ones(n, dtype=np.float32)),
+                self._other_side(si, own, part_px, vals[:, 6], head_px, hidden_own),
             )
             if src.clean is not None:
                 # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
