@@ -369,8 +369,9 @@ class SourceView:
         self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
         self.bled = bleed(self.image, mask)
         # For a surface the photo saw only from its other side (the back of a person photographed from
-        # the front): the garment's colours without the front's details (print, buttons, a hem or a
-        # shirt showing under an open jacket), which would be wrong (and mirrored) on the back.
+        # the front): the garment's colours without the front's small details (a print, buttons,
+        # folds), which would be wrong (and mirrored) on the back. (Larger ones, such as the shirt
+        # between an open jacket's lapels, stay.)
         k = 2 * round(BACK_DETAIL_PX * px) + 1
         self.back = cv2.medianBlur(self.bled, k)
         self.camera = camera
