@@ -85,14 +85,14 @@ def clean_motion(motion: Motion, offsets: np.ndarray | None = None, sigma: float
     local = out.matrices().astype(np.float64)
     trans = out.trans.astype(np.float64).copy()
     pos, glob = forward_kinematics(local, trans, offsets)
-    for step in ("floor", "slide", "floor"):
-        move = np.zeros_like(trans)
-        if step == "floor":
-            move[:, 1] = _floor_lift(pos)
-        else:
-            move[:, [0, 2]] = _slide_removal(pos, out.fps)
-        trans += move
-        pos += move[:, None]
+    def move_root(move: np.ndarray) -> None:
+        trans[:] += move
+        pos[:] += move[:, None]
+
+    move_root(np.stack([np.zeros(len(trans)), _floor_lift(pos), np.zeros(len(trans))], 1))
+    slide = _slide_removal(pos, out.fps)
+    move_root(np.stack([slide[:, 0], np.zeros(len(trans)), slide[:, 1]], 1))
+    move_root(np.stack([np.zeros(len(trans)), _floor_lift(pos), np.zeros(len(trans))], 1))
     local = pin_feet(local, pos, glob, foot_contacts(pos, out.fps), out.fps)
     return Motion.from_matrices(local, trans, out.fps, out.texts, out.betas)
 
