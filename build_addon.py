@@ -52,10 +52,28 @@ def _fetch_wheel(filename: str, cache: Path) -> None:
         raise BuildError(f"{filename}: expected a CPython wheel (cpXY), got {py}")
     pyver = f"{py[2]}.{py[3:]}"
     platforms = m["plat"].split(".")  # manylinux wheels carry several compatible tags
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-           "--python-version", pyver, "--implementation", "cp", "--abi", m["abi"],
-           "--timeout", "20", "--retries", "1", "--disable-pip-version-check", "-q",
-           "-d", str(cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        pyver,
+        "--implementation",
+        "cp",
+        "--abi",
+        m["abi"],
+        "--timeout",
+        "20",
+        "--retries",
+        "1",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(cache),
+    ]
     for plat in platforms:
         cmd += ["--platform", plat]
     cmd.append(f"{m['name']}=={m['version']}")
@@ -106,8 +124,14 @@ def _copy_tree(src: Path, dst: Path) -> None:
         shutil.copy2(path, target)
 
 
-def build(out_dir: Path = ROOT / "dist", *, offline: bool = False, require_wheels: bool = False,
-          cache: Path = WHEEL_CACHE, log=print) -> Path:
+def build(
+    out_dir: Path = ROOT / "dist",
+    *,
+    offline: bool = False,
+    require_wheels: bool = False,
+    cache: Path = WHEEL_CACHE,
+    log=print,
+) -> Path:
     """Build the zip; returns its path. Raises BuildError on a broken source tree."""
     manifest_path = ADDON_SRC / "blender_manifest.toml"
     manifest = read_manifest(manifest_path)
@@ -120,9 +144,11 @@ def build(out_dir: Path = ROOT / "dist", *, offline: bool = False, require_wheel
     if reason is not None:
         if require_wheels:
             raise BuildError(f"pyzmq wheels unavailable: {reason}")
-        log(f"build_addon: NOTE: building WITHOUT bundled pyzmq wheels ({reason}). The add-on then needs "
+        log(
+            f"build_addon: NOTE: building WITHOUT bundled pyzmq wheels ({reason}). The add-on then needs "
             "pyzmq in Blender's own Python (pip install pyzmq there); run this build once with network "
-            "access to bundle them.")
+            "access to bundle them."
+        )
         manifest_text = _manifest_without_wheels(manifest_text)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,19 +168,26 @@ def build(out_dir: Path = ROOT / "dist", *, offline: bool = False, require_wheel
                 if path.is_file():
                     zf.write(path, path.relative_to(stage.parent).as_posix())
         os.replace(part, zip_path)
-    log(f"build_addon: wrote {_show(zip_path)} "
-        f"({zip_path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheel(s))")
+    log(
+        f"build_addon: wrote {_show(zip_path)} "
+        f"({zip_path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheel(s))"
+    )
     return zip_path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default: dist/)")
-    parser.add_argument("--offline", action="store_true",
-                        help="never download: use the wheels in .cache/wheels or build without them")
-    parser.add_argument("--require-wheels", action="store_true",
-                        help="fail instead of building without the pyzmq wheels")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download: use the wheels in .cache/wheels or build without them",
+    )
+    parser.add_argument(
+        "--require-wheels", action="store_true", help="fail instead of building without the pyzmq wheels"
+    )
     args = parser.parse_args(argv)
     try:
         build(args.out, offline=args.offline, require_wheels=args.require_wheels)

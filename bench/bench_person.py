@@ -34,13 +34,14 @@ def synthetic_photo(size: int = 512) -> np.ndarray:
     K = np.array([[1.2 * size, 0, size / 2], [0, 1.2 * size, size / 2], [0, 0, 1.0]])
     bg = np.zeros((size, size, 3), np.uint8)
     bg[:] = (90, 120, 150)
-    bg[int(size * 0.75):] = (110, 100, 80)
+    bg[int(size * 0.75) :] = (110, 100, 80)
     return shaded_render(verts, body.faces, K, bg)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     repo = Path(__file__).resolve().parents[1]
     parser.add_argument("--photos", type=Path, default=repo.parent / "shared" / "data" / "photos")
     parser.add_argument("--repeat", type=int, default=3)
@@ -65,9 +66,11 @@ def main() -> int:
     print(f"MediaPipe load + first image: {time.perf_counter() - t0:.2f} s")
 
     totals = {"detect": [], "fit": [], "background": [], "fit_cpu": [], "plate_cpu": []}
-    print(f"{'photo':40s} {'size':>9s} {'detect s':>9s} {'fit s':>7s} {'fit cpu s':>9s} "
-          f"{'plate s':>8s} {'plate cpu s':>11s} "
-          f"{'err %':>6s} {'IoU':>5s}")
+    print(
+        f"{'photo':40s} {'size':>9s} {'detect s':>9s} {'fit s':>7s} {'fit cpu s':>9s} "
+        f"{'plate s':>8s} {'plate cpu s':>11s} "
+        f"{'err %':>6s} {'IoU':>5s}"
+    )
     for name, image in photos:
         times = {"detect": [], "fit": [], "background": [], "fit_cpu": [], "plate_cpu": []}
         for _ in range(args.repeat):
@@ -88,13 +91,18 @@ def main() -> int:
         for k in totals:
             totals[k].append(med[k])
         size = f"{image.shape[1]}x{image.shape[0]}"
-        print(f"{name:40s} {size:>9s} {med['detect']:9.2f} {med['fit']:7.2f} {med['fit_cpu']:9.2f} "
-              f"{med['background']:8.2f} {med['plate_cpu']:11.2f} "
-              f"{res.fit_error_pct:6.2f} {res.iou:5.2f}")
-    d, f, b, fc, bc = (statistics.median(totals[k])
-                       for k in ("detect", "fit", "background", "fit_cpu", "plate_cpu"))
-    print(f"median over photos: pose+mask {d:.2f} s, fit {f:.2f} s (CPU time {fc:.2f} s), pose+mask+fit "
-          f"{d + f:.2f} s (target <= 3), background {b:.2f} s (CPU time {bc:.2f} s, target <= 3)")
+        print(
+            f"{name:40s} {size:>9s} {med['detect']:9.2f} {med['fit']:7.2f} {med['fit_cpu']:9.2f} "
+            f"{med['background']:8.2f} {med['plate_cpu']:11.2f} "
+            f"{res.fit_error_pct:6.2f} {res.iou:5.2f}"
+        )
+    d, f, b, fc, bc = (
+        statistics.median(totals[k]) for k in ("detect", "fit", "background", "fit_cpu", "plate_cpu")
+    )
+    print(
+        f"median over photos: pose+mask {d:.2f} s, fit {f:.2f} s (CPU time {fc:.2f} s), pose+mask+fit "
+        f"{d + f:.2f} s (target <= 3), background {b:.2f} s (CPU time {bc:.2f} s, target <= 3)"
+    )
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} (2 cores: other jobs slow the wall times)")
     return 0
 

@@ -64,8 +64,13 @@ def _render_poses(work: Path, poses: int, seed: int) -> None:
     colors = outfit_colors(body, shape)
     camera = look_at_camera((0.3, 1.05, 3.6), (0.0, 0.86, 0.0), SIZE, SIZE)
     rng = np.random.default_rng(seed)
-    meta = {"shape": shape, "K": camera.K.tolist(), "R": camera.R.tolist(), "t": camera.t.tolist(),
-            "poses": []}
+    meta = {
+        "shape": shape,
+        "K": camera.K.tolist(),
+        "R": camera.R.tolist(),
+        "t": camera.t.tolist(),
+        "poses": [],
+    }
     plate = work / "plate.png"
     if not plate.exists():
         render_person(plate, None, body.faces, colors, camera, SIZE, SIZE)
@@ -103,14 +108,16 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
 def box_of(masks: list[np.ndarray], margin: int = 12) -> tuple[slice, slice]:
     ys, xs = np.nonzero(np.logical_or.reduce(masks))
     h, w = masks[0].shape
-    return (slice(max(0, ys.min() - margin), min(h, ys.max() + margin + 1)),
-            slice(max(0, xs.min() - margin), min(w, xs.max() + margin + 1)))
+    return (
+        slice(max(0, ys.min() - margin), min(h, ys.max() + margin + 1)),
+        slice(max(0, xs.min() - margin), min(w, xs.max() + margin + 1)),
+    )
 
 
 def _read(path: Path) -> np.ndarray:
@@ -127,8 +134,20 @@ def synthetic(work: Path, poses: int, seed: int) -> dict:
 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    subprocess.run([sys.executable, __file__, "--render-only", "--poses", str(poses), "--seed", str(seed),
-                    "--work", str(work)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--render-only",
+            "--poses",
+            str(poses),
+            "--seed",
+            str(seed),
+            "--work",
+            str(work),
+        ],
+        check=True,
+    )
     print(f"Blender renders ready ({time.time() - t0:.0f} s)")
     meta = json.loads((work / "poses.json").read_text())
     # Every ordered pair of distinct poses: photo in pose A, truth in pose B.
@@ -145,22 +164,44 @@ def synthetic(work: Path, poses: int, seed: int) -> dict:
         mask_a = ras.render(va, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE).mask
         mask_b = ras.render(vb, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE).mask
         soft_a = cv2.GaussianBlur(mask_a.astype(np.float32), (0, 0), 0.8)
-        view = SimpleNamespace(image=img_a, mask=soft_a, camera=cam, pose=np.array(a["pose"]),
-                               trans=np.array(a["trans"]), background=plate)
+        view = SimpleNamespace(
+            image=img_a,
+            mask=soft_a,
+            camera=cam,
+            pose=np.array(a["pose"]),
+            trans=np.array(a["trans"]),
+            background=plate,
+        )
         person = SimpleNamespace(views=[view], shape=meta["shape"], body_kind="anny")
         scene = build_scene(person, size=SIZE, body=body)
-        warper = FlowWarper(ras, scene.sources, body.faces, scene.vertex_part, scene.mirror, scene.camera,
-                            SIZE, SIZE, rest_vertices=scene.rest_vertices)
+        warper = FlowWarper(
+            ras,
+            scene.sources,
+            body.faces,
+            scene.vertex_part,
+            scene.mirror,
+            scene.camera,
+            SIZE,
+            SIZE,
+            rest_vertices=scene.rest_vertices,
+        )
         ground = float(vb[:, 1].min())
         out = composite(scene, warper.warp(vb), contact_shadow(scene, vb, ground))
         box = box_of([mask_a, mask_b])
-        row = {"ssim_box": ssim(out[box], img_b[box]), "psnr_box": psnr(out[box], img_b[box]),
-               "ssim_full": ssim(out, img_b), "psnr_full": psnr(out, img_b),
-               "base_ssim_box": ssim(img_a[box], img_b[box]), "base_psnr_box": psnr(img_a[box], img_b[box])}
+        row = {
+            "ssim_box": ssim(out[box], img_b[box]),
+            "psnr_box": psnr(out[box], img_b[box]),
+            "ssim_full": ssim(out, img_b),
+            "psnr_full": psnr(out, img_b),
+            "base_ssim_box": ssim(img_a[box], img_b[box]),
+            "base_psnr_box": psnr(img_a[box], img_b[box]),
+        }
         rows.append(row)
         if i < 4:
-            cv2.imwrite(str(work / f"compare{i:02d}.png"),
-                        cv2.cvtColor(np.concatenate([img_a, out, img_b], 1), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(
+                str(work / f"compare{i:02d}.png"),
+                cv2.cvtColor(np.concatenate([img_a, out, img_b], 1), cv2.COLOR_RGB2BGR),
+            )
     summary = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     summary.update({f"mean_{k}": float(np.mean([r[k] for r in rows])) for k in ("ssim_box", "psnr_box")})
     summary["pairs"] = len(rows)
@@ -196,24 +237,40 @@ def real_pair(photos: Path, work: Path) -> dict | None:
     rb, tb = np.asarray(vb.camera.R), np.asarray(vb.camera.t)
     cam_b = verts_b @ rb.T + tb
     verts_b = (cam_b - ta) @ ra
-    warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height,
-                        rest_vertices=scene.rest_vertices)
+    warper = FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+    )
     out = composite(scene, warper.warp(verts_b))
-    truth = cv2.resize(np.asarray(vb.image)[..., :3], (scene.width, scene.height),
-                       interpolation=cv2.INTER_AREA)
+    truth = cv2.resize(
+        np.asarray(vb.image)[..., :3], (scene.width, scene.height), interpolation=cv2.INTER_AREA
+    )
     mask_b = cv2.resize(np.asarray(vb.mask, np.float32), (scene.width, scene.height)) > 0.5
     box = box_of([mask_b])
-    cv2.imwrite(str(work / "iper_compare.png"),  # a derivative of the photos: kept out of the repo
-                cv2.cvtColor(np.concatenate([scene.sources[0].image, out, truth], 1), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(
+        str(work / "iper_compare.png"),  # a derivative of the photos: kept out of the repo
+        cv2.cvtColor(np.concatenate([scene.sources[0].image, out, truth], 1), cv2.COLOR_RGB2BGR),
+    )
     src = scene.sources[0].image
-    return {"ssim_box": ssim(out[box], truth[box]), "psnr_box": psnr(out[box], truth[box]),
-            "base_ssim_box": ssim(src[box], truth[box]), "base_psnr_box": psnr(src[box], truth[box])}
+    return {
+        "ssim_box": ssim(out[box], truth[box]),
+        "psnr_box": psnr(out[box], truth[box]),
+        "base_ssim_box": ssim(src[box], truth[box]),
+        "base_psnr_box": psnr(src[box], truth[box]),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--poses", type=int, default=6, help="distinct poses; all ordered pairs are scored")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="render folder (default: cache)")
@@ -230,16 +287,22 @@ def main() -> int:
         return 0
     s = synthetic(args.work, args.poses, args.seed)
     print(f"synthetic (Blender ground truth), {s['pairs']} pose pairs, 512x512, medians:")
-    print(f"  person box: SSIM {s['ssim_box']:.3f}  PSNR {s['psnr_box']:.2f} dB   "
-          f"(means: {s['mean_ssim_box']:.3f}, {s['mean_psnr_box']:.2f} dB)")
+    print(
+        f"  person box: SSIM {s['ssim_box']:.3f}  PSNR {s['psnr_box']:.2f} dB   "
+        f"(means: {s['mean_ssim_box']:.3f}, {s['mean_psnr_box']:.2f} dB)"
+    )
     print(f"  full frame: SSIM {s['ssim_full']:.3f}  PSNR {s['psnr_full']:.2f} dB")
-    print(f"  baseline, no re-posing (photo A vs B), person box: SSIM {s['base_ssim_box']:.3f}  "
-          f"PSNR {s['base_psnr_box']:.2f} dB")
+    print(
+        f"  baseline, no re-posing (photo A vs B), person box: SSIM {s['base_ssim_box']:.3f}  "
+        f"PSNR {s['base_psnr_box']:.2f} dB"
+    )
     r = real_pair(args.photos, args.work)
     if r is not None:
-        print(f"real pair iper_p009 (A re-posed to B's fitted pose), person box: SSIM {r['ssim_box']:.3f}  "
-              f"PSNR {r['psnr_box']:.2f} dB; no re-posing: SSIM {r['base_ssim_box']:.3f}  "
-              f"PSNR {r['base_psnr_box']:.2f} dB")
+        print(
+            f"real pair iper_p009 (A re-posed to B's fitted pose), person box: SSIM {r['ssim_box']:.3f}  "
+            f"PSNR {r['psnr_box']:.2f} dB; no re-posing: SSIM {r['base_ssim_box']:.3f}  "
+            f"PSNR {r['base_psnr_box']:.2f} dB"
+        )
     return 0
 
 

@@ -81,17 +81,21 @@ def bench_warp(person, repeat: int) -> None:
         cpu.extend(np.diff(cpus[1:]))
     ms = float(np.median(per_frame)) * 1000
     cpu_ms = float(np.median(cpu)) * 1000
-    print(f"warping + compositing, 512x512: median {ms:.1f} ms per frame = {1000 / ms:.1f} fps wall clock "
-          f"({len(per_frame)} frames); CPU time {cpu_ms:.1f} ms per frame (all threads) = "
-          f"{1000 / cpu_ms:.1f} fps on one free core; load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"warping + compositing, 512x512: median {ms:.1f} ms per frame = {1000 / ms:.1f} fps wall clock "
+        f"({len(per_frame)} frames); CPU time {cpu_ms:.1f} ms per frame (all threads) = "
+        f"{1000 / cpu_ms:.1f} fps on one free core; load average now {os.getloadavg()[0]:.1f}"
+    )
     totals = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeat):
             t0 = time.perf_counter()
             animate(person, motion, Path(tmp) / "out.mp4")
             totals.append(time.perf_counter() - t0)
-    print(f"animate (scene set-up + {motion.num_frames} frames + H.264): median {np.median(totals):.2f} s "
-          f"for a {motion.seconds:.0f}-s clip")
+    print(
+        f"animate (scene set-up + {motion.num_frames} frames + H.264): median {np.median(totals):.2f} s "
+        f"for a {motion.seconds:.0f}-s clip"
+    )
 
 
 def bench_end_to_end(photo: Path, repeat: int) -> None:
@@ -123,13 +127,16 @@ def bench_end_to_end(photo: Path, repeat: int) -> None:
             totals.append(t3 - t0)
             parts.append((t1 - t0, t2 - t1, t3 - t2))
     p = np.median(np.array(parts), axis=0)
-    print(f"photo + prompt -> 4-s MP4 (models loaded): median {np.median(totals):.2f} s "
-          f"(analysis {p[0]:.2f} s, motion {p[1]:.2f} s, render + encode {p[2]:.2f} s)")
+    print(
+        f"photo + prompt -> 4-s MP4 (models loaded): median {np.median(totals):.2f} s "
+        f"(analysis {p[0]:.2f} s, motion {p[1]:.2f} s, render + encode {p[2]:.2f} s)"
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     from vmclip.render.raster import get_rasterizer

@@ -23,8 +23,13 @@ import numpy as np
 import vmclip_protocol as vp
 from vmclip.server import Pipeline, Server, ServerConfig
 
-PROMPTS = ["a person walks forward", "a man waves with his right hand", "someone jumps twice",
-           "a woman sits down slowly", "a person turns around and runs"]
+PROMPTS = [
+    "a person walks forward",
+    "a man waves with his right hand",
+    "someone jumps twice",
+    "a woman sits down slowly",
+    "a person turns around and runs",
+]
 
 
 class TimedPipeline(Pipeline):
@@ -62,8 +67,9 @@ class TimedPipeline(Pipeline):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=30, help="sequential round trips (default 30)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=5, help="generate_motion calls per client")
@@ -82,8 +88,10 @@ def main() -> None:
             cap = info["capabilities"]["generate_motion"]
             if not cap["available"]:
                 raise SystemExit(f"generate_motion unavailable: {cap.get('reason')} (use --motion FILE.npz)")
-            print(f"server {info['server']} on {info['device']}, stage: "
-                  f"{'replay of ' + args.motion.name if args.motion else 'vmclip.t2m model'}")
+            print(
+                f"server {info['server']} on {info['device']}, stage: "
+                f"{'replay of ' + args.motion.name if args.motion else 'vmclip.t2m model'}"
+            )
             client.generate_motion(PROMPTS[0], args.seconds, 0)  # warm-up (lazy loads, caches)
             pipeline.model_s.clear()
             rtt = []
@@ -100,11 +108,14 @@ def main() -> None:
                 hello.append(time.perf_counter() - t0)
         med = statistics.median
         print(f"generate_motion ({args.seconds:g} s motion), {args.rounds} sequential calls:")
-        print(f"  round trip median {med(rtt) * 1e3:.1f} ms, "
-              f"model's own time median {med(model) * 1e3:.1f} ms")
+        print(
+            f"  round trip median {med(rtt) * 1e3:.1f} ms, model's own time median {med(model) * 1e3:.1f} ms"
+        )
         p90 = float(np.percentile(overhead, 90))
-        print(f"  service overhead median {med(overhead) * 1e3:.2f} ms, 90th percentile {p90 * 1e3:.2f} ms, "
-              f"max {max(overhead) * 1e3:.2f} ms (target <= 100 ms): {'OK' if p90 <= 0.1 else 'OVER'}")
+        print(
+            f"  service overhead median {med(overhead) * 1e3:.2f} ms, 90th percentile {p90 * 1e3:.2f} ms, "
+            f"max {max(overhead) * 1e3:.2f} ms (target <= 100 ms): {'OK' if p90 <= 0.1 else 'OVER'}"
+        )
         print(f"hello round trip median {med(hello) * 1e3:.2f} ms")
 
         for kind in ("generate_motion", "hello"):
@@ -118,8 +129,9 @@ def main() -> None:
                             if kind == "hello":
                                 c.hello()
                             else:
-                                c.generate_motion(PROMPTS[(i + k) % len(PROMPTS)], args.seconds,
-                                                  seed=i * 100 + k)
+                                c.generate_motion(
+                                    PROMPTS[(i + k) % len(PROMPTS)], args.seconds, seed=i * 100 + k
+                                )
                 except BaseException as exc:  # noqa: BLE001
                     errors.append(exc)
 
@@ -133,8 +145,10 @@ def main() -> None:
             if errors:
                 raise SystemExit(f"{kind}: {len(errors)} client(s) failed: {errors[0]!r}")
             total = args.clients * count
-            print(f"{args.clients} clients x {count} {kind}: {total / wall:.1f} requests/s "
-                  f"({wall:.2f} s, {args.workers} workers)")
+            print(
+                f"{args.clients} clients x {count} {kind}: {total / wall:.1f} requests/s "
+                f"({wall:.2f} s, {args.workers} workers)"
+            )
     finally:
         server.stop()
 

@@ -23,8 +23,10 @@ except ImportError:  # running from a source checkout: the package installed bes
 
 def protocol_module():
     if protocol is None:
-        raise BackendMissing(f"the add-on cannot talk to the backend: {_IMPORT_ERROR} "
-                             "(install the add-on from the built zip, which bundles pyzmq)")
+        raise BackendMissing(
+            f"the add-on cannot talk to the backend: {_IMPORT_ERROR} "
+            "(install the add-on from the built zip, which bundles pyzmq)"
+        )
     return protocol
 
 
@@ -38,7 +40,7 @@ def describe_error(exc: BaseException, address: str = "") -> str:
         if isinstance(exc, protocol.AuthenticationFailed):
             return f"Backend at {address} refused the connection: {exc}"
         if isinstance(exc, protocol.ServerUnavailable):
-            return (f"Backend not reachable at {address} (is `vmclip serve` running there?): {exc}")
+            return f"Backend not reachable at {address} (is `vmclip serve` running there?): {exc}"
         if isinstance(exc, protocol.RemoteError):
             return f"Backend error ({exc.code}): {exc.message}"
         if isinstance(exc, protocol.ProtocolError):
@@ -67,9 +69,14 @@ def make_client(prefs) -> Any:
     if client_key is not None and server_key is None:
         raise InputProblem("A client key file is set but the server's public key is empty (Preferences)")
     try:
-        return proto.Client(address, timeout_s=float(prefs.timeout_s),
-                            retries=int(prefs.retries), server_key=server_key, client_key=client_key,
-                            name="blender-vmclip")
+        return proto.Client(
+            address,
+            timeout_s=float(prefs.timeout_s),
+            retries=int(prefs.retries),
+            server_key=server_key,
+            client_key=client_key,
+            name="blender-vmclip",
+        )
     except ValueError as exc:
         raise InputProblem(f"Backend settings: {exc}") from None
 

@@ -68,8 +68,13 @@ def _nearest(points: np.ndarray, sources: np.ndarray, queries: np.ndarray) -> np
     return np.fromiter((tree.find(points[i])[1] for i in queries), dtype=np.int64, count=len(queries))
 
 
-def fill_unseen(points: np.ndarray, uv: np.ndarray, visible: np.ndarray, facing: np.ndarray,
-                part: np.ndarray | None = None) -> np.ndarray:
+def fill_unseen(
+    points: np.ndarray,
+    uv: np.ndarray,
+    visible: np.ndarray,
+    facing: np.ndarray,
+    part: np.ndarray | None = None,
+) -> np.ndarray:
     """Texture coordinates where every vertex the photo does not see takes those of the nearest vertex
     (on the rest mesh) that the photo sees squarely, on the same body part when `part` (the bone that
     moves each vertex most) is given and that part is seen at all: the back of the chest takes the

@@ -25,8 +25,9 @@ def assign_action(obj: bpy.types.Object, action: bpy.types.Action) -> None:
     obj.animation_data.action = action
 
 
-def ensure_fcurve(action: bpy.types.Action, obj: bpy.types.Object, data_path: str, index: int,
-                  group: str) -> bpy.types.FCurve:
+def ensure_fcurve(
+    action: bpy.types.Action, obj: bpy.types.Object, data_path: str, index: int, group: str
+) -> bpy.types.FCurve:
     """The F-curve for `data_path[index]` of `obj` in `action` (created, with its group, if missing).
     `obj` must have `action` assigned, so that layered actions key the object's own slot."""
     if is_layered(action):

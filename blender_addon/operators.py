@@ -134,7 +134,8 @@ class _BackendOperator:
                 proto = backend.protocol
                 remote = proto is not None and isinstance(job.error, proto.RemoteError)
                 cancelled = isinstance(job.error, backend.Cancelled) or (
-                    remote and job.error.code == "cancelled")
+                    remote and job.error.code == "cancelled"
+                )
                 if cancelled:
                     self.report({"WARNING"}, f"{self.label} cancelled")
                     set_status(context, f"{self.label} cancelled", progress=0.0)
@@ -236,8 +237,9 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         share = 0.3 if images else 1.0
 
         def work(client, report, job_id):
-            motion = client.generate_motion(prompt, seconds, seed, fps, job_id=job_id,
-                                            on_progress=lambda f, m: report(share * f, m))
+            motion = client.generate_motion(
+                prompt, seconds, seed, fps, job_id=job_id, on_progress=lambda f, m: report(share * f, m)
+            )
             if not images:
                 return motion, None
             try:
@@ -264,8 +266,9 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         if mesh is not None:  # the rest pose must be the person's before keys and skin go on
             rig.fit_rest_to_person(context, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
         prompt = self._request["prompt"]
-        action = rig.apply_motion(context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names,
-                                  f"VMCLIP {prompt[:48]}")
+        action = rig.apply_motion(
+            context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, f"VMCLIP {prompt[:48]}"
+        )
         action["vmclip_prompt"] = prompt
         action["vmclip_seed"] = self._request["seed"]
         fitted = None
@@ -280,8 +283,10 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
                 obj.select_set(False)
             arm.select_set(True)
             context.view_layer.objects.active = arm
-        text = (f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
-                f"frames {context.scene.frame_start}-{context.scene.frame_end}")
+        text = (
+            f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
+            f"frames {context.scene.frame_start}-{context.scene.frame_end}"
+        )
         if fitted is not None:
             text += f"; the person's body is on the rig as '{fitted.name}'"
         if note:
@@ -550,10 +555,18 @@ def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -
         track.name = "VMCLIP export"
         track.strips.new(action.name, int(action.frame_range[0]), action)
         bpy.ops.export_scene.fbx(
-            filepath=filepath, use_selection=True, object_types={"ARMATURE", "MESH"},
-            add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
-            bake_anim_use_nla_strips=True, bake_anim_force_startend_keying=True, bake_anim_step=1.0,
-            bake_anim_simplify_factor=0.0, use_armature_deform_only=False)
+            filepath=filepath,
+            use_selection=True,
+            object_types={"ARMATURE", "MESH"},
+            add_leaf_bones=False,
+            bake_anim=True,
+            bake_anim_use_all_actions=False,
+            bake_anim_use_nla_strips=True,
+            bake_anim_force_startend_keying=True,
+            bake_anim_step=1.0,
+            bake_anim_simplify_factor=0.0,
+            use_armature_deform_only=False,
+        )
     finally:
         ad.nla_tracks.remove(track)
         for other in ad.nla_tracks:
@@ -584,8 +597,13 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
         saved = self._select_only(context, [arm])
         scene = context.scene
         try:
-            bpy.ops.export_anim.bvh(filepath=self.filepath, frame_start=scene.frame_start,
-                                    frame_end=scene.frame_end, rotate_mode="NATIVE", root_transform_only=True)
+            bpy.ops.export_anim.bvh(
+                filepath=self.filepath,
+                frame_start=scene.frame_start,
+                frame_end=scene.frame_end,
+                rotate_mode="NATIVE",
+                root_transform_only=True,
+            )
         except (RuntimeError, OSError) as exc:
             self.report({"ERROR"}, f"BVH export failed: {exc}")
             return {"CANCELLED"}
@@ -596,8 +614,14 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
 
 
 CLASSES = (
-    VMCLIP_OT_generate_motion, VMCLIP_OT_bake_video, VMCLIP_OT_check_connection, VMCLIP_OT_cancel,
-    VMCLIP_OT_add_images, VMCLIP_OT_remove_image, VMCLIP_OT_export_fbx, VMCLIP_OT_export_bvh,
+    VMCLIP_OT_generate_motion,
+    VMCLIP_OT_bake_video,
+    VMCLIP_OT_check_connection,
+    VMCLIP_OT_cancel,
+    VMCLIP_OT_add_images,
+    VMCLIP_OT_remove_image,
+    VMCLIP_OT_export_fbx,
+    VMCLIP_OT_export_bvh,
 )
 
 

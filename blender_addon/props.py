@@ -42,22 +42,42 @@ class VMCLIP_Preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_ID
 
     address: StringProperty(
-        name="Backend address", default="tcp://127.0.0.1:5555", update=_reset_connection,
-        description="ZeroMQ address of `vmclip serve` (tcp://HOST:PORT); loopback needs no keys")
+        name="Backend address",
+        default="tcp://127.0.0.1:5555",
+        update=_reset_connection,
+        description="ZeroMQ address of `vmclip serve` (tcp://HOST:PORT); loopback needs no keys",
+    )
     timeout_s: FloatProperty(
-        name="Timeout", default=10.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE",
+        name="Timeout",
+        default=10.0,
+        min=0.5,
+        max=600.0,
+        unit="TIME_ABSOLUTE",
         description="Longest silence from the backend before a request is retried (jobs send progress "
-        "at least once a second)")
-    retries: IntProperty(name="Retries", default=2, min=0, max=10,
-                         description="How often a silent request is sent again before giving up")
+        "at least once a second)",
+    )
+    retries: IntProperty(
+        name="Retries",
+        default=2,
+        min=0,
+        max=10,
+        description="How often a silent request is sent again before giving up",
+    )
     server_public_key: StringProperty(
-        name="Server public key", default="", update=_reset_connection,
+        name="Server public key",
+        default="",
+        update=_reset_connection,
         description="CURVE: the server's public key (40-character z85 text, or the path of its .key file). "
-        "Needed when the backend is not on this machine")
+        "Needed when the backend is not on this machine",
+    )
     client_secret_key_file: StringProperty(
-        name="Client key pair", default="", subtype="FILE_PATH", update=_reset_connection,
+        name="Client key pair",
+        default="",
+        subtype="FILE_PATH",
+        update=_reset_connection,
         description="CURVE: this client's .key_secret file from `vmclip keys` (its public half must be on "
-        "the server's allow-list). Empty: a throw-away key pair")
+        "the server's allow-list). Empty: a throw-away key pair",
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -72,8 +92,9 @@ class VMCLIP_Preferences(bpy.types.AddonPreferences):
 
 
 class VMCLIP_Image(bpy.types.PropertyGroup):
-    filepath: StringProperty(name="Image", subtype="FILE_PATH",
-                             description="Photo of the person (PNG or JPEG)")
+    filepath: StringProperty(
+        name="Image", subtype="FILE_PATH", description="Photo of the person (PNG or JPEG)"
+    )
 
 
 def _is_armature(_self, obj) -> bool:
@@ -85,17 +106,29 @@ class VMCLIP_Settings(bpy.types.PropertyGroup):
 
     images: CollectionProperty(type=VMCLIP_Image, name="Source images")
     image_index: IntProperty(name="Active image", default=0)
-    prompt: StringProperty(name="Prompt", default="",
-                           description="What the person does, in plain English")
-    seconds: FloatProperty(name="Seconds", default=4.0, min=0.5, max=30.0, step=50, precision=1,
-                           description="Length of the motion")
+    prompt: StringProperty(name="Prompt", default="", description="What the person does, in plain English")
+    seconds: FloatProperty(
+        name="Seconds",
+        default=4.0,
+        min=0.5,
+        max=30.0,
+        step=50,
+        precision=1,
+        description="Length of the motion",
+    )
     seed: IntProperty(name="Seed", default=0, min=0, description="Same prompt and seed, same motion")
-    armature: PointerProperty(type=bpy.types.Object, name="Armature", poll=_is_armature,
-                              description="SMPL-24 armature to animate (created on the first Generate)")
+    armature: PointerProperty(
+        type=bpy.types.Object,
+        name="Armature",
+        poll=_is_armature,
+        description="SMPL-24 armature to animate (created on the first Generate)",
+    )
     video_size: EnumProperty(
-        name="Video size", default="512",
+        name="Video size",
+        default="512",
         items=[("256", "256 px", "fast preview"), ("512", "512 px", "default"), ("768", "768 px", "slow")],
-        description="Width and height of the baked video")
+        description="Width and height of the baked video",
+    )
     last_video: StringProperty(name="Last video", subtype="FILE_PATH", default="")
 
 
@@ -103,9 +136,15 @@ class VMCLIP_State(bpy.types.PropertyGroup):
     """Runtime state shown in the panel (lives on the window manager: never saved)."""
 
     connection: EnumProperty(
-        name="Connection", default="UNKNOWN",
-        items=[("UNKNOWN", "Not checked", ""), ("CHECKING", "Checking", ""),
-               ("CONNECTED", "Connected", ""), ("UNREACHABLE", "Unreachable", "")])
+        name="Connection",
+        default="UNKNOWN",
+        items=[
+            ("UNKNOWN", "Not checked", ""),
+            ("CHECKING", "Checking", ""),
+            ("CONNECTED", "Connected", ""),
+            ("UNREACHABLE", "Unreachable", ""),
+        ],
+    )
     connection_text: StringProperty(default="not checked")
     busy: BoolProperty(default=False)
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")

@@ -16,10 +16,21 @@ BODY_NAME = "VMCLIP_Body"
 
 # Proxy-body thickness per bone (radius at head, radius at tail), metres; by name without the side.
 _RADII = {
-    "pelvis": (0.13, 0.12), "spine1": (0.12, 0.12), "spine2": (0.12, 0.13), "spine3": (0.13, 0.07),
-    "neck": (0.05, 0.05), "head": (0.075, 0.09), "collar": (0.05, 0.05), "shoulder": (0.05, 0.042),
-    "elbow": (0.04, 0.032), "wrist": (0.03, 0.03), "hand": (0.028, 0.02), "hip": (0.08, 0.055),
-    "knee": (0.055, 0.042), "ankle": (0.04, 0.035), "foot": (0.035, 0.03),
+    "pelvis": (0.13, 0.12),
+    "spine1": (0.12, 0.12),
+    "spine2": (0.12, 0.13),
+    "spine3": (0.13, 0.07),
+    "neck": (0.05, 0.05),
+    "head": (0.075, 0.09),
+    "collar": (0.05, 0.05),
+    "shoulder": (0.05, 0.042),
+    "elbow": (0.04, 0.032),
+    "wrist": (0.03, 0.03),
+    "hand": (0.028, 0.02),
+    "hip": (0.08, 0.055),
+    "knee": (0.055, 0.042),
+    "ankle": (0.04, 0.035),
+    "foot": (0.035, 0.03),
 }
 
 
@@ -28,8 +39,7 @@ def _side_free(name: str) -> str:
 
 
 def is_smpl_armature(obj) -> bool:
-    return (obj is not None and obj.type == "ARMATURE"
-            and all(n in obj.data.bones for n in smpl.JOINT_NAMES))
+    return obj is not None and obj.type == "ARMATURE" and all(n in obj.data.bones for n in smpl.JOINT_NAMES)
 
 
 def _tails(sk: smpl.Skeleton, heads: np.ndarray) -> np.ndarray:
@@ -236,8 +246,9 @@ def rig_joint_names(arm_obj) -> list[str]:
     return [n for n in smpl.JOINT_NAMES if n in arm_obj.data.bones]
 
 
-def apply_motion(context, arm_obj, poses: np.ndarray, trans: np.ndarray, fps: float, joint_names,
-                 action_name: str) -> bpy.types.Action:
+def apply_motion(
+    context, arm_obj, poses: np.ndarray, trans: np.ndarray, fps: float, joint_names, action_name: str
+) -> bpy.types.Action:
     """Key the motion onto a NEW action of `arm_obj`: quaternion rotations for every bone, location
     for the root (the pelvis path mapped to the rig's person, see trans_mapping), one key per motion
     frame at the scene's frame rate, starting at the scene's first frame. The previous action keeps a
@@ -315,4 +326,3 @@ def sample_motion(context, arm_obj, frame_start: int, frame_end: int):
     scale, lift = trans_mapping(arm_obj)  # back to the motion's own scale (see apply_motion)
     trans = ((smpl.C.T @ heads.T).T - np.array([0.0, lift, 0.0])) / scale
     return smpl.matrix_to_axis_angle(local).astype(np.float32), trans.astype(np.float32), names
-

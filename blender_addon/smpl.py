@@ -13,10 +13,30 @@ from __future__ import annotations
 import numpy as np
 
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
@@ -45,7 +65,7 @@ def _default_offsets() -> np.ndarray:
     out = np.zeros((len(JOINT_NAMES), 3))
     for i, name in enumerate(JOINT_NAMES):
         if name.startswith("right_"):
-            x, y, z = _LEFT_AND_CENTRE["left_" + name[len("right_"):]]
+            x, y, z = _LEFT_AND_CENTRE["left_" + name[len("right_") :]]
             out[i] = (-x, y, z)
         else:
             out[i] = _LEFT_AND_CENTRE[name]
@@ -68,8 +88,9 @@ class Skeleton:
         self.offsets = np.array(REST_OFFSETS if offsets is None else offsets, dtype=np.float64)
         n = len(self.names)
         if len(self.parents) != n or self.offsets.shape != (n, 3):
-            raise ValueError(f"skeleton: {n} names, {len(self.parents)} parents, "
-                             f"offsets {self.offsets.shape}")
+            raise ValueError(
+                f"skeleton: {n} names, {len(self.parents)} parents, offsets {self.offsets.shape}"
+            )
         if any(not (-1 <= p < i) for i, p in enumerate(self.parents)) or self.parents[0] != -1:
             raise ValueError("skeleton: parents must precede their children and the root comes first")
 
@@ -93,6 +114,7 @@ class Skeleton:
 
 # --- rotations (numpy, batched, quaternions as w, x, y, z) ----------------------------------------
 
+
 def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
     aa = np.asarray(aa, dtype=np.float64)
     angle = np.linalg.norm(aa, axis=-1, keepdims=True)
@@ -100,11 +122,20 @@ def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
     x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
     c, s = np.cos(angle[..., 0]), np.sin(angle[..., 0])
     t = 1.0 - c
-    m = np.stack([
-        t * x * x + c, t * x * y - s * z, t * x * z + s * y,
-        t * x * y + s * z, t * y * y + c, t * y * z - s * x,
-        t * x * z - s * y, t * y * z + s * x, t * z * z + c,
-    ], axis=-1)
+    m = np.stack(
+        [
+            t * x * x + c,
+            t * x * y - s * z,
+            t * x * z + s * y,
+            t * x * y + s * z,
+            t * y * y + c,
+            t * y * z - s * x,
+            t * x * z - s * y,
+            t * y * z + s * x,
+            t * z * z + c,
+        ],
+        axis=-1,
+    )
     return m.reshape(*aa.shape[:-1], 3, 3)
 
 
@@ -118,12 +149,15 @@ def matrix_to_quaternion(m: np.ndarray) -> np.ndarray:
     s = 0.5 / r
     d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
     s01, s02, s12 = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
-    options = np.stack([
-        np.stack([0.5 * r, d21 * s, d02 * s, d10 * s], -1),
-        np.stack([d21 * s, 0.5 * r, s01 * s, s02 * s], -1),
-        np.stack([d02 * s, s01 * s, 0.5 * r, s12 * s], -1),
-        np.stack([d10 * s, s02 * s, s12 * s, 0.5 * r], -1),
-    ], -2)
+    options = np.stack(
+        [
+            np.stack([0.5 * r, d21 * s, d02 * s, d10 * s], -1),
+            np.stack([d21 * s, 0.5 * r, s01 * s, s02 * s], -1),
+            np.stack([d02 * s, s01 * s, 0.5 * r, s12 * s], -1),
+            np.stack([d10 * s, s02 * s, s12 * s, 0.5 * r], -1),
+        ],
+        -2,
+    )
     q = np.take_along_axis(options, best[..., None, None].repeat(4, -1), -2)[..., 0, :]
     q /= np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., :1] < 0, -q, q)
@@ -133,11 +167,20 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    m = np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], -1)
+    m = np.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        -1,
+    )
     return m.reshape(*q.shape[:-1], 3, 3)
 
 
@@ -169,6 +212,7 @@ def orthonormalize(m: np.ndarray) -> np.ndarray:
 
 
 # --- motion <-> pose bones --------------------------------------------------------------------------
+
 
 def motion_to_bone_quaternions(local_rot: np.ndarray, bone_rest: np.ndarray) -> np.ndarray:
     """SMPL local rotations (T, J, 3, 3), motion frame, to pose-bone quaternions (T, J, 4).

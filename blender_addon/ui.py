@@ -9,8 +9,12 @@ import bpy
 from . import backend, compat
 from .props import preferences
 
-_CONNECTION_ICONS = {"UNKNOWN": "QUESTION", "CHECKING": "SORTTIME", "CONNECTED": "CHECKMARK",
-                     "UNREACHABLE": "ERROR"}
+_CONNECTION_ICONS = {
+    "UNKNOWN": "QUESTION",
+    "CHECKING": "SORTTIME",
+    "CONNECTED": "CHECKMARK",
+    "UNREACHABLE": "ERROR",
+}
 
 
 class VMCLIP_UL_images(bpy.types.UIList):

@@ -76,8 +76,9 @@ class ReplayPipeline(Pipeline):
         start = int(np.random.default_rng(seed).integers(0, src.num_frames - n + 1))
         return src.slice(start, start + n).resample(fps)
 
-    def generate_motion(self, prompt: str, seconds: float, seed: int, fps: float, *, progress,
-                        cancel: threading.Event) -> MotionPayload:
+    def generate_motion(
+        self, prompt: str, seconds: float, seed: int, fps: float, *, progress, cancel: threading.Event
+    ) -> MotionPayload:
         self._count("generate_motion")
         steps = 10
         for i in range(steps):  # hold the job open for work_s, reporting progress, honouring cancel
@@ -93,8 +94,12 @@ class ReplayPipeline(Pipeline):
         for i, data in enumerate(images):
             img = decode_image(data)
             progress(i / len(images), f"photo {i + 1}")
-            views.append({"image_size": [int(img.shape[1]), int(img.shape[0])],
-                          "mean_rgb": [float(v) for v in img.reshape(-1, 3).mean(0)]})
+            views.append(
+                {
+                    "image_size": [int(img.shape[1]), int(img.shape[0])],
+                    "mean_rgb": [float(v) for v in img.reshape(-1, 3).mean(0)],
+                }
+            )
         return {"body_kind": "none", "views": views}
 
     def render(self, images, motion: MotionPayload, options, *, progress, cancel) -> bytes:
@@ -117,7 +122,7 @@ class ReplayPipeline(Pipeline):
                     frame = plate.copy()
                     xy = (pts[:, [0, 1]] - centre[0]) * np.array([1, -1]) * size / 2.2 + size / 2
                     for x, y in xy.astype(int):
-                        frame[max(0, y - 2):y + 2, max(0, x - 2):x + 2] = (255, 0, 0)
+                        frame[max(0, y - 2) : y + 2, max(0, x - 2) : x + 2] = (255, 0, 0)
                     self.render_frames_done = i + 1
                     progress((i + 1) / len(joints), f"frame {i + 1}/{len(joints)}")  # raises once cancelled
                     yield frame

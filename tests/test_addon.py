@@ -40,6 +40,7 @@ C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 # --- helpers --------------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,15 +108,17 @@ def run_bpy(script: str, tmp_path: Path, addon_zip: Path, timeout: float = 240) 
     res = tmp_path / "blender-user"
     res.mkdir(exist_ok=True)
     path = tmp_path / "script.py"
-    path.write_text(PRELUDE.format(mark=MARK, zip=str(addon_zip), module=ADDON_MODULE)
-                    + textwrap.dedent(script))
+    path.write_text(
+        PRELUDE.format(mark=MARK, zip=str(addon_zip), module=ADDON_MODULE) + textwrap.dedent(script)
+    )
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(res))
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "Traceback" not in out, out[-4000:]  # errors reach the user as reports, never as tracebacks
-    lines = [line[len(MARK):] for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    lines = [line[len(MARK) :] for line in proc.stdout.splitlines() if line.startswith(MARK)]
     assert lines, out[-4000:]
     result = json.loads(lines[-1])
     result["_output"] = out
@@ -207,8 +210,9 @@ def vmclip_server():
     """`vmclip serve` with the real pipeline, on a free loopback port."""
     pytest.importorskip("vmclip.server", reason="the backend server is not installed")
     address = f"tcp://127.0.0.1:{free_port()}"
-    proc = _start([sys.executable, "-m", "vmclip", "serve", "--bind", address, "--workers", "1",
-                   "--no-preload"])
+    proc = _start(
+        [sys.executable, "-m", "vmclip", "serve", "--bind", address, "--workers", "1", "--no-preload"]
+    )
     try:
         hello = _wait_ready(address, proc)
         yield address, hello
@@ -282,8 +286,10 @@ def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- tests ----------------------------------------------------------------------------------------
 
+
 def test_install_register_unregister_twice(tmp_path, addon_zip):
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         import io, contextlib
         seen = []
         def registered():
@@ -303,7 +309,10 @@ def test_install_register_unregister_twice(tmp_path, addon_zip):
               "space": panel.bl_space_type, "region": panel.bl_region_type,
               "prefs_address": bpy.context.preferences.addons[{ADDON_MODULE!r}].preferences.address,
               "vendored": backend.protocol.__name__}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     on, off = [True, True, True, True], [False, False, False, False]
     assert result["seen"] == [on, off, on, off, on]
     assert result["stderr"] == ""
@@ -314,11 +323,15 @@ def test_install_register_unregister_twice(tmp_path, addon_zip):
 
 def test_check_connection_reads_hello(tmp_path, addon_zip, vmclip_server):
     address, hello = vmclip_server
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         prefs.address = {address!r}
         bpy.ops.vmclip.check_connection()
         emit({{"connection": state.connection, "text": state.connection_text, "status": state.status}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     assert result["connection"] == "CONNECTED"
     assert result["text"] == f"connected ({hello['device']})"
     assert "protocol 1" in result["status"] and hello["server"] in result["status"]
@@ -327,7 +340,8 @@ def test_check_connection_reads_hello(tmp_path, addon_zip, vmclip_server):
 def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server, relay_to):
     address, kind = motion_server
     relay = relay_to(address)
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         prefs.address = {relay.address!r}
         settings.prompt = "a person walks forward and waves"
         settings.seconds, settings.seed = 2.0, 7
@@ -351,7 +365,10 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
               "body": body.name if body else None, "range": [bpy.context.scene.frame_start,
               bpy.context.scene.frame_end], "status": state.status, "connection": state.connection,
               "prompt_prop": arm.animation_data.action.get("vmclip_prompt"), "mode_after": mode_after}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     replies = relay.results("generate_motion")
     assert len(replies) == 2, f"{kind}: {len(replies)} generate_motion results"
     requests = [m for m in relay.sent if m.type == "generate_motion"]
@@ -381,13 +398,17 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
 def test_generate_at_scene_frame_rate(tmp_path, addon_zip, motion_server, relay_to):
     """A 24 fps scene asks the backend for 24 fps and gets one key per scene frame."""
     relay = relay_to(motion_server[0])
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         prefs.address = {relay.address!r}
         bpy.context.scene.render.fps = 24
         settings.prompt, settings.seconds = "a person jumps", 1.5
         bpy.ops.vmclip.generate_motion()
         emit({{"frames": keyed_quaternions(settings.armature)["frames"], "end": bpy.context.scene.frame_end}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     (request,) = [m for m in relay.sent if m.type == "generate_motion"]
     assert request.body["fps"] == 24.0
     (reply,) = relay.results("generate_motion")
@@ -400,7 +421,8 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
     """The panel's path: invoke starts a worker thread and returns at once; every timer event calls
     modal(), which polls the job without blocking; the last one keys the armature. (The bpy module
     has no event loop, so the timer events are delivered here by hand; the GUI test runs the real one.)"""
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         import time, types
         prefs.address = {motion_server[0]!r}
         settings.prompt = "a person waves"
@@ -439,7 +461,10 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
         emit({{"outcome": sorted(outcome), "ticks": ticks, "started_in": started_in, "busy_seen": busy_seen,
               "after_load": after_load, "max_tick": max_tick, "keyed": keyed, "busy_after": busy_after,
               "reports": reports}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     assert result["outcome"] == ["FINISHED"] and result["keyed"] and result["busy_seen"]
     assert not result["busy_after"]
     assert result["started_in"] < 0.5  # invoke returns at once; the request runs in the worker
@@ -450,7 +475,8 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
 
 def test_cancel_from_modal_escape(tmp_path, addon_zip, motion_server):
     """Esc during a request cancels it: the operator ends CANCELLED and nothing is keyed."""
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         import time, types, threading
         prefs.address = {motion_server[0]!r}
         settings.prompt = "a person waves"
@@ -475,7 +501,10 @@ def test_cancel_from_modal_escape(tmp_path, addon_zip, motion_server):
             outcome = Op.modal(op, ctx, types.SimpleNamespace(type="TIMER", value="NOTHING"))
         emit({{"outcome": sorted(outcome), "armature": settings.armature is not None, "reports": reports,
               "busy": state.busy, "status": state.status}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     # The reply may win the race against the cancel; either way the state is consistent.
     if result["outcome"] == ["CANCELLED"]:
         assert not result["armature"] and "cancelled" in result["status"]
@@ -490,7 +519,8 @@ def test_error_cases_are_reports_not_tracebacks(tmp_path, addon_zip, vmclip_serv
     silent = ctx.socket(zmq.ROUTER)  # accepts connections, never answers: a hung backend
     silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
     try:
-        result = run_bpy(f'''
+        result = run_bpy(
+            f"""
             out = {{}}
             prefs.timeout_s, prefs.retries = 0.6, 0
             # empty prompt: the button is disabled and says why
@@ -532,7 +562,10 @@ def test_error_cases_are_reports_not_tracebacks(tmp_path, addon_zip, vmclip_serv
             out["bake_missing_image"] = op_error(bpy.ops.vmclip.bake_video)
             out["export_ok_poll"] = bpy.ops.vmclip.export_fbx.poll()
             emit(out)
-        ''', tmp_path, addon_zip)
+        """,
+            tmp_path,
+            addon_zip,
+        )
     finally:
         silent.close(0)
         ctx.term()
@@ -557,7 +590,7 @@ def test_error_cases_are_reports_not_tracebacks(tmp_path, addon_zip, vmclip_serv
             assert text.count("\n") <= 1, f"{key}: {text!r}"  # one line each
 
 
-FBX_SCRIPT = '''
+FBX_SCRIPT = """
     from importlib import import_module
     smpl = import_module({module!r} + ".smpl")
     ctx = bpy.context
@@ -591,7 +624,7 @@ FBX_SCRIPT = '''
           "ref": np.asarray(ref).tolist(), "got": np.asarray(got).tolist(), "ref_t": ref_t.tolist(),
           "got_t": got_t.tolist(), "meshes": [o.name for o in bpy.data.objects if o.type == "MESH"],
           "actions_before": actions_before, "n_actions": len(bpy.data.actions), "poses": poses.tolist()}})
-'''
+"""
 
 
 def _rot_err(a, b) -> float:
@@ -605,10 +638,16 @@ def test_fbx_export_reimports_same_bones_rotations_and_range(tmp_path, addon_zip
     extra = "" if with_body else "bpy.data.objects.remove(rig.body_of(arm))"
     # An artist's tweak on top of the generated keys: counts in the export (evaluated pose).
     extra += "\n    arm.pose.bones['left_elbow'].constraints.new('LIMIT_ROTATION').use_limit_y = True"
-    result = run_bpy(FBX_SCRIPT.format(
-        module=ADDON_MODULE, extra=extra,
-        export='assert bpy.ops.vmclip.export_fbx(filepath=os.path.abspath("out.fbx")) == {"FINISHED"}',
-        reimport='bpy.ops.import_scene.fbx(filepath=os.path.abspath("out.fbx"))'), tmp_path, addon_zip)
+    result = run_bpy(
+        FBX_SCRIPT.format(
+            module=ADDON_MODULE,
+            extra=extra,
+            export='assert bpy.ops.vmclip.export_fbx(filepath=os.path.abspath("out.fbx")) == {"FINISHED"}',
+            reimport='bpy.ops.import_scene.fbx(filepath=os.path.abspath("out.fbx"))',
+        ),
+        tmp_path,
+        addon_zip,
+    )
     assert result["bones"] == sorted(json.loads(json.dumps(list(_joint_names()))))
     assert result["act_range"] == [float(result["range"][0]), float(result["range"][1])]
     assert _rot_err(result["ref"], result["got"]) < 1e-3
@@ -622,13 +661,18 @@ def test_fbx_export_reimports_same_bones_rotations_and_range(tmp_path, addon_zip
 
 
 def test_bvh_export_reimports(tmp_path, addon_zip):
-    result = run_bpy(FBX_SCRIPT.format(
-        module=ADDON_MODULE, extra="",
-        export='assert bpy.ops.vmclip.export_bvh(filepath=os.path.abspath("out.bvh")) == {"FINISHED"}',
-        reimport='bpy.ops.import_anim.bvh(filepath=os.path.abspath("out.bvh"), axis_forward="Y", '
-                 'axis_up="Z", rotate_mode="QUATERNION", update_scene_fps=False, '
-                 'update_scene_duration=False)'),
-        tmp_path, addon_zip)
+    result = run_bpy(
+        FBX_SCRIPT.format(
+            module=ADDON_MODULE,
+            extra="",
+            export='assert bpy.ops.vmclip.export_bvh(filepath=os.path.abspath("out.bvh")) == {"FINISHED"}',
+            reimport='bpy.ops.import_anim.bvh(filepath=os.path.abspath("out.bvh"), axis_forward="Y", '
+            'axis_up="Z", rotate_mode="QUATERNION", update_scene_fps=False, '
+            "update_scene_duration=False)",
+        ),
+        tmp_path,
+        addon_zip,
+    )
     assert result["bones"] == sorted(_joint_names())
     assert _rot_err(result["ref"], result["got"]) < 1e-3
     assert np.abs(np.array(result["ref_t"]) - np.array(result["got_t"])).max() < 1e-3
@@ -675,11 +719,13 @@ def source_photo(tmp_path_factory, render_server) -> Path:
     return path
 
 
-def test_bake_sends_the_edited_pose_and_loads_the_video(tmp_path, addon_zip, motion_server, render_server,
-                                                        source_photo, relay_to):
+def test_bake_sends_the_edited_pose_and_loads_the_video(
+    tmp_path, addon_zip, motion_server, render_server, source_photo, relay_to
+):
     gen_relay = relay_to(motion_server[0])
     render_relay = relay_to(render_server[0])
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         import mathutils
         scene = bpy.context.scene
         prefs.address = {gen_relay.address!r}
@@ -707,7 +753,11 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(tmp_path, addon_zip, mot
         emit({{"edited": list(edited), "rest": rest,
               "video": settings.last_video, "strips": strips, "n_strips": n_strips, "status": state.status,
               "start": scene.frame_start, "end": scene.frame_end}})
-    ''', tmp_path, addon_zip, timeout=600)
+    """,
+        tmp_path,
+        addon_zip,
+        timeout=600,
+    )
     (generated,) = gen_relay.results("generate_motion")
     original = MotionPayload.from_message(generated)
     renders = [m for m in render_relay.sent if m.type == "render"]
@@ -761,8 +811,9 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
     out = tmp_path / "demo"
     lines: list[str] = []
     monkeypatch.chdir(tmp_path)
-    result = run_blender_demo(Path("demo"), address, [source_photo], "a person walks forward", 1.0, 2,
-                              size=256, log=lines.append)
+    result = run_blender_demo(
+        Path("demo"), address, [source_photo], "a person walks forward", 1.0, 2, size=256, log=lines.append
+    )
     assert sorted(p.name for p in out.iterdir()) == ["demo.blend", "demo.fbx", "demo.mp4"]
     frames = result["frames"]
     assert Path(result["blend"]).resolve() == out / "demo.blend"
@@ -772,7 +823,8 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
 
     with av.open(str(out / "demo.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == frames
-    check = run_bpy(f'''
+    check = run_bpy(
+        f"""
         bpy.ops.wm.open_mainfile(filepath={str(out / "demo.blend")!r})
         scene = bpy.context.scene
         strip = [s for s in compat.strips(scene) if s.type == "MOVIE"][0]
@@ -784,7 +836,10 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
               "action": arm.animation_data.action.name, "range": [scene.frame_start, scene.frame_end],
               "prompt": scene.vmclip.prompt, "body": body.parent.name if body is not None else None,
               "packed": [i.packed_file is not None for i in images]}})
-    ''', tmp_path, build_addon.build(tmp_path / "dist", offline=True, log=lambda *_: None))
+    """,
+        tmp_path,
+        build_addon.build(tmp_path / "dist", offline=True, log=lambda *_: None),
+    )
     assert check["strip"] == "//demo.mp4" and check["exists"]
     assert check["range"] == [1, frames] and check["prompt"] == "a person walks forward"
     if c_analyze:  # the person's body, textured by the photo packed into the file
@@ -793,8 +848,16 @@ def test_blender_demo_writes_blend_fbx_mp4(tmp_path, motion_server, source_photo
     with pytest.raises(InputError, match="no such image"):
         run_blender_demo(out, address, [tmp_path / "nope.png"], "x")
     with pytest.raises(VmclipError, match="Backend not reachable"):
-        run_blender_demo(tmp_path / "down", f"tcp://127.0.0.1:{free_port()}", [source_photo],
-                         "a person waves", 1.0, 0, size=256, log=lambda *_: None)
+        run_blender_demo(
+            tmp_path / "down",
+            f"tcp://127.0.0.1:{free_port()}",
+            [source_photo],
+            "a person waves",
+            1.0,
+            0,
+            size=256,
+            log=lambda *_: None,
+        )
     assert not (tmp_path / "down" / "demo.blend").exists()  # nothing half-written
 
 
@@ -810,14 +873,30 @@ def test_curve_keys_from_preferences(tmp_path, addon_zip, vmclip_server):
     artist_secret = allowed / "artist.key_secret"
     _, stranger_secret = write_key_pair(tmp_path / "other", "stranger")
     address = f"tcp://127.0.0.1:{free_port()}"
-    proc = _start([sys.executable, "-m", "vmclip", "serve", "--bind", address, "--workers", "1",
-                   "--no-preload", "--server-key", str(server_secret),
-                   "--authorized-keys", str(allowed / "artist.key")])
+    proc = _start(
+        [
+            sys.executable,
+            "-m",
+            "vmclip",
+            "serve",
+            "--bind",
+            address,
+            "--workers",
+            "1",
+            "--no-preload",
+            "--server-key",
+            str(server_secret),
+            "--authorized-keys",
+            str(allowed / "artist.key"),
+        ]
+    )
     try:
-        with Client(address, timeout_s=1.0, retries=30, server_key=server_public,
-                    client_key=artist_secret) as c:
+        with Client(
+            address, timeout_s=1.0, retries=30, server_key=server_public, client_key=artist_secret
+        ) as c:
             c.hello()  # up
-        result = run_bpy(f'''
+        result = run_bpy(
+            f"""
             out = {{}}
             prefs.address, prefs.timeout_s, prefs.retries = {address!r}, 3.0, 0
             prefs.server_public_key = {str(server_public)!r}
@@ -829,7 +908,10 @@ def test_curve_keys_from_preferences(tmp_path, addon_zip, vmclip_server):
             prefs.server_public_key = ""
             out["no_server_key"] = op_error(bpy.ops.vmclip.check_connection)
             emit(out)
-        ''', tmp_path, addon_zip)
+        """,
+            tmp_path,
+            addon_zip,
+        )
     finally:
         _stop(proc)
     assert result["allowed"] is None and result["allowed_state"] == "CONNECTED"

@@ -48,7 +48,7 @@ def person_photo(vmclip_server) -> Path:  # noqa: F811
     return photo
 
 
-SCRIPT = '''
+SCRIPT = """
     from mathutils import Quaternion
     prefs.address, prefs.timeout_s = {address!r}, 60
     settings.prompt, settings.seconds, settings.seed = "a person walks forward and waves", 1.5, 4
@@ -124,7 +124,7 @@ SCRIPT = '''
                      "actions": sorted((a.name, a.use_fake_user) for a in bpy.data.actions)}}
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath("body.blend"))  # (kept for looking at)
     emit(out)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,12 @@ def body_run(tmp_path_factory, addon_zip, motion_server, person_photo):  # noqa:
     relay = Relay(motion_server[0])
     tmp = tmp_path_factory.mktemp("body")
     try:
-        result = run_bpy(SCRIPT.format(address=relay.address, photo=str(person_photo), hand=HAND_BONE), tmp,
-                         addon_zip, timeout=600)
+        result = run_bpy(
+            SCRIPT.format(address=relay.address, photo=str(person_photo), hand=HAND_BONE),
+            tmp,
+            addon_zip,
+            timeout=600,
+        )
     finally:
         relay.close()
     assert "groups" in result, result["status"]
@@ -143,8 +147,9 @@ def body_run(tmp_path_factory, addon_zip, motion_server, person_photo):  # noqa:
     assert len(analyses) == 2  # one per Generate (the server answers the second from its cache)
     analysis = analyses[0]
     generated = relay.results("generate_motion")
-    first_motion = [m for m in generated if m.id == next(
-        s.id for s in relay.sent if s.type == "generate_motion")][0]
+    first_motion = [
+        m for m in generated if m.id == next(s.id for s in relay.sent if s.type == "generate_motion")
+    ][0]
     result["mesh"] = BodyMesh.from_message(analysis)
     result["analysis"] = analysis.body
     result["motion"] = MotionPayload.from_message(first_motion)
@@ -228,8 +233,10 @@ def test_posing_the_rig_moves_the_body_like_the_backend_skins_it(body_run):
         ref = body.pose_vertices(r["analysis"]["shape"], local[None], pelvis[frame - r["frames"][0]][None])[0]
         got = (C.T @ np.array(evaluated).T).T
         err = np.linalg.norm(got - ref, axis=1)  # (the add-on keeps 4 of up to 6 skin weights)
-        print(f"frame {frame}: Blender vs backend skinning, median {np.median(err) * 1000:.2f} mm, "
-              f"99.5% {np.percentile(err, 99.5) * 1000:.1f} mm, max {err.max() * 1000:.1f} mm")
+        print(
+            f"frame {frame}: Blender vs backend skinning, median {np.median(err) * 1000:.2f} mm, "
+            f"99.5% {np.percentile(err, 99.5) * 1000:.1f} mm, max {err.max() * 1000:.1f} mm"
+        )
         assert np.median(err) < 0.003 and np.percentile(err, 99.5) < 0.02
 
 
@@ -237,7 +244,8 @@ def test_photo_choice_and_filling_of_unseen_vertices(tmp_path, addon_zip):  # no
     """Two photos: a triangle takes the first photo that sees it whole (another only when it sees it
     much more squarely); vertices a photo does not see take the UV of the nearest squarely seen vertex
     of the same body part (else of any part), never their own projection."""
-    result = run_bpy(f'''
+    result = run_bpy(
+        f"""
         body = import_module({ADDON_MODULE!r} + ".body")
         faces = np.array([[0, 1, 2], [3, 4, 5], [0, 2, 6]])
         vis = [np.array([1, 1, 1, 0, 1, 1, 1], bool), np.array([1, 1, 1, 1, 1, 1, 0], bool)]
@@ -255,7 +263,10 @@ def test_photo_choice_and_filling_of_unseen_vertices(tmp_path, addon_zip):  # no
         anywhere = body.fill_unseen(pts, uv, seen, facing)
         emit({{"chosen": chosen, "by_part": by_part.tolist(), "anywhere": anywhere.tolist(),
               "uv": uv.tolist()}})
-    ''', tmp_path, addon_zip)
+    """,
+        tmp_path,
+        addon_zip,
+    )
     # face 0: both photos see it whole, the second far more squarely (0.9 vs 0.5, beyond the first's
     # bonus); face 1: only the second sees it whole; face 2: only the first does
     assert result["chosen"] == [1, 1, 0]

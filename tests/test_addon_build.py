@@ -66,8 +66,9 @@ def test_build_without_reachable_wheels_says_so(tmp_path):
         assert "wheels" not in manifest and not any(n.endswith(".whl") for n in zf.namelist())
         assert manifest["id"] == "videomotionclip" and "permissions" in manifest
     with pytest.raises(build_addon.BuildError, match="wheels unavailable"):
-        build_addon.build(tmp_path / "out2", offline=True, require_wheels=True, cache=empty,
-                          log=lambda *_: None)
+        build_addon.build(
+            tmp_path / "out2", offline=True, require_wheels=True, cache=empty, log=lambda *_: None
+        )
 
 
 def test_build_cli_reports_errors_in_one_line(tmp_path, capsys):
@@ -152,6 +153,7 @@ def test_zip_passes_blenders_extension_validator(tmp_path, with_wheels):
         pytest.skip("the bpy module is not installed")
     cache = build_addon.WHEEL_CACHE if with_wheels else tmp_path / "empty-cache"
     zip_path = build_addon.build(tmp_path / "out", offline=True, cache=cache, log=lambda *_: None)
-    proc = subprocess.run([sys.executable, str(cli), "validate", str(zip_path)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(cli), "validate", str(zip_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and "Success" in proc.stdout, proc.stdout + proc.stderr

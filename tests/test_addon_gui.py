@@ -24,8 +24,9 @@ import pytest
 from test_addon import addon_zip, motion_server, vmclip_server  # noqa: F401 - shared fixtures
 
 TOOLS = ("blender", "Xvfb", "import", "xdotool")
-pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
-                                reason="needs blender, Xvfb, ImageMagick import and xdotool")
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in TOOLS), reason="needs blender, Xvfb, ImageMagick import and xdotool"
+)
 SCRIPT = Path(__file__).resolve().parent / "gui" / "gui_generate.py"
 
 
@@ -43,9 +44,23 @@ def _wait_for(path: Path, seconds: float, proc: subprocess.Popen | None = None) 
 @pytest.fixture
 def xvfb():
     read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x900x24", "+extension",
-                             "GLX", "-nolisten", "tcp"], pass_fds=(write,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write),
+            "-screen",
+            "0",
+            "1600x900x24",
+            "+extension",
+            "GLX",
+            "-nolisten",
+            "tcp",
+        ],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     with os.fdopen(read) as fh:
         display = f":{fh.readline().strip()}"
@@ -57,8 +72,9 @@ def xvfb():
 
 
 def _x(display: str, *cmd: str) -> str:
-    return subprocess.run(cmd, env=dict(os.environ, DISPLAY=display), capture_output=True, text=True,
-                          timeout=20).stdout
+    return subprocess.run(
+        cmd, env=dict(os.environ, DISPLAY=display), capture_output=True, text=True, timeout=20
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +89,18 @@ def slow_motion_server(motion_server, tmp_path_factory):  # noqa: F811
 
     motion = write_test_motion(tmp_path_factory.mktemp("motion") / "walk.npz")
     address = f"tcp://127.0.0.1:{free_port()}"
-    proc = _start([sys.executable, str(Path(__file__).parent / "server_support.py"), "--bind", address,
-                   "--motion", str(motion), "--work-s", "3"])
+    proc = _start(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "server_support.py"),
+            "--bind",
+            address,
+            "--motion",
+            str(motion),
+            "--work-s",
+            "3",
+        ]
+    )
     try:
         _wait_ready(address, proc)
         yield address, "replay pipeline, 3 s per job"
@@ -97,12 +123,28 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     scripts.mkdir(parents=True)
     with zipfile.ZipFile(addon_zip) as zf:  # "Install add-on from file" in 3.4 does the same unzip
         zf.extractall(scripts)
-    env = dict(os.environ, DISPLAY=xvfb, HOME=str(tmp_path), BLENDER_USER_SCRIPTS=str(tmp_path / "scripts"),
-               BLENDER_USER_CONFIG=str(tmp_path / "config"), BLENDER_USER_DATAFILES=str(tmp_path / "data"))
+    env = dict(
+        os.environ,
+        DISPLAY=xvfb,
+        HOME=str(tmp_path),
+        BLENDER_USER_SCRIPTS=str(tmp_path / "scripts"),
+        BLENDER_USER_CONFIG=str(tmp_path / "config"),
+        BLENDER_USER_DATAFILES=str(tmp_path / "data"),
+    )
     blend = tmp_path / "empty.blend"
-    subprocess.run(["blender", "-b", "--factory-startup", "--python-expr",
-                    f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})"],
-                   env=env, capture_output=True, timeout=60, check=True)
+    subprocess.run(
+        [
+            "blender",
+            "-b",
+            "--factory-startup",
+            "--python-expr",
+            f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
     if not photo.is_file():  # the project's own example person (rendered at set-up)
         try:
@@ -113,9 +155,24 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
             pass
     images = ["--image", str(photo)] if photo.is_file() else []
     log = open(tmp_path / "blender.log", "w")
-    proc = subprocess.Popen(["blender", "--factory-startup", str(blend), "--python", str(SCRIPT), "--",
-                             "--address", address, "--work", str(work), *images], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            "blender",
+            "--factory-startup",
+            str(blend),
+            "--python",
+            str(SCRIPT),
+            "--",
+            "--address",
+            address,
+            "--work",
+            str(work),
+            *images,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert _wait_for(work / "tabs.json", 60, proc), (tmp_path / "blender.log").read_text()[-3000:]
         tabs = json.loads((work / "tabs.json").read_text())

@@ -124,8 +124,12 @@ def test_round_trip_blender(tmp_path: Path) -> None:
     motion = _random_motion(3, frames=12)
     path = write_bvh(motion, tmp_path / "blender.bvh")
     out = tmp_path / "probe.npz"
-    proc = subprocess.run([sys.executable, "-c", _BLENDER_PROBE, str(path), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLENDER_PROBE, str(path), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = np.load(out)
     names = list(data["names"])

@@ -37,22 +37,37 @@ class Row:
 
 def _rows() -> list[Row]:
     rows = [
-        Row("cmu_01_01", "cmu/iclone_bvh60/001/001_01.bvh",
-            ["A person hops forward.", "playground - forward jumps"], fps=60),
+        Row(
+            "cmu_01_01",
+            "cmu/iclone_bvh60/001/001_01.bvh",
+            ["A person hops forward.", "playground - forward jumps"],
+            fps=60,
+        ),
         Row("cmuamc_01_01", "cmu/asfamc120/01/01_01.amc", ["playground - forward jumps"], fps=120),
         Row("cmu_02_09", "cmu/iclone_bvh60/002/002_09.bvh", ["swordplay"], fps=60),
-        Row("cmuexp_walk_1", "extra/cmu_expmap_li2018/train__walking__walking_1.bvh",
-            ["a person walks", "walking"]),
-        Row("reactidle_000", "extra/reactidle/000_genuine.bvh", ["a person stands idle", "standing idle"],
-            fps=24),
+        Row(
+            "cmuexp_walk_1",
+            "extra/cmu_expmap_li2018/train__walking__walking_1.bvh",
+            ["a person walks", "walking"],
+        ),
+        Row(
+            "reactidle_000",
+            "extra/reactidle/000_genuine.bvh",
+            ["a person stands idle", "standing idle"],
+            fps=24,
+        ),
     ]
     for content in ("walk", "wave left hand", "bow", "run"):
         for style in ("active", "tired", "happy"):
             for take in range(1, 6):
                 slug = content.replace(" ", "-")
-                rows.append(Row(f"bn2_{slug}_{style}_{take:03d}",
-                                f"bandai_namco/dataset-2/data/dataset-2_{slug}_{style}_{take:03d}.bvh",
-                                [content, f"{content}, {style} style"]))
+                rows.append(
+                    Row(
+                        f"bn2_{slug}_{style}_{take:03d}",
+                        f"bandai_namco/dataset-2/data/dataset-2_{slug}_{style}_{take:03d}.bvh",
+                        [content, f"{content}, {style} style"],
+                    )
+                )
     return rows
 
 
@@ -136,8 +151,16 @@ def test_build_real_subset(motion_data: Path, tmp_path: Path) -> None:
     """A quick build over a couple of recordings from every source, with the two worker processes."""
     out = tmp_path / "processed"
     logs: list[str] = []
-    meta = build_dataset(motion_data, out, limit=2, workers=2, val_frac=0.3, test_frac=0.3,
-                         min_label_recordings=1, log=logs.append)
+    meta = build_dataset(
+        motion_data,
+        out,
+        limit=2,
+        workers=2,
+        val_frac=0.3,
+        test_frac=0.3,
+        min_label_recordings=1,
+        log=logs.append,
+    )
     clips = _check_built(out, meta)
     loaded = [c for split in SPLITS for c in clips[split]]
     # Every source except ones whose importer failed for both files is present.
@@ -176,8 +199,11 @@ def test_unreadable_files_are_skipped(motion_data: Path, tmp_path: Path, capsys)
         zf.writestr("good_001.bvh", text)
         zf.writestr("broken_001.bvh", text[: len(text) // 3])
     header = "clip_id,bvh_path,start_frame,end_frame,fps,texts,source,format,license\n"
-    rows = [f"{name},bandai_namco/dataset-1/data/{name}_001.bvh,0,{good.end_frame},30,wave left hand | wave,"
-            "bandai,bvh,CC BY-NC 4.0\n" for name in ("good", "broken", "missing")]
+    rows = [
+        f"{name},bandai_namco/dataset-1/data/{name}_001.bvh,0,{good.end_frame},30,wave left hand | wave,"
+        "bandai,bvh,CC BY-NC 4.0\n"
+        for name in ("good", "broken", "missing")
+    ]
     (root / "manifests" / "paired_manifest.csv").write_text(header + "".join(rows))
     out = tmp_path / "out"
     code = main(["data", "build", "--src", str(root), "--out", str(out), "--workers", "1"])
@@ -198,8 +224,10 @@ def test_cli_bad_arguments(tmp_path: Path, capsys) -> None:
 
     assert main(["data", "build", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["data", "build", "--src", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--sources", "bogus"]) == 2
+    assert (
+        main(["data", "build", "--src", str(tmp_path), "--out", str(tmp_path / "o"), "--sources", "bogus"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bogus" in err
 

@@ -7,16 +7,20 @@ import pytest
 
 
 def _demo(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "vmclip", "demo", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vmclip", "demo", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--seconds", "99"], "seconds"),
-    (["--prompt", ""], "prompt"),
-    (["--prompt", "x" * 600], "prompt"),
-    (["--image", "no-such-photo.jpg"], "no-such-photo.jpg"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--seconds", "99"], "seconds"),
+        (["--prompt", ""], "prompt"),
+        (["--prompt", "x" * 600], "prompt"),
+        (["--image", "no-such-photo.jpg"], "no-such-photo.jpg"),
+    ],
+)
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, needle):
     res = _demo("--out", str(tmp_path / "o"), *args, cwd=tmp_path)
     assert res.returncode == 2, res.stderr

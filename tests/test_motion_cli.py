@@ -38,8 +38,9 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_npz_to_bvh_and_preview(tmp_path: Path, capsys) -> None:
     src = _motion().save_npz(tmp_path / "in.npz")
-    code, out, err = _run(capsys, src, "-o", tmp_path / "out.bvh", "--preview", tmp_path / "out.mp4",
-                          "--size", "128")
+    code, out, err = _run(
+        capsys, src, "-o", tmp_path / "out.bvh", "--preview", tmp_path / "out.mp4", "--size", "128"
+    )
     assert code == 0, err
     assert "12 frames" in out
     assert (tmp_path / "out.bvh").read_text().startswith("HIERARCHY")
@@ -78,8 +79,22 @@ def _truncated_bvh(tmp_path: Path) -> Path:
 def _unknown_joints(tmp_path: Path) -> Path:
     text = write_bvh(_motion(), tmp_path / "full.bvh").read_text()
     (tmp_path / "full.bvh").unlink()
-    for i, name in enumerate(["left_hip", "right_hip", "left_knee", "right_knee", "left_shoulder",
-                              "right_shoulder", "spine1", "spine2", "spine3", "neck", "head", "pelvis"]):
+    for i, name in enumerate(
+        [
+            "left_hip",
+            "right_hip",
+            "left_knee",
+            "right_knee",
+            "left_shoulder",
+            "right_shoulder",
+            "spine1",
+            "spine2",
+            "spine3",
+            "neck",
+            "head",
+            "pelvis",
+        ]
+    ):
         text = text.replace(f" {name}\n", f" bone{i:02d}\n")
     p = tmp_path / "odd.bvh"
     p.write_text(text)
@@ -118,6 +133,7 @@ def _file(name: str, content: str | bytes):
         p = d / name
         p.write_bytes(content if isinstance(content, bytes) else content.encode())
         return p
+
     return make
 
 
@@ -144,12 +160,15 @@ BAD_INPUTS = {
     "nan in bvh": _nan_bvh,
     "zero-length bvh": _zero_frames_bvh,
     "truncated amc": lambda d: _real_amc(d, 0.01),
-    "bad asf": lambda d: _file("01.asf", ":version 1.10\n:name VICON\n")(d) and _file(
-        "01_02.amc", ":FULLY-SPECIFIED\n:DEGREES\n1\nroot 0 0 0 0 0 0\n")(d),
+    "bad asf": lambda d: (
+        _file("01.asf", ":version 1.10\n:name VICON\n")(d)
+        and _file("01_02.amc", ":FULLY-SPECIFIED\n:DEGREES\n1\nroot 0 0 0 0 0 0\n")(d)
+    ),
     "amc without asf": _file("02_01.amc", ":FULLY-SPECIFIED\n:DEGREES\n"),
     "npz wrong keys": lambda d: _npz(d, rotations=np.zeros((4, 72)), translation=np.zeros((4, 3))),
-    "npz nan": lambda d: _npz(d, poses=np.full((4, 72), np.nan), trans=np.zeros((4, 3)),
-                              mocap_framerate=30.0),
+    "npz nan": lambda d: _npz(
+        d, poses=np.full((4, 72), np.nan), trans=np.zeros((4, 3)), mocap_framerate=30.0
+    ),
     "npz zero-length": lambda d: _npz(d, poses=np.zeros((0, 72)), trans=np.zeros((0, 3))),
     "npz wrong shape": lambda d: _npz(d, poses=np.zeros((4, 10)), trans=np.zeros((4, 3))),
     "npz not a zip": _file("x.npz", b"PK\x03\x04broken"),
@@ -175,11 +194,19 @@ def test_bad_input(tmp_path: Path, capsys, case: str) -> None:
     assert list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("outputs", [
-    ("-o", "OUT/m.txt"), ("-o", "OUT/m"), ("--preview", "OUT/m.gif"), ("-o", "OUT/missing/m.npz"),
-    ("-o", "OUT/m.npz", "--preview", "OUT/missing/p.mp4"), (), ("-o", "OUT/m.npz", "--fps", "0"),
-    ("-o", "OUT/dir.npz"),
-])
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        ("-o", "OUT/m.txt"),
+        ("-o", "OUT/m"),
+        ("--preview", "OUT/m.gif"),
+        ("-o", "OUT/missing/m.npz"),
+        ("-o", "OUT/m.npz", "--preview", "OUT/missing/p.mp4"),
+        (),
+        ("-o", "OUT/m.npz", "--fps", "0"),
+        ("-o", "OUT/dir.npz"),
+    ],
+)
 def test_bad_outputs(tmp_path: Path, capsys, outputs: tuple[str, ...]) -> None:
     src = _motion().save_npz(tmp_path / "in.npz")
     out_dir = tmp_path / "o"
@@ -237,8 +264,9 @@ def test_real_recordings(motion_data: Path, tmp_path: Path, capsys) -> None:
 
     bvh = tmp_path / "wave.bvh"
     bvh.write_bytes(read_member(motion_data, "bandai_namco/dataset-1/data/dataset-1_bye_active_001.bvh"))
-    code, out, err = _run(capsys, bvh, "-o", tmp_path / "wave_smpl.bvh", "--preview", tmp_path / "wave.mp4",
-                          "--size", "96")
+    code, out, err = _run(
+        capsys, bvh, "-o", tmp_path / "wave_smpl.bvh", "--preview", tmp_path / "wave.mp4", "--size", "96"
+    )
     assert code == 0, err
     motion = read_smpl_bvh(tmp_path / "wave_smpl.bvh")
     assert motion.fps == 30.0 and motion.num_frames > 30

@@ -6,8 +6,9 @@ from vmclip.motion import JOINT_INDEX, Motion, load_npz, mirror_text
 
 def _random_motion(n=40, fps=30.0, seed=0):
     rng = np.random.default_rng(seed)
-    return Motion.from_axis_angle(rng.normal(0, 0.3, (n, 72)), rng.normal(0, 0.5, (n, 3)), fps,
-                                  ["a person waves with the left hand"])
+    return Motion.from_axis_angle(
+        rng.normal(0, 0.3, (n, 72)), rng.normal(0, 0.5, (n, 3)), fps, ["a person waves with the left hand"]
+    )
 
 
 def test_npz_round_trip_is_amass_style(tmp_path):
@@ -41,13 +42,16 @@ def test_resample_halves_frame_count_and_keeps_endpoints():
     np.testing.assert_allclose(r.matrices()[5], m.matrices()[10], atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [
-    {"poses": np.zeros((0, 72)), "trans": np.zeros((0, 3))},
-    {"poses": np.full((3, 72), np.nan), "trans": np.zeros((3, 3))},
-    {"pose": np.zeros((3, 72)), "trans": np.zeros((3, 3))},
-    {"poses": np.zeros((3, 10)), "trans": np.zeros((3, 3))},
-    {"poses": np.zeros((3, 72)), "trans": np.zeros((4, 3))},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"poses": np.zeros((0, 72)), "trans": np.zeros((0, 3))},
+        {"poses": np.full((3, 72), np.nan), "trans": np.zeros((3, 3))},
+        {"pose": np.zeros((3, 72)), "trans": np.zeros((3, 3))},
+        {"poses": np.zeros((3, 10)), "trans": np.zeros((3, 3))},
+        {"poses": np.zeros((3, 72)), "trans": np.zeros((4, 3))},
+    ],
+)
 def test_bad_npz_is_one_clear_error(tmp_path, bad):
     path = tmp_path / "bad.npz"
     np.savez(path, **bad)

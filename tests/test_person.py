@@ -37,12 +37,13 @@ def _camera(size: int) -> np.ndarray:
 def _background(size: int) -> np.ndarray:
     bg = np.zeros((size, size, 3), np.uint8)
     bg[:] = (90, 120, 150)
-    bg[int(size * 0.75):] = (110, 100, 80)
+    bg[int(size * 0.75) :] = (110, 100, 80)
     return bg
 
 
-def render_person(shape=None, pose=None, trans=(0.0, 0.0, 3.2), size: int = 256,
-                  background: np.ndarray | None = None):
+def render_person(
+    shape=None, pose=None, trans=(0.0, 0.0, 3.2), size: int = 256, background: np.ndarray | None = None
+):
     """A synthetic photo: the Anny body, shaded, in camera coordinates; returns (image, vertices, joints)."""
     body = load_body_model("anny", device="cpu")
     pose = _pose() if pose is None else pose
@@ -105,7 +106,11 @@ def test_save_and_load_round_trip(synthetic, tmp_path):
     *_, result = synthetic
     path = result.save_json(tmp_path / "person.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "person.json", "person.view0.background.png", "person.view0.image.png", "person.view0.mask.png"]
+        "person.json",
+        "person.view0.background.png",
+        "person.view0.image.png",
+        "person.view0.mask.png",
+    ]
     doc = json.loads(path.read_text())
     assert doc["body_kind"] == "anny" and doc["shape"] == result.shape
     back = PersonAnalysis.load_json(path)
@@ -151,7 +156,7 @@ def test_background_plate_continues_a_brick_wall_and_plinth():
     for y in range(h):
         wall[y] = (170, 60, 40) if (y // 14) % 2 == 0 else (200, 190, 180)
     for y in range(0, h, 28):
-        wall[y:y + 14, (0 if (y // 28) % 2 == 0 else 20)::40] = (200, 190, 180)
+        wall[y : y + 14, (0 if (y // 28) % 2 == 0 else 20) :: 40] = (200, 190, 180)
     plinth_top = int(h * 0.7)
     wall[plinth_top:] = (60, 62, 66)
     wall = np.clip(wall.astype(int) + rng.integers(-8, 9, wall.shape), 0, 255).astype(np.uint8)
@@ -170,6 +175,7 @@ def test_background_plate_continues_a_brick_wall_and_plinth():
     bricks = plate[hole & (rows < plinth_top - 10)].astype(float)
     assert bricks[:, 0].mean() > 150 and bricks[:, 1].mean() < 150  # reddish brick rows, no green
 
+
 def test_several_photos_share_one_shape():
     shape = {"height": 0.7, "weight": 0.7}
     a, *_ = render_person(shape, _pose(yaw=0.0))
@@ -187,7 +193,7 @@ def test_image_formats(synthetic, tmp_path):
     image = synthetic[0]
     grey = image.mean(2).astype(np.uint8)
     rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
-    sixteen = (image.astype(np.uint16) * 257)
+    sixteen = image.astype(np.uint16) * 257
     Image.fromarray(grey).save(tmp_path / "grey.png")
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     Image.fromarray(image).save(tmp_path / "photo.jpg", quality=90)
@@ -250,8 +256,17 @@ def test_cli_writes_json_and_debug_overlays(synthetic, tmp_path, capsys):
     Image.fromarray(synthetic[0]).save(tmp_path / "me.png")
     code = main(["analyze", str(tmp_path / "me.png"), "-o", str(tmp_path / "out" / "person.json")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
-    code = main(["analyze", str(tmp_path / "me.png"), "-o", str(tmp_path / "person.json"), "--debug",
-                 str(tmp_path / "dbg"), "--no-background"])
+    code = main(
+        [
+            "analyze",
+            str(tmp_path / "me.png"),
+            "-o",
+            str(tmp_path / "person.json"),
+            "--debug",
+            str(tmp_path / "dbg"),
+            "--no-background",
+        ]
+    )
     assert code == 0
     assert "IoU" in capsys.readouterr().out
     names = sorted(p.name for p in (tmp_path / "dbg").iterdir())
@@ -268,8 +283,9 @@ def test_cli_writes_json_and_debug_overlays(synthetic, tmp_path, capsys):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_real_photos(photos_dir):
-    photos = sorted(p for p in photos_dir.iterdir()
-                    if p.suffix.lower() in (".jpg", ".png") and "mask" not in p.name)
+    photos = sorted(
+        p for p in photos_dir.iterdir() if p.suffix.lower() in (".jpg", ".png") and "mask" not in p.name
+    )
     assert photos
     for photo in photos:
         view = analyze([photo], background=False).views[0]
@@ -303,8 +319,15 @@ def test_clothing_offsets_fill_a_skirt_and_stay_a_smooth_surface():
     thigh = abs(lk[1] - lh[1])
     top, bottom = (lh[1] + rh[1]) / 2 - 0.1 * thigh, (lk[1] + rk[1]) / 2 + 0.1 * thigh
     cx, w_top, w_bottom = (lh[0] + rh[0]) / 2, abs(lh[0] - rh[0]) * 1.3, abs(lk[0] - rk[0]) * 1.6 + 20
-    skirt = np.array([[cx - w_top / 2, top], [cx + w_top / 2, top], [cx + w_bottom / 2, bottom],
-                      [cx - w_bottom / 2, bottom]], np.int32)
+    skirt = np.array(
+        [
+            [cx - w_top / 2, top],
+            [cx + w_top / 2, top],
+            [cx + w_bottom / 2, bottom],
+            [cx - w_bottom / 2, bottom],
+        ],
+        np.int32,
+    )
     cv2.fillPoly(image, [skirt], (40, 70, 160))
     result = analyze([image], background=False)
     view = result.views[0]
@@ -317,8 +340,9 @@ def test_clothing_offsets_fill_a_skirt_and_stay_a_smooth_surface():
     hands = np.isin(segment, [J["left_hand"], J["right_hand"]])
     assert off.min() >= 0 and off.max() <= CLOTH_MAX + 1e-6
     assert off[hands].max() <= CLOTH_MAX_SEGMENT["hand"] + 1e-6
-    sil = rasterize(result.posed_vertices() @ view.camera.R.T + view.camera.t, body.faces,
-                    view.camera.K, image.shape[:2])
+    sil = rasterize(
+        result.posed_vertices() @ view.camera.R.T + view.camera.t, body.faces, view.camera.K, image.shape[:2]
+    )
     drawn = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(drawn, [skirt], 1)
     assert sil[drawn > 0].mean() >= 0.85  # the skirt, between the thighs included, is covered
@@ -366,9 +390,12 @@ def test_mediapipe_start_up_prints_nothing(tmp_path):
 
     image, *_ = render_person(size=192)
     Image.fromarray(image).save(tmp_path / "p.png")
-    code = ("import sys; from vmclip.person.images import load_image; "
-            "from vmclip.person.detect import detect; detect(load_image(sys.argv[1]))")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.png")], capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        "import sys; from vmclip.person.images import load_image; "
+        "from vmclip.person.detect import detect; detect(load_image(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "p.png")], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr

@@ -20,8 +20,10 @@ def test_joint_names_match_the_motion_format() -> None:
 
 def test_protocol_package_needs_no_torch_or_vmclip() -> None:
     # It is vendored into Blender's Python: importing it must not pull torch or the backend.
-    code = ("import sys, vmclip_protocol; bad = [m for m in ('torch', 'vmclip') if m in sys.modules]; "
-            "print(','.join(bad))")
+    code = (
+        "import sys, vmclip_protocol; bad = [m for m in ('torch', 'vmclip') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -31,9 +33,19 @@ def test_round_trip_arrays_and_bytes() -> None:
     poses = rng.normal(size=(7, 24, 3)).astype(np.float32)
     ids = np.arange(5, dtype=np.int64)
     big_endian = np.arange(6, dtype=">f8").reshape(2, 3)
-    frames = vp.encode("render", "abc", {"x": [1, 2]}, [("poses", poses), ("ids", ids), ("be", big_endian),
-                                                        ("image", b"\x89PNG\r\n\x1a\nrest", "image/png")],
-                       deadline_ms=1500, client="me")
+    frames = vp.encode(
+        "render",
+        "abc",
+        {"x": [1, 2]},
+        [
+            ("poses", poses),
+            ("ids", ids),
+            ("be", big_endian),
+            ("image", b"\x89PNG\r\n\x1a\nrest", "image/png"),
+        ],
+        deadline_ms=1500,
+        client="me",
+    )
     header = json.loads(frames[0])
     assert header["protocol"] == vp.PROTOCOL_VERSION and header["deadline_ms"] == 1500
     assert [f["dtype"] for f in header["frames"]] == ["<f4", "<i8", "<f8", "bytes"]
@@ -55,28 +67,58 @@ def test_every_message_type_round_trips(msg_type: str) -> None:
     assert msg.type == msg_type and msg.body == {"k": "v"}
 
 
-@pytest.mark.parametrize(("frames", "code"), [
-    ([], "bad_message"),
-    ([b"\xff\xfe"], "bad_message"),
-    ([b"[1, 2]"], "bad_message"),
-    ([b'{"type": "hello"}'], "bad_message"),
-    ([b'{"protocol": 2, "type": "hello"}'], "bad_version"),
-    ([b'{"protocol": true, "type": "hello"}'], "bad_message"),
-    ([b'{"protocol": 1, "type": "dance"}'], "unknown_type"),
-    ([b'{"protocol": 1, "type": "hello", "body": 3}'], "bad_message"),
-    ([b'{"protocol": 1, "type": "hello", "deadline_ms": -1}'], "bad_message"),
-    ([b'{"protocol": 1, "type": "hello", "frames": []}', b"extra"], "bad_message"),
-    ([b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "<f4", "shape": [3]}]}',
-      b"x" * 11], "bad_array"),
-    ([b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "O", "shape": [1]}]}', b"x"],
-     "bad_array"),
-    ([b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "<f4", "shape": [-1]}]}', b""],
-     "bad_array"),
-    ([b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "bytes", "shape": [4]}]}', b"abc"],
-     "bad_array"),
-    ([b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "<f4", "shape": [65536, 65536]}]}',
-      b""], "too_large"),
-])
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([], "bad_message"),
+        ([b"\xff\xfe"], "bad_message"),
+        ([b"[1, 2]"], "bad_message"),
+        ([b'{"type": "hello"}'], "bad_message"),
+        ([b'{"protocol": 2, "type": "hello"}'], "bad_version"),
+        ([b'{"protocol": true, "type": "hello"}'], "bad_message"),
+        ([b'{"protocol": 1, "type": "dance"}'], "unknown_type"),
+        ([b'{"protocol": 1, "type": "hello", "body": 3}'], "bad_message"),
+        ([b'{"protocol": 1, "type": "hello", "deadline_ms": -1}'], "bad_message"),
+        ([b'{"protocol": 1, "type": "hello", "frames": []}', b"extra"], "bad_message"),
+        (
+            [
+                b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "<f4", "shape": [3]}]}',
+                b"x" * 11,
+            ],
+            "bad_array",
+        ),
+        (
+            [
+                b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "O", "shape": [1]}]}',
+                b"x",
+            ],
+            "bad_array",
+        ),
+        (
+            [
+                b'{"protocol": 1, "type": "hello", "frames": [{"name": "a", "dtype": "<f4", "shape": [-1]}]}',
+                b"",
+            ],
+            "bad_array",
+        ),
+        (
+            [
+                b'{"protocol": 1, "type": "hello", '
+                b'"frames": [{"name": "a", "dtype": "bytes", "shape": [4]}]}',
+                b"abc",
+            ],
+            "bad_array",
+        ),
+        (
+            [
+                b'{"protocol": 1, "type": "hello", '
+                b'"frames": [{"name": "a", "dtype": "<f4", "shape": [65536, 65536]}]}',
+                b"",
+            ],
+            "too_large",
+        ),
+    ],
+)
 def test_malformed_messages_name_their_problem(frames: list[bytes], code: str) -> None:
     with pytest.raises(vp.ProtocolError) as info:
         vp.decode(frames, expect=REQUEST_TYPES)
@@ -100,15 +142,19 @@ def test_motion_payload_validates_and_round_trips() -> None:
     np.testing.assert_array_equal(back.poses, motion.poses)
     np.testing.assert_array_equal(back.trans, motion.trans)
     assert (back.fps, back.text, back.num_frames) == (24.0, "wave", 4)
-    for poses, trans, fps in [(np.zeros((3, 23, 3)), np.zeros((3, 3)), 30), (np.zeros((3, 24, 3)),
-                              np.zeros((2, 3)), 30), (np.zeros((0, 24, 3)), np.zeros((0, 3)), 30),
-                              (np.full((1, 24, 3), np.nan), np.zeros((1, 3)), 30),
-                              (np.zeros((1, 24, 3)), np.zeros((1, 3)), 0)]:
+    for poses, trans, fps in [
+        (np.zeros((3, 23, 3)), np.zeros((3, 3)), 30),
+        (np.zeros((3, 24, 3)), np.zeros((2, 3)), 30),
+        (np.zeros((0, 24, 3)), np.zeros((0, 3)), 30),
+        (np.full((1, 24, 3), np.nan), np.zeros((1, 3)), 30),
+        (np.zeros((1, 24, 3)), np.zeros((1, 3)), 0),
+    ]:
         with pytest.raises(ValueError):
             vp.MotionPayload(poses, trans, fps)
     # float64 arrays on the wire are rejected for motions (the contract is float32)
-    bad = vp.encode("result", "r", {}, [("poses", np.zeros((2, 24, 3))),
-                                        ("trans", np.zeros((2, 3), np.float32))])
+    bad = vp.encode(
+        "result", "r", {}, [("poses", np.zeros((2, 24, 3))), ("trans", np.zeros((2, 3), np.float32))]
+    )
     with pytest.raises(vp.ProtocolError) as info:
         vp.MotionPayload.from_message(vp.decode(bad))
     assert info.value.code == "bad_array"

@@ -97,10 +97,20 @@ def test_raster_from_another_thread():
 
 # --- transformation flow ------------------------------------------------------------------------------
 
+
 def _warp_once(body, person, target_rot, trans=(0.0, 0.0, 0.0)):
     scene = build_scene(person, size=max(person.views[0].image.shape[:2]), body=body)
-    warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
+    warper = FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+    )
     verts = body.pose_vertices(person.shape, target_rot[None], np.asarray(trans, float)[None])[0]
     warped = warper.warp(verts)
     return scene, warped, composite(scene, warped)
@@ -121,11 +131,25 @@ def test_same_pose_reproduces_the_photo(body):
 
 def test_repose_matches_ground_truth_without_holes(body):
     person = make_person(body)
-    target = pose(left_shoulder=(0, 0, -0.2), right_shoulder=(0, 0, 1.2), left_elbow=(0, -1.2, 0),
-                  left_hip=(-0.5, 0, 0), left_knee=(0.7, 0, 0))
+    target = pose(
+        left_shoulder=(0, 0, -0.2),
+        right_shoulder=(0, 0, 1.2),
+        left_elbow=(0, -1.2, 0),
+        left_hip=(-0.5, 0, 0),
+        left_knee=(0.7, 0, 0),
+    )
     scene, warped, frame = _warp_once(body, person, target)
-    truth, mask = draw(body, person.shape, target, np.zeros(3), scene.camera, scene.width, scene.height,
-                       texture(body, person.shape), person.views[0].background)
+    truth, mask = draw(
+        body,
+        person.shape,
+        target,
+        np.zeros(3),
+        scene.camera,
+        scene.width,
+        scene.height,
+        texture(body, person.shape),
+        person.views[0].background,
+    )
     err = np.abs(frame.astype(float) - truth.astype(float)).mean(-1)
     inside = mask > 0
     assert err[inside].mean() < 12.0, err[inside].mean()
@@ -145,7 +169,7 @@ def test_second_photo_fills_what_the_first_does_not_see(body):
     _, w2, f2 = _warp_once(body, two, turned)
     inside = w2.flow["body"]
     interior = np.zeros(f2.shape[:2], bool)
-    interior[w2.y0:w2.y0 + inside.shape[0], w2.x0:w2.x0 + inside.shape[1]] = inside
+    interior[w2.y0 : w2.y0 + inside.shape[0], w2.x0 : w2.x0 + inside.shape[1]] = inside
     blue2 = (f2[interior][:, 2] > f2[interior][:, 0]).mean()
     red1 = (f1[interior][:, 0] > f1[interior][:, 2]).mean()
     assert blue2 > 0.8  # the back, seen in the second photo
@@ -160,14 +184,14 @@ def test_clothes_beyond_the_body_follow_it(body):
     rows, cols = np.nonzero(view.mask > 0)
     top, centre = rows.min(), int(cols[rows < rows.min() + 5].mean())
     hat = np.zeros_like(view.mask, dtype=bool)
-    hat[top - 8:top + 1, centre - 6:centre + 7] = True
+    hat[top - 8 : top + 1, centre - 6 : centre + 7] = True
     hat &= view.mask == 0
     view.image[hat] = (0, 255, 0)
     view.mask[hat] = 1.0
     shift = 0.25  # metres to the person's left (+X, image right)
     scene, warped, frame = _warp_once(body, person, view.pose, trans=(shift, 0, 0))
     green = (frame[..., 1] > 200) & (frame[..., 0] < 60) & (frame[..., 2] < 60)
-    green[top + 1:] = False  # below the hat the body's own texture has green patches
+    green[top + 1 :] = False  # below the hat the body's own texture has green patches
     assert green.sum() > 0.6 * hat.sum()
     px = shift * scene.camera.K[0, 0] / scene.camera.t[2]
     assert abs(np.nonzero(green)[1].mean() - (np.nonzero(hat)[1].mean() + px)) < 3
@@ -254,7 +278,7 @@ def test_back_of_the_head_is_not_given_the_face(body):
     scene, warped, frame = _warp_once(body, person, turned)
     on_head = np.zeros(frame.shape[:2], bool)
     h, w = warped.alpha.shape
-    on_head[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w] = warped.flow["part"] == 15
+    on_head[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = warped.flow["part"] == 15
     px = frame[on_head].astype(int)
     assert len(px) > 500
     assert (px[:, 0] > px[:, 2]).mean() < 0.05  # the back of the head has the hair's colour
@@ -267,6 +291,7 @@ def test_mirror_map_is_an_involution_on_the_symmetric_body(body):
 
 
 # --- retargeting ----------------------------------------------------------------------------------------
+
 
 def test_retarget_keeps_feet_on_ground_faces_like_photo_and_scales_travel(body):
     shape = body.default_shape()
@@ -288,12 +313,21 @@ def test_retarget_keeps_feet_on_ground_faces_like_photo_and_scales_travel(body):
 
 # --- video ----------------------------------------------------------------------------------------------
 
+
 def test_animate_writes_video_gif_frames_with_a_still_background(body, tmp_path):
     person = make_person(body)
     out = tmp_path / "clip.mp4"
     fractions = []
-    animate(person, wave_motion(20), out, size=256, body=body, gif=tmp_path / "clip.gif",
-            frames_dir=tmp_path / "frames", progress=lambda f, m: fractions.append(f))
+    animate(
+        person,
+        wave_motion(20),
+        out,
+        size=256,
+        body=body,
+        gif=tmp_path / "clip.gif",
+        frames_dir=tmp_path / "frames",
+        progress=lambda f, m: fractions.append(f),
+    )
     frames = read_frames(out)
     assert len(frames) == 20 and frames[0].shape == (192, 256, 3)
     assert (tmp_path / "clip.gif").stat().st_size > 1000
@@ -379,8 +413,12 @@ def test_back_of_a_turned_person_keeps_the_garment_not_the_front_print(body):
     part = np.asarray(body.skin_weights).argmax(1)
     trunk = np.isin(part, [0, 3, 6, 9, 13, 14])  # pelvis, spine, collars
     centre = rest[trunk].mean(0)
-    chest = trunk & (rest[:, 2] > centre[2]) & (np.abs(rest[:, 0] - centre[0]) < 0.035) \
+    chest = (
+        trunk
+        & (rest[:, 2] > centre[2])
+        & (np.abs(rest[:, 0] - centre[0]) < 0.035)
         & (np.abs(rest[:, 1] - (centre[1] + 0.1)) < 0.03)
+    )
     colors = np.where(trunk[:, None], [[40.0, 70, 200]], [[200.0, 200, 200]]).astype(np.float32)
     colors[chest] = [230.0, 30, 30]  # a 7 x 6 cm print on the chest
     person = make_person(body, shape, width=640, height=480, colors=colors)
@@ -392,7 +430,7 @@ def test_back_of_a_turned_person_keeps_the_garment_not_the_front_print(body):
     assert on_trunk.sum() > 2000
     assert (fl["candidate"][on_trunk] == -1).mean() < 0.02  # hardly any fill on the back
     h, w = warped.alpha.shape
-    px = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w][on_trunk].astype(int)
+    px = frame[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w][on_trunk].astype(int)
     red = (px[:, 0] > 150) & (px[:, 2] < 100)
     assert red.mean() < 0.002, f"{red.sum()} red pixels of the front print on the back"
     assert (px[:, 2] > px[:, 0]).mean() > 0.97  # the garment's blue
@@ -407,8 +445,12 @@ def test_back_behind_hands_held_in_front_takes_the_garment_not_the_hands(body):
     legs = np.isin(part, [1, 2, 4, 5, 7, 8, 10, 11])
     colors = np.full((len(part), 3), [220.0, 60, 60], np.float32)  # skin: arms, hands, head
     colors[trunk], colors[legs] = [40.0, 70, 200], [200.0, 200, 200]
-    clasped = pose(left_shoulder=(0.6, -0.8, -1.2), right_shoulder=(0.6, 0.8, 1.2),
-                   left_elbow=(0, -0.8, 0), right_elbow=(0, 0.8, 0))
+    clasped = pose(
+        left_shoulder=(0.6, -0.8, -1.2),
+        right_shoulder=(0.6, 0.8, 1.2),
+        left_elbow=(0, -0.8, 0),
+        right_elbow=(0, 0.8, 0),
+    )
     person = make_person(body, shape, width=640, height=480, colors=colors, local_rot=clasped)
     turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
     scene, warped, frame = _warp_once(body, person, turned)
@@ -416,7 +458,7 @@ def test_back_behind_hands_held_in_front_takes_the_garment_not_the_hands(body):
     hips = fl["body"] & np.isin(fl["part"], [0, 1, 2])
     assert hips.sum() > 1500
     h, w = warped.alpha.shape
-    px = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w][hips].astype(int)
+    px = frame[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w][hips].astype(int)
     skin = (px[:, 0] > px[:, 2] + 60) & (px[:, 0] > px[:, 1] + 60)
     # (12 % before the nearest front pixel of the part was taken; what is left is thin lines where the
     # back texture's median filter reaches the hands)

@@ -34,8 +34,9 @@ def test_animate_refuses_photos_of_different_sizes(tmp_path, capsys):
 
 @pytest.mark.parametrize("out, message", [("missing/o.mp4", "does not exist"), ("o.avi", "must end in .mp4")])
 def test_animate_checks_the_output_before_working(tmp_path, capsys, out, message):
-    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o",
-                     str(tmp_path / out))
+    code, err = _run(
+        capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o", str(tmp_path / out)
+    )
     assert code == 2 and message in err
     assert err.count("\n") == 1  # one line, no traceback
 
@@ -46,10 +47,12 @@ def test_animate_rejects_unreadable_photo_and_zero_length_motion(tmp_path, capsy
     code, err = _run(capsys, "animate", str(bad), "--prompt", "wave", "-o", str(tmp_path / "o.mp4"))
     assert code == 2 and "not a readable image" in err
     empty = tmp_path / "empty.npz"
-    np.savez(empty, poses=np.zeros((0, 72), np.float32), trans=np.zeros((0, 3), np.float32),
-             mocap_framerate=30.0)
-    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--motion", str(empty), "-o",
-                     str(tmp_path / "o.mp4"))
+    np.savez(
+        empty, poses=np.zeros((0, 72), np.float32), trans=np.zeros((0, 3), np.float32), mocap_framerate=30.0
+    )
+    code, err = _run(
+        capsys, "animate", _photo(tmp_path / "a.png"), "--motion", str(empty), "-o", str(tmp_path / "o.mp4")
+    )
     assert code == 2 and "zero-length" in err
     assert not (tmp_path / "o.mp4").exists()
 
@@ -88,8 +91,9 @@ def test_blender_scene_camera_matches_our_rasteriser(tmp_path):
 
     if not anny_cache_path().exists():
         pytest.skip("Anny body cache not built (bash setup.sh builds it)")
-    subprocess.run([sys.executable, "-c", _BLENDER_SCRIPT, str(tmp_path)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", _BLENDER_SCRIPT, str(tmp_path)], check=True, capture_output=True, timeout=300
+    )
     person = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"), float)
     empty = np.asarray(Image.open(tmp_path / "e.png").convert("RGB"), float)
     diff = np.abs(person - empty).sum(-1)
@@ -117,19 +121,45 @@ def test_animate_from_saved_analysis_and_motion_file(tmp_path, capsys):
     synthetic = make_person(body)
     v = synthetic.views[0]
     rows, cols = np.nonzero(v.mask > 0)
-    view = ViewFit(image=v.image, mask=v.mask, box=(cols.min(), rows.min(), cols.max(), rows.max()),
-                   keypoints=np.zeros((33, 4)), joints2d=np.zeros((24, 3)),
-                   camera=Camera(K=v.camera.K, R=v.camera.R, t=v.camera.t), pose=v.pose, trans=v.trans,
-                   background=v.background, fit_error_px=0.0, iou=1.0)
+    view = ViewFit(
+        image=v.image,
+        mask=v.mask,
+        box=(cols.min(), rows.min(), cols.max(), rows.max()),
+        keypoints=np.zeros((33, 4)),
+        joints2d=np.zeros((24, 3)),
+        camera=Camera(K=v.camera.K, R=v.camera.R, t=v.camera.t),
+        pose=v.pose,
+        trans=v.trans,
+        background=v.background,
+        fit_error_px=0.0,
+        iou=1.0,
+    )
     person_json = PersonAnalysis(shape=synthetic.shape, body_kind="anny", views=[view]).save_json(
-        tmp_path / "person.json")
+        tmp_path / "person.json"
+    )
     photo = tmp_path / "photo.png"
     Image.fromarray(v.image).save(photo)
     motion = tmp_path / "wave.npz"
     wave_motion(12).save_npz(motion)
     out = tmp_path / "out.mp4"
-    code = main(["animate", str(photo), "--person", str(person_json), "--motion", str(motion), "-o", str(out),
-                 "--size", "256", "--gif", str(tmp_path / "out.gif"), "--frames", str(tmp_path / "frames")])
+    code = main(
+        [
+            "animate",
+            str(photo),
+            "--person",
+            str(person_json),
+            "--motion",
+            str(motion),
+            "-o",
+            str(out),
+            "--size",
+            "256",
+            "--gif",
+            str(tmp_path / "out.gif"),
+            "--frames",
+            str(tmp_path / "frames"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     frames = read_frames(out)
     assert len(frames) == 12 and frames[0].shape == (192, 256, 3)
@@ -138,7 +168,8 @@ def test_animate_from_saved_analysis_and_motion_file(tmp_path, capsys):
 
 def test_animate_with_a_prompt_fails_fast_without_the_motion_model(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VMCLIP_T2M_CHECKPOINT", str(tmp_path / "absent.pt"))
-    code, err = _run(capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o",
-                     str(tmp_path / "o.mp4"))
+    code, err = _run(
+        capsys, "animate", _photo(tmp_path / "a.png"), "--prompt", "wave", "-o", str(tmp_path / "o.mp4")
+    )
     assert code == 2 and "absent.pt" in err and err.count("\n") == 1
     assert not (tmp_path / "o.mp4").exists()

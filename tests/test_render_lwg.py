@@ -15,11 +15,18 @@ from vmclip.video import read_frames
 
 def test_default_layout_has_ipercore_parameter_names():
     keys = set(AttLWBGenerator().state_dict())
-    for name in ("src_net.encoders.layers.0.0.weight", "src_net.res_blocks.5.main.2.bias",
-                 "src_net.img_reg.0.weight", "tsf_net_enc.layers.2.0.weight",
-                 "enc_attlwbs.0.spade.mlp_shared.0.weight", "res_attlwbs.5.fk.weight",
-                 "tsf_net_dec.upconvs.2.0.weight", "tsf_net_dec.skippers.1.0.bias",
-                 "tsf_img_reg.0.weight", "tsf_att_reg.0.weight"):
+    for name in (
+        "src_net.encoders.layers.0.0.weight",
+        "src_net.res_blocks.5.main.2.bias",
+        "src_net.img_reg.0.weight",
+        "tsf_net_enc.layers.2.0.weight",
+        "enc_attlwbs.0.spade.mlp_shared.0.weight",
+        "res_attlwbs.5.fk.weight",
+        "tsf_net_dec.upconvs.2.0.weight",
+        "tsf_net_dec.skippers.1.0.bias",
+        "tsf_img_reg.0.weight",
+        "tsf_att_reg.0.weight",
+    ):
         assert name in keys, name
     assert "tsf_net_enc.layers.0.0.bias" not in keys  # the transfer encoder has no biases
 

@@ -50,9 +50,11 @@ def forearm_across_chest(elbow: float) -> np.ndarray:
     """Left upper arm down and a little forward, the forearm bent across the chest (less bent: the
     forearm lies lower)."""
     rot = pose(right_shoulder=(0, 0, 1.2), left_elbow=(0, elbow, 0))
-    rot[JOINT_INDEX["left_shoulder"]] = (R.axis_angle_to_matrix(np.array([-0.5, 0.0, 0.0]))
-                                         @ R.axis_angle_to_matrix(np.array([0.0, 0.0, -1.3]))
-                                         @ R.axis_angle_to_matrix(np.array([1.2, 0.0, 0.0])))
+    rot[JOINT_INDEX["left_shoulder"]] = (
+        R.axis_angle_to_matrix(np.array([-0.5, 0.0, 0.0]))
+        @ R.axis_angle_to_matrix(np.array([0.0, 0.0, -1.3]))
+        @ R.axis_angle_to_matrix(np.array([1.2, 0.0, 0.0]))
+    )
     return rot
 
 
@@ -65,8 +67,17 @@ def keypoints(body, shape, rot, cam) -> np.ndarray:
 
 def warp(body, person, target_rot):
     scene = build_scene(person, size=H, body=body)
-    warper = FlowWarper(get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
+    warper = FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+    )
     verts = body.pose_vertices(person.shape, target_rot[None], np.zeros((1, 3)))[0]
     warped = warper.warp(verts)
     return warper, warped, composite(scene, warped)
@@ -111,8 +122,9 @@ def test_an_exact_fit_with_keypoints_still_reproduces_the_photo(body):
         person = make_person(body, shape=shape, width=W, height=H, local_rot=rot)
         view = person.views[0]
         kp = keypoints(body, shape, rot, view.camera)
-        person = Person([View(view.image, view.mask, view.camera, rot, view.trans, view.background, kp)],
-                        shape)
+        person = Person(
+            [View(view.image, view.mask, view.camera, rot, view.trans, view.background, kp)], shape
+        )
         _, warped, frame = warp(body, person, rot)
         err = np.abs(frame.astype(float) - view.image.astype(float)).mean(-1)
         interior = cv2.erode((view.mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)

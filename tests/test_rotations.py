@@ -30,8 +30,10 @@ def test_quaternion_and_6d_round_trip(aa):
 
 
 @settings(max_examples=100, deadline=None)
-@given(arrays(np.float64, (6, 3), elements=st.floats(-1.5, 1.5)), st.sampled_from(
-    ["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]))
+@given(
+    arrays(np.float64, (6, 3), elements=st.floats(-1.5, 1.5)),
+    st.sampled_from(["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]),
+)
 def test_euler_matches_scipy_intrinsic_and_inverts(angles, order):
     m = R.euler_to_matrix(angles, order)
     np.testing.assert_allclose(m, Rotation.from_euler(order, angles).as_matrix(), atol=1e-9)

@@ -55,8 +55,9 @@ def test_hello_status_and_motion_round_trip(replay) -> None:
         assert info["capabilities"]["generate_motion"]["available"] is True
         assert info["limits"]["max_jobs_per_client"] == 4 and info["encrypted"] is False
         seen = []
-        motion = client.generate_motion("a person walks", seconds=2.0, seed=3, fps=24.0,
-                                        on_progress=lambda f, m: seen.append((f, m)))
+        motion = client.generate_motion(
+            "a person walks", seconds=2.0, seed=3, fps=24.0, on_progress=lambda f, m: seen.append((f, m))
+        )
         expected = pipeline.expected_motion(2.0, 3, 24.0)
         assert motion.fps == 24.0 and motion.text == "a person walks"
         assert motion.poses.shape == (expected.num_frames, 24, 3) and motion.poses.dtype == np.float32
@@ -208,19 +209,35 @@ def _raw(server: Server, frames: list[bytes], timeout_s: float = 5.0) -> vp.Mess
         sock.close()
 
 
-@pytest.mark.parametrize(("frames", "code"), [
-    ([b"not json"], "bad_message"),
-    ([b'{"protocol": 7, "type": "hello", "id": "a", "deadline_ms": 100}'], "bad_version"),
-    ([b'{"protocol": 1, "type": "teleport", "id": "a", "deadline_ms": 100}'], "unknown_type"),
-    ([b'{"protocol": 1, "type": "hello", "id": "a"}'], "bad_request"),  # no deadline
-    ([b'{"protocol": 1, "type": "hello", "deadline_ms": 100}'], "bad_request"),  # no id
-    ([b'{"protocol": 1, "type": "render", "id": "a", "deadline_ms": 100, "frames": '
-      b'[{"name": "poses", "dtype": "<f4", "shape": [2, 24, 3]}]}', b"\0" * 100], "bad_array"),
-    ([b'{"protocol": 1, "type": "generate_motion", "id": "a", "deadline_ms": 100, "body": {}}'],
-     "bad_request"),
-    ([b'{"protocol": 1, "type": "generate_motion", "id": "a", "deadline_ms": 100, "body": '
-      b'{"prompt": "x", "seconds": 1e9}}'], "bad_request"),
-])
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([b"not json"], "bad_message"),
+        ([b'{"protocol": 7, "type": "hello", "id": "a", "deadline_ms": 100}'], "bad_version"),
+        ([b'{"protocol": 1, "type": "teleport", "id": "a", "deadline_ms": 100}'], "unknown_type"),
+        ([b'{"protocol": 1, "type": "hello", "id": "a"}'], "bad_request"),  # no deadline
+        ([b'{"protocol": 1, "type": "hello", "deadline_ms": 100}'], "bad_request"),  # no id
+        (
+            [
+                b'{"protocol": 1, "type": "render", "id": "a", "deadline_ms": 100, "frames": '
+                b'[{"name": "poses", "dtype": "<f4", "shape": [2, 24, 3]}]}',
+                b"\0" * 100,
+            ],
+            "bad_array",
+        ),
+        (
+            [b'{"protocol": 1, "type": "generate_motion", "id": "a", "deadline_ms": 100, "body": {}}'],
+            "bad_request",
+        ),
+        (
+            [
+                b'{"protocol": 1, "type": "generate_motion", "id": "a", "deadline_ms": 100, "body": '
+                b'{"prompt": "x", "seconds": 1e9}}'
+            ],
+            "bad_request",
+        ),
+    ],
+)
 def test_malformed_requests_get_error_replies(replay, frames, code) -> None:
     server, _ = replay
     reply = _raw(server, frames)
@@ -232,20 +249,41 @@ def test_malformed_requests_get_error_replies(replay, frames, code) -> None:
 def test_render_with_wrong_motion_arrays_is_rejected(replay) -> None:
     server, _ = replay
     body = {"motion": {"fps": 30.0}, "options": {}}
-    frames = vp.encode("render", "r1", body, [("image", png_bytes()),
-                                              ("poses", np.zeros((4, 23, 3), np.float32)),
-                                              ("trans", np.zeros((4, 3), np.float32))], deadline_ms=1000)
+    frames = vp.encode(
+        "render",
+        "r1",
+        body,
+        [
+            ("image", png_bytes()),
+            ("poses", np.zeros((4, 23, 3), np.float32)),
+            ("trans", np.zeros((4, 3), np.float32)),
+        ],
+        deadline_ms=1000,
+    )
     reply = _raw(server, frames)
     assert reply.body["code"] == "bad_array" and "(T, 24, 3)" in reply.body["message"]
-    frames = vp.encode("render", "r2", body, [("image", b"GIF89a not a png"),
-                                              ("poses", np.zeros((4, 24, 3), np.float32)),
-                                              ("trans", np.zeros((4, 3), np.float32))], deadline_ms=1000)
+    frames = vp.encode(
+        "render",
+        "r2",
+        body,
+        [
+            ("image", b"GIF89a not a png"),
+            ("poses", np.zeros((4, 24, 3), np.float32)),
+            ("trans", np.zeros((4, 3), np.float32)),
+        ],
+        deadline_ms=1000,
+    )
     assert _raw(server, frames).body["code"] == "bad_request"
 
 
 def test_limits(motion_file) -> None:
-    limits = Limits(max_image_pixels=100 * 100, max_prompt_chars=50, max_images=2, max_jobs_per_client=1,
-                    max_message_bytes=256 * 1024)
+    limits = Limits(
+        max_image_pixels=100 * 100,
+        max_prompt_chars=50,
+        max_images=2,
+        max_jobs_per_client=1,
+        max_message_bytes=256 * 1024,
+    )
     server = start_server(ReplayPipeline(motion_file, work_s=3.0), limits=limits)
     try:
         with _client(server) as client:
@@ -260,7 +298,8 @@ def test_limits(motion_file) -> None:
             # one open job per client: a second job from the same client is refused
             other = _client(server)
             job = threading.Thread(
-                target=lambda: pytest.raises(vp.RemoteError, other.generate_motion, "walk"))
+                target=lambda: pytest.raises(vp.RemoteError, other.generate_motion, "walk")
+            )
             job.start()
             time.sleep(0.3)
             second = vp.Client(server.address, timeout_s=2, retries=0)
@@ -296,8 +335,10 @@ def test_eight_concurrent_clients(motion_file) -> None:
     def worker(i: int) -> None:
         try:
             with _client(server, timeout_s=10) as client:
-                results[i] = [client.generate_motion("walk", seconds=1.0 + 0.25 * (k % 3), seed=i * 10 + k)
-                              for k in range(5)]
+                results[i] = [
+                    client.generate_motion("walk", seconds=1.0 + 0.25 * (k % 3), seed=i * 10 + k)
+                    for k in range(5)
+                ]
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -336,9 +377,22 @@ def test_server_restart_while_a_client_waits(motion_file) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
 
     def launch() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, str(TESTS / "server_support.py"), "--bind", address,
-                                 "--motion", str(motion_file), "--work-s", "1.0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(TESTS / "server_support.py"),
+                "--bind",
+                address,
+                "--motion",
+                str(motion_file),
+                "--work-s",
+                "1.0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         line = proc.stdout.readline()
         assert line.startswith("ready"), line
         return proc
@@ -352,8 +406,9 @@ def test_server_restart_while_a_client_waits(motion_file) -> None:
 
         def call() -> None:
             try:
-                result["motion"] = client.generate_motion("walk", seconds=1.0, seed=5,
-                                                          on_progress=lambda f, m: accepted.set())
+                result["motion"] = client.generate_motion(
+                    "walk", seconds=1.0, seed=5, on_progress=lambda f, m: accepted.set()
+                )
             except BaseException as exc:  # noqa: BLE001
                 result["error"] = exc
 
@@ -375,12 +430,22 @@ def test_server_restart_while_a_client_waits(motion_file) -> None:
                 proc.wait(5)
 
 
-@pytest.mark.parametrize(("address", "local"), [
-    ("tcp://127.0.0.1:5555", True), ("tcp://127.0.0.2:1", True), ("tcp://localhost:5555", True),
-    ("tcp://[::1]:5555", True), ("ipc:///tmp/vmclip.sock", True), ("inproc://x", True),
-    ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://192.168.1.5:5555", False),
-    ("tcp://eth0:5555", False), ("tcp://[::]:5555", False),
-])
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        ("tcp://127.0.0.1:5555", True),
+        ("tcp://127.0.0.2:1", True),
+        ("tcp://localhost:5555", True),
+        ("tcp://[::1]:5555", True),
+        ("ipc:///tmp/vmclip.sock", True),
+        ("inproc://x", True),
+        ("tcp://0.0.0.0:5555", False),
+        ("tcp://*:5555", False),
+        ("tcp://192.168.1.5:5555", False),
+        ("tcp://eth0:5555", False),
+        ("tcp://[::]:5555", False),
+    ],
+)
 def test_is_local_address(address: str, local: bool) -> None:
     assert is_local_address(address) is local
 
@@ -390,8 +455,12 @@ def test_public_bind_without_keys_is_refused() -> None:
         with pytest.raises(InputError, match="refusing to bind"):
             Server(ServerConfig(bind=bind), Pipeline(device="cpu"))
     # the CLI: one line, exit code 2, before loading any model
-    out = subprocess.run([sys.executable, "-m", "vmclip", "serve", "--bind", f"tcp://0.0.0.0:{free_port()}"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "vmclip", "serve", "--bind", f"tcp://0.0.0.0:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "refusing to bind" in out.stderr
 
@@ -405,12 +474,21 @@ def test_curve_admits_only_allow_listed_keys(motion_file, tmp_path) -> None:
     assert main(["keys", "--out", str(tmp_path), "--name", "stranger"]) == 0
     assert main(["keys", "--out", str(tmp_path), "--name", "server"]) == 2  # no silent overwrite
     port = free_port()
-    server = start_server(ReplayPipeline(motion_file), bind=f"tcp://0.0.0.0:{port}",
-                          server_key=tmp_path / "server.key_secret", authorized_keys=allowed)
+    server = start_server(
+        ReplayPipeline(motion_file),
+        bind=f"tcp://0.0.0.0:{port}",
+        server_key=tmp_path / "server.key_secret",
+        authorized_keys=allowed,
+    )
     address = f"tcp://127.0.0.1:{port}"
     try:
-        with vp.Client(address, timeout_s=3, retries=0, server_key=tmp_path / "server.key",
-                       client_key=allowed / "artist.key_secret") as good:
+        with vp.Client(
+            address,
+            timeout_s=3,
+            retries=0,
+            server_key=tmp_path / "server.key",
+            client_key=allowed / "artist.key_secret",
+        ) as good:
             info = good.hello()
             assert info["encrypted"] is True
             assert good.generate_motion("walk", seconds=1.0).num_frames == 31
@@ -424,8 +502,13 @@ def test_curve_admits_only_allow_listed_keys(motion_file, tmp_path) -> None:
             with vp.Client(address, timeout_s=1.5, retries=0, **kwargs) as bad:
                 with pytest.raises(vp.ServerUnavailable):
                     bad.hello()
-        with vp.Client(address, timeout_s=3, retries=0, server_key=tmp_path / "server.key",
-                       client_key=tmp_path / "stranger.key_secret") as bad:
+        with vp.Client(
+            address,
+            timeout_s=3,
+            retries=0,
+            server_key=tmp_path / "server.key",
+            client_key=tmp_path / "stranger.key_secret",
+        ) as bad:
             with pytest.raises(vp.AuthenticationFailed):
                 bad.hello()
     finally:
@@ -444,10 +527,13 @@ def test_real_pipeline_answers_unavailable_for_missing_stages() -> None:
                 if cap["available"]:
                     continue
                 assert cap["reason"]
-                call = {"generate_motion": lambda: client.generate_motion("a man waves", seconds=1.0),
-                        "analyze": lambda: client.analyze([png_bytes()]),
-                        "render": lambda: client.render([png_bytes()], vp.MotionPayload(
-                            np.zeros((2, 24, 3)), np.zeros((2, 3))), {"size": 64})}[stage]
+                call = {
+                    "generate_motion": lambda: client.generate_motion("a man waves", seconds=1.0),
+                    "analyze": lambda: client.analyze([png_bytes()]),
+                    "render": lambda: client.render(
+                        [png_bytes()], vp.MotionPayload(np.zeros((2, 24, 3)), np.zeros((2, 3))), {"size": 64}
+                    ),
+                }[stage]
                 with pytest.raises(vp.RemoteError) as info:
                     call()
                 assert info.value.code == "unavailable", info.value
@@ -488,8 +574,11 @@ def test_vmclip_serve_process_logs_one_line_per_request(tmp_path) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     log = tmp_path / "serve.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "vmclip", "serve", "--bind", address, "--no-preload"],
-                                stderr=err, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmclip", "serve", "--bind", address, "--no-preload"],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 60
         while "serving on" not in log.read_text() and time.monotonic() < deadline:
@@ -512,8 +601,9 @@ def test_vmclip_serve_process_logs_one_line_per_request(tmp_path) -> None:
 
 
 def test_full_queue_answers_busy(motion_file) -> None:
-    server = start_server(ReplayPipeline(motion_file, work_s=1.0), workers=1,
-                          limits=Limits(max_queue=1, max_jobs_per_client=10))
+    server = start_server(
+        ReplayPipeline(motion_file, work_s=1.0), workers=1, limits=Limits(max_queue=1, max_jobs_per_client=10)
+    )
     try:
         clients = [_client(server, timeout_s=5) for _ in range(3)]
         codes: list[str] = []

@@ -57,22 +57,23 @@ def test_visibility_of_a_sphere_behind_another():
     hidden = (facing_far < 0.2) | blocked
     # margins around the decision boundaries (grazing angle, the near sphere's outline) are left out
     near_outline = np.abs(np.linalg.norm(near - proj[:, None] * d, axis=1) - nr) < 0.02
-    assert visible[:len(v1)][clear & ~near_outline].mean() > 0.98
-    assert not visible[:len(v1)][hidden & ~near_outline].any()
+    assert visible[: len(v1)][clear & ~near_outline].mean() > 0.98
+    assert not visible[: len(v1)][hidden & ~near_outline].any()
     assert blocked.sum() > 50 and (clear & ~near_outline).sum() > 200  # both cases really occur
     # The near sphere is not hidden by anything: visible exactly where it faces the camera.
     n2 = (v2 - near) / nr
     f2c = (n2 * -v2 / np.linalg.norm(v2, axis=1, keepdims=True)).sum(1)
-    assert visible[len(v1):][f2c > 0.4].all() and not visible[len(v1):][f2c < 0.2].any()
+    assert visible[len(v1) :][f2c > 0.4].all() and not visible[len(v1) :][f2c < 0.2].any()
     # Texture coordinates: the pixel of the projection, v up.
     px = (verts @ K.T)[:, :2] / verts[:, 2:]
     assert np.allclose(uv[:, 0], (px[:, 0] + 0.5) / size, atol=1e-5)
     assert np.allclose(uv[:, 1], 1 - (px[:, 1] + 0.5) / size, atol=1e-5)
     # Facing: the cosine to the camera where seen, 0 where not.
-    seen = visible[:len(v1)]
+    seen = visible[: len(v1)]
     assert (facing[~visible] == 0).all()
-    assert np.abs(facing[:len(v1)][seen] - facing_far[seen]).max() < 0.05, \
-        np.abs(facing[:len(v1)][seen] - facing_far[seen]).max()
+    assert np.abs(facing[: len(v1)][seen] - facing_far[seen]).max() < 0.05, np.abs(
+        facing[: len(v1)][seen] - facing_far[seen]
+    ).max()
 
 
 def test_mask_and_frame_limit_visibility():
@@ -109,10 +110,18 @@ def _mesh(n_views: int = 2) -> vp.BodyMesh:
     v, f = uv_sphere((0, 0, 0), 0.3, 6, 8)
     n = len(v)
     rng = np.random.default_rng(0)
-    return vp.BodyMesh(v, f, rng.random((24, 3)), rng.integers(0, 24, (n, 4)),
-                       np.full((n, 4), 0.25), [rng.random((n, 2)) for _ in range(n_views)],
-                       [rng.random(n) > 0.5 for _ in range(n_views)], [rng.random(n) for _ in range(n_views)],
-                       trans_scale=1.05, floor_offset=0.93)
+    return vp.BodyMesh(
+        v,
+        f,
+        rng.random((24, 3)),
+        rng.integers(0, 24, (n, 4)),
+        np.full((n, 4), 0.25),
+        [rng.random((n, 2)) for _ in range(n_views)],
+        [rng.random(n) > 0.5 for _ in range(n_views)],
+        [rng.random(n) for _ in range(n_views)],
+        trans_scale=1.05,
+        floor_offset=0.93,
+    )
 
 
 def test_body_mesh_travels_on_the_wire():

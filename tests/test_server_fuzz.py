@@ -20,9 +20,10 @@ from vmclip_protocol.wire import peek_id
 EXAMPLES = 1000
 
 # Flat JSON values (deep nesting only slows generation; the decoder's type checks are what is fuzzed)
-scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12)
-json_values = (scalars | st.lists(scalars, max_size=3)
-               | st.dictionaries(st.text(max_size=6), scalars, max_size=3))
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
+json_values = (
+    scalars | st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=6), scalars, max_size=3)
+)
 
 HEADER_KEYS = ["protocol", "type", "id", "body", "frames", "deadline_ms", "client", "extra"]
 
@@ -39,8 +40,9 @@ def _templates() -> list[list[bytes]]:
         ("analyze", {}, [image]),
         ("render", {"motion": mbody, "options": {"size": 64}}, [image, *mframes]),
     ]
-    return [vp.encode(t, f"t{i}", body, frames, deadline_ms=5000)
-            for i, (t, body, frames) in enumerate(requests)]
+    return [
+        vp.encode(t, f"t{i}", body, frames, deadline_ms=5000) for i, (t, body, frames) in enumerate(requests)
+    ]
 
 
 TEMPLATES = _templates()
@@ -51,8 +53,9 @@ def mutated(draw) -> list[bytes]:
     frames = list(draw(st.sampled_from(TEMPLATES)))
     header = json.loads(frames[0])
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["set", "delete", "body", "desc", "drop", "add", "resize", "type",
-                                     "version"]))
+        kind = draw(
+            st.sampled_from(["set", "delete", "body", "desc", "drop", "add", "resize", "type", "version"])
+        )
         if kind == "type":
             header["type"] = draw(st.text(max_size=12) | st.sampled_from(vp.REQUEST_TYPES + vp.REPLY_TYPES))
         elif kind == "version":
@@ -62,14 +65,21 @@ def mutated(draw) -> list[bytes]:
         elif kind == "delete" and header:
             header.pop(draw(st.sampled_from(sorted(header))), None)
         elif kind == "body" and isinstance(header.get("body"), dict):
-            header["body"][draw(st.sampled_from(["prompt", "seconds", "seed", "fps", "job_id", "motion",
-                                                 "options", "versions"]))] = draw(json_values)
+            header["body"][
+                draw(
+                    st.sampled_from(
+                        ["prompt", "seconds", "seed", "fps", "job_id", "motion", "options", "versions"]
+                    )
+                )
+            ] = draw(json_values)
         elif kind == "desc" and isinstance(header.get("frames"), list) and header["frames"]:
             i = draw(st.integers(0, len(header["frames"]) - 1))
             if isinstance(header["frames"][i], dict):
                 header["frames"][i][draw(st.sampled_from(["name", "dtype", "shape", "media"]))] = draw(
-                    json_values | st.sampled_from(["<f4", "<f8", "bytes", "|u1", ">f4", "image"])
-                    | st.lists(st.integers(-3, 100), max_size=4))
+                    json_values
+                    | st.sampled_from(["<f4", "<f8", "bytes", "|u1", ">f4", "image"])
+                    | st.lists(st.integers(-3, 100), max_size=4)
+                )
         elif kind == "drop" and len(frames) > 1:
             frames.pop(draw(st.integers(1, len(frames) - 1)))
         elif kind == "add":
@@ -96,12 +106,16 @@ random_json_header = st.builds(
     lambda header, extra: [json.dumps(header).encode(), *extra],
     st.dictionaries(st.sampled_from(HEADER_KEYS), json_values, max_size=6)
     | json_values.map(lambda v: {"protocol": 1, "type": "hello", "id": "j", "deadline_ms": 100, "body": v}),
-    st.lists(st.binary(max_size=32), max_size=3))
+    st.lists(st.binary(max_size=32), max_size=3),
+)
 
 messages = st.one_of(  # mutations of valid requests weigh most: they get past the first checks
     st.lists(st.binary(max_size=200), min_size=1, max_size=5),  # pure noise
     random_json_header,
-    mutated(), mutated(), mutated(), mutated(),
+    mutated(),
+    mutated(),
+    mutated(),
+    mutated(),
     corrupted(),
 )
 
@@ -130,8 +144,12 @@ def test_fuzzed_messages_get_answers_and_the_server_survives(server) -> None:
             if reply.type in ("error", "result") and reply.id == want:
                 return reply
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(messages)
     def send_one(frames: list[bytes]) -> None:
         sock.send_multipart(frames)

@@ -63,8 +63,14 @@ def test_cancel_a_real_render(served) -> None:
 
     def run() -> None:
         try:
-            client.render([photo], motion, {"size": 128}, lambda f, m: going.set() if f > 0.3 else None,
-                          job_id=job_id, deadline_s=600)
+            client.render(
+                [photo],
+                motion,
+                {"size": 128},
+                lambda f, m: going.set() if f > 0.3 else None,
+                job_id=job_id,
+                deadline_s=600,
+            )
             outcome["code"] = "finished"
         except vp.RemoteError as exc:
             outcome["code"] = exc.code
@@ -85,4 +91,3 @@ def test_cancel_a_real_render(served) -> None:
             time.sleep(0.02)
         assert other.status()["running"] == 0, "the renderer did not stop within a second"
     client.close()
-

@@ -15,9 +15,16 @@ import vmclip_protocol as vp
 from server_support import free_port, start_server
 from vmclip.server import Pipeline
 
-PROMPTS = ["a person walks forward", "a man waves with his right hand", "someone jumps up and down",
-           "a woman sits down", "a person turns around", "a man kicks with his left leg",
-           "someone raises both arms", "a person runs in a circle"]
+PROMPTS = [
+    "a person walks forward",
+    "a man waves with his right hand",
+    "someone jumps up and down",
+    "a woman sits down",
+    "a person turns around",
+    "a man kicks with his left leg",
+    "someone raises both arms",
+    "a person runs in a circle",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +73,11 @@ def test_vmclip_serve_process_with_the_model(generator, tmp_path) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     log = tmp_path / "serve.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "vmclip", "serve", "--bind", address,
-                                 "--device", "cpu"], stderr=err, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmclip", "serve", "--bind", address, "--device", "cpu"],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 120
         while "serving on" not in log.read_text() and time.monotonic() < deadline:

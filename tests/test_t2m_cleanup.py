@@ -21,6 +21,7 @@ def _spreading_stance(frames: int = 60, spread: float = 0.1) -> Motion:
         rz = np.zeros((frames, 3, 3))
         rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1
         rot[:, JOINT_INDEX[joint]] = rz
+
     def rx(a: float) -> np.ndarray:
         return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
 

@@ -211,8 +211,16 @@ def test_window_fidelity_compares_decoded_with_captured_movement():
     from vmclip.t2m.train import STILL_SPEED, window_fidelity, window_speed
 
     torch.manual_seed(0)
-    cfg = ModelConfig(latent_dim=64, width=64, ff_size=64, num_heads=2, enc_layers=1, dec_layers=1,
-                      dropout=0.0, max_frames=20)
+    cfg = ModelConfig(
+        latent_dim=64,
+        width=64,
+        ff_size=64,
+        num_heads=2,
+        enc_layers=1,
+        dec_layers=1,
+        dropout=0.0,
+        max_frames=20,
+    )
     model = MotionClipModel(cfg).eval()
     frames = 20
     rot6d = R.matrix_to_rotation_6d(torch.eye(3).expand(3, frames, 24, 3, 3).clone())

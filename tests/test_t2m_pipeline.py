@@ -91,9 +91,12 @@ def test_training_rejects_bad_options(data, tmp_path):
         train(_opts(data, tmp_path / "o", steps=5, sources=["cmu"]))
     with pytest.raises(InputError, match="no such checkpoint"):
         train(_opts(data, tmp_path / "o", steps=5, resume=tmp_path / "missing.pt"))
-    for bad, match in (({"align_weight": -1.0}, "--align-weight"), ({"velocity_weight": float("nan")},
-                       "--velocity-weight"), ({"gen_fraction": 1.5}, "--gen-fraction"),
-                       ({"model": {**TINY, "dropout": 1.0}}, "--dropout")):
+    for bad, match in (
+        ({"align_weight": -1.0}, "--align-weight"),
+        ({"velocity_weight": float("nan")}, "--velocity-weight"),
+        ({"gen_fraction": 1.5}, "--gen-fraction"),
+        ({"model": {**TINY, "dropout": 1.0}}, "--dropout"),
+    ):
         with pytest.raises(InputError, match=match):
             train(_opts(data, tmp_path / "bad", steps=5, **bad))
     assert not (tmp_path / "bad").exists()  # refused before anything is written
@@ -216,8 +219,22 @@ def test_cli_generates_files_and_fails_cleanly(trained, tmp_path, capsys):
 
 def test_evaluation_report(trained, data, tmp_path, capsys):
     report_path = tmp_path / "eval.json"
-    rc = main(["eval", "motion", "--data", str(data), "--checkpoint", str(trained[0] / "model.pt"),
-               "-o", str(report_path), "--threads", "1", "--device", "cpu"])
+    rc = main(
+        [
+            "eval",
+            "motion",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(trained[0] / "model.pt"),
+            "-o",
+            str(report_path),
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     r = json.loads(report_path.read_text())
     assert 0 < r["reconstruction"]["mpjpe_mm"] < 2000

@@ -16,7 +16,8 @@ PACKAGE_ASSETS = Path(__file__).resolve().parent / "assets"
 def cache_dir() -> Path:
     """Per-user cache (VMCLIP_CACHE overrides; defaults to ~/.cache/vmclip)."""
     root = os.environ.get("VMCLIP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "vmclip")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "vmclip"
+    )
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path

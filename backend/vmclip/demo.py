@@ -22,18 +22,30 @@ DEFAULT_PROMPT = "a person waves with the right hand, then walks forward"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="the main job: prompt + example person -> demo.blend, demo.fbx, demo.mp4",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "demo",
+        help="the main job: prompt + example person -> demo.blend, demo.fbx, demo.mp4",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default ./demo_out)")
-    p.add_argument("--prompt", default=DEFAULT_PROMPT,
-                   help=f"what the person does (default: {DEFAULT_PROMPT!r})")
-    p.add_argument("--image", action="append", type=Path, default=None,
-                   help="a photo of the person (repeat for several); default: the project's example person")
+    p.add_argument(
+        "--prompt", default=DEFAULT_PROMPT, help=f"what the person does (default: {DEFAULT_PROMPT!r})"
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        type=Path,
+        default=None,
+        help="a photo of the person (repeat for several); default: the project's example person",
+    )
     p.add_argument("--seconds", type=float, default=4.0, help="motion length, 1..10 s (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion (default 0)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
-    p.add_argument("--direct", action="store_true",
-                   help="run the pipeline in this process, without the server and Blender")
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="run the pipeline in this process, without the server and Blender",
+    )
     p.set_defaults(func=run)
 
 
@@ -103,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log_path = out / "server.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "vmclip", "serve", "--bind", address],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vmclip", "serve", "--bind", address],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         _say(f"backend starting on {address} (log: {log_path})")
         deadline = time.monotonic() + 180
@@ -118,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                 except Exception:  # noqa: BLE001 - not up yet: keep polling until the deadline
                     if time.monotonic() > deadline:
                         raise VmclipError(
-                            f"the backend did not answer within 180 s; see {log_path}") from None
+                            f"the backend did not answer within 180 s; see {log_path}"
+                        ) from None
                     time.sleep(0.5)
             _say(f"backend ready on {hello.get('device', '?')}")
             payload = client.generate_motion(prompt, seconds=seconds, seed=seed)
@@ -126,8 +143,16 @@ def run(args: argparse.Namespace) -> int:
 
         poses = payload.poses.reshape(len(payload.poses), -1)
         _write_motion_files(Motion.from_axis_angle(poses, payload.trans, payload.fps, [prompt]), out)
-        result = run_blender_demo(out, address, images, prompt, seconds, seed, size=args.size,
-                                  log=lambda *a: _say(" ".join(str(x) for x in a)))
+        result = run_blender_demo(
+            out,
+            address,
+            images,
+            prompt,
+            seconds,
+            seed,
+            size=args.size,
+            log=lambda *a: _say(" ".join(str(x) for x in a)),
+        )
     finally:
         server.terminate()
         try:
@@ -135,8 +160,14 @@ def run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
     _say(f"done in {time.perf_counter() - t0:.1f} s")
-    for name in ("demo.blend", "demo.fbx", "demo.mp4", "demo_motion.npz", "demo_motion.bvh",
-                 "demo_motion_preview.mp4"):
+    for name in (
+        "demo.blend",
+        "demo.fbx",
+        "demo.mp4",
+        "demo_motion.npz",
+        "demo_motion.bvh",
+        "demo_motion_preview.mp4",
+    ):
         print(out / name)
     del result
     return 0

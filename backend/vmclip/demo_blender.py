@@ -35,7 +35,7 @@ OUTPUTS = ("demo.blend", "demo.mp4", "demo.fbx")
 _MARK = "@@VMCLIP_DEMO@@"
 
 # Runs inside the bpy subprocess; reads its settings from a JSON file given as the only argument.
-_SCRIPT = r'''
+_SCRIPT = r"""
 import json, os, sys, time
 import bpy
 
@@ -108,7 +108,7 @@ action = arm.animation_data.action
 say(result={"frames": scene.frame_end - scene.frame_start + 1, "action": action.name,
             "bones": len(arm.data.bones), "body": body.name if body is not None else None,
             "status": bpy.context.window_manager.vmclip_state.status})
-'''
+"""
 
 
 def _load_builder():
@@ -121,9 +121,18 @@ def _load_builder():
     return module
 
 
-def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[str | Path], prompt: str,
-                     seconds: float = 4.0, seed: int = 0, *, size: int = 512, timeout_s: float = 3600.0,
-                     log=print) -> dict:
+def run_blender_demo(
+    out_dir: str | Path,
+    server_address: str,
+    images: Sequence[str | Path],
+    prompt: str,
+    seconds: float = 4.0,
+    seed: int = 0,
+    *,
+    size: int = 512,
+    timeout_s: float = 3600.0,
+    log=print,
+) -> dict:
     """Generate, bake and export through the add-on in headless Blender; returns paths and a summary.
 
     `server_address` must be a running `vmclip serve`. Raises InputError for bad arguments and
@@ -146,9 +155,18 @@ def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[
         zip_path = builder.build(tmp_path / "dist", offline=True, log=lambda *_: None)
         work = tmp_path / "out"
         work.mkdir()
-        cfg = {"mark": _MARK, "module": ADDON_MODULE, "zip": str(zip_path), "address": server_address,
-               "prompt": prompt, "seconds": float(seconds), "seed": int(seed), "size": int(size),
-               "images": [str(p) for p in images], "work": str(work)}
+        cfg = {
+            "mark": _MARK,
+            "module": ADDON_MODULE,
+            "zip": str(zip_path),
+            "address": server_address,
+            "prompt": prompt,
+            "seconds": float(seconds),
+            "seed": int(seed),
+            "size": int(size),
+            "images": [str(p) for p in images],
+            "work": str(work),
+        }
         (tmp_path / "cfg.json").write_text(json.dumps(cfg))
         (tmp_path / "demo_script.py").write_text(_SCRIPT)
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
@@ -156,12 +174,13 @@ def run_blender_demo(out_dir: str | Path, server_address: str, images: Sequence[
         summary: dict = {}
         error = None
         tail: list[str] = []
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                cwd=tmp_path)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+        )
         try:
             for line in proc.stdout:
                 if line.startswith(_MARK):
-                    msg = json.loads(line[len(_MARK):])
+                    msg = json.loads(line[len(_MARK) :])
                     if "stage" in msg:
                         log(f"blender: {msg['stage']}...")
                     elif "done" in msg:

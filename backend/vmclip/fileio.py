@@ -35,8 +35,11 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     (PyAV, OpenCV, numpy's savez) pick the right format.
     """
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
-                               dir=path.parent if str(path.parent) else ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.",
+        suffix=suffix or path.suffix or ".tmp",
+        dir=path.parent if str(path.parent) else ".",
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp makes the file private (0600); give the output the usual permissions (0666 minus umask).

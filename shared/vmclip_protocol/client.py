@@ -46,8 +46,11 @@ DEFAULT_DEADLINES = {"generate_motion": 300.0, "analyze": 600.0, "render": 3600.
 # The client waits this much past the deadline it sent, so the server's own "deadline_exceeded" arrives.
 _DEADLINE_GRACE_S = 2.0
 
-_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 def image_media(data: bytes) -> str:
@@ -99,7 +102,8 @@ class _Channel:
                 if event["event"] & _HANDSHAKE_FAILED:
                     raise AuthenticationFailed(
                         "the server rejected the CURVE handshake: wrong server public key, or this client's "
-                        "public key is not on the server's allow-list")
+                        "public key is not on the server's allow-list"
+                    )
             if self.sock in events:
                 return self.sock.recv_multipart(copy=False)
 
@@ -125,10 +129,17 @@ class Client:
     may cancel a job that a blocked `render()` is waiting for.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout_s: float = 10.0, retries: int = 3,
-                 server_key: str | bytes | os.PathLike | None = None,
-                 client_key: str | os.PathLike | tuple[bytes, bytes] | None = None,
-                 name: str = "vmclip_protocol", context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        server_key: str | bytes | os.PathLike | None = None,
+        client_key: str | os.PathLike | tuple[bytes, bytes] | None = None,
+        name: str = "vmclip_protocol",
+        context: zmq.Context | None = None,
+    ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         if retries < 0:
@@ -167,34 +178,56 @@ class Client:
         """Queue, workers and open jobs; with `job_id`, that job's state and progress."""
         return self._request("status", {"job_id": job_id} if job_id else {}).body
 
-    def generate_motion(self, prompt: str, seconds: float = 4.0, seed: int = 0, fps: float = 30.0, *,
-                        on_progress: ProgressCallback | None = None, job_id: str | None = None,
-                        deadline_s: float | None = None) -> MotionPayload:
+    def generate_motion(
+        self,
+        prompt: str,
+        seconds: float = 4.0,
+        seed: int = 0,
+        fps: float = 30.0,
+        *,
+        on_progress: ProgressCallback | None = None,
+        job_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> MotionPayload:
         """Text to SMPL-24 motion: `poses` (T,24,3) axis-angle float32, `trans` (T,3), `fps`."""
         body = {"prompt": prompt, "seconds": float(seconds), "seed": int(seed), "fps": float(fps)}
-        msg = self._request("generate_motion", body, on_progress=on_progress, job_id=job_id,
-                            deadline_s=deadline_s)
+        msg = self._request(
+            "generate_motion", body, on_progress=on_progress, job_id=job_id, deadline_s=deadline_s
+        )
         return MotionPayload.from_message(msg)
 
-    def analyze(self, images: Sequence[bytes | str | os.PathLike], *,
-                on_progress: ProgressCallback | None = None, job_id: str | None = None,
-                deadline_s: float | None = None) -> dict[str, Any]:
+    def analyze(
+        self,
+        images: Sequence[bytes | str | os.PathLike],
+        *,
+        on_progress: ProgressCallback | None = None,
+        job_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> dict[str, Any]:
         """Fit the person in the photos (PNG/JPEG bytes or file paths); returns the analysis summary.
 
         When the server sends the fitted body, the summary also holds it under "body_mesh" (a
         BodyMesh: rest mesh, skin weights, per-photo texture coordinates and visibility)."""
         frames, media = _image_frames(images)
-        msg = self._request("analyze", {}, frames, media=media, on_progress=on_progress, job_id=job_id,
-                            deadline_s=deadline_s)
+        msg = self._request(
+            "analyze", {}, frames, media=media, on_progress=on_progress, job_id=job_id, deadline_s=deadline_s
+        )
         out = dict(msg.body)
         mesh = BodyMesh.from_message(msg)
         if mesh is not None:
             out["body_mesh"] = mesh
         return out
 
-    def render(self, images: Sequence[bytes | str | os.PathLike], motion: MotionPayload,
-               options: dict[str, Any] | None = None, on_progress: ProgressCallback | None = None, *,
-               job_id: str | None = None, deadline_s: float | None = None) -> bytes:
+    def render(
+        self,
+        images: Sequence[bytes | str | os.PathLike],
+        motion: MotionPayload,
+        options: dict[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        *,
+        job_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> bytes:
         """Animate the person in `images` with `motion`; returns the MP4 file's bytes.
 
         `on_progress(fraction, message)` is called for every progress message; if it raises, the job
@@ -203,8 +236,15 @@ class Client:
         frames, media = _image_frames(images)
         mbody, mframes = motion.to_wire()
         body = {"options": dict(options or {}), "motion": mbody}
-        msg = self._request("render", body, frames + mframes, media=media, on_progress=on_progress,
-                            job_id=job_id, deadline_s=deadline_s)
+        msg = self._request(
+            "render",
+            body,
+            frames + mframes,
+            media=media,
+            on_progress=on_progress,
+            job_id=job_id,
+            deadline_s=deadline_s,
+        )
         video = msg.frame("video")
         if not isinstance(video, bytes):
             raise ProtocolError("bad_array", "render result's video frame is not bytes", msg.id)
@@ -214,8 +254,17 @@ class Client:
         """Cancel a queued or running job (thread-safe: uses its own socket). Returns {job_id, state}."""
         chan = _Channel(self._ctx, self.address, self._curve)
         try:
-            return self._exchange(chan, "cancel", {"job_id": job_id}, [], None, new_id(),
-                                  self.timeout_s * (self.retries + 1), None, reopen=False).body
+            return self._exchange(
+                chan,
+                "cancel",
+                {"job_id": job_id},
+                [],
+                None,
+                new_id(),
+                self.timeout_s * (self.retries + 1),
+                None,
+                reopen=False,
+            ).body
         finally:
             chan.close()
 
@@ -232,9 +281,17 @@ class Client:
         self.close()
 
     # --- machinery -------------------------------------------------------------------------------
-    def _request(self, msg_type: str, body: dict[str, Any], frames: list | None = None, *,
-                 media: dict[str, str] | None = None, on_progress: ProgressCallback | None = None,
-                 job_id: str | None = None, deadline_s: float | None = None) -> Message:
+    def _request(
+        self,
+        msg_type: str,
+        body: dict[str, Any],
+        frames: list | None = None,
+        *,
+        media: dict[str, str] | None = None,
+        on_progress: ProgressCallback | None = None,
+        job_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> Message:
         rid = job_id or new_id()
         if deadline_s is None:
             deadline_s = DEFAULT_DEADLINES.get(msg_type, self.timeout_s * (self.retries + 1))
@@ -243,34 +300,49 @@ class Client:
                 self._chan = _Channel(self._ctx, self.address, self._curve)
             self.current_job = rid if msg_type in JOB_TYPES else None
             try:
-                return self._exchange(self._chan, msg_type, body, frames or [], media, rid, deadline_s,
-                                      on_progress, reopen=True)
+                return self._exchange(
+                    self._chan, msg_type, body, frames or [], media, rid, deadline_s, on_progress, reopen=True
+                )
             finally:
                 self.current_job = None
 
-    def _exchange(self, chan: _Channel, msg_type: str, body: dict[str, Any], frames: list,
-                  media: dict[str, str] | None, rid: str, deadline_s: float,
-                  on_progress: ProgressCallback | None, *, reopen: bool) -> Message:
+    def _exchange(
+        self,
+        chan: _Channel,
+        msg_type: str,
+        body: dict[str, Any],
+        frames: list,
+        media: dict[str, str] | None,
+        rid: str,
+        deadline_s: float,
+        on_progress: ProgressCallback | None,
+        *,
+        reopen: bool,
+    ) -> Message:
         t_end = time.monotonic() + deadline_s
         limit = self.limits.get("max_message_bytes")
         if isinstance(limit, int) and frames:
             size = sum(len(f[1]) if isinstance(f[1], bytes) else np.asarray(f[1]).nbytes for f in frames)
             if size > limit:  # the server's ZMQ_MAXMSGSIZE would drop the connection without a word
-                raise RemoteError("too_large", f"{msg_type}: {size} bytes of data, the server accepts "
-                                  f"at most {limit} per message")
+                raise RemoteError(
+                    "too_large",
+                    f"{msg_type}: {size} bytes of data, the server accepts at most {limit} per message",
+                )
 
         def send() -> None:
             left_ms = max(0.0, (t_end - time.monotonic()) * 1000)
-            chan.send(encode(msg_type, rid, body, frames, deadline_ms=left_ms, media=media,
-                             client=self.session))
+            chan.send(
+                encode(msg_type, rid, body, frames, deadline_ms=left_ms, media=media, client=self.session)
+            )
 
         send()
         silent = 0
         while True:
             left = t_end + _DEADLINE_GRACE_S - time.monotonic()
             if left <= 0:
-                raise ServerUnavailable(f"{msg_type}: no result from {self.address} within its deadline of "
-                                        f"{deadline_s:.0f} s")
+                raise ServerUnavailable(
+                    f"{msg_type}: no result from {self.address} within its deadline of {deadline_s:.0f} s"
+                )
             try:
                 raw = chan.recv(min(self.timeout_s, left))
             except AuthenticationFailed:
@@ -282,8 +354,10 @@ class Client:
                 if silent > self.retries:
                     if reopen:
                         self._drop(chan)
-                    raise ServerUnavailable(f"{msg_type}: no answer from {self.address} "
-                                            f"({self.retries + 1} tries of {self.timeout_s:g} s)")
+                    raise ServerUnavailable(
+                        f"{msg_type}: no answer from {self.address} "
+                        f"({self.retries + 1} tries of {self.timeout_s:g} s)"
+                    )
                 if reopen:  # Lazy Pirate: a fresh socket forgets messages queued for a dead peer
                     self._drop(chan)
                     chan = self._chan = _Channel(self._ctx, self.address, self._curve)

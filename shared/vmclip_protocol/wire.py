@@ -40,10 +40,30 @@ DTYPES: dict[str, np.dtype | None] = {
 
 # The SMPL-24 joint order of every motion on the wire (identical to vmclip.motion.JOINT_NAMES).
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 
 # Error codes a server sends in an "error" reply (body: code, message).
@@ -123,15 +143,23 @@ class Message:
     def frame(self, name: str) -> np.ndarray | bytes:
         found = self.frames_named(name)
         if len(found) != 1:
-            raise ProtocolError("bad_request", f"expected exactly one frame named {name!r}, got {len(found)}",
-                                self.id)
+            raise ProtocolError(
+                "bad_request", f"expected exactly one frame named {name!r}, got {len(found)}", self.id
+            )
         return found[0]
 
 
-def encode(msg_type: str, request_id: str | None, body: dict[str, Any] | None = None,
-           frames: list[tuple] | None = None, *, deadline_ms: float | None = None,
-           media: dict[str, str] | None = None, client: str | None = None,
-           version: int = PROTOCOL_VERSION) -> list[bytes]:
+def encode(
+    msg_type: str,
+    request_id: str | None,
+    body: dict[str, Any] | None = None,
+    frames: list[tuple] | None = None,
+    *,
+    deadline_ms: float | None = None,
+    media: dict[str, str] | None = None,
+    client: str | None = None,
+    version: int = PROTOCOL_VERSION,
+) -> list[bytes]:
     """Build the multipart frames of one message.
 
     `frames` is an ordered list of (name, payload) or (name, payload, mime): numpy arrays are sent as
@@ -149,16 +177,22 @@ def encode(msg_type: str, request_id: str | None, body: dict[str, Any] | None = 
             dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in ("|",) else arr.dtype
             key = dt.str
             if key not in DTYPES:
-                raise ValueError(f"frame {name!r}: dtype {arr.dtype} cannot be sent "
-                                 f"(allowed: {sorted(DTYPES)})")
+                raise ValueError(
+                    f"frame {name!r}: dtype {arr.dtype} cannot be sent (allowed: {sorted(DTYPES)})"
+                )
             raw = np.ascontiguousarray(arr, dtype=dt).tobytes()
             desc = {"name": name, "dtype": key, "shape": [int(s) for s in arr.shape]}
         if mime or (media and name in media):
             desc["media"] = mime[0] if mime else media[name]
         descs.append(desc)
         payloads.append(raw)
-    header: dict[str, Any] = {"protocol": version, "type": msg_type, "id": request_id, "body": body or {},
-                              "frames": descs}
+    header: dict[str, Any] = {
+        "protocol": version,
+        "type": msg_type,
+        "id": request_id,
+        "body": body or {},
+        "frames": descs,
+    }
     if deadline_ms is not None:
         header["deadline_ms"] = int(max(0, deadline_ms))
     if client is not None:
@@ -190,8 +224,9 @@ def peek_id(header_frame: Any) -> str | None:
         return None
 
 
-def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None,
-           max_header: int = MAX_HEADER_BYTES) -> Message:
+def decode(
+    frames: list[Any], *, expect: tuple[str, ...] | None = None, max_header: int = MAX_HEADER_BYTES
+) -> Message:
     """Parse and validate one multipart message; raises ProtocolError with an error code."""
     if not frames:
         raise ProtocolError("bad_message", "empty message")
@@ -209,34 +244,49 @@ def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None,
         raise ProtocolError("bad_message", f"id must be a string of 1..{MAX_ID_LENGTH} characters")
     version = header.get("protocol")
     if not _int(version):
-        raise ProtocolError("bad_message", "header.protocol (the protocol version, an integer) is missing",
-                            rid, supported=list(SUPPORTED_VERSIONS))
+        raise ProtocolError(
+            "bad_message",
+            "header.protocol (the protocol version, an integer) is missing",
+            rid,
+            supported=list(SUPPORTED_VERSIONS),
+        )
     if version not in SUPPORTED_VERSIONS:
-        raise ProtocolError("bad_version", f"protocol version {version} is not supported", rid,
-                            supported=list(SUPPORTED_VERSIONS))
+        raise ProtocolError(
+            "bad_version",
+            f"protocol version {version} is not supported",
+            rid,
+            supported=list(SUPPORTED_VERSIONS),
+        )
     msg_type = header.get("type")
     if not isinstance(msg_type, str):
         raise ProtocolError("bad_message", "header.type must be a string", rid)
     if expect is not None and msg_type not in expect:
-        raise ProtocolError("unknown_type",
-                            f"unknown message type {msg_type[:40]!r} (known: {', '.join(expect)})", rid)
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {msg_type[:40]!r} (known: {', '.join(expect)})", rid
+        )
     body = header.get("body", {})
     if not isinstance(body, dict):
         raise ProtocolError("bad_message", "header.body must be a JSON object", rid)
     deadline = header.get("deadline_ms")
-    if deadline is not None and not (isinstance(deadline, int | float) and not isinstance(deadline, bool)
-                                     and math.isfinite(deadline) and deadline >= 0):
+    if deadline is not None and not (
+        isinstance(deadline, int | float)
+        and not isinstance(deadline, bool)
+        and math.isfinite(deadline)
+        and deadline >= 0
+    ):
         raise ProtocolError("bad_message", "header.deadline_ms must be a non-negative number", rid)
     client = header.get("client")
     if client is not None and not (isinstance(client, str) and len(client) <= MAX_ID_LENGTH):
-        raise ProtocolError("bad_message",
-                            f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid)
+        raise ProtocolError(
+            "bad_message", f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid
+        )
     descs = header.get("frames", [])
     if not isinstance(descs, list):
         raise ProtocolError("bad_message", "header.frames must be a list", rid)
     if len(descs) != len(frames) - 1:
-        raise ProtocolError("bad_message", f"header describes {len(descs)} binary frames, message has "
-                            f"{len(frames) - 1}", rid)
+        raise ProtocolError(
+            "bad_message", f"header describes {len(descs)} binary frames, message has {len(frames) - 1}", rid
+        )
     if len(descs) > MAX_FRAMES:
         raise ProtocolError("too_large", f"{len(descs)} binary frames, limit {MAX_FRAMES}", rid)
     out: list[tuple[str, np.ndarray | bytes]] = []
@@ -246,32 +296,37 @@ def decode(frames: list[Any], *, expect: tuple[str, ...] | None = None,
     return Message(msg_type, rid, body, out, deadline_f, version, client)
 
 
-def _decode_frame(i: int, desc: Any, raw: bytes | memoryview,
-                  rid: str | None) -> tuple[str, np.ndarray | bytes]:
+def _decode_frame(
+    i: int, desc: Any, raw: bytes | memoryview, rid: str | None
+) -> tuple[str, np.ndarray | bytes]:
     if not isinstance(desc, dict):
         raise ProtocolError("bad_message", f"frames[{i}] must be an object with name, dtype, shape", rid)
     name, dtype, shape = desc.get("name"), desc.get("dtype"), desc.get("shape")
     if not isinstance(name, str) or not name or len(name) > 64:
         raise ProtocolError("bad_message", f"frames[{i}].name must be a non-empty string", rid)
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ProtocolError("bad_array", f"frames[{i}] ({name}): dtype {str(dtype)[:20]!r} not one of "
-                            f"{sorted(DTYPES)}", rid)
+        raise ProtocolError(
+            "bad_array", f"frames[{i}] ({name}): dtype {str(dtype)[:20]!r} not one of {sorted(DTYPES)}", rid
+        )
     if not (isinstance(shape, list) and len(shape) <= 8 and all(_int(s) and s >= 0 for s in shape)):
-        raise ProtocolError("bad_array", f"frames[{i}] ({name}): shape must be a list of non-negative "
-                            "integers", rid)
+        raise ProtocolError(
+            "bad_array", f"frames[{i}] ({name}): shape must be a list of non-negative integers", rid
+        )
     count = math.prod(shape)
     if count > MAX_ELEMENTS:
         raise ProtocolError("too_large", f"frames[{i}] ({name}): {count} elements", rid)
     np_dtype = DTYPES[dtype]
     if np_dtype is None:
         if len(shape) != 1 or shape[0] != len(raw):
-            raise ProtocolError("bad_array", f"frames[{i}] ({name}): declared {shape} bytes, got {len(raw)}",
-                                rid)
+            raise ProtocolError(
+                "bad_array", f"frames[{i}] ({name}): declared {shape} bytes, got {len(raw)}", rid
+            )
         return name, bytes(raw)
     expected = count * np_dtype.itemsize
     if expected != len(raw):
-        raise ProtocolError("bad_array", f"frames[{i}] ({name}): {dtype} {shape} needs {expected} bytes, got "
-                            f"{len(raw)}", rid)
+        raise ProtocolError(
+            "bad_array", f"frames[{i}] ({name}): {dtype} {shape} needs {expected} bytes, got {len(raw)}", rid
+        )
     arr = np.frombuffer(raw, dtype=np_dtype).reshape(shape)
     return name, arr
 
@@ -329,8 +384,12 @@ class MotionPayload:
 
     def to_wire(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray | bytes]]]:
         """Body fields and binary frames ("poses", "trans") for a message carrying this motion."""
-        body = {"fps": self.fps, "joint_names": list(self.joint_names), "text": self.text,
-                "num_frames": self.num_frames}
+        body = {
+            "fps": self.fps,
+            "joint_names": list(self.joint_names),
+            "text": self.text,
+            "num_frames": self.num_frames,
+        }
         return body, [("poses", self.poses), ("trans", self.trans)]
 
     @classmethod
@@ -341,8 +400,9 @@ class MotionPayload:
         if not isinstance(poses, np.ndarray) or not isinstance(trans, np.ndarray):
             raise ProtocolError("bad_array", "poses and trans must be float32 arrays", msg.id)
         if poses.dtype != np.dtype("<f4") or trans.dtype != np.dtype("<f4"):
-            raise ProtocolError("bad_array",
-                                f"poses/trans must be <f4, got {poses.dtype.str}/{trans.dtype.str}", msg.id)
+            raise ProtocolError(
+                "bad_array", f"poses/trans must be <f4, got {poses.dtype.str}/{trans.dtype.str}", msg.id
+            )
         fps = body.get("fps", 30.0)
         names = body.get("joint_names", list(JOINT_NAMES))
         text = body.get("text", "")
@@ -406,19 +466,27 @@ class BodyMesh:
             raise ValueError(f"body faces index vertices outside 0..{n - 1}")
         if self.joints.shape != (len(JOINT_NAMES), 3):
             raise ValueError(f"body joints have shape {self.joints.shape}, expected (24, 3)")
-        if self.skin_joints.ndim != 2 or self.skin_joints.shape[0] != n \
-                or self.skin_weights.shape != self.skin_joints.shape:
-            raise ValueError(f"skin joints {self.skin_joints.shape} / weights {self.skin_weights.shape} "
-                             f"do not match {n} vertices")
+        if (
+            self.skin_joints.ndim != 2
+            or self.skin_joints.shape[0] != n
+            or self.skin_weights.shape != self.skin_joints.shape
+        ):
+            raise ValueError(
+                f"skin joints {self.skin_joints.shape} / weights {self.skin_weights.shape} "
+                f"do not match {n} vertices"
+            )
         if self.skin_joints.max() >= len(JOINT_NAMES):
             raise ValueError("skin joint indices must be below 24")
         if not len(self.uv) == len(self.visible) == len(self.facing):
-            raise ValueError(f"{len(self.uv)} uv, {len(self.visible)} visible and {len(self.facing)} facing "
-                             "frames: one of each per photo expected")
+            raise ValueError(
+                f"{len(self.uv)} uv, {len(self.visible)} visible and {len(self.facing)} facing "
+                "frames: one of each per photo expected"
+            )
         for u, v, f in zip(self.uv, self.visible, self.facing, strict=True):
             if u.shape != (n, 2) or v.shape != (n,) or f.shape != (n,):
-                raise ValueError(f"per-photo uv {u.shape} / visible {v.shape} / facing {f.shape} do not "
-                                 f"match {n} vertices")
+                raise ValueError(
+                    f"per-photo uv {u.shape} / visible {v.shape} / facing {f.shape} do not match {n} vertices"
+                )
         arrays = (self.vertices, self.joints, self.skin_weights, *self.uv)
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("body mesh contains NaN or infinite values")
@@ -426,11 +494,20 @@ class BodyMesh:
 
     def to_wire(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
         """The reply's "mesh" summary and its binary frames."""
-        body = {"vertices": len(self.vertices), "faces": len(self.faces),
-                "skin_influences": int(self.skin_joints.shape[1]), "trans_scale": self.trans_scale,
-                "floor_offset": self.floor_offset}
-        frames = [("body_vertices", self.vertices), ("body_faces", self.faces), ("body_joints", self.joints),
-                  ("skin_joints", self.skin_joints), ("skin_weights", self.skin_weights)]
+        body = {
+            "vertices": len(self.vertices),
+            "faces": len(self.faces),
+            "skin_influences": int(self.skin_joints.shape[1]),
+            "trans_scale": self.trans_scale,
+            "floor_offset": self.floor_offset,
+        }
+        frames = [
+            ("body_vertices", self.vertices),
+            ("body_faces", self.faces),
+            ("body_joints", self.joints),
+            ("skin_joints", self.skin_joints),
+            ("skin_weights", self.skin_weights),
+        ]
         frames += [("view_uv", u) for u in self.uv]
         frames += [("view_visible", v.astype(np.uint8)) for v in self.visible]
         frames += [("view_facing", np.round(f * 255).astype(np.uint8)) for f in self.facing]
@@ -445,8 +522,12 @@ class BodyMesh:
         arrays = {name: msg.frame(name) for name in BODY_FRAMES}
         uv, visible = msg.frames_named("view_uv"), msg.frames_named("view_visible")
         facing = msg.frames_named("view_facing")
-        named = [*arrays.items(), *(("view_uv", u) for u in uv), *(("view_visible", v) for v in visible),
-                 *(("view_facing", f) for f in facing)]
+        named = [
+            *arrays.items(),
+            *(("view_uv", u) for u in uv),
+            *(("view_visible", v) for v in visible),
+            *(("view_facing", f) for f in facing),
+        ]
         for name, arr in named:
             if not isinstance(arr, np.ndarray):
                 raise ProtocolError("bad_array", f"{name} must be an array, not encoded bytes", msg.id)
@@ -454,9 +535,13 @@ class BodyMesh:
         if not isinstance(summary, dict):
             raise ProtocolError("bad_request", "mesh must be an object", msg.id)
         try:
-            return cls(*(arrays[name].copy() for name in BODY_FRAMES),
-                       [u.copy() for u in uv], [v.copy() for v in visible],
-                       [f.astype(np.float32) / 255.0 for f in facing] if facing else None,
-                       summary.get("trans_scale", 1.0), summary.get("floor_offset", 0.0))
+            return cls(
+                *(arrays[name].copy() for name in BODY_FRAMES),
+                [u.copy() for u in uv],
+                [v.copy() for v in visible],
+                [f.astype(np.float32) / 255.0 for f in facing] if facing else None,
+                summary.get("trans_scale", 1.0),
+                summary.get("floor_offset", 0.0),
+            )
         except (ValueError, TypeError) as exc:
             raise ProtocolError("bad_array", f"body mesh: {exc}", msg.id) from None

@@ -31,9 +31,12 @@ parser.add_argument("--work", type=Path, required=True)
 parser.add_argument("--prompt", default="a person walks forward and waves")
 parser.add_argument("--seconds", type=float, default=2.0)
 parser.add_argument("--image", action="append", default=[], help="source photo(s) for the list")
-parser.add_argument("--bake-address", default=None,
-                    help="also press Bake Video (against this backend) and take the screenshot mid-bake")
-args = parser.parse_args(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
+parser.add_argument(
+    "--bake-address",
+    default=None,
+    help="also press Bake Video (against this backend) and take the screenshot mid-bake",
+)
+args = parser.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else [])
 WORK: Path = args.work
 ADDON = "videomotionclip"
 TICK = 0.05
@@ -89,8 +92,14 @@ def tab_strip() -> dict:
     window, area, _ = view3d()
     ui = next(r for r in area.regions if r.type == "UI")
     # Blender's region coordinates are from the window's bottom-left; X11's from the top-left.
-    return {"window_height": window.height, "window_width": window.width, "ui_x": ui.x, "ui_y": ui.y,
-            "ui_width": ui.width, "ui_height": ui.height}
+    return {
+        "window_height": window.height,
+        "window_width": window.width,
+        "ui_x": ui.x,
+        "ui_y": ui.y,
+        "ui_width": ui.width,
+        "ui_height": ui.height,
+    }
 
 
 def press_check() -> None:
@@ -116,16 +125,29 @@ def keyed_summary() -> dict:
     if arm is not None and arm.animation_data and arm.animation_data.action:
         action = arm.animation_data.action
         fcs = list(action.fcurves)
-        out.update(action=action.name, fcurves=len(fcs), keys=len(fcs[0].keyframe_points) if fcs else 0,
-                   bones=len(arm.data.bones), frame_range=[scene.frame_start, scene.frame_end],
-                   body=any(c.type == "MESH" for c in arm.children))
+        out.update(
+            action=action.name,
+            fcurves=len(fcs),
+            keys=len(fcs[0].keyframe_points) if fcs else 0,
+            bones=len(arm.data.bones),
+            frame_range=[scene.frame_start, scene.frame_end],
+            body=any(c.type == "MESH" for c in arm.children),
+        )
         fitted = bpy.data.objects.get(arm.name + "_body")
         if fitted is not None:  # the person's own body, textured by the photo
-            images = [n.image.filepath for m in fitted.data.materials for n in m.node_tree.nodes
-                      if n.type == "TEX_IMAGE" and n.image is not None]
+            images = [
+                n.image.filepath
+                for m in fitted.data.materials
+                for n in m.node_tree.nodes
+                if n.type == "TEX_IMAGE" and n.image is not None
+            ]
             _, area, _ = view3d()
-            out.update(fitted_body=fitted.name, groups=len(fitted.vertex_groups), body_images=images,
-                       color_type=area.spaces.active.shading.color_type)
+            out.update(
+                fitted_body=fitted.name,
+                groups=len(fitted.vertex_groups),
+                body_images=images,
+                color_type=area.spaces.active.shading.color_type,
+            )
     return out
 
 

@@ -13,8 +13,21 @@ from vmclip.motion.preview import write_preview
 from vmclip.motion.skeleton import FPS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 __all__ = [
-    "FPS", "JOINT_INDEX", "JOINT_NAMES", "NUM_JOINTS", "PARENTS", "REST_OFFSETS",
-    "Motion", "forward_kinematics", "global_to_local", "load_npz", "mirror_text",
-    "write_bvh", "write_preview", "load_mocap",
-    "read_smpl_bvh", "build_dataset", "load_split",
+    "FPS",
+    "JOINT_INDEX",
+    "JOINT_NAMES",
+    "NUM_JOINTS",
+    "PARENTS",
+    "REST_OFFSETS",
+    "Motion",
+    "forward_kinematics",
+    "global_to_local",
+    "load_npz",
+    "mirror_text",
+    "write_bvh",
+    "write_preview",
+    "load_mocap",
+    "read_smpl_bvh",
+    "build_dataset",
+    "load_split",
 ]

@@ -99,8 +99,9 @@ def bvh_text(motion: Motion, offsets: np.ndarray | None = None, units: str = "m"
     order = _depth_first_order()  # BVH lists channels in the order joints appear in the hierarchy
     mats = motion.matrices()[:, order]
     euler = np.degrees(R.matrix_to_euler(mats, CHANNEL_ORDER))  # (T, 24, 3)
-    rows = np.concatenate([motion.trans.astype(np.float64) * scale,
-                           euler.reshape(motion.num_frames, -1)], axis=1)
+    rows = np.concatenate(
+        [motion.trans.astype(np.float64) * scale, euler.reshape(motion.num_frames, -1)], axis=1
+    )
     out = io.StringIO()
     out.write(_hierarchy_text(offsets, scale))
     out.write(f"MOTION\nFrames: {motion.num_frames}\nFrame Time: {1.0 / motion.fps:.10f}\n")
@@ -152,7 +153,7 @@ def read_smpl_bvh(path: str | Path, data: bytes | None = None) -> Motion:
     col = 0
     for j, name in enumerate(bvh.names):
         chans = bvh.channels[j]
-        block = bvh.values[:, col: col + len(chans)]
+        block = bvh.values[:, col : col + len(chans)]
         col += len(chans)
         rot_k = [k for k, c in enumerate(chans) if c[1:].lower() == "rotation"]
         ours = JOINT_NAMES.index(name)

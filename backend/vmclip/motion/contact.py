@@ -71,8 +71,9 @@ def _contact_runs(contact: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b - a >= 2]
 
 
-def _pin_offsets(heel: np.ndarray, toe: np.ndarray, heel_on: np.ndarray, toe_on: np.ndarray,
-                 blend: int) -> np.ndarray:
+def _pin_offsets(
+    heel: np.ndarray, toe: np.ndarray, heel_on: np.ndarray, toe_on: np.ndarray, blend: int
+) -> np.ndarray:
     """(T, 2) horizontal moves of one foot that pin it, during each run of contact frames, where it
     stands on average: at the heel (ankle joint, (T, 2)) or, when the toes touch the floor for more of
     the run, at the toes. Faded in and out over `blend` frames; the nearest run wins where fades meet."""
@@ -109,8 +110,9 @@ def lock_feet(motion: Motion, offsets: np.ndarray | None = None, contact: np.nda
     return Motion.from_matrices(out, trans, motion.fps, motion.texts, motion.betas)
 
 
-def pin_feet(local: np.ndarray, pos: np.ndarray, glob: np.ndarray, contact: np.ndarray,
-             fps: float) -> np.ndarray:
+def pin_feet(
+    local: np.ndarray, pos: np.ndarray, glob: np.ndarray, contact: np.ndarray, fps: float
+) -> np.ndarray:
     """`lock_feet` on arrays: local rotations (T, 24, 3, 3) with their forward kinematics (joint
     positions, global rotations) and contacts (T, 4) -> new local rotations (legs changed only)."""
     blend = max(1, int(round(LOCK_BLEND_SECONDS * fps)))

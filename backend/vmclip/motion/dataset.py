@@ -47,8 +47,17 @@ from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 
 SPLITS = ("train", "val", "test")
-SOURCES = ("bandai1", "bandai2", "cmu", "cmu_expmap", "deepmimic", "ase", "animated_drawings", "xia",
-           "reactidle")
+SOURCES = (
+    "bandai1",
+    "bandai2",
+    "cmu",
+    "cmu_expmap",
+    "deepmimic",
+    "ase",
+    "animated_drawings",
+    "xia",
+    "reactidle",
+)
 FPS = 30.0
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -89,6 +98,7 @@ class PlannedClip:
 
 
 # --- labels and sources ------------------------------------------------------------------------------
+
 
 def source_name(path: str) -> str:
     """Short source name from a manifest path (relative to the motion folder)."""
@@ -196,6 +206,7 @@ def _merge_texts(*lists: list[str]) -> list[str]:
 
 # --- planning: de-duplication, recordings, splits ------------------------------------------------------
 
+
 def plan_clips(rows: Iterable[Any], motion_root: Path, options: BuildOptions) -> list[PlannedClip]:
     """Turn manifest rows into the clips to build, de-duplicated, with labels, recordings and splits."""
     trial_map = _cmu_trial_map(motion_root)
@@ -206,9 +217,18 @@ def plan_clips(rows: Iterable[Any], motion_root: Path, options: BuildOptions) ->
         source = source_name(path)
         texts = [t for t in row.texts if t.strip()]
         clip = PlannedClip(
-            index=-1, clip_id=row.clip_id, path=path, start_frame=int(row.start_frame),
-            end_frame=int(row.end_frame), fps=float(row.fps), texts=texts, source=source,
-            license=row.license, label=action_label(texts, source, path), recording="")
+            index=-1,
+            clip_id=row.clip_id,
+            path=path,
+            start_frame=int(row.start_frame),
+            end_frame=int(row.end_frame),
+            fps=float(row.fps),
+            texts=texts,
+            source=source,
+            license=row.license,
+            label=action_label(texts, source, path),
+            recording="",
+        )
         if source == "cmu":
             trial, description = trial_map.get(path, (_cmu_trial_from_path(path) or row.clip_id, ""))
             clip.recording = f"cmu:{trial}"
@@ -259,8 +279,9 @@ def _prefer(a: PlannedClip, b: PlannedClip, prefer: str) -> bool:
 
 def assign_splits(clips: list[PlannedClip], options: BuildOptions) -> None:
     """Assign each clip's split from its recording (all clips of a recording share one split)."""
-    if not (0 <= options.val_frac < 1 and 0 <= options.test_frac < 1
-            and options.val_frac + options.test_frac < 1):
+    if not (
+        0 <= options.val_frac < 1 and 0 <= options.test_frac < 1 and options.val_frac + options.test_frac < 1
+    ):
         raise InputError("val and test fractions must be in [0, 1) and sum to less than 1")
     rng = np.random.default_rng(options.seed)
     recordings: dict[str, list[PlannedClip]] = defaultdict(list)
@@ -283,13 +304,19 @@ def assign_splits(clips: list[PlannedClip], options: BuildOptions) -> None:
         phase = rng.random()
         for k, rec in enumerate(recs):
             u = (phase + k * _GOLDEN) % 1.0
-            split = ("val" if u < options.val_frac else
-                     "test" if u < options.val_frac + options.test_frac else "train")
+            split = (
+                "val"
+                if u < options.val_frac
+                else "test"
+                if u < options.val_frac + options.test_frac
+                else "train"
+            )
             for m in recordings[rec]:
                 m.split = split
 
 
 # --- duplicates among the CMU clips without trial ids ------------------------------------------------
+
 
 def _pose_features(rot6d: np.ndarray, trans: np.ndarray) -> np.ndarray:
     """Joint positions relative to the pelvis, turned so the hips face a fixed direction (F, 24, 3):
@@ -306,8 +333,13 @@ def _pose_features(rot6d: np.ndarray, trans: np.ndarray) -> np.ndarray:
     return np.stack([x, pos[..., 1], z], axis=-1)
 
 
-def find_cmu_duplicates(candidates: dict[int, np.ndarray], trials: dict[int, np.ndarray],
-                        max_len_diff: int = 2, max_offset: int = 2, max_dist: float = 0.05) -> dict[int, int]:
+def find_cmu_duplicates(
+    candidates: dict[int, np.ndarray],
+    trials: dict[int, np.ndarray],
+    max_len_diff: int = 2,
+    max_offset: int = 2,
+    max_dist: float = 0.05,
+) -> dict[int, int]:
     """Match clips without trial ids (`candidates`: index -> pose features) to CMU trials (`trials`).
 
     The same capture retargeted from two sources has (nearly) the same length, starts within a frame
@@ -321,8 +353,10 @@ def find_cmu_duplicates(candidates: dict[int, np.ndarray], trials: dict[int, np.
             if abs(len(a) - len(b)) > max_len_diff:
                 continue
             short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-            d = min(float(np.linalg.norm(long_[off: off + len(short)] - short, axis=-1).mean())
-                    for off in range(0, min(max_offset, len(long_) - len(short)) + 1))
+            d = min(
+                float(np.linalg.norm(long_[off : off + len(short)] - short, axis=-1).mean())
+                for off in range(0, min(max_offset, len(long_) - len(short)) + 1)
+            )
             if d < max_dist:
                 pairs.append((d, ci, ti))
     found: dict[int, int] = {}
@@ -335,6 +369,7 @@ def find_cmu_duplicates(candidates: dict[int, np.ndarray], trials: dict[int, np.
 
 
 # --- loading (runs in worker processes) ----------------------------------------------------------------
+
 
 def _init_worker() -> None:
     import torch
@@ -361,8 +396,9 @@ def _source_range(start: int, end: int, fps: float, label: str, options: BuildOp
     return start, end
 
 
-def _load_file(motion_root: Path, path: str, start: int, end: int, fps: float, label: str,
-               options: BuildOptions):
+def _load_file(
+    motion_root: Path, path: str, start: int, end: int, fps: float, label: str, options: BuildOptions
+):
     from vmclip.motion.mocap import load_mocap
     from vmclip.motion.sources import read_member
 
@@ -371,13 +407,16 @@ def _load_file(motion_root: Path, path: str, start: int, end: int, fps: float, l
     asf = read_member(motion_root, asf_rel) if asf_rel else None
     start, end = _source_range(start, end, fps, label, options)
     # AMC files carry no frame rate: the manifest's is used; BVH files state their own.
-    motion = load_mocap(motion_root / path, data=data, asf=asf, fps=fps if asf_rel else None,
-                        frames=(start, end))
+    motion = load_mocap(
+        motion_root / path, data=data, asf=asf, fps=fps if asf_rel else None, frames=(start, end)
+    )
     if abs(motion.fps - FPS) > 1e-3:
         motion = motion.resample(FPS)
     if motion.num_frames < options.min_seconds * FPS:
-        raise InputError(f"only {motion.num_frames} frames at {FPS:g} fps in range {start}:{end} "
-                         f"(< {options.min_seconds} s)")
+        raise InputError(
+            f"only {motion.num_frames} frames at {FPS:g} fps in range {start}:{end} "
+            f"(< {options.min_seconds} s)"
+        )
     return motion
 
 
@@ -420,6 +459,7 @@ def _load_star(args: tuple[Path, PlannedClip, BuildOptions]) -> dict[str, Any]:
 
 # --- the build -----------------------------------------------------------------------------------------
 
+
 def _iter_results(motion_root: Path, clips: list[PlannedClip], options: BuildOptions):
     tasks = [(motion_root, c, options) for c in clips]
     if options.workers <= 1:
@@ -432,8 +472,14 @@ def _iter_results(motion_root: Path, clips: list[PlannedClip], options: BuildOpt
         yield from pool.imap_unordered(_load_star, tasks, chunksize=1)
 
 
-def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None = None, *,
-                  log: Callable[[str], None] | None = None, **overrides: Any) -> dict[str, Any]:
+def build_dataset(
+    src: str | Path,
+    out: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Build the processed data set from the motion folder `src` into `out`; returns the meta dict.
 
     Keyword overrides set `BuildOptions` fields (e.g. `limit=3, workers=1`)."""
@@ -479,8 +525,14 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
         else:
             results[res["index"]] = res
             if res["warnings"]:
-                fallbacks.append({"clip_id": clip.clip_id, "path": clip.path, "used": res["loaded_path"],
-                                  "error": res["warnings"][0]})
+                fallbacks.append(
+                    {
+                        "clip_id": clip.clip_id,
+                        "path": clip.path,
+                        "used": res["loaded_path"],
+                        "error": res["warnings"][0],
+                    }
+                )
                 log(f"used {res['loaded_path']} instead of {clip.path}: {res['warnings'][0]}")
         if not tty and (k + 1) % step == 0:
             log(f"data build: {k + 1}/{len(clips)} loaded ({time.time() - t0:.0f} s)")
@@ -488,10 +540,16 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
 
     # The CMU subset without trial ids: a clip that is a staged trial again is counted once (dropped,
     # its texts added to the trial's).
-    cand = {c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
-            for c in clips if c.source == "cmu_expmap" and c.index in results}
-    trials = {c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
-              for c in clips if c.source == "cmu" and c.index in results}
+    cand = {
+        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+        for c in clips
+        if c.source == "cmu_expmap" and c.index in results
+    }
+    trials = {
+        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+        for c in clips
+        if c.source == "cmu" and c.index in results
+    }
     duplicates = []
     for ci, ti in sorted(find_cmu_duplicates(cand, trials).items()):
         dup, trial = clips[ci], clips[ti]
@@ -503,11 +561,15 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
         del results[ci]
         duplicates.append({"clip_id": dup.clip_id, "same_as": trial.clip_id, "recording": trial.recording})
     if duplicates:
-        log(f"data build: {len(duplicates)} clip(s) of cmu_expmap_li2018 are staged CMU trials again: "
-            "counted once")
+        log(
+            f"data build: {len(duplicates)} clip(s) of cmu_expmap_li2018 are staged CMU trials again: "
+            "counted once"
+        )
 
-    counts: dict[str, Any] = {s: {"clips": 0, "frames": 0, "recordings": 0, "labels": Counter(),
-                                  "sources": Counter()} for s in SPLITS}
+    counts: dict[str, Any] = {
+        s: {"clips": 0, "frames": 0, "recordings": 0, "labels": Counter(), "sources": Counter()}
+        for s in SPLITS
+    }
     for split in SPLITS:
         rot_parts, trans_parts, records = [], [], []
         recordings = set()
@@ -522,10 +584,19 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
             for rot6d, trans, texts, mirrored in variants:
                 rot_parts.append(rot6d)
                 trans_parts.append(trans)
-                records.append({"clip_id": clip.clip_id + ("_M" if mirrored else ""), "texts": list(texts),
-                                "label": clip.label, "source": clip.source, "license": clip.license,
-                                "mirrored": mirrored, "recording": clip.recording,
-                                "frames": int(len(rot6d)), "file": res["loaded_path"]})
+                records.append(
+                    {
+                        "clip_id": clip.clip_id + ("_M" if mirrored else ""),
+                        "texts": list(texts),
+                        "label": clip.label,
+                        "source": clip.source,
+                        "license": clip.license,
+                        "mirrored": mirrored,
+                        "recording": clip.recording,
+                        "frames": int(len(rot6d)),
+                        "file": res["loaded_path"],
+                    }
+                )
                 c = counts[split]
                 c["clips"] += 1
                 c["frames"] += int(len(rot6d))
@@ -543,11 +614,16 @@ def build_dataset(src: str | Path, out: str | Path, options: BuildOptions | None
     meta = {
         "fps": FPS,
         "format": "rot6d (F,24,6) float32, trans (F,3) float32, clip_start (n+1,) int64; "
-                  "SMPL-24, Y up, metres",
-        "counts": {s: {**{k: v for k, v in counts[s].items() if k not in ("labels", "sources")},
-                       "minutes": round(counts[s]["frames"] / FPS / 60, 2),
-                       "labels": dict(sorted(counts[s]["labels"].items())),
-                       "sources": dict(sorted(counts[s]["sources"].items()))} for s in SPLITS},
+        "SMPL-24, Y up, metres",
+        "counts": {
+            s: {
+                **{k: v for k, v in counts[s].items() if k not in ("labels", "sources")},
+                "minutes": round(counts[s]["frames"] / FPS / 60, 2),
+                "labels": dict(sorted(counts[s]["labels"].items())),
+                "sources": dict(sorted(counts[s]["sources"].items())),
+            }
+            for s in SPLITS
+        },
         "labels": dict(sorted(sum((counts[s]["labels"] for s in SPLITS), Counter()).items())),
         "sources": dict(sorted(sum((counts[s]["sources"] for s in SPLITS), Counter()).items())),
         "options": asdict(options),

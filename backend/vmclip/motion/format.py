@@ -20,9 +20,17 @@ from vmclip.motion import rotations as R
 from vmclip.motion.kinematics import forward_kinematics
 from vmclip.motion.skeleton import FPS, MIRROR_INDEX, NUM_JOINTS
 
-_LEFT_RIGHT_WORDS = {"left": "right", "right": "left", "Left": "Right", "Right": "Left",
-                     "LEFT": "RIGHT", "RIGHT": "LEFT", "clockwise": "counterclockwise",
-                     "counterclockwise": "clockwise", "counter-clockwise": "clockwise"}
+_LEFT_RIGHT_WORDS = {
+    "left": "right",
+    "right": "left",
+    "Left": "Right",
+    "Right": "Left",
+    "LEFT": "RIGHT",
+    "RIGHT": "LEFT",
+    "clockwise": "counterclockwise",
+    "counterclockwise": "clockwise",
+    "counter-clockwise": "clockwise",
+}
 
 
 @dataclass
@@ -40,16 +48,29 @@ class Motion:
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def from_axis_angle(cls, poses: np.ndarray, trans: np.ndarray, fps: float = FPS,
-                        texts: list[str] | None = None, betas: np.ndarray | None = None) -> Motion:
+    def from_axis_angle(
+        cls,
+        poses: np.ndarray,
+        trans: np.ndarray,
+        fps: float = FPS,
+        texts: list[str] | None = None,
+        betas: np.ndarray | None = None,
+    ) -> Motion:
         poses = np.asarray(poses, dtype=np.float64).reshape(len(poses), NUM_JOINTS, 3)
         return cls(R.axis_angle_to_rotation_6d(poses), trans, fps, list(texts or []), betas)
 
     @classmethod
-    def from_matrices(cls, mats: np.ndarray, trans: np.ndarray, fps: float = FPS,
-                      texts: list[str] | None = None, betas: np.ndarray | None = None) -> Motion:
-        return cls(R.matrix_to_rotation_6d(np.asarray(mats, dtype=np.float64)), trans, fps,
-                   list(texts or []), betas)
+    def from_matrices(
+        cls,
+        mats: np.ndarray,
+        trans: np.ndarray,
+        fps: float = FPS,
+        texts: list[str] | None = None,
+        betas: np.ndarray | None = None,
+    ) -> Motion:
+        return cls(
+            R.matrix_to_rotation_6d(np.asarray(mats, dtype=np.float64)), trans, fps, list(texts or []), betas
+        )
 
     # --- views ----------------------------------------------------------------------------------
     @property
@@ -163,8 +184,10 @@ def load_npz(path: str | Path) -> Motion:
         raise InputError(f"{path}: not a readable .npz motion file ({exc})") from None
     missing = [k for k in ("poses", "trans") if k not in arrays]
     if missing:
-        raise InputError(f"{path}: missing keys {missing} (found {sorted(arrays)}); expected AMASS-style "
-                         "poses (T,72), trans (T,3), mocap_framerate")
+        raise InputError(
+            f"{path}: missing keys {missing} (found {sorted(arrays)}); expected AMASS-style "
+            "poses (T,72), trans (T,3), mocap_framerate"
+        )
     poses = np.asarray(arrays["poses"], dtype=np.float64)
     if poses.ndim != 2 or poses.shape[1] < NUM_JOINTS * 3 or poses.shape[1] % 3:
         raise InputError(f"{path}: poses has shape {poses.shape}, expected (T, 72)")

@@ -8,9 +8,12 @@ import torch
 from vmclip.motion.skeleton import NUM_JOINTS, PARENTS, REST_OFFSETS
 
 
-def forward_kinematics(local_rot: torch.Tensor | np.ndarray, trans: torch.Tensor | np.ndarray,
-                       offsets: torch.Tensor | np.ndarray | None = None,
-                       parents: tuple[int, ...] = PARENTS) -> tuple:
+def forward_kinematics(
+    local_rot: torch.Tensor | np.ndarray,
+    trans: torch.Tensor | np.ndarray,
+    offsets: torch.Tensor | np.ndarray | None = None,
+    parents: tuple[int, ...] = PARENTS,
+) -> tuple:
     """Local rotation matrices (..., J, 3, 3) and root translation (..., 3) to global joint positions
     (..., J, 3) and global rotations (..., J, 3, 3). `offsets` (J, 3) or (..., J, 3) default to ours."""
     as_numpy = isinstance(local_rot, np.ndarray)

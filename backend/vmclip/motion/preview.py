@@ -94,8 +94,10 @@ class _Camera:
 
     def project(self, cam_pts: np.ndarray) -> np.ndarray:
         z = np.maximum(cam_pts[..., 2:3], _NEAR)
-        return np.concatenate([self.focal * cam_pts[..., :1] / z + self.cx,
-                               self.focal * cam_pts[..., 1:2] / z + self.cy], axis=-1)
+        return np.concatenate(
+            [self.focal * cam_pts[..., :1] / z + self.cx, self.focal * cam_pts[..., 1:2] / z + self.cy],
+            axis=-1,
+        )
 
 
 def _fit_distance(pos: np.ndarray, targets: np.ndarray, width: int, height: int) -> float:
@@ -143,12 +145,23 @@ def _draw_segment(img, cam: _Camera, t: int, a: np.ndarray, b: np.ndarray, colou
     pa, pb = cam.project(np.stack([ca, cb]))
     lim = 1e5  # keep integer coordinates sane for nearly-parallel lines
     pa, pb = np.clip(pa, -lim, lim), np.clip(pb, -lim, lim)
-    cv2.line(img, (int(round(pa[0] * 16)), int(round(pa[1] * 16))),
-             (int(round(pb[0] * 16)), int(round(pb[1] * 16))), colour, thickness, cv2.LINE_AA, shift=4)
+    cv2.line(
+        img,
+        (int(round(pa[0] * 16)), int(round(pa[1] * 16))),
+        (int(round(pb[0] * 16)), int(round(pb[1] * 16))),
+        colour,
+        thickness,
+        cv2.LINE_AA,
+        shift=4,
+    )
 
 
-def render_frames(motion: Motion, text: str | None = None, size: int | tuple[int, int] = 512,
-                  offsets: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def render_frames(
+    motion: Motion,
+    text: str | None = None,
+    size: int | tuple[int, int] = 512,
+    offsets: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
     """RGB uint8 frames (H, W, 3) of the stick-figure preview, one per motion frame."""
     import cv2
 
@@ -204,8 +217,14 @@ def render_frames(motion: Motion, text: str | None = None, size: int | tuple[int
         pix = cam.project(cam.to_camera(t, pos[t]))
         for j in np.argsort(-depth):
             if depth[j] > _NEAR:
-                cv2.circle(img, (int(round(pix[j, 0])), int(round(pix[j, 1]))), thick + 1,
-                           _side_colour(int(j)), -1, cv2.LINE_AA)
+                cv2.circle(
+                    img,
+                    (int(round(pix[j, 0])), int(round(pix[j, 1]))),
+                    thick + 1,
+                    _side_colour(int(j)),
+                    -1,
+                    cv2.LINE_AA,
+                )
         head_cam = cam.to_camera(t, head_centre[t][None])
         if head_cam[0, 2] > _NEAR:
             hx, hy = cam.project(head_cam)[0]
@@ -215,19 +234,41 @@ def render_frames(motion: Motion, text: str | None = None, size: int | tuple[int
         # Text band.
         y = int(12 + 28 * font_scale)
         for line in lines:
-            cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0),
-                        max(1, round(3 * font_scale)) + 2, cv2.LINE_AA)
-            cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, _TEXT,
-                        max(1, round(2 * font_scale)), cv2.LINE_AA)
+            cv2.putText(
+                img,
+                line,
+                (12, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                font_scale,
+                (0, 0, 0),
+                max(1, round(3 * font_scale)) + 2,
+                cv2.LINE_AA,
+            )
+            cv2.putText(
+                img,
+                line,
+                (12, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                font_scale,
+                _TEXT,
+                max(1, round(2 * font_scale)),
+                cv2.LINE_AA,
+            )
             y += int(34 * font_scale)
         stamp = f"{t / motion.fps:5.2f} s  {t + 1}/{motion.num_frames}"
-        cv2.putText(img, stamp, (12, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * font_scale, _TEXT,
-                    1, cv2.LINE_AA)
+        cv2.putText(
+            img, stamp, (12, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * font_scale, _TEXT, 1, cv2.LINE_AA
+        )
         yield img
 
 
-def write_preview(motion: Motion, path: str | Path, text: str | None = None,
-                  size: int | tuple[int, int] = 512, offsets: np.ndarray | None = None) -> Path:
+def write_preview(
+    motion: Motion,
+    path: str | Path,
+    text: str | None = None,
+    size: int | tuple[int, int] = 512,
+    offsets: np.ndarray | None = None,
+) -> Path:
     """Write the stick-figure preview of `motion` as an MP4 at the motion's frame rate (atomic).
 
     `text` defaults to the motion's first text; pass "" for none. `size` is the side of a square

@@ -55,11 +55,20 @@ def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
 def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
-    m = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-    ], dim=-1)
+    m = torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    )
     return m.reshape(*q.shape[:-1], 3, 3)
 
 
@@ -67,20 +76,54 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
 def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
     """Shepperd's method: pick the largest of the four candidate denominators for stability."""
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    cands = torch.stack([
-        1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22,
-    ], dim=-1)
+    cands = torch.stack(
+        [
+            1 + m00 + m11 + m22,
+            1 + m00 - m11 - m22,
+            1 - m00 + m11 - m22,
+            1 - m00 - m11 + m22,
+        ],
+        dim=-1,
+    )
     best = cands.argmax(dim=-1, keepdim=True)
     r = torch.sqrt(torch.clamp(cands.gather(-1, best), min=1e-12)).squeeze(-1)  # = 4*|component|/2
     s = 0.5 / r
-    qw = torch.stack([0.5 * r, (m[..., 2, 1] - m[..., 1, 2]) * s, (m[..., 0, 2] - m[..., 2, 0]) * s,
-                      (m[..., 1, 0] - m[..., 0, 1]) * s], -1)
-    qx = torch.stack([(m[..., 2, 1] - m[..., 1, 2]) * s, 0.5 * r, (m[..., 0, 1] + m[..., 1, 0]) * s,
-                      (m[..., 0, 2] + m[..., 2, 0]) * s], -1)
-    qy = torch.stack([(m[..., 0, 2] - m[..., 2, 0]) * s, (m[..., 0, 1] + m[..., 1, 0]) * s, 0.5 * r,
-                      (m[..., 1, 2] + m[..., 2, 1]) * s], -1)
-    qz = torch.stack([(m[..., 1, 0] - m[..., 0, 1]) * s, (m[..., 0, 2] + m[..., 2, 0]) * s,
-                      (m[..., 1, 2] + m[..., 2, 1]) * s, 0.5 * r], -1)
+    qw = torch.stack(
+        [
+            0.5 * r,
+            (m[..., 2, 1] - m[..., 1, 2]) * s,
+            (m[..., 0, 2] - m[..., 2, 0]) * s,
+            (m[..., 1, 0] - m[..., 0, 1]) * s,
+        ],
+        -1,
+    )
+    qx = torch.stack(
+        [
+            (m[..., 2, 1] - m[..., 1, 2]) * s,
+            0.5 * r,
+            (m[..., 0, 1] + m[..., 1, 0]) * s,
+            (m[..., 0, 2] + m[..., 2, 0]) * s,
+        ],
+        -1,
+    )
+    qy = torch.stack(
+        [
+            (m[..., 0, 2] - m[..., 2, 0]) * s,
+            (m[..., 0, 1] + m[..., 1, 0]) * s,
+            0.5 * r,
+            (m[..., 1, 2] + m[..., 2, 1]) * s,
+        ],
+        -1,
+    )
+    qz = torch.stack(
+        [
+            (m[..., 1, 0] - m[..., 0, 1]) * s,
+            (m[..., 0, 2] + m[..., 2, 0]) * s,
+            (m[..., 1, 2] + m[..., 2, 1]) * s,
+            0.5 * r,
+        ],
+        -1,
+    )
     q = torch.stack([qw, qx, qy, qz], dim=-2)
     q = q.gather(-2, best.unsqueeze(-1).expand(*best.shape[:-1], 1, 4)).squeeze(-2)
     q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
@@ -154,7 +197,7 @@ def matrix_to_euler(m: torch.Tensor, order: str) -> torch.Tensor:
     a0 = torch.atan2(-sign * m[..., j, k], m[..., k, k])
     a2 = torch.atan2(-sign * m[..., i, j], m[..., i, i])
     # Gimbal lock: a1 = +-90 deg; put all of the remaining rotation on a0.
-    locked = (m[..., i, k].abs() > 1 - 1e-9)
+    locked = m[..., i, k].abs() > 1 - 1e-9
     if locked.any():
         a2 = torch.where(locked, torch.zeros_like(a2), a2)
         a0_locked = torch.atan2(sign * m[..., k, j], m[..., j, j])
@@ -168,9 +211,12 @@ def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         b = torch.from_numpy(b).to(a.dtype)
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], dim=-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )

@@ -11,10 +11,30 @@ from __future__ import annotations
 import numpy as np
 
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 NUM_JOINTS = 24
 FPS = 30.0
@@ -52,7 +72,7 @@ def _rest_offsets() -> np.ndarray:
     out = np.zeros((NUM_JOINTS, 3))
     for i, name in enumerate(JOINT_NAMES):
         if name.startswith("right_"):
-            x, y, z = _LEFT_AND_CENTRE["left_" + name[len("right_"):]]
+            x, y, z = _LEFT_AND_CENTRE["left_" + name[len("right_") :]]
             out[i] = (-x, y, z)
         else:
             out[i] = _LEFT_AND_CENTRE[name]

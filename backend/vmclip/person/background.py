@@ -106,7 +106,7 @@ def _frame(image: np.ndarray) -> np.ndarray:
         first, last = (int(np.argmin(f)) for f in (flat, flat[::-1]))
         first, last = (n if n <= 0.08 * len(flat) else 0 for n in (first, last))
         mark[:first] = True
-        mark[len(flat) - last:] = True
+        mark[len(flat) - last :] = True
     return out
 
 
@@ -387,14 +387,18 @@ def _fill_in_bands(image: np.ndarray, hole: np.ndarray, height: float, band: flo
         y1 = min(y0 + step, int(rows.max()) + 1)
         c0, c1 = max(0, y0 - step), min(image.shape[0], y1 + step)
         target = np.zeros((c1 - c0, image.shape[1]), np.uint8)
-        target[y0 - c0:y1 - c0] = hole[y0:y1]
+        target[y0 - c0 : y1 - c0] = hole[y0:y1]
         if not target.any():
             continue
         unknown = pending[c0:c1].copy()
-        unknown[y0 - c0:y1 - c0] = False  # still-unfilled rows below: neither filled now nor a source
-        filled = patchmatch.inpaint(np.ascontiguousarray(out[c0:c1]), target * 255,
-                                    global_mask=unknown.astype(np.uint8) * 255, patch_size=3)
+        unknown[y0 - c0 : y1 - c0] = False  # still-unfilled rows below: neither filled now nor a source
+        filled = patchmatch.inpaint(
+            np.ascontiguousarray(out[c0:c1]),
+            target * 255,
+            global_mask=unknown.astype(np.uint8) * 255,
+            patch_size=3,
+        )
         inside = hole[y0:y1] > 0
-        out[y0:y1][inside] = filled[y0 - c0:y1 - c0][inside]
+        out[y0:y1][inside] = filled[y0 - c0 : y1 - c0][inside]
         pending[y0:y1] = False
     return out

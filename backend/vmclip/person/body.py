@@ -369,8 +369,10 @@ class BodyModel:
             return None
         off = np.asarray(raw, dtype=np.float32).reshape(-1)
         if len(off) != len(self.skin_weights):
-            raise ValueError(f"shape[{OFFSETS_KEY!r}] has {len(off)} values; this body has "
-                             f"{len(self.skin_weights)} vertices")
+            raise ValueError(
+                f"shape[{OFFSETS_KEY!r}] has {len(off)} values; this body has "
+                f"{len(self.skin_weights)} vertices"
+            )
         return off
 
     def _rest(self, shape: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:

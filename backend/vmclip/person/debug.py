@@ -70,8 +70,13 @@ def overlay(
     return panel
 
 
-def shaded_render(vertices_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, background: np.ndarray,
-                  colour: tuple[int, int, int] = (200, 160, 130)) -> np.ndarray:
+def shaded_render(
+    vertices_cam: np.ndarray,
+    faces: np.ndarray,
+    K: np.ndarray,
+    background: np.ndarray,
+    colour: tuple[int, int, int] = (200, 160, 130),
+) -> np.ndarray:
     """Draw a mesh (camera coordinates) over `background` with flat Lambert shading, far faces first
     (painter's algorithm). For debug views and for synthetic test photos; not the product renderer."""
     img = background.copy()

@@ -153,8 +153,9 @@ def _native_stderr_filtered() -> Iterator[None]:
                 os.dup2(saved, 2)
                 os.close(saved)
             tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(True)
-                    if not _CHATTER.match(ln)]
+            kept = [
+                ln for ln in tmp.read().decode("utf-8", "replace").splitlines(True) if not _CHATTER.match(ln)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

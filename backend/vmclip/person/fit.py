@@ -34,8 +34,17 @@ CLOTH_MAX = 0.25  # metres: how far clothing/hair offsets may push the surface o
 # Lower limits per SMPL segment: hands and feet stay nearly bare (gloves, shoes), sleeves stay thin, hair
 # stays on the head. Without them a hand hanging beside a skirt, or holding a bag, swells into a ball
 # that the renderer would then carry through every pose.
-CLOTH_MAX_SEGMENT = {"hand": 0.02, "wrist": 0.03, "foot": 0.03, "ankle": 0.04, "elbow": 0.06,
-                     "shoulder": 0.08, "collar": 0.12, "neck": 0.10, "head": 0.12}
+CLOTH_MAX_SEGMENT = {
+    "hand": 0.02,
+    "wrist": 0.03,
+    "foot": 0.03,
+    "ankle": 0.04,
+    "elbow": 0.06,
+    "shoulder": 0.08,
+    "collar": 0.12,
+    "neck": 0.10,
+    "head": 0.12,
+}
 CLOTH_MAX_FACE = 0.015  # front of the head: hair may frame the face, nothing grows out of it
 CLOTH_LR = 0.01  # metres per Adam step of the offsets
 INTERP_SIGMA = 0.04  # metres: reach of each offset sample (they lie about 5 cm apart)
@@ -215,7 +224,7 @@ class _Prepared:
             for row, own in zip(idx, local, strict=True):  # drop the sample itself, keep k_nb others
                 others = row[row != own][:k_nb]
                 nb[own, : len(others)] = others
-                nb[own, len(others):] = own
+                nb[own, len(others) :] = own
             verts = np.nonzero(part == p)[0]
             kk = min(k_in, len(source))
             dist, idx = tree.query(rest[verts], k=kk)
@@ -237,8 +246,16 @@ class _Prepared:
 
 # Body part of each SMPL-24 segment: 0 trunk and head, 1/2 left/right leg, 3/4 left/right arm.
 _PART = np.zeros(NUM_JOINTS, np.int64)
-for _name, _part in (("hip", 1), ("knee", 1), ("ankle", 1), ("foot", 1), ("shoulder", 3), ("elbow", 3),
-                     ("wrist", 3), ("hand", 3)):
+for _name, _part in (
+    ("hip", 1),
+    ("knee", 1),
+    ("ankle", 1),
+    ("foot", 1),
+    ("shoulder", 3),
+    ("elbow", 3),
+    ("wrist", 3),
+    ("hand", 3),
+):
     _PART[J["left_" + _name]] = _part
     _PART[J["right_" + _name]] = _part + 1
 # Parts whose offsets are smoothed and interpolated together (see `_Prepared._clothing`).
@@ -652,8 +669,9 @@ def _fit_views(
         for _ in range(stage3):
             opt.zero_grad()
             off = raw_off
-            off_dense = torch.minimum((off[prep.dense_interp_index] * prep.dense_interp_weight).sum(1),
-                                      prep.dense_max)
+            off_dense = torch.minimum(
+                (off[prep.dense_interp_index] * prep.dense_interp_weight).sum(1), prep.dense_max
+            )
             puv = project(posed0 + normals_cam * off_dense[None, :, None])
             l_out = torch.zeros((), device=dev)
             l_cov = torch.zeros((), device=dev)

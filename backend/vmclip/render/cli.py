@@ -29,10 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", metavar="GIF", help="also write an animated GIF here")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as PNG into this folder")
     p.add_argument("--person", metavar="JSON", help="reuse a saved analysis (vmclip analyze -o)")
-    p.add_argument("--exact-travel", action="store_true",
-                   help="refuse a motion that walks out of the frame instead of scaling its travel down")
-    p.add_argument("--lwg", metavar="CKPT", help="refine with a Liquid Warping GAN generator checkpoint "
-                   "(iPERCore format); the classical warping is used without it")
+    p.add_argument(
+        "--exact-travel",
+        action="store_true",
+        help="refuse a motion that walks out of the frame instead of scaling its travel down",
+    )
+    p.add_argument(
+        "--lwg",
+        metavar="CKPT",
+        help="refine with a Liquid Warping GAN generator checkpoint "
+        "(iPERCore format); the classical warping is used without it",
+    )
     p.set_defaults(func=run)
 
 
@@ -61,8 +68,13 @@ class _Bar:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=100, desc=desc, leave=False, dynamic_ncols=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.bar = tqdm(
+                total=100,
+                desc=desc,
+                leave=False,
+                dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+            )
 
     def __call__(self, fraction: float, message: str = "") -> None:
         if self.bar is not None:
@@ -126,8 +138,17 @@ def run(args: argparse.Namespace) -> int:
 
     bar = _Bar("render video")
     try:
-        animate(person, motion, out, size=args.size, progress=bar, lwg_checkpoint=args.lwg, gif=args.gif,
-                frames_dir=args.frames, fit_travel=not args.exact_travel)
+        animate(
+            person,
+            motion,
+            out,
+            size=args.size,
+            progress=bar,
+            lwg_checkpoint=args.lwg,
+            gif=args.gif,
+            frames_dir=args.frames,
+            fit_travel=not args.exact_travel,
+        )
     finally:
         bar.close()
     print(out)

@@ -53,8 +53,10 @@ def outfit_colors(body, shape: dict, outfit: Outfit | None = None) -> np.ndarray
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
     joints = np.asarray(body.rest_joints(shape), dtype=np.float64)
     x, y, z = np.abs(rest[:, 0]), rest[:, 1], rest[:, 2]
-    j = {n: joints[JOINT_INDEX[n]] for n in ("pelvis", "left_shoulder", "left_elbow", "left_ankle", "neck",
-                                             "head", "left_hip")}
+    j = {
+        n: joints[JOINT_INDEX[n]]
+        for n in ("pelvis", "left_shoulder", "left_elbow", "left_ankle", "neck", "head", "left_hip")
+    }
 
     def above(value: np.ndarray, edge: float) -> np.ndarray:
         return np.clip((value - edge) / 0.02 + 0.5, 0.0, 1.0)
@@ -106,9 +108,19 @@ def _noise_mix(nodes, links, bsdf, colour_a, colour_b, scale: float, detail: flo
     links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
 
 
-def render_person(path: str | Path, vertices: np.ndarray | None, faces: np.ndarray, colors: np.ndarray,
-                  camera: Camera, width: int = 512, height: int = 512, samples: int = 16,
-                  ground_y: float = 0.0, wall_z: float = -1.6, seed: int = 0) -> Path:
+def render_person(
+    path: str | Path,
+    vertices: np.ndarray | None,
+    faces: np.ndarray,
+    colors: np.ndarray,
+    camera: Camera,
+    width: int = 512,
+    height: int = 512,
+    samples: int = 16,
+    ground_y: float = 0.0,
+    wall_z: float = -1.6,
+    seed: int = 0,
+) -> Path:
     """Render the posed body (`vertices` (V, 3) ours; None: the empty room) in the room with Cycles
     on the CPU to a PNG at `path`. `camera` must be a camera of `width` x `height` pixels."""
     import bpy
@@ -150,21 +162,42 @@ def render_person(path: str | Path, vertices: np.ndarray | None, faces: np.ndarr
     floor_mat, nodes, links = _material(bpy, "floor")
     bsdf = nodes["Principled BSDF"]
     bsdf.inputs["Roughness"].default_value = 0.45
-    _noise_mix(nodes, links, bsdf, srgb_to_linear((0.42, 0.30, 0.20)), srgb_to_linear((0.58, 0.43, 0.29)),
-               9.0)
-    plane("floor", [(-6, ground_y, wall_z), (6, ground_y, wall_z), (6, ground_y, 8), (-6, ground_y, 8)],
-          floor_mat)
+    _noise_mix(
+        nodes, links, bsdf, srgb_to_linear((0.42, 0.30, 0.20)), srgb_to_linear((0.58, 0.43, 0.29)), 9.0
+    )
+    plane(
+        "floor",
+        [(-6, ground_y, wall_z), (6, ground_y, wall_z), (6, ground_y, 8), (-6, ground_y, 8)],
+        floor_mat,
+    )
     wall_mat, nodes, links = _material(bpy, "wall")
     bsdf = nodes["Principled BSDF"]
     bsdf.inputs["Roughness"].default_value = 0.9
-    _noise_mix(nodes, links, bsdf, srgb_to_linear((0.78, 0.76, 0.70)), srgb_to_linear((0.85, 0.83, 0.78)),
-               30.0)
-    plane("wall", [(-6, ground_y, wall_z), (-6, ground_y + 4, wall_z), (6, ground_y + 4, wall_z),
-                   (6, ground_y, wall_z)], wall_mat)
+    _noise_mix(
+        nodes, links, bsdf, srgb_to_linear((0.78, 0.76, 0.70)), srgb_to_linear((0.85, 0.83, 0.78)), 30.0
+    )
+    plane(
+        "wall",
+        [
+            (-6, ground_y, wall_z),
+            (-6, ground_y + 4, wall_z),
+            (6, ground_y + 4, wall_z),
+            (6, ground_y, wall_z),
+        ],
+        wall_mat,
+    )
     skirt_mat, nodes, _ = _material(bpy, "skirting")
     nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.9, 0.9, 0.88, 1.0)
-    plane("skirting", [(-6, ground_y, wall_z + 0.011), (-6, ground_y + 0.1, wall_z + 0.011),
-                       (6, ground_y + 0.1, wall_z + 0.011), (6, ground_y, wall_z + 0.011)], skirt_mat)
+    plane(
+        "skirting",
+        [
+            (-6, ground_y, wall_z + 0.011),
+            (-6, ground_y + 0.1, wall_z + 0.011),
+            (6, ground_y + 0.1, wall_z + 0.011),
+            (6, ground_y, wall_z + 0.011),
+        ],
+        skirt_mat,
+    )
 
     if vertices is not None:
         mesh = bpy.data.meshes.new("person")
@@ -253,8 +286,12 @@ def _track_euler(direction: np.ndarray):
 # --- the example person ------------------------------------------------------------------------
 
 EXAMPLE_POSE = {  # relaxed standing pose: arms down by the sides, slight bends, a little turned
-    "pelvis": (0.0, 0.25, 0.0), "left_shoulder": (0.0, 0.0, -1.15), "right_shoulder": (0.0, 0.0, 1.15),
-    "left_elbow": (0.0, -0.25, 0.0), "right_elbow": (0.0, 0.25, 0.0), "left_knee": (0.08, 0.0, 0.0),
+    "pelvis": (0.0, 0.25, 0.0),
+    "left_shoulder": (0.0, 0.0, -1.15),
+    "right_shoulder": (0.0, 0.0, 1.15),
+    "left_elbow": (0.0, -0.25, 0.0),
+    "right_elbow": (0.0, 0.25, 0.0),
+    "left_knee": (0.08, 0.0, 0.0),
 }
 
 
@@ -300,8 +337,16 @@ def _render_example(size: int = 512, samples: int = 16) -> None:
     for key, v in (("photo", verts), ("plate", None)):
         with atomic_output(paths[key]) as tmp:
             render_person(tmp, v, body.faces, colors, camera, size, size, samples=samples)
-    truth = {"shape": shape, "pose": pose.tolist(), "trans": trans.tolist(), "K": camera.K.tolist(),
-             "R": camera.R.tolist(), "t": camera.t.tolist(), "size": size, "samples": samples}
+    truth = {
+        "shape": shape,
+        "pose": pose.tolist(),
+        "trans": trans.tolist(),
+        "K": camera.K.tolist(),
+        "R": camera.R.tolist(),
+        "t": camera.t.tolist(),
+        "size": size,
+        "samples": samples,
+    }
     with atomic_output(paths["truth"]) as tmp:
         tmp.write_text(json.dumps(truth, indent=1))
 

@@ -55,8 +55,16 @@ BACK_REACH_PX = 30.0
 SEEN_FACING = 0.35
 
 # Body regions for clothes ownership: clothes hang from one region (a limb, the trunk or the head).
-_REGION_OF = {"pelvis": 0, "spine1": 0, "spine2": 0, "spine3": 0, "left_collar": 0, "right_collar": 0,
-              "neck": 1, "head": 1}
+_REGION_OF = {
+    "pelvis": 0,
+    "spine1": 0,
+    "spine2": 0,
+    "spine3": 0,
+    "left_collar": 0,
+    "right_collar": 0,
+    "neck": 1,
+    "head": 1,
+}
 for _side in ("left", "right"):
     for _j in ("shoulder", "elbow", "wrist", "hand"):
         _REGION_OF[f"{_side}_{_j}"] = 2 if _side == "left" else 3
@@ -74,9 +82,14 @@ LIMB_SEGMENTS = tuple(
     (_J(f"{s}_{a}"), _J(f"{s}_{b}"), beyond, tuple(_J(f"{s}_{q}") for q in parts))
     for s in ("left", "right")
     for a, b, beyond, parts in (
-        ("shoulder", "elbow", 0.0, ("shoulder",)), ("elbow", "wrist", 0.0, ("elbow",)),
-        ("wrist", "hand", 0.6, ("wrist", "hand")), ("hip", "knee", 0.0, ("hip",)),
-        ("knee", "ankle", 0.0, ("knee",)), ("ankle", "foot", 0.4, ("ankle", "foot"))))
+        ("shoulder", "elbow", 0.0, ("shoulder",)),
+        ("elbow", "wrist", 0.0, ("elbow",)),
+        ("wrist", "hand", 0.6, ("wrist", "hand")),
+        ("hip", "knee", 0.0, ("hip",)),
+        ("knee", "ankle", 0.0, ("knee",)),
+        ("ankle", "foot", 0.4, ("ankle", "foot")),
+    )
+)
 # A detected joint counts from this confidence on (MediaPipe's visibility; hands and feet are
 # derived and scaled by 0.8).
 KEYPOINT_MIN_CONF = 0.4
@@ -105,8 +118,13 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v = np.asarray(vertices, dtype=np.float64)
     fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    n = np.stack([sum(np.bincount(faces[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
-                  for c in range(3)], 1)
+    n = np.stack(
+        [
+            sum(np.bincount(faces[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
+            for c in range(3)
+        ],
+        1,
+    )
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
@@ -118,8 +136,9 @@ def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     person = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
     if not person.any() or person.all():
         return image
-    _, labels = cv2.distanceTransformWithLabels((~person).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
+    _, labels = cv2.distanceTransformWithLabels(
+        (~person).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     idx = np.flatnonzero(person.ravel())
     flat = image.reshape(-1, 3)
     return flat[idx[labels.ravel() - 1]].reshape(image.shape)
@@ -127,8 +146,9 @@ def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance to and flat index of the nearest pixel of `mask`, for every pixel."""
-    dist, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 5,
-                                                   labelType=cv2.DIST_LABEL_PIXEL)
+    dist, labels = cv2.distanceTransformWithLabels(
+        (~mask).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     idx = np.flatnonzero(mask.ravel())
     return dist, idx[labels.ravel() - 1].reshape(mask.shape)
 
@@ -139,9 +159,15 @@ def _nearest_within(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: fl
     much cheaper than a distance transform of the whole window)."""
     h, w = mask.shape
     r = int(np.floor(radius))
-    offsets = sorted(((dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
-                      if 0 < dy * dy + dx * dx <= radius * radius + 1e-9),
-                     key=lambda o: o[0] ** 2 + o[1] ** 2)
+    offsets = sorted(
+        (
+            (dy, dx)
+            for dy in range(-r, r + 1)
+            for dx in range(-r, r + 1)
+            if 0 < dy * dy + dx * dx <= radius * radius + 1e-9
+        ),
+        key=lambda o: o[0] ** 2 + o[1] ** 2,
+    )
     out = np.full(len(ys), -1, dtype=np.int64)
     for dy, dx in offsets:
         todo = np.flatnonzero(out < 0)
@@ -163,7 +189,7 @@ def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def part_regions(num_parts: int) -> np.ndarray:
     """Body region of every body part index (parts beyond the 24 joints count as trunk)."""
     region = np.zeros(max(num_parts, len(JOINT_REGION)), dtype=np.int64)
-    region[:len(JOINT_REGION)] = JOINT_REGION
+    region[: len(JOINT_REGION)] = JOINT_REGION
     return region
 
 
@@ -194,9 +220,18 @@ class LimbOcclusion:
     unveiled_depth: np.ndarray
 
 
-def limb_occluders(rasterizer: Rasterizer, keypoints: np.ndarray, joints: np.ndarray,
-                   vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray, camera: Camera,
-                   width: int, height: int, raster: Raster | None = None) -> LimbOcclusion:
+def limb_occluders(
+    rasterizer: Rasterizer,
+    keypoints: np.ndarray,
+    joints: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    vertex_part: np.ndarray,
+    camera: Camera,
+    width: int,
+    height: int,
+    raster: Raster | None = None,
+) -> LimbOcclusion:
     """Where a photo shows a limb in front of the body, from the photo's own keypoints: a fitted limb
     is often a few pixels off the real one; the surface the fit puts beside its limb (the shirt just
     above a forearm held across the waist) would take the real sleeve's pixels, and the fitted limb
@@ -273,16 +308,22 @@ def limb_occluders(rasterizer: Rasterizer, keypoints: np.ndarray, joints: np.nda
         surface[ras.mask] = front[keep][ras.tri[ras.mask]]
         behind |= (region == g) & surface & (ras.depth > depth)
         # The fitted limb in front where the photo shows none of it: the photo shows what is behind.
-        off = ((front_part >= 0) & drawn[np.maximum(front_part, 0)]
-               & (part_regions_[np.maximum(front_part, 0)] == g) & ~covered[g] & surface
-               & (ras.depth > raster.depth + VISIBILITY_EPS))
+        off = (
+            (front_part >= 0)
+            & drawn[np.maximum(front_part, 0)]
+            & (part_regions_[np.maximum(front_part, 0)] == g)
+            & ~covered[g]
+            & surface
+            & (ras.depth > raster.depth + VISIBILITY_EPS)
+        )
         unveiled[off] = g
         unveiled_depth[off] = ras.depth[off]
     return LimbOcclusion(region, core, depth, behind, unveiled, unveiled_depth)
 
 
-def paint_out(image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: float, seed: int = 0
-              ) -> np.ndarray:
+def paint_out(
+    image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: float, seed: int = 0
+) -> np.ndarray:
     """`image` with `hole` filled from the texture around it (PatchMatch on a window around the
     hole; never from `exclude`: the background, the limbs); OpenCV's Telea where PatchMatch is
     missing. A smooth Telea fill of a band as wide as a forearm reads as a smear; patches of the
@@ -297,16 +338,25 @@ def paint_out(image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: floa
     x0, x1 = max(0, xs.min() - m), min(image.shape[1], xs.max() + m + 1)
     h = hole[y0:y1, x0:x1]
     patchmatch.set_random_seed(seed)
-    filled = patchmatch.inpaint(np.ascontiguousarray(image[y0:y1, x0:x1]), h.astype(np.uint8) * 255,
-                                global_mask=(exclude[y0:y1, x0:x1] & ~h).astype(np.uint8) * 255, patch_size=3)
+    filled = patchmatch.inpaint(
+        np.ascontiguousarray(image[y0:y1, x0:x1]),
+        h.astype(np.uint8) * 255,
+        global_mask=(exclude[y0:y1, x0:x1] & ~h).astype(np.uint8) * 255,
+        patch_size=3,
+    )
     out = image.copy()
     out[y0:y1, x0:x1][h] = filled[h]
     return out
 
 
-def part_similarities(src_uv: np.ndarray, dst_uv: np.ndarray, vertex_part: np.ndarray, num_parts: int,
-                      valid: np.ndarray | None = None, scale_range: tuple[float, float] = (0.5, 2.0)
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def part_similarities(
+    src_uv: np.ndarray,
+    dst_uv: np.ndarray,
+    vertex_part: np.ndarray,
+    num_parts: int,
+    valid: np.ndarray | None = None,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per body part, the 2-D similarity (rotation + uniform scale) best mapping the part's vertices'
     `src_uv` to `dst_uv`: linear part (P, 2, 2) and centroids (P, 2) of both sides."""
     g = np.asarray(vertex_part, dtype=np.int64)
@@ -350,10 +400,19 @@ class SourceView:
     hides what lies behind it where the fit put its limb a little off (see `limb_occluders`); `seed`
     drives PatchMatch's random search where such a limb is painted out."""
 
-    def __init__(self, rasterizer: Rasterizer, image: np.ndarray, mask: np.ndarray, camera: Camera,
-                 vertices: np.ndarray, faces: np.ndarray, vertex_part: np.ndarray,
-                 keypoints: np.ndarray | None = None, joints: np.ndarray | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        rasterizer: Rasterizer,
+        image: np.ndarray,
+        mask: np.ndarray,
+        camera: Camera,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        vertex_part: np.ndarray,
+        keypoints: np.ndarray | None = None,
+        joints: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
         h, w = image.shape[:2]
         px = max(h, w) / 512.0
         faces = np.asarray(faces, dtype=np.int64)
@@ -393,14 +452,16 @@ class SourceView:
         self.clean = None
         self.clean_region = np.full((h, w), -1, dtype=np.int8)
         if keypoints is not None and joints is not None:
-            occ = self.occlusion = limb_occluders(rasterizer, keypoints, joints, vertices, faces,
-                                                  vertex_part, camera, w, h, raster=self.raster)
+            occ = self.occlusion = limb_occluders(
+                rasterizer, keypoints, joints, vertices, faces, vertex_part, camera, w, h, raster=self.raster
+            )
             # Where the fitted limb covers what the photo shows beside the real limb, the surface
             # behind the fitted limb is what the photo shows.
             unveiled = occ.unveiled >= 0
             if unveiled.any():
-                behind = cv2.dilate(np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32),
-                                    np.ones((3, 3), np.uint8))
+                behind = cv2.dilate(
+                    np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32), np.ones((3, 3), np.uint8)
+                )
                 self.depth_vis = np.where(unveiled, np.maximum(self.depth_vis, behind), self.depth_vis)
             if occ.behind.any():
                 # The photo with the limbs that hide another surface painted out: what that surface
@@ -421,9 +482,13 @@ class SourceView:
         on_person[inside] = self.mask[vi[inside], ui[inside]] >= 0.5
         self.quality = np.where(visible & on_person, self.facing, 0.0).astype(np.float32)
         blur = cv2.GaussianBlur(self.bled.astype(np.float32), (0, 0), 1.5 * px)
-        self.vertex_colour = cv2.remap(blur, uv[None, :, 0].astype(np.float32),
-                                       uv[None, :, 1].astype(np.float32), cv2.INTER_LINEAR,
-                                       borderMode=cv2.BORDER_REPLICATE)[0]
+        self.vertex_colour = cv2.remap(
+            blur,
+            uv[None, :, 0].astype(np.float32),
+            uv[None, :, 1].astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )[0]
         body = self.raster.mask
         part = np.full((h, w), -1, dtype=np.int16)
         part[body] = vertex_part[self.raster.vertex_of_max_weight()]
@@ -443,8 +508,9 @@ class SourceView:
         u, v, g = u[inside], v[inside], region[inside]
         limb = occ.region[v, u]
         hidden = np.zeros(len(uvz), dtype=bool)
-        hidden[inside] = (((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u]))
-                          | (occ.unveiled[v, u] == g))
+        hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
+            occ.unveiled[v, u] == g
+        )
         return hidden
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
@@ -454,8 +520,10 @@ class SourceView:
         # The body's own rim (a few pixels inside its outline) is carried too: where the frame's body
         # is a little narrower or turned, it closes the seam between the body and its clothes.
         rim_px = max(2, round(3 * px))
-        core = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))).astype(bool)
+        core = cv2.erode(
+            body.astype(np.uint8),
+            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1)),
+        ).astype(bool)
         # Solid person pixels only: the soft fringe of the matte would otherwise be carried as streaks.
         self.mask_off = np.where(core | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
         # The soft outline beside the body (for the thin ring just outside the frame's body).
@@ -491,8 +559,14 @@ class SourceView:
         anc = anchor[np.where(trunk, TRUNK, order[0]), cols]
         # Hands and feet carry only a short rim (a cuff, a shoe's edge): what lies farther beside them
         # in a photo is mostly a held object or the skirt a hand holds, which must not fly with them.
-        short = np.isin(part.ravel()[anc], [JOINT_NAMES.index(f"{s}_{j}") for s in ("left", "right")
-                                            for j in ("wrist", "hand", "ankle", "foot")])
+        short = np.isin(
+            part.ravel()[anc],
+            [
+                JOINT_NAMES.index(f"{s}_{j}")
+                for s in ("left", "right")
+                for j in ("wrist", "hand", "ankle", "foot")
+            ],
+        )
         keep &= ~short | (d1 <= SHORT_REACH_PX * px)
         # Far pixels first: where two land on one output pixel, the one nearer its body wins.
         order = np.argsort(-d1[keep], kind="stable")
@@ -529,8 +603,9 @@ def _mesh_adjacency(faces: np.ndarray, num_vertices: int):
     return adj
 
 
-def spread_colours(colour: np.ndarray, known: np.ndarray, adjacency, smooth: int = 30
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def spread_colours(
+    colour: np.ndarray, known: np.ndarray, adjacency, smooth: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
     """Fill the vertices not `known` with colours spread over the mesh edges from the known ones (each
     new ring takes the mean of its known neighbours), then smooth what was filled."""
     col = np.where(known[:, None], colour, 0.0).astype(np.float64)
@@ -547,16 +622,26 @@ def spread_colours(colour: np.ndarray, known: np.ndarray, adjacency, smooth: int
     filled = (have > 0) & ~known
     deg = np.maximum(np.asarray(adjacency.sum(1)).ravel(), 1.0)
     for _ in range(smooth):
-        col[filled] = ((adjacency @ col)[filled] / deg[filled, None])
+        col[filled] = (adjacency @ col)[filled] / deg[filled, None]
     return col, have > 0
 
 
 class FlowWarper:
     """Builds the backward flow from an output frame's posed body to the source photos and warps."""
 
-    def __init__(self, rasterizer: Rasterizer, sources: list[SourceView], faces: np.ndarray,
-                 vertex_part: np.ndarray, mirror: np.ndarray, camera: Camera, width: int, height: int,
-                 extend_px: float | None = None, rest_vertices: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        rasterizer: Rasterizer,
+        sources: list[SourceView],
+        faces: np.ndarray,
+        vertex_part: np.ndarray,
+        mirror: np.ndarray,
+        camera: Camera,
+        width: int,
+        height: int,
+        extend_px: float | None = None,
+        rest_vertices: np.ndarray | None = None,
+    ) -> None:
         self.rasterizer = rasterizer
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -579,8 +664,10 @@ class FlowWarper:
         self.camera = camera
         self.width, self.height = width, height
         # Per-source vertex attributes: own projection (u, v, z), the mirror vertex's, facing weight.
-        self.attr = [np.concatenate([s.uvz, s.uvz[mirror], s.facing[:, None], s.facing[mirror, None]],
-                                    axis=1) for s in sources]
+        self.attr = [
+            np.concatenate([s.uvz, s.uvz[mirror], s.facing[:, None], s.facing[mirror, None]], axis=1)
+            for s in sources
+        ]
         self.rest = None if rest_vertices is None else np.asarray(rest_vertices, dtype=np.float64)
         self.fill = self._fill_colours()
         self._nearest_cache: dict[tuple[int, int], np.ndarray | None] = {}
@@ -604,8 +691,9 @@ class FlowWarper:
         adjacency = _mesh_adjacency(self.faces, len(known))
         same = adjacency.tocoo()
         keep = self.vertex_part[same.row] == self.vertex_part[same.col]
-        within = sparse.coo_matrix((same.data[keep], (same.row[keep], same.col[keep])),
-                                   shape=adjacency.shape).tocsr()
+        within = sparse.coo_matrix(
+            (same.data[keep], (same.row[keep], same.col[keep])), shape=adjacency.shape
+        ).tocsr()
 
         def spread(values: np.ndarray, have: np.ndarray, smooth: int) -> np.ndarray:
             out, reached = spread_colours(values, have, within, smooth)
@@ -622,11 +710,13 @@ class FlowWarper:
         threshold = np.minimum(SEEN_FACING, 0.6 * best_q)[self.vertex_part]
         # Where the photos saw too little of a part squarely (under a tenth of it), its fill would
         # repeat a few pixels over the whole part: a stretched sample of the photo looks better.
-        seen_share = (np.bincount(self.vertex_part, weights=known.astype(float), minlength=self.num_parts)
-                      / np.maximum(np.bincount(self.vertex_part, minlength=self.num_parts), 1))
+        seen_share = np.bincount(
+            self.vertex_part, weights=known.astype(float), minlength=self.num_parts
+        ) / np.maximum(np.bincount(self.vertex_part, minlength=self.num_parts), 1)
         self.fill_ok = (seen_share >= 0.1)[self.vertex_part]
-        self.fill_uv = spread(first.uvz[:, :2].astype(np.float64),
-                              (first.quality >= threshold) & (first.quality > 0.05), 100).astype(np.float32)
+        self.fill_uv = spread(
+            first.uvz[:, :2].astype(np.float64), (first.quality >= threshold) & (first.quality > 0.05), 100
+        ).astype(np.float32)
         fill = spread(colour, known, 30)
         if self.rest is not None and self.head_part.any():
             # The back of the head: from the top of the head as the photos saw it (hair, or a bald
@@ -644,9 +734,15 @@ class FlowWarper:
                 fill = back * top_fill + (1.0 - back) * fill
         return fill.astype(np.float32)
 
-    def _other_side(self, si: int, own: np.ndarray, part_px: np.ndarray, facing: np.ndarray,
-                    head: np.ndarray, hidden: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _other_side(
+        self,
+        si: int,
+        own: np.ndarray,
+        part_px: np.ndarray,
+        facing: np.ndarray,
+        head: np.ndarray,
+        hidden: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The candidate "same part seen from its other side" in source `si` (not on the head): the
         photo's pixel where the point projects when the photo shows that part (or a skeleton
         neighbour) there, unhidden; for a surface facing away from the photo whose projection falls
@@ -687,8 +783,9 @@ class FlowWarper:
             # Inside the part by the back texture's filter radius, so that the filter does not mix
             # in what lies beyond the part (the hands next to the hips).
             r = max(1, round(BACK_DETAIL_PX * max(src.width, src.height) / 512.0))
-            inner = cv2.erode(shows.astype(np.uint8), cv2.getStructuringElement(
-                cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+            inner = cv2.erode(
+                shows.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            ).astype(bool)
             shows = inner if inner.any() else shows
             self._nearest_cache[key] = _nearest(shows)[1].astype(np.int32) if shows.any() else None
         return self._nearest_cache[key]
@@ -730,7 +827,8 @@ class FlowWarper:
         fn = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         view = self.camera.centre[None, :] - corners.mean(1)
         cos = np.abs((fn * view).sum(1)) / np.maximum(
-            np.linalg.norm(fn, axis=1) * np.linalg.norm(view, axis=1), 1e-12)
+            np.linalg.norm(fn, axis=1) * np.linalg.norm(view, axis=1), 1e-12
+        )
         return cos.astype(np.float32)[inverse]
 
     def flow(self, vertices: np.ndarray, roi: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
@@ -740,8 +838,16 @@ class FlowWarper:
         carried clothes hanging from part p; -1 elsewhere), `weight` (share of the photo's colour
         against `fill`, the fill colour (h, w, 3)), `facing` (how squarely the chosen photo saw it)."""
         x0, y0, x1, y1 = roi
-        ras = self.rasterizer.render(vertices, self.faces, self.camera.K, self.camera.R, self.camera.t,
-                                     self.width, self.height, roi=roi)
+        ras = self.rasterizer.render(
+            vertices,
+            self.faces,
+            self.camera.K,
+            self.camera.R,
+            self.camera.t,
+            self.width,
+            self.height,
+            roi=roi,
+        )
         h, w = ras.tri.shape
         body = ras.mask
         n = int(body.sum())
@@ -775,8 +881,13 @@ class FlowWarper:
             seen_own = (own[:, 2] <= self._lookup(src.depth_vis, own, -np.inf) + VISIBILITY_EPS) & ~hidden_own
             candidates = (
                 (seen_own, own[:, :2], 2.0 + vals[:, 6], ratio_own),
-                ((mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS)
-                 & ~src.hidden_by_limb(mir, region_mir), mir[:, :2], 1.0 + vals[:, 7], ratio_mir),
+                (
+                    (mir[:, 2] <= self._lookup(src.depth_vis, mir, -np.inf) + VISIBILITY_EPS)
+                    & ~src.hidden_by_limb(mir, region_mir),
+                    mir[:, :2],
+                    1.0 + vals[:, 7],
+                    ratio_mir,
+                ),
                 self._other_side(si, own, part_px, vals[:, 6], head_px, hidden_own),
             )
             if src.clean is not None:
@@ -825,13 +936,24 @@ class FlowWarper:
         facing[body] = best_facing
         kind = np.full((h, w), -1, dtype=np.int8)
         kind[body] = best_kind
-        return {"map_x": map_x, "map_y": map_y, "source": source, "body": body, "hole": hole, "part": part,
-                "facing": facing, "weight": weight, "fill": fill, "fill_x": fill_x,
-                "fill_y": fill_y, "textured": textured, "edge": edge,
-                "candidate": kind}
+        return {
+            "map_x": map_x,
+            "map_y": map_y,
+            "source": source,
+            "body": body,
+            "hole": hole,
+            "part": part,
+            "facing": facing,
+            "weight": weight,
+            "fill": fill,
+            "fill_x": fill_x,
+            "fill_y": fill_y,
+            "textured": textured,
+            "edge": edge,
+            "candidate": kind,
+        }
 
-    def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray
-              ) -> np.ndarray:
+    def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray) -> np.ndarray:
         """A thin ring just outside the body where no clothes were carried: the photo's pixels just
         outside the same surface point (the nearest body pixel's source plus the offset), so that
         the person's soft, anti-aliased outline comes along; the photo's matte there decides how
@@ -843,8 +965,9 @@ class FlowWarper:
         # The ring: pixels with a filled pixel within this radius (the nearest one lends its source).
         radius = max(1.0, 1.0 * self.px)
         r = int(np.floor(radius))
-        grown = cv2.dilate(filled.astype(np.uint8), cv2.getStructuringElement(
-            cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+        grown = cv2.dilate(
+            filled.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        ).astype(bool)
         ys, xs = np.nonzero(grown & ~body & (source < 0))
         n = _nearest_within(filled, ys, xs, radius)
         found = n >= 0
@@ -857,8 +980,17 @@ class FlowWarper:
         source[ys, xs] = source.ravel()[n]
         return ring
 
-    def _carry(self, vertices: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray,
-               part: np.ndarray, body: np.ndarray, x0: int, y0: int) -> None:
+    def _carry(
+        self,
+        vertices: np.ndarray,
+        map_x: np.ndarray,
+        map_y: np.ndarray,
+        source: np.ndarray,
+        part: np.ndarray,
+        body: np.ndarray,
+        x0: int,
+        y0: int,
+    ) -> None:
         """Splat the first photo's clothes and hair into the frame (where the body is not): each
         carried pixel goes where its anchor surface point goes plus its offset, turned and scaled
         as the anchor's body part turned (hair: rigidly with the head; cloth between two limbs:
@@ -866,32 +998,48 @@ class FlowWarper:
         src = self.sources[0]
         if not len(src.carry_xy):
             return
-        uv_t, z_t = project(np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R,
-                            self.camera.t)
-        lin, ms, md = part_similarities(src.uvz[:, :2].astype(np.float64), uv_t, self.vertex_part,
-                                        self.num_parts, valid=(src.uvz[:, 2] > 0) & (z_t > 0))
+        uv_t, z_t = project(
+            np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R, self.camera.t
+        )
+        lin, ms, md = part_similarities(
+            src.uvz[:, :2].astype(np.float64),
+            uv_t,
+            self.vertex_part,
+            self.num_parts,
+            valid=(src.uvz[:, 2] > 0) & (z_t > 0),
+        )
         xy = src.carry_xy.astype(np.float64)
         p = src.carry_part
         anchor_src = np.stack([src.carry_anchor % src.width, src.carry_anchor // src.width], 1)
-        anchor_dst = np.einsum("nc,ncd->nd", src.carry_bary.astype(np.float64),
-                               uv_t[self.faces[src.carry_tri]])
+        anchor_dst = np.einsum(
+            "nc,ncd->nd", src.carry_bary.astype(np.float64), uv_t[self.faces[src.carry_tri]]
+        )
         surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
         rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
         on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
         pos = np.where(on_head[:, None], rigid, surf)
         if src.carry_trunk_rigid.any():
             region = np.zeros(self.num_parts, dtype=np.int64)
-            region[:len(JOINT_REGION)] = JOINT_REGION
-            lin_r, ms_r, md_r = part_similarities(src.uvz[:, :2].astype(np.float64), uv_t,
-                                                  region[self.vertex_part], NUM_REGIONS,
-                                                  valid=(src.uvz[:, 2] > 0) & (z_t > 0))
+            region[: len(JOINT_REGION)] = JOINT_REGION
+            lin_r, ms_r, md_r = part_similarities(
+                src.uvz[:, :2].astype(np.float64),
+                uv_t,
+                region[self.vertex_part],
+                NUM_REGIONS,
+                valid=(src.uvz[:, 2] > 0) & (z_t > 0),
+            )
             sel = src.carry_trunk_rigid
             pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
         h, w = body.shape
         main = lin[p]
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
-        inv = np.stack([np.stack([main[:, 0, 0], main[:, 1, 0]], -1),
-                        np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)], -2) / det[:, None, None]
+        inv = (
+            np.stack(
+                [np.stack([main[:, 0, 0], main[:, 1, 0]], -1), np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)],
+                -2,
+            )
+            / det[:, None, None]
+        )
         got_x = np.full((h, w), np.nan, dtype=np.float32)
         got_y = np.full((h, w), np.nan, dtype=np.float32)
         got_p = np.full((h, w), -1, dtype=np.int16)
@@ -909,8 +1057,9 @@ class FlowWarper:
         if not covered.any():
             return
         # Close pinholes where the clothes were stretched: the nearest splatted pixel's source.
-        closed = cv2.morphologyEx(covered.astype(np.uint8), cv2.MORPH_CLOSE,
-                                  np.ones((3, 3), np.uint8)).astype(bool)
+        closed = cv2.morphologyEx(
+            covered.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)
+        ).astype(bool)
         gaps = closed & ~covered
         if gaps.any():
             gy, gx = np.nonzero(gaps)
@@ -936,18 +1085,25 @@ class FlowWarper:
         tex = fl["textured"]
         if tex.any():
             first = self.sources[0]
-            sampled = cv2.remap(first.bled, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            sampled = cv2.remap(
+                first.bled, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            ).astype(np.float32)
             if first.clean is not None:
                 # Where the fill texture reaches under a limb that hid this surface in the photo, the
                 # photo with that limb painted out (the limb's own fill keeps the limb).
-                limb = self._lookup(first.clean_region, np.stack([fl["fill_x"][tex], fl["fill_y"][tex]], 1),
-                                    -1)
+                limb = self._lookup(
+                    first.clean_region, np.stack([fl["fill_x"][tex], fl["fill_y"][tex]], 1), -1
+                )
                 clean = np.zeros_like(tex)
                 clean[tex] = (limb >= 0) & (limb != self.part_region[np.maximum(fl["part"][tex], 0)])
                 if clean.any():
-                    other = cv2.remap(first.clean, fl["fill_x"], fl["fill_y"], cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                    other = cv2.remap(
+                        first.clean,
+                        fl["fill_x"],
+                        fl["fill_y"],
+                        cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE,
+                    ).astype(np.float32)
                     sampled[clean] = other[clean]
             rgb[tex] = sampled[tex]
         alpha = np.zeros((h, w), dtype=np.float32)
@@ -958,16 +1114,19 @@ class FlowWarper:
                 continue
             mx = np.where(sel, fl["map_x"], -1e4).astype(np.float32)
             my = np.where(sel, fl["map_y"], -1e4).astype(np.float32)
-            col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            col = cv2.remap(src.bled, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(
+                np.float32
+            )
             back = sel & (fl["candidate"] == 2)
             if back.any():  # the same part seen from its other side: without the front's details
-                col[back] = cv2.remap(src.back, mx, my, cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE)[back]
+                col[back] = cv2.remap(src.back, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[
+                    back
+                ]
             painted = sel & (fl["candidate"] == 3)
             if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out
-                col[painted] = cv2.remap(src.clean, mx, my, cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REPLICATE)[painted]
+                col[painted] = cv2.remap(
+                    src.clean, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                )[painted]
             a = cv2.remap(src.mask_trim, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             edge = sel & fl["edge"]
             off_body = sel & ~body & ~edge
@@ -995,8 +1154,9 @@ class FlowWarper:
         # shows surface that sat at the photo's outline); only a thin band along the body's outline
         # takes the matte, which trims a fitted body that is wider than the person.
         band = max(2, int(round(4 * self.px)))
-        interior = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                                              (2 * band + 1, 2 * band + 1)))
+        interior = cv2.erode(
+            body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+        )
         alpha[interior.astype(bool)] = 1.0
         # In the band, the photo's matte is only trusted where the photo saw the surface squarely; a
         # point it saw edge-on sat on its outline, where the matte is half background.
@@ -1008,6 +1168,7 @@ class FlowWarper:
         alpha = np.maximum(alpha, cv2.morphologyEx(alpha, cv2.MORPH_CLOSE, kernel))
         unset = (fl["source"] < 0) & ~body & (alpha > 0)  # gap pixels the closing made opaque
         if unset.any():
-            rgb = cv2.inpaint(np.clip(rgb, 0, 255).astype(np.uint8), unset.astype(np.uint8), 5,
-                              cv2.INPAINT_TELEA).astype(np.float32)
+            rgb = cv2.inpaint(
+                np.clip(rgb, 0, 255).astype(np.uint8), unset.astype(np.uint8), 5, cv2.INPAINT_TELEA
+            ).astype(np.float32)
         return Warped(rgb=rgb, alpha=alpha, x0=roi[0], y0=roi[1], flow=fl)

@@ -66,8 +66,9 @@ class _AttentionLWB(nn.Module):
         h, w = tsf_x.shape[-2:]
         g = grid.reshape(bs * ns, *grid.shape[2:])
         if g.shape[1:3] != (h, w):
-            g = F.interpolate(g.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                              align_corners=True).permute(0, 2, 3, 1)
+            g = F.interpolate(
+                g.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=True
+            ).permute(0, 2, 3, 1)
         warped = F.grid_sample(src_x, g, align_corners=False)
         k = self.fk(warped).reshape(bs, ns, -1, h, w)
         v = self.fv(warped).reshape(bs, ns, -1, h, w)
@@ -80,18 +81,24 @@ class _Encoder(nn.Module):
     def __init__(self, in_ch: int, filters: list[int], bias: bool = True) -> None:
         super().__init__()
         chans = [in_ch, *filters]
-        self.layers = nn.Sequential(*[
-            nn.Sequential(nn.Conv2d(chans[i], chans[i + 1], 3, 2, 1, bias=bias), nn.ReLU())
-            for i in range(len(filters))])
+        self.layers = nn.Sequential(
+            *[
+                nn.Sequential(nn.Conv2d(chans[i], chans[i + 1], 3, 2, 1, bias=bias), nn.ReLU())
+                for i in range(len(filters))
+            ]
+        )
 
 
 class _Decoder(nn.Module):
     def __init__(self, in_ch: int, filters: list[int]) -> None:
         super().__init__()
         chans = [in_ch, *filters]
-        self.layers = nn.Sequential(*[
-            nn.Sequential(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1), nn.ReLU())
-            for i in range(len(filters))])
+        self.layers = nn.Sequential(
+            *[
+                nn.Sequential(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1), nn.ReLU())
+                for i in range(len(filters))
+            ]
+        )
 
 
 class _SkipDecoder(nn.Module):
@@ -100,12 +107,17 @@ class _SkipDecoder(nn.Module):
         n = len(dec_filters)
         self.n = n
         chans = [in_ch, *dec_filters]
-        self.upconvs = nn.Sequential(*[
-            nn.Sequential(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1), nn.ReLU()) for i in range(n)])
-        self.skippers = nn.Sequential(*[
-            nn.Sequential(nn.Conv2d(enc_filters[n - 2 - i] + dec_filters[i], dec_filters[i], 3, 1, 1),
-                          nn.ReLU())
-            for i in range(n - 1)])
+        self.upconvs = nn.Sequential(
+            *[nn.Sequential(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1), nn.ReLU()) for i in range(n)]
+        )
+        self.skippers = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.Conv2d(enc_filters[n - 2 - i] + dec_filters[i], dec_filters[i], 3, 1, 1), nn.ReLU()
+                )
+                for i in range(n - 1)
+            ]
+        )
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         for i in range(self.n):
@@ -139,22 +151,30 @@ class _SourceNet(nn.Module):
 class AttLWBGenerator(nn.Module):
     """The transfer generator (iPERCore AttLWB-SPADE layout, background in-painter excluded)."""
 
-    def __init__(self, filters: tuple[int, ...] = (64, 128, 256), n_res: int = 6, src_ch: int = 6,
-                 tsf_ch: int = 6, src_filters: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        filters: tuple[int, ...] = (64, 128, 256),
+        n_res: int = 6,
+        src_ch: int = 6,
+        tsf_ch: int = 6,
+        src_filters: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         filters = list(filters)
         self.src_net = _SourceNet(src_ch, list(src_filters or filters), n_res)
         self.tsf_net_enc = _Encoder(tsf_ch, filters, bias=False)
         self.tsf_net_dec = _SkipDecoder(filters[-1], filters, list(reversed(filters)))
         self.enc_attlwbs = nn.ModuleList([_AttentionLWB(f, f, f) for f in filters])
-        self.res_attlwbs = nn.ModuleList([_AttentionLWB(filters[-1], filters[-1], filters[-1])
-                                          for _ in range(n_res)])
+        self.res_attlwbs = nn.ModuleList(
+            [_AttentionLWB(filters[-1], filters[-1], filters[-1]) for _ in range(n_res)]
+        )
         self.res_blocks = nn.Sequential(*[_Residual(filters[-1]) for _ in range(n_res)])
         self.tsf_img_reg = nn.Sequential(nn.Conv2d(filters[0], 3, 5, 1, 2, bias=False), nn.Tanh())
         self.tsf_att_reg = nn.Sequential(nn.Conv2d(filters[0], 1, 5, 1, 2, bias=False), nn.Sigmoid())
 
-    def forward(self, src_inputs: torch.Tensor, tsf_inputs: torch.Tensor, grid: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, src_inputs: torch.Tensor, tsf_inputs: torch.Tensor, grid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """src_inputs (bs, ns, 6, H, W), tsf_inputs (bs, 6, H, W), grid (bs, ns, H, W, 2) in [-1, 1]
         -> image (bs, 3, H, W) in [-1, 1], background attention (bs, 1, H, W)."""
         bs, ns = src_inputs.shape[:2]
@@ -191,8 +211,9 @@ def generator_from_state(state: dict[str, torch.Tensor], where: str = "checkpoin
     try:
         n_down = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("tsf_net_enc.layers."))
         filters = tuple(int(state[f"tsf_net_enc.layers.{i}.0.weight"].shape[0]) for i in range(n_down))
-        src_filters = tuple(int(state[f"src_net.encoders.layers.{i}.0.weight"].shape[0])
-                            for i in range(n_down))
+        src_filters = tuple(
+            int(state[f"src_net.encoders.layers.{i}.0.weight"].shape[0]) for i in range(n_down)
+        )
         n_res = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("res_blocks."))
         tsf_ch = int(state["tsf_net_enc.layers.0.0.weight"].shape[1])
         src_ch = int(state["src_net.encoders.layers.0.0.weight"].shape[1])
@@ -202,8 +223,10 @@ def generator_from_state(state: dict[str, torch.Tensor], where: str = "checkpoin
     ours = {k: v for k, v in state.items() if not k.startswith("bg_net.")}
     missing, unexpected = net.load_state_dict(ours, strict=False)
     if missing or unexpected:
-        raise InputError(f"{where}: generator weights do not match the AttLWB layout "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise InputError(
+            f"{where}: generator weights do not match the AttLWB layout "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return net.eval()
 
 
@@ -262,8 +285,8 @@ class LWGRefiner:
             sel = fl["source"] == si
             gx = np.where(sel, fl["map_x"] / max(src.width - 1, 1) * 2 - 1, -2.0)
             gy = np.where(sel, fl["map_y"] / max(src.height - 1, 1) * 2 - 1, -2.0)
-            grids[si, y0:y0 + wh, x0:x0 + ww, 0] = np.nan_to_num(gx, nan=-2.0)
-            grids[si, y0:y0 + wh, x0:x0 + ww, 1] = np.nan_to_num(gy, nan=-2.0)
+            grids[si, y0 : y0 + wh, x0 : x0 + ww, 0] = np.nan_to_num(gx, nan=-2.0)
+            grids[si, y0 : y0 + wh, x0 : x0 + ww, 1] = np.nan_to_num(gy, nan=-2.0)
         small = np.stack([cv2.resize(g, (s, s), interpolation=cv2.INTER_NEAREST) for g in grids])
         grid = torch.as_tensor(small, device=self.device)[None]
         cam = scene.camera
@@ -271,14 +294,15 @@ class LWGRefiner:
         cond = np.zeros((h, w, 3), np.float32)
         cond[ras.mask] = ras.interpolate(self.colors)
         frame = np.zeros((h, w, 3), np.float32)
-        frame[y0:y0 + wh, x0:x0 + ww] = warped.rgb * warped.alpha[..., None]
+        frame[y0 : y0 + wh, x0 : x0 + ww] = warped.rgb * warped.alpha[..., None]
         tsf = np.concatenate([frame / 127.5 - 1.0, cond * 2 - 1], -1)
         tsf = cv2.resize(tsf, (s, s), interpolation=cv2.INTER_AREA)
         img, att = self.net(self.src, self._tensor(tsf), grid)
         img = cv2.resize((img[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5, (w, h))
         person = 1.0 - cv2.resize(att[0, 0].cpu().numpy(), (w, h))
-        return Warped(rgb=np.clip(img, 0, 255).astype(np.float32), alpha=person.astype(np.float32),
-                      x0=0, y0=0, flow=fl)
+        return Warped(
+            rgb=np.clip(img, 0, 255).astype(np.float32), alpha=person.astype(np.float32), x0=0, y0=0, flow=fl
+        )
 
 
 def load_refiner(path: str | Path, device: str | None = None) -> LWGRefiner:

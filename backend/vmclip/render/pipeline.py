@@ -127,17 +127,38 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
             keypoints[:, 0] = (keypoints[:, 0] + 0.5) * sx - 0.5
             keypoints[:, 1] = (keypoints[:, 1] + 0.5) * sy - 0.5
             joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
-        sources.append(SourceView(ras, image, mask, scaled_camera(view.camera, sx, sy), verts, faces,
-                                  vertex_part, keypoints=keypoints, joints=joints))
+        sources.append(
+            SourceView(
+                ras,
+                image,
+                mask,
+                scaled_camera(view.camera, sx, sy),
+                verts,
+                faces,
+                vertex_part,
+                keypoints=keypoints,
+                joints=joints,
+            )
+        )
     background = getattr(views[0], "background", None)
     if background is None:
         raise InputError("the person analysis has no background plate")
     background = _resize(np.asarray(background)[..., :3].astype(np.uint8), width, height)
-    return Scene(body=body, shape=shape, sources=sources, camera=sources[0].camera, background=background,
-                 width=width, height=height, vertex_part=vertex_part, mirror=mirror,
-                 source_pose=np.asarray(views[0].pose, np.float64),
-                 source_trans=np.asarray(views[0].trans, np.float64), source_vertices=posed[0],
-                 rest_vertices=rest)
+    return Scene(
+        body=body,
+        shape=shape,
+        sources=sources,
+        camera=sources[0].camera,
+        background=background,
+        width=width,
+        height=height,
+        vertex_part=vertex_part,
+        mirror=mirror,
+        source_pose=np.asarray(views[0].pose, np.float64),
+        source_trans=np.asarray(views[0].trans, np.float64),
+        source_vertices=posed[0],
+        rest_vertices=rest,
+    )
 
 
 def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
@@ -146,8 +167,13 @@ def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
     verts = vertices[:, ::7]
     uv, z = project(verts.reshape(-1, 3).astype(np.float64), cam.K, cam.R, cam.t)
     uv, z = uv.reshape(verts.shape[0], -1, 2), z.reshape(verts.shape[0], -1)
-    inside = ((uv[..., 0] >= 0) & (uv[..., 0] < scene.width) & (uv[..., 1] >= 0) & (uv[..., 1] < scene.height)
-              & (z > 0))
+    inside = (
+        (uv[..., 0] >= 0)
+        & (uv[..., 0] < scene.width)
+        & (uv[..., 1] >= 0)
+        & (uv[..., 1] < scene.height)
+        & (z > 0)
+    )
     return inside.mean(1)
 
 
@@ -172,23 +198,34 @@ def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) 
                 break
         if best_scale < 1.0:
             shift = (best_scale - 1.0) * travel
-            placed = PlacedMotion(local_rot=placed.local_rot, trans=placed.trans + shift,
-                                  vertices=placed.vertices + shift[:, None, :].astype(np.float32),
-                                  ground_y=placed.ground_y, travel_scale=best_scale)
+            placed = PlacedMotion(
+                local_rot=placed.local_rot,
+                trans=placed.trans + shift,
+                vertices=placed.vertices + shift[:, None, :].astype(np.float32),
+                ground_y=placed.ground_y,
+                travel_scale=best_scale,
+            )
             frac = best_frac
-            warnings.warn(f"the motion would walk out of the frame: its travel was scaled to "
-                          f"{round(best_scale * 100)}% to keep the person in view", RenderWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"the motion would walk out of the frame: its travel was scaled to "
+                f"{round(best_scale * 100)}% to keep the person in view",
+                RenderWarning,
+                stacklevel=3,
+            )
     gone = np.flatnonzero(frac < gone_limit)
     if len(gone):
         raise InputError(
             f"the motion leaves the frame: the person is out of view in {len(gone)} of {len(frac)} frames "
-            f"(first at {gone[0] / 30.0:.1f} s); use a shorter or more stationary motion")
+            f"(first at {gone[0] / 30.0:.1f} s); use a shorter or more stationary motion"
+        )
     partial = np.flatnonzero(frac < 0.98)
     if len(partial):
-        warnings.warn(f"the motion leaves the frame in {len(partial)} of {len(frac)} frames "
-                      f"(from {partial[0] / 30.0:.1f} s): parts of the person are cut off", RenderWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"the motion leaves the frame in {len(partial)} of {len(frac)} frames "
+            f"(from {partial[0] / 30.0:.1f} s): parts of the person are cut off",
+            RenderWarning,
+            stacklevel=3,
+        )
     return placed
 
 
@@ -234,23 +271,33 @@ def composite(scene: Scene, warped: Warped | None, shadow: Shadow | None = None)
     frame = scene.background.copy()
     if shadow is not None:
         h, w = shadow.shade.shape
-        win = frame[shadow.y0:shadow.y0 + h, shadow.x0:shadow.x0 + w]
+        win = frame[shadow.y0 : shadow.y0 + h, shadow.x0 : shadow.x0 + w]
         win[:] = np.clip(win * (1.0 - shadow.shade)[..., None] + 0.5, 0, 255).astype(np.uint8)
     if warped is not None:
         h, w = warped.alpha.shape
         # Soft edge: a slight blur of the matte hides the stair-steps of the rasterised silhouette.
         alpha = cv2.GaussianBlur(warped.alpha, (0, 0), sigmaX=max(0.6, scene.width / 700.0))
-        win = frame[warped.y0:warped.y0 + h, warped.x0:warped.x0 + w]
+        win = frame[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w]
         # (OpenCV's blend and saturating round: a fifth of the time of the same in numpy)
-        blend = cv2.blendLinear(np.ascontiguousarray(warped.rgb, dtype=np.float32), win.astype(np.float32),
-                                alpha, 1.0 - alpha)
+        blend = cv2.blendLinear(
+            np.ascontiguousarray(warped.rgb, dtype=np.float32), win.astype(np.float32), alpha, 1.0 - alpha
+        )
         win[:] = cv2.convertScaleAbs(np.maximum(blend, 0.0, out=blend))
     return frame
 
 
-def render_frames(person, motion: Motion, *, size: int = 512, progress: ProgressFn | None = None,
-                  cancel: threading.Event | None = None, lwg_checkpoint=None, body=None,
-                  shadow: bool = True, fit_travel: bool = True) -> Iterator[np.ndarray]:
+def render_frames(
+    person,
+    motion: Motion,
+    *,
+    size: int = 512,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    lwg_checkpoint=None,
+    body=None,
+    shadow: bool = True,
+    fit_travel: bool = True,
+) -> Iterator[np.ndarray]:
     """RGB uint8 frames (H, W, 3) of the person performing `motion` over the background plate.
     `fit_travel`: scale down a travel that would leave the frame (with a warning) instead of refusing."""
     if motion.num_frames == 0:
@@ -258,14 +305,30 @@ def render_frames(person, motion: Motion, *, size: int = 512, progress: Progress
     if abs(motion.fps - 30.0) > 1e-3:
         motion = motion.resample(30.0)
     scene = build_scene(person, size=size, body=body)
-    placed = place_motion(scene.body, scene.shape, motion, scene.source_pose, scene.source_trans,
-                          scene.source_vertices)
+    placed = place_motion(
+        scene.body, scene.shape, motion, scene.source_pose, scene.source_trans, scene.source_vertices
+    )
     placed = check_in_frame(scene, placed, fit_travel)
     if placed.travel_scale < 1.0:  # a shortened walk: re-placed with its planted feet pinned
-        placed = place_motion(scene.body, scene.shape, scale_travel(motion, placed.travel_scale),
-                              scene.source_pose, scene.source_trans, scene.source_vertices)
-    warper = FlowWarper(get_rasterizer(), scene.sources, scene.body.faces, scene.vertex_part, scene.mirror,
-                        scene.camera, scene.width, scene.height, rest_vertices=scene.rest_vertices)
+        placed = place_motion(
+            scene.body,
+            scene.shape,
+            scale_travel(motion, placed.travel_scale),
+            scene.source_pose,
+            scene.source_trans,
+            scene.source_vertices,
+        )
+    warper = FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        scene.body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+    )
     refiner = None
     if lwg_checkpoint is not None:
         from vmclip.render.lwg import load_refiner
@@ -299,8 +362,14 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: float = 30.0, max
         img = Image.fromarray(f).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
         images.append(img.convert("P", palette=Image.ADAPTIVE, colors=255))
     with atomic_output(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(round(1000 * step / fps)), loop=0)
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(round(1000 * step / fps)),
+            loop=0,
+        )
     return path
 
 
@@ -314,10 +383,20 @@ def write_frames(folder: str | Path, frames: list[np.ndarray]) -> Path:
     return folder
 
 
-def animate(person, motion: Motion, out_path: str | Path, *, size: int = 512,
-            progress: ProgressFn | None = None, cancel: threading.Event | None = None, lwg_checkpoint=None,
-            gif: str | Path | None = None, frames_dir: str | Path | None = None, body=None,
-            fit_travel: bool = True) -> Path:
+def animate(
+    person,
+    motion: Motion,
+    out_path: str | Path,
+    *,
+    size: int = 512,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    lwg_checkpoint=None,
+    gif: str | Path | None = None,
+    frames_dir: str | Path | None = None,
+    body=None,
+    fit_travel: bool = True,
+) -> Path:
     """Render `person` performing `motion` into an H.264 MP4 at `out_path` (written atomically)."""
     from vmclip.video import write_mp4
 
@@ -333,8 +412,16 @@ def animate(person, motion: Motion, out_path: str | Path, *, size: int = 512,
     kept: list[np.ndarray] = []
 
     def frames() -> Iterator[np.ndarray]:
-        for f in render_frames(person, motion, size=size, progress=progress, cancel=cancel,
-                               lwg_checkpoint=lwg_checkpoint, body=body, fit_travel=fit_travel):
+        for f in render_frames(
+            person,
+            motion,
+            size=size,
+            progress=progress,
+            cancel=cancel,
+            lwg_checkpoint=lwg_checkpoint,
+            body=body,
+            fit_travel=fit_travel,
+        ):
             if keep:
                 kept.append(f)
             yield f

@@ -94,8 +94,9 @@ class Raster:
         return corners[np.arange(len(corners)), np.argmax(self.bary[sel], axis=1)]
 
 
-def project(vertices: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    vertices: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """World points (..., 3) -> pixel coordinates (..., 2) and camera depth (...)."""
     cam = vertices @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64)
     z = cam[..., 2]
@@ -115,9 +116,11 @@ class Rasterizer:
         except Exception as exc:  # noqa: BLE001 - any EGL failure has the same remedy
             raise VmclipError(
                 f"cannot open a headless OpenGL (EGL) context: {exc}. Install Mesa's EGL "
-                "(Debian: apt-get install libegl1 libgl1-mesa-dri) or a GPU driver") from None
-        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, geometry_shader=_GEOMETRY_SHADER,
-                                        fragment_shader=_FRAGMENT_SHADER)
+                "(Debian: apt-get install libegl1 libgl1-mesa-dri) or a GPU driver"
+            ) from None
+        self.program = self.ctx.program(
+            vertex_shader=_VERTEX_SHADER, geometry_shader=_GEOMETRY_SHADER, fragment_shader=_FRAGMENT_SHADER
+        )
         self._fbo_size: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._vbo = self._ibo = self.vao = None
@@ -145,7 +148,8 @@ class Rasterizer:
         """(Re)build the vertex buffer, the index buffer and the vertex array when the mesh changes
         (the faces are compared by value: the same body arrives as new arrays)."""
         same_faces = self._faces is not None and (
-            faces is self._faces or (faces.shape == self._faces.shape and np.array_equal(faces, self._faces)))
+            faces is self._faces or (faces.shape == self._faces.shape and np.array_equal(faces, self._faces))
+        )
         if same_faces and self._vbo_bytes >= vertex_bytes:
             return
         for item in (self.vao, self._vbo, self._ibo):
@@ -154,12 +158,22 @@ class Rasterizer:
         self._vbo_bytes = max(vertex_bytes, self._vbo_bytes if same_faces else 0)
         self._vbo = self.ctx.buffer(reserve=self._vbo_bytes)
         self._ibo = self.ctx.buffer(faces.astype(np.int32).tobytes())
-        self.vao = self.ctx.vertex_array(self.program, [(self._vbo, "4f", "in_clip")],
-                                         index_buffer=self._ibo, index_element_size=4)
+        self.vao = self.ctx.vertex_array(
+            self.program, [(self._vbo, "4f", "in_clip")], index_buffer=self._ibo, index_element_size=4
+        )
         self._faces = faces
 
-    def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-               width: int, height: int, roi: tuple[int, int, int, int] | None = None) -> Raster:
+    def render(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        K: np.ndarray,
+        R: np.ndarray,
+        t: np.ndarray,
+        width: int,
+        height: int,
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> Raster:
         """Rasterise the mesh (vertices (V, 3) world, faces (F, 3)) seen by camera (K, R, t) into a
         width x height image; only the window `roi` = (x0, y0, x1, y1) is read back when given."""
         faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -186,8 +200,9 @@ class Rasterizer:
             x1, y1 = min(width, int(x1)), min(height, int(y1))
             x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
             viewport = (x0, y0, x1 - x0, y1 - y0)
-            color = np.frombuffer(self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"),
-                                  dtype=np.float32)
+            color = np.frombuffer(
+                self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"), dtype=np.float32
+            )
         height, width = y1 - y0, x1 - x0
         color = color.reshape(height, width, 4)
         tri = color[..., 3].astype(np.int32) - 1

@@ -34,8 +34,10 @@ def leg_length(joints: np.ndarray) -> float:
 
 
 def motion_leg_length() -> float:
-    return float(np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
-                 + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]]))
+    return float(
+        np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
+        + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]])
+    )
 
 
 def yaw_matrix(rot: np.ndarray) -> np.ndarray:
@@ -72,8 +74,14 @@ def scale_travel(motion: Motion, factor: float) -> Motion:
     return lock_feet(Motion(motion.rot6d, trans, motion.fps, motion.texts, motion.betas), contact=contact)
 
 
-def place_motion(body, shape, motion: Motion, source_pose: np.ndarray, source_trans: np.ndarray,
-                 source_vertices: np.ndarray | None = None) -> PlacedMotion:
+def place_motion(
+    body,
+    shape,
+    motion: Motion,
+    source_pose: np.ndarray,
+    source_trans: np.ndarray,
+    source_vertices: np.ndarray | None = None,
+) -> PlacedMotion:
     """Pose `body` (a BodyModel) with `motion` so that frame 0 starts where and facing the way the
     person stands in the photo (fitted `source_pose` (24,3,3) local, `source_trans` (3,) pelvis)."""
     mats = motion.matrices()

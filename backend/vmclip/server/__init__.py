@@ -8,5 +8,13 @@ from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable, pic
 from vmclip.server.security import is_local_address
 from vmclip.server.service import Limits, Server, ServerConfig
 
-__all__ = ["JobCancelled", "Limits", "Pipeline", "Server", "ServerConfig", "StageUnavailable",
-           "is_local_address", "pick_device"]
+__all__ = [
+    "JobCancelled",
+    "Limits",
+    "Pipeline",
+    "Server",
+    "ServerConfig",
+    "StageUnavailable",
+    "is_local_address",
+    "pick_device",
+]

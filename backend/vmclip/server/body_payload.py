@@ -97,9 +97,16 @@ def zbuffer(px: np.ndarray, depth: np.ndarray, faces: np.ndarray, width: int, he
     return buf.reshape(height, width)
 
 
-def project_view(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-                 width: int, height: int, mask: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project_view(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    K: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    width: int,
+    height: int,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Texture coordinates (V, 2) float32 in 0..1 (v up), visibility (V,) bool and facing (V,) float32
     (cosine between the normal and the direction to the camera, 0 where unseen) of posed `vertices`
     (world frame) seen by the OpenCV camera (K, R, t) in a width x height photo."""
@@ -127,7 +134,7 @@ def project_view(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.n
     # The nearest surface around the vertex (3x3 pixels), so a vertex just beside an arm that passes
     # in front of it is not given the arm's colour.
     padded = np.pad(buf, 1, constant_values=np.inf)
-    near = np.min([padded[dy:dy + zh, dx:dx + zw] for dy in range(3) for dx in range(3)], axis=0)
+    near = np.min([padded[dy : dy + zh, dx : dx + zw] for dy in range(3) for dx in range(3)], axis=0)
     zx = np.clip(np.round(zpx[:, 0]).astype(np.int64), 0, zw - 1)
     zy = np.clip(np.round(zpx[:, 1]).astype(np.int64), 0, zh - 1)
     # On a surface seen at a slant the neighbouring pixels are nearer by up to a pixel's footprint
@@ -161,8 +168,9 @@ def body_payload(analysis: Any, device: str | None = None) -> tuple[dict[str, An
     per_view = []
     uvs, flags, facings = [], [], []
     for view in analysis.views:
-        posed = np.asarray(body.pose_vertices(shape, np.asarray(view.pose)[None],
-                                              np.asarray(view.trans)[None])[0])
+        posed = np.asarray(
+            body.pose_vertices(shape, np.asarray(view.pose)[None], np.asarray(view.trans)[None])[0]
+        )
         h, w = view.image.shape[:2]
         cam = view.camera
         mask = getattr(view, "mask", None)
@@ -171,8 +179,17 @@ def body_payload(analysis: Any, device: str | None = None) -> tuple[dict[str, An
         flags.append(visible)
         facings.append(facing)
         per_view.append({"visible_fraction": round(float(visible.mean()), 4)})
-    mesh = BodyMesh(rest, faces, joints, skin_idx, skin_w, uvs, flags, facings,
-                    trans_scale=round(leg_length(joints.astype(np.float64)) / motion_leg_length(), 6),
-                    floor_offset=round(float(-rest[:, 1].min()), 6))
+    mesh = BodyMesh(
+        rest,
+        faces,
+        joints,
+        skin_idx,
+        skin_w,
+        uvs,
+        flags,
+        facings,
+        trans_scale=round(leg_length(joints.astype(np.float64)) / motion_leg_length(), 6),
+        floor_offset=round(float(-rest[:, 1].min()), 6),
+    )
     summary, frames = mesh.to_wire()
     return summary, frames, per_view

@@ -18,41 +18,62 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"  # same as vmclip_protocol.DEFAULT_ADDR
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "serve", help="run the backend service (ZeroMQ) that the Blender add-on talks to",
+        "serve",
+        help="run the backend service (ZeroMQ) that the Blender add-on talks to",
         description="Load the models once and serve text-to-motion, person analysis and rendering over "
         "ZeroMQ. Listens on loopback by default; any other address needs CURVE keys (see `vmclip keys`). "
-        "Logs one line per request: type, client, duration, outcome.")
-    p.add_argument("--bind", default=DEFAULT_ADDRESS,
-                   help=f"ZeroMQ endpoint to listen on (default {DEFAULT_ADDRESS}; tcp://127.0.0.1:* picks a "
-                   "free port)")
+        "Logs one line per request: type, client, duration, outcome.",
+    )
+    p.add_argument(
+        "--bind",
+        default=DEFAULT_ADDRESS,
+        help=f"ZeroMQ endpoint to listen on (default {DEFAULT_ADDRESS}; tcp://127.0.0.1:* picks a free port)",
+    )
     p.add_argument("--workers", type=int, default=2, help="jobs run at once (default 2)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--server-key", type=Path, default=None,
-                   help="this server's CURVE key pair (.key_secret from `vmclip keys`); turns on encryption")
-    p.add_argument("--authorized-keys", type=Path, default=None,
-                   help="folder of client public keys (*.key) allowed to connect, or one .key file")
-    p.add_argument("--max-message-mb", type=float, default=256.0,
-                   help="largest accepted message (ZMQ_MAXMSGSIZE, default 256 MB)")
+    p.add_argument(
+        "--server-key",
+        type=Path,
+        default=None,
+        help="this server's CURVE key pair (.key_secret from `vmclip keys`); turns on encryption",
+    )
+    p.add_argument(
+        "--authorized-keys",
+        type=Path,
+        default=None,
+        help="folder of client public keys (*.key) allowed to connect, or one .key file",
+    )
+    p.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=256.0,
+        help="largest accepted message (ZMQ_MAXMSGSIZE, default 256 MB)",
+    )
     p.add_argument("--jobs-per-client", type=int, default=4, help="open jobs one client may have (default 4)")
     p.add_argument("--no-preload", action="store_true", help="load models on first use instead of at start")
     p.add_argument("--quiet", action="store_true", help="log warnings only, not one line per request")
     p.set_defaults(func=_serve)
 
     k = subparsers.add_parser(
-        "keys", help="write a CURVE key pair for the server or a client",
+        "keys",
+        help="write a CURVE key pair for the server or a client",
         description="Write NAME.key (public: give it to the other side) and NAME.key_secret (keep it "
-        "private) into --out. The server's --authorized-keys folder holds the clients' .key files.")
+        "private) into --out. The server's --authorized-keys folder holds the clients' .key files.",
+    )
     k.add_argument("--out", type=Path, default=Path("keys"), help="folder to write into (default ./keys)")
     k.add_argument("--name", default="server", help="key name, e.g. server or the artist's machine")
     k.add_argument("--force", action="store_true", help="overwrite an existing key pair of that name")
     k.set_defaults(func=_keys)
 
     c = subparsers.add_parser(
-        "client", help="talk to a running `vmclip serve` (ping, status, motion, render)",
-        description="Script a running server. `motion` and `render` write their result with -o FILE.")
+        "client",
+        help="talk to a running `vmclip serve` (ping, status, motion, render)",
+        description="Script a running server. `motion` and `render` write their result with -o FILE.",
+    )
     c.add_argument("--server", default=DEFAULT_ADDRESS, help=f"server endpoint (default {DEFAULT_ADDRESS})")
-    c.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds of silence before a retry (default 10)")
+    c.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds of silence before a retry (default 10)"
+    )
     c.add_argument("--retries", type=int, default=3, help="retries on silence, each on a fresh socket")
     c.add_argument("--server-key", type=Path, default=None, help="the server's public key (.key) for CURVE")
     c.add_argument("--client-key", type=Path, default=None, help="this client's key pair (.key_secret)")
@@ -80,19 +101,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from vmclip.server import Limits, Pipeline, Server, ServerConfig
 
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    limits = Limits(max_message_bytes=int(args.max_message_mb * 1024 * 1024),
-                    max_jobs_per_client=args.jobs_per_client)
-    config = ServerConfig(bind=args.bind, workers=args.workers, limits=limits, server_key=args.server_key,
-                          authorized_keys=args.authorized_keys)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    limits = Limits(
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024), max_jobs_per_client=args.jobs_per_client
+    )
+    config = ServerConfig(
+        bind=args.bind,
+        workers=args.workers,
+        limits=limits,
+        server_key=args.server_key,
+        authorized_keys=args.authorized_keys,
+    )
     pipeline = Pipeline(device=args.device)
     server = Server(config, pipeline)  # refuses a public address without keys before loading anything
     if not args.no_preload:
         t0 = time.monotonic()
         pipeline.preload()
-        logging.getLogger("vmclip.server").info("models loaded in %.1f s on %s", time.monotonic() - t0,
-                                                pipeline.device)
+        logging.getLogger("vmclip.server").info(
+            "models loaded in %.1f s on %s", time.monotonic() - t0, pipeline.device
+        )
     server.start()
     print(f"vmclip: serving on {server.address}", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
@@ -120,8 +151,14 @@ def _client(args: argparse.Namespace) -> int:
     import vmclip_protocol as vp
 
     try:
-        client = vp.Client(args.server, timeout_s=args.timeout, retries=args.retries,
-                           server_key=args.server_key, client_key=args.client_key, name="vmclip-cli")
+        client = vp.Client(
+            args.server,
+            timeout_s=args.timeout,
+            retries=args.retries,
+            server_key=args.server_key,
+            client_key=args.client_key,
+            name="vmclip-cli",
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -145,10 +182,13 @@ def _client_action(args: argparse.Namespace, client) -> int:
         t0 = time.perf_counter()
         info = client.hello()
         ms = (time.perf_counter() - t0) * 1000
-        caps = ", ".join(f"{k}={'yes' if v.get('available') else 'no'}"
-                         for k, v in info["capabilities"].items())
-        print(f"{info['server']} at {args.server}: protocol {info['protocol']}, device {info['device']}, "
-              f"{'encrypted' if info.get('encrypted') else 'unencrypted'}, {ms:.1f} ms round trip")
+        caps = ", ".join(
+            f"{k}={'yes' if v.get('available') else 'no'}" for k, v in info["capabilities"].items()
+        )
+        print(
+            f"{info['server']} at {args.server}: protocol {info['protocol']}, device {info['device']}, "
+            f"{'encrypted' if info.get('encrypted') else 'unencrypted'}, {ms:.1f} ms round trip"
+        )
         print(f"stages: {caps}")
         return 0
     if action == "status":

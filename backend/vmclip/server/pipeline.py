@@ -161,8 +161,16 @@ class Pipeline:
             raise StageUnavailable(f"text-to-motion model could not be loaded: {exc}") from None
 
     # --- jobs ------------------------------------------------------------------------------------
-    def generate_motion(self, prompt: str, seconds: float, seed: int, fps: float, *, progress: ProgressFn,
-                        cancel: threading.Event) -> MotionPayload:
+    def generate_motion(
+        self,
+        prompt: str,
+        seconds: float,
+        seed: int,
+        fps: float,
+        *,
+        progress: ProgressFn,
+        cancel: threading.Event,
+    ) -> MotionPayload:
         generator = self._generator()
         progress(0.0, "generating motion")
         motion = generator.generate(prompt, seconds=seconds, seed=seed)
@@ -189,8 +197,9 @@ class Pipeline:
                 self._analyses.popitem(last=False)
         return analysis
 
-    def analyze(self, images: Sequence[bytes], *, progress: ProgressFn,
-                cancel: threading.Event) -> tuple[dict[str, Any], list]:
+    def analyze(
+        self, images: Sequence[bytes], *, progress: ProgressFn, cancel: threading.Event
+    ) -> tuple[dict[str, Any], list]:
         """The analysis summary (JSON body) and, when the body model loads, the fitted body as binary
         frames (see `body_payload` and shared/README.md): rest mesh, skin weights and per-photo
         texture coordinates with visibility."""
@@ -211,24 +220,37 @@ class Pipeline:
         views = []
         for view, extra in zip(analysis.views, per_view, strict=True):
             camera = view.camera
-            views.append({
-                "image_size": [int(view.image.shape[1]), int(view.image.shape[0])],
-                "box": _jsonable(view.box),
-                "joints2d": _jsonable(np.asarray(view.joints2d, dtype=float)),
-                "camera": {"K": _jsonable(camera.K), "R": _jsonable(camera.R), "t": _jsonable(camera.t)},
-                "trans": _jsonable(view.trans),
-                "fit_error_px": float(view.fit_error_px),
-                "iou": float(view.iou),
-                **extra,
-            })
-        body = {"body_kind": analysis.body_kind, "shape": _jsonable(analysis.shape), "views": views,
-                "warnings": warnings}
+            views.append(
+                {
+                    "image_size": [int(view.image.shape[1]), int(view.image.shape[0])],
+                    "box": _jsonable(view.box),
+                    "joints2d": _jsonable(np.asarray(view.joints2d, dtype=float)),
+                    "camera": {"K": _jsonable(camera.K), "R": _jsonable(camera.R), "t": _jsonable(camera.t)},
+                    "trans": _jsonable(view.trans),
+                    "fit_error_px": float(view.fit_error_px),
+                    "iou": float(view.iou),
+                    **extra,
+                }
+            )
+        body = {
+            "body_kind": analysis.body_kind,
+            "shape": _jsonable(analysis.shape),
+            "views": views,
+            "warnings": warnings,
+        }
         if mesh is not None:
             body["mesh"] = mesh
         return body, frames
 
-    def render(self, images: Sequence[bytes], motion: MotionPayload, options: dict[str, Any], *,
-               progress: ProgressFn, cancel: threading.Event) -> bytes:
+    def render(
+        self,
+        images: Sequence[bytes],
+        motion: MotionPayload,
+        options: dict[str, Any],
+        *,
+        progress: ProgressFn,
+        cancel: threading.Event,
+    ) -> bytes:
         render = self._stage("render")
         from vmclip.motion import Motion
 
@@ -240,8 +262,14 @@ class Pipeline:
         vm = Motion.from_axis_angle(motion.poses, motion.trans, motion.fps, texts)
         with tempfile.TemporaryDirectory(prefix="vmclip-render-") as tmp:
             out = Path(tmp) / "render.mp4"
-            render.animate(person, vm, out, size=int(options.get("size", 512)),
-                           progress=lambda f=0.0, m="": progress(0.25 + 0.75 * float(f), m), cancel=cancel)
+            render.animate(
+                person,
+                vm,
+                out,
+                size=int(options.get("size", 512)),
+                progress=lambda f=0.0, m="": progress(0.25 + 0.75 * float(f), m),
+                cancel=cancel,
+            )
             if cancel.is_set():
                 raise JobCancelled()
             return out.read_bytes()

@@ -45,8 +45,9 @@ class AllowList:
         if not self.location.exists():
             raise InputError(f"{self.location}: authorized keys folder/file does not exist")
         if not self.keys():
-            raise InputError(f"{self.location}: no client public keys (*.key) found; "
-                             "make them with `vmclip keys`")
+            raise InputError(
+                f"{self.location}: no client public keys (*.key) found; make them with `vmclip keys`"
+            )
 
     def keys(self) -> set[bytes]:
         files = sorted(self.location.glob("*.key")) if self.location.is_dir() else [self.location]
@@ -68,8 +69,9 @@ class AllowList:
         return allowed
 
 
-def setup_curve(ctx: zmq.Context, sock: zmq.Socket, server_key: str | os.PathLike,
-                authorized_keys: str | os.PathLike) -> ThreadAuthenticator:
+def setup_curve(
+    ctx: zmq.Context, sock: zmq.Socket, server_key: str | os.PathLike, authorized_keys: str | os.PathLike
+) -> ThreadAuthenticator:
     """Make `sock` a CURVE server that admits only the allow-listed client keys."""
     try:
         public, secret = load_key_pair(server_key)

@@ -104,19 +104,27 @@ class _Request(Exception):
 class Server:
     """`Server(config, pipeline).start()`; `.address` is the bound endpoint; `.stop()` shuts down."""
 
-    def __init__(self, config: ServerConfig | None = None, pipeline: Pipeline | None = None,
-                 context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        pipeline: Pipeline | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
         self.config = config or ServerConfig()
         self.pipeline = pipeline if pipeline is not None else Pipeline()
         self.limits = self.config.limits
         curve = self.config.server_key is not None or self.config.authorized_keys is not None
         if curve and (self.config.server_key is None or self.config.authorized_keys is None):
-            raise InputError("CURVE needs both a server key pair (--server-key) and an allow-list of client "
-                             "keys (--authorized-keys)")
+            raise InputError(
+                "CURVE needs both a server key pair (--server-key) and an allow-list of client "
+                "keys (--authorized-keys)"
+            )
         if not curve and not is_local_address(self.config.bind):
-            raise InputError(f"refusing to bind {self.config.bind} without CURVE keys: it may be reachable "
-                             "from other machines. Pass --server-key and --authorized-keys (make them with "
-                             "`vmclip keys`), or bind tcp://127.0.0.1:PORT")
+            raise InputError(
+                f"refusing to bind {self.config.bind} without CURVE keys: it may be reachable "
+                "from other machines. Pass --server-key and --authorized-keys (make them with "
+                "`vmclip keys`), or bind tcp://127.0.0.1:PORT"
+            )
         if self.config.workers < 1:
             raise InputError("workers must be at least 1")
         self.curve = curve
@@ -143,8 +151,9 @@ class Server:
             router.setsockopt(zmq.IPV6, 1)
         try:
             if self.curve:
-                self._auth = setup_curve(self._ctx, router, self.config.server_key,
-                                         self.config.authorized_keys)
+                self._auth = setup_curve(
+                    self._ctx, router, self.config.server_key, self.config.authorized_keys
+                )
             router.bind(self.config.bind)
         except zmq.ZMQError as exc:
             router.close(linger=0)
@@ -169,9 +178,13 @@ class Server:
             self._threads.append(t)
         for t in self._threads:
             t.start()
-        log.info("serving on %s (%s, %d workers, device %s)", self.address,
-                 "CURVE, allow-listed clients" if self.curve else "local only, no encryption",
-                 self.config.workers, self.pipeline.device)
+        log.info(
+            "serving on %s (%s, %d workers, device %s)",
+            self.address,
+            "CURVE, allow-listed clients" if self.curve else "local only, no encryption",
+            self.config.workers,
+            self.pipeline.device,
+        )
         return self
 
     def request_stop(self) -> None:
@@ -233,9 +246,14 @@ class Server:
                             self._on_request(frames)
                         except Exception as exc:  # noqa: BLE001 - a bug in one request must not stop the rest
                             log.exception("request handling failed")
-                            self._send(bytes(frames[0].buffer), error_frames(
-                                "internal", f"{type(exc).__name__}: {exc}"[:500],
-                                peek_id(frames[1]) if len(frames) > 1 else None))
+                            self._send(
+                                bytes(frames[0].buffer),
+                                error_frames(
+                                    "internal",
+                                    f"{type(exc).__name__}: {exc}"[:500],
+                                    peek_id(frames[1]) if len(frames) > 1 else None,
+                                ),
+                            )
                 if pull in events:
                     for _ in range(100):
                         try:
@@ -263,8 +281,14 @@ class Server:
 
     def _log(self, msg_type: str, client: str, rid: str | None, started: float, outcome: str) -> None:
         self.requests_served += 1
-        log.info("%s client=%s id=%s %.1f ms %s", msg_type, client[:24], (rid or "-")[:12],
-                 (time.monotonic() - started) * 1000, outcome)
+        log.info(
+            "%s client=%s id=%s %.1f ms %s",
+            msg_type,
+            client[:24],
+            (rid or "-")[:12],
+            (time.monotonic() - started) * 1000,
+            outcome,
+        )
 
     def _on_request(self, frames: list[zmq.Frame]) -> None:
         t0 = time.monotonic()
@@ -337,8 +361,17 @@ class Server:
             "queued": sum(j.state == "queued" for j in jobs),
             "running": sum(j.state == "running" for j in jobs),
             "requests_served": self.requests_served,
-            "jobs": [{"job_id": j.id, "type": j.type, "state": j.state, "fraction": j.fraction,
-                      "message": j.message, "age_s": round(now - j.created, 3)} for j in mine],
+            "jobs": [
+                {
+                    "job_id": j.id,
+                    "type": j.type,
+                    "state": j.state,
+                    "fraction": j.fraction,
+                    "message": j.message,
+                    "age_s": round(now - j.created, 3),
+                }
+                for j in mine
+            ],
         }
 
     def _cancel(self, msg: Message, client: str) -> dict[str, Any]:
@@ -372,25 +405,37 @@ class Server:
                 raise _Request(code, f"the job was {existing.state}")
             # Lazy Pirate retry of a job we are still working on: answer on the new connection.
             existing.identity = identity
-            self._send(identity, encode("accepted", msg.id, {"job_id": msg.id, "state": existing.state,
-                                                             "reattached": True}))
+            self._send(
+                identity,
+                encode("accepted", msg.id, {"job_id": msg.id, "state": existing.state, "reattached": True}),
+            )
             return
         params = self._validate(msg)
         deadline_s = min(msg.deadline_ms / 1000.0, self.limits.max_deadline_s)
         with self._jobs_lock:
             open_jobs = sum(1 for j in self._jobs.values() if j.client == client)
             if open_jobs >= self.limits.max_jobs_per_client:
-                raise _Request("too_many_jobs", f"this client already has {open_jobs} open jobs "
-                               f"(limit {self.limits.max_jobs_per_client})")
+                raise _Request(
+                    "too_many_jobs",
+                    f"this client already has {open_jobs} open jobs "
+                    f"(limit {self.limits.max_jobs_per_client})",
+                )
             job = Job(msg.id, msg.type, msg, client, identity, t0 + deadline_s, params, created=t0)
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
-                raise _Request("busy", f"the job queue is full ({self.limits.max_queue}); "
-                               "retry later") from None
+                raise _Request(
+                    "busy", f"the job queue is full ({self.limits.max_queue}); retry later"
+                ) from None
             self._jobs[job.id] = job
-        self._send(identity, encode("accepted", job.id, {"job_id": job.id, "state": "queued",
-                                                        "queue_position": self._queue.qsize()}))
+        self._send(
+            identity,
+            encode(
+                "accepted",
+                job.id,
+                {"job_id": job.id, "state": "queued", "queue_position": self._queue.qsize()},
+            ),
+        )
 
     def _forget(self, job: Job) -> None:
         with self._jobs_lock:
@@ -405,8 +450,14 @@ class Server:
             job.answered = True
             was_queued = job.state == "queued"
             job.state = "expired"
-            self._send(job.identity, error_frames("deadline_exceeded", "the request's deadline passed after "
-                                                  f"{now - job.created:.1f} s", job.id))
+            self._send(
+                job.identity,
+                error_frames(
+                    "deadline_exceeded",
+                    f"the request's deadline passed after {now - job.created:.1f} s",
+                    job.id,
+                ),
+            )
             self._log(job.type, job.client, job.id, job.created, "error deadline_exceeded")
             if was_queued:
                 self._forget(job)
@@ -446,12 +497,14 @@ class Server:
             if not isinstance(prompt, str) or not prompt.strip():
                 raise _Request("bad_request", "generate_motion needs body.prompt (a non-empty string)")
             if len(prompt) > lim.max_prompt_chars:
-                raise _Request("too_large",
-                               f"prompt has {len(prompt)} characters, limit {lim.max_prompt_chars}")
+                raise _Request(
+                    "too_large", f"prompt has {len(prompt)} characters, limit {lim.max_prompt_chars}"
+                )
             seconds = _number(body, "seconds", 4.0)
             if not lim.min_seconds <= seconds <= lim.max_seconds:
-                raise _Request("bad_request",
-                               f"seconds {seconds} not in {lim.min_seconds}..{lim.max_seconds}")
+                raise _Request(
+                    "bad_request", f"seconds {seconds} not in {lim.min_seconds}..{lim.max_seconds}"
+                )
             seed = body.get("seed", 0)
             if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
                 raise _Request("bad_request", "seed must be a non-negative integer")
@@ -476,8 +529,9 @@ class Server:
         except ProtocolError as exc:
             raise _Request(exc.code, exc.message) from None
         if motion.num_frames > lim.max_motion_frames:
-            raise _Request("too_large",
-                           f"motion has {motion.num_frames} frames, limit {lim.max_motion_frames}")
+            raise _Request(
+                "too_large", f"motion has {motion.num_frames} frames, limit {lim.max_motion_frames}"
+            )
         if len(msg.frames) != len(images) + 2:
             raise _Request("bad_request", "render takes frames named 'image', 'poses' and 'trans' only")
         size = options.get("size", 512)
@@ -490,8 +544,9 @@ class Server:
 
         images = msg.frames_named("image")
         if not images:
-            raise _Request("bad_request",
-                           f"{msg.type} needs at least one frame named 'image' (PNG or JPEG bytes)")
+            raise _Request(
+                "bad_request", f"{msg.type} needs at least one frame named 'image' (PNG or JPEG bytes)"
+            )
         if len(images) > self.limits.max_images:
             raise _Request("too_large", f"{len(images)} images, limit {self.limits.max_images}")
         for i, data in enumerate(images):
@@ -505,8 +560,9 @@ class Server:
             if fmt not in ("PNG", "JPEG"):
                 raise _Request("bad_request", f"image {i}: {fmt} is not accepted, send PNG or JPEG")
             if w * h > self.limits.max_image_pixels:
-                raise _Request("too_large",
-                               f"image {i}: {w}x{h} pixels, limit {self.limits.max_image_pixels}")
+                raise _Request(
+                    "too_large", f"image {i}: {w}x{h} pixels, limit {self.limits.max_image_pixels}"
+                )
         return images  # type: ignore[return-value]
 
     # --- workers ---------------------------------------------------------------------------------
@@ -541,15 +597,29 @@ class Server:
             now = time.monotonic()
             if now - last_sent[0] >= 0.05 or job.fraction >= 1.0:  # at most ~20 a second, and the last
                 last_sent[0] = now
-                push.send_multipart([job.id.encode(), b"progress", *encode(
-                    "progress", job.id, {"job_id": job.id, "state": "running", "fraction": job.fraction,
-                                         "message": job.message})])
+                push.send_multipart(
+                    [
+                        job.id.encode(),
+                        b"progress",
+                        *encode(
+                            "progress",
+                            job.id,
+                            {
+                                "job_id": job.id,
+                                "state": "running",
+                                "fraction": job.fraction,
+                                "message": job.message,
+                            },
+                        ),
+                    ]
+                )
 
         p = job.params
         try:
             if job.type == "generate_motion":
-                motion = self.pipeline.generate_motion(p["prompt"], p["seconds"], p["seed"], p["fps"],
-                                                       progress=progress, cancel=job.cancel)
+                motion = self.pipeline.generate_motion(
+                    p["prompt"], p["seconds"], p["seed"], p["fps"], progress=progress, cancel=job.cancel
+                )
                 body, frames = motion.to_wire()
                 reply = encode("result", job.id, body, frames)
             elif job.type == "analyze":
@@ -558,10 +628,15 @@ class Server:
                 body, frames = result if isinstance(result, tuple) else (result, [])
                 reply = encode("result", job.id, body, frames)
             else:
-                video = self.pipeline.render(p["images"], p["motion"], p["options"], progress=progress,
-                                             cancel=job.cancel)
-                reply = encode("result", job.id, {"bytes": len(video), "media": "video/mp4"},
-                               [("video", video, "video/mp4")])
+                video = self.pipeline.render(
+                    p["images"], p["motion"], p["options"], progress=progress, cancel=job.cancel
+                )
+                reply = encode(
+                    "result",
+                    job.id,
+                    {"bytes": len(video), "media": "video/mp4"},
+                    [("video", video, "video/mp4")],
+                )
         except JobCancelled:
             reply = error_frames("cancelled", "the job was cancelled", job.id)
         except StageUnavailable as exc:

@@ -85,6 +85,7 @@ def clean_motion(motion: Motion, offsets: np.ndarray | None = None, sigma: float
     local = out.matrices().astype(np.float64)
     trans = out.trans.astype(np.float64).copy()
     pos, glob = forward_kinematics(local, trans, offsets)
+
     def move_root(move: np.ndarray) -> None:
         trans[:] += move
         pos[:] += move[:, None]

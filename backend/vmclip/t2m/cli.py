@@ -98,15 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "motion dynamics much faster on a small budget)",
     )
     tr.add_argument("--dropout", type=float, default=0.1, help="transformer dropout (MotionCLIP: 0.1)")
-    tr.add_argument(
-        "--align-weight", type=float, default=1.0, help="factor on the text-alignment losses"
-    )
-    tr.add_argument(
-        "--gen-weight", type=float, default=1.0, help="factor on the text-decoding losses"
-    )
-    tr.add_argument(
-        "--gen-fraction", type=float, default=0.25, help="share of a batch decoded from its text"
-    )
+    tr.add_argument("--align-weight", type=float, default=1.0, help="factor on the text-alignment losses")
+    tr.add_argument("--gen-weight", type=float, default=1.0, help="factor on the text-decoding losses")
+    tr.add_argument("--gen-fraction", type=float, default=0.25, help="share of a batch decoded from its text")
     tr.add_argument(
         "--velocity-weight", type=float, default=1.0, help="factor on the joint and root velocity losses"
     )
