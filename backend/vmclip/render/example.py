@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vmclip.geometry import Camera
 from vmclip.motion import JOINT_INDEX
-from vmclip.render.flow import Camera
 
 OURS_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 EXAMPLE_VERSION = 1
