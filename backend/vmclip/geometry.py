@@ -17,7 +17,24 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vmclip.motion.skeleton import JOINT_INDEX, REST_OFFSETS
+# The skeleton's leg length (for scaling a motion's travel to a body) lives with the skeleton's
+# kinematics; it is part of this module's interface.
+from vmclip.motion.kinematics import leg_length, motion_leg_length
+
+__all__ = [
+    "DEPTH_TOLERANCE",
+    "NEAR",
+    "SEEN_FACING",
+    "Camera",
+    "face_normals",
+    "facing",
+    "leg_length",
+    "motion_leg_length",
+    "project",
+    "silhouette",
+    "vertex_normals",
+    "zbuffer",
+]
 
 # --- what a photo sees (one set for the renderer and the Blender body) ----------------------------------
 # A surface counts as seen (a source of texture) from this facing on (cosine between its normal and
@@ -174,30 +191,3 @@ def silhouette(px: np.ndarray, faces: np.ndarray, size: tuple[int, int]) -> np.n
     for tri in tris:
         cv2.fillConvexPoly(img, tri, 1, cv2.LINE_8, 4)
     return img
-
-
-# --- skeleton ----------------------------------------------------------------------------------------------
-
-_LEGS = [[JOINT_INDEX[f"{side}_{j}"] for j in ("hip", "knee", "ankle")] for side in ("left", "right")]
-
-
-def leg_length(joints: np.ndarray) -> float:
-    """Hip-to-ankle chain length of a (24, 3) skeleton (rest or posed), the mean of both legs: the
-    ratio of two skeletons' leg lengths scales a motion's travel from one to the other."""
-    joints = np.asarray(joints, dtype=np.float64)
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(joints[k] - joints[h]) + np.linalg.norm(joints[a] - joints[k])
-                for h, k, a in _LEGS
-            ]
-        )
-    )
-
-
-def motion_leg_length() -> float:
-    """Leg length of the motion format's rest skeleton."""
-    return float(
-        np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
-        + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]])
-    )
