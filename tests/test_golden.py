@@ -201,3 +201,18 @@ def test_render_golden_limb_in_front(body):
     motion = Motion.from_matrices(mats, np.tile([0.0, 0.9, 0.0], (2, 1)))
     frames = np.stack(list(render_frames(person, motion, size=height, body=body, shadow=False)))
     _check("render_limb", {"frames": frames})
+
+
+def test_no_function_over_120_lines_in_backend():
+    """Issue #15: long functions are split into named steps (none in backend/ over 120 lines)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "backend"
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 120:
+                    long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 120 lines:\n" + "\n".join(long)
