@@ -13,6 +13,7 @@ from enum import IntEnum
 import cv2
 import numpy as np
 
+from vmclip.geometry import SEEN_FACING
 from vmclip.render.source_view import SourceView, lookup
 
 # Inside the body the matte is the person's; only a band this wide (pixels at 512) along the body's
@@ -20,7 +21,7 @@ from vmclip.render.source_view import SourceView, lookup
 OUTLINE_BAND_PX = 4.0
 # In that band the photo's matte is trusted only where the photo saw the surface at least this
 # squarely; a point it saw edge-on sat on its outline, where the matte is half background.
-MATTE_FACING = 0.35
+MATTE_FACING = SEEN_FACING
 # Carried clothes: matte pieces smaller than this share of the frame are sampling noise (specks).
 SPECK_SHARE = 1e-4
 
