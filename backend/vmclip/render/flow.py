@@ -418,6 +418,13 @@ class FlowWarper:
         src = self.sources[0]
         if not len(src.carry_xy):
             return
+        pos, lin = self._carried_positions(vertices)
+        self._splat(src, pos, lin, map_x, map_y, source, part, body, x0, y0)
+
+    def _carried_positions(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the first photo's carried pixels land in the frame (N, 2), and the 2-D similarity
+        (N, 2, 2) of the body part each hangs from."""
+        src = self.sources[0]
         uv_t, z_t = project(
             np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R, self.camera.t
         )
@@ -450,8 +457,27 @@ class FlowWarper:
             )
             sel = src.carry_trunk_rigid
             pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
+        return pos, lin[p]
+
+    @staticmethod
+    def _splat(
+        src: SourceView,
+        pos: np.ndarray,
+        main: np.ndarray,
+        map_x: np.ndarray,
+        map_y: np.ndarray,
+        source: np.ndarray,
+        part: np.ndarray,
+        body: np.ndarray,
+        x0: int,
+        y0: int,
+    ) -> None:
+        """Splat the carried pixels at `pos` (frame coordinates) into the maps off the body: each
+        covered output pixel shows the source pixel that lands there (through the inverse of the
+        part's similarity `main` for the sub-pixel offset), pinholes closed."""
+        xy = src.carry_xy.astype(np.float64)
+        p = src.carry_part
         h, w = body.shape
-        main = lin[p]
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
         inv = (
             np.stack(
