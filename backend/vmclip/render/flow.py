@@ -56,7 +56,8 @@ RANK = {Candidate.SEEN: 2.0, Candidate.MIRROR: 1.0, Candidate.OTHER_SIDE: 0.0}
 # forearm more often than not), on a limb after the mirror point (the other leg is the better guess),
 # and for a surface that faced away from the photo only before the same part seen from its other side.
 PAINTED_RANK_TRUNK, PAINTED_RANK_LIMB, PAINTED_RANK_AWAY = 1.65, 0.9, 0.5
-# A surface faces away from a photo below this facing.
+# A surface faces away from a camera below this facing (a frame that shows a surface at a grazing
+# angle is treated as seeing it at this facing, so that the stretch ratio stays finite).
 AWAY_FACING = 0.05
 # Later photos only win clearly (by this much of the score): a patchwork of photos with different
 # light and fit errors looks worse than one photo slightly less head-on.
@@ -182,7 +183,7 @@ class FlowWarper:
         src = self.sources[si]
         uv = own[:, :2].copy()
         ok = self.part_near[part_px, lookup(src.part, own, -1)] & ~head & ~hidden
-        reach = ~ok & ~head & (facing < 0.05)
+        reach = ~ok & ~head & (facing < AWAY_FACING)
         if reach.any():
             u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
             reach &= (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
@@ -284,7 +285,7 @@ class FlowWarper:
             region_mirror=self.part_region[self.vertex_part[self.mirror[nearest_vertex]]],
             head=self.head_part[nearest_vertex],
             fill_ok=self.fill_ok[nearest_vertex],
-            target_facing=np.maximum(self._target_facing(vertices, ras), 0.05),
+            target_facing=np.maximum(self._target_facing(vertices, ras), AWAY_FACING),
         )
 
     def _candidates(
@@ -305,8 +306,9 @@ class FlowWarper:
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),
-            (Candidate.OTHER_SIDE, *self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)),
         ]
+        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)
+        candidates.append((Candidate.OTHER_SIDE, ok, uv, RANK[Candidate.OTHER_SIDE] + facing, ratio))
         if src.clean is not None:
             # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
             # photo with that limb painted out, in place.
