@@ -41,7 +41,7 @@ RENDER_SIDE = 256  # the README shows it small; a 4-s GIF at this size stays a f
 GIF_FPS = 12  # smooth enough to read the motion, 40 % of the frames of 30 fps
 GIF_COLOURS = 160  # enough for a room, skin and two garments without visible banding
 STRIP_FRAMES = 6
-PANEL_WIDTH = 1200  # the screenshot is scaled to this width (the Xvfb screen is 1600 px wide)
+PANEL_WIDTH = 900  # the 3D viewport with its sidebar, scaled to this width: the panel's text stays legible
 DEFAULT_PORT = 5555  # `vmclip serve`'s and the add-on's default
 GUI_SCRIPT = ROOT / "tests" / "gui" / "gui_generate.py"
 GUI_TOOLS = ("blender", "Xvfb", "import", "xdotool")
@@ -198,6 +198,14 @@ def _select_panel_tab(display: str, work: Path) -> None:
     _x(display, "xdotool", "mousemove", str(x0 + 400), str(y0 + 300))  # off the buttons: no tooltip
 
 
+def _viewport_crop(img: Image.Image, tabs: dict) -> Image.Image:
+    """The window from its top (menus) to the bottom of the 3D viewport, from its left edge to the
+    sidebar's tab strip: the outliner, properties and timeline only make the panel smaller."""
+    right = tabs["ui_x"] + tabs["ui_width"]  # region coordinates from the window's bottom left
+    bottom = tabs["window_height"] - tabs["ui_y"]
+    return img.crop((0, 0, min(right, img.width), min(bottom, img.height)))
+
+
 def make_panel(out_dir: Path) -> list[Path]:
     """Blender 3.4 in a real window, Generate Motion pressed with the example person's photo."""
     missing = [t for t in GUI_TOOLS if not shutil.which(t)]
@@ -260,13 +268,15 @@ def make_panel(out_dir: Path) -> list[Path]:
             result = json.loads((work / "result.json").read_text())
             if "error" in result or not result.get("fitted_body"):
                 raise RuntimeError(f"Generate Motion did not put the person on the rig: {result}")
-            img = Image.open(shot).convert("RGB")
+            img = _viewport_crop(
+                Image.open(shot).convert("RGB"), json.loads((work / "tabs.json").read_text())
+            )
         finally:
             for proc in (blender, xvfb, server):
                 if proc is not None:
                     _stop(proc)
-    scale = PANEL_WIDTH / img.width
-    img = img.resize((PANEL_WIDTH, round(img.height * scale)), Image.LANCZOS)
+    scale = min(1.0, PANEL_WIDTH / img.width)
+    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
     path = out_dir / "blender_panel.png"
     img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return [path]
