@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,12 @@ MAX_REPLY_HEADER_BYTES = 64 * 1024 * 1024  # replies (an analysis summary can be
 MAX_ID_LENGTH = 128
 MAX_FRAMES = 64
 MAX_ELEMENTS = 1 << 31
+# Deepest JSON nesting a header may have. The protocol's deepest (an analyze reply's camera matrix) is
+# 6; Python's JSON decoder recurses once per level and fails near 1,000, so the cap sits far below that.
+MAX_JSON_DEPTH = 32
+# heartbeat_ms a request may declare: often enough to notice a departed client, rarely enough to be cheap.
+MIN_HEARTBEAT_MS = 100
+MAX_HEARTBEAT_MS = 600_000
 
 
 class ProtocolError(Exception):
@@ -136,6 +143,7 @@ class Message:
     deadline_ms: float | None = None
     version: int = PROTOCOL_VERSION
     client: str | None = None
+    heartbeat_ms: float | None = None  # the client sends something about this job at least this often
 
     def frames_named(self, name: str) -> list[np.ndarray | bytes]:
         return [data for n, data in self.frames if n == name]
@@ -159,6 +167,7 @@ def encode(
     media: dict[str, str] | None = None,
     client: str | None = None,
     version: int = PROTOCOL_VERSION,
+    heartbeat_ms: float | None = None,
 ) -> list[bytes]:
     """Build the multipart frames of one message.
 
@@ -197,6 +206,8 @@ def encode(
         header["deadline_ms"] = int(max(0, deadline_ms))
     if client is not None:
         header["client"] = client
+    if heartbeat_ms is not None:
+        header["heartbeat_ms"] = int(heartbeat_ms)
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return [head, *payloads]
 
@@ -214,13 +225,76 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not text (it cannot be UTF-8 encoded).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in JSON text, counted without parsing (no recursion)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub('""', text)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _bad_text(value: Any) -> str | None:
+    """The first string (key or value) in a parsed header that is not valid Unicode, else None.
+    (Recursive, but only over headers that json_depth has already bounded.)"""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            bad = _bad_text(k) or _bad_text(v)
+            if bad is not None:
+                return bad
+    elif isinstance(value, list):
+        for v in value:
+            bad = _bad_text(v)
+            if bad is not None:
+                return bad
+    return None
+
+
+def parse_header(head: bytes | memoryview) -> Any:
+    """Frame 0 as JSON: UTF-8, at most MAX_JSON_DEPTH levels deep, every string valid Unicode.
+
+    Raises ProtocolError("bad_message"). Nesting is bounded *before* the decoder runs (it would hit
+    Python's recursion limit), and lone surrogates (a legal JSON escape such as \\ud800) are refused
+    here so that no later use of a string (encoding an id, logging a name) can fail."""
+    try:
+        text = bytes(head).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_message", f"header frame is not UTF-8 ({exc})") from None
+    if (depth := json_depth(text)) > MAX_JSON_DEPTH:
+        raise ProtocolError("bad_message", f"header JSON is nested {depth} deep, limit {MAX_JSON_DEPTH}")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_message", f"header frame is not JSON ({str(exc)[:200]})") from None
+    if _SURROGATE_ESCAPE.search(text) and (bad := _bad_text(header)) is not None:
+        raise ProtocolError(
+            "bad_message",
+            f"header holds a string that is not valid Unicode (lone surrogate): {ascii(bad)[:60]}",
+        )
+    return header
+
+
 def peek_id(header_frame: Any) -> str | None:
     """Best-effort request id of a message that failed to decode, so the error can name it."""
     try:
-        header = json.loads(bytes(_as_bytes(header_frame)[:MAX_HEADER_BYTES]).decode("utf-8"))
+        header = parse_header(_as_bytes(header_frame)[:MAX_HEADER_BYTES])
         rid = header.get("id") if isinstance(header, dict) else None
         return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH else None
-    except (ValueError, UnicodeDecodeError, ProtocolError):
+    except Exception:  # noqa: BLE001 - only a hint for an error reply: never let it raise
         return None
 
 
@@ -233,10 +307,7 @@ def decode(
     head = _as_bytes(frames[0])
     if len(head) > max_header:
         raise ProtocolError("too_large", f"header is {len(head)} bytes, limit {max_header}")
-    try:
-        header = json.loads(bytes(head).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("bad_message", f"header frame is not UTF-8 JSON ({exc})") from None
+    header = parse_header(head)
     if not isinstance(header, dict):
         raise ProtocolError("bad_message", f"header is a JSON {type(header).__name__}, expected an object")
     rid = header.get("id")
@@ -280,6 +351,17 @@ def decode(
         raise ProtocolError(
             "bad_message", f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid
         )
+    heartbeat = header.get("heartbeat_ms")
+    if heartbeat is not None and not (
+        isinstance(heartbeat, int | float)
+        and not isinstance(heartbeat, bool)
+        and MIN_HEARTBEAT_MS <= heartbeat <= MAX_HEARTBEAT_MS
+    ):
+        raise ProtocolError(
+            "bad_message",
+            f"header.heartbeat_ms must be a number in {MIN_HEARTBEAT_MS}..{MAX_HEARTBEAT_MS}",
+            rid,
+        )
     descs = header.get("frames", [])
     if not isinstance(descs, list):
         raise ProtocolError("bad_message", "header.frames must be a list", rid)
@@ -293,7 +375,8 @@ def decode(
     for i, (desc, frame) in enumerate(zip(descs, frames[1:], strict=True)):
         out.append(_decode_frame(i, desc, _as_bytes(frame), rid))
     deadline_f = float(deadline) if deadline is not None else None
-    return Message(msg_type, rid, body, out, deadline_f, version, client)
+    heartbeat_f = float(heartbeat) if heartbeat is not None else None
+    return Message(msg_type, rid, body, out, deadline_f, version, client, heartbeat_f)
 
 
 def _decode_frame(
