@@ -40,7 +40,7 @@ from vmclip_protocol.wire import peek_id
 
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
-from vmclip.motion.limits import MAX_MOTION_FRAMES
+from vmclip.limits import MAX_MOTION_FRAMES
 from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address, setup_curve
 
