@@ -281,9 +281,12 @@ def parse_header(head: bytes | memoryview) -> Any:
     except (ValueError, RecursionError) as exc:
         raise ProtocolError("bad_message", f"header frame is not JSON ({str(exc)[:200]})") from None
     if _SURROGATE_ESCAPE.search(text) and (bad := _bad_text(header)) is not None:
+        rid = header.get("id") if isinstance(header, dict) else None
+        readable = isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH and _bad_text(rid) is None
         raise ProtocolError(
             "bad_message",
             f"header holds a string that is not valid Unicode (lone surrogate): {ascii(bad)[:60]}",
+            rid if readable else None,  # so that the error reaches the request it answers
         )
     return header
 
