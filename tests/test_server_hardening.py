@@ -451,3 +451,16 @@ def test_generate_motion_frames_are_checked_by_name(motion_file) -> None:
         assert reply.body["code"] == "bad_request" and "poses" in reply.body["message"]
     finally:
         server.stop()
+
+
+def test_client_options_are_accepted_after_the_action(motion_file, capsys) -> None:
+    from vmclip.cli import main
+
+    server = start_server(ReplayPipeline(motion_file))
+    try:
+        assert main(["client", "ping", "--server", server.address, "--timeout", "5"]) == 0
+        assert f"at {server.address}: protocol 1" in capsys.readouterr().out
+        assert main(["client", "--timeout", "5", "status", "--server", server.address, "--retries", "0"]) == 0
+        assert '"workers_alive": 2' in capsys.readouterr().out
+    finally:
+        server.stop()
