@@ -297,6 +297,8 @@ def peek_id(header_frame: Any) -> str | None:
         header = parse_header(_as_bytes(header_frame)[:MAX_HEADER_BYTES])
         rid = header.get("id") if isinstance(header, dict) else None
         return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH else None
+    except ProtocolError as exc:  # e.g. bad text elsewhere in a header whose id is fine
+        return exc.request_id
     except Exception:  # noqa: BLE001 - only a hint for an error reply: never let it raise
         return None
 
