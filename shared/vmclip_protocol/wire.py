@@ -225,6 +225,18 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None for anything else: booleans, text, NaN, infinities, and
+    integers too large for a float (JSON allows 4,300 digits; float() would raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 # A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not text (it cannot be UTF-8 encoded).
@@ -344,12 +356,8 @@ def decode(
     if not isinstance(body, dict):
         raise ProtocolError("bad_message", "header.body must be a JSON object", rid)
     deadline = header.get("deadline_ms")
-    if deadline is not None and not (
-        isinstance(deadline, int | float)
-        and not isinstance(deadline, bool)
-        and math.isfinite(deadline)
-        and deadline >= 0
-    ):
+    deadline_f = finite_number(deadline)
+    if deadline is not None and not (deadline_f is not None and deadline_f >= 0):
         raise ProtocolError("bad_message", "header.deadline_ms must be a non-negative number", rid)
     client = header.get("client")
     if client is not None and not (isinstance(client, str) and len(client) <= MAX_ID_LENGTH):
@@ -357,10 +365,9 @@ def decode(
             "bad_message", f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid
         )
     heartbeat = header.get("heartbeat_ms")
+    heartbeat_f = finite_number(heartbeat)
     if heartbeat is not None and not (
-        isinstance(heartbeat, int | float)
-        and not isinstance(heartbeat, bool)
-        and MIN_HEARTBEAT_MS <= heartbeat <= MAX_HEARTBEAT_MS
+        heartbeat_f is not None and MIN_HEARTBEAT_MS <= heartbeat_f <= MAX_HEARTBEAT_MS
     ):
         raise ProtocolError(
             "bad_message",
@@ -379,8 +386,6 @@ def decode(
     out: list[tuple[str, np.ndarray | bytes]] = []
     for i, (desc, frame) in enumerate(zip(descs, frames[1:], strict=True)):
         out.append(_decode_frame(i, desc, _as_bytes(frame), rid))
-    deadline_f = float(deadline) if deadline is not None else None
-    heartbeat_f = float(heartbeat) if heartbeat is not None else None
     return Message(msg_type, rid, body, out, deadline_f, version, client, heartbeat_f)
 
 
@@ -454,11 +459,11 @@ class MotionPayload:
             raise ValueError("joint_names must be the SMPL-24 order of vmclip_protocol.JOINT_NAMES")
         if not (np.isfinite(self.poses).all() and np.isfinite(self.trans).all()):
             raise ValueError("motion contains NaN or infinite values")
-        try:
-            fps = float(self.fps) if not isinstance(self.fps, bool | str) else math.nan
-        except (TypeError, ValueError):
-            fps = math.nan
-        if not (math.isfinite(fps) and 1 <= fps <= 1000):
+        fps = self.fps
+        if isinstance(fps, np.generic | np.ndarray) and np.size(fps) == 1:  # numpy scalars
+            fps = np.asarray(fps).item()
+        fps = finite_number(fps)
+        if fps is None or not 1 <= fps <= 1000:
             raise ValueError(f"fps {self.fps!r} is not a number in 1..1000")
         self.fps = fps
 

@@ -36,7 +36,7 @@ from vmclip_protocol import (
     error_frames,
     new_id,
 )
-from vmclip_protocol.wire import peek_id
+from vmclip_protocol.wire import finite_number, peek_id
 
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
@@ -765,10 +765,10 @@ def _printable(text: str, limit: int) -> str:
 
 
 def _number(body: dict[str, Any], key: str, default: float) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    value = finite_number(body.get(key, default))
+    if value is None:
         raise _Request("bad_request", f"{key} must be a finite number")
-    return float(value)
+    return value
 
 
 def _progress_args(args: tuple, kwargs: dict) -> tuple[float | None, str]:
