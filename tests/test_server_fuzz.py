@@ -54,8 +54,13 @@ EDGE_TEXT = [
     "",
     "x" * 200,
 ]
+SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
 edge_text = (
-    st.sampled_from(EDGE_TEXT)
+    st.sampled_from(SURROGATES)  # (weighted up: any one of them in the wrong field killed a worker)
+    | st.builds(
+        lambda a, b, c: a + b + c, st.text(max_size=3), st.sampled_from(SURROGATES), st.text(max_size=3)
+    )
+    | st.sampled_from(EDGE_TEXT)
     | st.text(st.characters(exclude_categories=()), max_size=8)  # any code point, surrogates included
     | st.builds(lambda a, b: a + b, st.text(max_size=4), st.sampled_from(EDGE_TEXT))
 )
@@ -233,6 +238,32 @@ random_json_header = st.builds(
     st.lists(st.binary(max_size=32), max_size=3),
 )
 
+
+@st.composite
+def unicode_fields(draw) -> list[bytes]:
+    """A valid request with one string of its header (a value or a key; the header's own fields
+    `id`, `client`, `type` as often as all the others) replaced by an edge-case string."""
+    frames = list(draw(st.sampled_from(TEMPLATES)))
+    header = json.loads(frames[0])
+    text = draw(edge_text)
+    if draw(st.booleans()):
+        header[draw(st.sampled_from(["id", "client", "type"]))] = text
+    else:
+        _unicode_edit(draw, header)
+    return [json.dumps(header).encode(), *frames[1:]]
+
+
+@st.composite
+def deep_fields(draw) -> list[bytes]:
+    """A valid request with JSON nested deeply in place of one value (in the body, the frame
+    descriptors or the header itself)."""
+    frames = list(draw(st.sampled_from(TEMPLATES)))
+    header = json.loads(frames[0])
+    raws: list[str] = []
+    _place_anywhere(draw, header, _raw(draw, raws, _deep(draw)))
+    return [_dump(header, raws), *frames[1:]]
+
+
 messages = st.one_of(  # mutations of valid requests weigh most: they get past the first checks
     st.lists(st.binary(max_size=200), min_size=1, max_size=5),  # pure noise
     random_json_header,
@@ -240,6 +271,9 @@ messages = st.one_of(  # mutations of valid requests weigh most: they get past t
     mutated(),
     mutated(),
     mutated(),
+    unicode_fields(),
+    unicode_fields(),
+    deep_fields(),
     corrupted(),
 )
 
@@ -288,6 +322,7 @@ def test_fuzzed_messages_get_answers_and_the_server_survives(server) -> None:
     sock.connect(server.address)
     stats = {"sent": 0, "error": 0, "result": 0}
     codes: dict[str, int] = {}
+    reached = {"surrogate": 0, "nested": 0}  # the two classes of input that once crashed the server
 
     def answer_for(frames: list[bytes]) -> vp.Message:
         want = peek_id(frames[0])
@@ -319,6 +354,8 @@ def test_fuzzed_messages_get_answers_and_the_server_survives(server) -> None:
             # a crashed job, or one that never ran, is a server bug, whatever the input
             assert code not in ("internal", "deadline_exceeded"), (frames[0][:300], reply.body)
             codes[code] = codes.get(code, 0) + 1
+            for kind in ("surrogate", "nested"):
+                reached[kind] += kind in reply.body["message"]
 
     try:
         send_one()
@@ -328,6 +365,7 @@ def test_fuzzed_messages_get_answers_and_the_server_survives(server) -> None:
     assert stats["error"] > stats["sent"] // 2  # most of them are broken, and said so
     # the mutations reach every layer: framing, version, type, fields, arrays
     assert {"bad_message", "bad_version", "unknown_type", "bad_request", "bad_array"} <= set(codes)
+    assert reached["surrogate"] >= 10 and reached["nested"] >= 10, reached
     # still serving, on a fresh connection, with the whole pool: not merely answering hello
     with vp.Client(server.address, timeout_s=5, retries=0) as client:
         assert client.hello()["protocol"] == vp.PROTOCOL_VERSION
