@@ -387,21 +387,17 @@ def test_real_server_finds_the_person_in_a_16_bit_grey_photo_and_none_in_a_trans
     server = start_server(pipeline)
     try:
         with vp.Client(server.address, timeout_s=60, retries=0) as client:
-            # 16-bit grey: the person is found (analysis moves on to fitting); stop there, it is enough
-            class Found(Exception):
-                pass
-
-            def stop_once_found(fraction: float, message: str) -> None:
-                if fraction >= 0.4:  # person.analyze reports 0.4 once every photo's person is found
-                    raise Found()
-
-            with pytest.raises(Found):
-                client.analyze([variants["grey16.png"]], on_progress=stop_once_found, deadline_s=120)
-            # fully transparent: no person, on the wire as in the CLI
+            # 16-bit grey first, then the transparent one: analyze looks for the person in every photo
+            # before it fits anything, so the error names the first photo without one. It must be the
+            # second (the same photo washed out to white had no person in it).
+            with pytest.raises(vp.RemoteError) as both:
+                client.analyze([variants["grey16.png"], variants["transparent.png"]], deadline_s=120)
+            # fully transparent alone: no person, on the wire as in the CLI
             with pytest.raises(vp.RemoteError) as info:
                 client.analyze([variants["transparent.png"]], deadline_s=120)
     finally:
         server.stop()
+    assert both.value.code == "bad_input" and both.value.message.startswith("image 2: "), both.value
     assert info.value.code == "bad_input"
     photo = tmp_path / "transparent.png"
     photo.write_bytes(variants["transparent.png"])
