@@ -168,3 +168,22 @@ def test_sigterm_mid_render_leaves_no_temporary_file(tmp_path) -> None:
     assert code == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == "vmclip: terminated"
     assert list(out.parent.iterdir()) == []  # neither the video nor its hidden temporary file
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"format": "vmclip-person", "views": [{}]},  # a field missing
+        {"format": "vmclip-person", "views": "x"},  # of the wrong type
+        {"format": "vmclip-person", "shape": [], "body_kind": "anny", "views": [{"image": 3}]},
+    ],
+)
+def test_malformed_saved_analysis_is_exit_2(doc, tmp_path, capsys) -> None:
+    import json
+
+    person = tmp_path / "person.json"
+    person.write_text(json.dumps(doc))
+    motion = _npz(tmp_path / "m.npz")
+    argv = ["animate", _photo(tmp_path / "a.png"), "--person", str(person), "--motion", str(motion)]
+    assert main([*argv, "-o", str(tmp_path / "o.mp4")]) == 2
+    assert "person.json: not a valid person analysis" in _one_line_error(capsys)

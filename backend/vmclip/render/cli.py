@@ -129,7 +129,18 @@ def run(args: argparse.Namespace) -> int:
     if args.person:
         from vmclip.person import PersonAnalysis
 
-        person = PersonAnalysis.load_json(args.person)
+        try:
+            person = PersonAnalysis.load_json(args.person)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+        ) as exc:  # a field missing or wrong
+            raise InputError(
+                f"{args.person}: not a valid person analysis ({type(exc).__name__}: {exc})"
+            ) from None
     else:
         from vmclip.person import analyze
 
