@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 from vmclip_protocol import (
     DEFAULT_ADDRESS,
@@ -41,6 +42,7 @@ from vmclip_protocol.wire import finite_number, peek_id
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
 from vmclip.limits import MAX_MOTION_FRAMES
+from vmclip.motion.constraints import MotionConstraints
 from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address, setup_curve
 
@@ -550,9 +552,6 @@ class Server:
         }[msg.type]
         return check(msg)
 
-    # Binary frames generate_motion accepts (none yet; optional ones are checked by name here).
-    GENERATE_MOTION_FRAMES: tuple[str, ...] = ()
-
     def _validate_generate_motion(self, msg: Message) -> dict[str, Any]:
         body, lim = msg.body, self.limits
         prompt = body.get("prompt")
@@ -569,14 +568,14 @@ class Server:
         fps = _number(body, "fps", 30.0)
         if not lim.min_fps <= fps <= lim.max_fps:
             raise _Request("bad_request", f"fps {fps} not in {lim.min_fps}..{lim.max_fps}")
-        unexpected = sorted({n for n, _ in msg.frames} - set(self.GENERATE_MOTION_FRAMES))
-        if unexpected:
-            allowed = ", ".join(self.GENERATE_MOTION_FRAMES) or "none"
-            raise _Request(
-                "bad_request",
-                f"generate_motion does not take frames {unexpected[:4]} (allowed: {allowed})",
-            )
-        return {"prompt": prompt.strip(), "seconds": seconds, "seed": seed, "fps": fps}
+        constraints = _constraints(msg, round(seconds * fps), fps)  # the only frames it takes
+        return {
+            "prompt": prompt.strip(),
+            "seconds": seconds,
+            "seed": seed,
+            "fps": fps,
+            "constraints": constraints,
+        }
 
     def _validate_analyze(self, msg: Message) -> dict[str, Any]:
         images = self._images(msg)
@@ -736,8 +735,9 @@ class Server:
         """The job's stage call and its `result` reply."""
         p = job.params
         if job.type == "generate_motion":
+            held = {"constraints": p["constraints"]} if p.get("constraints") is not None else {}
             motion = self.pipeline.generate_motion(
-                p["prompt"], p["seconds"], p["seed"], p["fps"], progress=progress, cancel=job.cancel
+                p["prompt"], p["seconds"], p["seed"], p["fps"], progress=progress, cancel=job.cancel, **held
             )
             body, frames = motion.to_wire()
             return encode("result", job.id, body, frames)
@@ -762,6 +762,47 @@ def _printable(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, control and bidi-override characters shown as '?': a client
     chooses its name and ids, and must not be able to forge or garble the server's log lines."""
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+CONSTRAINT_FRAMES = {"constraint_poses": "<f4", "constraint_trans": "<f4", "constraint_mask": "|u1"}
+
+
+def _constraints(msg: Message, frames: int, fps: float) -> MotionConstraints | None:
+    """A generate_motion request's optional constraint frames, validated (None when it has none)."""
+    names = [name for name, _ in msg.frames]
+    if not names:
+        return None
+    if sorted(names) != sorted(CONSTRAINT_FRAMES):
+        raise _Request(
+            "bad_request",
+            "generate_motion takes either no frames or each of constraint_poses, constraint_trans and "
+            f"constraint_mask once, not {names[:6]}",
+        )
+    arrays = {name: msg.frame(name) for name in CONSTRAINT_FRAMES}
+    shapes = {
+        "constraint_poses": [(frames, 24, 3)],
+        "constraint_trans": [(frames, 3)],
+        "constraint_mask": [(frames, 25), (frames,)],
+    }
+    for name, dtype in CONSTRAINT_FRAMES.items():
+        arr = arrays[name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.dtype(dtype):
+            raise _Request("bad_array", f"{name} must have dtype {dtype!r}")
+        if arr.shape not in shapes[name]:
+            want = " or ".join(str(list(s)) for s in shapes[name])
+            raise _Request(
+                "bad_array",
+                f"{name} has shape {list(arr.shape)}, expected {want} "
+                f"(one row per output frame: seconds x fps = {frames})",
+            )
+    try:
+        held = MotionConstraints.create(
+            arrays["constraint_poses"], arrays["constraint_trans"], arrays["constraint_mask"], frames
+        )
+        held.check_reachable(fps)
+    except InputError as exc:
+        raise _Request("bad_request", str(exc)) from None
+    return held
 
 
 def _number(body: dict[str, Any], key: str, default: float) -> float:
