@@ -82,6 +82,7 @@ def _surrogate_variants() -> list[tuple[str, str, str]]:
         if header["frames"]:
             spots["frames[0].name"] = ("frames", 0, "name")
             spots["frames[0].media"] = ("frames", 0, "media")
+            spots["frames[0].dtype"] = ("frames", 0, "dtype")
         for where, path in spots.items():
             h = json.loads(json.dumps(header))
             node = h
