@@ -461,3 +461,35 @@ def test_client_options_are_accepted_after_the_action(motion_file, capsys) -> No
         assert '"workers_alive": 2' in capsys.readouterr().out
     finally:
         server.stop()
+
+
+# --- the wire's own checks (the client decodes replies with them too) -------------------------------
+
+
+def test_header_limits_on_the_wire_module() -> None:
+    from vmclip_protocol.wire import MAX_JSON_DEPTH, finite_number, json_depth, peek_id
+
+    assert json_depth('{"a": "[[[{{{", "b": [[1], {"c": []}]}') == 4  # brackets inside strings do not count
+    assert json_depth('["\\"[[[", [[]]]') == 3  # nor after an escaped quote
+    deep = '{"protocol":1,"type":"hello","id":"d","deadline_ms":9,"body":{"x":' + "[" * 40 + "]" * 40 + "}}"
+    with pytest.raises(vp.ProtocolError, match=f"nested 42 deep, limit {MAX_JSON_DEPTH}") as info:
+        vp.decode([deep.encode()])
+    assert info.value.code == "bad_message" and peek_id(deep.encode()) is None
+    bad = '{"protocol":1,"type":"hello","id":"i1","deadline_ms":9,"body":{"k":"\\udc00"}}'
+    with pytest.raises(vp.ProtocolError, match="lone surrogate") as info:
+        vp.decode([bad.encode()])
+    assert info.value.request_id == "i1" and peek_id(bad.encode()) == "i1"  # the error can be routed
+    pair = '{"protocol":1,"type":"hello","id":"\\ud83d\\ude00","deadline_ms":9}'  # a valid pair is text
+    assert vp.decode([pair.encode()]).id == "\U0001f600"
+    for value, want in [
+        (3, 3.0),
+        (1e300, 1e300),
+        (10**400, None),
+        (float("nan"), None),
+        (True, None),
+        ("1", None),
+    ]:
+        assert finite_number(value) == want
+    huge = '{"protocol":1,"type":"hello","id":"h","deadline_ms":1' + "0" * 400 + "}"
+    with pytest.raises(vp.ProtocolError, match="deadline_ms"):
+        vp.decode([huge.encode()])
