@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vmclip.errors import InputError
+from vmclip.limits import MAX_MOTION_FRAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMG", help="photo(s) of one person (JPEG/PNG, same size)")
     p.add_argument("--prompt", help="what the person does, in plain English")
-    p.add_argument("--motion", metavar="NPZ", help="use this motion (AMASS-style .npz) instead of a prompt")
+    p.add_argument(
+        "--motion",
+        metavar="NPZ",
+        help="use this motion (AMASS-style .npz) instead of a prompt; "
+        f"at most {MAX_MOTION_FRAMES} frames (the server's limit too)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MP4", help="output video (.mp4)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of the generated motion (default 4)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vmclip.motion import load_npz
 
-    motion = load_npz(args.motion) if args.motion else None
+    motion = load_npz(args.motion, max_frames=MAX_MOTION_FRAMES) if args.motion else None
     generator = None
     if motion is None:
         from vmclip.t2m import load_generator
@@ -123,7 +129,18 @@ def run(args: argparse.Namespace) -> int:
     if args.person:
         from vmclip.person import PersonAnalysis
 
-        person = PersonAnalysis.load_json(args.person)
+        try:
+            person = PersonAnalysis.load_json(args.person)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+        ) as exc:  # a field missing or wrong
+            raise InputError(
+                f"{args.person}: not a valid person analysis ({type(exc).__name__}: {exc})"
+            ) from None
     else:
         from vmclip.person import analyze
 

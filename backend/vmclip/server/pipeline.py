@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import logging
 import tempfile
 import threading
@@ -54,15 +53,6 @@ def pick_device(device: str | None = None) -> str:
     except ImportError:
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> (H, W, 3) uint8 RGB, EXIF orientation applied (phones store photos rotated)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as img:
-        img = ImageOps.exif_transpose(img)
-        return np.asarray(img.convert("RGB"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,9 +186,9 @@ class Pipeline:
             if key in self._analyses:
                 self._analyses.move_to_end(key)
                 return self._analyses[key]
-        arrays = [decode_image(i) for i in images]
-        progress(0.0, f"analysing {len(arrays)} photo(s)")
-        analysis = person.analyze(arrays, progress=progress, device=self.device)
+        progress(0.0, f"analysing {len(images)} photo(s)")
+        # the encoded bytes, decoded inside analyze exactly as the CLI decodes a file (person.images)
+        analysis = person.analyze([bytes(i) for i in images], progress=progress, device=self.device)
         with self._lock:
             self._analyses[key] = analysis
             while len(self._analyses) > self._analysis_cache:
