@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError, MissingAssetError
 from vmclip.motion import Motion
 from vmclip.motion import rotations as R
@@ -193,7 +194,7 @@ class Generator:
             raise MissingAssetError(
                 f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
             )
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(choose_device(device))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
         if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m":
             cfg = ModelConfig.from_dict(obj["config"])
