@@ -57,9 +57,7 @@ def test_same_motion_and_frames_as_the_stages_gave_before(run) -> None:
     np.testing.assert_allclose(result.motion.trans, golden["trans"], atol=1e-5)
     pngs = sorted((out / "frames").glob("frame_*.png"))
     assert len(pngs) == result.motion.num_frames == 30
-    for frame, want in zip(
-        (pngs[0], pngs[len(pngs) // 2], pngs[-1]), golden["frames"], strict=True
-    ):
+    for frame, want in zip((pngs[0], pngs[len(pngs) // 2], pngs[-1]), golden["frames"], strict=True):
         got = np.asarray(Image.open(frame).convert("RGB")).astype(int)
         diff = np.abs(got - want.astype(int))
         assert diff.mean() < 0.05 and diff.max() <= 8, (frame.name, diff.mean(), diff.max())
