@@ -10,8 +10,10 @@ Cameras follow OpenCV: pixel ~ K @ (R @ X + t), pixel centres at integer coordin
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,14 +107,49 @@ def project(
     return uv[..., :2] / zs[..., None], z
 
 
+# Mesa's software renderers: used only where EGL offers no GPU (a machine with both lists Mesa's
+# software device beside the GPU's, and its order is the driver loader's, not ours).
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+MAX_EGL_DEVICES = 16  # EGL devices tried in turn (one per GPU, plus Mesa's software device)
+
+
+def is_software_renderer(renderer: str) -> bool:
+    return any(name in renderer.lower() for name in SOFTWARE_RENDERERS)
+
+
+def open_egl_context() -> Any:
+    """A headless moderngl context on the first EGL device with a hardware renderer, else on device 0
+    (Mesa llvmpipe on machines without a GPU). $GLCONTEXT_DEVICE_INDEX (read by glcontext) picks
+    one device explicitly, e.g. the GPU that also runs CUDA on a machine with several."""
+    import moderngl
+
+    if os.environ.get("GLCONTEXT_DEVICE_INDEX"):
+        return moderngl.create_context(standalone=True, backend="egl")
+    fallback = None
+    for index in range(MAX_EGL_DEVICES):
+        try:
+            ctx = moderngl.create_context(standalone=True, backend="egl", device_index=index)
+        except Exception:  # noqa: BLE001 - past the last device (or none at all)
+            if fallback is None and index == 0:
+                raise
+            break
+        if not is_software_renderer(str(ctx.info.get("GL_RENDERER", ""))):
+            if fallback is not None:
+                fallback.release()
+            return ctx
+        if fallback is None:
+            fallback = ctx
+        else:
+            ctx.release()
+    return fallback
+
+
 class Rasterizer:
     """A reusable headless OpenGL rasteriser. Use `get_rasterizer()` for the per-process instance."""
 
     def __init__(self) -> None:
         try:
-            import moderngl
-
-            self.ctx = moderngl.create_context(standalone=True, backend="egl")
+            self.ctx = open_egl_context()
         except Exception as exc:  # noqa: BLE001 - any EGL failure has the same remedy
             raise VmclipError(
                 f"cannot open a headless OpenGL (EGL) context: {exc}. Install Mesa's EGL "

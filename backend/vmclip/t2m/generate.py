@@ -162,7 +162,7 @@ class Generator:
         self.bank = None
         if bank is not None and len(bank.get("latents", [])):
             self.bank = F.normalize(bank["latents"].float().to(self.device), dim=-1)
-            self.bank_clip = bank["clip"].long()
+            self.bank_clip = bank["clip"].long().to(self.device)  # indexes device tensors
             ones = torch.ones(len(self.bank))
             self.bank_activity = bank.get("activity", ones).float().to(self.device)
             self.bank_fidelity = bank.get("fidelity", ones).float().to(self.device)
@@ -249,7 +249,7 @@ class Generator:
         top, idx = scores.topk(k)
         p = torch.softmax((top - top.max()) / TEMPERATURE, 0).double().cpu().numpy()
         picks = rng.choice(k, size=n, p=p / p.sum())
-        base = self.bank[idx[torch.from_numpy(picks)]]
+        base = self.bank[idx[torch.from_numpy(picks).to(idx.device)]]
         return F.normalize(base + TOWARD_TEXT * (text_emb[None] - base), dim=-1)
 
     def matches(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
