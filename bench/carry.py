@@ -60,20 +60,24 @@ def _run(cmd: list[str], cwd: Path | None = None) -> None:
     subprocess.run(cmd, check=True, cwd=cwd)
 
 
-def download_wheels(dest: Path) -> None:
+def download_wheels(dest: Path, find_links: Path | None = None) -> None:
+    """pip download of WHEELS for CPython 3.12 (from `find_links` alone when given: no network)."""
     plats = [a for p in PLATFORMS for a in ("--platform", p)]
+    source = ["--no-index", "--find-links", str(find_links)] if find_links else []
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     _run(
         [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
+            *pip,
             "--python-version",
             "3.12",
+            "--implementation",
+            "cp",
+            *plats,
+            *source,
+            "-d",
+            str(dest),
+            *WHEELS,
         ]
-        + ["--implementation", "cp", *plats, "-d", str(dest), *WHEELS]
     )
 
 
@@ -94,7 +98,7 @@ def slim_anny(dest: Path) -> None:
     shutil.copytree(src, dest / "anny", ignore=shutil.ignore_patterns("data", "examples", "__pycache__"))
 
 
-def build(out: Path, part_mb: int) -> list[Path]:
+def build(out: Path, part_mb: int, find_links: Path | None = None) -> list[Path]:
     from vmclip.person.body import anny_cache_path, prepare_anny
     from vmclip.render.example import example_dir, prepare_example
     from vmclip.text.minilm import save_half_precision
@@ -102,7 +106,7 @@ def build(out: Path, part_mb: int) -> list[Path]:
     payload = out / "payload"
     if payload.exists():
         shutil.rmtree(payload)
-    download_wheels(payload / "wheels")
+    download_wheels(payload / "wheels", find_links)
     download_egl(payload / "egl")
     slim_anny(payload / "site")
     save_half_precision(payload / "minilm16")
@@ -145,11 +149,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="build folder (outside the repository)")
     parser.add_argument("--part-mb", type=int, default=PART_MB, help=f"part size in MiB (default {PART_MB})")
     parser.add_argument("--stage", type=int, help="copy part N into .carry/ instead of building")
+    parser.add_argument("--wheels", type=Path, help="take the wheels from this folder (no download)")
     args = parser.parse_args()
     if args.stage is not None:
         stage(args.out, args.stage)
     else:
-        build(args.out, args.part_mb)
+        build(args.out, args.part_mb, args.wheels)
     return 0
 
 
