@@ -47,3 +47,34 @@ def test_gpu_benchmark_refuses_to_run_on_the_cpu_when_cuda_is_asked() -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA GPU" in lines[0] and not proc.stdout.strip()
+
+
+def test_every_gl_call_runs_in_the_one_thread_that_owns_the_context() -> None:
+    """Server workers share the rasteriser; EGL allows a context current in one thread at a time, so
+    renders from any thread are handed to the GL thread and come back identical."""
+    import threading
+
+    import numpy as np
+
+    ras = get_rasterizer()
+    verts = np.array([[0.0, 0.0, 2.0], [0.5, 0.0, 2.0], [0.0, 0.5, 2.0], [0.3, 0.3, 1.5]])
+    faces = np.array([[0, 1, 2], [1, 2, 3]])
+    K = np.array([[100.0, 0.0, 32.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]])
+    want = ras.render(verts, faces, K, np.eye(3), np.zeros(3), 64, 64)
+    got: list = []
+
+    def work() -> None:
+        for _ in range(5):
+            got.append(ras.render(verts, faces, K, np.eye(3), np.zeros(3), 64, 64))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 20 and want.mask.sum() > 100
+    for r in got:
+        np.testing.assert_array_equal(r.tri, want.tri)
+        np.testing.assert_array_equal(r.depth, want.depth)
+    gl_threads = [t.name for t in threading.enumerate() if t.name.startswith("vmclip-gl")]
+    assert len(gl_threads) == 1
