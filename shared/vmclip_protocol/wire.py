@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .skeleton import JOINT_NAMES
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -39,33 +41,7 @@ DTYPES: dict[str, np.dtype | None] = {
     "bytes": None,
 }
 
-# The SMPL-24 joint order of every motion on the wire (identical to vmclip.motion.JOINT_NAMES).
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hand",
-    "right_hand",
-)
+# The SMPL-24 joint order of every motion on the wire: `skeleton.JOINT_NAMES` (re-exported here).
 
 # Error codes a server sends in an "error" reply (body: code, message).
 ERROR_CODES: dict[str, str] = {

@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="length of the generated motion (default 4)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion generator (default 0)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--gif", metavar="GIF", help="also write an animated GIF here")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as PNG into this folder")
     p.add_argument("--person", metavar="JSON", help="reuse a saved analysis (vmclip analyze -o)")
@@ -119,13 +120,11 @@ def run(args: argparse.Namespace) -> int:
     warnings.showwarning = show
 
     from vmclip.motion import load_npz
+    from vmclip.pipeline import Pipeline
 
+    pipeline = Pipeline(args.device)
     motion = load_npz(args.motion, max_frames=MAX_MOTION_FRAMES) if args.motion else None
-    generator = None
-    if motion is None:
-        from vmclip.t2m import load_generator
-
-        generator = load_generator()  # before the photos: a missing model fails in a second, not later
+    person = None
     if args.person:
         from vmclip.person import PersonAnalysis
 
@@ -141,24 +140,16 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 f"{args.person}: not a valid person analysis ({type(exc).__name__}: {exc})"
             ) from None
-    else:
-        from vmclip.person import analyze
-
-        bar = _Bar("analyse photos")
-        try:
-            person = analyze(args.images, progress=bar)
-        finally:
-            bar.close()
-    if motion is None:
-        motion = generator.generate(args.prompt, seconds=args.seconds, seed=args.seed)
-    from vmclip.render import animate
-
-    bar = _Bar("render video")
+    bar = _Bar("animate")
     try:
-        animate(
-            person,
-            motion,
-            out,
+        pipeline.run(
+            prompt=None if motion is not None else args.prompt,
+            motion=motion,
+            images=[] if person is not None else args.images,
+            person=person,
+            out=out,
+            seconds=args.seconds,
+            seed=args.seed,
             size=args.size,
             progress=bar,
             lwg_checkpoint=args.lwg,
