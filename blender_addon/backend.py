@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-try:  # the copy vendored by build_addon.py into the add-on package
+try:  # the copy vendored by build_addon.py into the add-on package (its client needs pyzmq)
     from . import vmclip_protocol as protocol
+    from .vmclip_protocol import client as _client  # noqa: F401 - fail here when pyzmq is missing
 except ImportError:  # running from a source checkout: the package installed beside the backend
     try:
         import vmclip_protocol as protocol
+        from vmclip_protocol import client as _client  # noqa: F401
     except ImportError as exc:  # pyzmq missing in this Blender: reported when a request is made
         protocol = None
         _IMPORT_ERROR = exc

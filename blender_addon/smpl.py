@@ -1,8 +1,8 @@
 """The SMPL-24 skeleton as the add-on sees it, and the numpy maths between motion and Blender frames.
 
-The add-on runs inside Blender's Python and cannot import the backend, so the skeleton constants are
-repeated here (a test checks they equal `vmclip.motion.skeleton`). A motion reply may carry its own
-names/parents/rest offsets (a fitted person); those win over the defaults.
+The add-on runs inside Blender's Python and cannot import the backend; the skeleton constants come from
+the protocol package it vendors (`vmclip_protocol.skeleton`, the one copy the backend uses too). A motion
+reply may carry its own names/parents/rest offsets (a fitted person); those win over the defaults.
 
 Frames: the motion format is Y up, facing +Z, left = +X. Blender is Z up and a character faces -Y,
 left = +X. `C` maps motion coordinates to Blender ones (a +90 degree turn about X).
@@ -12,68 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hand",
-    "right_hand",
-)
-PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
-
-_LEFT_AND_CENTRE = {
-    "pelvis": (0.0, 0.0, 0.0),
-    "left_hip": (0.065, -0.085, -0.010),
-    "spine1": (0.0, 0.110, -0.015),
-    "left_knee": (0.035, -0.385, 0.005),
-    "spine2": (0.0, 0.135, 0.010),
-    "left_ankle": (-0.010, -0.405, -0.040),
-    "spine3": (0.0, 0.055, 0.005),
-    "left_foot": (0.025, -0.060, 0.125),
-    "neck": (0.0, 0.215, -0.030),
-    "left_collar": (0.075, 0.115, -0.010),
-    "head": (0.0, 0.085, 0.050),
-    "left_shoulder": (0.120, 0.040, -0.010),
-    "left_elbow": (0.255, -0.010, -0.020),
-    "left_wrist": (0.250, 0.005, 0.000),
-    "left_hand": (0.085, -0.010, -0.010),
-}
-# The soles sit this far below the lowest foot joint (same figure as the backend's skeleton module).
-SOLE_BELOW_FOOT_JOINT = 0.02
-
-
-def _default_offsets() -> np.ndarray:
-    out = np.zeros((len(JOINT_NAMES), 3))
-    for i, name in enumerate(JOINT_NAMES):
-        if name.startswith("right_"):
-            x, y, z = _LEFT_AND_CENTRE["left_" + name[len("right_") :]]
-            out[i] = (-x, y, z)
-        else:
-            out[i] = _LEFT_AND_CENTRE[name]
-    return out
-
-
-REST_OFFSETS: np.ndarray = _default_offsets()
-REST_OFFSETS.setflags(write=False)
+try:  # the copy of shared/vmclip_protocol that build_addon.py vendors into the add-on package
+    from .vmclip_protocol.skeleton import JOINT_NAMES, PARENTS, REST_OFFSETS, SOLE_BELOW_FOOT_JOINT
+except ImportError:  # running from a source checkout (or this file alone): the package beside the backend
+    from vmclip_protocol.skeleton import JOINT_NAMES, PARENTS, REST_OFFSETS, SOLE_BELOW_FOOT_JOINT
 
 # Motion frame (Y up, facing +Z) -> Blender frame (Z up, facing -Y).
 C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 from vmclip.motion import Motion, load_npz
+from vmclip.person.images import decode_image
 from vmclip.server import JobCancelled, Pipeline, Server, ServerConfig
-from vmclip.server.pipeline import decode_image
 from vmclip_protocol import MotionPayload
 
 

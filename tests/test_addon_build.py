@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -80,11 +82,46 @@ def test_build_cli_reports_errors_in_one_line(tmp_path, capsys):
 
 
 def test_addon_skeleton_matches_backend():
+    """One copy: the add-on, the backend and the wire format all take the skeleton from
+    vmclip_protocol.skeleton."""
+    import vmclip_protocol
+    from vmclip_protocol import skeleton as shared
+
+    assert smpl.JOINT_NAMES is skeleton.JOINT_NAMES is vmclip_protocol.JOINT_NAMES is shared.JOINT_NAMES
+    assert smpl.REST_OFFSETS is skeleton.REST_OFFSETS is shared.REST_OFFSETS
     assert smpl.JOINT_NAMES == skeleton.JOINT_NAMES
     assert smpl.PARENTS == skeleton.PARENTS
     np.testing.assert_array_equal(smpl.REST_OFFSETS, skeleton.REST_OFFSETS)
     assert smpl.Skeleton().pelvis_height() == pytest.approx(skeleton.pelvis_height())
     np.testing.assert_allclose(smpl.Skeleton().rest_positions(), skeleton.rest_positions())
+
+
+def test_built_addon_loads_its_vendored_skeleton_without_pyzmq(tmp_path):
+    """The zip's smpl.py imports the vendored vmclip_protocol.skeleton; with pyzmq missing (a Blender
+    without the bundled wheels) the armature code still loads and the client reports the problem."""
+    zip_path = build_addon.build(tmp_path, offline=True, log=lambda *_: None)
+    top = build_addon.read_manifest()["id"]
+    with zipfile.ZipFile(zip_path) as zf:
+        assert (
+            zf.read(f"{top}/vmclip_protocol/skeleton.py")
+            == (REPO / "shared" / "vmclip_protocol" / "skeleton.py").read_bytes()
+        )
+        zf.extractall(tmp_path / "addons")
+    code = (
+        "import sys; sys.modules['zmq'] = None; sys.path[:0] = [sys.argv[1]]; "
+        "sys.modules.pop('vmclip_protocol', None); "
+        f"import {top}.smpl as smpl, {top}.backend as backend; "
+        f"from {top}.vmclip_protocol import skeleton; "
+        "assert smpl.JOINT_NAMES is skeleton.JOINT_NAMES and len(smpl.Skeleton().names) == 24; "
+        "assert backend.protocol is None; "
+        "print(skeleton.__file__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the zip's copy, not the checkout's
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "addons")], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith(str(tmp_path / "addons" / top))
 
 
 rotvecs = st.lists(st.floats(-3.0, 3.0), min_size=3, max_size=3)

@@ -56,3 +56,20 @@ def test_loads_without_sentence_transformers_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_half_precision_copy_gives_the_same_embeddings(encoder, tmp_path, monkeypatch):
+    """The fp16 copy carried to a GPU machine (bench/README.md) loads as it is and embeds like fp32."""
+    from vmclip.text.minilm import minilm_dir, save_half_precision
+
+    half_dir = save_half_precision(tmp_path / "minilm16")
+    full = (minilm_dir() / "model.safetensors").stat().st_size
+    assert (half_dir / "model.safetensors").stat().st_size < 0.55 * full
+    monkeypatch.setenv("VMCLIP_MINILM_DIR", str(half_dir))
+    assert minilm_dir() == half_dir
+    half = MiniLMEncoder(device="cpu")
+    assert all(v.dtype == torch.float32 for v in half.w.values() if v.is_floating_point())
+    want, got = encoder.encode(TEXTS), half.encode(TEXTS)
+    cos = (want * got).sum(-1)
+    assert float(cos.min()) > 0.9999, cos
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=0)

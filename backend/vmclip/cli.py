@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from vmclip import __version__
 from vmclip.errors import VmclipError
@@ -54,7 +56,31 @@ def _rewrite_aliases(argv: list[str]) -> list[str]:
     return argv
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that every `finally` (temporary outputs
+    removed by `fileio.atomic_output`) runs before the process ends."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the clean-up finish
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGTERM and SIGINT both end it cleanly (exit 143 / 130)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    try:
+        return _main(argv)
+    except Terminated:  # arrived outside a command's own handling
+        print("vmclip: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only a --debug before the command is the global flag (`vmclip analyze --debug DIR` is not).
     command_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
@@ -69,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     except VmclipError as exc:
         print(f"vmclip: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("vmclip: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("vmclip: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if debug:
             raise

@@ -96,14 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.direct:
-        from vmclip.person import analyze
-        from vmclip.render import animate
-        from vmclip.t2m import generate_motion
+        from vmclip.pipeline import Pipeline
 
-        motion = generate_motion(prompt, seconds=seconds, seed=seed)
-        _write_motion_files(motion, out)
-        person = analyze(images)
-        animate(person, motion, out / "demo.mp4", size=args.size)
+        result = Pipeline().run(
+            prompt=prompt, seconds=seconds, seed=seed, images=images, out=out / "demo.mp4", size=args.size
+        )
+        _write_motion_files(result.motion, out)
         _say(f"wrote {out / 'demo.mp4'} and the motion files in {time.perf_counter() - t0:.1f} s")
         return 0
 

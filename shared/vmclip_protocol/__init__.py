@@ -1,11 +1,16 @@
 """VideoMotionCLIP wire protocol: message framing, the motion payload and a reliable Python client.
 
 Pure Python + pyzmq + numpy (no torch, no vmclip), so the Blender add-on vendors it unchanged.
-The specification for clients in other languages is `shared/README.md`.
+The specification for clients in other languages is `shared/README.md`. The SMPL-24 skeleton lives
+here too (`vmclip_protocol.skeleton`), the one copy for the backend, the wire and the add-on.
+
+The client and the key helpers need pyzmq and are imported on first use: the wire format and the
+skeleton (numpy only) then load where pyzmq is missing, as in a Blender without the bundled wheels.
 """
 
-from .client import DEFAULT_DEADLINES, Client, image_media
-from .keys import load_key_pair, load_public_key, write_key_pair
+from typing import TYPE_CHECKING, Any
+
+from . import skeleton
 from .wire import (
     BODY_FRAMES,
     DEFAULT_ADDRESS,
@@ -28,6 +33,26 @@ from .wire import (
     error_frames,
     new_id,
 )
+
+if TYPE_CHECKING:
+    from .client import DEFAULT_DEADLINES, Client, image_media
+    from .keys import load_key_pair, load_public_key, write_key_pair
+
+_CLIENT_NAMES = ("DEFAULT_DEADLINES", "Client", "image_media")
+_KEY_NAMES = ("load_key_pair", "load_public_key", "write_key_pair")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        return getattr(client, name)
+    if name in _KEY_NAMES:
+        from . import keys
+
+        return getattr(keys, name)
+    raise AttributeError(f"module 'vmclip_protocol' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -55,5 +80,6 @@ __all__ = [
     "load_key_pair",
     "load_public_key",
     "new_id",
+    "skeleton",
     "write_key_pair",
 ]

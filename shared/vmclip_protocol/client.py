@@ -24,7 +24,9 @@ from .keys import load_key_pair, load_public_key
 from .wire import (
     DEFAULT_ADDRESS,
     JOB_TYPES,
+    MAX_HEARTBEAT_MS,
     MAX_REPLY_HEADER_BYTES,
+    MIN_HEARTBEAT_MS,
     REPLY_TYPES,
     SUPPORTED_VERSIONS,
     AuthenticationFailed,
@@ -45,6 +47,9 @@ ProgressCallback = Callable[[float, str], Any]
 DEFAULT_DEADLINES = {"generate_motion": 300.0, "analyze": 600.0, "render": 3600.0}
 # The client waits this much past the deadline it sent, so the server's own "deadline_exceeded" arrives.
 _DEADLINE_GRACE_S = 2.0
+# While it waits for a job, the client sends a `status` for it this often (and says so in the request's
+# heartbeat_ms), so that a server can cancel the jobs of a client that has gone away.
+DEFAULT_HEARTBEAT_S = 2.0
 
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -144,6 +149,10 @@ class Client:
 
     Calls are serialised by a lock (one socket); `cancel()` uses a socket of its own, so another thread
     may cancel a job that a blocked `render()` is waiting for.
+
+    While it waits for a job the client sends a `status` about it every `heartbeat_s` (declared in the
+    request as `heartbeat_ms`); a server cancels the jobs of a client that stays silent several times
+    that long. `heartbeat_s=None` sends none (the job then runs to its end or deadline).
     """
 
     def __init__(
@@ -156,14 +165,20 @@ class Client:
         client_key: str | os.PathLike | tuple[bytes, bytes] | None = None,
         name: str = "vmclip_protocol",
         context: zmq.Context | None = None,
+        heartbeat_s: float | None = DEFAULT_HEARTBEAT_S,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if heartbeat_s is not None and not MIN_HEARTBEAT_MS <= heartbeat_s * 1000 <= MAX_HEARTBEAT_MS:
+            raise ValueError(
+                f"heartbeat_s must be in {MIN_HEARTBEAT_MS / 1000:g}..{MAX_HEARTBEAT_MS / 1000:g}"
+            )
         if retries < 0:
             raise ValueError("retries must be >= 0")
         self.address = address
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
+        self.heartbeat_s = heartbeat_s
         self.name = name
         self.session = f"{name[:60]}-{new_id()[:16]}"
         self._ctx = context or zmq.Context.instance()
@@ -352,27 +367,51 @@ class Client:
                     f"{msg_type}: {size} bytes of data, the server accepts at most {limit} per message",
                 )
 
+        heartbeat = self.heartbeat_s if msg_type in JOB_TYPES else None
+
         def send() -> None:
             left_ms = max(0.0, (t_end - time.monotonic()) * 1000)
             chan.send(
-                encode(msg_type, rid, body, frames, deadline_ms=left_ms, media=media, client=self.session)
+                encode(
+                    msg_type,
+                    rid,
+                    body,
+                    frames,
+                    deadline_ms=left_ms,
+                    media=media,
+                    client=self.session,
+                    heartbeat_ms=heartbeat * 1000 if heartbeat else None,
+                )
             )
+
+        def beat() -> None:  # a sign of life; its reply (another id) is ignored below
+            chan.send(encode("status", new_id(), {"job_id": rid}, deadline_ms=1000, client=self.session))
 
         send()
         silent = 0
+        last_heard = next_beat = time.monotonic()  # last message about this request; next heartbeat
         while True:
-            left = t_end + _DEADLINE_GRACE_S - time.monotonic()
+            now = time.monotonic()
+            left = t_end + _DEADLINE_GRACE_S - now
             if left <= 0:
                 raise ServerUnavailable(
                     f"{msg_type}: no result from {self.address} within its deadline of {deadline_s:.0f} s"
                 )
+            if heartbeat and now >= next_beat:
+                beat()
+                next_beat = now + heartbeat
+            wait = min(self.timeout_s - (now - last_heard), left)
+            if heartbeat:
+                wait = min(wait, next_beat - now)
             try:
-                raw = chan.recv(min(self.timeout_s, left))
+                raw = chan.recv(max(wait, 0.001))
             except AuthenticationFailed:
                 if reopen:
                     self._drop(chan)
                 raise
             if raw is None:
+                if time.monotonic() - last_heard < self.timeout_s:
+                    continue  # only a heartbeat is due
                 silent += 1
                 if silent > self.retries:
                     if reopen:
@@ -385,11 +424,12 @@ class Client:
                     self._drop(chan)
                     chan = self._chan = _Channel(self._ctx, self.address, self._curve)
                 send()
+                last_heard = time.monotonic()
                 continue
             msg = decode(raw, expect=REPLY_TYPES, max_header=MAX_REPLY_HEADER_BYTES)
             if msg.id != rid:
-                continue  # a late answer to an earlier, abandoned request
-            silent = 0
+                continue  # a late answer to an earlier, abandoned request, or to a heartbeat
+            silent, last_heard = 0, time.monotonic()
             if msg.type == "error":
                 body_ = msg.body
                 raise RemoteError(str(body_.get("code", "internal")), str(body_.get("message", "")), body_)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .skeleton import JOINT_NAMES
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
@@ -38,33 +41,7 @@ DTYPES: dict[str, np.dtype | None] = {
     "bytes": None,
 }
 
-# The SMPL-24 joint order of every motion on the wire (identical to vmclip.motion.JOINT_NAMES).
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hand",
-    "right_hand",
-)
+# The SMPL-24 joint order of every motion on the wire: `skeleton.JOINT_NAMES` (re-exported here).
 
 # Error codes a server sends in an "error" reply (body: code, message).
 ERROR_CODES: dict[str, str] = {
@@ -89,6 +66,12 @@ MAX_REPLY_HEADER_BYTES = 64 * 1024 * 1024  # replies (an analysis summary can be
 MAX_ID_LENGTH = 128
 MAX_FRAMES = 64
 MAX_ELEMENTS = 1 << 31
+# Deepest JSON nesting a header may have. The protocol's deepest (an analyze reply's camera matrix) is
+# 6; Python's JSON decoder recurses once per level and fails near 1,000, so the cap sits far below that.
+MAX_JSON_DEPTH = 32
+# heartbeat_ms a request may declare: often enough to notice a departed client, rarely enough to be cheap.
+MIN_HEARTBEAT_MS = 100
+MAX_HEARTBEAT_MS = 600_000
 
 
 class ProtocolError(Exception):
@@ -136,6 +119,7 @@ class Message:
     deadline_ms: float | None = None
     version: int = PROTOCOL_VERSION
     client: str | None = None
+    heartbeat_ms: float | None = None  # the client sends something about this job at least this often
 
     def frames_named(self, name: str) -> list[np.ndarray | bytes]:
         return [data for n, data in self.frames if n == name]
@@ -159,6 +143,7 @@ def encode(
     media: dict[str, str] | None = None,
     client: str | None = None,
     version: int = PROTOCOL_VERSION,
+    heartbeat_ms: float | None = None,
 ) -> list[bytes]:
     """Build the multipart frames of one message.
 
@@ -197,6 +182,8 @@ def encode(
         header["deadline_ms"] = int(max(0, deadline_ms))
     if client is not None:
         header["client"] = client
+    if heartbeat_ms is not None:
+        header["heartbeat_ms"] = int(heartbeat_ms)
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return [head, *payloads]
 
@@ -214,13 +201,93 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None for anything else: booleans, text, NaN, infinities, and
+    integers too large for a float (JSON allows 4,300 digits; float() would raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not text (it cannot be UTF-8 encoded).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in JSON text, counted without parsing (no recursion)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub('""', text)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _bad_text(value: Any) -> str | None:
+    """The first string (key or value) in a parsed header that is not valid Unicode, else None.
+    (Recursive, but only over headers that json_depth has already bounded.)"""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            bad = _bad_text(k) or _bad_text(v)
+            if bad is not None:
+                return bad
+    elif isinstance(value, list):
+        for v in value:
+            bad = _bad_text(v)
+            if bad is not None:
+                return bad
+    return None
+
+
+def parse_header(head: bytes | memoryview) -> Any:
+    """Frame 0 as JSON: UTF-8, at most MAX_JSON_DEPTH levels deep, every string valid Unicode.
+
+    Raises ProtocolError("bad_message"). Nesting is bounded *before* the decoder runs (it would hit
+    Python's recursion limit), and lone surrogates (a legal JSON escape such as \\ud800) are refused
+    here so that no later use of a string (encoding an id, logging a name) can fail."""
+    try:
+        text = bytes(head).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_message", f"header frame is not UTF-8 ({exc})") from None
+    if (depth := json_depth(text)) > MAX_JSON_DEPTH:
+        raise ProtocolError("bad_message", f"header JSON is nested {depth} deep, limit {MAX_JSON_DEPTH}")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_message", f"header frame is not JSON ({str(exc)[:200]})") from None
+    if _SURROGATE_ESCAPE.search(text) and (bad := _bad_text(header)) is not None:
+        rid = header.get("id") if isinstance(header, dict) else None
+        readable = isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH and _bad_text(rid) is None
+        raise ProtocolError(
+            "bad_message",
+            f"header holds a string that is not valid Unicode (lone surrogate): {ascii(bad)[:60]}",
+            rid if readable else None,  # so that the error reaches the request it answers
+        )
+    return header
+
+
 def peek_id(header_frame: Any) -> str | None:
     """Best-effort request id of a message that failed to decode, so the error can name it."""
     try:
-        header = json.loads(bytes(_as_bytes(header_frame)[:MAX_HEADER_BYTES]).decode("utf-8"))
+        header = parse_header(_as_bytes(header_frame)[:MAX_HEADER_BYTES])
         rid = header.get("id") if isinstance(header, dict) else None
         return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_LENGTH else None
-    except (ValueError, UnicodeDecodeError, ProtocolError):
+    except ProtocolError as exc:  # e.g. bad text elsewhere in a header whose id is fine
+        return exc.request_id
+    except Exception:  # noqa: BLE001 - only a hint for an error reply: never let it raise
         return None
 
 
@@ -233,10 +300,7 @@ def decode(
     head = _as_bytes(frames[0])
     if len(head) > max_header:
         raise ProtocolError("too_large", f"header is {len(head)} bytes, limit {max_header}")
-    try:
-        header = json.loads(bytes(head).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("bad_message", f"header frame is not UTF-8 JSON ({exc})") from None
+    header = parse_header(head)
     if not isinstance(header, dict):
         raise ProtocolError("bad_message", f"header is a JSON {type(header).__name__}, expected an object")
     rid = header.get("id")
@@ -268,17 +332,23 @@ def decode(
     if not isinstance(body, dict):
         raise ProtocolError("bad_message", "header.body must be a JSON object", rid)
     deadline = header.get("deadline_ms")
-    if deadline is not None and not (
-        isinstance(deadline, int | float)
-        and not isinstance(deadline, bool)
-        and math.isfinite(deadline)
-        and deadline >= 0
-    ):
+    deadline_f = finite_number(deadline)
+    if deadline is not None and not (deadline_f is not None and deadline_f >= 0):
         raise ProtocolError("bad_message", "header.deadline_ms must be a non-negative number", rid)
     client = header.get("client")
     if client is not None and not (isinstance(client, str) and len(client) <= MAX_ID_LENGTH):
         raise ProtocolError(
             "bad_message", f"header.client must be a string of at most {MAX_ID_LENGTH} characters", rid
+        )
+    heartbeat = header.get("heartbeat_ms")
+    heartbeat_f = finite_number(heartbeat)
+    if heartbeat is not None and not (
+        heartbeat_f is not None and MIN_HEARTBEAT_MS <= heartbeat_f <= MAX_HEARTBEAT_MS
+    ):
+        raise ProtocolError(
+            "bad_message",
+            f"header.heartbeat_ms must be a number in {MIN_HEARTBEAT_MS}..{MAX_HEARTBEAT_MS}",
+            rid,
         )
     descs = header.get("frames", [])
     if not isinstance(descs, list):
@@ -292,8 +362,7 @@ def decode(
     out: list[tuple[str, np.ndarray | bytes]] = []
     for i, (desc, frame) in enumerate(zip(descs, frames[1:], strict=True)):
         out.append(_decode_frame(i, desc, _as_bytes(frame), rid))
-    deadline_f = float(deadline) if deadline is not None else None
-    return Message(msg_type, rid, body, out, deadline_f, version, client)
+    return Message(msg_type, rid, body, out, deadline_f, version, client, heartbeat_f)
 
 
 def _decode_frame(
@@ -366,11 +435,11 @@ class MotionPayload:
             raise ValueError("joint_names must be the SMPL-24 order of vmclip_protocol.JOINT_NAMES")
         if not (np.isfinite(self.poses).all() and np.isfinite(self.trans).all()):
             raise ValueError("motion contains NaN or infinite values")
-        try:
-            fps = float(self.fps) if not isinstance(self.fps, bool | str) else math.nan
-        except (TypeError, ValueError):
-            fps = math.nan
-        if not (math.isfinite(fps) and 1 <= fps <= 1000):
+        fps = self.fps
+        if isinstance(fps, np.generic | np.ndarray) and np.size(fps) == 1:  # numpy scalars
+            fps = np.asarray(fps).item()
+        fps = finite_number(fps)
+        if fps is None or not 1 <= fps <= 1000:
             raise ValueError(f"fps {self.fps!r} is not a number in 1..1000")
         self.fps = fps
 

@@ -172,12 +172,50 @@ def validate_arrays(rot: np.ndarray, trans: np.ndarray, fps: float, where: str, 
         raise InputError(f"{where}: frame rate {fps} is not in 1..1000 fps")
 
 
-def load_npz(path: str | Path) -> Motion:
-    """Read an AMASS-style motion file; SMPL-H/X files with more than 24 joints keep the body's 24."""
+# Most numbers a motion file may hold in all, checked from the arrays' headers before any is read:
+# a compressed .npz of zeros can unpack to gigabytes. 60M values = 10 h of SMPL-H (156 values per
+# frame) at 30 fps, far beyond any real take.
+MAX_NPZ_VALUES = 60_000_000
+
+
+def _npz_values(path: Path) -> int:
+    """How many values the .npz's arrays hold, from their .npy headers (no array is read)."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, _ = read(fh)
+            total += int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return total
+
+
+def _numbers(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    """Field `key` as float64, or InputError when it holds text, objects or anything non-numeric."""
+    value = arrays[key]
+    if value.dtype.kind not in "biuf":
+        raise InputError(f"{path}: {key} holds {value.dtype} data ({value.dtype.kind!r}), expected numbers")
+    return np.asarray(value, dtype=np.float64)
+
+
+def load_npz(path: str | Path, max_frames: int | None = None) -> Motion:
+    """Read an AMASS-style motion file; SMPL-H/X files with more than 24 joints keep the body's 24.
+
+    `max_frames` refuses longer motions (see vmclip.limits). Any malformed file (not a zip,
+    fields missing, of the wrong type or shape, too large) raises InputError with one line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
+        if (values := _npz_values(path)) > MAX_NPZ_VALUES:
+            raise InputError(
+                f"{path}: holds {values:,} values, more than a motion file can ({MAX_NPZ_VALUES:,})"
+            )
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -188,14 +226,30 @@ def load_npz(path: str | Path) -> Motion:
             f"{path}: missing keys {missing} (found {sorted(arrays)}); expected AMASS-style "
             "poses (T,72), trans (T,3), mocap_framerate"
         )
-    poses = np.asarray(arrays["poses"], dtype=np.float64)
+    poses = _numbers(arrays, "poses", path)
     if poses.ndim != 2 or poses.shape[1] < NUM_JOINTS * 3 or poses.shape[1] % 3:
         raise InputError(f"{path}: poses has shape {poses.shape}, expected (T, 72)")
+    if max_frames is not None and len(poses) > max_frames:
+        raise InputError(f"{path}: motion has {len(poses)} frames, the limit is {max_frames}")
     poses = poses[:, : NUM_JOINTS * 3].reshape(-1, NUM_JOINTS, 3)
-    trans = np.asarray(arrays["trans"], dtype=np.float64)
-    fps = float(arrays.get("mocap_framerate", arrays.get("mocap_frame_rate", FPS)))
+    trans = _numbers(arrays, "trans", path)
+    fps_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in arrays), None)
+    fps = FPS
+    if fps_key is not None:
+        rate = _numbers(arrays, fps_key, path)
+        if rate.size != 1:
+            raise InputError(f"{path}: {fps_key} has shape {rate.shape}, expected one number")
+        fps = float(rate.reshape(()))
     validate_arrays(poses, trans, fps, where=str(path), rot_kind="aa")
-    text = str(arrays["text"]) if "text" in arrays else ""
-    texts = [t.strip() for t in text.split(" | ") if t.strip()]
-    betas = arrays.get("betas")
+    text = arrays.get("text")
+    if text is not None and text.dtype.kind not in "US":
+        raise InputError(f"{path}: text holds {text.dtype} data, expected a string")
+    texts = [t.strip() for t in (str(text) if text is not None else "").split(" | ") if t.strip()]
+    betas = None
+    if "betas" in arrays:
+        betas = arrays["betas"]  # (kept in its own dtype, as before)
+        if betas.ndim > 2 or not np.isfinite(_numbers(arrays, "betas", path)).all():
+            raise InputError(
+                f"{path}: betas has shape {betas.shape} or non-finite values, expected (N,) numbers"
+            )
     return Motion.from_axis_angle(poses, trans, fps, texts, betas)

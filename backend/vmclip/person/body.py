@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vmclip.devices import choose_device
 from vmclip.errors import MissingAssetError
 from vmclip.geometry import vertex_normals
 from vmclip.motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
@@ -323,7 +324,7 @@ class BodyModel:
     uv_faces: np.ndarray | None = None
 
     def __init__(self, device: str | torch.device | None = None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = choose_device(device)
 
     # --- shape <-> vector -------------------------------------------------------------------------
     def default_shape(self) -> dict[str, Any]:
@@ -629,7 +630,7 @@ def load_body_model(kind: str = "anny", device: str | torch.device | None = None
     """The body model of `kind` ("anny", "smpl", "smplx"), loaded once per process and device."""
     if kind not in ("anny", "smpl", "smplx"):
         raise ValueError(f"unknown body model {kind!r}; expected 'anny', 'smpl' or 'smplx'")
-    dev = str(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    dev = str(choose_device(device))
     with _LOCK:
         key = (kind, dev)
         if key not in _CACHE:

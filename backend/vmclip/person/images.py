@@ -1,4 +1,7 @@
-"""Reading photos: any common format, grayscale / RGBA / 16-bit, EXIF rotation; always RGB uint8 out."""
+"""Reading photos: any common format, grayscale / RGBA / 16-bit, EXIF rotation; always RGB uint8 out.
+
+`decode_image` is the one decoder of encoded photos: the CLI (files) and the server (bytes off the
+wire) both go through it, so a photo gives the same pixels, or the same one-line error, on both."""
 
 from __future__ import annotations
 
@@ -82,6 +85,23 @@ def _read_file(path: Path | io.BytesIO, label: str | None = None) -> np.ndarray:
     return arr
 
 
+def decode_image(
+    src: str | os.PathLike | bytes | bytearray | memoryview, name: str | None = None
+) -> np.ndarray:
+    """Encoded image bytes or an image file -> (H, W, 3) uint8 RGB at (about) its own size.
+
+    EXIF rotation applied; 16-bit, greyscale, palette, CMYK and 1-bit images converted, transparency
+    composited onto black (transparent = empty background); JPEGs larger than MAX_SIDE decoded at a
+    reduced size directly. Raises InputError (one line, naming `name`) for missing, truncated,
+    corrupt, unsupported or oversized images."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        label = name or "image data"
+        return _to_rgb(_read_file(io.BytesIO(bytes(src)), label), label)
+    path = Path(src)
+    label = name or str(path)
+    return _to_rgb(_read_file(path, label if name else None), label)
+
+
 def load_image(
     src: str | os.PathLike | np.ndarray | bytes, max_side: int = MAX_SIDE, name: str | None = None
 ) -> np.ndarray:
@@ -89,18 +109,14 @@ def load_image(
     most `max_side`.
 
     Raises InputError (one line) for missing, corrupt, unsupported, tiny or oversized images."""
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        label = name or "image data"
-        arr = _to_rgb(_read_file(io.BytesIO(bytes(src)), label), label)
-    elif isinstance(src, np.ndarray):
+    if isinstance(src, np.ndarray):
         label = name or "image array"
         if src.size and src.shape[0] * (src.shape[1] if src.ndim > 1 else 1) > MAX_PIXELS:
             raise InputError(f"{label}: more than {MAX_PIXELS // 1_000_000} MP")
         arr = _to_rgb(np.asarray(src), label)
     else:
-        path = Path(src)
-        label = name or str(path)
-        arr = _to_rgb(_read_file(path), label)
+        label = name or ("image data" if isinstance(src, (bytes, bytearray, memoryview)) else str(src))
+        arr = decode_image(src, label)
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InputError(f"{label}: image is only {w}x{h} pixels; at least {MIN_SIDE} px per side are needed")

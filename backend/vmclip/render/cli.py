@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vmclip.errors import InputError
+from vmclip.limits import MAX_MOTION_FRAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMG", help="photo(s) of one person (JPEG/PNG, same size)")
     p.add_argument("--prompt", help="what the person does, in plain English")
-    p.add_argument("--motion", metavar="NPZ", help="use this motion (AMASS-style .npz) instead of a prompt")
+    p.add_argument(
+        "--motion",
+        metavar="NPZ",
+        help="use this motion (AMASS-style .npz) instead of a prompt; "
+        f"at most {MAX_MOTION_FRAMES} frames (the server's limit too)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MP4", help="output video (.mp4)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of the generated motion (default 4)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion generator (default 0)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--gif", metavar="GIF", help="also write an animated GIF here")
     p.add_argument("--frames", metavar="DIR", help="also write every frame as PNG into this folder")
     p.add_argument("--person", metavar="JSON", help="reuse a saved analysis (vmclip analyze -o)")
@@ -113,35 +120,36 @@ def run(args: argparse.Namespace) -> int:
     warnings.showwarning = show
 
     from vmclip.motion import load_npz
+    from vmclip.pipeline import Pipeline
 
-    motion = load_npz(args.motion) if args.motion else None
-    generator = None
-    if motion is None:
-        from vmclip.t2m import load_generator
-
-        generator = load_generator()  # before the photos: a missing model fails in a second, not later
+    pipeline = Pipeline(args.device)
+    motion = load_npz(args.motion, max_frames=MAX_MOTION_FRAMES) if args.motion else None
+    person = None
     if args.person:
         from vmclip.person import PersonAnalysis
 
-        person = PersonAnalysis.load_json(args.person)
-    else:
-        from vmclip.person import analyze
-
-        bar = _Bar("analyse photos")
         try:
-            person = analyze(args.images, progress=bar)
-        finally:
-            bar.close()
-    if motion is None:
-        motion = generator.generate(args.prompt, seconds=args.seconds, seed=args.seed)
-    from vmclip.render import animate
-
-    bar = _Bar("render video")
+            person = PersonAnalysis.load_json(args.person)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+        ) as exc:  # a field missing or wrong
+            raise InputError(
+                f"{args.person}: not a valid person analysis ({type(exc).__name__}: {exc})"
+            ) from None
+    bar = _Bar("animate")
     try:
-        animate(
-            person,
-            motion,
-            out,
+        pipeline.run(
+            prompt=None if motion is not None else args.prompt,
+            motion=motion,
+            images=[] if person is not None else args.images,
+            person=person,
+            out=out,
+            seconds=args.seconds,
+            seed=args.seed,
             size=args.size,
             progress=bar,
             lwg_checkpoint=args.lwg,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError, MissingAssetError
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class LWGRefiner:
     flow and warped input; its output replaces the person (blended by its own attention matte)."""
 
     def __init__(self, net: AttLWBGenerator, device: str | None = None, work_size: int = 256) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = choose_device(device)
         self.net = net.to(self.device)
         self.work_size = work_size
         self._scene_id: int | None = None

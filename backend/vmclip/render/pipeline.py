@@ -353,7 +353,7 @@ def render_frames(
     if lwg_checkpoint is not None:
         from vmclip.render.lwg import load_refiner
 
-        refiner = load_refiner(lwg_checkpoint)
+        refiner = load_refiner(lwg_checkpoint, device=getattr(scene.body, "device", None))  # the body's
     n = len(placed.vertices)
     for i, verts in enumerate(placed.vertices):
         if cancel is not None and cancel.is_set():

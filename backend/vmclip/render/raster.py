@@ -11,8 +11,11 @@ coordinates, rows down.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,14 +99,64 @@ class Raster:
         return corners[np.arange(len(corners)), np.argmax(self.bary[sel], axis=1)]
 
 
+# Mesa's software renderers: used only where EGL offers no GPU (a machine with both lists Mesa's
+# software device beside the GPU's, and its order is the driver loader's, not ours).
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast")
+MAX_EGL_DEVICES = 16  # EGL devices tried in turn (one per GPU, plus Mesa's software device)
+
+
+def is_software_renderer(renderer: str) -> bool:
+    return any(name in renderer.lower() for name in SOFTWARE_RENDERERS)
+
+
+def open_egl_context() -> Any:
+    """A headless moderngl context on the first EGL device with a hardware renderer, else on device 0
+    (Mesa llvmpipe on machines without a GPU). $GLCONTEXT_DEVICE_INDEX (read by glcontext) picks
+    one device explicitly, e.g. the GPU that also runs CUDA on a machine with several."""
+    import moderngl
+
+    if os.environ.get("GLCONTEXT_DEVICE_INDEX"):
+        return moderngl.create_context(standalone=True, backend="egl")
+    fallback = None
+    for index in range(MAX_EGL_DEVICES):
+        try:
+            ctx = moderngl.create_context(standalone=True, backend="egl", device_index=index)
+        except Exception:  # noqa: BLE001 - past the last device (or none at all)
+            if fallback is None and index == 0:
+                raise
+            break
+        if not is_software_renderer(str(ctx.info.get("GL_RENDERER", ""))):
+            if fallback is not None:
+                fallback.release()
+            return ctx
+        if fallback is None:
+            fallback = ctx
+        else:
+            ctx.release()
+    return fallback
+
+
 class Rasterizer:
     """A reusable headless OpenGL rasteriser. Use `get_rasterizer()` for the per-process instance."""
 
     def __init__(self) -> None:
+        # EGL lets a context be current in one thread at a time, and a new context stays current in
+        # the thread that made it; the server's workers share this rasteriser. So one thread owns the
+        # context and makes every GL call (Mesa tolerates hopping threads, NVIDIA's EGL need not).
+        self._gl = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmclip-gl")
         try:
-            import moderngl
+            self._gl.submit(self._open).result()
+        except BaseException:
+            self._gl.shutdown(wait=False)
+            raise
+        self._fbo_size: tuple[int, int] | None = None
+        self._vbo = self._ibo = self.vao = None
+        self._vbo_bytes = 0
+        self._faces: np.ndarray | None = None  # the faces in the index buffer
 
-            self.ctx = moderngl.create_context(standalone=True, backend="egl")
+    def _open(self) -> None:
+        try:
+            self.ctx = open_egl_context()
         except Exception as exc:  # noqa: BLE001 - any EGL failure has the same remedy
             raise VmclipError(
                 f"cannot open a headless OpenGL (EGL) context: {exc}. Install Mesa's EGL "
@@ -112,15 +165,11 @@ class Rasterizer:
         self.program = self.ctx.program(
             vertex_shader=_VERTEX_SHADER, geometry_shader=_GEOMETRY_SHADER, fragment_shader=_FRAGMENT_SHADER
         )
-        self._fbo_size: tuple[int, int] | None = None
-        self._lock = threading.Lock()
-        self._vbo = self._ibo = self.vao = None
-        self._vbo_bytes = 0
-        self._faces: np.ndarray | None = None  # the faces in the index buffer
+        self._renderer = str(self.ctx.info.get("GL_RENDERER", "unknown"))
 
     @property
     def renderer(self) -> str:
-        return str(self.ctx.info.get("GL_RENDERER", "unknown"))
+        return self._renderer
 
     def _framebuffer(self, width: int, height: int) -> None:
         if self._fbo_size == (width, height):
@@ -154,6 +203,30 @@ class Rasterizer:
         )
         self._faces = faces
 
+    def _draw(
+        self, faces: np.ndarray, data: bytes, width: int, height: int, roi: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The GL part of `render` (in the GL thread): draw, read back the window."""
+        with self.ctx:
+            self._framebuffer(width, height)
+            self._geometry(faces, len(data))
+            self._vbo.write(data)
+            self.fbo.use()
+            self.ctx.viewport = (0, 0, width, height)
+            self.ctx.enable(self.ctx.DEPTH_TEST)
+            self.ctx.disable(self.ctx.CULL_FACE)
+            self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self.vao.render(vertices=len(faces) * 3)
+            x0, y0, x1, y1 = roi if roi is not None else (0, 0, width, height)
+            x0, y0 = max(0, int(x0)), max(0, int(y0))
+            x1, y1 = min(width, int(x1)), min(height, int(y1))
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+            viewport = (x0, y0, x1 - x0, y1 - y0)
+            color = np.frombuffer(
+                self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"), dtype=np.float32
+            )
+        return color, (x0, y0, x1, y1)
+
     def render(
         self,
         vertices: np.ndarray,
@@ -175,25 +248,9 @@ class Rasterizer:
         y_ndc = 2.0 * (uv[:, 1] + 0.5) / height - 1.0
         a, b = (FAR + NEAR) / (FAR - NEAR), -2.0 * FAR * NEAR / (FAR - NEAR)
         clip = np.stack([x_ndc * z, y_ndc * z, a * z + b, z], axis=1).astype(np.float32)
-        data = clip.tobytes()
-        with self._lock, self.ctx:  # `with ctx` makes it current in the calling thread
-            self._framebuffer(width, height)
-            self._geometry(faces, len(data))
-            self._vbo.write(data)
-            self.fbo.use()
-            self.ctx.viewport = (0, 0, width, height)
-            self.ctx.enable(self.ctx.DEPTH_TEST)
-            self.ctx.disable(self.ctx.CULL_FACE)
-            self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-            self.vao.render(vertices=len(faces) * 3)
-            x0, y0, x1, y1 = roi if roi is not None else (0, 0, width, height)
-            x0, y0 = max(0, int(x0)), max(0, int(y0))
-            x1, y1 = min(width, int(x1)), min(height, int(y1))
-            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-            viewport = (x0, y0, x1 - x0, y1 - y0)
-            color = np.frombuffer(
-                self.fbo.read(viewport=viewport, components=4, attachment=0, dtype="f4"), dtype=np.float32
-            )
+        color, (x0, y0, x1, y1) = self._gl.submit(
+            self._draw, faces, clip.tobytes(), width, height, roi
+        ).result()
         height, width = y1 - y0, x1 - x0
         color = color.reshape(height, width, 4)
         tri = color[..., 3].astype(np.int32) - 1

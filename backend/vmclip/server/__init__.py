@@ -4,7 +4,7 @@ Public API: `Server`, `ServerConfig`, `Limits`, `Pipeline` (the ML stages, resol
 `StageUnavailable`, `JobCancelled`, `is_local_address`.
 """
 
-from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable, pick_device
+from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address
 from vmclip.server.service import Limits, Server, ServerConfig
 
@@ -16,5 +16,4 @@ __all__ = [
     "ServerConfig",
     "StageUnavailable",
     "is_local_address",
-    "pick_device",
 ]

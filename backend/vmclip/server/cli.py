@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from vmclip.errors import InputError, VmclipError
+from vmclip.limits import MAX_MOTION_FRAMES
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"  # same as vmclip_protocol.DEFAULT_ADDRESS (kept light to import)
 
@@ -70,16 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="talk to a running `vmclip serve` (ping, status, motion, render)",
         description="Script a running server. `motion` and `render` write their result with -o FILE.",
     )
-    c.add_argument("--server", default=DEFAULT_ADDRESS, help=f"server endpoint (default {DEFAULT_ADDRESS})")
-    c.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds of silence before a retry (default 10)"
-    )
-    c.add_argument("--retries", type=int, default=3, help="retries on silence, each on a fresh socket")
-    c.add_argument("--server-key", type=Path, default=None, help="the server's public key (.key) for CURVE")
-    c.add_argument("--client-key", type=Path, default=None, help="this client's key pair (.key_secret)")
+    _client_options(c, with_defaults=True)
     cs = c.add_subparsers(dest="client_command", metavar="ACTION", required=True)
-    cs.add_parser("ping", help="hello: versions, device, available stages, round-trip time")
-    cs.add_parser("status", help="queue, workers and this client's jobs")
+    actions = [
+        cs.add_parser("ping", help="hello: versions, device, available stages, round-trip time"),
+        cs.add_parser("status", help="queue, workers and this client's jobs"),
+    ]
     m = cs.add_parser("motion", help="generate a motion from text and save it as .npz (AMASS-style)")
     m.add_argument("prompt", help="what the person does, e.g. 'a man waves with his right hand'")
     m.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
@@ -89,13 +86,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = cs.add_parser("render", help="animate the person in photo(s) and save the MP4")
     r.add_argument("images", nargs="+", type=Path, help="PNG/JPEG photo(s) of one person")
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--motion", type=Path, help="motion .npz to use")
+    src.add_argument(
+        "--motion",
+        type=Path,
+        help=f"motion .npz to use (at most {MAX_MOTION_FRAMES} frames, the server's limit)",
+    )
     src.add_argument("--prompt", help="generate the motion from this text first")
     r.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     r.add_argument("--size", type=int, default=512, help="output frame size in pixels (default 512)")
     r.add_argument("--seconds", type=float, default=4.0, help="motion length with --prompt")
     r.add_argument("--seed", type=int, default=0, help="seed with --prompt")
+    for action in [*actions, m, r]:  # `vmclip client ping --server ...` as well as `client --server ... ping`
+        _client_options(action, with_defaults=False)
     c.set_defaults(func=_client)
+
+
+def _client_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
+    """The client's connection options, accepted before and after the action. After it they have no
+    default (argparse.SUPPRESS), so that they do not overwrite a value given before it."""
+
+    def default(value: object) -> object:
+        return value if with_defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--server", default=default(DEFAULT_ADDRESS), help=f"server endpoint (default {DEFAULT_ADDRESS})"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=default(10.0), help="seconds of silence before a retry (default 10)"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=default(3),
+        help="retries on silence, each on a fresh socket (default 3)",
+    )
+    parser.add_argument(
+        "--server-key", type=Path, default=default(None), help="the server's public key (.key) for CURVE"
+    )
+    parser.add_argument(
+        "--client-key", type=Path, default=default(None), help="this client's key pair (.key_secret)"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -212,7 +242,7 @@ def _client_action(args: argparse.Namespace, client) -> int:
             raise InputError(f"{path}: no such image")
         images.append(path.read_bytes())
     if args.motion is not None:
-        m = load_npz(args.motion)
+        m = load_npz(args.motion, max_frames=MAX_MOTION_FRAMES)
         motion = vp.MotionPayload(m.axis_angle().astype(np.float32), m.trans, m.fps, text=m.text)
     else:
         motion = client.generate_motion(args.prompt, args.seconds, args.seed)

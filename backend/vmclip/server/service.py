@@ -3,7 +3,9 @@
 One I/O thread owns the ROUTER socket (ZeroMQ sockets are single-threaded): it decodes and
 validates requests, answers hello/status/cancel itself, queues jobs, sends heartbeats and enforces
 deadlines. Workers run jobs through the `Pipeline` and hand their replies back to the I/O thread
-over an inproc PUSH/PULL pipe. Any failure inside one job becomes an error reply to that client.
+over an inproc PUSH/PULL pipe. Any failure inside one job becomes an error reply to that client;
+a worker thread that dies anyway is replaced (the I/O thread supervises the pool), and no exception
+raised while handling one message stops the I/O thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,15 +37,23 @@ from vmclip_protocol import (
     error_frames,
     new_id,
 )
-from vmclip_protocol.wire import peek_id
+from vmclip_protocol.wire import finite_number, peek_id
 
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
+from vmclip.limits import MAX_MOTION_FRAMES
 from vmclip.motion.constraints import MotionConstraints
 from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address, setup_curve
 
 log = logging.getLogger("vmclip.server")
+
+# A client that declared header.heartbeat_ms and then stayed silent this many heartbeats is taken to
+# be gone and its jobs are cancelled: one or two late or lost messages never cost a job.
+HEARTBEAT_MISSES = 3
+# After an unexpected exception in the I/O loop, wait this long before the next turn so that a fault
+# that repeats on every turn cannot spin a core (and flood the log).
+_IO_FAULT_PAUSE_S = 0.05
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Limits:
     max_prompt_chars: int = 500
     min_seconds: float = 1.0  # the text-to-motion model's range (vmclip.t2m.generate)
     max_seconds: float = 10.0
-    max_motion_frames: int = 9000  # longest motion render accepts (5 min at 30 fps)
+    max_motion_frames: int = MAX_MOTION_FRAMES  # longest motion render accepts (same as the CLI's)
     min_fps: float = 1.0
     max_fps: float = 120.0
     max_render_size: int = 2048
@@ -93,6 +104,8 @@ class Job:
     fraction: float = 0.0
     message: str = "queued"
     answered: bool = False  # the client already got its terminal reply (cancel/deadline)
+    heartbeat_s: float | None = None  # the client promised a sign of life at least this often
+    last_seen: float = field(default_factory=time.monotonic)  # its last message (any request)
 
 
 class _Request(Exception):
@@ -136,6 +149,9 @@ class Server:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=self.limits.max_queue)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
+        self._running: list[Job | None] = [None] * self.config.workers  # the job in each worker slot
+        self.workers_restarted = 0
         self._pipe = f"inproc://vmclip-replies-{new_id()}"
         self._auth = None
         self._router: zmq.Socket | None = None
@@ -175,11 +191,8 @@ class Server:
         self.started_at = time.monotonic()
         io_thread = threading.Thread(target=self._io_loop, name="vmclip-io", daemon=True)
         self._threads.append(io_thread)
-        for i in range(self.config.workers):
-            t = threading.Thread(target=self._worker, name=f"vmclip-worker-{i}", daemon=True)
-            self._threads.append(t)
-        for t in self._threads:
-            t.start()
+        io_thread.start()
+        self._workers = [self._start_worker(i) for i in range(self.config.workers)]
         log.info(
             "serving on %s (%s, %d workers, device %s)",
             self.address,
@@ -204,7 +217,7 @@ class Server:
             except queue.Full:
                 break
         end = time.monotonic() + timeout_s
-        for t in self._threads:
+        for t in [*self._threads, *self._workers]:
             t.join(max(0.0, end - time.monotonic()))
         self._stop_auth()
 
@@ -237,43 +250,56 @@ class Server:
         next_beat = time.monotonic() + self.config.heartbeat_s
         try:
             while not self._stop.is_set():
-                events = dict(poller.poll(50))
-                if router in events:
-                    for _ in range(100):  # drain, bounded so replies are not starved
-                        try:
-                            frames = router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        try:
-                            self._on_request(frames)
-                        except Exception as exc:  # noqa: BLE001 - a bug in one request must not stop the rest
-                            log.exception("request handling failed")
-                            self._send(
-                                bytes(frames[0].buffer),
-                                error_frames(
-                                    "internal",
-                                    f"{type(exc).__name__}: {exc}"[:500],
-                                    peek_id(frames[1]) if len(frames) > 1 else None,
-                                ),
-                            )
-                if pull in events:
-                    for _ in range(100):
-                        try:
-                            parts = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._on_worker_reply(parts)
-                now = time.monotonic()
-                self._expire(now)
-                if now >= next_beat:
-                    self._heartbeat()
-                    next_beat = now + self.config.heartbeat_s
-        except Exception:  # noqa: BLE001 - the loop must not die silently
-            log.exception("server I/O loop crashed")
-            self._stop.set()
+                try:
+                    next_beat = self._io_turn(poller, next_beat)
+                except Exception:  # noqa: BLE001 - a fault in one turn must not stop the service
+                    log.exception("server I/O loop: unexpected error (the server goes on)")
+                    self._stop.wait(_IO_FAULT_PAUSE_S)
         finally:
             router.close(linger=0)
             pull.close(linger=0)
+
+    def _io_turn(self, poller: zmq.Poller, next_beat: float) -> float:
+        """One turn of the I/O thread: requests in, worker replies out, deadlines, heartbeats, pool."""
+        router, pull = self._router, self._pull
+        events = dict(poller.poll(50))
+        if router in events:
+            for _ in range(100):  # drain, bounded so replies are not starved
+                try:
+                    frames = router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._on_request_guarded(frames)
+        if pull in events:
+            for _ in range(100):
+                try:
+                    parts = pull.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                try:
+                    self._on_worker_reply(parts)
+                except Exception:  # noqa: BLE001 - one bad reply must not stop the others
+                    log.exception("forwarding a worker's reply failed")
+        now = time.monotonic()
+        self._expire(now)
+        self._supervise()
+        if now >= next_beat:
+            self._heartbeat()
+            next_beat = now + self.config.heartbeat_s
+        return next_beat
+
+    def _on_request_guarded(self, frames: list[zmq.Frame]) -> None:
+        """`_on_request`, with any exception turned into an `internal` error reply to that sender."""
+        try:
+            self._on_request(frames)
+        except Exception as exc:  # noqa: BLE001 - a bug in one request must not stop the rest
+            log.exception("request handling failed")
+            try:
+                rid = peek_id(frames[1]) if len(frames) > 1 else None  # never raises
+                reply = error_frames("internal", f"{type(exc).__name__}: {exc}"[:500], rid)
+                self._send(bytes(frames[0].buffer), reply)
+            except Exception:  # noqa: BLE001 - not even an error reply could be made: drop it
+                log.exception("could not answer the failed request")
 
     def _send(self, identity: bytes, frames: list[bytes]) -> None:
         try:
@@ -281,13 +307,16 @@ class Server:
         except (zmq.Again, zmq.ZMQError):  # client gone or its queue is full: drop, as ROUTER would
             pass
 
-    def _log(self, msg_type: str, client: str, rid: str | None, started: float, outcome: str) -> None:
+    def _log(
+        self, msg_type: str, client: str, rid: str | None, started: float, outcome: str, quiet: bool = False
+    ) -> None:
         self.requests_served += 1
-        log.info(
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
             "%s client=%s id=%s %.1f ms %s",
-            msg_type,
-            client[:24],
-            (rid or "-")[:12],
+            _printable(msg_type, 20),
+            _printable(client, 24),
+            _printable(rid or "-", 12),
             (time.monotonic() - started) * 1000,
             outcome,
         )
@@ -312,6 +341,7 @@ class Server:
             return
         if not user_id and msg.client:
             client = msg.client  # session id: stable across the client's reconnects
+        self._touch(client, t0)
         try:
             if msg.id is None:
                 raise _Request("bad_request", "requests need an id (header.id)")
@@ -326,7 +356,8 @@ class Server:
             else:
                 self._submit(msg, identity, client, t0)
                 return  # logged when the job ends
-            self._log(msg.type, client, msg.id, t0, "ok")
+            # a status about one job is the waiting client's heartbeat: logged at debug level only
+            self._log(msg.type, client, msg.id, t0, "ok", quiet=msg.type == "status" and "job_id" in msg.body)
         except _Request as exc:
             self._send(identity, error_frames(exc.code, exc.message, msg.id))
             self._log(msg.type, client, msg.id, t0, f"error {exc.code}")
@@ -360,6 +391,8 @@ class Server:
             "uptime_s": round(now - self.started_at, 3),
             "device": self.pipeline.device,
             "workers": self.config.workers,
+            "workers_alive": self.workers_alive(),
+            "workers_restarted": self.workers_restarted,
             "queued": sum(j.state == "queued" for j in jobs),
             "running": sum(j.state == "running" for j in jobs),
             "requests_served": self.requests_served,
@@ -384,17 +417,27 @@ class Server:
             job = self._jobs.get(job_id)
         if job is None or job.client != client:
             raise _Request("not_found", f"no open job {job_id[:40]!r} for this client")
-        if job.answered:
-            return {"job_id": job_id, "state": job.state}
+        if not job.answered:
+            self._cancel_job(job, "cancelled")
+        return {"job_id": job_id, "state": job.state}
+
+    def _cancel_job(self, job: Job, outcome: str) -> None:
+        """Stop a job and give its client the terminal `cancelled` reply."""
         job.cancel.set()
         job.state = "cancelled" if job.state == "queued" else "cancelling"
         job.answered = True
         self._send(job.identity, error_frames("cancelled", "the job was cancelled", job.id))
-        self._log(job.type, job.client, job.id, job.created, "cancelled")
+        self._log(job.type, job.client, job.id, job.created, outcome)
         # never started: forget it now; a running job leaves when its worker stops
         if job.state == "cancelled":
             self._forget(job)
-        return {"job_id": job_id, "state": job.state}
+
+    def _touch(self, client: str, now: float) -> None:
+        """Any request from a client is its sign of life (see HEARTBEAT_MISSES)."""
+        with self._jobs_lock:
+            for job in self._jobs.values():
+                if job.client == client:
+                    job.last_seen = now
 
     def _submit(self, msg: Message, identity: bytes, client: str, t0: float) -> None:
         with self._jobs_lock:
@@ -407,6 +450,7 @@ class Server:
                 raise _Request(code, f"the job was {existing.state}")
             # Lazy Pirate retry of a job we are still working on: answer on the new connection.
             existing.identity = identity
+            existing.heartbeat_s = _heartbeat_s(msg)
             self._send(
                 identity,
                 encode("accepted", msg.id, {"job_id": msg.id, "state": existing.state, "reattached": True}),
@@ -423,6 +467,7 @@ class Server:
                     f"(limit {self.limits.max_jobs_per_client})",
                 )
             job = Job(msg.id, msg.type, msg, client, identity, t0 + deadline_s, params, created=t0)
+            job.heartbeat_s, job.last_seen = _heartbeat_s(msg), t0
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
@@ -446,23 +491,30 @@ class Server:
 
     def _expire(self, now: float) -> None:
         with self._jobs_lock:
-            late = [j for j in self._jobs.values() if not j.answered and now > j.deadline]
-        for job in late:
-            job.cancel.set()
-            job.answered = True
-            was_queued = job.state == "queued"
-            job.state = "expired"
-            self._send(
-                job.identity,
-                error_frames(
-                    "deadline_exceeded",
-                    f"the request's deadline passed after {now - job.created:.1f} s",
-                    job.id,
-                ),
-            )
-            self._log(job.type, job.client, job.id, job.created, "error deadline_exceeded")
-            if was_queued:
-                self._forget(job)
+            open_jobs = [j for j in self._jobs.values() if not j.answered]
+        for job in open_jobs:
+            if now > job.deadline:
+                self._expire_job(job, now)
+            elif job.heartbeat_s is not None and now - job.last_seen > HEARTBEAT_MISSES * job.heartbeat_s:
+                # the client is gone (closed Blender, lost its network): free the worker for others
+                self._cancel_job(job, f"cancelled (client silent for {now - job.last_seen:.1f} s)")
+
+    def _expire_job(self, job: Job, now: float) -> None:
+        job.cancel.set()
+        job.answered = True
+        was_queued = job.state == "queued"
+        job.state = "expired"
+        self._send(
+            job.identity,
+            error_frames(
+                "deadline_exceeded",
+                f"the request's deadline passed after {now - job.created:.1f} s",
+                job.id,
+            ),
+        )
+        self._log(job.type, job.client, job.id, job.created, "error deadline_exceeded")
+        if was_queued:
+            self._forget(job)
 
     def _heartbeat(self) -> None:
         with self._jobs_lock:
@@ -493,57 +545,64 @@ class Server:
 
     # --- validation (I/O thread, cheap checks only) ----------------------------------------------
     def _validate(self, msg: Message) -> dict[str, Any]:
+        check = {
+            "generate_motion": self._validate_generate_motion,
+            "analyze": self._validate_analyze,
+            "render": self._validate_render,
+        }[msg.type]
+        return check(msg)
+
+    def _validate_generate_motion(self, msg: Message) -> dict[str, Any]:
         body, lim = msg.body, self.limits
-        if msg.type == "generate_motion":
-            prompt = body.get("prompt")
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise _Request("bad_request", "generate_motion needs body.prompt (a non-empty string)")
-            if len(prompt) > lim.max_prompt_chars:
-                raise _Request(
-                    "too_large", f"prompt has {len(prompt)} characters, limit {lim.max_prompt_chars}"
-                )
-            seconds = _number(body, "seconds", 4.0)
-            if not lim.min_seconds <= seconds <= lim.max_seconds:
-                raise _Request(
-                    "bad_request", f"seconds {seconds} not in {lim.min_seconds}..{lim.max_seconds}"
-                )
-            seed = body.get("seed", 0)
-            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-                raise _Request("bad_request", "seed must be a non-negative integer")
-            fps = _number(body, "fps", 30.0)
-            if not lim.min_fps <= fps <= lim.max_fps:
-                raise _Request("bad_request", f"fps {fps} not in {lim.min_fps}..{lim.max_fps}")
-            constraints = _constraints(msg, round(seconds * fps), fps)
-            return {
-                "prompt": prompt.strip(),
-                "seconds": seconds,
-                "seed": seed,
-                "fps": fps,
-                "constraints": constraints,
-            }
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _Request("bad_request", "generate_motion needs body.prompt (a non-empty string)")
+        if len(prompt) > lim.max_prompt_chars:
+            raise _Request("too_large", f"prompt has {len(prompt)} characters, limit {lim.max_prompt_chars}")
+        seconds = _number(body, "seconds", 4.0)
+        if not lim.min_seconds <= seconds <= lim.max_seconds:
+            raise _Request("bad_request", f"seconds {seconds} not in {lim.min_seconds}..{lim.max_seconds}")
+        seed = body.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise _Request("bad_request", "seed must be a non-negative integer")
+        fps = _number(body, "fps", 30.0)
+        if not lim.min_fps <= fps <= lim.max_fps:
+            raise _Request("bad_request", f"fps {fps} not in {lim.min_fps}..{lim.max_fps}")
+        constraints = _constraints(msg, round(seconds * fps), fps)  # the only frames it takes
+        return {
+            "prompt": prompt.strip(),
+            "seconds": seconds,
+            "seed": seed,
+            "fps": fps,
+            "constraints": constraints,
+        }
+
+    def _validate_analyze(self, msg: Message) -> dict[str, Any]:
         images = self._images(msg)
-        if msg.type == "analyze":
-            if len(msg.frames) != len(images):
-                raise _Request("bad_request", "analyze takes only frames named 'image'")
-            return {"images": images}
-        # render
-        mbody = body.get("motion", {})
-        options = body.get("options", {})
+        if len(msg.frames) != len(images):
+            raise _Request("bad_request", "analyze takes only frames named 'image'")
+        return {"images": images}
+
+    def _validate_render(self, msg: Message) -> dict[str, Any]:
+        images = self._images(msg)
+        mbody = msg.body.get("motion", {})
+        options = msg.body.get("options", {})
         if not isinstance(mbody, dict) or not isinstance(options, dict):
             raise _Request("bad_request", "render needs body.motion and body.options as objects")
         try:
             motion = MotionPayload.from_message(msg, mbody)
         except ProtocolError as exc:
             raise _Request(exc.code, exc.message) from None
-        if motion.num_frames > lim.max_motion_frames:
+        if motion.num_frames > self.limits.max_motion_frames:
             raise _Request(
-                "too_large", f"motion has {motion.num_frames} frames, limit {lim.max_motion_frames}"
+                "too_large", f"motion has {motion.num_frames} frames, limit {self.limits.max_motion_frames}"
             )
         if len(msg.frames) != len(images) + 2:
             raise _Request("bad_request", "render takes frames named 'image', 'poses' and 'trans' only")
         size = options.get("size", 512)
-        if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= lim.max_render_size:
-            raise _Request("bad_request", f"options.size must be an integer in 64..{lim.max_render_size}")
+        limit = self.limits.max_render_size
+        if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= limit:
+            raise _Request("bad_request", f"options.size must be an integer in 64..{limit}")
         return {"images": images, "motion": motion, "options": options}
 
     def _images(self, msg: Message) -> list[bytes]:
@@ -573,7 +632,37 @@ class Server:
         return images  # type: ignore[return-value]
 
     # --- workers ---------------------------------------------------------------------------------
-    def _worker(self) -> None:
+    def _start_worker(self, slot: int) -> threading.Thread:
+        t = threading.Thread(target=self._worker, args=(slot,), name=f"vmclip-worker-{slot}", daemon=True)
+        t.start()
+        return t
+
+    def workers_alive(self) -> int:
+        return sum(t.is_alive() for t in self._workers)
+
+    def _supervise(self) -> None:
+        """Replace a worker thread that died (I/O thread). The job it was running gets `internal`."""
+        if self._stop.is_set():
+            return
+        for slot, thread in enumerate(self._workers):
+            if thread.is_alive():
+                continue
+            job, self._running[slot] = self._running[slot], None
+            log.error(
+                "worker %d died%s; starting a replacement", slot, f" in job {job.id[:12]}" if job else ""
+            )
+            if job is not None:
+                self._forget(job)
+                if not job.answered:
+                    job.answered = True
+                    self._send(
+                        job.identity, error_frames("internal", "the worker running this job died", job.id)
+                    )
+                    self._log(job.type, job.client, job.id, job.created, "error internal (worker died)")
+            self.workers_restarted += 1
+            self._workers[slot] = self._start_worker(slot)
+
+    def _worker(self, slot: int) -> None:
         push = self._ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
         push.connect(self._pipe)
@@ -585,12 +674,40 @@ class Server:
                 if job.cancel.is_set():
                     self._forget(job)
                     continue
-                self._run(job, push)
+                self._running[slot] = job
+                try:
+                    self._run(job, push)
+                except Exception:  # noqa: BLE001 - outside the job's own guard: answer it, or die
+                    log.exception("worker %d: job %s failed outside its guard", slot, _printable(job.id, 12))
+                    reply = error_frames("internal", "the job failed in the server", job.id)
+                    push.send_multipart([job.id.encode(), b"end", *reply])  # if this fails too, the
+                    # thread ends and _supervise answers the job and starts a fresh worker
+                self._running[slot] = None
         finally:
             push.close(linger=0)
 
     def _run(self, job: Job, push: zmq.Socket) -> None:
+        """Run one job and hand its terminal reply to the I/O thread; any exception becomes an error reply."""
         job.state, job.started, job.message = "running", time.monotonic(), "running"
+        try:
+            reply = self._execute(job, self._progress_fn(job, push))
+        except JobCancelled:
+            reply = error_frames("cancelled", "the job was cancelled", job.id)
+        except StageUnavailable as exc:
+            reply = error_frames("unavailable", str(exc), job.id)
+        except VmclipError as exc:  # the stage's own one-line explanation of bad input
+            reply = error_frames("bad_input", str(exc), job.id)
+        except Exception as exc:  # noqa: BLE001 - one crashed job must not take the worker down
+            log.exception("job %s (%s) crashed", _printable(job.id, 12), job.type)
+            reply = error_frames("internal", f"{type(exc).__name__}: {exc}"[:500], job.id)
+        if job.cancel.is_set() and not job.answered:
+            reply = error_frames("cancelled", "the job was cancelled", job.id)
+        job.state = "finished"
+        push.send_multipart([job.id.encode(), b"end", *reply])
+
+    def _progress_fn(self, job: Job, push: zmq.Socket) -> Callable[..., None]:
+        """The stages' progress callback: records progress, forwards it (at most ~20 a second), and
+        raises JobCancelled once the job is cancelled, so every stage that reports progress stops."""
         last_sent = [0.0]
 
         def progress(*args: Any, **kwargs: Any) -> None:
@@ -602,68 +719,49 @@ class Server:
             if job.cancel.is_set():
                 raise JobCancelled()
             now = time.monotonic()
-            if now - last_sent[0] >= 0.05 or job.fraction >= 1.0:  # at most ~20 a second, and the last
+            if now - last_sent[0] >= 0.05 or job.fraction >= 1.0:
                 last_sent[0] = now
-                push.send_multipart(
-                    [
-                        job.id.encode(),
-                        b"progress",
-                        *encode(
-                            "progress",
-                            job.id,
-                            {
-                                "job_id": job.id,
-                                "state": "running",
-                                "fraction": job.fraction,
-                                "message": job.message,
-                            },
-                        ),
-                    ]
-                )
+                body = {
+                    "job_id": job.id,
+                    "state": "running",
+                    "fraction": job.fraction,
+                    "message": job.message,
+                }
+                push.send_multipart([job.id.encode(), b"progress", *encode("progress", job.id, body)])
 
+        return progress
+
+    def _execute(self, job: Job, progress: Callable[..., None]) -> list[bytes]:
+        """The job's stage call and its `result` reply."""
         p = job.params
-        try:
-            if job.type == "generate_motion":
-                held = {"constraints": p["constraints"]} if p.get("constraints") is not None else {}
-                motion = self.pipeline.generate_motion(
-                    p["prompt"],
-                    p["seconds"],
-                    p["seed"],
-                    p["fps"],
-                    progress=progress,
-                    cancel=job.cancel,
-                    **held,
-                )
-                body, frames = motion.to_wire()
-                reply = encode("result", job.id, body, frames)
-            elif job.type == "analyze":
-                result = self.pipeline.analyze(p["images"], progress=progress, cancel=job.cancel)
-                # A pipeline may add binary frames (the fitted body) by returning (body, frames).
-                body, frames = result if isinstance(result, tuple) else (result, [])
-                reply = encode("result", job.id, body, frames)
-            else:
-                video = self.pipeline.render(
-                    p["images"], p["motion"], p["options"], progress=progress, cancel=job.cancel
-                )
-                reply = encode(
-                    "result",
-                    job.id,
-                    {"bytes": len(video), "media": "video/mp4"},
-                    [("video", video, "video/mp4")],
-                )
-        except JobCancelled:
-            reply = error_frames("cancelled", "the job was cancelled", job.id)
-        except StageUnavailable as exc:
-            reply = error_frames("unavailable", str(exc), job.id)
-        except VmclipError as exc:  # the stage's own one-line explanation of bad input
-            reply = error_frames("bad_input", str(exc), job.id)
-        except Exception as exc:  # noqa: BLE001 - one crashed job must not take the server down
-            log.exception("job %s (%s) crashed", job.id[:12], job.type)
-            reply = error_frames("internal", f"{type(exc).__name__}: {exc}"[:500], job.id)
-        if job.cancel.is_set() and not job.answered:
-            reply = error_frames("cancelled", "the job was cancelled", job.id)
-        job.state = "finished"
-        push.send_multipart([job.id.encode(), b"end", *reply])
+        if job.type == "generate_motion":
+            held = {"constraints": p["constraints"]} if p.get("constraints") is not None else {}
+            motion = self.pipeline.generate_motion(
+                p["prompt"], p["seconds"], p["seed"], p["fps"], progress=progress, cancel=job.cancel, **held
+            )
+            body, frames = motion.to_wire()
+            return encode("result", job.id, body, frames)
+        if job.type == "analyze":
+            result = self.pipeline.analyze(p["images"], progress=progress, cancel=job.cancel)
+            # A pipeline may add binary frames (the fitted body) by returning (body, frames).
+            body, frames = result if isinstance(result, tuple) else (result, [])
+            return encode("result", job.id, body, frames)
+        video = self.pipeline.render(
+            p["images"], p["motion"], p["options"], progress=progress, cancel=job.cancel
+        )
+        return encode(
+            "result", job.id, {"bytes": len(video), "media": "video/mp4"}, [("video", video, "video/mp4")]
+        )
+
+
+def _heartbeat_s(msg: Message) -> float | None:
+    return msg.heartbeat_ms / 1000.0 if msg.heartbeat_ms is not None else None
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, control and bidi-override characters shown as '?': a client
+    chooses its name and ids, and must not be able to forge or garble the server's log lines."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 CONSTRAINT_FRAMES = {"constraint_poses": "<f4", "constraint_trans": "<f4", "constraint_mask": "|u1"}
@@ -708,10 +806,10 @@ def _constraints(msg: Message, frames: int, fps: float) -> MotionConstraints | N
 
 
 def _number(body: dict[str, Any], key: str, default: float) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    value = finite_number(body.get(key, default))
+    if value is None:
         raise _Request("bad_request", f"{key} must be a finite number")
-    return float(value)
+    return value
 
 
 def _progress_args(args: tuple, kwargs: dict) -> tuple[float | None, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,17 +47,27 @@ def weights_path(encoder: str = "minilm", checkpoint: str | os.PathLike | None =
 
 
 @functools.lru_cache(maxsize=4)
-def _load(device: str | None, encoder: str, checkpoint: str | None) -> Generator:
+def _load(device: str, encoder: str, path: str) -> Generator:
     from vmclip.t2m.generate import Generator
 
-    return Generator.from_file(weights_path(encoder, checkpoint), device=device, encoder=encoder)
+    return Generator.from_file(path, device=device, encoder=encoder)
+
+
+# Server workers may ask at once: one load, not one per thread (each would hold its own copy).
+_LOAD_LOCK = threading.Lock()
 
 
 def load_generator(
     device: str | None = None, encoder: str = "minilm", checkpoint: str | os.PathLike | None = None
 ) -> Generator:
-    """The text-to-motion generator (model + text encoder), loaded once per process."""
-    return _load(device, encoder, str(checkpoint) if checkpoint else None)
+    """The text-to-motion generator (model + text encoder), loaded once per process, device and
+    weights file (the file as resolved now: $VMCLIP_T2M_CHECKPOINT may change between calls)."""
+    from vmclip.devices import choose_device
+
+    dev = str(choose_device(device))
+    path = str(weights_path(encoder, checkpoint))
+    with _LOAD_LOCK:
+        return _load(dev, encoder, path)
 
 
 def generate_motion(

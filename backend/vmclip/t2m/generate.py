@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError, MissingAssetError
 from vmclip.motion import Motion
 from vmclip.motion import rotations as R
@@ -183,7 +184,7 @@ class Generator:
         self.bank = None
         if bank is not None and len(bank.get("latents", [])):
             self.bank = F.normalize(bank["latents"].float().to(self.device), dim=-1)
-            self.bank_clip = bank["clip"].long()
+            self.bank_clip = bank["clip"].long().to(self.device)  # indexes device tensors
             ones = torch.ones(len(self.bank))
             self.bank_activity = bank.get("activity", ones).float().to(self.device)
             self.bank_fidelity = bank.get("fidelity", ones).float().to(self.device)
@@ -215,7 +216,7 @@ class Generator:
             raise MissingAssetError(
                 f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
             )
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(choose_device(device))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
         if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m":
             cfg = ModelConfig.from_dict(obj["config"])
@@ -270,7 +271,7 @@ class Generator:
         top, idx = scores.topk(k)
         p = torch.softmax((top - top.max()) / TEMPERATURE, 0).double().cpu().numpy()
         picks = rng.choice(k, size=n, p=p / p.sum())
-        base = self.bank[idx[torch.from_numpy(picks)]]
+        base = self.bank[idx[torch.from_numpy(picks).to(idx.device)]]
         return F.normalize(base + TOWARD_TEXT * (text_emb[None] - base), dim=-1)
 
     def matches(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 from vmclip.t2m import losses as L
@@ -433,7 +434,7 @@ def train(opts: TrainOptions) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(choose_device(opts.device))
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
 
     train_set, val_set = _datasets(opts)

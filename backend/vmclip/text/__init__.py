@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError
 
 ENCODERS = ("minilm", "clip")
@@ -45,9 +46,12 @@ def load_text_encoder(
     """The named encoder, loaded once per process (per device and file paths)."""
     if name not in ENCODERS:
         raise InputError(f"unknown text encoder {name!r}; choose one of {', '.join(ENCODERS)}")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return _cached(name, device, str(clip_path) if clip_path else None, str(bpe_path) if bpe_path else None)
+    return _cached(
+        name,
+        str(choose_device(device)),
+        str(clip_path) if clip_path else None,
+        str(bpe_path) if bpe_path else None,
+    )
 
 
 __all__ = ["DIMS", "ENCODERS", "TextEncoder", "load_text_encoder"]

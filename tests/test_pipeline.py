@@ -1,0 +1,102 @@
+"""The one composition (`vmclip.pipeline`): same motion and frames as the stages gave before it existed
+(golden file recorded from the hand-composed CLI path), one progress bar, cancel, bad input."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from vmclip.errors import InputError
+from vmclip.pipeline import Cancelled, Pipeline
+
+GOLDEN = Path(__file__).parent / "golden" / "pipeline_example.npz"
+PROMPT, SECONDS, SEED, SIZE = "a person waves with the right hand", 1.0, 7, 128
+
+
+@pytest.fixture(scope="module")
+def example_photo() -> Path:
+    from vmclip.render.example import example_paths
+
+    photo = example_paths()["photo"]
+    if not photo.is_file():
+        pytest.skip("the example person has not been rendered (setup.sh prepares it)")
+    return photo
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline("cpu")
+
+
+@pytest.fixture(scope="module")
+def run(pipeline, example_photo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    reports: list[tuple[float, str]] = []
+    result = pipeline.run(
+        prompt=PROMPT,
+        images=[example_photo],
+        out=out / "wave.mp4",
+        seconds=SECONDS,
+        seed=SEED,
+        size=SIZE,
+        frames_dir=out / "frames",
+        progress=lambda f, m="": reports.append((f, m)),
+    )
+    return result, out, reports
+
+
+def test_same_motion_and_frames_as_the_stages_gave_before(run) -> None:
+    """Golden output: recorded with the pre-pipeline composition (load_generator().generate, analyze,
+    render_frames) for this prompt, seed and the example person."""
+    result, out, _ = run
+    golden = np.load(GOLDEN)
+    np.testing.assert_allclose(result.motion.axis_angle(), golden["poses"], atol=1e-5)
+    np.testing.assert_allclose(result.motion.trans, golden["trans"], atol=1e-5)
+    pngs = sorted((out / "frames").glob("frame_*.png"))
+    assert len(pngs) == result.motion.num_frames == 30
+    for frame, want in zip((pngs[0], pngs[len(pngs) // 2], pngs[-1]), golden["frames"], strict=True):
+        got = np.asarray(Image.open(frame).convert("RGB")).astype(int)
+        diff = np.abs(got - want.astype(int))
+        assert diff.mean() < 0.05 and diff.max() <= 8, (frame.name, diff.mean(), diff.max())
+    assert result.video == out / "wave.mp4" and result.video.stat().st_size > 1000
+
+
+def test_one_progress_bar_across_the_stages(run) -> None:
+    _, _, reports = run
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    messages = " ".join(m for _, m in reports)
+    assert "finding the person" in messages and "frame 30/30" in messages
+
+
+def test_cancel_stops_the_render_and_leaves_no_file(pipeline, example_photo, run, tmp_path) -> None:
+    result = run[0]
+    cancel = threading.Event()
+
+    def progress(fraction: float, message: str = "") -> None:
+        if fraction > 0.5:
+            cancel.set()
+
+    out = tmp_path / "cancelled.mp4"
+    with pytest.raises(Cancelled):
+        pipeline.run(
+            motion=result.motion,
+            images=[example_photo],  # analysis kept from the first run: the frames are what is cancelled
+            out=out,
+            size=SIZE,
+            progress=progress,
+            cancel=cancel,
+        )
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_nothing_to_do_or_no_person_is_bad_input(pipeline, tmp_path) -> None:
+    with pytest.raises(InputError, match="nothing to do"):
+        pipeline.run()
+    with pytest.raises(InputError, match="photos of the person"):
+        pipeline.run(prompt="a person walks", out=tmp_path / "x.mp4")
+    with pytest.raises(InputError, match="no such image"):
+        pipeline.analyze([tmp_path / "missing.png"])
