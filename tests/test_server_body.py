@@ -198,7 +198,7 @@ def test_real_analyze_reply_carries_the_fitted_body(example_person):
     import json
 
     from scipy.ndimage import binary_dilation
-    from vmclip.server.body_payload import zbuffer
+    from vmclip.geometry import zbuffer
 
     truth = json.loads(Path(example_person["truth"]).read_text())
     w, h = reply["views"][0]["image_size"]

@@ -41,6 +41,42 @@ def _fixed_axes(angles_deg: np.ndarray, order: str) -> np.ndarray:
 def parse_asf(text: str, where: str = "asf") -> AsfSkeleton:
     if ":bonedata" not in text or ":hierarchy" not in text:
         raise InputError(f"{where}: not an ASF skeleton (no :bonedata/:hierarchy section)")
+    root_order, root_axis, root_pos, root_orient = _parse_root(text, where)
+    names = ["root"]
+    direction = [np.zeros(3)]
+    length = [0.0]
+    axis = [_fixed_axes(root_orient, root_axis)[0]]
+    dofs: list[list[str]] = [root_order]
+    bonedata = text.split(":bonedata", 1)[1].split(":hierarchy", 1)[0]
+    for block in re.findall(r"begin(.*?)end", bonedata, flags=re.S):
+        name, d, ln, c, bone_dofs = _parse_bone(block, where)
+        names.append(name)
+        direction.append(d / max(np.linalg.norm(d), 1e-12))
+        length.append(ln)
+        axis.append(c)
+        dofs.append(bone_dofs)
+    parents = _parse_hierarchy(text, names, where)
+    # order joints so that parents come first (FK walks the list once)
+    order: list[int] = []
+    pending = [0]
+    while pending:
+        j = pending.pop(0)
+        order.append(j)
+        pending += [c for c, p in enumerate(parents) if p == j]
+    remap = {old: new for new, old in enumerate(order)}
+    return AsfSkeleton(
+        names=[names[i] for i in order],
+        parents=[remap[parents[i]] if parents[i] >= 0 else -1 for i in order],
+        direction=np.array([direction[i] for i in order]),
+        length=np.array([length[i] for i in order]),
+        axis=np.array([axis[i] for i in order]),
+        dofs=[dofs[i] for i in order],
+        root_position=root_pos,
+    )
+
+
+def _parse_root(text: str, where: str) -> tuple[list[str], str, np.ndarray, np.ndarray]:
+    """The :root section: channel order, axis order, position and orientation."""
     root_order = ["tx", "ty", "tz", "rx", "ry", "rz"]
     root_axis = "XYZ"
     root_pos = np.zeros(3)
@@ -63,34 +99,32 @@ def parse_asf(text: str, where: str = "asf") -> AsfSkeleton:
                     root_orient = np.array([float(t) for t in toks[1:4]])
             except (ValueError, IndexError):
                 raise InputError(f"{where}: malformed ASF :root line {line.strip()!r}") from None
-    names = ["root"]
-    direction = [np.zeros(3)]
-    length = [0.0]
-    axis = [_fixed_axes(root_orient, root_axis)[0]]
-    dofs: list[list[str]] = [root_order]
-    bonedata = text.split(":bonedata", 1)[1].split(":hierarchy", 1)[0]
-    for block in re.findall(r"begin(.*?)end", bonedata, flags=re.S):
-        info: dict[str, list[str]] = {}
-        for line in block.splitlines():
-            toks = line.split()
-            if toks and not toks[0].startswith("("):
-                info[toks[0].lower()] = toks[1:]
-        try:
-            name = info["name"][0]
-            d = np.array([float(t) for t in info["direction"][:3]])
-            ln = float(info["length"][0])
-            ax = info.get("axis", ["0", "0", "0", "XYZ"])
-            c = _fixed_axes(np.array([float(t) for t in ax[:3]]), ax[3].upper() if len(ax) > 3 else "XYZ")[0]
-        except (KeyError, ValueError, IndexError):
-            raise InputError(f"{where}: malformed ASF bone block: {' '.join(block.split())[:60]!r}") from None
-        bone_dofs = [t.lower() for t in info.get("dof", [])]
-        if any(t not in _ROT_DOFS for t in bone_dofs):
-            raise InputError(f"{where}: bone {name}: unsupported dof {bone_dofs}")
-        names.append(name)
-        direction.append(d / max(np.linalg.norm(d), 1e-12))
-        length.append(ln)
-        axis.append(c)
-        dofs.append(bone_dofs)
+    return root_order, root_axis, root_pos, root_orient
+
+
+def _parse_bone(block: str, where: str) -> tuple[str, np.ndarray, float, np.ndarray, list[str]]:
+    """One :bonedata block: name, direction, length, axis frame and rotation dofs."""
+    info: dict[str, list[str]] = {}
+    for line in block.splitlines():
+        toks = line.split()
+        if toks and not toks[0].startswith("("):
+            info[toks[0].lower()] = toks[1:]
+    try:
+        name = info["name"][0]
+        d = np.array([float(t) for t in info["direction"][:3]])
+        ln = float(info["length"][0])
+        ax = info.get("axis", ["0", "0", "0", "XYZ"])
+        c = _fixed_axes(np.array([float(t) for t in ax[:3]]), ax[3].upper() if len(ax) > 3 else "XYZ")[0]
+    except (KeyError, ValueError, IndexError):
+        raise InputError(f"{where}: malformed ASF bone block: {' '.join(block.split())[:60]!r}") from None
+    bone_dofs = [t.lower() for t in info.get("dof", [])]
+    if any(t not in _ROT_DOFS for t in bone_dofs):
+        raise InputError(f"{where}: bone {name}: unsupported dof {bone_dofs}")
+    return name, d, ln, c, bone_dofs
+
+
+def _parse_hierarchy(text: str, names: list[str], where: str) -> list[int]:
+    """The :hierarchy section: each bone's parent index (-1 for the root)."""
     index = {n: i for i, n in enumerate(names)}
     parents = [-2] * len(names)
     parents[0] = -1
@@ -109,23 +143,7 @@ def parse_asf(text: str, where: str = "asf") -> AsfSkeleton:
     orphans = [names[i] for i, p in enumerate(parents) if p == -2]
     if orphans:
         raise InputError(f"{where}: bones not in the hierarchy: {', '.join(orphans[:5])}")
-    # order joints so that parents come first (FK walks the list once)
-    order: list[int] = []
-    pending = [0]
-    while pending:
-        j = pending.pop(0)
-        order.append(j)
-        pending += [c for c, p in enumerate(parents) if p == j]
-    remap = {old: new for new, old in enumerate(order)}
-    return AsfSkeleton(
-        names=[names[i] for i in order],
-        parents=[remap[parents[i]] if parents[i] >= 0 else -1 for i in order],
-        direction=np.array([direction[i] for i in order]),
-        length=np.array([length[i] for i in order]),
-        axis=np.array([axis[i] for i in order]),
-        dofs=[dofs[i] for i in order],
-        root_position=root_pos,
-    )
+    return parents
 
 
 def parse_amc(text: str, skel: AsfSkeleton, where: str = "amc") -> dict[str, np.ndarray]:

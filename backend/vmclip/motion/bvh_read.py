@@ -73,7 +73,15 @@ def parse_bvh(text: str, where: str = "bvh") -> BvhFile:
         raise InputError(f"{where}: not a BVH file (it does not start with HIERARCHY)")
     if split is None:
         raise InputError(f"{where}: truncated BVH: no MOTION section")
-    toks = text[: split.start()].split()
+    names, parents, offsets, channels, end_sites = _parse_hierarchy(text[: split.start()].split(), where)
+    frame_time, values = _parse_motion(text[split.end() :], sum(len(c) for c in channels), where)
+    return BvhFile(
+        names, parents, np.asarray(offsets, dtype=np.float64), channels, end_sites, frame_time, values
+    )
+
+
+def _parse_hierarchy(toks: list[str], where: str) -> tuple:
+    """The HIERARCHY section's tokens -> joint names, parents, offsets, channels and end sites."""
     names: list[str] = []
     parents: list[int] = []
     offsets: list[tuple[float, float, float]] = []
@@ -145,8 +153,11 @@ def parse_bvh(text: str, where: str = "bvh") -> BvhFile:
         raise InputError(f"{where}: BVH has no joints")
     if len(set(names)) != len(names):
         raise InputError(f"{where}: BVH has duplicate joint names")
+    return names, parents, offsets, channels, end_sites
 
-    body = text[split.end() :]
+
+def _parse_motion(body: str, n_chan: int, where: str) -> tuple[float, np.ndarray]:
+    """The MOTION section -> frame time and the values (frames, channels)."""
     m_frames = re.search(r"Frames:\s*(\S+)", body)
     m_time = re.search(r"Frame\s+Time:\s*(\S+)", body)
     if m_frames is None or m_time is None:
@@ -159,7 +170,6 @@ def parse_bvh(text: str, where: str = "bvh") -> BvhFile:
         raise InputError(f"{where}: bad Frame Time {m_time.group(1)!r}")
     line_end = body.find("\n", m_time.end())
     data = body[line_end + 1 :] if line_end >= 0 else ""
-    n_chan = sum(len(c) for c in channels)
     # numpy's C text parser; it stops at the first token that is not a number
     values = np.fromstring(data, dtype=np.float64, sep=" ") if data.strip() else np.zeros(0)
     need = n_frames * n_chan
@@ -173,9 +183,7 @@ def parse_bvh(text: str, where: str = "bvh") -> BvhFile:
     values = values[:need].reshape(n_frames, n_chan)
     if not np.isfinite(values).all():
         raise InputError(f"{where}: BVH motion data contains NaN or infinite values")
-    return BvhFile(
-        names, parents, np.asarray(offsets, dtype=np.float64), channels, end_sites, frame_time, values
-    )
+    return frame_time, values
 
 
 def axis_rotations(angles_deg: np.ndarray, axes: str) -> np.ndarray:

@@ -15,6 +15,11 @@ _OUTPUTS = (".npz", ".bvh")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_convert(subparsers)
+    _register_data(subparsers)
+
+
+def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     conv = subparsers.add_parser(
         "motion-convert",
         help="convert a mocap file (BVH, ASF/AMC or .npz) to our SMPL-24 .npz or .bvh, with a preview video "
@@ -55,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--size", type=int, default=512, help="preview frame size in pixels (default 512)")
     conv.set_defaults(func=_convert)
 
+
+def _register_data(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
         "data",
         help="training data: `vmclip data build` turns the mocap manifests into train/val/test",

@@ -191,75 +191,96 @@ def render_frames(
 
     for t in range(motion.num_frames):
         img = background.copy()
-        # Floor grid around the camera target, snapped to the grid so it appears fixed to the world.
-        gx0 = np.round(targets[t, 0] / grid_step) * grid_step
-        gz0 = np.round(targets[t, 2] / grid_step) * grid_step
-        ext = grid_half * grid_step
-        for k in range(-grid_half, grid_half + 1):
-            x = gx0 + k * grid_step
-            z = gz0 + k * grid_step
-            cx = _GRID_AXIS if abs(x) < 1e-6 else _GRID
-            cz = _GRID_AXIS if abs(z) < 1e-6 else _GRID
-            _draw_segment(img, cam, t, np.array([x, 0, gz0 - ext]), np.array([x, 0, gz0 + ext]), cx, 1)
-            _draw_segment(img, cam, t, np.array([gx0 - ext, 0, z]), np.array([gx0 + ext, 0, z]), cz, 1)
-        # Shadow: the skeleton flattened onto the floor, blended in.
-        shadow = img.copy()
-        flat = pos[t].copy()
-        flat[:, 1] = 0.0
-        for j in range(1, len(PARENTS)):
-            _draw_segment(shadow, cam, t, flat[PARENTS[j]], flat[j], (15, 15, 18), thick + 2)
-        img = cv2.addWeighted(shadow, _SHADOW_ALPHA, img, 1 - _SHADOW_ALPHA, 0)
-        # Bones far to near so that the nearer limb is drawn on top.
-        depth = cam.to_camera(t, pos[t])[:, 2]
-        bones = sorted(range(1, len(PARENTS)), key=lambda j: -(depth[j] + depth[PARENTS[j]]))
-        for j in bones:
-            _draw_segment(img, cam, t, pos[t, PARENTS[j]], pos[t, j], _side_colour(j), thick)
-        pix = cam.project(cam.to_camera(t, pos[t]))
-        for j in np.argsort(-depth):
-            if depth[j] > _NEAR:
-                cv2.circle(
-                    img,
-                    (int(round(pix[j, 0])), int(round(pix[j, 1]))),
-                    thick + 1,
-                    _side_colour(int(j)),
-                    -1,
-                    cv2.LINE_AA,
-                )
+        _draw_grid(img, cam, t, targets[t], grid_half, grid_step)
+        img = _draw_skeleton(img, cam, t, pos[t], thick)
         head_cam = cam.to_camera(t, head_centre[t][None])
         if head_cam[0, 2] > _NEAR:
             hx, hy = cam.project(head_cam)[0]
             radius = max(4, int(0.1 * cam.focal / head_cam[0, 2]))
             cv2.circle(img, (int(round(hx)), int(round(hy))), radius, _CENTRE, thick, cv2.LINE_AA)
             _draw_segment(img, cam, t, head_centre[t], nose_tip[t], _NOSE, thick)
-        # Text band.
-        y = int(12 + 28 * font_scale)
-        for line in lines:
-            cv2.putText(
-                img,
-                line,
-                (12, y),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                font_scale,
-                (0, 0, 0),
-                max(1, round(3 * font_scale)) + 2,
-                cv2.LINE_AA,
-            )
-            cv2.putText(
-                img,
-                line,
-                (12, y),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                font_scale,
-                _TEXT,
-                max(1, round(2 * font_scale)),
-                cv2.LINE_AA,
-            )
-            y += int(34 * font_scale)
         stamp = f"{t / motion.fps:5.2f} s  {t + 1}/{motion.num_frames}"
-        cv2.putText(
-            img, stamp, (12, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * font_scale, _TEXT, 1, cv2.LINE_AA
-        )
+        _draw_text(img, lines, stamp, font_scale)
         yield img
+
+
+def _draw_grid(
+    img: np.ndarray, cam: _Camera, t: int, target: np.ndarray, grid_half: int, grid_step: float
+) -> None:
+    """Floor grid around the camera target, snapped to the grid so it appears fixed to the world."""
+    gx0 = np.round(target[0] / grid_step) * grid_step
+    gz0 = np.round(target[2] / grid_step) * grid_step
+    ext = grid_half * grid_step
+    for k in range(-grid_half, grid_half + 1):
+        x = gx0 + k * grid_step
+        z = gz0 + k * grid_step
+        cx = _GRID_AXIS if abs(x) < 1e-6 else _GRID
+        cz = _GRID_AXIS if abs(z) < 1e-6 else _GRID
+        _draw_segment(img, cam, t, np.array([x, 0, gz0 - ext]), np.array([x, 0, gz0 + ext]), cx, 1)
+        _draw_segment(img, cam, t, np.array([gx0 - ext, 0, z]), np.array([gx0 + ext, 0, z]), cz, 1)
+
+
+def _draw_skeleton(img: np.ndarray, cam: _Camera, t: int, pos: np.ndarray, thick: int) -> np.ndarray:
+    """The skeleton (joint positions `pos` (24, 3)) with its shadow on the floor."""
+    import cv2
+
+    # Shadow: the skeleton flattened onto the floor, blended in.
+    shadow = img.copy()
+    flat = pos.copy()
+    flat[:, 1] = 0.0
+    for j in range(1, len(PARENTS)):
+        _draw_segment(shadow, cam, t, flat[PARENTS[j]], flat[j], (15, 15, 18), thick + 2)
+    img = cv2.addWeighted(shadow, _SHADOW_ALPHA, img, 1 - _SHADOW_ALPHA, 0)
+    # Bones far to near so that the nearer limb is drawn on top.
+    depth = cam.to_camera(t, pos)[:, 2]
+    bones = sorted(range(1, len(PARENTS)), key=lambda j: -(depth[j] + depth[PARENTS[j]]))
+    for j in bones:
+        _draw_segment(img, cam, t, pos[PARENTS[j]], pos[j], _side_colour(j), thick)
+    pix = cam.project(cam.to_camera(t, pos))
+    for j in np.argsort(-depth):
+        if depth[j] > _NEAR:
+            cv2.circle(
+                img,
+                (int(round(pix[j, 0])), int(round(pix[j, 1]))),
+                thick + 1,
+                _side_colour(int(j)),
+                -1,
+                cv2.LINE_AA,
+            )
+    return img
+
+
+def _draw_text(img: np.ndarray, lines: list[str], stamp: str, font_scale: float) -> None:
+    """The prompt's lines at the top (outlined), the time stamp at the bottom."""
+    import cv2
+
+    y = int(12 + 28 * font_scale)
+    for line in lines:
+        cv2.putText(
+            img,
+            line,
+            (12, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (0, 0, 0),
+            max(1, round(3 * font_scale)) + 2,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            img,
+            line,
+            (12, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            _TEXT,
+            max(1, round(2 * font_scale)),
+            cv2.LINE_AA,
+        )
+        y += int(34 * font_scale)
+    height = img.shape[0]
+    cv2.putText(
+        img, stamp, (12, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * font_scale, _TEXT, 1, cv2.LINE_AA
+    )
 
 
 def write_preview(

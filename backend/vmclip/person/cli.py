@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmclip.person.analysis import PersonAnalysis
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,10 +48,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _write_debug(result: PersonAnalysis, debug_dir: Path, device: str | None) -> None:
+    """Per photo: the fit's overlay panel (keypoints, mask, wireframe, outlines) and the plate."""
+    from PIL import Image
 
-    from vmclip.fileio import atomic_output, check_writable
+    from vmclip.fileio import atomic_output
+    from vmclip.person.body import load_body_model
+    from vmclip.person.debug import overlay
+
+    body = load_body_model(result.body_kind, device=device)
+    for i, v in enumerate(result.views):
+        verts = body.pose_vertices(result.shape, v.pose[None], v.trans[None])[0]
+        text = f"view {i}: error {v.fit_error_pct:.2f}% of height, IoU {v.iou:.2f}"
+        panel = overlay(
+            v.image,
+            v.mask,
+            v.keypoints,
+            v.joints2d,
+            verts,
+            body.faces,
+            v.camera.K,
+            v.camera.R,
+            v.camera.t,
+            text,
+        )
+        stem = Path(v.source).stem if v.source else f"view{i}"
+        with atomic_output(debug_dir / f"{i:02d}_{stem}_fit.png") as tmp:
+            Image.fromarray(panel).save(tmp, format="PNG")
+        with atomic_output(debug_dir / f"{i:02d}_{stem}_background.png") as tmp:
+            Image.fromarray(v.background).save(tmp, format="PNG")
+
+
+def _run(args: argparse.Namespace) -> int:
+
+    from vmclip.fileio import check_writable
     from vmclip.person.analysis import analyze
 
     out = check_writable(args.output)
@@ -88,32 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     result.save_json(out)
 
     if debug_dir is not None:
-        from PIL import Image
-
-        from vmclip.person.body import load_body_model
-        from vmclip.person.debug import overlay
-
-        body = load_body_model(result.body_kind, device=args.device)
-        for i, v in enumerate(result.views):
-            verts = body.pose_vertices(result.shape, v.pose[None], v.trans[None])[0]
-            text = f"view {i}: error {v.fit_error_pct:.2f}% of height, IoU {v.iou:.2f}"
-            panel = overlay(
-                v.image,
-                v.mask,
-                v.keypoints,
-                v.joints2d,
-                verts,
-                body.faces,
-                v.camera.K,
-                v.camera.R,
-                v.camera.t,
-                text,
-            )
-            stem = Path(v.source).stem if v.source else f"view{i}"
-            with atomic_output(debug_dir / f"{i:02d}_{stem}_fit.png") as tmp:
-                Image.fromarray(panel).save(tmp, format="PNG")
-            with atomic_output(debug_dir / f"{i:02d}_{stem}_background.png") as tmp:
-                Image.fromarray(v.background).save(tmp, format="PNG")
+        _write_debug(result, debug_dir, args.device)
 
     for i, v in enumerate(result.views):
         print(

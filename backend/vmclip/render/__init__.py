@@ -6,6 +6,12 @@ Public API (imported lazily, so `import vmclip.render` stays light):
 - `render_frames(person, motion, *, size=512, ...) -> Iterator[np.ndarray]` (RGB uint8 frames)
 - `get_rasterizer()` (the per-process OpenGL rasteriser), `RenderWarning`, `RenderCancelled`
 - `prepare_example()` / `example_paths()` (the project's own example person, rendered at set-up)
+
+Modules: `pipeline` (scene, frames, video; the `Person`/`PhotoView` protocols it reads),
+`retarget` (the motion placed in the photo's world), `source_view` (one prepared photo),
+`fill` (colour where no photo saw the surface), `flow` (`FlowWarper`: the per-frame flow),
+`warp` (`Flow`, `Candidate`, the warp), `regions` (body regions, mirror map), `raster` (OpenGL).
+Camera and projection: `vmclip.geometry`.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ RANK = {Candidate.SEEN: 2.0, Candidate.MIRROR: 1.0, Candidate.OTHER_SIDE: 0.0}
 # forearm more often than not), on a limb after the mirror point (the other leg is the better guess),
 # and for a surface that faced away from the photo only before the same part seen from its other side.
 PAINTED_RANK_TRUNK, PAINTED_RANK_LIMB, PAINTED_RANK_AWAY = 1.65, 0.9, 0.5
-# A surface faces away from a photo below this facing.
+# A surface faces away from a camera below this facing (a frame that shows a surface at a grazing
+# angle is treated as seeing it at this facing, so that the stretch ratio stays finite).
 AWAY_FACING = 0.05
 # Later photos only win clearly (by this much of the score): a patchwork of photos with different
 # light and fit errors looks worse than one photo slightly less head-on.
@@ -182,7 +183,7 @@ class FlowWarper:
         src = self.sources[si]
         uv = own[:, :2].copy()
         ok = self.part_near[part_px, lookup(src.part, own, -1)] & ~head & ~hidden
-        reach = ~ok & ~head & (facing < 0.05)
+        reach = ~ok & ~head & (facing < AWAY_FACING)
         if reach.any():
             u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
             reach &= (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
@@ -284,7 +285,7 @@ class FlowWarper:
             region_mirror=self.part_region[self.vertex_part[self.mirror[nearest_vertex]]],
             head=self.head_part[nearest_vertex],
             fill_ok=self.fill_ok[nearest_vertex],
-            target_facing=np.maximum(self._target_facing(vertices, ras), 0.05),
+            target_facing=np.maximum(self._target_facing(vertices, ras), AWAY_FACING),
         )
 
     def _candidates(
@@ -305,8 +306,9 @@ class FlowWarper:
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),
-            (Candidate.OTHER_SIDE, *self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)),
         ]
+        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)
+        candidates.append((Candidate.OTHER_SIDE, ok, uv, RANK[Candidate.OTHER_SIDE] + facing, ratio))
         if src.clean is not None:
             # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
             # photo with that limb painted out, in place.
@@ -418,6 +420,13 @@ class FlowWarper:
         src = self.sources[0]
         if not len(src.carry_xy):
             return
+        pos, lin = self._carried_positions(vertices)
+        self._splat(src, pos, lin, map_x, map_y, source, part, body, x0, y0)
+
+    def _carried_positions(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the first photo's carried pixels land in the frame (N, 2), and the 2-D similarity
+        (N, 2, 2) of the body part each hangs from."""
+        src = self.sources[0]
         uv_t, z_t = project(
             np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R, self.camera.t
         )
@@ -450,8 +459,27 @@ class FlowWarper:
             )
             sel = src.carry_trunk_rigid
             pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
+        return pos, lin[p]
+
+    @staticmethod
+    def _splat(
+        src: SourceView,
+        pos: np.ndarray,
+        main: np.ndarray,
+        map_x: np.ndarray,
+        map_y: np.ndarray,
+        source: np.ndarray,
+        part: np.ndarray,
+        body: np.ndarray,
+        x0: int,
+        y0: int,
+    ) -> None:
+        """Splat the carried pixels at `pos` (frame coordinates) into the maps off the body: each
+        covered output pixel shows the source pixel that lands there (through the inverse of the
+        part's similarity `main` for the sub-pixel offset), pinholes closed."""
+        xy = src.carry_xy.astype(np.float64)
+        p = src.carry_part
         h, w = body.shape
-        main = lin[p]
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
         inv = (
             np.stack(

@@ -18,6 +18,7 @@ weights trained on SMPL conditions are an approximation here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,10 @@ from torch.nn import functional as F
 
 from vmclip.devices import choose_device
 from vmclip.errors import InputError, MissingAssetError
+
+if TYPE_CHECKING:
+    from vmclip.render.pipeline import Scene
+    from vmclip.render.warp import Warped
 
 
 class _Residual(nn.Module):
@@ -250,7 +255,7 @@ class LWGRefiner:
         t = torch.as_tensor(np.ascontiguousarray(img), dtype=torch.float32, device=self.device)
         return t.permute(2, 0, 1)[None]
 
-    def _prepare(self, scene) -> None:
+    def _prepare(self, scene: Scene) -> None:
         import cv2
 
         # The network runs at a fixed square working size (a multiple of 8 for its 3 down-samplings).
@@ -267,7 +272,7 @@ class LWGRefiner:
         self._scene_id = id(scene)
 
     @torch.no_grad()
-    def refine(self, scene, warped, vertices: np.ndarray):
+    def refine(self, scene: Scene, warped: Warped, vertices: np.ndarray) -> Warped:
         """Return a new `Warped` for the full frame with the generator's person and matte."""
         import cv2
 

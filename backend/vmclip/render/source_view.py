@@ -152,11 +152,68 @@ def limb_occluders(
     its depth runs along the fitted limb's axis (`joints` (24, 3) world, posed as in the photo).
     `raster`: the full body's render in this photo, when already made."""
     vertices = np.asarray(vertices, dtype=np.float64)
-    region = np.full((height, width), -1, dtype=np.int8)
-    core = np.zeros((height, width), dtype=bool)
-    depth = np.full((height, width), np.inf, dtype=np.float32)
     kp = np.asarray(keypoints, dtype=np.float64)
-    joints = np.asarray(joints, dtype=np.float64)
+    segments = _limb_segments(kp, np.asarray(joints, dtype=np.float64), vertices, vertex_part, camera)
+    drawn = _draw_limbs(kp, segments, width, height)
+    behind = np.zeros((height, width), dtype=bool)
+    unveiled = np.full((height, width), -1, dtype=np.int8)
+    unveiled_depth = np.full((height, width), np.inf, dtype=np.float32)
+    if not segments:
+        return LimbOcclusion(drawn.region, drawn.region >= 0, drawn.depth, behind, unveiled, unveiled_depth)
+    if raster is None:
+        raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, width, height)
+    part_regions_ = part_regions(int(vertex_part.max()) + 1)
+    front_part = np.full((height, width), -1, dtype=np.int64)
+    front_part[raster.mask] = vertex_part[raster.vertex_of_max_weight()]
+    limb_parts = np.zeros(len(part_regions_), dtype=bool)
+    limb_parts[[q for seg in segments for q in seg.parts]] = True
+    face_region = part_regions_[vertex_part][faces]
+    normal = face_normals(vertices, faces)
+    towards = camera.centre[None, :] - vertices[faces].mean(1)
+    front = (normal * towards).sum(1) > 0
+    for g in np.unique(JOINT_REGION[[seg.joint for seg in segments]]):
+        # The body without this limb: which surface lies behind the limb (its inside, seen through
+        # the hole the limb leaves, faces away from the camera and does not count).
+        keep = ~(face_region == g).all(1)
+        ras = rasterizer.render(vertices, faces[keep], camera.K, camera.R, camera.t, width, height)
+        surface = np.zeros((height, width), dtype=bool)
+        surface[ras.mask] = front[keep][ras.tri[ras.mask]]
+        behind |= (drawn.region == g) & surface & (ras.depth > drawn.depth)
+        # The fitted limb in front where the photo shows none of it: the photo shows what is behind.
+        off = (
+            (front_part >= 0)
+            & limb_parts[np.maximum(front_part, 0)]
+            & (part_regions_[np.maximum(front_part, 0)] == g)
+            & ~drawn.covered[g]
+            & surface
+            & (ras.depth > raster.depth + DEPTH_TOLERANCE)
+        )
+        unveiled[off] = g
+        unveiled_depth[off] = ras.depth[off]
+    return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth)
+
+
+@dataclass
+class _LimbSegment:
+    """A limb segment the photo's keypoints show: its joints (a, b) and how far it goes on beyond b,
+    the parts it covers, its fitted width (pixels in the photo, metres) and its joints' depth."""
+
+    near_depth: float
+    joint: int
+    child: int
+    beyond: float
+    parts: tuple[int, ...]
+    radius_px: float
+    radius_m: float
+    depth_a: float
+    depth_b: float
+
+
+def _limb_segments(
+    kp: np.ndarray, joints: np.ndarray, vertices: np.ndarray, vertex_part: np.ndarray, camera: Camera
+) -> list[_LimbSegment]:
+    """The limb segments whose two joints the photo's keypoints show (in front of the camera), each
+    as wide as the fitted limb: its vertices' distance from its axis."""
     uv_j, z_j = project(joints, camera.K, camera.R, camera.t)
     uv_v, _ = project(vertices, camera.K, camera.R, camera.t)
     segments = []
@@ -164,25 +221,40 @@ def limb_occluders(
         sel = np.isin(vertex_part, parts)
         if min(kp[a, 2], kp[b, 2]) < KEYPOINT_MIN_CONF or sel.sum() < 10 or min(z_j[a], z_j[b]) <= 0:
             continue
-        # The fitted limb's width: its vertices' distance from its axis (in the photo and in metres).
         end_px = uv_j[b] + beyond * (uv_j[b] - uv_j[a])
         end_m = joints[b] + beyond * (joints[b] - joints[a])
         r_px = float(np.percentile(_segment_distance(uv_v[sel], uv_j[a], end_px)[0], 75))
         r_m = float(np.percentile(_segment_distance(vertices[sel], joints[a], end_m)[0], 75))
-        segments.append((min(z_j[a], z_j[b]), a, b, beyond, parts, max(r_px, 1.0), r_m))
-    behind = np.zeros((height, width), dtype=bool)
-    unveiled = np.full((height, width), -1, dtype=np.int8)
-    unveiled_depth = np.full((height, width), np.inf, dtype=np.float32)
-    if not segments:
-        return LimbOcclusion(region, region >= 0, depth, behind, unveiled, unveiled_depth)
-    # Where each region's limb is in the photo (with a margin: a loose sleeve is wider than the fit).
+        segments.append(
+            _LimbSegment(min(z_j[a], z_j[b]), a, b, beyond, parts, max(r_px, 1.0), r_m, z_j[a], z_j[b])
+        )
+    return segments
+
+
+@dataclass
+class _DrawnLimbs:
+    """The photo's limbs drawn as capsules: per pixel the nearest limb's region (with a margin for a
+    sleeve wider than the fit; -1: none), `core` (without the margin), the depth beyond which it hides
+    another region, and per region where its limb is (`covered`, with the margin)."""
+
+    region: np.ndarray
+    core: np.ndarray
+    depth: np.ndarray
+    covered: np.ndarray
+
+
+def _draw_limbs(kp: np.ndarray, segments: list[_LimbSegment], width: int, height: int) -> _DrawnLimbs:
+    region = np.full((height, width), -1, dtype=np.int8)
+    core = np.zeros((height, width), dtype=bool)
+    depth = np.full((height, width), np.inf, dtype=np.float32)
     covered = np.zeros((NUM_REGIONS, height, width), dtype=bool)
     margin = 2.0 * max(width, height) / 512.0
     # Far limbs first: where two overlap, the nearer one is drawn last and wins.
-    for _, a, b, beyond, _, r_px, r_m in sorted(segments, key=lambda seg: -seg[0]):
+    for seg in sorted(segments, key=lambda seg: -seg.near_depth):
+        a, beyond = seg.joint, seg.beyond
         pa = kp[a, :2]
-        pb = kp[b, :2] + beyond * (kp[b, :2] - pa)
-        reach = r_px + margin
+        pb = kp[seg.child, :2] + beyond * (kp[seg.child, :2] - pa)
+        reach = seg.radius_px + margin
         x0, y0 = np.floor(np.minimum(pa, pb) - reach - 1).astype(int)
         x1, y1 = np.ceil(np.maximum(pa, pb) + reach + 2).astype(int)
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -191,44 +263,15 @@ def limb_occluders(
         ys, xs = np.mgrid[y0:y1, x0:x1]
         d, t = _segment_distance(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64), pa, pb)
         d = d.reshape(xs.shape)
-        z = (z_j[a] + t * (1.0 + beyond) * (z_j[b] - z_j[a]) + BEHIND_LIMB * r_m).reshape(xs.shape)
+        z = (
+            seg.depth_a + t * (1.0 + beyond) * (seg.depth_b - seg.depth_a) + BEHIND_LIMB * seg.radius_m
+        ).reshape(xs.shape)
         inside = (d <= reach) & (z < depth[y0:y1, x0:x1])
         region[y0:y1, x0:x1][inside] = JOINT_REGION[a]
-        core[y0:y1, x0:x1][inside] = d[inside] <= r_px
+        core[y0:y1, x0:x1][inside] = d[inside] <= seg.radius_px
         depth[y0:y1, x0:x1][inside] = z[inside]
         covered[JOINT_REGION[a], y0:y1, x0:x1] |= d <= reach
-    if raster is None:
-        raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, width, height)
-    part_regions_ = part_regions(int(vertex_part.max()) + 1)
-    front_part = np.full((height, width), -1, dtype=np.int64)
-    front_part[raster.mask] = vertex_part[raster.vertex_of_max_weight()]
-    drawn = np.zeros(len(part_regions_), dtype=bool)
-    drawn[[q for seg in segments for q in seg[4]]] = True
-    vertex_region = part_regions_[vertex_part]
-    face_region = vertex_region[faces]
-    normal = face_normals(vertices, faces)
-    towards = camera.centre[None, :] - vertices[faces].mean(1)
-    front = (normal * towards).sum(1) > 0
-    for g in np.unique(JOINT_REGION[[seg[1] for seg in segments]]):
-        # The body without this limb: which surface lies behind the limb (its inside, seen through
-        # the hole the limb leaves, faces away from the camera and does not count).
-        keep = ~(face_region == g).all(1)
-        ras = rasterizer.render(vertices, faces[keep], camera.K, camera.R, camera.t, width, height)
-        surface = np.zeros((height, width), dtype=bool)
-        surface[ras.mask] = front[keep][ras.tri[ras.mask]]
-        behind |= (region == g) & surface & (ras.depth > depth)
-        # The fitted limb in front where the photo shows none of it: the photo shows what is behind.
-        off = (
-            (front_part >= 0)
-            & drawn[np.maximum(front_part, 0)]
-            & (part_regions_[np.maximum(front_part, 0)] == g)
-            & ~covered[g]
-            & surface
-            & (ras.depth > raster.depth + DEPTH_TOLERANCE)
-        )
-        unveiled[off] = g
-        unveiled_depth[off] = ras.depth[off]
-    return LimbOcclusion(region, core, depth, behind, unveiled, unveiled_depth)
+    return _DrawnLimbs(region, core, depth, covered)
 
 
 def paint_out(
@@ -297,20 +340,7 @@ class SourceView:
         vertex_part = np.asarray(vertex_part, dtype=np.int64)
         self.image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
-        # Person segmenters draw the outline a little outside the person: pull the matte in by about
-        # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
-        r = int(1.5 * px)
-        self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-        # For trimming a fitted body that is wider than the person: only where the photo clearly shows
-        # background (the matte grown by a pixel), so that no seam opens along a correct outline.
-        self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-        self.bled = bleed(self.image, mask)
-        # For a surface the photo saw only from its other side (the back of a person photographed from
-        # the front): the garment's colours without the front's small details (a print, buttons,
-        # folds), which would be wrong (and mirrored) on the back. (Larger ones, such as the shirt
-        # between an open jacket's lapels, stay.)
-        k = 2 * round(BACK_DETAIL_PX * px) + 1
-        self.back = cv2.medianBlur(self.bled, k)
+        self._prepare_images(mask, px)
         self.camera = camera
         self.width, self.height = w, h
         uv, z = project(vertices, camera.K, camera.R, camera.t)
@@ -328,30 +358,63 @@ class SourceView:
         self.clean = None
         self.clean_region = np.full((h, w), -1, dtype=np.int8)
         if keypoints is not None and joints is not None:
-            occ = self.occlusion = limb_occluders(
+            self.occlusion = limb_occluders(
                 rasterizer, keypoints, joints, vertices, faces, vertex_part, camera, w, h, raster=self.raster
             )
-            # Where the fitted limb covers what the photo shows beside the real limb, the surface
-            # behind the fitted limb is what the photo shows.
-            unveiled = occ.unveiled >= 0
-            if unveiled.any():
-                behind = cv2.dilate(
-                    np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32), np.ones((3, 3), np.uint8)
-                )
-                self.depth_vis = np.where(unveiled, np.maximum(self.depth_vis, behind), self.depth_vis)
-            if occ.behind.any():
-                # The photo with the limbs that hide another surface painted out: what that surface
-                # shows where the limb hid it (the sleeve must not be repeated on the shirt).
-                grow = cv2.dilate(occ.behind.astype(np.uint8), np.ones((7, 7), np.uint8))
-                self.clean = paint_out(self.bled, grow > 0, (mask < 0.5) | (occ.region >= 0), px, seed)
-                self.clean_region = np.where(grow > 0, occ.region, -1).astype(np.int8)
+            self._apply_occlusion(self.occlusion, mask, px, seed)
+        self._prepare_vertex_colours(uv, z, vertex_part, px)
+        body = self.raster.mask
+        part = np.full((h, w), -1, dtype=np.int16)
+        part[body] = vertex_part[self.raster.vertex_of_max_weight()]
+        self.part = part
+        self._prepare_carried(body, part, px)
+
+    def _prepare_images(self, mask: np.ndarray, px: float) -> None:
+        """The photo's mattes, the photo bled outwards, and its back texture."""
+        # Person segmenters draw the outline a little outside the person: pull the matte in by about
+        # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
+        r = int(1.5 * px)
+        self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        # For trimming a fitted body that is wider than the person: only where the photo clearly shows
+        # background (the matte grown by a pixel), so that no seam opens along a correct outline.
+        self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        self.bled = bleed(self.image, mask)
+        # For a surface the photo saw only from its other side (the back of a person photographed from
+        # the front): the garment's colours without the front's small details (a print, buttons,
+        # folds), which would be wrong (and mirrored) on the back. (Larger ones, such as the shirt
+        # between an open jacket's lapels, stay.)
+        k = 2 * round(BACK_DETAIL_PX * px) + 1
+        self.back = cv2.medianBlur(self.bled, k)
+
+    def _apply_occlusion(self, occ: LimbOcclusion, mask: np.ndarray, px: float, seed: int) -> None:
+        """The photo's limbs in front of the body: the depth test sees through a fitted limb where the
+        photo shows none, and the limbs that hide another surface are painted out of the photo."""
+        # Where the fitted limb covers what the photo shows beside the real limb, the surface
+        # behind the fitted limb is what the photo shows.
+        unveiled = occ.unveiled >= 0
+        if unveiled.any():
+            behind = cv2.dilate(
+                np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32), np.ones((3, 3), np.uint8)
+            )
+            self.depth_vis = np.where(unveiled, np.maximum(self.depth_vis, behind), self.depth_vis)
+        if occ.behind.any():
+            # The photo with the limbs that hide another surface painted out: what that surface
+            # shows where the limb hid it (the sleeve must not be repeated on the shirt).
+            grow = cv2.dilate(occ.behind.astype(np.uint8), np.ones((7, 7), np.uint8))
+            self.clean = paint_out(self.bled, grow > 0, (mask < 0.5) | (occ.region >= 0), px, seed)
+            self.clean_region = np.where(grow > 0, occ.region, -1).astype(np.int8)
+
+    def _prepare_vertex_colours(
+        self, uv: np.ndarray, z: np.ndarray, vertex_part: np.ndarray, px: float
+    ) -> None:
+        """How squarely each vertex was seen (`quality`, 0 where hidden), and the (slightly blurred)
+        photo colour there (`vertex_colour`): the raw material of the fill colour."""
+        h, w = self.height, self.width
         ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
         inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
         visible = np.zeros(len(uv), dtype=bool)
         visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + DEPTH_TOLERANCE
         visible &= ~self.hidden_by_limb(self.uvz, self.region_of_part[vertex_part])
-        # How squarely each vertex was seen (0 where hidden), and the (slightly blurred) photo colour
-        # there: the raw material of the fill colour.
         # Only where the photo shows the person there (a fit a little larger than the person would
         # otherwise lend the background's or the bleeding's colours).
         on_person = np.zeros(len(uv), dtype=bool)
@@ -365,11 +428,6 @@ class SourceView:
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )[0]
-        body = self.raster.mask
-        part = np.full((h, w), -1, dtype=np.int16)
-        part[body] = vertex_part[self.raster.vertex_of_max_weight()]
-        self.part = part
-        self._prepare_carried(body, part, px)
 
     def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the

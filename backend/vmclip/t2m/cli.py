@@ -13,6 +13,12 @@ from vmclip.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_generate(subparsers)
+    _register_train(subparsers)
+    _register_evaluate(subparsers)
+
+
+def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     gen = subparsers.add_parser(
         "motion",
         help="generate a 3D motion (SMPL-24) from a text prompt",
@@ -53,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     gen.set_defaults(func=_generate)
 
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
     tr = subparsers.add_parser(
         "train",
         help="train the text-to-motion model on a processed data set",
@@ -122,6 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tr.set_defaults(func=_train)
 
+
+def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser(
         "eval-motion",
         help="evaluate the text-to-motion model (also spelled `vmclip eval motion`)",

@@ -407,6 +407,27 @@ def _save_checkpoint(
     )
 
 
+def _train_step(
+    model, optim, sampler, table, clip_keys: torch.Tensor, opts: TrainOptions, lambdas, step: int, device
+) -> dict[str, float]:
+    """One optimisation step on a sampled batch; the values of its losses and of their total."""
+    for g in optim.param_groups:
+        g["lr"] = _lr_at(step, opts)
+    batch = {k: v.to(device) for k, v in sampler.sample(opts.batch).items()}
+    text = table.sample(batch["clip"], sampler.rng).to(device)
+    losses = _step_losses(
+        model, batch, text, clip_keys.to(device)[batch["clip"]], opts.bf16, opts.gen_fraction
+    )
+    loss = L.total(losses, lambdas)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optim.step()
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    values["total"] = float(loss.detach())
+    return values
+
+
 def train(opts: TrainOptions) -> dict:
     _check_options(opts)
     out = Path(opts.out)
@@ -456,22 +477,10 @@ def train(opts: TrainOptions) -> dict:
     say(f"loss weights: {lambdas}")
     stopped_early = False
     while step < opts.steps:
-        for g in optim.param_groups:
-            g["lr"] = _lr_at(step, opts)
-        batch = {k: v.to(device) for k, v in sampler.sample(opts.batch).items()}
-        text = table.sample(batch["clip"], sampler.rng).to(device)
-        losses = _step_losses(
-            model, batch, text, clip_keys.to(device)[batch["clip"]], opts.bf16, opts.gen_fraction
-        )
-        loss = L.total(losses, lambdas)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
+        values = _train_step(model, optim, sampler, table, clip_keys, opts, lambdas, step, device)
         step += 1
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        running["total"] = running.get("total", 0.0) + float(loss.detach())
+        for k, v in values.items():
+            running[k] = running.get(k, 0.0) + v
         if step % opts.log_every == 0 or step == opts.steps:
             row = _log_row(step, t0, opts, running, log_path)
             running = {}
