@@ -14,7 +14,7 @@ import bpy
 from bpy.props import CollectionProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import backend, body, compat, rig, smpl
+from . import backend, body, compat, keying, rig, rigmap, smpl, targets
 from .props import _tag_redraw, preferences
 
 POLL_SECONDS = 0.1
@@ -68,12 +68,26 @@ def prompt_of(context) -> str:
 
 
 def animated_armature(context):
+    """The panel's rig when it carries a generated motion (an SMPL-24 rig or a mapped one)."""
     arm = _settings(context).armature
-    if arm is None or not rig.is_smpl_armature(arm):
+    if arm is None or not (rig.is_smpl_armature(arm) or targets.is_mapped(arm)):
         return None
-    if arm.animation_data is None or arm.animation_data.action is None:
+    ad = arm.animation_data
+    if ad is None or (ad.action is None and keying.current_take(arm) is None):
         return None
     return arm
+
+
+def target_map(context):
+    """The rig map Generate will use: None for an SMPL-24 rig (or none yet), else the mapped rig's.
+    Raises InputProblem (nothing changed) for a rig that cannot be mapped."""
+    arm = _settings(context).armature
+    if arm is None or rig.is_smpl_armature(arm):
+        return None
+    try:
+        return targets.map_target(_settings(context), arm)
+    except rigmap.RigProblem as exc:
+        raise backend.InputProblem(str(exc)) from None
 
 
 class _BackendOperator:
@@ -219,6 +233,7 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
     def start_job(self, context) -> backend.Job:
         settings = _settings(context)
         prompt = prompt_of(context)
+        self._rigmap = target_map(context)  # a rig that cannot take the motion stops here
         seconds, seed = float(settings.seconds), int(settings.seed)
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
@@ -252,6 +267,14 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
 
     def finish(self, context, result) -> None:
         motion, analysis = result
+        if self._rigmap is not None:
+            text = finish_on_rig(self, context, motion, self._rigmap, self._request)
+        else:
+            text = self._finish_smpl(context, motion, analysis)
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+    def _finish_smpl(self, context, motion, analysis) -> str:
         settings = _settings(context)
         created = not rig.is_smpl_armature(settings.armature)
         arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)  # (new rig: object mode)
@@ -269,8 +292,7 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         action = rig.apply_motion(
             context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, f"VMCLIP {prompt[:48]}"
         )
-        action["vmclip_prompt"] = prompt
-        action["vmclip_seed"] = self._request["seed"]
+        keys = make_take(context, arm, action, motion, self._request)
         fitted = None
         if mesh is not None:
             try:
@@ -285,15 +307,45 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
             context.view_layer.objects.active = arm
         text = (
             f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
-            f"frames {context.scene.frame_start}-{context.scene.frame_end}"
+            f"frames {context.scene.frame_start}-{context.scene.frame_end}; {keys}"
         )
         if fitted is not None:
             text += f"; the person's body is on the rig as '{fitted.name}'"
         if note:
             self.report({"WARNING"}, f"No fitted body: {note}")
             text += f"; no fitted body ({note})"
-        self.report({"INFO"}, text)
-        set_status(context, text, progress=1.0)
+        return text
+
+
+def make_take(context, arm, action, motion, request) -> str:
+    """Thin the new action's keys (panel tolerances), label it and put it on the rig's NLA as the
+    newest take under the tweak layer; returns a few words on the keys for the report."""
+    settings = _settings(context)
+    action["vmclip_prompt"] = request["prompt"]
+    action["vmclip_seed"] = request["seed"]
+    frames = keying.scene_frames(context.scene, len(motion.poses), motion.fps)
+    words = f"{len(frames)} keys per channel"
+    if settings.reduce_keys and len(frames) > 2:
+        before, after = keying.reduce_keys(
+            action, arm, frames, settings.key_tolerance_deg, settings.key_tolerance_mm / 1000.0
+        )
+        words = f"{after} of {before} keys kept ({100.0 * after / max(before, 1):.0f} %)"
+    tweak = keying.push_take(context.scene, arm, action)
+    context.scene.frame_set(context.scene.frame_start)
+    return f"{words}; tweak layer '{tweak.name}'"
+
+
+def finish_on_rig(op, context, motion, rm, request) -> str:
+    """Generate's ending for a mapped rig: key the motion on the rig's own bones as a new take."""
+    arm = _settings(context).armature
+    if context.mode != "OBJECT" and context.object is not arm:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    action, note = targets.key_motion(context, arm, rm, motion, f"VMCLIP {request['prompt'][:48]}")
+    keys = make_take(context, arm, action, motion, request)
+    return (
+        f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto '{arm.name}' as take "
+        f"'{action.name}', frames {context.scene.frame_start}-{context.scene.frame_end}; {note}; {keys}"
+    )
 
 
 class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
@@ -315,7 +367,7 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
             cls.poll_message_set("Add at least one source image")
             return False
         if animated_armature(context) is None:
-            cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+            cls.poll_message_set("Generate a motion first (the panel's rig has no generated motion)")
             return False
         return True
 
@@ -329,9 +381,9 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
         images = read_images(context)
         arm = animated_armature(context)
         if arm is None:
-            raise backend.InputProblem("Generate a motion first: no animated SMPL-24 armature in the panel")
+            raise backend.InputProblem("Generate a motion first: the panel's rig has no generated motion")
         scene = context.scene
-        poses, trans, names = rig.sample_motion(context, arm, scene.frame_start, scene.frame_end)
+        poses, trans, names = targets.sample_rig(context, arm, scene.frame_start, scene.frame_end)
         if names != list(smpl.JOINT_NAMES):
             raise backend.InputProblem("The armature lacks SMPL-24 bones; generate onto a fresh armature")
         proto = backend.protocol_module()
@@ -476,7 +528,7 @@ def _export_poll(cls, context) -> bool:
         cls.poll_message_set("Wait for the running request to finish")
         return False
     if animated_armature(context) is None:
-        cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+        cls.poll_message_set("Generate a motion first (the panel's rig has no generated motion)")
         return False
     return True
 
@@ -486,7 +538,7 @@ class _ExportBase:
         """The animated SMPL-24 armature to export, or None after reporting why there is none."""
         arm = animated_armature(context)
         if arm is None:
-            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
+            self.report({"ERROR"}, "Generate a motion first: the panel's rig has no generated motion")
         return arm
 
     def _select_only(self, context, objs) -> tuple:
@@ -530,30 +582,42 @@ class VMCLIP_OT_export_fbx(_ExportBase, bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
-    """FBX through Blender's exporter: the armature, its skinned body and the active action baked at
-    every frame (edits, interpolation and constraints included), as one take that starts at time 0.
+def skinned_meshes(arm) -> list:
+    """The meshes the rig deforms (the character's own, the fitted body or the mannequin)."""
+    return [
+        o
+        for o in bpy.data.objects
+        if o.type == "MESH" and any(m.type == "ARMATURE" and m.object == arm for m in o.modifiers)
+    ]
 
-    FBX takes the bones' rest pose from the skin's bind pose; without a skinned mesh importers fall
-    back to the exported pose, so a temporary proxy body is added when the user has removed the body.
-    The action goes out through a temporary NLA strip: that is the exporter's only mode that writes
-    just this action with its first frame at time 0 (so importers put it back on the same frames)."""
+
+def _export_scene(context, arm, helper, write) -> None:
+    """Select the rig and the meshes it deforms (a temporary mannequin when there are none: FBX and
+    glTF take the rest pose from a skin's bind pose) and run `write`; the scene is left as it was."""
     helper = helper or _ExportBase()
-    ad = arm.animation_data
-    action = ad.action
-    body = rig.body_of(arm)
+    meshes = skinned_meshes(arm)
     temp_body = None
-    if body is None:
-        body = temp_body = rig.create_proxy_body(context, arm)
-    saved = helper._select_only(context, [arm, body])
+    if not meshes:
+        meshes = [temp_body := rig.create_proxy_body(context, arm)]
+    saved = helper._select_only(context, [arm, *meshes])
     frame = context.scene.frame_current
-    muted = {track.name: track.mute for track in ad.nla_tracks}
-    track = ad.nla_tracks.new()
     try:
-        for other in ad.nla_tracks:
-            other.mute = other != track
-        track.name = "VMCLIP export"
-        track.strips.new(action.name, int(action.frame_range[0]), action)
+        write()
+    finally:
+        context.scene.frame_set(frame)
+        helper._restore(context, saved)
+        if temp_body is not None:
+            mesh = temp_body.data
+            bpy.data.objects.remove(temp_body)
+            bpy.data.meshes.remove(mesh)
+
+
+def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
+    """FBX through Blender's exporter: the rig, the meshes it deforms and its animation as Blender
+    shows it (takes on the NLA, the tweak layer, constraints, IK) baked at every frame of the scene's
+    range, as one take at the scene's frame rate."""
+
+    def write():
         bpy.ops.export_scene.fbx(
             filepath=filepath,
             use_selection=True,
@@ -561,23 +625,56 @@ def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -
             add_leaf_bones=False,
             bake_anim=True,
             bake_anim_use_all_actions=False,
-            bake_anim_use_nla_strips=True,
+            bake_anim_use_nla_strips=False,
             bake_anim_force_startend_keying=True,
             bake_anim_step=1.0,
             bake_anim_simplify_factor=0.0,
             use_armature_deform_only=False,
         )
-    finally:
-        ad.nla_tracks.remove(track)
-        for other in ad.nla_tracks:
-            other.mute = muted.get(other.name, other.mute)
-        ad.action = action
-        context.scene.frame_set(frame)
-        helper._restore(context, saved)
-        if temp_body is not None:
-            mesh = temp_body.data
-            bpy.data.objects.remove(temp_body)
-            bpy.data.meshes.remove(mesh)
+
+    _export_scene(context, arm, helper, write)
+
+
+def export_gltf(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
+    """glTF binary (.glb): the rig, its meshes and the animation as Blender shows it, sampled at every
+    frame of the scene's range (one animation)."""
+
+    def write():
+        bpy.ops.export_scene.gltf(
+            filepath=filepath,
+            export_format="GLB",
+            use_selection=True,
+            export_animations=True,
+            export_animation_mode="SCENE",
+            export_force_sampling=True,
+            export_frame_range=True,
+            export_bake_animation=True,
+        )
+
+    _export_scene(context, arm, helper, write)
+
+
+class VMCLIP_OT_export_gltf(_ExportBase, bpy.types.Operator, ExportHelper):
+    """Export the rig with its meshes and the animation as glTF binary (.glb)"""
+
+    bl_idname = "vmclip.export_gltf"
+    bl_label = "Export glTF"
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb", options={"HIDDEN"})
+
+    poll = classmethod(_export_poll)
+
+    def execute(self, context):
+        arm = self._armature(context)
+        if arm is None:
+            return {"CANCELLED"}
+        try:
+            export_gltf(context, arm, self.filepath, self)
+        except (RuntimeError, OSError, TypeError) as exc:
+            self.report({"ERROR"}, f"glTF export failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {os.path.basename(self.filepath)}")
+        return {"FINISHED"}
 
 
 class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
@@ -621,6 +718,7 @@ CLASSES = (
     VMCLIP_OT_add_images,
     VMCLIP_OT_remove_image,
     VMCLIP_OT_export_fbx,
+    VMCLIP_OT_export_gltf,
     VMCLIP_OT_export_bvh,
 )
 

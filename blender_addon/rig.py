@@ -128,6 +128,8 @@ def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
     and gives FBX a skinned mesh, hence a bind pose."""
     verts, faces, groups = [], [], []
     for bone in arm_obj.data.bones:
+        if not bone.use_deform:  # a control rig's handles are not part of the body
+            continue
         r0, r1 = _RADII.get(_side_free(bone.name), (0.04, 0.035))
         v, f = _prism(bone.head_local, bone.tail_local, r0, r1)
         base = len(verts)

@@ -35,6 +35,7 @@ LEFT_CANDIDATES: dict[str, list[str]] = {
         "{left}hip",
         "{l}upleg",
         "upperleg01{l}",
+        "{l}upperleg",
     ],
     "left_knee": [
         "{left}leg",
@@ -50,6 +51,7 @@ LEFT_CANDIDATES: dict[str, list[str]] = {
         "{left}calf",
         "lowerleg01{l}",
         "leg{l}",
+        "{l}lowerleg",
     ],
     "left_ankle": ["{left}foot", "foot{l}", "{l}foot", "{left}ankle", "ankle{l}"],
     "left_foot": [
@@ -99,6 +101,7 @@ LEFT_CANDIDATES: dict[str, list[str]] = {
         "{left}elbow",
         "{l}elbow",
         "lowerarm01{l}",
+        "{l}lowerarm",
     ],
     "left_wrist": [
         "{left}wrist",
@@ -126,6 +129,7 @@ LEFT_CANDIDATES: dict[str, list[str]] = {
         "{left}wrist@end",
         "finger31{l}",
         "middle01{l}",
+        "{l}middle1",
         "{left}middleproximal",
     ],
 }
@@ -243,6 +247,8 @@ def match_names(
     for i, n in enumerate(norm):
         if usable(i):
             index.setdefault(n, i)
+    if set(index) >= {normalise(r) for r in JOINT_NAMES}:  # SMPL-24 itself (a BVH we wrote, our rig)
+        return {r: (index[normalise(r)], False) for r in JOINT_NAMES}
     cands = role_candidates()
     override = trunk_overrides(set(index))
     used: set[int] = set()
