@@ -477,6 +477,7 @@ def store(arm, rm: RigMap, rf: RigFrame) -> None:
             "ends": rm.ends,
             "kind": rm.kind,
             "root": rm.root,
+            "points": rm.points,
             "frame": rf.to_json(),
         }
     )

@@ -1,0 +1,213 @@
+"""The add-on on artists' own rigs: every rig family built in real `bpy` (tests/rig_builders.py; Rigify
+generated from its metarig by Rigify itself) takes a real mocap motion (a Bandai-Namco walk, read and
+retargeted to SMPL-24 by the backend), keyed through the installed add-on. Checked against the
+backend's own forward kinematics of the same motion: bone directions on every frame, feet on the floor,
+the round trip rig -> SMPL-24 that Bake Video sends, sparse keys within tolerance, takes and the tweak
+layer, and the reports for rigs that cannot be mapped."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from test_addon import addon_zip, run_bpy  # noqa: F401 - the fixture is used by name
+
+TESTS = Path(__file__).resolve().parent
+C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # motion axes -> Blender's
+PRIMARY_CHILD = {
+    "pelvis": "spine1",
+    "left_hip": "left_knee",
+    "right_hip": "right_knee",
+    "spine1": "spine2",
+    "left_knee": "left_ankle",
+    "right_knee": "right_ankle",
+    "spine2": "spine3",
+    "left_ankle": "left_foot",
+    "right_ankle": "right_foot",
+    "spine3": "neck",
+    "neck": "head",
+    "left_collar": "left_shoulder",
+    "right_collar": "right_shoulder",
+    "left_shoulder": "left_elbow",
+    "right_shoulder": "right_elbow",
+    "left_elbow": "left_wrist",
+    "right_elbow": "right_wrist",
+    "left_wrist": "left_hand",
+    "right_wrist": "right_hand",
+}
+MAX_DIRECTION_DEG = 5.0
+
+
+@pytest.fixture(scope="module")
+def walk(motion_data, tmp_path_factory) -> Path:
+    """A real walk (Bandai-Namco dataset 1), retargeted to SMPL-24 by the backend, as .npz with the
+    backend's own joint positions."""
+    from vmclip.motion import load_mocap
+
+    name = "dataset-1_walk_active_001.bvh"
+    with zipfile.ZipFile(motion_data / "bandai_namco" / "dataset-1" / "data.zip") as z:
+        motion = load_mocap(name, data=z.read(name)).slice(0, 90)
+    path = tmp_path_factory.mktemp("walk") / "walk.npz"
+    poses = np.asarray(motion.axis_angle()).reshape(motion.num_frames, 24, 3)
+    np.savez(path, poses=poses, trans=motion.trans, joints=motion.joint_positions())
+    return path
+
+
+SCRIPT = """
+sys.path.insert(0, {tests!r})
+import rig_builders
+targets = import_module({module!r} + ".targets")
+keying = import_module({module!r} + ".keying")
+rigmap = import_module({module!r} + ".rigmap")
+d = np.load({motion!r})
+motion = backend.protocol_module().MotionPayload(d["poses"], d["trans"], 30.0)
+for obj in list(bpy.data.objects):
+    bpy.data.objects.remove(obj)
+family = {family!r}
+arm = rig_builders.rigify(True) if family == "rigify" else (
+    rig_builders.rigify(False) if family == "metarig" else
+    rig_builders.build(family, a_pose_deg={a_pose}, scale={scale}, seed=3))
+settings.armature = arm
+settings.reduce_keys = {reduce}
+rm = targets.map_target(settings, arm)
+action, note = targets.key_motion(bpy.context, arm, rm, motion, "VMCLIP take")
+words = operators.make_take(bpy.context, arm, action, motion, {{"prompt": "walk", "seed": 0}})
+scene = bpy.context.scene
+points, feet = {{}}, []
+foot_bones = [b for r in ("left_ankle", "right_ankle", "left_foot", "right_foot") if r in rm.bones
+              for b in [arm.data.bones[rm.bones[r]], *arm.data.bones[rm.bones[r]].children_recursive]]
+for frame in range(scene.frame_start, scene.frame_end + 1):
+    scene.frame_set(frame)
+    mw = arm.matrix_world
+    for role in rm.bones:
+        points.setdefault(role, []).append(list(mw @ arm.pose.bones[rm.point(role)].head))
+    for role, bone in rm.ends.items():
+        points.setdefault(role, []).append(list(mw @ arm.pose.bones[bone].tail))
+    pbs = [arm.pose.bones[b.name] for b in foot_bones]
+    feet.append(min(min((mw @ pb.head).z, (mw @ pb.tail).z) for pb in pbs))
+rest_floor = min(min((arm.matrix_world @ b.head_local).z, (arm.matrix_world @ b.tail_local).z) for b in foot_bones)
+poses, trans, names = targets.sample_rig(bpy.context, arm, scene.frame_start, scene.frame_end)
+emit({{"points": points, "feet": feet, "floor": rest_floor, "kind": rm.kind, "bones": rm.bones,
+      "drive": rm.drive, "unsure": rm.unsure, "words": words, "note": note,
+      "sampled": poses.tolist(), "trans": trans.tolist(), "frames": [scene.frame_start, scene.frame_end],
+      "tracks": [t.name for t in arm.animation_data.nla_tracks],
+      "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type}})
+"""
+
+
+def _run(family, walk, tmp_path, addon_zip, *, a_pose=0.0, scale=1.0, reduce=True, timeout=400):  # noqa: F811
+    script = SCRIPT.format(
+        tests=str(TESTS),
+        module="bl_ext.user_default.videomotionclip",
+        motion=str(walk),
+        family=family,
+        a_pose=a_pose,
+        scale=scale,
+        reduce=reduce,
+    )
+    return run_bpy(script, tmp_path, addon_zip, timeout=timeout)
+
+
+def _direction_errors(result: dict, joints: np.ndarray) -> dict[str, float]:
+    """Largest angle (degrees, over all frames) between each mapped rig bone (its joint to its child
+    role's joint) and the SMPL motion's same bone, by the backend's forward kinematics."""
+    from vmclip.motion import JOINT_INDEX
+
+    pts = {r: np.array(v) for r, v in result["points"].items()}
+    out = {}
+    for role, child in PRIMARY_CHILD.items():
+        if role not in pts or child not in pts:
+            continue
+        rig = pts[child] - pts[role]
+        ref = (joints[:, JOINT_INDEX[child]] - joints[:, JOINT_INDEX[role]]) @ C.T
+        cos = (rig * ref).sum(-1) / (np.linalg.norm(rig, axis=-1) * np.linalg.norm(ref, axis=-1))
+        out[role] = float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max())
+    return out
+
+
+def _check_feet(result: dict, joints: np.ndarray) -> None:
+    """The clip's lowest foot point stands on the rig's floor, and the rig's ankles and toes rise and
+    land with the motion's (heights above their lowest, scaled by leg length, within 2 cm)."""
+    feet = np.array(result["feet"]) - result["floor"]
+    assert abs(feet.min()) < 0.005, f"lowest foot point {feet.min() * 100:.1f} cm from the floor"
+    roles = ["left_ankle", "right_ankle", "left_foot", "right_foot"]
+    rig = np.stack([np.array(result["points"][r])[:, 2] for r in roles if r in result["points"]], 1).min(1)
+    smpl = joints[:, [7, 8, 10, 11], 1].min(-1)
+    pts = result["points"]
+    leg = np.linalg.norm(np.array(pts["left_knee"][0]) - np.array(pts["left_hip"][0])) + np.linalg.norm(
+        np.array(pts["left_ankle"][0]) - np.array(pts["left_knee"][0])
+    )
+    smpl_leg = np.linalg.norm(joints[0, 4] - joints[0, 1]) + np.linalg.norm(joints[0, 7] - joints[0, 4])
+    gap = np.abs((rig - rig.min()) - (smpl - smpl.min()) * leg / smpl_leg)
+    assert gap.max() < 0.02, f"feet leave the motion's contacts by up to {gap.max() * 100:.1f} cm"
+
+
+FAMILIES = [
+    ("mixamo", 0.0, 1.0),
+    ("unreal", 45.0, 1.0),
+    ("cc", 30.0, 1.1),
+    ("makehuman", 40.0, 0.9),
+    ("vroid", 0.0, 0.8),
+    ("autorigpro", 35.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("family, a_pose, scale", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_family_keys_follow_the_motion(family, a_pose, scale, walk, tmp_path, addon_zip):  # noqa: F811
+    data = np.load(walk)
+    result = _run(family, walk, tmp_path, addon_zip, a_pose=a_pose, scale=scale)
+    assert result["kind"] == "deform bones"
+    errors = _direction_errors(result, data["joints"])
+    assert len(errors) >= 17, f"only {sorted(errors)} measured"
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < MAX_DIRECTION_DEG, f"{family}: {worst} off by {errors[worst]:.2f} degrees"
+    _check_feet(result, data["joints"])
+    assert result["tracks"] == ["VMCLIP Take 1"] and result["blend"] == "COMBINE"
+    assert result["active"].startswith("VMCLIP Tweaks")
+
+
+def test_rigify_generated_rig_keys_fk_controls(walk, tmp_path, addon_zip):  # noqa: F811
+    data = np.load(walk)
+    result = _run("rigify", walk, tmp_path, addon_zip, timeout=900)
+    assert result["kind"].startswith("Rigify FK controls")
+    assert result["drive"]["left_hip"] == "thigh_fk.L" and result["bones"]["left_hip"] == "ORG-thigh.L"
+    errors = _direction_errors(result, data["joints"])
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < MAX_DIRECTION_DEG, f"rigify: {worst} off by {errors[worst]:.2f} degrees"
+    _check_feet(result, data["joints"])
+
+
+def test_rigify_metarig(walk, tmp_path, addon_zip):  # noqa: F811
+    data = np.load(walk)
+    result = _run("metarig", walk, tmp_path, addon_zip)
+    assert result["bones"]["pelvis"] == "spine" and result["bones"]["head"] == "spine.006"
+    errors = _direction_errors(result, data["joints"])
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < MAX_DIRECTION_DEG, f"metarig: {worst} off by {errors[worst]:.2f} degrees"
+    _check_feet(result, data["joints"])
+
+
+def test_round_trip_rig_to_smpl(walk, tmp_path, addon_zip):  # noqa: F811
+    """Dense keys on an A-posed rig with rolls, read back as Bake Video does: the generated motion."""
+    data = np.load(walk)
+    result = _run("unreal", walk, tmp_path, addon_zip, a_pose=45.0, reduce=False)
+    got = Rotation.from_rotvec(np.array(result["sampled"]).reshape(-1, 3))
+    want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
+    err = (got.inv() * want).magnitude().max()
+    assert err < 1e-3, f"round trip differs by {err:.2e} rad"
+    assert np.abs(np.array(result["trans"]) - data["trans"]).max() < 1e-3
+
+
+def test_sparse_keys_within_tolerance(walk, tmp_path, addon_zip):  # noqa: F811
+    """Thinned keys: every joint within 0.5 degrees of the motion (as read back), the root within 5 mm."""
+    data = np.load(walk)
+    result = _run("mixamo", walk, tmp_path, addon_zip, reduce=True)
+    got = Rotation.from_rotvec(np.array(result["sampled"]).reshape(-1, 3))
+    want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
+    err = np.degrees((got.inv() * want).magnitude()).reshape(-1, 24)
+    assert err.max() < 0.5 + 0.01, f"thinned keys off by {err.max():.2f} degrees"
+    kept, total = (int(x) for x in result["words"].split(" keys kept")[0].split(" of "))
+    assert kept < total
