@@ -133,7 +133,9 @@ def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
     and keep (or make) the additive tweak action active on top. Returns the tweak action."""
     ad = arm.animation_data or arm.animation_data_create()
     previous = [t for t in take_tracks(arm)]
-    tweak = ad.action if ad.action is not None and ad.action.get("vmclip_tweak") else None
+    tweak = bpy.data.actions.get(arm.get("vmclip_tweak_action", ""))  # (write_action replaced ad.action)
+    if tweak is None and ad.action is not None and ad.action.get("vmclip_tweak"):
+        tweak = ad.action
     ad.action = None
     track = ad.nla_tracks.new(prev=previous[-1] if previous else None)
     track.name = f"{TAKE_TRACK_PREFIX} {len(previous) + 1}"
@@ -146,6 +148,7 @@ def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
         tweak = bpy.data.actions.new(f"{tweak_name} {arm.name}")
         tweak.use_fake_user = True
         tweak["vmclip_tweak"] = True
+    arm["vmclip_tweak_action"] = tweak.name
     compat.assign_action(arm, tweak)
     ad.action_blend_type = "COMBINE"
     ad.use_nla = True

@@ -710,6 +710,98 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+def _rig_in_panel(context):
+    arm = _settings(context).armature
+    return arm if arm is not None and not rig.is_smpl_armature(arm) else None
+
+
+class VMCLIP_OT_map_rig(bpy.types.Operator):
+    """Map the rig's bones to the 24 SMPL roles by name and structure (fills the mapping table)"""
+
+    bl_idname = "vmclip.map_rig"
+    bl_label = "Map Bones"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if _rig_in_panel(context) is None:
+            cls.poll_message_set("Pick a humanoid armature as the Rig first")
+            return False
+        return True
+
+    def execute(self, context):
+        settings, arm = _settings(context), _rig_in_panel(context)
+        rm = targets.auto_table(settings, arm)
+        missing = [r for r in rigmap.REQUIRED if r not in rm.bones]
+        if missing:
+            text = f"'{arm.name}': no bone found for {', '.join(missing)}: pick them in the table"
+            self.report({"WARNING"}, text)
+        else:
+            unsure = [r for r in rm.unsure if r in rm.bones]
+            text = f"Mapped {len(rm.bones)} of 24 roles on '{arm.name}'"
+            text += f"; check {', '.join(unsure)}" if unsure else ""
+            self.report({"INFO"}, text)
+        set_status(context, text, error=bool(missing))
+        return {"FINISHED"}
+
+
+class VMCLIP_OT_save_rig_map(bpy.types.Operator):
+    """Save the mapping table as a preset, to map rigs with the same bone names"""
+
+    bl_idname = "vmclip.save_rig_map"
+    bl_label = "Save Bone Map Preset"
+
+    name: StringProperty(name="Name", default="My rig")
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        try:
+            path = targets.save_preset(_settings(context), self.name)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, f"Preset not saved: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved bone map preset {path}")
+        return {"FINISHED"}
+
+
+def _preset_items(_self, _context):
+    return [(name, name, "") for name in targets.presets()] or [("", "(no presets)", "")]
+
+
+class VMCLIP_OT_load_rig_map(bpy.types.Operator):
+    """Fill the mapping table from a saved preset"""
+
+    bl_idname = "vmclip.load_rig_map"
+    bl_label = "Load Bone Map Preset"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "preset"
+
+    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
+
+    @classmethod
+    def poll(cls, context):
+        return _rig_in_panel(context) is not None
+
+    def invoke(self, context, event):
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        if not self.preset:
+            self.report({"ERROR"}, "No bone map presets saved yet")
+            return {"CANCELLED"}
+        path = os.path.join(targets.preset_dir(), f"{self.preset}.json")
+        try:
+            n = targets.load_preset(_settings(context), _rig_in_panel(context), path)
+        except (ValueError, rigmap.RigProblem) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Loaded {n} roles from '{self.preset}'")
+        return {"FINISHED"}
+
+
 CLASSES = (
     VMCLIP_OT_generate_motion,
     VMCLIP_OT_bake_video,
@@ -720,6 +812,9 @@ CLASSES = (
     VMCLIP_OT_export_fbx,
     VMCLIP_OT_export_gltf,
     VMCLIP_OT_export_bvh,
+    VMCLIP_OT_map_rig,
+    VMCLIP_OT_save_rig_map,
+    VMCLIP_OT_load_rig_map,
 )
 
 

@@ -138,9 +138,11 @@ def _org(arm, deform: str) -> str:
     return org if org in arm.data.bones else deform
 
 
-def map_armature(arm, overrides: dict[str, str] | None = None) -> RigMap:
+def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool = True) -> RigMap:
     """Map the armature's bones to SMPL-24 roles by the shared name rules (plus structural rules
-    where names say nothing), then apply the artist's `overrides` (role -> bone, "" to unmap)."""
+    where names say nothing), then apply the artist's `overrides` (role -> bone, "" to unmap).
+    RigProblem when a required role has no bone; with `strict=False` the partial map is returned
+    instead (for the panel's table), its missing roles listed as unsure."""
     if arm is None or arm.type != "ARMATURE":
         raise RigProblem(f"'{getattr(arm, 'name', arm)}' is not an armature")
     bones = list(arm.data.bones)
@@ -166,6 +168,8 @@ def map_armature(arm, overrides: dict[str, str] | None = None) -> RigMap:
         if name:
             roles[role] = name
     missing = [r for r in REQUIRED if r not in roles]
+    if missing and not strict:
+        return RigMap(roles, {}, ends, "unmapped", [r for r in ROLES if r not in roles and r not in ends])
     if missing:
         raise RigProblem(
             f"'{arm.name}' is not a humanoid rig the add-on can map: no bone for {', '.join(missing)} "

@@ -31,6 +31,13 @@ def fill_table(settings, arm, rm: rigmap.RigMap) -> None:
     settings.bone_map_rig = arm.name
 
 
+def auto_table(settings, arm) -> rigmap.RigMap:
+    """Fill the table with the automatic map of `arm` (partial when roles are missing)."""
+    rm = rigmap.map_armature(arm, strict=False)
+    fill_table(settings, arm, rm)
+    return rm
+
+
 def map_target(settings, arm) -> rigmap.RigMap:
     """The map Generate uses for `arm`: automatic, with the table's rows for this rig on top."""
     return rigmap.map_armature(arm, table_overrides(settings, arm))
