@@ -241,7 +241,9 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         # With photos in the list, the person is analysed too (the backend caches it per photo set), so
         # the viewport can show the person's own body on the rig. A photo that cannot be read only
         # costs the body, not the motion.
-        self._photos, self._photo_problem = image_paths(context), None
+        # (A mapped rig of the artist's does not wear the fitted body: no analysis for it.)
+        self._photos = image_paths(context) if self._rigmap is None else []
+        self._photo_problem = None
         images = []
         try:
             images = read_images(context) if self._photos else []
