@@ -127,8 +127,9 @@ def _read(path: Path) -> np.ndarray:
 def synthetic(work: Path, poses: int, seed: int) -> dict:
     from types import SimpleNamespace
 
+    from vmclip.geometry import Camera
     from vmclip.person.body import load_body_model
-    from vmclip.render.flow import Camera, FlowWarper
+    from vmclip.render.flow import FlowWarper
     from vmclip.render.pipeline import build_scene, composite, contact_shadow
     from vmclip.render.raster import get_rasterizer
 

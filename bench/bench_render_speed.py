@@ -24,9 +24,9 @@ import numpy as np
 
 
 def example_person():
+    from vmclip.geometry import Camera
     from vmclip.person.body import load_body_model
     from vmclip.render.example import example_paths, prepare_example
-    from vmclip.render.flow import Camera
     from vmclip.render.raster import get_rasterizer
 
     prepare_example()

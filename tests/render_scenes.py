@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from vmclip.geometry import Camera
 from vmclip.motion import JOINT_INDEX
 from vmclip.motion import rotations as R
-from vmclip.render.flow import Camera
 from vmclip.render.raster import get_rasterizer
 
 
@@ -20,6 +20,7 @@ class View:
     pose: np.ndarray
     trans: np.ndarray
     background: np.ndarray
+    joints2d: np.ndarray | None = None
 
 
 @dataclass

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from render_scenes import ARMS_DOWN, camera, draw, make_person, pose, texture
 from vmclip.errors import InputError
+from vmclip.geometry import leg_length, motion_leg_length, project
 from vmclip.motion import Motion
-from vmclip.render.flow import FlowWarper, mirror_vertex_map
+from vmclip.render.flow import FlowWarper
 from vmclip.render.pipeline import (
     RenderCancelled,
     RenderWarning,
@@ -20,8 +21,9 @@ from vmclip.render.pipeline import (
     composite,
     render_frames,
 )
-from vmclip.render.raster import get_rasterizer, project
-from vmclip.render.retarget import leg_length, motion_leg_length, place_motion, yaw_matrix
+from vmclip.render.raster import get_rasterizer
+from vmclip.render.regions import mirror_vertex_map
+from vmclip.render.retarget import place_motion, yaw_matrix
 from vmclip.video import read_frames
 
 
@@ -126,7 +128,7 @@ def test_same_pose_reproduces_the_photo(body):
     assert err[interior].mean() < 0.5  # exact away from the outline
     assert err[inside].mean() < 12.0  # the outline is softened and pulled in on purpose (thin limbs here)
     assert err[~inside].mean() < 1.0
-    assert not warped.flow["hole"].any()
+    assert not warped.flow.hole.any()
 
 
 def test_repose_matches_ground_truth_without_holes(body):
@@ -167,7 +169,7 @@ def test_second_photo_fills_what_the_first_does_not_see(body):
     two = make_person(body, shape, colors=colors, behind_view=True)
     _, w1, f1 = _warp_once(body, one, turned)
     _, w2, f2 = _warp_once(body, two, turned)
-    inside = w2.flow["body"]
+    inside = w2.flow.body
     interior = np.zeros(f2.shape[:2], bool)
     interior[w2.y0 : w2.y0 + inside.shape[0], w2.x0 : w2.x0 + inside.shape[1]] = inside
     blue2 = (f2[interior][:, 2] > f2[interior][:, 0]).mean()
@@ -278,7 +280,7 @@ def test_back_of_the_head_is_not_given_the_face(body):
     scene, warped, frame = _warp_once(body, person, turned)
     on_head = np.zeros(frame.shape[:2], bool)
     h, w = warped.alpha.shape
-    on_head[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = warped.flow["part"] == 15
+    on_head[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = warped.flow.part == 15
     px = frame[on_head].astype(int)
     assert len(px) > 500
     assert (px[:, 0] > px[:, 2]).mean() < 0.05  # the back of the head has the hair's colour
@@ -426,9 +428,9 @@ def test_back_of_a_turned_person_keeps_the_garment_not_the_front_print(body):
     turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
     scene, warped, frame = _warp_once(body, person, turned)
     fl = warped.flow
-    on_trunk = fl["body"] & np.isin(fl["part"], [0, 3, 6, 9, 13, 14])
+    on_trunk = fl.body & np.isin(fl.part, [0, 3, 6, 9, 13, 14])
     assert on_trunk.sum() > 2000
-    assert (fl["candidate"][on_trunk] == -1).mean() < 0.02  # hardly any fill on the back
+    assert (fl.candidate[on_trunk] == -1).mean() < 0.02  # hardly any fill on the back
     h, w = warped.alpha.shape
     px = frame[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w][on_trunk].astype(int)
     red = (px[:, 0] > 150) & (px[:, 2] < 100)
@@ -455,7 +457,7 @@ def test_back_behind_hands_held_in_front_takes_the_garment_not_the_hands(body):
     turned = pose(pelvis=(0, np.pi, 0), **ARMS_DOWN)
     scene, warped, frame = _warp_once(body, person, turned)
     fl = warped.flow
-    hips = fl["body"] & np.isin(fl["part"], [0, 1, 2])
+    hips = fl.body & np.isin(fl.part, [0, 1, 2])
     assert hips.sum() > 1500
     h, w = warped.alpha.shape
     px = frame[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w][hips].astype(int)

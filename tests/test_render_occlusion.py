@@ -10,11 +10,14 @@ import cv2
 import numpy as np
 import pytest
 from render_scenes import ARMS_DOWN, background, camera, draw, make_person, pose, texture
+from vmclip.geometry import project
 from vmclip.motion import JOINT_INDEX
 from vmclip.motion import rotations as R
-from vmclip.render.flow import JOINT_REGION, TRUNK, FlowWarper
+from vmclip.render.flow import FlowWarper
 from vmclip.render.pipeline import build_scene, composite
-from vmclip.render.raster import get_rasterizer, project
+from vmclip.render.raster import get_rasterizer
+from vmclip.render.regions import JOINT_REGION, TRUNK
+from vmclip.render.warp import Candidate
 
 W, H = 192, 256
 
@@ -101,12 +104,12 @@ def test_forearm_across_the_chest_leaves_no_sleeve_band_when_it_moves_away(body)
         person = Person([View(photo, mask, cam, fit, np.zeros(3), bg, kp)], shape)
         warper, warped, _ = warp(body, person, arms_down)
         fl = warped.flow
-        trunk = fl["body"] & (fl["part"] >= 0) & (warper.part_region[np.maximum(fl["part"], 0)] == TRUNK)
+        trunk = fl.body & (fl.part >= 0) & (warper.part_region[np.maximum(fl.part, 0)] == TRUNK)
         dark[name] = int((trunk & (warped.rgb.mean(-1) < 70)).sum())
         total = int(trunk.sum())
         if kp is not None:
             # The arm keeps its own (black) pixels where the frame shows what the photo saw of it.
-            upper = fl["body"] & (fl["part"] == JOINT_INDEX["left_shoulder"]) & (fl["candidate"] == 0)
+            upper = fl.body & (fl.part == JOINT_INDEX["left_shoulder"]) & (fl.candidate == Candidate.SEEN)
             assert upper.sum() > 50 and np.median(warped.rgb[upper].mean(-1)) < 70
             assert not (warped.alpha[trunk] < 0.5).any()
     # Without the photo's keypoints the sleeve lies across the chest as a dark band (the defect this
@@ -131,4 +134,4 @@ def test_an_exact_fit_with_keypoints_still_reproduces_the_photo(body):
         # Exact but for a thin rim where the keypoint capsule of the hand reaches past the fingers.
         assert err[interior].mean() < 1.0
         assert (err[interior] > 2.0).mean() < 0.02
-        assert not warped.flow["hole"].any()
+        assert not warped.flow.hole.any()

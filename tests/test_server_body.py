@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vmclip_protocol as vp
-from vmclip.server.body_payload import project_view, skin_top, vertex_normals
+from vmclip.geometry import vertex_normals
+from vmclip.server.body_payload import project_view, skin_top
 
 
 def uv_sphere(centre, radius: float, rings: int = 40, segments: int = 60) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,23 @@ _HANDSHAKE_FAILED = (
 )
 
 
+def constraint_frames(constraints: Any) -> list[tuple[str, np.ndarray]]:
+    """The three `generate_motion` constraint frames from an object or dict holding poses, trans, mask
+    (a (T,) mask of whole frames is widened to (T, 25))."""
+    get = constraints.get if isinstance(constraints, dict) else lambda k: getattr(constraints, k, None)
+    poses, trans, mask = (get(k) for k in ("poses", "trans", "mask"))
+    if poses is None or trans is None or mask is None:
+        raise ValueError("constraints need poses (T,24,3), trans (T,3) and mask (T,25) or (T,)")
+    mask = np.asarray(mask)
+    if mask.ndim == 1:
+        mask = np.repeat(mask[:, None], 25, axis=1)
+    return [
+        ("constraint_poses", np.asarray(poses, dtype="<f4")),
+        ("constraint_trans", np.asarray(trans, dtype="<f4")),
+        ("constraint_mask", (mask != 0).astype("|u1")),
+    ]
+
+
 def image_media(data: bytes) -> str:
     """MIME type from an encoded image's magic bytes (a hint for the receiver)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -188,11 +205,17 @@ class Client:
         on_progress: ProgressCallback | None = None,
         job_id: str | None = None,
         deadline_s: float | None = None,
+        constraints: Any = None,
     ) -> MotionPayload:
-        """Text to SMPL-24 motion: `poses` (T,24,3) axis-angle float32, `trans` (T,3), `fps`."""
+        """Text to SMPL-24 motion: `poses` (T,24,3) axis-angle float32, `trans` (T,3), `fps`.
+
+        `constraints`: an object with `poses` (T,24,3), `trans` (T,3) and `mask` (T,25) or (T,)
+        attributes (e.g. `vmclip.motion.constraints.MotionConstraints`) or a dict with those keys,
+        T = round(seconds x fps); the motion meets the held joints, frames and root path."""
         body = {"prompt": prompt, "seconds": float(seconds), "seed": int(seed), "fps": float(fps)}
+        frames = constraint_frames(constraints) if constraints is not None else []
         msg = self._request(
-            "generate_motion", body, on_progress=on_progress, job_id=job_id, deadline_s=deadline_s
+            "generate_motion", body, frames, on_progress=on_progress, job_id=job_id, deadline_s=deadline_s
         )
         return MotionPayload.from_message(msg)
 

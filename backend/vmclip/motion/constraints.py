@@ -10,7 +10,8 @@ following a root path). The same three arrays travel in `keys.npz` files, on the
 * `mask` (T, 25) bool: column j < 24 holds joint j's rotation at that frame; column 24 holds the root
   position's ground path (x, z); `trans_y` and `heading` below widen what column 24 holds.
 
-T is the output length (seconds x 30 fps). A (T,) mask means whole frames (every joint and the root).
+T is the output length (seconds x fps; 30 fps unless a request names another rate). A (T,) mask
+means whole frames (every joint and the root).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ ROOT_COLUMN = NUM_JOINTS  # mask column of the root's ground path
 MASK_COLUMNS = NUM_JOINTS + 1
 MAX_ROT_RADIANS = 4 * np.pi  # axis-angle larger than this is not a rotation anyone keyed
 MAX_TRANS_METRES = 1000.0
+# A held root path faster than this over the ground cannot be met by a person: sprinters peak at
+# 10-12 m/s for a second or two (Bolt 12.4 m/s); a path any faster is a mistake in its units or keys.
+MAX_PATH_SPEED = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class MotionConstraints:
         if num_frames is not None and t != num_frames:
             raise InputError(
                 f"{where}: mask covers {t} frames but the motion has {num_frames} "
-                f"(seconds x 30 fps); give one row per output frame"
+                f"(seconds x frames per second); give one row per output frame"
             )
         poses_arr = _float_array(poses, where, "poses")
         if poses_arr.shape == (t, NUM_JOINTS * 3):
@@ -125,6 +129,22 @@ class MotionConstraints:
         except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
         return cls.create(arrays["poses"], arrays["trans"], arrays["mask"], num_frames, where=str(path))
+
+    def check_reachable(self, fps: float, where: str = "constraints") -> None:
+        """`InputError` when the held root path is faster than a person can run (MAX_PATH_SPEED)
+        between any two successive held root frames at `fps` frames per second."""
+        frames = self.frames_with_root()
+        if len(frames) < 2:
+            return
+        step = np.linalg.norm(np.diff(self.trans[frames][:, [0, 2]].astype(np.float64), axis=0), axis=-1)
+        speed = step * fps / np.diff(frames)
+        worst = int(np.argmax(speed))
+        if speed[worst] > MAX_PATH_SPEED:
+            raise InputError(
+                f"{where}: the root path moves {step[worst]:.2f} m between frames {frames[worst]} and "
+                f"{frames[worst + 1]} ({speed[worst]:.1f} m/s), faster than a sprint (at most "
+                f"{MAX_PATH_SPEED:g} m/s at {fps:g} fps); check the path's units and frames"
+            )
 
     def save_npz(self, path: str | Path) -> None:
         np.savez(path, poses=self.poses, trans=self.trans, mask=self.mask)

@@ -484,14 +484,9 @@ def build_dataset(
 
     Keyword overrides set `BuildOptions` fields (e.g. `limit=3, workers=1`)."""
     from vmclip.motion.sources import iter_manifest
-    from vmclip.progress import progress
 
     log = log or (lambda s: print(s, file=sys.stderr))
-    options = options or BuildOptions()
-    for key, value in overrides.items():
-        if not hasattr(options, key):
-            raise TypeError(f"unknown build option {key!r}")
-        setattr(options, key, value)
+    options = _options(options, overrides)
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise InputError(f"{src}: motion data folder not found")
@@ -511,106 +506,10 @@ def build_dataset(
     if not clips:
         raise InputError(f"{src}: no clips selected from the manifests")
     log(f"data build: {len(clips)} recordings to load from {src} with {options.workers} worker(s)")
-    results: dict[int, dict[str, Any]] = {}
-    skipped: list[dict[str, str]] = []
-    fallbacks: list[dict[str, str]] = []
-    tty = sys.stderr.isatty()
-    step = max(1, len(clips) // 10)
-    results_iter = progress(_iter_results(src, clips, options), desc="data build", total=len(clips))
-    for k, res in enumerate(results_iter):
-        clip = clips[res["index"]]
-        if "error" in res:
-            skipped.append({"clip_id": clip.clip_id, "path": clip.path, "error": res["error"]})
-            log(f"skipped {clip.path}: {res['error']}")
-        else:
-            results[res["index"]] = res
-            if res["warnings"]:
-                fallbacks.append(
-                    {
-                        "clip_id": clip.clip_id,
-                        "path": clip.path,
-                        "used": res["loaded_path"],
-                        "error": res["warnings"][0],
-                    }
-                )
-                log(f"used {res['loaded_path']} instead of {clip.path}: {res['warnings'][0]}")
-        if not tty and (k + 1) % step == 0:
-            log(f"data build: {k + 1}/{len(clips)} loaded ({time.time() - t0:.0f} s)")
+    results, skipped, fallbacks = _load_all(src, clips, options, log, t0)
     load_s = time.time() - t0
-
-    # The CMU subset without trial ids: a clip that is a staged trial again is counted once (dropped,
-    # its texts added to the trial's).
-    cand = {
-        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
-        for c in clips
-        if c.source == "cmu_expmap" and c.index in results
-    }
-    trials = {
-        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
-        for c in clips
-        if c.source == "cmu" and c.index in results
-    }
-    duplicates = []
-    for ci, ti in sorted(find_cmu_duplicates(cand, trials).items()):
-        dup, trial = clips[ci], clips[ti]
-        trial.texts = _merge_texts(trial.texts, dup.texts)
-        if "mirror_texts" in results[ti]:
-            from vmclip.motion.format import mirror_text
-
-            results[ti]["mirror_texts"] = [mirror_text(t) for t in trial.texts]
-        del results[ci]
-        duplicates.append({"clip_id": dup.clip_id, "same_as": trial.clip_id, "recording": trial.recording})
-    if duplicates:
-        log(
-            f"data build: {len(duplicates)} clip(s) of cmu_expmap_li2018 are staged CMU trials again: "
-            "counted once"
-        )
-
-    counts: dict[str, Any] = {
-        s: {"clips": 0, "frames": 0, "recordings": 0, "labels": Counter(), "sources": Counter()}
-        for s in SPLITS
-    }
-    for split in SPLITS:
-        rot_parts, trans_parts, records = [], [], []
-        recordings = set()
-        for clip in clips:
-            res = results.get(clip.index)
-            if clip.split != split or res is None:
-                continue
-            recordings.add(clip.recording)
-            variants = [(res["rot6d"], res["trans"], clip.texts, False)]
-            if options.mirror:
-                variants.append((res["mirror_rot6d"], res["mirror_trans"], res["mirror_texts"], True))
-            for rot6d, trans, texts, mirrored in variants:
-                rot_parts.append(rot6d)
-                trans_parts.append(trans)
-                records.append(
-                    {
-                        "clip_id": clip.clip_id + ("_M" if mirrored else ""),
-                        "texts": list(texts),
-                        "label": clip.label,
-                        "source": clip.source,
-                        "license": clip.license,
-                        "mirrored": mirrored,
-                        "recording": clip.recording,
-                        "frames": int(len(rot6d)),
-                        "file": res["loaded_path"],
-                    }
-                )
-                c = counts[split]
-                c["clips"] += 1
-                c["frames"] += int(len(rot6d))
-                c["labels"][clip.label] += 1
-                c["sources"][clip.source] += 1
-        counts[split]["recordings"] = len(recordings)
-        lengths = np.array([len(r) for r in rot_parts], dtype=np.int64)
-        clip_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        rot = np.concatenate(rot_parts) if rot_parts else np.zeros((0, 24, 6), np.float32)
-        tr = np.concatenate(trans_parts) if trans_parts else np.zeros((0, 3), np.float32)
-        with atomic_output(out / f"{split}.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, rot6d=rot.astype(np.float32), trans=tr.astype(np.float32), clip_start=clip_start)
-        _write_json(out / f"{split}.json", records)
-
+    duplicates = _drop_cmu_duplicates(clips, results, log)
+    counts = {split: _write_split(out, split, clips, results, options) for split in SPLITS}
     meta = {
         "fps": FPS,
         "format": "rot6d (F,24,6) float32, trans (F,3) float32, clip_start (n+1,) int64; "
@@ -636,6 +535,135 @@ def build_dataset(
     }
     _write_json(out / "meta.json", meta)
     return meta
+
+
+def _options(options: BuildOptions | None, overrides: dict[str, Any]) -> BuildOptions:
+    options = options or BuildOptions()
+    for key, value in overrides.items():
+        if not hasattr(options, key):
+            raise TypeError(f"unknown build option {key!r}")
+        setattr(options, key, value)
+    return options
+
+
+def _load_all(
+    src: Path, clips: list[PlannedClip], options: BuildOptions, log: Callable[[str], None], t0: float
+) -> tuple[dict[int, dict[str, Any]], list[dict[str, str]], list[dict[str, str]]]:
+    """Load and retarget every planned clip: the results by clip index, the clips skipped (with the
+    error), and those read from a fallback file."""
+    from vmclip.progress import progress
+
+    results: dict[int, dict[str, Any]] = {}
+    skipped: list[dict[str, str]] = []
+    fallbacks: list[dict[str, str]] = []
+    tty = sys.stderr.isatty()
+    step = max(1, len(clips) // 10)
+    results_iter = progress(_iter_results(src, clips, options), desc="data build", total=len(clips))
+    for k, res in enumerate(results_iter):
+        clip = clips[res["index"]]
+        if "error" in res:
+            skipped.append({"clip_id": clip.clip_id, "path": clip.path, "error": res["error"]})
+            log(f"skipped {clip.path}: {res['error']}")
+        else:
+            results[res["index"]] = res
+            if res["warnings"]:
+                fallbacks.append(
+                    {
+                        "clip_id": clip.clip_id,
+                        "path": clip.path,
+                        "used": res["loaded_path"],
+                        "error": res["warnings"][0],
+                    }
+                )
+                log(f"used {res['loaded_path']} instead of {clip.path}: {res['warnings'][0]}")
+        if not tty and (k + 1) % step == 0:
+            log(f"data build: {k + 1}/{len(clips)} loaded ({time.time() - t0:.0f} s)")
+    return results, skipped, fallbacks
+
+
+def _drop_cmu_duplicates(
+    clips: list[PlannedClip], results: dict[int, dict[str, Any]], log: Callable[[str], None]
+) -> list[dict[str, str]]:
+    """The CMU subset without trial ids: a clip that is a staged trial again is counted once (dropped
+    from `results`, its texts added to the trial's)."""
+    cand = {
+        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+        for c in clips
+        if c.source == "cmu_expmap" and c.index in results
+    }
+    trials = {
+        c.index: _pose_features(results[c.index]["rot6d"], results[c.index]["trans"])
+        for c in clips
+        if c.source == "cmu" and c.index in results
+    }
+    duplicates = []
+    for ci, ti in sorted(find_cmu_duplicates(cand, trials).items()):
+        dup, trial = clips[ci], clips[ti]
+        trial.texts = _merge_texts(trial.texts, dup.texts)
+        if "mirror_texts" in results[ti]:
+            from vmclip.motion.format import mirror_text
+
+            results[ti]["mirror_texts"] = [mirror_text(t) for t in trial.texts]
+        del results[ci]
+        duplicates.append({"clip_id": dup.clip_id, "same_as": trial.clip_id, "recording": trial.recording})
+    if duplicates:
+        log(
+            f"data build: {len(duplicates)} clip(s) of cmu_expmap_li2018 are staged CMU trials again: "
+            "counted once"
+        )
+    return duplicates
+
+
+def _write_split(
+    out: Path, split: str, clips: list[PlannedClip], results: dict[int, dict[str, Any]], options: BuildOptions
+) -> dict[str, Any]:
+    """Write one split (`<split>.npz` and `<split>.json`, with the mirrored copies); its counts."""
+    counts: dict[str, Any] = {
+        "clips": 0,
+        "frames": 0,
+        "recordings": 0,
+        "labels": Counter(),
+        "sources": Counter(),
+    }
+    rot_parts, trans_parts, records = [], [], []
+    recordings = set()
+    for clip in clips:
+        res = results.get(clip.index)
+        if clip.split != split or res is None:
+            continue
+        recordings.add(clip.recording)
+        variants = [(res["rot6d"], res["trans"], clip.texts, False)]
+        if options.mirror:
+            variants.append((res["mirror_rot6d"], res["mirror_trans"], res["mirror_texts"], True))
+        for rot6d, trans, texts, mirrored in variants:
+            rot_parts.append(rot6d)
+            trans_parts.append(trans)
+            records.append(
+                {
+                    "clip_id": clip.clip_id + ("_M" if mirrored else ""),
+                    "texts": list(texts),
+                    "label": clip.label,
+                    "source": clip.source,
+                    "license": clip.license,
+                    "mirrored": mirrored,
+                    "recording": clip.recording,
+                    "frames": int(len(rot6d)),
+                    "file": res["loaded_path"],
+                }
+            )
+            counts["clips"] += 1
+            counts["frames"] += int(len(rot6d))
+            counts["labels"][clip.label] += 1
+            counts["sources"][clip.source] += 1
+    counts["recordings"] = len(recordings)
+    lengths = np.array([len(r) for r in rot_parts], dtype=np.int64)
+    clip_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rot = np.concatenate(rot_parts) if rot_parts else np.zeros((0, 24, 6), np.float32)
+    tr = np.concatenate(trans_parts) if trans_parts else np.zeros((0, 3), np.float32)
+    with atomic_output(out / f"{split}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, rot6d=rot.astype(np.float32), trans=tr.astype(np.float32), clip_start=clip_start)
+    _write_json(out / f"{split}.json", records)
+    return counts
 
 
 def _write_json(path: Path, obj: Any) -> None:

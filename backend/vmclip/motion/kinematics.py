@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vmclip.motion.skeleton import NUM_JOINTS, PARENTS, REST_OFFSETS
+from vmclip.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_OFFSETS
+
+_LEGS = [[JOINT_INDEX[f"{side}_{j}"] for j in ("hip", "knee", "ankle")] for side in ("left", "right")]
 
 
 def forward_kinematics(
@@ -48,3 +50,25 @@ def global_to_local(global_rot: np.ndarray, parents: tuple[int, ...] = PARENTS) 
 
 
 assert len(PARENTS) == NUM_JOINTS
+
+
+def leg_length(joints: np.ndarray) -> float:
+    """Hip-to-ankle chain length of a (24, 3) skeleton (rest or posed), the mean of both legs: the
+    ratio of two skeletons' leg lengths scales a motion's travel from one to the other."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(joints[k] - joints[h]) + np.linalg.norm(joints[a] - joints[k])
+                for h, k, a in _LEGS
+            ]
+        )
+    )
+
+
+def motion_leg_length() -> float:
+    """Leg length of the motion format's rest skeleton."""
+    return float(
+        np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
+        + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]])
+    )

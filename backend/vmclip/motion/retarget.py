@@ -44,7 +44,7 @@ from vmclip_protocol.rig_roles import (
 
 from vmclip.errors import InputError
 from vmclip.motion.bvh_read import SourceMotion
-from vmclip.motion.kinematics import global_to_local
+from vmclip.motion.kinematics import global_to_local, leg_length
 from vmclip.motion.skeleton import JOINT_INDEX as J
 from vmclip.motion.skeleton import (
     JOINT_NAMES,
@@ -298,18 +298,6 @@ def _detect_world(rest_t: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.stack([left_s, up_s, fwd]), True  # rows: maps left -> +x, up -> +y, forward -> +z
 
 
-def _leg_length(points: np.ndarray) -> float:
-    return float(
-        np.mean(
-            [
-                np.linalg.norm(points[J[f"{s}_knee"]] - points[J[f"{s}_hip"]])
-                + np.linalg.norm(points[J[f"{s}_ankle"]] - points[J[f"{s}_knee"]])
-                for s in ("left", "right")
-            ]
-        )
-    )
-
-
 # How far the body's surface reaches below each joint (metres): the sole below the foot joints,
 # flesh around the others. Used to find what touches the ground in each frame.
 BODY_RADIUS = np.array(
@@ -346,7 +334,7 @@ _CONTACTS = [J[f"{s}_{p}"] for s in ("left", "right") for p in ("ankle", "foot",
 _FEET = [J[n] for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
 
 _SMPL_REST = rest_positions()
-_SMPL_LEG = _leg_length(_SMPL_REST)
+_SMPL_LEG = leg_length(_SMPL_REST)
 # primary child of each SMPL joint (the bone whose direction it controls); -1 for leaves
 _PRIMARY_CHILD = [-1] * NUM_JOINTS
 for _j, _p in enumerate(PARENTS):
@@ -380,61 +368,129 @@ def _polar(m: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
-def retarget(src: SourceMotion) -> Retargeted:
-    """Source skeleton motion -> SMPL-24 local rotations and root translation (same frame rate)."""
-    m = map_skeleton(src)
-    n_f = src.num_frames
+@dataclass
+class _Source:
+    """The source recording in our axes and scale: `pos` (F, J, 3) and `rot` (F, J, 3, 3) global
+    joint poses, `tgt` (F, 24, 3) the landmark of every SMPL joint on it (NaN where it has none),
+    `has` (24,) which SMPL joints have one, `rest_t` / `rest_w` the zero pose's landmarks in the
+    source's axes and units / in ours, `rest_human` whether that zero pose is a standing person."""
+
+    pos: np.ndarray
+    rot: np.ndarray
+    tgt: np.ndarray
+    has: np.ndarray
+    rest_t: np.ndarray
+    rest_w: np.ndarray
+    rest_human: bool
+    world: np.ndarray
+    scale: float
+    unit: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.tgt.shape[0])
+
+    def aim(self, j: int) -> np.ndarray | None:
+        """The source's direction (F, 3) of SMPL joint j's primary bone, if the source has both ends."""
+        c = _PRIMARY_CHILD[j]
+        return self.tgt[:, c] - self.tgt[:, j] if c >= 0 and self.has[c] and self.has[j] else None
+
+
+def _source_in_our_frame(src: SourceMotion, m: Mapping) -> _Source:
+    """Axes and units (module docstring, step 2): the source's world turned to ours (read from a
+    standing rest pose) and scaled so that its legs are SMPL's."""
     rest_chain = src.rest[m.spine_chain]
     eye = np.broadcast_to(np.eye(3), src.rest.shape[:1] + (3, 3))
     rest_t = _targets(src, m, src.rest, eye, rest_chain, _SPINE_FRACTIONS)
     world, rest_human = _detect_world(rest_t)
-    leg = _leg_length(rest_t)
+    leg = leg_length(rest_t)
     if not leg > 0:
         raise InputError(f"{src.where}: degenerate skeleton (zero leg length)")
     unit = min(_UNITS, key=lambda u: abs(np.log(leg * u / 0.85)))
     scale = _SMPL_LEG / (leg * unit)  # source metres -> our body's metres
     k = unit * scale
-
     pos = (src.pos @ world.T) * k  # (F, J, 3)
     rot = world @ src.rot @ world.T  # conjugated into our axes
     tgt = _targets(src, m, pos, rot, rest_chain, _SPINE_FRACTIONS, k * world)
-    rest_w = rest_t @ world.T
-
-    glob = np.empty((n_f, NUM_JOINTS, 3, 3))
-    has = ~np.isnan(tgt[0, :, 0])
-
-    def lateral(left: str, right: str) -> np.ndarray:
-        return tgt[:, J[left]] - tgt[:, J[right]]
-
-    lat_pelvis = lateral("left_hip", "right_hip")
-    # collar bases that coincide (CMU, rigify) give no shoulder line: use the shoulders then
-    use_collars = (
-        has[J["left_collar"]]
-        and has[J["right_collar"]]
-        and np.linalg.norm(rest_t[J["left_collar"]] - rest_t[J["right_collar"]])
-        > 0.3 * np.linalg.norm(rest_t[J["left_shoulder"]] - rest_t[J["right_shoulder"]])
+    return _Source(
+        pos=pos,
+        rot=rot,
+        tgt=tgt,
+        has=~np.isnan(tgt[0, :, 0]),
+        rest_t=rest_t,
+        rest_w=rest_t @ world.T,
+        rest_human=rest_human,
+        world=world,
+        scale=scale,
+        unit=unit,
     )
-    lat_chest = (
-        lateral("left_collar", "right_collar") if use_collars else lateral("left_shoulder", "right_shoulder")
-    )
-    smpl_x = np.array([1.0, 0.0, 0.0])
 
-    def landmark_frame(j: int, lat: np.ndarray) -> np.ndarray:
+
+class _TrunkFrames:
+    """The pelvis, spine and neck frames from anatomical landmarks (hip line, shoulder line, the
+    spine's direction), so that facing never depends on a rig's axis conventions."""
+
+    def __init__(self, s: _Source) -> None:
+        self.s = s
+        has = s.has
+        self.lat_pelvis = self.lateral("left_hip", "right_hip")
+        # collar bases that coincide (CMU, rigify) give no shoulder line: use the shoulders then
+        use_collars = (
+            has[J["left_collar"]]
+            and has[J["right_collar"]]
+            and np.linalg.norm(s.rest_t[J["left_collar"]] - s.rest_t[J["right_collar"]])
+            > 0.3 * np.linalg.norm(s.rest_t[J["left_shoulder"]] - s.rest_t[J["right_shoulder"]])
+        )
+        self.lat_chest = (
+            self.lateral("left_collar", "right_collar")
+            if use_collars
+            else self.lateral("left_shoulder", "right_shoulder")
+        )
+
+    def lateral(self, left: str, right: str) -> np.ndarray:
+        return self.s.tgt[:, J[left]] - self.s.tgt[:, J[right]]
+
+    def frame(self, j: int, lat: np.ndarray) -> np.ndarray:
+        """Global rotation (F, 3, 3) of joint j: its bone along the source's, x towards `lat`."""
         c = _PRIMARY_CHILD[j]
-        f_src = frame_from(tgt[:, c] - tgt[:, j], lat)
-        f_rest = frame_from(REST_OFFSETS[c], smpl_x)
+        f_src = frame_from(self.s.tgt[:, c] - self.s.tgt[:, j], lat)
+        f_rest = frame_from(REST_OFFSETS[c], np.array([1.0, 0.0, 0.0]))
         return f_src @ f_rest.T
 
-    def aim(j: int) -> np.ndarray | None:
-        c = _PRIMARY_CHILD[j]
-        return tgt[:, c] - tgt[:, j] if c >= 0 and has[c] and has[j] else None
+    def pelvis(self) -> np.ndarray:
+        return self.frame(J["pelvis"], self.lat_pelvis)
 
-    def references(name: str, parent_glob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def spine(self, name: str) -> np.ndarray:
+        """A spine joint: its lateral axis blends from the hips' to the shoulders' up the spine."""
+        if name == "spine3":
+            lat = self.lat_chest
+        else:
+            f = dict(zip(_SPINE, _SPINE_FRACTIONS, strict=True))[name]
+            lat = (1 - f) * _unit(self.lat_pelvis) + f * _unit(self.lat_chest)
+        return self.frame(J[name], lat)
+
+    def neck(self, head_rot: np.ndarray) -> np.ndarray:
+        """The neck: the head's lateral axis steers its twist."""
+        return self.frame(J["neck"], _unit(self.lat_chest) + _unit(head_rot[..., :, 0]))
+
+
+class _Calibrator:
+    """Calibration (module docstring, step 3): the constant rotation between each source joint's
+    frame and the SMPL joint's, per mapped joint; `calibrated` returns the joint's global rotation
+    (F, 3, 3) with it applied. Joints are calibrated parents first (the references use the parent's
+    global rotation); a wrist reuses its elbow's correction."""
+
+    def __init__(self, src: SourceMotion, m: Mapping, s: _Source) -> None:
+        self.src, self.m, self.s = src, m, s
+        self.cals: dict[str, np.ndarray] = {}
+
+    def references(self, name: str, parent_glob: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Anatomical guesses of the SMPL global rotation with per-frame weights, for calibrating
         rigs whose zero pose is not a standing human: the plane of a clearly bent knee or elbow,
         plus (weakly, so it decides only when the limb never bends) no twist relative to the parent."""
+        s, n_f = self.s, self.s.num_frames
         j = J[name]
-        a = aim(j)
+        a = s.aim(j)
         no_twist = (
             parent_glob
             if a is None
@@ -444,7 +500,7 @@ def retarget(src: SourceMotion) -> Retargeted:
             # a foot flat on the floor has its lateral axis level: calibrates the foot's roll
             # (CMU's rest pose, for one, rolls the feet by ~20 degrees)
             toe = J[name.replace("ankle", "foot")]
-            h_ankle, h_toe = tgt[:, j, 1], tgt[:, toe, 1]
+            h_ankle, h_toe = s.tgt[:, j, 1], s.tgt[:, toe, 1]
             flat = (h_ankle - h_ankle.min() < 0.03) & (h_toe - h_toe.min() < 0.03)
             level = frame_from(a, np.cross([0.0, 1.0, 0.0], a))
             flat_ref = level @ frame_from(REST_OFFSETS[toe], np.array([1.0, 0.0, 0.0])).T
@@ -452,7 +508,7 @@ def retarget(src: SourceMotion) -> Retargeted:
         if name not in _LIMBS:
             return [(no_twist, np.ones(n_f))]
         (r0, r1, r2), bend = _LIMBS[name]
-        u, v = tgt[:, J[r1]] - tgt[:, J[r0]], tgt[:, J[r2]] - tgt[:, J[r1]]
+        u, v = s.tgt[:, J[r1]] - s.tgt[:, J[r0]], s.tgt[:, J[r2]] - s.tgt[:, J[r1]]
         n = np.cross(u, v)
         w = np.linalg.norm(n, axis=-1) / np.maximum(
             np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12
@@ -462,76 +518,82 @@ def retarget(src: SourceMotion) -> Retargeted:
         # sin(bend) > 0.25: bent by more than ~15 degrees
         return [(bent, np.where(w > 0.25, w, 0.0)), (no_twist, np.full(n_f, 0.02))]
 
-    cals: dict[str, np.ndarray] = {}
+    def _fitted(self, name: str, g_src: np.ndarray, parent_glob: np.ndarray) -> np.ndarray:
+        """Orthogonal Procrustes of the source rotations against the weighted references."""
+        acc = sum(np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in self.references(name, parent_glob))
+        return _polar(acc)
 
-    def calibrated(name: str, parent_glob: np.ndarray) -> np.ndarray:
-        g_src = rot[:, m.frames[name]]
-        if rest_human:
-            rest_cal = _rest_calibration(m, name, rest_w)
-            elbow = name.replace("wrist", "elbow")
-            if name.endswith("_wrist") and elbow in cals:
-                # the hand keeps its rest relation to the forearm, whose twist the hinge corrected
-                return g_src @ rest_cal @ cals[elbow]
-            if name.endswith("_ankle") and aim(J[name]) is not None:
-                acc = sum(
-                    np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob)
-                )
-                return g_src @ _polar(acc)
-            if name not in _LIMBS:
-                return g_src @ rest_cal
-            # limbs: the knee/elbow hinge fixes the twist better than a rest pose whose palms or
-            # knee caps may face anywhere; the rest calibration decides when the limb never bends
-            bent, w = references(name, parent_glob)[0]
-            cal = _polar(np.einsum("f,fba,fbc->ac", w, g_src, bent) + 0.02 * n_f * rest_cal)
-            cals[name] = rest_cal.T @ cal  # the correction, for the hand below
-            return g_src @ cal
-        chest = int(src.parents[m.anchors["neck"].joint])
+    def calibrated(self, name: str, parent_glob: np.ndarray) -> np.ndarray:
+        g_src = self.s.rot[:, self.m.frames[name]]
+        if self.s.rest_human:
+            return self._on_human_rest(name, g_src, parent_glob)
+        cals, m = self.cals, self.m
+        chest = int(self.src.parents[m.anchors["neck"].joint])
         if name == "head" and chest >= 0 and not m.head_mid_end:
             # Baked-orient rigs build the spine, neck and head joints with one axis convention
             # (bones along local X or Y): the head takes the calibration of the source's chest
             # joint, which is exact because the shoulder line that orients SMPL's chest is rigid
             # to it -- so a head held down for a whole clip stays down.
-            cal = _polar(np.einsum("fba,fbc->ac", rot[:, chest], glob[:, J["spine3"]]))
+            cal = _polar(np.einsum("fba,fbc->ac", self.s.rot[:, chest], parent_glob))
         elif name.endswith("_wrist") and name.replace("wrist", "elbow") in cals:
             cal = cals[name.replace("wrist", "elbow")]  # the hand continues the forearm's axes
         else:
-            acc = sum(np.einsum("f,fba,fbc->ac", w, g_src, ref) for ref, w in references(name, parent_glob))
-            cal = _polar(acc)
+            cal = self._fitted(name, g_src, parent_glob)
         cals[name] = cal
         return g_src @ cal
 
+    def _on_human_rest(self, name: str, g_src: np.ndarray, parent_glob: np.ndarray) -> np.ndarray:
+        """A standing rest pose: the rest calibration, with the limbs' twist and the feet's roll
+        fitted on the clip."""
+        cals = self.cals
+        rest_cal = _rest_calibration(self.m, name, self.s.rest_w)
+        elbow = name.replace("wrist", "elbow")
+        if name.endswith("_wrist") and elbow in cals:
+            # the hand keeps its rest relation to the forearm, whose twist the hinge corrected
+            return g_src @ rest_cal @ cals[elbow]
+        if name.endswith("_ankle") and self.s.aim(J[name]) is not None:
+            return g_src @ self._fitted(name, g_src, parent_glob)
+        if name not in _LIMBS:
+            return g_src @ rest_cal
+        # limbs: the knee/elbow hinge fixes the twist better than a rest pose whose palms or
+        # knee caps may face anywhere; the rest calibration decides when the limb never bends
+        bent, w = self.references(name, parent_glob)[0]
+        cal = _polar(np.einsum("f,fba,fbc->ac", w, g_src, bent) + 0.02 * self.s.num_frames * rest_cal)
+        cals[name] = rest_cal.T @ cal  # the correction, for the hand below
+        return g_src @ cal
+
+
+def _global_rotations(s: _Source, m: Mapping, trunk: _TrunkFrames, calib: _Calibrator) -> np.ndarray:
+    """SMPL global rotations (F, 24, 3, 3) (module docstring, step 4): the trunk from landmarks, every
+    other joint the calibrated source rotation swung so that its bone points where the source's does."""
+    glob = np.empty((s.num_frames, NUM_JOINTS, 3, 3))
     head_rot = None
     for j in range(NUM_JOINTS):
         name = JOINT_NAMES[j]
-        p = PARENTS[j]
         if name == "pelvis":
-            glob[:, j] = landmark_frame(j, lat_pelvis)
-            continue
-        if name in _SPINE:
-            f = dict(zip(_SPINE, _SPINE_FRACTIONS, strict=True))[name]
-            if name == "spine3":
-                lat = lat_chest
-            else:
-                lat = (1 - f) * _unit(lat_pelvis) + f * _unit(lat_chest)
-            glob[:, j] = landmark_frame(j, lat)
-            continue
-        if name == "neck":
+            glob[:, j] = trunk.pelvis()
+        elif name in _SPINE:
+            glob[:, j] = trunk.spine(name)
+        elif name == "neck":
             # the head's lateral axis steers the neck's twist, so the head goes first
-            head_rot = calibrated("head", glob[:, J["spine3"]])
-            glob[:, j] = landmark_frame(j, _unit(lat_chest) + _unit(head_rot[..., :, 0]))
-            continue
-        if name == "head":
+            head_rot = calib.calibrated("head", glob[:, J["spine3"]])
+            glob[:, j] = trunk.neck(head_rot)
+        elif name == "head":
             glob[:, j] = head_rot
-            continue
-        g = calibrated(name, glob[:, p]) if name in m.frames else glob[:, p]
-        a = aim(j)
-        if a is not None:
-            g = shortest_rotation(g @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ g
-        glob[:, j] = g
+        else:
+            p = PARENTS[j]
+            g = calib.calibrated(name, glob[:, p]) if name in m.frames else glob[:, p]
+            a = s.aim(j)
+            if a is not None:
+                g = shortest_rotation(g @ REST_OFFSETS[_PRIMARY_CHILD[j]], a) @ g
+            glob[:, j] = g
+    return glob
 
-    local = global_to_local(glob)
-    # root: put SMPL's mid-hip point on the source's, so the pelvis-to-hip lever (which differs
-    # between rigs) does not swing the legs around and make planted feet slide
+
+def _place_root(glob: np.ndarray, tgt: np.ndarray, fps: float) -> np.ndarray:
+    """Root translation (F, 3) (module docstring, step 5)."""
+    # put SMPL's mid-hip point on the source's, so the pelvis-to-hip lever (which differs between
+    # rigs) does not swing the legs around and make planted feet slide
     mid_src = 0.5 * (tgt[:, J["left_hip"]] + tgt[:, J["right_hip"]])
     mid_off = 0.5 * (REST_OFFSETS[J["left_hip"]] + REST_OFFSETS[J["right_hip"]])
     trans = mid_src - glob[:, 0] @ mid_off
@@ -542,13 +604,21 @@ def retarget(src: SourceMotion) -> Retargeted:
     joints = _positions(glob, trans)
     ours_low = (joints[:, _CONTACTS, 1] - BODY_RADIUS[_CONTACTS]).min(-1)
     src_low = np.nanmin(tgt[:, _CONTACTS, 1] - BODY_RADIUS[_CONTACTS], axis=-1)
-    trans[:, 1] += _smooth(src_low - ours_low, max(1, int(round(0.3 * src.fps))))
+    trans[:, 1] += _smooth(src_low - ours_low, max(1, int(round(0.3 * fps))))
     trans[:, 1] -= (_positions(glob, trans)[:, _FEET, 1] - SOLE_BELOW_FOOT_JOINT).min()
+    return trans
+
+
+def retarget(src: SourceMotion) -> Retargeted:
+    """Source skeleton motion -> SMPL-24 local rotations and root translation (same frame rate)."""
+    m = map_skeleton(src)
+    s = _source_in_our_frame(src, m)
+    glob = _global_rotations(s, m, _TrunkFrames(s), _Calibrator(src, m, s))
+    trans = _place_root(glob, s.tgt, src.fps)
     # limb proportions differ, so a planted source foot would drift a little on SMPL's legs: a small
     # leg IK (at most MAX_IK degrees per bone) keeps it in place
-    _plant_feet(glob, trans, tgt, src.fps)
-    local = global_to_local(glob)
-    return Retargeted(local, trans, tgt, scale, unit, world, m)
+    _plant_feet(glob, trans, s.tgt, src.fps)
+    return Retargeted(global_to_local(glob), trans, s.tgt, s.scale, s.unit, s.world, m)
 
 
 def _plant_feet(glob: np.ndarray, trans: np.ndarray, tgt: np.ndarray, fps: float) -> None:

@@ -18,31 +18,11 @@ import numpy as np
 
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output, check_writable
+from vmclip.geometry import Camera
 
 FORMAT_VERSION = 1
+__all__ = ["Camera", "PersonAnalysis", "ViewFit", "analyze"]
 ProgressFn = Callable[[float, str], None]
-
-
-@dataclass
-class Camera:
-    """Pinhole camera, OpenCV convention: pixel ~ K @ (R @ X_world + t); world = motion frame (Y up, m)."""
-
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-
-    def project(self, points: np.ndarray) -> np.ndarray:
-        """World points (..., 3) -> pixel coordinates (..., 2)."""
-        cam = np.asarray(points) @ self.R.T + self.t
-        z = np.maximum(cam[..., 2:3], 1e-6)
-        return cam[..., :2] / z * [self.K[0, 0], self.K[1, 1]] + [self.K[0, 2], self.K[1, 2]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"K": self.K.tolist(), "R": self.R.tolist(), "t": self.t.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Camera:
-        return cls(K=np.asarray(d["K"], float), R=np.asarray(d["R"], float), t=np.asarray(d["t"], float))
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vmclip.errors import MissingAssetError
+from vmclip.geometry import vertex_normals
 from vmclip.motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 # Anny's age axis puts newborn, baby, child, young adult, old at -1/3, 0, 1/3, 2/3, 1: a missing
@@ -118,7 +119,7 @@ def _smpl_group(bone: str) -> str | None:
     return None
 
 
-def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def rotation_between(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Smallest rotation taking direction `src` onto direction `dst`."""
     a = src / np.linalg.norm(src)
     b = dst / np.linalg.norm(dst)
@@ -142,7 +143,7 @@ def _tpose_rotations(joints: np.ndarray) -> np.ndarray:
         if target is not None:
             child = JOINT_INDEX[target[0]]
             current = glob[j] @ (joints[child] - joints[j])
-            glob[j] = _align(current, np.array(target[1])) @ glob[j]
+            glob[j] = rotation_between(current, np.array(target[1])) @ glob[j]
     return glob
 
 
@@ -277,7 +278,7 @@ def _tree_levels() -> tuple[list[tuple[list[int], list[int]]], list[int], list[i
 _LEVELS, _LEVEL_ORDER, _PARENT_INDEX = _tree_levels()
 
 
-def _lbs(
+def lbs(
     rest_v: torch.Tensor,
     rest_j: torch.Tensor,
     weights: torch.Tensor,
@@ -353,12 +354,7 @@ class BodyModel:
         if cached is None:
             with torch.no_grad():
                 v = self.rest_torch(self._vec(None))[0][0].cpu().numpy().astype(np.float64)
-            tri = v[self.faces]
-            fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-            n = np.zeros_like(v)
-            for k in range(3):
-                np.add.at(n, self.faces[:, k], fn)
-            cached = (n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+            cached = vertex_normals(v, np.asarray(self.faces)).astype(np.float32)
             self._normals = cached
         return cached
 
@@ -401,7 +397,7 @@ class BodyModel:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable posing: (B|1,S), (B,24,3,3), (B,3) -> vertices (B,V,3), joints (B,24,3)."""
         rest_v, rest_j = self.rest_torch(vector)
-        return _lbs(rest_v, rest_j, self._weights_t, local_rot, trans)
+        return lbs(rest_v, rest_j, self.weights_tensor, local_rot, trans)
 
     def pose_vertices(
         self, shape: dict[str, Any] | None, local_rot: np.ndarray, trans: np.ndarray, batch: int = 64
@@ -415,7 +411,7 @@ class BodyModel:
             for i in range(0, len(local_rot), batch):
                 r = torch.as_tensor(local_rot[i : i + batch], device=self.device)
                 t = torch.as_tensor(trans[i : i + batch], device=self.device)
-                out.append(_lbs(rest_v, rest_j, self._weights_t, r, t)[0].cpu().numpy())
+                out.append(lbs(rest_v, rest_j, self.weights_tensor, r, t)[0].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.skin_weights), 3), np.float32)
 
     def pose_joints(
@@ -431,7 +427,7 @@ class BodyModel:
         return pos
 
     @property
-    def _weights_t(self) -> torch.Tensor:
+    def weights_tensor(self) -> torch.Tensor:
         cached = getattr(self, "_w_tensor", None)
         if cached is None:
             cached = torch.as_tensor(self.skin_weights, dtype=torch.float32, device=self.device)

@@ -5,13 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vmclip.geometry import face_normals, project, silhouette
 from vmclip.motion.skeleton import PARENTS
-
-
-def project(points_world: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    cam = points_world @ R.T + t
-    z = np.maximum(cam[:, 2:3], 1e-3)
-    return cam[:, :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
 
 
 def overlay(
@@ -51,14 +46,12 @@ def overlay(
     mask_edges = cv2.Canny((m > 0.5).astype(np.uint8) * 255, 50, 150) > 0
     outline[mask_edges] = (255, 0, 255)
     if vertices_world is not None and faces is not None and K is not None:
-        uv = project(vertices_world, K, R, t) * scale
+        uv = project(vertices_world, K, R, t)[0] * scale
         edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
         edges = np.unique(np.sort(edges, 1), axis=0)[::3]  # a third of the edges keeps it readable
         pts = np.round(uv[edges] * 4).astype(np.int32)
         cv2.polylines(wire, list(pts), False, (0, 255, 255), 1, cv2.LINE_AA, shift=2)
-        sil = np.zeros(size[::-1], np.uint8)
-        for tri in np.round(uv[faces] * 16).astype(np.int32):
-            cv2.fillConvexPoly(sil, tri, 1, cv2.LINE_8, 4)
+        sil = silhouette(uv, faces, size[::-1])
         contours, _ = cv2.findContours(sil, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(outline, contours, -1, (0, 255, 0), lw, cv2.LINE_AA)
     top = np.concatenate([kp_panel, mask_panel], 1)
@@ -80,16 +73,13 @@ def shaded_render(
     """Draw a mesh (camera coordinates) over `background` with flat Lambert shading, far faces first
     (painter's algorithm). For debug views and for synthetic test photos; not the product renderer."""
     img = background.copy()
-    tri = vertices_cam[faces]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-    centres = tri.mean(1)
+    normals = face_normals(vertices_cam, faces)
+    centres = vertices_cam[faces].mean(1)
     facing = (normals * centres).sum(1) < 0  # towards the camera
     light = np.array([0.3, -0.5, -1.0])
     light /= np.linalg.norm(light)
     shade = np.clip(0.25 + 0.75 * np.clip(normals @ light, 0, 1), 0, 1)
-    z = np.maximum(vertices_cam[:, 2:3], 1e-3)
-    uv = vertices_cam[:, :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    uv = project(vertices_cam, K)[0]
     pts = np.round(uv[faces] * 16).astype(np.int32)
     base = np.asarray(colour, float)
     for f in np.argsort(-centres[:, 2]):

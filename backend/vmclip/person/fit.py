@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 import torch
 
+from vmclip.geometry import project, silhouette
 from vmclip.motion.rotations import axis_angle_to_matrix
 from vmclip.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS
-from vmclip.person.body import OFFSETS_KEY, BodyModel, _lbs
+from vmclip.person.body import OFFSETS_KEY, BodyModel, lbs, rotation_between
 from vmclip.person.detect import MP, NUM_MP, Detection
 
 J = JOINT_INDEX
@@ -287,11 +288,9 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    from vmclip.person.body import _align as align
-
     if np.linalg.norm(src) < 1e-9 or np.linalg.norm(dst) < 1e-9:
         return np.eye(3)
-    return align(src, dst)
+    return rotation_between(src, dst)
 
 
 # Limb segments set from MediaPipe's world landmarks at start: SMPL joint -> (child joint, MP from, MP to).
@@ -351,15 +350,7 @@ def rasterize(
     vertices_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """Binary silhouette (H,W) uint8 of a mesh given in camera coordinates."""
-    h, w = size
-    z = np.maximum(vertices_cam[:, 2:3], 1e-3)
-    uv = (vertices_cam[:, :2] / z) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
-    img = np.zeros((h, w), np.uint8)
-    tris = np.round(uv[faces] * 16).astype(np.int32)
-    tris = np.clip(tris, -(1 << 20), 1 << 20)
-    for tri in tris:
-        cv2.fillConvexPoly(img, tri, 1, cv2.LINE_8, 4)
-    return img
+    return silhouette(project(vertices_cam, K)[0], faces, size)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -430,89 +421,118 @@ def fit_views(
         torch.set_num_threads(threads)
 
 
-def _fit_views(
-    body: BodyModel,
-    images: list[np.ndarray],
-    detections: list[Detection],
-    iterations: tuple[int, int, int],
-    shape: dict | None,
-) -> list[FitResult]:
-    prep = _prepared(body)
-    dev = body.device
-    n = len(detections)
-    sizes = [im.shape[:2] for im in images]
-    Ks = []
-    for h, w in sizes:
-        f = FOCAL_SCALE * max(h, w)
-        Ks.append(np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]]))
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the fit's loss terms. Stages 1-2 (pose, shape, silhouette): keypoints (normalised
+    by the person's height), MediaPipe's 3D landmarks (metres, hip-centred), the pose prior, the
+    knee and elbow limits, the shape prior, and the silhouette (`SIL_OUT`, `SIL_COVER`). Stage 3
+    (clothing offsets): the silhouette on a dense surface sample, its soft IoU, the offsets'
+    smoothness and their size."""
 
-    keys = list(body.shape_keys)
-    fixed_shape = shape is not None
-    start = body.shape_vector(shape if shape is not None else body.default_shape())
-    lo = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[0] for k in keys]) if body.kind == "anny" else None
-    hi = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[1] for k in keys]) if body.kind == "anny" else None
+    keypoints: float = 1.0
+    landmarks_3d: float = 0.5
+    pose_prior: float = 0.01
+    joint_limits: float = 0.05
+    shape_prior: float = 0.002
+    silhouette_out: float = SIL_OUT
+    silhouette_cover: float = SIL_COVER
+    cloth_out: float = CLOTH_OUT
+    cloth_cover: float = CLOTH_COVER
+    cloth_iou: float = CLOTH_IOU
+    cloth_smooth: float = CLOTH_SMOOTH
+    cloth_size: float = 0.5
 
-    def to_raw(vec: np.ndarray) -> np.ndarray:
-        if lo is None:
-            return vec
-        frac = np.clip((vec - lo) / (hi - lo), 0.02, 0.98)
-        return np.log(frac / (1 - frac))
 
-    lo_t = torch.as_tensor(lo, dtype=torch.float32, device=dev) if lo is not None else None
-    hi_t = torch.as_tensor(hi, dtype=torch.float32, device=dev) if hi is not None else None
+@dataclass(frozen=True)
+class LearningRates:
+    """Adam's step sizes: stage 1 (pose and camera translation from the keypoints), stage 2 (finer,
+    with the shape), stage 3 (clothing offsets, metres per step)."""
 
-    def from_raw(raw: torch.Tensor) -> torch.Tensor:
-        if lo_t is None:
-            return raw
-        return lo_t + (hi_t - lo_t) * torch.sigmoid(raw)
+    pose_1: float = 0.03
+    trans_1: float = 0.02
+    pose_2: float = 0.015
+    trans_2: float = 0.01
+    shape: float = 0.05
+    cloth: float = CLOTH_LR
 
-    shape_raw = torch.tensor(to_raw(start), dtype=torch.float32, device=dev)[None].requires_grad_(
-        not fixed_shape
+
+# Pose prior weights: the spine, neck and collars move little; limbs are free (POSE_PRIOR_FREE).
+POSE_PRIOR_FREE = 0.02
+POSE_PRIOR = {
+    "spine1": 0.3,
+    "spine2": 0.3,
+    "spine3": 0.3,
+    "neck": 0.2,
+    "left_collar": 0.5,
+    "right_collar": 0.5,
+    "head": 0.1,
+    "left_foot": 0.5,
+    "right_foot": 0.5,
+    "left_hand": 0.5,
+    "right_hand": 0.5,
+    "left_wrist": 0.1,
+    "right_wrist": 0.1,
+}
+# MediaPipe landmarks that place the body in the closed-form start (the translation's least squares).
+_START_LANDMARKS = [
+    MP[n]
+    for n in (
+        "left_shoulder",
+        "right_shoulder",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_elbow",
+        "right_elbow",
+        "left_ankle",
+        "right_ankle",
     )
-    shape_prior = torch.as_tensor(body.shape_vector(body.default_shape()), dtype=torch.float32, device=dev)
+]
 
-    # --- closed-form start --------------------------------------------------------------------------
-    with torch.no_grad():
-        rest_j0 = body.rest_torch(from_raw(shape_raw))[1][0].cpu().numpy()
-    roots, poses, transl = [], [], []
-    from vmclip.motion.rotations import matrix_to_axis_angle
 
-    for det, K in zip(detections, Ks, strict=True):
-        local = _initial_pose(rest_j0, det.world)
-        with torch.no_grad():
-            _, pj = body.pose_torch(
-                from_raw(shape_raw),
-                torch.as_tensor(local[None], dtype=torch.float32, device=dev),
-                torch.zeros(1, 3, device=dev),
-            )
-        pj = pj[0].cpu().numpy()
-        lm = prep.lj.cpu().numpy() @ pj
-        body_pts = [
-            MP[n]
-            for n in (
-                "left_shoulder",
-                "right_shoulder",
-                "left_hip",
-                "right_hip",
-                "left_knee",
-                "right_knee",
-                "left_elbow",
-                "right_elbow",
-                "left_ankle",
-                "right_ankle",
-            )
-        ]
-        t = _solve_translation(lm[body_pts], det.keypoints[body_pts, :2], det.keypoints[body_pts, 3], K)
-        aa = matrix_to_axis_angle(torch.as_tensor(local, dtype=torch.float32))
-        roots.append(aa[0])
-        poses.append(aa[1:])
-        transl.append(torch.as_tensor(t, dtype=torch.float32))
-    root = torch.stack(roots).to(dev).requires_grad_(True)
-    pose = torch.stack(poses).to(dev).requires_grad_(True)
-    trans = torch.stack(transl).to(dev).requires_grad_(True)
+def _intrinsics(size: tuple[int, int]) -> np.ndarray:
+    """The fixed pinhole camera of a photo of `size` (h, w): see FOCAL_SCALE."""
+    h, w = size
+    f = FOCAL_SCALE * max(h, w)
+    return np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
 
-    # --- per-view targets ------------------------------------------------------------------------------
-    kp = torch.as_tensor(np.stack([d.keypoints[:, :2] for d in detections]), dtype=torch.float32, device=dev)
+
+@dataclass
+class _Targets:
+    """What the fit matches, per view (n views): the 2D keypoints `kp` (n, 33, 2) with their weights
+    `conf` (n, 33), MediaPipe's hip-centred 3D landmarks `world` (n, 33, 3), the person's height in
+    pixels, the cameras, and the person's mask as a distance field (`outside`: pixels from the mask)
+    and a sample of its pixels (`cover`)."""
+
+    sizes: list[tuple[int, int]]
+    Ks: list[np.ndarray]
+    inside: np.ndarray  # (n, 33) bool: the keypoint lies in the photo
+    kp: torch.Tensor
+    conf: torch.Tensor
+    world: torch.Tensor
+    heights: torch.Tensor
+    focal: torch.Tensor  # (n, 2)
+    centre: torch.Tensor  # (n, 2)
+    outside: list[torch.Tensor]
+    cover: list[torch.Tensor]
+
+    @property
+    def n(self) -> int:
+        return len(self.sizes)
+
+    def project(self, points: torch.Tensor) -> torch.Tensor:
+        """Camera-frame points (n, ..., 3) -> pixels (n, ..., 2) in each view (depth kept >= 0.1 m so
+        that a bad step cannot divide by zero)."""
+        z = points[..., 2:3].clamp(min=0.1)
+        return points[..., :2] / z * self.focal[:, None] + self.centre[:, None]
+
+
+def _targets(
+    images: list[np.ndarray], detections: list[Detection], lm_weight: torch.Tensor, dev: torch.device
+) -> _Targets:
+    sizes = [im.shape[:2] for im in images]
+    Ks = [_intrinsics(size) for size in sizes]
     vis = np.stack([d.keypoints[:, 3] for d in detections])
     inside = np.stack(
         [
@@ -524,19 +544,11 @@ def _fit_views(
         ]
     )
     conf = torch.as_tensor(np.clip(vis, 0, 1) ** 2 * inside, dtype=torch.float32, device=dev)
-    conf = conf * prep.lm_weight[None]
-    world = torch.as_tensor(np.stack([d.world[:, :3] for d in detections]), dtype=torch.float32, device=dev)
-    heights = torch.as_tensor(
-        [max(8.0, d.box[3] - d.box[1]) for d in detections], dtype=torch.float32, device=dev
-    )
-    focal = torch.as_tensor([[K[0, 0], K[1, 1]] for K in Ks], dtype=torch.float32, device=dev)
-    centre = torch.as_tensor([[K[0, 2], K[1, 2]] for K in Ks], dtype=torch.float32, device=dev)
-
-    outside_fields, cover_points = [], []
+    outside, cover = [], []
     for det in detections:
         binary = (det.mask > 0.5).astype(np.uint8)
         dist = cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3).astype(np.float32)
-        outside_fields.append(torch.as_tensor(dist, device=dev))
+        outside.append(torch.as_tensor(dist, device=dev))
         ys, xs = np.nonzero(binary)
         step = max(1, len(xs) // 300)
         pts = (
@@ -544,188 +556,369 @@ def _fit_views(
             if len(xs)
             else np.zeros((0, 2), np.float32)
         )
-        cover_points.append(torch.as_tensor(pts, device=dev))
+        cover.append(torch.as_tensor(pts, device=dev))
+    return _Targets(
+        sizes=sizes,
+        Ks=Ks,
+        inside=inside,
+        kp=torch.as_tensor(
+            np.stack([d.keypoints[:, :2] for d in detections]), dtype=torch.float32, device=dev
+        ),
+        conf=conf * lm_weight[None],
+        world=torch.as_tensor(
+            np.stack([d.world[:, :3] for d in detections]), dtype=torch.float32, device=dev
+        ),
+        heights=torch.as_tensor(
+            [max(8.0, d.box[3] - d.box[1]) for d in detections], dtype=torch.float32, device=dev
+        ),
+        focal=torch.as_tensor([[K[0, 0], K[1, 1]] for K in Ks], dtype=torch.float32, device=dev),
+        centre=torch.as_tensor([[K[0, 2], K[1, 2]] for K in Ks], dtype=torch.float32, device=dev),
+        outside=outside,
+        cover=cover,
+    )
 
-    # Pose prior weights: the spine, neck and collars move little; limbs are free.
-    prior_w = torch.full((NUM_JOINTS - 1,), 0.02, device=dev)
-    for name, value in (
-        ("spine1", 0.3),
-        ("spine2", 0.3),
-        ("spine3", 0.3),
-        ("neck", 0.2),
-        ("left_collar", 0.5),
-        ("right_collar", 0.5),
-        ("head", 0.1),
-        ("left_foot", 0.5),
-        ("right_foot", 0.5),
-        ("left_hand", 0.5),
-        ("right_hand", 0.5),
-        ("left_wrist", 0.1),
-        ("right_wrist", 0.1),
-    ):
-        prior_w[J[name] - 1] = value
 
-    def forward(sub: _Subset, rest: tuple[torch.Tensor, torch.Tensor] | None = None):
-        vec = from_raw(shape_raw)
-        rest_v, rest_j = rest if rest is not None else body.rest_torch(vec, sub.index)
-        rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
-        verts, joints = _lbs(rest_v, rest_j, sub.weights, rots, trans)
-        lms = prep.lj @ joints + sub.lv @ verts  # (n,33,3)
+def _silhouette_terms(puv: torch.Tensor, t: _Targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The silhouette loss of projected surface points `puv` (n, P, 2), summed over the views: points
+    outside the mask (squared distance to it, as a share of the person's height), and the mask's
+    points far from every surface point (one-sided chamfer)."""
+    l_out = torch.zeros((), device=puv.device)
+    l_cov = torch.zeros((), device=puv.device)
+    for i in range(t.n):
+        d = _grid_sample(t.outside[i], puv[i], t.sizes[i]) / t.heights[i]
+        l_out = l_out + (d**2).mean()
+        if len(t.cover[i]):
+            dist = torch.cdist(t.cover[i], puv[i]).min(1).values / t.heights[i]
+            l_cov = l_cov + (dist**2).mean()
+    return l_out, l_cov
+
+
+class _Shape:
+    """The shape being fitted, as unbounded parameters: Anny's phenotype values squashed into their
+    bounds (`_SHAPE_BOUNDS`, else 0..1) by a sigmoid; SMPL's betas as they are. Fixed when a shape
+    is given."""
+
+    def __init__(self, body: BodyModel, shape: dict | None) -> None:
+        dev = body.device
+        self.fixed = shape is not None
+        start = body.shape_vector(shape if shape is not None else body.default_shape())
+        self.lo = self.hi = None
+        if body.kind == "anny":
+            keys = list(body.shape_keys)
+            self.lo = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[0] for k in keys])
+            self.hi = np.array([_SHAPE_BOUNDS.get(k, (0.0, 1.0))[1] for k in keys])
+        self.lo_t = torch.as_tensor(self.lo, dtype=torch.float32, device=dev) if self.lo is not None else None
+        self.hi_t = torch.as_tensor(self.hi, dtype=torch.float32, device=dev) if self.hi is not None else None
+        raw = torch.tensor(self._to_raw(start), dtype=torch.float32, device=dev)[None]
+        self.raw = raw.requires_grad_(not self.fixed)
+        self.prior = torch.as_tensor(body.shape_vector(body.default_shape()), dtype=torch.float32, device=dev)
+
+    def _to_raw(self, vec: np.ndarray) -> np.ndarray:
+        if self.lo is None:
+            return vec
+        frac = np.clip((vec - self.lo) / (self.hi - self.lo), 0.02, 0.98)
+        return np.log(frac / (1 - frac))
+
+    def vector(self) -> torch.Tensor:
+        """The shape vector (1, S)."""
+        if self.lo_t is None:
+            return self.raw
+        return self.lo_t + (self.hi_t - self.lo_t) * torch.sigmoid(self.raw)
+
+
+class _Posed:
+    """The fitted parameters of all views: one shape, per view the root orientation and the pose
+    (axis-angle, camera frame) and the pelvis's camera-frame position."""
+
+    def __init__(
+        self,
+        body: BodyModel,
+        prep: _Prepared,
+        shape: _Shape,
+        root: torch.Tensor,
+        pose: torch.Tensor,
+        trans: torch.Tensor,
+    ) -> None:
+        self.body, self.prep, self.shape = body, prep, shape
+        self.root = root.requires_grad_(True)
+        self.pose = pose.requires_grad_(True)
+        self.trans = trans.requires_grad_(True)
+
+    def rotations(self) -> torch.Tensor:
+        """Local rotations (n, 24, 3, 3)."""
+        return axis_angle_to_matrix(torch.cat([self.root[:, None], self.pose], 1))
+
+    def forward(self, sub: _Subset, rest: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Shape vector, posed vertices of `sub`, joints and MediaPipe landmarks (n, 33, 3)."""
+        vec = self.shape.vector()
+        rest_v, rest_j = rest if rest is not None else self.body.rest_torch(vec, sub.index)
+        verts, joints = lbs(rest_v, rest_j, sub.weights, self.rotations(), self.trans)
+        lms = self.prep.lj @ joints + sub.lv @ verts  # (n,33,3)
         return vec, verts, joints, lms
 
-    def project(points: torch.Tensor) -> torch.Tensor:
-        z = points[..., 2:3].clamp(min=0.1)
-        return points[..., :2] / z * focal[:, None] + centre[:, None]
 
-    def losses(with_silhouette: bool, rest=None) -> torch.Tensor:
-        vec, verts, joints, lms = forward(prep.silhouette if with_silhouette else prep.keypoints, rest)
-        uv = project(lms)
-        r = (uv - kp).norm(dim=-1) / heights[:, None]
-        l_kp = (
-            conf * torch.nn.functional.smooth_l1_loss(r, torch.zeros_like(r), reduction="none", beta=0.02)
-        ).sum() / conf.sum().clamp(min=1e-6)
-        hips = lms[:, [MP["left_hip"], MP["right_hip"]]].mean(1, keepdim=True)
-        rel = lms - hips
-        l_3d = (conf * ((rel - world) ** 2).sum(-1)).sum() / conf.sum().clamp(min=1e-6)
-        l_pose = (prior_w * (pose**2).sum(-1)).sum() / n
-        knees = pose[:, [J["left_knee"] - 1, J["right_knee"] - 1]]
-        l_lim = (torch.relu(-knees[..., 0]) ** 2 + knees[..., 1] ** 2 + knees[..., 2] ** 2).sum()
-        el, er = pose[:, J["left_elbow"] - 1], pose[:, J["right_elbow"] - 1]
-        l_lim = (
-            l_lim
-            + (torch.relu(el[:, 1]) ** 2 + torch.relu(-er[:, 1]) ** 2 + el[:, 2] ** 2 + er[:, 2] ** 2).sum()
-        )
-        l_shape = ((vec - shape_prior) ** 2).sum() if not fixed_shape else vec.sum() * 0
-        total = 1.0 * l_kp + 0.5 * l_3d + 0.01 * l_pose + 0.05 * l_lim / n + 0.002 * l_shape
-        if with_silhouette:
-            l_out = torch.zeros((), device=dev)
-            l_cov = torch.zeros((), device=dev)
-            puv = project(verts[:, prep.silhouette.surface])
-            for i in range(n):
-                h, w = sizes[i]
-                d = _grid_sample(outside_fields[i], puv[i], (h, w)) / heights[i]
-                l_out = l_out + (d**2).mean()
-                if len(cover_points[i]):
-                    dist = torch.cdist(cover_points[i], puv[i]).min(1).values / heights[i]
-                    l_cov = l_cov + (dist**2).mean()
-            total = total + (SIL_OUT * l_out + SIL_COVER * l_cov) / n
-        return total
+def _initial_poses(
+    body: BodyModel, prep: _Prepared, shape: _Shape, detections: list[Detection], Ks: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The closed-form start of every view: root and pose (axis-angle) from MediaPipe's 3D landmarks,
+    the camera-frame translation from the 2D keypoints."""
+    from vmclip.motion.rotations import matrix_to_axis_angle
 
-    stage1, stage2, stage3 = iterations
-    params1 = [root, pose, trans]
-    opt = torch.optim.Adam([{"params": [root, pose], "lr": 0.03}, {"params": [trans], "lr": 0.02}])
-    with torch.no_grad():  # the shape waits for stage 2: its rest pose is computed once here
-        rest1 = body.rest_torch(from_raw(shape_raw), prep.keypoints.index)
+    dev = body.device
+    with torch.no_grad():
+        rest_j0 = body.rest_torch(shape.vector())[1][0].cpu().numpy()
+    roots, poses, transl = [], [], []
+    for det, K in zip(detections, Ks, strict=True):
+        local = _initial_pose(rest_j0, det.world)
+        with torch.no_grad():
+            _, pj = body.pose_torch(
+                shape.vector(),
+                torch.as_tensor(local[None], dtype=torch.float32, device=dev),
+                torch.zeros(1, 3, device=dev),
+            )
+        pj = pj[0].cpu().numpy()
+        lm = prep.lj.cpu().numpy() @ pj
+        pts = _START_LANDMARKS
+        t = _solve_translation(lm[pts], det.keypoints[pts, :2], det.keypoints[pts, 3], K)
+        aa = matrix_to_axis_angle(torch.as_tensor(local, dtype=torch.float32))
+        roots.append(aa[0])
+        poses.append(aa[1:])
+        transl.append(torch.as_tensor(t, dtype=torch.float32))
+    return torch.stack(roots).to(dev), torch.stack(poses).to(dev), torch.stack(transl).to(dev)
+
+
+def _pose_prior_weights(dev: torch.device) -> torch.Tensor:
+    prior_w = torch.full((NUM_JOINTS - 1,), POSE_PRIOR_FREE, device=dev)
+    for name, value in POSE_PRIOR.items():
+        prior_w[J[name] - 1] = value
+    return prior_w
+
+
+def _pose_loss(
+    m: _Posed,
+    t: _Targets,
+    w: LossWeights,
+    prior_w: torch.Tensor,
+    with_silhouette: bool,
+    rest: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Stages 1-2: keypoints, 3D landmarks, pose prior, joint limits, shape prior (and silhouette)."""
+    n = t.n
+    vec, verts, joints, lms = m.forward(m.prep.silhouette if with_silhouette else m.prep.keypoints, rest)
+    uv = t.project(lms)
+    r = (uv - t.kp).norm(dim=-1) / t.heights[:, None]
+    l_kp = (
+        t.conf * torch.nn.functional.smooth_l1_loss(r, torch.zeros_like(r), reduction="none", beta=0.02)
+    ).sum() / t.conf.sum().clamp(min=1e-6)
+    hips = lms[:, [MP["left_hip"], MP["right_hip"]]].mean(1, keepdim=True)
+    rel = lms - hips
+    l_3d = (t.conf * ((rel - t.world) ** 2).sum(-1)).sum() / t.conf.sum().clamp(min=1e-6)
+    pose = m.pose
+    l_pose = (prior_w * (pose**2).sum(-1)).sum() / n
+    l_lim = _joint_limits(pose)
+    l_shape = ((vec - m.shape.prior) ** 2).sum() if not m.shape.fixed else vec.sum() * 0
+    total = (
+        w.keypoints * l_kp
+        + w.landmarks_3d * l_3d
+        + w.pose_prior * l_pose
+        + w.joint_limits * l_lim / n
+        + w.shape_prior * l_shape
+    )
+    if with_silhouette:
+        l_out, l_cov = _silhouette_terms(t.project(verts[:, m.prep.silhouette.surface]), t)
+        total = total + (w.silhouette_out * l_out + w.silhouette_cover * l_cov) / n
+    return total
+
+
+def _joint_limits(pose: torch.Tensor) -> torch.Tensor:
+    """Knees bend one way only and do not twist; elbows bend one way and do not twist."""
+    knees = pose[:, [J["left_knee"] - 1, J["right_knee"] - 1]]
+    l_lim = (torch.relu(-knees[..., 0]) ** 2 + knees[..., 1] ** 2 + knees[..., 2] ** 2).sum()
+    el, er = pose[:, J["left_elbow"] - 1], pose[:, J["right_elbow"] - 1]
+    return (
+        l_lim + (torch.relu(el[:, 1]) ** 2 + torch.relu(-er[:, 1]) ** 2 + el[:, 2] ** 2 + er[:, 2] ** 2).sum()
+    )
+
+
+def _fit_pose(m: _Posed, t: _Targets, stages: tuple[int, int], w: LossWeights, lr: LearningRates) -> None:
+    """Stage 1: pose and translation on the keypoints and landmarks (the shape waits: its rest pose is
+    computed once); stage 2: the same with the shape and the silhouette, in smaller steps."""
+    prior_w = _pose_prior_weights(m.body.device)
+    stage1, stage2 = stages
+    opt = torch.optim.Adam(
+        [{"params": [m.root, m.pose], "lr": lr.pose_1}, {"params": [m.trans], "lr": lr.trans_1}]
+    )
+    with torch.no_grad():
+        rest1 = m.body.rest_torch(m.shape.vector(), m.prep.keypoints.index)
     for _ in range(stage1):
         opt.zero_grad()
-        losses(False, rest1).backward()
+        _pose_loss(m, t, w, prior_w, False, rest1).backward()
         opt.step()
-    groups = [{"params": [root, pose], "lr": 0.015}, {"params": [trans], "lr": 0.01}]
-    if not fixed_shape:
-        groups.append({"params": [shape_raw], "lr": 0.05})
+    groups = [{"params": [m.root, m.pose], "lr": lr.pose_2}, {"params": [m.trans], "lr": lr.trans_2}]
+    if not m.shape.fixed:
+        groups.append({"params": [m.shape.raw], "lr": lr.shape})
     opt = torch.optim.Adam(groups)
     for _ in range(stage2):
         opt.zero_grad()
-        losses(True).backward()
+        _pose_loss(m, t, w, prior_w, True).backward()
         opt.step()
-    del params1
 
-    # --- clothing: offsets along the normals of the surface sample, shared by all views ------------------
+
+@dataclass
+class _Dense:
+    """The fitted body's dense surface sample (see `_Prepared`), posed, with the rest normals carried
+    by each vertex's blended rotation: where the clothing offsets push it."""
+
+    posed: torch.Tensor  # (n, D, 3) camera frame
+    normals: torch.Tensor  # (n, D, 3)
+
+
+def _dense_sample(m: _Posed) -> _Dense:
+    body, prep = m.body, m.prep
+    dev = body.device
     with torch.no_grad():
-        vec = from_raw(shape_raw)
-        rots = axis_angle_to_matrix(torch.cat([root[:, None], pose], 1))
-        # The loss sees a dense surface sample carrying the offsets interpolated exactly as the final mesh
-        # gets them: on a sparse one, points can cover the mask while the triangles between them do not.
+        rots = m.rotations()
+        # The loss sees a dense surface sample carrying the offsets interpolated exactly as the final
+        # mesh gets them: on a sparse one, points can cover the mask while the triangles between them
+        # do not.
         dense = prep.dense_index
-        full_rest, full_j = body.rest_torch(vec)
-        weights = body._weights_t[dense]
-        posed0 = _lbs(full_rest[:, dense], full_j, weights, rots, trans)[0]
-        zero = torch.zeros_like(trans)
+        full_rest, full_j = body.rest_torch(m.shape.vector())
+        weights = body.weights_tensor[dense]
+        posed0 = lbs(full_rest[:, dense], full_j, weights, rots, m.trans)[0]
+        zero = torch.zeros_like(m.trans)
         normals = torch.as_tensor(body.rest_normals, device=dev)[dense][None]
-        moved = _lbs(normals, full_j * 0, weights, rots, zero)[0]
-        still = _lbs(normals * 0, full_j * 0, weights, rots, zero)[0]
-        normals_cam = moved - still  # the rest normals carried by each vertex's blended rotation
+        moved = lbs(normals, full_j * 0, weights, rots, zero)[0]
+        still = lbs(normals * 0, full_j * 0, weights, rots, zero)[0]
+    return _Dense(posed=posed0, normals=moved - still)
+
+
+def _occupancy_grids(t: _Targets, detections: list[Detection]) -> list[tuple]:
+    """Per view, the soft-silhouette grid (origin, scale, size, target mask), cropped to the person's
+    box plus the widest offset (nothing can be drawn beyond it)."""
+    dev = t.kp.device
     grids = []
-    for i in range(n):
-        # Soft-silhouette grid, cropped to the person's box plus the widest offset (nothing can be drawn
-        # beyond it).
-        gs = min(1.0, GRID_PX / float(heights[i]))
-        box, pad = detections[i].box, 0.2 * float(heights[i])
+    for i in range(t.n):
+        gs = min(1.0, GRID_PX / float(t.heights[i]))
+        box, pad = detections[i].box, 0.2 * float(t.heights[i])
         x0, y0 = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
-        x1, y1 = min(sizes[i][1], int(np.ceil(box[2] + pad))), min(sizes[i][0], int(np.ceil(box[3] + pad)))
+        x1, y1 = (
+            min(t.sizes[i][1], int(np.ceil(box[2] + pad))),
+            min(t.sizes[i][0], int(np.ceil(box[3] + pad))),
+        )
         gw, gh = max(4, round((x1 - x0) * gs)), max(4, round((y1 - y0) * gs))
         crop = (detections[i].mask[y0:y1, x0:x1] > 0.5).astype(np.float32)
         target = cv2.resize(crop, (gw, gh), interpolation=cv2.INTER_AREA if gs < 1 else cv2.INTER_LINEAR)
         origin = torch.as_tensor([x0, y0], dtype=torch.float32, device=dev)
         scale = torch.as_tensor([gw / (x1 - x0), gh / (y1 - y0)], dtype=torch.float32, device=dev)
         grids.append((origin, scale, (gh, gw), torch.as_tensor(target, device=dev)))
-    kernel = _gauss_kernel(GRID_SIGMA, dev)
-    # Plain metres, kept within 0..limit after each step: steps of the same size everywhere (a sigmoid's
-    # would crawl near its ends and depend on each part's limit).
-    hi_off = prep.sample_max
-    raw_off = torch.zeros(len(hi_off), device=dev, requires_grad=stage3 > 0)
-    if stage3 > 0:
-        opt = torch.optim.Adam([raw_off], lr=CLOTH_LR)
-        for _ in range(stage3):
-            opt.zero_grad()
-            off = raw_off
-            off_dense = torch.minimum(
-                (off[prep.dense_interp_index] * prep.dense_interp_weight).sum(1), prep.dense_max
-            )
-            puv = project(posed0 + normals_cam * off_dense[None, :, None])
-            l_out = torch.zeros((), device=dev)
-            l_cov = torch.zeros((), device=dev)
-            l_iou = torch.zeros((), device=dev)
-            for i in range(n):
-                d = _grid_sample(outside_fields[i], puv[i], sizes[i]) / heights[i]
-                l_out = l_out + (d**2).mean()
-                if len(cover_points[i]):
-                    dist = torch.cdist(cover_points[i], puv[i]).min(1).values / heights[i]
-                    l_cov = l_cov + (dist**2).mean()
-                origin, scale, grid_size, target = grids[i]
-                occ = _splat_occupancy((puv[i] - origin) * scale, grid_size, kernel, GRID_GAIN)
-                inter = (occ * target).sum()
-                l_iou = l_iou + 1 - inter / (occ.sum() + target.sum() - inter).clamp(min=1e-6)
-            smooth = ((off - off[prep.sample_neighbours].mean(1)) ** 2).mean()
-            loss = (
-                (CLOTH_OUT * l_out + CLOTH_COVER * l_cov + CLOTH_IOU * l_iou) / n
-                + CLOTH_SMOOTH * smooth
-                + 0.5 * (off**2).mean()
-            )
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                raw_off.copy_(torch.minimum(raw_off.clamp(min=0.0), hi_off))
+    return grids
 
-    # --- results in the world frame ------------------------------------------------------------------
-    results = []
+
+def _fit_clothing(
+    m: _Posed, t: _Targets, detections: list[Detection], steps: int, w: LossWeights, lr: LearningRates
+) -> torch.Tensor:
+    """Stage 3: clothing and hair as offsets (metres) along the rest normals of the surface sample,
+    shared by all views, against the silhouette and its soft IoU; kept within 0..the part's limit."""
+    prep = m.prep
+    dev = m.body.device
+    dense = _dense_sample(m)
+    # Plain metres, kept within 0..limit after each step: steps of the same size everywhere (a
+    # sigmoid's would crawl near its ends and depend on each part's limit).
+    hi_off = prep.sample_max
+    raw_off = torch.zeros(len(hi_off), device=dev, requires_grad=steps > 0)
+    if steps <= 0:
+        return raw_off
+    grids = _occupancy_grids(t, detections)
+    kernel = _gauss_kernel(GRID_SIGMA, dev)
+    opt = torch.optim.Adam([raw_off], lr=lr.cloth)
+    for _ in range(steps):
+        opt.zero_grad()
+        off = raw_off
+        off_dense = torch.minimum(
+            (off[prep.dense_interp_index] * prep.dense_interp_weight).sum(1), prep.dense_max
+        )
+        puv = t.project(dense.posed + dense.normals * off_dense[None, :, None])
+        l_out, l_cov = _silhouette_terms(puv, t)
+        l_iou = torch.zeros((), device=dev)
+        for i in range(t.n):
+            origin, scale, grid_size, target = grids[i]
+            occ = _splat_occupancy((puv[i] - origin) * scale, grid_size, kernel, GRID_GAIN)
+            inter = (occ * target).sum()
+            l_iou = l_iou + 1 - inter / (occ.sum() + target.sum() - inter).clamp(min=1e-6)
+        smooth = ((off - off[prep.sample_neighbours].mean(1)) ** 2).mean()
+        loss = (
+            (w.cloth_out * l_out + w.cloth_cover * l_cov + w.cloth_iou * l_iou) / t.n
+            + w.cloth_smooth * smooth
+            + w.cloth_size * (off**2).mean()
+        )
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            raw_off.copy_(torch.minimum(raw_off.clamp(min=0.0), hi_off))
+    return raw_off
+
+
+def _fit_views(
+    body: BodyModel,
+    images: list[np.ndarray],
+    detections: list[Detection],
+    iterations: tuple[int, int, int],
+    shape: dict | None,
+    weights: LossWeights | None = None,
+    rates: LearningRates | None = None,
+) -> list[FitResult]:
+    weights = weights or LossWeights()
+    rates = rates or LearningRates()
+    prep = _prepared(body)
+    t = _targets(images, detections, prep.lm_weight, body.device)
+    fitted_shape = _Shape(body, shape)
+    m = _Posed(body, prep, fitted_shape, *_initial_poses(body, prep, fitted_shape, detections, t.Ks))
+    _fit_pose(m, t, iterations[:2], weights, rates)
+    raw_off = _fit_clothing(m, t, detections, iterations[2], weights, rates)
+    return _results(m, t, detections, raw_off, iterations[2] > 0, shape)
+
+
+def _results(
+    m: _Posed,
+    t: _Targets,
+    detections: list[Detection],
+    raw_off: torch.Tensor,
+    dressed: bool,
+    shape: dict | None,
+) -> list[FitResult]:
+    """The fit in the world frame (Y up, feet on y = 0, the camera looking along -Z), with its scores."""
+    body, prep = m.body, m.prep
+    dev = body.device
     with torch.no_grad():
-        off_sample = raw_off.detach().cpu().numpy() * (stage3 > 0)
+        vec = m.shape.vector()
+        rots = m.rotations()
+        full_rest, full_j = body.rest_torch(vec)
+        off_sample = raw_off.detach().cpu().numpy() * dressed
         off_full = np.minimum((off_sample[prep.interp_index] * prep.interp_weight).sum(1), prep.vertex_max)
-        naked_v = _lbs(full_rest, full_j, body._weights_t, rots, trans)[0]
-        dressed = full_rest + torch.as_tensor(body.rest_normals * off_full[:, None], device=dev)[None]
-        full_v = _lbs(dressed, full_j, body._weights_t, rots, trans)[0]
-        _, _, _, lms = forward(prep.keypoints)
-        uv = project(lms).cpu().numpy()
-    shape_out = body.shape_dict(vec[0]) if not fixed_shape else dict(shape)
-    if stage3 > 0:
+        naked_v = lbs(full_rest, full_j, body.weights_tensor, rots, m.trans)[0]
+        clothed = full_rest + torch.as_tensor(body.rest_normals * off_full[:, None], device=dev)[None]
+        full_v = lbs(clothed, full_j, body.weights_tensor, rots, m.trans)[0]
+        _, _, _, lms = m.forward(prep.keypoints)
+        uv = t.project(lms).cpu().numpy()
+    shape_out = body.shape_dict(vec[0]) if not m.shape.fixed else dict(shape)
+    if dressed:
         shape_out[OFFSETS_KEY] = [round(float(x), 4) for x in off_full]
+    results = []
     for i, det in enumerate(detections):
-        K = Ks[i]
+        K = t.Ks[i]
         verts_cam = full_v[i].cpu().numpy().astype(np.float64)
-        pelvis_cam = trans[i].detach().cpu().numpy().astype(np.float64)
+        pelvis_cam = m.trans[i].detach().cpu().numpy().astype(np.float64)
         local = rots[i].cpu().numpy().astype(np.float64)
         R = CAM_FROM_WORLD
         local[0] = R.T @ local[0]
         offsets_w = (verts_cam - pelvis_cam) @ R  # R^T (v - p), as row vectors
         pelvis_w = np.array([0.0, -offsets_w[:, 1].min(), 0.0])
-        t = pelvis_cam - R @ pelvis_w
-        good = (det.keypoints[:, 3] > 0.5) & inside[i]
+        good = (det.keypoints[:, 3] > 0.5) & t.inside[i]
         err = np.linalg.norm(uv[i] - det.keypoints[:, :2], axis=1)
         err_px = float(err[good].mean()) if good.any() else float("nan")
         height = max(1.0, det.box[3] - det.box[1])
-        sil = rasterize(verts_cam, body.faces, K, sizes[i])
-        naked = rasterize(naked_v[i].cpu().numpy().astype(np.float64), body.faces, K, sizes[i])
+        sil = rasterize(verts_cam, body.faces, K, t.sizes[i])
+        naked = rasterize(naked_v[i].cpu().numpy().astype(np.float64), body.faces, K, t.sizes[i])
         results.append(
             FitResult(
                 shape=shape_out,
@@ -733,7 +926,7 @@ def _fit_views(
                 trans=pelvis_w,
                 K=K,
                 R=R.copy(),
-                t=t,
+                t=pelvis_cam - R @ pelvis_w,
                 fit_error_px=err_px,
                 fit_error_pct=100.0 * err_px / height,
                 iou=iou(sil, det.mask > 0.5),

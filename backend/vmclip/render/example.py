@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vmclip.geometry import Camera
 from vmclip.motion import JOINT_INDEX
-from vmclip.render.flow import Camera
 
 OURS_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 EXAMPLE_VERSION = 1
@@ -128,6 +128,19 @@ def render_person(
     path = Path(path)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
+    _render_settings(scene, width, height, samples, seed)
+    _room(bpy, scene, ground_y, wall_z)
+    if vertices is not None:
+        _person(bpy, scene, vertices, faces, colors)
+    _lights(bpy, scene)
+    _camera(bpy, scene, camera, width, height)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    return path
+
+
+def _render_settings(scene, width: int, height: int, samples: int, seed: int) -> None:
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
@@ -141,9 +154,11 @@ def render_person(
     scene.render.threads_mode = "FIXED"
     scene.render.threads = max(1, min(4, os.cpu_count() or 1))
     scene.view_settings.view_transform = "Standard"
-    c = OURS_TO_BLENDER
 
-    # World: dim, slightly warm ambient light.
+
+def _room(bpy, scene, ground_y: float, wall_z: float) -> None:
+    """A dim, slightly warm ambient light, a wooden floor, a wall and its skirting board."""
+    c = OURS_TO_BLENDER
     world = bpy.data.worlds.new("world")
     world.use_nodes = True
     bg = world.node_tree.nodes["Background"]
@@ -199,43 +214,49 @@ def render_person(
         skirt_mat,
     )
 
-    if vertices is not None:
-        mesh = bpy.data.meshes.new("person")
-        verts_b = np.asarray(vertices, dtype=np.float64) @ c.T
-        mesh.vertices.add(len(verts_b))
-        mesh.vertices.foreach_set("co", verts_b.astype(np.float32).ravel())
-        faces = np.asarray(faces, dtype=np.int64)
-        mesh.loops.add(faces.size)
-        mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
-        mesh.polygons.add(len(faces))
-        mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-        mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, dtype=np.int32))
-        mesh.update()
-        mesh.validate()
-        attr = mesh.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
-        rgba = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], 1)
-        attr.data.foreach_set("color", rgba.astype(np.float32).ravel())
-        mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
-        obj = bpy.data.objects.new("person", mesh)
-        mat, nodes, links = _material(bpy, "person")
-        bsdf = nodes["Principled BSDF"]
-        bsdf.inputs["Roughness"].default_value = 0.65
-        col_node = nodes.new("ShaderNodeVertexColor")
-        col_node.layer_name = "Col"
-        # Fabric grain: the painted colour modulated by fine noise.
-        noise = nodes.new("ShaderNodeTexNoise")
-        noise.inputs["Scale"].default_value = 160.0
-        mix = nodes.new("ShaderNodeMix")
-        mix.data_type = "RGBA"
-        mix.blend_type = "MULTIPLY"
-        mix.inputs["Factor"].default_value = 0.25
-        links.new(col_node.outputs["Color"], mix.inputs["A"])
-        links.new(noise.outputs["Color"], mix.inputs["B"])
-        links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-        obj.data.materials.append(mat)
-        scene.collection.objects.link(obj)
 
-    # Soft key light (front left, above) casting the floor shadow, and a fill from the right.
+def _person(bpy, scene, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
+    """The body as a smooth mesh painted with `colors` (V, 3), with a fabric grain."""
+    c = OURS_TO_BLENDER
+    mesh = bpy.data.meshes.new("person")
+    verts_b = np.asarray(vertices, dtype=np.float64) @ c.T
+    mesh.vertices.add(len(verts_b))
+    mesh.vertices.foreach_set("co", verts_b.astype(np.float32).ravel())
+    faces = np.asarray(faces, dtype=np.int64)
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, dtype=np.int32))
+    mesh.update()
+    mesh.validate()
+    attr = mesh.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
+    rgba = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], 1)
+    attr.data.foreach_set("color", rgba.astype(np.float32).ravel())
+    mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
+    obj = bpy.data.objects.new("person", mesh)
+    mat, nodes, links = _material(bpy, "person")
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = 0.65
+    col_node = nodes.new("ShaderNodeVertexColor")
+    col_node.layer_name = "Col"
+    # Fabric grain: the painted colour modulated by fine noise.
+    noise = nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 160.0
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Factor"].default_value = 0.25
+    links.new(col_node.outputs["Color"], mix.inputs["A"])
+    links.new(noise.outputs["Color"], mix.inputs["B"])
+    links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+    obj.data.materials.append(mat)
+    scene.collection.objects.link(obj)
+
+
+def _lights(bpy, scene) -> None:
+    """A soft key light (front left, above) casting the floor shadow, and a fill from the right."""
+    c = OURS_TO_BLENDER
     lights = (("key", (-1.8, 3.2, 2.6), 420.0, 1.6), ("fill", (2.5, 2.0, 3.0), 120.0, 3.0))
     for name, pos, energy, size in lights:
         light = bpy.data.lights.new(name, "AREA")
@@ -248,6 +269,10 @@ def render_person(
         obj.rotation_euler = _track_euler(direction)
         scene.collection.objects.link(obj)
 
+
+def _camera(bpy, scene, camera: Camera, width: int, height: int) -> None:
+    """Blender's camera for the OpenCV `camera` of a `width` x `height` image."""
+    c = OURS_TO_BLENDER
     cam_data = bpy.data.cameras.new("camera")
     cam_data.sensor_fit = "HORIZONTAL"
     cam_data.sensor_width = 36.0
@@ -262,10 +287,6 @@ def render_person(
     cam.matrix_world = _matrix(rot, c @ centre)
     scene.collection.objects.link(cam)
     scene.camera = cam
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return path
 
 
 def _matrix(rot: np.ndarray, loc: np.ndarray):

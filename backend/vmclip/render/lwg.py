@@ -270,8 +270,8 @@ class LWGRefiner:
         """Return a new `Warped` for the full frame with the generator's person and matte."""
         import cv2
 
-        from vmclip.render.flow import Warped
         from vmclip.render.raster import get_rasterizer
+        from vmclip.render.warp import Warped
 
         if self._scene_id != id(scene):
             self._prepare(scene)
@@ -280,11 +280,11 @@ class LWGRefiner:
         ns = len(scene.sources)
         grids = np.full((ns, h, w, 2), -2.0, np.float32)  # outside [-1, 1]: zeros from grid_sample
         y0, x0 = warped.y0, warped.x0
-        wh, ww = fl["body"].shape
+        wh, ww = fl.body.shape
         for si, src in enumerate(scene.sources):
-            sel = fl["source"] == si
-            gx = np.where(sel, fl["map_x"] / max(src.width - 1, 1) * 2 - 1, -2.0)
-            gy = np.where(sel, fl["map_y"] / max(src.height - 1, 1) * 2 - 1, -2.0)
+            sel = fl.source == si
+            gx = np.where(sel, fl.map_x / max(src.width - 1, 1) * 2 - 1, -2.0)
+            gy = np.where(sel, fl.map_y / max(src.height - 1, 1) * 2 - 1, -2.0)
             grids[si, y0 : y0 + wh, x0 : x0 + ww, 0] = np.nan_to_num(gx, nan=-2.0)
             grids[si, y0 : y0 + wh, x0 : x0 + ww, 1] = np.nan_to_num(gy, nan=-2.0)
         small = np.stack([cv2.resize(g, (s, s), interpolation=cv2.INTER_NEAREST) for g in grids])

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from vmclip.errors import InputError, VmclipError
 from vmclip.fileio import atomic_output, check_writable
+from vmclip.geometry import Camera, project
 from vmclip.motion import Motion
-from vmclip.render.flow import Camera, FlowWarper, SourceView, Warped, mirror_vertex_map
-from vmclip.render.raster import get_rasterizer, project
+from vmclip.render.flow import FlowWarper
+from vmclip.render.raster import get_rasterizer
+from vmclip.render.regions import mirror_vertex_map
 from vmclip.render.retarget import PlacedMotion, place_motion, scale_travel, to_numpy
+from vmclip.render.source_view import SourceView
+from vmclip.render.warp import Warped
+
+if TYPE_CHECKING:
+    from vmclip.person.body import BodyModel
 
 ProgressFn = Callable[[float, str], None]
 
@@ -35,11 +43,33 @@ class RenderCancelled(VmclipError):
     """The caller asked to stop (cancel event set)."""
 
 
+class PhotoView(Protocol):
+    """What the renderer reads of one photo of the person (a `vmclip.person.analysis.ViewFit`)."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) float 0..1: the person
+    camera: Camera
+    pose: np.ndarray  # (24, 3, 3) fitted local rotations, root in the world
+    trans: np.ndarray  # (3,) fitted pelvis position
+    background: np.ndarray  # (H, W, 3) uint8 plate without the person
+    joints2d: np.ndarray | None  # (24, 3) the photo's detected joints (x, y, confidence), if any
+
+
+class Person(Protocol):
+    """What the renderer reads of the analysed person (a `vmclip.person.analysis.PersonAnalysis`)."""
+
+    shape: dict
+    body_kind: str
+
+    @property
+    def views(self) -> Sequence[PhotoView]: ...
+
+
 @dataclass
 class Scene:
     """Everything that stays fixed while the frames are rendered."""
 
-    body: object
+    body: BodyModel
     shape: dict
     sources: list[SourceView]
     camera: Camera
@@ -64,16 +94,6 @@ def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
     return w, h, scale
 
 
-def scaled_camera(camera, sx: float, sy: float) -> Camera:
-    """The camera for the photo resized by (sx, sy) (pixel centres stay on pixel centres)."""
-    K = np.array(camera.K, dtype=np.float64).copy()
-    K[0, :] *= sx
-    K[1, :] *= sy
-    K[0, 2] += 0.5 * sx - 0.5
-    K[1, 2] += 0.5 * sy - 0.5
-    return Camera(K=K, R=np.asarray(camera.R, dtype=np.float64), t=np.asarray(camera.t, dtype=np.float64))
-
-
 def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     if img.shape[1] == w and img.shape[0] == h:
         return img
@@ -85,9 +105,9 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
 _MIRRORS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def build_scene(person, size: int = 512, body=None) -> Scene:
+def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) -> Scene:
     """Prepare the sources (one per photo of `person`, a PersonAnalysis) at the output size."""
-    views = list(getattr(person, "views", []) or [])
+    views = list(person.views)
     if not views:
         raise InputError("no source photo in the person analysis")
     shapes = {tuple(np.asarray(v.image).shape[:2]) for v in views}
@@ -100,7 +120,7 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
     if body is None:
         from vmclip.person.body import load_body_model
 
-        body = load_body_model(getattr(person, "body_kind", "anny") or "anny")
+        body = load_body_model(person.body_kind)
     shape = person.shape
     faces = np.asarray(body.faces, dtype=np.int64)
     vertex_part = np.asarray(body.skin_weights).argmax(1)
@@ -120,7 +140,7 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
         mask = _resize(np.asarray(view.mask, dtype=np.float32), width, height)
         # The photo's detected joints (where its limbs really are) at the output size, and the fitted
         # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
-        keypoints = getattr(view, "joints2d", None)
+        keypoints = view.joints2d
         joints = None
         if keypoints is not None:
             keypoints = np.asarray(keypoints, dtype=np.float64).copy()
@@ -132,7 +152,7 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
                 ras,
                 image,
                 mask,
-                scaled_camera(view.camera, sx, sy),
+                view.camera.scaled(sx, sy),
                 verts,
                 faces,
                 vertex_part,
@@ -140,7 +160,7 @@ def build_scene(person, size: int = 512, body=None) -> Scene:
                 joints=joints,
             )
         )
-    background = getattr(views[0], "background", None)
+    background = views[0].background
     if background is None:
         raise InputError("the person analysis has no background plate")
     background = _resize(np.asarray(background)[..., :3].astype(np.uint8), width, height)
@@ -287,14 +307,14 @@ def composite(scene: Scene, warped: Warped | None, shadow: Shadow | None = None)
 
 
 def render_frames(
-    person,
+    person: Person,
     motion: Motion,
     *,
     size: int = 512,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
-    lwg_checkpoint=None,
-    body=None,
+    lwg_checkpoint: str | Path | None = None,
+    body: BodyModel | None = None,
     shadow: bool = True,
     fit_travel: bool = True,
 ) -> Iterator[np.ndarray]:
@@ -384,17 +404,17 @@ def write_frames(folder: str | Path, frames: list[np.ndarray]) -> Path:
 
 
 def animate(
-    person,
+    person: Person,
     motion: Motion,
     out_path: str | Path,
     *,
     size: int = 512,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
-    lwg_checkpoint=None,
+    lwg_checkpoint: str | Path | None = None,
     gif: str | Path | None = None,
     frames_dir: str | Path | None = None,
-    body=None,
+    body: BodyModel | None = None,
     fit_travel: bool = True,
 ) -> Path:
     """Render `person` performing `motion` into an H.264 MP4 at `out_path` (written atomically)."""

@@ -5,7 +5,8 @@ the front-most triangle and the perspective-correct barycentric coordinates of t
 plus the camera-space depth; any per-vertex attribute (source-photo coordinates, body part, ...) is
 then interpolated on the CPU with `Raster.interpolate`, so one render serves every use.
 
-Cameras follow OpenCV: pixel ~ K @ (R @ X + t), pixel centres at integer coordinates, rows down.
+Cameras follow OpenCV (see `vmclip.geometry`): pixel ~ K @ (R @ X + t), pixel centres at integer
+coordinates, rows down.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vmclip.errors import VmclipError
+from vmclip.geometry import project
 
 NEAR, FAR = 0.02, 200.0
 
@@ -92,17 +94,6 @@ class Raster:
         sel = self.mask if where is None else where & self.mask
         corners = self.faces[self.tri[sel]]
         return corners[np.arange(len(corners)), np.argmax(self.bary[sel], axis=1)]
-
-
-def project(
-    vertices: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """World points (..., 3) -> pixel coordinates (..., 2) and camera depth (...)."""
-    cam = vertices @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64)
-    z = cam[..., 2]
-    uv = cam @ np.asarray(K, dtype=np.float64).T
-    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
-    return uv[..., :2] / zs[..., None], z
 
 
 class Rasterizer:

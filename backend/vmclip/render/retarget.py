@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vmclip.motion import JOINT_INDEX, REST_OFFSETS, Motion
+from vmclip.geometry import leg_length, motion_leg_length
+from vmclip.motion import Motion
 from vmclip.motion.contact import foot_contacts, joint_heights, lock_feet
-
-_LEG = [JOINT_INDEX[n] for n in ("left_hip", "left_knee", "left_ankle")]
 
 
 def to_numpy(x) -> np.ndarray:
@@ -25,19 +24,6 @@ def to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
-
-
-def leg_length(joints: np.ndarray) -> float:
-    """Hip-to-ankle chain length of a (24, 3) rest skeleton."""
-    a, b, c = joints[_LEG]
-    return float(np.linalg.norm(b - a) + np.linalg.norm(c - b))
-
-
-def motion_leg_length() -> float:
-    return float(
-        np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_knee"]])
-        + np.linalg.norm(REST_OFFSETS[JOINT_INDEX["left_ankle"]])
-    )
 
 
 def yaw_matrix(rot: np.ndarray) -> np.ndarray:

@@ -13,25 +13,35 @@ texture coordinates follow Blender/OpenGL (u to the right, v up, 0..1 across the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from vmclip_protocol import BodyMesh
 
+from vmclip.geometry import (
+    DEPTH_TOLERANCE,
+    NEAR,
+    SEEN_FACING,
+    Camera,
+    facing,
+    leg_length,
+    motion_leg_length,
+    project,
+    vertex_normals,
+    zbuffer,
+)
+
+if TYPE_CHECKING:
+    from vmclip.person.analysis import PersonAnalysis
+
 # Skin weights kept per vertex; the rest (at most a few percent) is folded into these.
 SKIN_INFLUENCES = 4
-# A vertex counts as seen when its normal is at least this far (cosine) towards the camera: at
-# grazing angles one photo pixel would be smeared over a long strip of surface, and the outline's
-# pixels mix the person with the background.
-MIN_FACING = 0.3
-# ... and when it lies this far inside the person's mask (fraction of the photo's longer side):
-# pixels on the outline are part background.
+# A vertex counts as seen when it faces the camera (`vmclip.geometry.SEEN_FACING`), no other part of
+# the body lies in front of it (`DEPTH_TOLERANCE`), and it lies this far inside the person's mask
+# (fraction of the photo's longer side): pixels on the outline are part background.
 MASK_MARGIN = 0.006
-# Depth test slack (metres): a vertex within this distance behind the nearest surface is on it.
-DEPTH_TOLERANCE = 0.02
 # The z-buffer is drawn at most this many pixels on its longer side (cost grows with the area).
 ZBUFFER_MAX_SIDE = 1024
-NEAR = 0.02
 
 
 def skin_top(weights: np.ndarray, k: int = SKIN_INFLUENCES) -> tuple[np.ndarray, np.ndarray]:
@@ -43,58 +53,6 @@ def skin_top(weights: np.ndarray, k: int = SKIN_INFLUENCES) -> tuple[np.ndarray,
     total = w.sum(axis=1, keepdims=True)
     w = np.where(total > 1e-12, w / np.where(total > 1e-12, total, 1.0), np.eye(k)[0])
     return idx.astype(np.uint8), w.astype(np.float32)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit area-weighted vertex normals (V, 3), turned outwards (the mesh's signed volume > 0)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    tri = v[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    if np.einsum("ij,ij->", tri[:, 0], fn) < 0:  # faces wound clockwise: normals point inwards
-        fn = -fn
-    n = np.zeros_like(v)
-    for corner in range(3):
-        np.add.at(n, faces[:, corner], fn)
-    return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-12)
-
-
-def zbuffer(px: np.ndarray, depth: np.ndarray, faces: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest camera depth per pixel (H, W), inf where no triangle covers the pixel centre.
-
-    `px` (V, 2) pixel coordinates (pixel centres at integers), `depth` (V,) camera z. Every triangle
-    is tested at the pixel centres of its bounding box at once (numpy), with perspective-correct depth."""
-    tri = px[faces]  # (F, 3, 2)
-    z = depth[faces]  # (F, 3)
-    x0 = np.clip(np.ceil(tri[..., 0].min(1)), 0, width - 1).astype(np.int64)
-    x1 = np.clip(np.floor(tri[..., 0].max(1)), 0, width - 1).astype(np.int64)
-    y0 = np.clip(np.ceil(tri[..., 1].min(1)), 0, height - 1).astype(np.int64)
-    y1 = np.clip(np.floor(tri[..., 1].max(1)), 0, height - 1).astype(np.int64)
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    nx, ny = x1 - x0 + 1, y1 - y0 + 1
-    keep = (z > NEAR).all(1) & (np.abs(area) > 1e-9) & (nx > 0) & (ny > 0)
-    keep &= (tri[..., 0].max(1) >= 0) & (tri[..., 0].min(1) <= width - 1)
-    keep &= (tri[..., 1].max(1) >= 0) & (tri[..., 1].min(1) <= height - 1)
-    buf = np.full(height * width, np.inf)
-    f = np.nonzero(keep)[0]
-    counts = (nx * ny)[f]
-    if len(f) == 0:
-        return buf.reshape(height, width)
-    fi = np.repeat(f, counts)
-    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    cx = x0[fi] + local % nx[fi]
-    cy = y0[fi] + local // nx[fi]
-    ax, ay, bx, by, qx, qy = a[fi, 0], a[fi, 1], b[fi, 0], b[fi, 1], c[fi, 0], c[fi, 1]
-    inv = 1.0 / area[fi]
-    wa = ((bx - cx) * (qy - cy) - (by - cy) * (qx - cx)) * inv
-    wb = ((qx - cx) * (ay - cy) - (qy - cy) * (ax - cx)) * inv
-    wc = 1.0 - wa - wb
-    inside = (wa >= -1e-6) & (wb >= -1e-6) & (wc >= -1e-6)
-    zf = z[fi]
-    inv_z = wa / zf[:, 0] + wb / zf[:, 1] + wc / zf[:, 2]
-    pix = (cy * width + cx)[inside]
-    np.minimum.at(buf, pix, 1.0 / inv_z[inside])
-    return buf.reshape(height, width)
 
 
 def project_view(
@@ -111,20 +69,13 @@ def project_view(
     (cosine between the normal and the direction to the camera, 0 where unseen) of posed `vertices`
     (world frame) seen by the OpenCV camera (K, R, t) in a width x height photo."""
     v = np.asarray(vertices, dtype=np.float64)
-    R, t, K = (np.asarray(a, dtype=np.float64) for a in (R, t, K))
-    cam = v @ R.T + t
-    depth = cam[:, 2]
-    hom = cam @ K.T
-    px = hom[:, :2] / np.where(np.abs(depth) < 1e-9, 1e-9, depth)[:, None]
+    camera = Camera(*(np.asarray(a, dtype=np.float64) for a in (K, R, t)))
+    px, depth = project(v, camera.K, camera.R, camera.t)
     uv = np.stack([(px[:, 0] + 0.5) / width, 1.0 - (px[:, 1] + 0.5) / height], axis=1)
-
-    centre = -R.T @ t  # camera position in the world
-    to_cam = centre - v
-    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True) + 1e-12
-    facing = np.einsum("ij,ij->i", vertex_normals(v, faces), to_cam)
+    cos = facing(v, vertex_normals(v, faces), camera)
     ix, iy = np.round(px[:, 0]).astype(np.int64), np.round(px[:, 1]).astype(np.int64)
     inside = (depth > NEAR) & (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
-    visible = inside & (facing > MIN_FACING)
+    visible = inside & (cos > SEEN_FACING)
 
     # Occlusion: a z-buffer of the posed body, at a bounded resolution.
     s = min(1.0, ZBUFFER_MAX_SIDE / max(width, height))
@@ -140,7 +91,7 @@ def project_view(
     # On a surface seen at a slant the neighbouring pixels are nearer by up to a pixel's footprint
     # times the slope; allow that on top of the fixed slack.
     footprint = np.abs(depth) / (float(K[0, 0]) * s)  # metres per z-buffer pixel at the vertex
-    slope = np.sqrt(np.clip(1.0 - facing**2, 0.0, 1.0)) / np.maximum(facing, MIN_FACING)
+    slope = np.sqrt(np.clip(1.0 - cos**2, 0.0, 1.0)) / np.maximum(cos, SEEN_FACING)
     visible &= depth <= near[zy, zx] + DEPTH_TOLERANCE + 1.5 * footprint * slope
     if mask is not None:  # the fit is not exact: where the body pokes out of the person, it sees background
         from scipy.ndimage import binary_erosion
@@ -150,14 +101,15 @@ def project_view(
         if margin > 0:
             m = binary_erosion(m, iterations=margin)
         visible[inside] &= m[iy[inside], ix[inside]]
-    seen_facing = np.where(visible, np.clip(facing, 0.0, 1.0), 0.0).astype(np.float32)
+    seen_facing = np.where(visible, np.clip(cos, 0.0, 1.0), 0.0).astype(np.float32)
     return np.clip(uv, 0.0, 1.0).astype(np.float32), visible, seen_facing
 
 
-def body_payload(analysis: Any, device: str | None = None) -> tuple[dict[str, Any], list, list[dict]]:
+def body_payload(
+    analysis: PersonAnalysis, device: str | None = None
+) -> tuple[dict[str, Any], list, list[dict]]:
     """(mesh summary for the reply's JSON, binary frames, per-view JSON additions) for `analysis`."""
     from vmclip.person.body import load_body_model
-    from vmclip.render.retarget import leg_length, motion_leg_length
 
     body = load_body_model(analysis.body_kind, device=device)
     shape = analysis.shape
@@ -173,11 +125,10 @@ def body_payload(analysis: Any, device: str | None = None) -> tuple[dict[str, An
         )
         h, w = view.image.shape[:2]
         cam = view.camera
-        mask = getattr(view, "mask", None)
-        uv, visible, facing = project_view(posed, faces, cam.K, cam.R, cam.t, w, h, mask)
+        uv, visible, seen = project_view(posed, faces, cam.K, cam.R, cam.t, w, h, view.mask)
         uvs.append(uv)
         flags.append(visible)
-        facings.append(facing)
+        facings.append(seen)
         per_view.append({"visible_fraction": round(float(visible.mean()), 4)})
     mesh = BodyMesh(
         rest,

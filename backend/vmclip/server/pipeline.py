@@ -16,12 +16,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from vmclip_protocol import MotionPayload
 
 from vmclip.errors import VmclipError
+
+if TYPE_CHECKING:
+    from vmclip.motion.constraints import MotionConstraints
 
 log = logging.getLogger("vmclip.server")
 
@@ -170,10 +173,15 @@ class Pipeline:
         *,
         progress: ProgressFn,
         cancel: threading.Event,
+        constraints: MotionConstraints | None = None,
     ) -> MotionPayload:
+        """`constraints` (validated, one row per output frame at `fps`) are met at that rate."""
         generator = self._generator()
         progress(0.0, "generating motion")
-        motion = generator.generate(prompt, seconds=seconds, seed=seed)
+        if constraints is None:
+            motion = generator.generate(prompt, seconds=seconds, seed=seed)
+        else:
+            motion = generator.generate(prompt, seconds=seconds, seed=seed, constraints=constraints, fps=fps)
         if cancel.is_set():
             raise JobCancelled()
         if abs(motion.fps - fps) > 1e-6:

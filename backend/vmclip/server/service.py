@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 from vmclip_protocol import (
     DEFAULT_ADDRESS,
@@ -37,6 +38,7 @@ from vmclip_protocol.wire import peek_id
 
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
+from vmclip.motion.constraints import MotionConstraints
 from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address, setup_curve
 
@@ -511,9 +513,14 @@ class Server:
             fps = _number(body, "fps", 30.0)
             if not lim.min_fps <= fps <= lim.max_fps:
                 raise _Request("bad_request", f"fps {fps} not in {lim.min_fps}..{lim.max_fps}")
-            if msg.frames:
-                raise _Request("bad_request", "generate_motion takes no binary frames")
-            return {"prompt": prompt.strip(), "seconds": seconds, "seed": seed, "fps": fps}
+            constraints = _constraints(msg, round(seconds * fps), fps)
+            return {
+                "prompt": prompt.strip(),
+                "seconds": seconds,
+                "seed": seed,
+                "fps": fps,
+                "constraints": constraints,
+            }
         images = self._images(msg)
         if msg.type == "analyze":
             if len(msg.frames) != len(images):
@@ -617,8 +624,15 @@ class Server:
         p = job.params
         try:
             if job.type == "generate_motion":
+                held = {"constraints": p["constraints"]} if p.get("constraints") is not None else {}
                 motion = self.pipeline.generate_motion(
-                    p["prompt"], p["seconds"], p["seed"], p["fps"], progress=progress, cancel=job.cancel
+                    p["prompt"],
+                    p["seconds"],
+                    p["seed"],
+                    p["fps"],
+                    progress=progress,
+                    cancel=job.cancel,
+                    **held,
                 )
                 body, frames = motion.to_wire()
                 reply = encode("result", job.id, body, frames)
@@ -650,6 +664,47 @@ class Server:
             reply = error_frames("cancelled", "the job was cancelled", job.id)
         job.state = "finished"
         push.send_multipart([job.id.encode(), b"end", *reply])
+
+
+CONSTRAINT_FRAMES = {"constraint_poses": "<f4", "constraint_trans": "<f4", "constraint_mask": "|u1"}
+
+
+def _constraints(msg: Message, frames: int, fps: float) -> MotionConstraints | None:
+    """A generate_motion request's optional constraint frames, validated (None when it has none)."""
+    names = [name for name, _ in msg.frames]
+    if not names:
+        return None
+    if sorted(names) != sorted(CONSTRAINT_FRAMES):
+        raise _Request(
+            "bad_request",
+            "generate_motion takes either no frames or each of constraint_poses, constraint_trans and "
+            f"constraint_mask once, not {names[:6]}",
+        )
+    arrays = {name: msg.frame(name) for name in CONSTRAINT_FRAMES}
+    shapes = {
+        "constraint_poses": [(frames, 24, 3)],
+        "constraint_trans": [(frames, 3)],
+        "constraint_mask": [(frames, 25), (frames,)],
+    }
+    for name, dtype in CONSTRAINT_FRAMES.items():
+        arr = arrays[name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.dtype(dtype):
+            raise _Request("bad_array", f"{name} must have dtype {dtype!r}")
+        if arr.shape not in shapes[name]:
+            want = " or ".join(str(list(s)) for s in shapes[name])
+            raise _Request(
+                "bad_array",
+                f"{name} has shape {list(arr.shape)}, expected {want} "
+                f"(one row per output frame: seconds x fps = {frames})",
+            )
+    try:
+        held = MotionConstraints.create(
+            arrays["constraint_poses"], arrays["constraint_trans"], arrays["constraint_mask"], frames
+        )
+        held.check_reachable(fps)
+    except InputError as exc:
+        raise _Request("bad_request", str(exc)) from None
+    return held
 
 
 def _number(body: dict[str, Any], key: str, default: float) -> float:

@@ -2,8 +2,10 @@
 
 Public API:
 - `load_generator(device=None, encoder="minilm", checkpoint=None) -> Generator` (cached per process)
-- `Generator.generate(prompt, seconds=4.0, seed=0) -> Motion` (30 fps, cleaned up)
-- `generate_motion(prompt, seconds=4.0, seed=0) -> Motion`
+- `Generator.generate(prompt, seconds=4.0, seed=0, constraints=None, fps=30) -> Motion` (cleaned up)
+- `generate_motion(prompt, seconds=4.0, seed=0, constraints=None) -> Motion`
+- constraints: `vmclip.motion.constraints.MotionConstraints`, met by the model-independent
+  `vmclip.t2m.constrain.finish_motion` (any generator can use it)
 - `load_motionclip_checkpoint(path)` for MotionCLIP's published weights (use with encoder="clip")
 """
 
@@ -19,6 +21,7 @@ from vmclip.errors import MissingAssetError
 
 if TYPE_CHECKING:
     from vmclip.motion import Motion
+    from vmclip.motion.constraints import MotionConstraints
     from vmclip.t2m.generate import Generator
 
 WEIGHTS_DIR = PACKAGE_ASSETS / "t2m"
@@ -56,9 +59,12 @@ def load_generator(
     return _load(device, encoder, str(checkpoint) if checkpoint else None)
 
 
-def generate_motion(prompt: str, seconds: float = 4.0, seed: int = 0) -> Motion:
-    """Text -> SMPL-24 motion at 30 fps with the shipped model."""
-    return load_generator().generate(prompt, seconds=seconds, seed=seed)
+def generate_motion(
+    prompt: str, seconds: float = 4.0, seed: int = 0, constraints: MotionConstraints | None = None
+) -> Motion:
+    """Text -> SMPL-24 motion at 30 fps with the shipped model; `constraints` (one row per output
+    frame, round(seconds x 30)) hold poses, joints and/or the root path."""
+    return load_generator().generate(prompt, seconds=seconds, seed=seed, constraints=constraints)
 
 
 def __getattr__(name: str):  # lazy: importing vmclip.t2m must not import torch

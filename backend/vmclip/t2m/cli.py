@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         '  vmclip motion "a person waves with the right hand" --seconds 4 --seed 0 -o wave.npz\n'
         '  vmclip motion "walk forward, then wave" -o walk_wave.npz --bvh walk_wave.bvh '
-        "--preview walk_wave.mp4\n(`vmclip motion convert ...` converts mocap files instead)",
+        "--preview walk_wave.mp4\n"
+        '  vmclip motion "a person walks in a circle" --seconds 6 --constraints path.npz -o circle.npz\n'
+        "(`vmclip motion convert ...` converts mocap files instead)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gen.add_argument("prompt", help="what the person does, in plain English (at most 500 characters)")
@@ -32,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gen.add_argument("--seconds", type=float, default=4.0, help="length in seconds, 1 to 10 (default 4)")
     gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same motion (default 0)")
+    gen.add_argument(
+        "--constraints",
+        type=Path,
+        help="keys.npz holding poses (T,24,3) axis-angle, trans (T,3) and a boolean mask (T,) for whole "
+        "frames or (T,25) for joints plus the root's ground path; T = seconds x 30. The motion meets the "
+        "held values (in-betweening, regenerating a range, following a path)",
+    )
     gen.add_argument("--bvh", type=Path, help="also write a BVH file (SMPL-24 skeleton, Y up, metres)")
     gen.add_argument("--preview", type=Path, help="also write a stick-figure preview video (.mp4)")
     gen.add_argument(
@@ -143,12 +152,20 @@ def _check_out(path: Path | None, suffix: str, what: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from vmclip.t2m.generate import validate_prompt, validate_seconds, validate_seed
+    from vmclip.t2m.generate import OUT_FPS, output_frames, validate_prompt, validate_seconds, validate_seed
 
     # Everything that can be checked is checked before the model loads.
     validate_prompt(args.prompt)
-    validate_seconds(args.seconds)
+    seconds = validate_seconds(args.seconds)
     validate_seed(args.seed)
+    constraints = None
+    if args.constraints is not None:
+        from vmclip.motion.constraints import MotionConstraints
+
+        if not args.constraints.is_file():
+            raise InputError(f"{args.constraints}: no such constraints file")
+        constraints = MotionConstraints.load_npz(args.constraints, output_frames(seconds, OUT_FPS))
+        constraints.check_reachable(OUT_FPS, where=str(args.constraints))
     _check_out(args.output, ".npz", "the motion output")
     _check_out(args.bvh, ".bvh", "--bvh")
     _check_out(args.preview, ".mp4", "--preview")
@@ -159,7 +176,7 @@ def _generate(args: argparse.Namespace) -> int:
     from vmclip.t2m import load_generator
 
     gen = load_generator(device=args.device, encoder=args.encoder, checkpoint=args.checkpoint)
-    motion = gen.generate(args.prompt, seconds=args.seconds, seed=args.seed)
+    motion = gen.generate(args.prompt, seconds=args.seconds, seed=args.seed, constraints=constraints)
     motion.save_npz(args.output)
     written = [str(args.output)]
     if args.bvh:

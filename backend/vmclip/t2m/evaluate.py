@@ -289,18 +289,7 @@ def evaluate(
         float(np.mean([pred[i] == held_labels[i] for i in known])) if known else None
     )
 
-    # Generated motions from each label's own texts (held-out and training descriptions alike).
-    label_texts: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for rec in train_set.clips + held.clips:
-        lab = str(rec.get("label", ""))
-        text = clip_key(rec)
-        if lab in clf.classes and text and text not in seen:
-            seen.add(text)
-            label_texts.append((text, lab))
-    if len(label_texts) > max_label_texts:
-        keep = rng.choice(len(label_texts), max_label_texts, replace=False)
-        label_texts = [label_texts[i] for i in sorted(keep)]
+    label_texts = _label_texts(train_set, held, clf, max_label_texts, rng)
     say(f"generating {len(label_texts)} label texts ...")
     t_gen = time.time()
     gen_label = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in label_texts]
@@ -311,37 +300,8 @@ def evaluate(
         np.mean([p == lab for p, (_, lab) in zip(p_label, label_texts, strict=True)])
     )
 
-    # Paraphrases that happen to equal a training text are left out (they would not test anything).
-    train_texts = {
-        t.lower()
-        for i, rec in enumerate(train_set.clips)
-        for t in augment_texts(list(rec.get("texts") or []), seed=i)
-    }
-    para = [(t, lab) for lab, ts in PARAPHRASES.items() if lab in clf.classes for t in ts]
-    para = [(t, lab) for t, lab in para if t.lower() not in train_texts]
-    say(f"generating {len(para)} paraphrases ...")
-    gen_para = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in para]
-    p_para = clf.predict(_features_of_motions(gen_para, cfg.fps, cfg.max_frames)) if para else []
-    report["classifier_generated_paraphrase_top1"] = (
-        float(np.mean([p == lab for p, (_, lab) in zip(p_para, para, strict=True)])) if para else None
-    )
-    report["paraphrases"] = [
-        {"text": t, "label": lab, "predicted": p} for (t, lab), p in zip(para, p_para, strict=True)
-    ]
-
-    every = [(t, lab) for t, lab in EVERYDAY_PROMPTS]
-    gen_every = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in every]
-    p_every = clf.predict(_features_of_motions(gen_every, cfg.fps, cfg.max_frames))
-    report["everyday_prompts"] = [
-        {
-            "text": t,
-            "label": lab,
-            "predicted": p,
-            "known_label": lab in clf.classes,
-            "nearest_training_texts": [m for m, _ in gen.matches(t, 3)],
-        }
-        for (t, lab), p in zip(every, p_every, strict=True)
-    ]
+    report.update(_paraphrase_report(gen, clf, train_set, seed, say))
+    report["everyday_prompts"] = _everyday_report(gen, clf, seed)
 
     say("foot skating, jitter, diversity ...")
     real = [
@@ -377,6 +337,66 @@ def evaluate(
         with atomic_output(output) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _label_texts(train_set, held, clf: ActionClassifier, limit: int, rng: np.random.Generator) -> list:
+    """(text, label) pairs to generate from: each label's own texts (held-out and training
+    descriptions alike), at most `limit` of them."""
+    label_texts: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for rec in train_set.clips + held.clips:
+        lab = str(rec.get("label", ""))
+        text = clip_key(rec)
+        if lab in clf.classes and text and text not in seen:
+            seen.add(text)
+            label_texts.append((text, lab))
+    if len(label_texts) > limit:
+        keep = rng.choice(len(label_texts), limit, replace=False)
+        label_texts = [label_texts[i] for i in sorted(keep)]
+    return label_texts
+
+
+def _paraphrase_report(gen, clf: ActionClassifier, train_set, seed: int, say) -> dict:
+    """The classifier's top-1 on motions generated from paraphrases of the labels. Paraphrases that
+    happen to equal a training text are left out (they would not test anything)."""
+    cfg = gen.cfg
+    train_texts = {
+        t.lower()
+        for i, rec in enumerate(train_set.clips)
+        for t in augment_texts(list(rec.get("texts") or []), seed=i)
+    }
+    para = [(t, lab) for lab, ts in PARAPHRASES.items() if lab in clf.classes for t in ts]
+    para = [(t, lab) for t, lab in para if t.lower() not in train_texts]
+    say(f"generating {len(para)} paraphrases ...")
+    gen_para = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in para]
+    p_para = clf.predict(_features_of_motions(gen_para, cfg.fps, cfg.max_frames)) if para else []
+    return {
+        "classifier_generated_paraphrase_top1": (
+            float(np.mean([p == lab for p, (_, lab) in zip(p_para, para, strict=True)])) if para else None
+        ),
+        "paraphrases": [
+            {"text": t, "label": lab, "predicted": p} for (t, lab), p in zip(para, p_para, strict=True)
+        ],
+    }
+
+
+def _everyday_report(gen, clf: ActionClassifier, seed: int) -> list[dict]:
+    """What the classifier makes of motions generated from everyday prompts, with the training texts
+    nearest to each prompt."""
+    cfg = gen.cfg
+    every = [(t, lab) for t, lab in EVERYDAY_PROMPTS]
+    gen_every = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in every]
+    p_every = clf.predict(_features_of_motions(gen_every, cfg.fps, cfg.max_frames))
+    return [
+        {
+            "text": t,
+            "label": lab,
+            "predicted": p,
+            "known_label": lab in clf.classes,
+            "nearest_training_texts": [m for m, _ in gen.matches(t, 3)],
+        }
+        for (t, lab), p in zip(every, p_every, strict=True)
+    ]
 
 
 def _mean_dicts(rows: list[dict[str, float]]) -> dict[str, float]:

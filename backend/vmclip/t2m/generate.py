@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from vmclip.errors import InputError, MissingAssetError
 from vmclip.motion import Motion
 from vmclip.motion import rotations as R
+from vmclip.motion.constraints import MotionConstraints
 from vmclip.t2m.cleanup import clean_motion
+from vmclip.t2m.constrain import candidate_cost, finish_motion, prepare
 from vmclip.t2m.model import ModelConfig, MotionClipModel, from_features
 
 MAX_PROMPT_CHARS = 500
@@ -56,6 +58,11 @@ ACTIVITY_WEIGHT = 0.05
 # joint speed the decoded window keeps): among fitting motions, prefer those it reproduces vividly.
 FIDELITY_WEIGHT = 0.05
 CANDIDATES = 4  # seeded candidates per piece when matching a seam
+# Seeded candidates per piece when constraints are given: the one that fits the held poses and path
+# best (`candidate_cost`) is kept, so the warp that meets the constraints has the least to change.
+CONSTRAINED_CANDIDATES = 8
+CONSTRAINT_WEIGHT = 1.0  # constraint fit against seam fit when choosing a candidate
+MIN_FPS, MAX_FPS = 1.0, 120.0
 
 _SPLIT = re.compile(
     r"\s*(?:[,;.]\s*)?\b(?:and\s+then|then|after\s+that|afterwards|and\s+finally|finally)\b"
@@ -95,6 +102,21 @@ def validate_seed(seed: object) -> int:
     if not 0 <= int(seed) < 2**63:
         raise InputError(f"seed must be between 0 and 2^63-1, not {seed}")
     return int(seed)
+
+
+def validate_fps(fps: object) -> float:
+    try:
+        value = float(fps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"fps must be a number, not {fps!r}") from None
+    if not math.isfinite(value) or not MIN_FPS <= value <= MAX_FPS:
+        raise InputError(f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, not {fps}")
+    return value
+
+
+def output_frames(seconds: float, fps: float = OUT_FPS) -> int:
+    """Frames of a generated motion (and rows of its constraints): seconds x fps, rounded."""
+    return int(round(seconds * fps))
 
 
 def _sides(text: str) -> frozenset[str]:
@@ -341,14 +363,26 @@ class Generator:
             torch.cat([tr[:start], path]),
         )
 
-    def generate(self, prompt: str, seconds: float = 4.0, seed: int = 0, clean: bool = True) -> Motion:
+    def generate(
+        self,
+        prompt: str,
+        seconds: float = 4.0,
+        seed: int = 0,
+        clean: bool = True,
+        constraints: MotionConstraints | None = None,
+        fps: float = OUT_FPS,
+    ) -> Motion:
+        """Text -> motion at `fps`; `constraints` (one row per output frame) are met (constrain.py)."""
         prompt = validate_prompt(prompt)
         seconds = validate_seconds(seconds)
         seed = validate_seed(seed)
+        fps = validate_fps(fps)
+        n_out = output_frames(seconds, fps)
+        held = prepare(constraints, n_out, fps)
         segments = split_prompt(prompt)
-        fps = float(self.cfg.fps)
-        total = int(math.ceil(seconds * fps)) + 1
-        overlap = max(2, int(round(OVERLAP_SECONDS * fps)))
+        model_fps = float(self.cfg.fps)
+        total = int(math.ceil(seconds * model_fps)) + 1
+        overlap = max(2, int(round(OVERLAP_SECONDS * model_fps)))
         pieces = self._plan(len(segments), total, overlap)
         if min(p.frames for p in pieces) < 2:
             raise InputError(f"{seconds:g} s is too short for {len(segments)} steps; give more seconds")
@@ -357,24 +391,29 @@ class Generator:
         rot = tr = None
         for piece in pieces:
             first = rot is None
-            n_cand = 1 if first else CANDIDATES
+            n_cand = CONSTRAINED_CANDIDATES if held is not None else (1 if first else CANDIDATES)
             z = self.draw(emb[piece.text_index], rng, n_cand, segments[piece.text_index])
             frames = piece.frames + (0 if first else overlap)
             cand_rot, cand_tr = self.decode(z, frames)
-            if first:
-                rot, tr = cand_rot[0], cand_tr[0]
-                continue
-            best = int(
-                self._seam_cost(
+            cost = torch.zeros(len(z), device=self.device)
+            if not first:
+                cost = cost + self._seam_cost(
                     rot[-overlap:], tr[-overlap:], cand_rot[:, :overlap], cand_tr[:, :overlap]
-                ).argmin()
-            )
-            rot, tr = self._append(rot, tr, cand_rot[best], cand_tr[best], overlap)
-        motion = Motion(rot.cpu().numpy(), tr.cpu().numpy(), fps, [prompt])
-        motion = motion.resample(OUT_FPS)
-        n_out = int(round(seconds * OUT_FPS))
+                )
+            if held is not None:
+                start = 0 if first else (len(rot) - overlap) * fps / model_fps
+                cost = cost + CONSTRAINT_WEIGHT * candidate_cost(
+                    cand_rot, cand_tr, held, int(round(start)), model_fps, fps
+                )
+            best = int(cost.argmin())
+            if first:
+                rot, tr = cand_rot[best], cand_tr[best]
+            else:
+                rot, tr = self._append(rot, tr, cand_rot[best], cand_tr[best], overlap)
+        motion = Motion(rot.cpu().numpy(), tr.cpu().numpy(), model_fps, [prompt])
+        motion = motion.resample(fps)
         motion = motion.slice(0, n_out) if motion.num_frames >= n_out else _hold(motion, n_out)
-        return clean_motion(motion) if clean else motion
+        return finish_motion(motion, held, clean_motion if clean else None)
 
 
 def _hold(motion: Motion, frames: int) -> Motion:

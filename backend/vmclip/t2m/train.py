@@ -310,9 +310,7 @@ def export_checkpoint(
     return export(model, bank, train_set, table, out, meta)
 
 
-def train(opts: TrainOptions) -> dict:
-    from vmclip.text import DIMS
-
+def _check_options(opts: TrainOptions) -> None:
     if opts.steps < 1:
         raise InputError("--steps must be at least 1")
     if opts.batch < 2:
@@ -326,13 +324,10 @@ def train(opts: TrainOptions) -> dict:
         raise InputError("--gen-fraction must be between 0 and 1")
     if not 0 <= float(opts.model.get("dropout", 0.0)) < 1:
         raise InputError("--dropout must be in [0, 1)")
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
 
+
+def _datasets(opts: TrainOptions):
+    """The training set and the validation set (None where the data has none for these sources)."""
     train_set = subset(load_clipset(opts.data, "train"), opts.sources)
     val_set = load_clipset(opts.data, "val") if (Path(opts.data) / "val.npz").is_file() else None
     if val_set is not None and opts.sources:
@@ -340,6 +335,13 @@ def train(opts: TrainOptions) -> dict:
             val_set = subset(val_set, opts.sources)
         except InputError:
             val_set = None
+    return train_set, val_set
+
+
+def _config(opts: TrainOptions) -> tuple[ModelConfig, dict | None]:
+    """The model's configuration: a new one from the options, or the resumed checkpoint's (whose seed
+    and loss balance then replace the options')."""
+    from vmclip.text import DIMS
 
     state = None
     if opts.resume:
@@ -359,6 +361,62 @@ def train(opts: TrainOptions) -> dict:
             cfg.memory_scale = math.sqrt(cfg.model_width)
     if cfg.latent_dim != DIMS[cfg.text_encoder]:
         raise InputError(f"latent size {cfg.latent_dim} must equal the {cfg.text_encoder} embedding size")
+    return cfg, state
+
+
+def _log_row(step: int, t0: float, opts: TrainOptions, running: dict[str, float], log_path: Path) -> dict:
+    """The running means since the last log line, appended to the JSON-lines log."""
+    n = opts.log_every if step % opts.log_every == 0 else step % opts.log_every
+    row = {
+        "step": step,
+        "seconds": round(time.time() - t0, 1),
+        "lr": _lr_at(step - 1, opts),
+        **{k: round(v / n, 6) for k, v in running.items()},
+    }
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return row
+
+
+def _validate(model, val_windows: dict, device, step: int, log_path: Path) -> dict:
+    """The validation losses at this step, appended to the log."""
+    val = evaluate_loss(model, {k: v.to(device) for k, v in val_windows.items()})
+    with open(log_path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"step": step, "val": {k: round(v, 6) for k, v in val.items()}}) + "\n")
+    return val
+
+
+def _save_checkpoint(
+    path: Path, cfg: ModelConfig, model, optim, sampler, step: int, best: float, opts: TrainOptions
+) -> None:
+    """Everything a resumed run needs to continue exactly."""
+    _atomic_save(
+        {
+            "config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "optim": optim.state_dict(),
+            "sampler": sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "best": best,
+            "seed": opts.seed,
+            "loss_factors": {k: getattr(opts, k) for k in LOSS_FACTORS},
+        },
+        path,
+    )
+
+
+def train(opts: TrainOptions) -> dict:
+    _check_options(opts)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+
+    train_set, val_set = _datasets(opts)
+    cfg, state = _config(opts)
 
     torch.manual_seed(opts.seed)
     model = MotionClipModel(cfg).to(device)
@@ -393,22 +451,6 @@ def train(opts: TrainOptions) -> dict:
     running: dict[str, float] = {}
     model.train()
 
-    def checkpoint(path: Path) -> None:
-        _atomic_save(
-            {
-                "config": cfg.to_dict(),
-                "model": model.state_dict(),
-                "optim": optim.state_dict(),
-                "sampler": sampler.state(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "best": best,
-                "seed": opts.seed,
-                "loss_factors": {k: getattr(opts, k) for k in LOSS_FACTORS},
-            },
-            path,
-        )
-
     lambdas = opts.lambdas()
     say(f"loss weights: {lambdas}")
     stopped_early = False
@@ -430,17 +472,9 @@ def train(opts: TrainOptions) -> dict:
             running[k] = running.get(k, 0.0) + float(v.detach())
         running["total"] = running.get("total", 0.0) + float(loss.detach())
         if step % opts.log_every == 0 or step == opts.steps:
-            n = opts.log_every if step % opts.log_every == 0 else step % opts.log_every
-            row = {
-                "step": step,
-                "seconds": round(time.time() - t0, 1),
-                "lr": _lr_at(step - 1, opts),
-                **{k: round(v / n, 6) for k, v in running.items()},
-            }
+            row = _log_row(step, t0, opts, running, log_path)
             running = {}
             history.append(row)
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
             say(
                 f"step {step:5d}  {row['seconds']:7.0f}s  loss {row['total']:.4f}  rc {row['rc']:.4f}  "
                 f"xyz {row['rcxyz']:.5f}  cos {row['cosine']:.3f}  ce {row['ce']:.3f}  "
@@ -449,11 +483,7 @@ def train(opts: TrainOptions) -> dict:
         timed_out = deadline is not None and time.time() > deadline
         if step % opts.save_every == 0 or step == opts.steps or timed_out:
             if val_windows is not None:
-                val = evaluate_loss(model, {k: v.to(device) for k, v in val_windows.items()})
-                with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write(
-                        json.dumps({"step": step, "val": {k: round(v, 6) for k, v in val.items()}}) + "\n"
-                    )
+                val = _validate(model, val_windows, device, step, log_path)
                 say(f"  val at {step}: MPJPE {val['mpjpe_mm']:.1f} mm, rc {val['rc']:.4f}")
                 if val["mpjpe_mm"] < best:
                     best = val["mpjpe_mm"]
@@ -461,7 +491,7 @@ def train(opts: TrainOptions) -> dict:
                         {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "val": val},
                         out / "best.pt",
                     )
-            checkpoint(out / "last.pt")
+            _save_checkpoint(out / "last.pt", cfg, model, optim, sampler, step, best, opts)
         if timed_out and step < opts.steps:
             say(f"time budget of {opts.minutes} min reached at step {step}; stopping (resume with --resume)")
             stopped_early = True

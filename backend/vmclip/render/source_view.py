@@ -1,0 +1,457 @@
+"""One source photo prepared for the transformation flow (`SourceView`): its posed body's projection,
+depth buffer and body-part map, how squarely it saw each vertex and the colour there, the person
+pixels off the body (clothes, hair) with the surface points they hang from, and the limbs the photo
+shows in front of the body (`limb_occluders`), painted out where they hide another surface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vmclip.geometry import DEPTH_TOLERANCE, Camera, face_normals, facing, project, vertex_normals
+from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.render.raster import Raster, Rasterizer
+from vmclip.render.regions import JOINT_REGION, NUM_REGIONS, TRUNK, part_regions
+
+# Person pixels farther than this from the fitted body (pixels at 512) are not carried (stray matte).
+CARRY_MAX_PX = 110.0
+# Cloth shared by two limbs hangs from the trunk when the trunk is this near (pixels at 512).
+TRUNK_REACH_PX = 45.0
+# Hands and feet carry person pixels only this far beyond them (pixels at 512).
+SHORT_REACH_PX = 6.0
+# Details smaller than about this (pixels at 512, the median filter's radius) are left out of the
+# front's texture where it stands in for the back.
+BACK_DETAIL_PX = 7.0
+
+
+# Limb segments whose pixels in a photo hide the body behind them: (joint, child joint, how far the
+# limb goes on beyond the child as a share of the segment: fingers beyond the knuckles, toes beyond
+# the ball of the foot, body parts covered: named after the joints that move them).
+_J = JOINT_NAMES.index
+LIMB_SEGMENTS = tuple(
+    (_J(f"{s}_{a}"), _J(f"{s}_{b}"), beyond, tuple(_J(f"{s}_{q}") for q in parts))
+    for s in ("left", "right")
+    for a, b, beyond, parts in (
+        ("shoulder", "elbow", 0.0, ("shoulder",)),
+        ("elbow", "wrist", 0.0, ("elbow",)),
+        ("wrist", "hand", 0.6, ("wrist", "hand")),
+        ("hip", "knee", 0.0, ("hip",)),
+        ("knee", "ankle", 0.0, ("knee",)),
+        ("ankle", "foot", 0.4, ("ankle", "foot")),
+    )
+)
+# A detected joint counts from this confidence on (MediaPipe's visibility; hands and feet are
+# derived and scaled by 0.8).
+KEYPOINT_MIN_CONF = 0.4
+# A point lies behind a limb when it is farther from the camera than the limb's axis by this share
+# of the limb's radius (the limb's back surface, less a little for a limb resting on the body).
+BEHIND_LIMB = 0.6
+
+
+def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The photo with every pixel off the person (and in a thin band inside the outline, where the
+    photo mixes person and background) replaced by the colour of the nearest person pixel, so that
+    sampling near the outline, or just outside it with an imperfect fit, never picks up background."""
+    radius = max(1, round(3 * max(mask.shape) / 512))
+    person = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)).astype(bool)
+    if not person.any() or person.all():
+        return image
+    _, labels = cv2.distanceTransformWithLabels(
+        (~person).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    idx = np.flatnonzero(person.ravel())
+    flat = image.reshape(-1, 3)
+    return flat[idx[labels.ravel() - 1]].reshape(image.shape)
+
+
+def nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to and flat index of the nearest pixel of `mask`, for every pixel."""
+    dist, labels = cv2.distanceTransformWithLabels(
+        (~mask).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    idx = np.flatnonzero(mask.ravel())
+    return dist, idx[labels.ravel() - 1].reshape(mask.shape)
+
+
+def nearest_within(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: float) -> np.ndarray:
+    """Flat index of the nearest pixel of `mask` within `radius` of each pixel (ys, xs), -1 where
+    none is: offsets tried nearest first, a few shifted look-ups on those pixels only (for small radii
+    much cheaper than a distance transform of the whole window)."""
+    h, w = mask.shape
+    r = int(np.floor(radius))
+    offsets = sorted(
+        (
+            (dy, dx)
+            for dy in range(-r, r + 1)
+            for dx in range(-r, r + 1)
+            if 0 < dy * dy + dx * dx <= radius * radius + 1e-9
+        ),
+        key=lambda o: o[0] ** 2 + o[1] ** 2,
+    )
+    out = np.full(len(ys), -1, dtype=np.int64)
+    for dy, dx in offsets:
+        todo = np.flatnonzero(out < 0)
+        if not len(todo):
+            break
+        qy, qx = ys[todo] + dy, xs[todo] + dx
+        ok = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        hit = np.zeros(len(todo), dtype=bool)
+        hit[ok] = mask[qy[ok], qx[ok]]
+        out[todo[hit]] = qy[hit] * w + qx[hit]
+    return out
+
+
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of points (N, D) from the segment a-b, and the parameter (0 at a, 1 at b) of the
+    nearest point on it."""
+    ab = b - a
+    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1), t
+
+
+@dataclass
+class LimbOcclusion:
+    """What a photo's limbs hide and what the fitted limbs hide wrongly, per pixel of the photo.
+
+    `region`: region of the nearest limb the photo shows there, with a margin for a sleeve wider than
+    the fitted limb (-1: none); `core`: there without the margin; `depth`: beyond it a point of
+    another region is hidden by that limb (inf: none); `behind`: the limb hides a surface of the
+    fitted body there (those pixels are painted out in the clean photo); `unveiled`: region of a
+    fitted limb that covers the pixel where the photo shows no such limb (-1: none), and
+    `unveiled_depth` the depth of the fitted body behind it there, what the photo does show."""
+
+    region: np.ndarray
+    core: np.ndarray
+    depth: np.ndarray
+    behind: np.ndarray
+    unveiled: np.ndarray
+    unveiled_depth: np.ndarray
+
+
+def limb_occluders(
+    rasterizer: Rasterizer,
+    keypoints: np.ndarray,
+    joints: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    vertex_part: np.ndarray,
+    camera: Camera,
+    width: int,
+    height: int,
+    raster: Raster | None = None,
+) -> LimbOcclusion:
+    """Where a photo shows a limb in front of the body, from the photo's own keypoints: a fitted limb
+    is often a few pixels off the real one; the surface the fit puts beside its limb (the shirt just
+    above a forearm held across the waist) would take the real sleeve's pixels, and the fitted limb
+    would hide surface the photo shows.
+
+    Every limb segment whose two joints were detected is drawn as a capsule along the detected joints
+    (`keypoints` (24, 3): x, y, confidence in this photo's pixels), as wide as the fitted limb there;
+    its depth runs along the fitted limb's axis (`joints` (24, 3) world, posed as in the photo).
+    `raster`: the full body's render in this photo, when already made."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    region = np.full((height, width), -1, dtype=np.int8)
+    core = np.zeros((height, width), dtype=bool)
+    depth = np.full((height, width), np.inf, dtype=np.float32)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    joints = np.asarray(joints, dtype=np.float64)
+    uv_j, z_j = project(joints, camera.K, camera.R, camera.t)
+    uv_v, _ = project(vertices, camera.K, camera.R, camera.t)
+    segments = []
+    for a, b, beyond, parts in LIMB_SEGMENTS:
+        sel = np.isin(vertex_part, parts)
+        if min(kp[a, 2], kp[b, 2]) < KEYPOINT_MIN_CONF or sel.sum() < 10 or min(z_j[a], z_j[b]) <= 0:
+            continue
+        # The fitted limb's width: its vertices' distance from its axis (in the photo and in metres).
+        end_px = uv_j[b] + beyond * (uv_j[b] - uv_j[a])
+        end_m = joints[b] + beyond * (joints[b] - joints[a])
+        r_px = float(np.percentile(_segment_distance(uv_v[sel], uv_j[a], end_px)[0], 75))
+        r_m = float(np.percentile(_segment_distance(vertices[sel], joints[a], end_m)[0], 75))
+        segments.append((min(z_j[a], z_j[b]), a, b, beyond, parts, max(r_px, 1.0), r_m))
+    behind = np.zeros((height, width), dtype=bool)
+    unveiled = np.full((height, width), -1, dtype=np.int8)
+    unveiled_depth = np.full((height, width), np.inf, dtype=np.float32)
+    if not segments:
+        return LimbOcclusion(region, region >= 0, depth, behind, unveiled, unveiled_depth)
+    # Where each region's limb is in the photo (with a margin: a loose sleeve is wider than the fit).
+    covered = np.zeros((NUM_REGIONS, height, width), dtype=bool)
+    margin = 2.0 * max(width, height) / 512.0
+    # Far limbs first: where two overlap, the nearer one is drawn last and wins.
+    for _, a, b, beyond, _, r_px, r_m in sorted(segments, key=lambda seg: -seg[0]):
+        pa = kp[a, :2]
+        pb = kp[b, :2] + beyond * (kp[b, :2] - pa)
+        reach = r_px + margin
+        x0, y0 = np.floor(np.minimum(pa, pb) - reach - 1).astype(int)
+        x1, y1 = np.ceil(np.maximum(pa, pb) + reach + 2).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        d, t = _segment_distance(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64), pa, pb)
+        d = d.reshape(xs.shape)
+        z = (z_j[a] + t * (1.0 + beyond) * (z_j[b] - z_j[a]) + BEHIND_LIMB * r_m).reshape(xs.shape)
+        inside = (d <= reach) & (z < depth[y0:y1, x0:x1])
+        region[y0:y1, x0:x1][inside] = JOINT_REGION[a]
+        core[y0:y1, x0:x1][inside] = d[inside] <= r_px
+        depth[y0:y1, x0:x1][inside] = z[inside]
+        covered[JOINT_REGION[a], y0:y1, x0:x1] |= d <= reach
+    if raster is None:
+        raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, width, height)
+    part_regions_ = part_regions(int(vertex_part.max()) + 1)
+    front_part = np.full((height, width), -1, dtype=np.int64)
+    front_part[raster.mask] = vertex_part[raster.vertex_of_max_weight()]
+    drawn = np.zeros(len(part_regions_), dtype=bool)
+    drawn[[q for seg in segments for q in seg[4]]] = True
+    vertex_region = part_regions_[vertex_part]
+    face_region = vertex_region[faces]
+    normal = face_normals(vertices, faces)
+    towards = camera.centre[None, :] - vertices[faces].mean(1)
+    front = (normal * towards).sum(1) > 0
+    for g in np.unique(JOINT_REGION[[seg[1] for seg in segments]]):
+        # The body without this limb: which surface lies behind the limb (its inside, seen through
+        # the hole the limb leaves, faces away from the camera and does not count).
+        keep = ~(face_region == g).all(1)
+        ras = rasterizer.render(vertices, faces[keep], camera.K, camera.R, camera.t, width, height)
+        surface = np.zeros((height, width), dtype=bool)
+        surface[ras.mask] = front[keep][ras.tri[ras.mask]]
+        behind |= (region == g) & surface & (ras.depth > depth)
+        # The fitted limb in front where the photo shows none of it: the photo shows what is behind.
+        off = (
+            (front_part >= 0)
+            & drawn[np.maximum(front_part, 0)]
+            & (part_regions_[np.maximum(front_part, 0)] == g)
+            & ~covered[g]
+            & surface
+            & (ras.depth > raster.depth + DEPTH_TOLERANCE)
+        )
+        unveiled[off] = g
+        unveiled_depth[off] = ras.depth[off]
+    return LimbOcclusion(region, core, depth, behind, unveiled, unveiled_depth)
+
+
+def paint_out(
+    image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: float, seed: int = 0
+) -> np.ndarray:
+    """`image` with `hole` filled from the texture around it (PatchMatch on a window around the
+    hole; never from `exclude`: the background, the limbs); OpenCV's Telea where PatchMatch is
+    missing. A smooth Telea fill of a band as wide as a forearm reads as a smear; patches of the
+    shirt and jacket around it continue their folds and edges."""
+    import patchmatch
+
+    if not patchmatch.patchmatch_available:
+        return cv2.inpaint(image, hole.astype(np.uint8), max(3, round(5 * px)), cv2.INPAINT_TELEA)
+    ys, xs = np.nonzero(hole)
+    m = int(round(48 * px))  # the window: nearby texture is the likely one
+    y0, y1 = max(0, ys.min() - m), min(image.shape[0], ys.max() + m + 1)
+    x0, x1 = max(0, xs.min() - m), min(image.shape[1], xs.max() + m + 1)
+    h = hole[y0:y1, x0:x1]
+    patchmatch.set_random_seed(seed)
+    filled = patchmatch.inpaint(
+        np.ascontiguousarray(image[y0:y1, x0:x1]),
+        h.astype(np.uint8) * 255,
+        global_mask=(exclude[y0:y1, x0:x1] & ~h).astype(np.uint8) * 255,
+        patch_size=3,
+    )
+    out = image.copy()
+    out[y0:y1, x0:x1][h] = filled[h]
+    return out
+
+
+def lookup(img: np.ndarray, uv: np.ndarray, fill) -> np.ndarray:
+    """Values of `img` at the pixels nearest to points uv (N, 2); `fill` where a point is off it."""
+    u = np.rint(uv[:, 0]).astype(np.int64)
+    v = np.rint(uv[:, 1]).astype(np.int64)
+    h, w = img.shape[:2]
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    out = np.full(len(uv), fill, dtype=img.dtype)
+    out[inside] = img[v[inside], u[inside]]
+    return out
+
+
+class SourceView:
+    """One source photo with its posed body, prepared once: vertex projections, depth buffer, body
+    part map, how squarely each vertex was seen and its colour there, and the person pixels off the
+    body with the surface points they hang from. With the photo's `keypoints` (SMPL-24 (24, 3): x, y,
+    confidence) and the fitted `joints` (24, 3), a limb the photo shows in front of the body also
+    hides what lies behind it where the fit put its limb a little off (see `limb_occluders`); `seed`
+    drives PatchMatch's random search where such a limb is painted out."""
+
+    def __init__(
+        self,
+        rasterizer: Rasterizer,
+        image: np.ndarray,
+        mask: np.ndarray,
+        camera: Camera,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        vertex_part: np.ndarray,
+        keypoints: np.ndarray | None = None,
+        joints: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        h, w = image.shape[:2]
+        px = max(h, w) / 512.0
+        faces = np.asarray(faces, dtype=np.int64)
+        vertex_part = np.asarray(vertex_part, dtype=np.int64)
+        self.image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+        mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
+        # Person segmenters draw the outline a little outside the person: pull the matte in by about
+        # 1.5 px (at 512) so that a moved outline does not bring a rim of the old background along.
+        r = int(1.5 * px)
+        self.mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        # For trimming a fitted body that is wider than the person: only where the photo clearly shows
+        # background (the matte grown by a pixel), so that no seam opens along a correct outline.
+        self.mask_trim = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        self.bled = bleed(self.image, mask)
+        # For a surface the photo saw only from its other side (the back of a person photographed from
+        # the front): the garment's colours without the front's small details (a print, buttons,
+        # folds), which would be wrong (and mirrored) on the back. (Larger ones, such as the shirt
+        # between an open jacket's lapels, stay.)
+        k = 2 * round(BACK_DETAIL_PX * px) + 1
+        self.back = cv2.medianBlur(self.bled, k)
+        self.camera = camera
+        self.width, self.height = w, h
+        uv, z = project(vertices, camera.K, camera.R, camera.t)
+        self.uvz = np.concatenate([uv, z[:, None]], axis=1).astype(np.float32)
+        cos = facing(vertices, vertex_normals(vertices, faces), camera)
+        self.facing = np.clip(cos, 0.0, 1.0).astype(np.float32)
+        self.raster: Raster = rasterizer.render(vertices, faces, camera.K, camera.R, camera.t, w, h)
+        self.depth = self.raster.depth
+        self.region_of_part = part_regions(int(vertex_part.max()) + 1)
+        # Visibility is tested against the farthest depth among the 3x3 neighbours: a point on a steep
+        # surface (the side of the face) must not fail the test by a rounding of its pixel.
+        far = np.where(np.isfinite(self.depth), self.depth, 1e6).astype(np.float32)
+        self.depth_vis = cv2.dilate(far, np.ones((3, 3), np.uint8))
+        self.occlusion: LimbOcclusion | None = None
+        self.clean = None
+        self.clean_region = np.full((h, w), -1, dtype=np.int8)
+        if keypoints is not None and joints is not None:
+            occ = self.occlusion = limb_occluders(
+                rasterizer, keypoints, joints, vertices, faces, vertex_part, camera, w, h, raster=self.raster
+            )
+            # Where the fitted limb covers what the photo shows beside the real limb, the surface
+            # behind the fitted limb is what the photo shows.
+            unveiled = occ.unveiled >= 0
+            if unveiled.any():
+                behind = cv2.dilate(
+                    np.where(unveiled, occ.unveiled_depth, 0.0).astype(np.float32), np.ones((3, 3), np.uint8)
+                )
+                self.depth_vis = np.where(unveiled, np.maximum(self.depth_vis, behind), self.depth_vis)
+            if occ.behind.any():
+                # The photo with the limbs that hide another surface painted out: what that surface
+                # shows where the limb hid it (the sleeve must not be repeated on the shirt).
+                grow = cv2.dilate(occ.behind.astype(np.uint8), np.ones((7, 7), np.uint8))
+                self.clean = paint_out(self.bled, grow > 0, (mask < 0.5) | (occ.region >= 0), px, seed)
+                self.clean_region = np.where(grow > 0, occ.region, -1).astype(np.int8)
+        ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+        inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
+        visible = np.zeros(len(uv), dtype=bool)
+        visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + DEPTH_TOLERANCE
+        visible &= ~self.hidden_by_limb(self.uvz, self.region_of_part[vertex_part])
+        # How squarely each vertex was seen (0 where hidden), and the (slightly blurred) photo colour
+        # there: the raw material of the fill colour.
+        # Only where the photo shows the person there (a fit a little larger than the person would
+        # otherwise lend the background's or the bleeding's colours).
+        on_person = np.zeros(len(uv), dtype=bool)
+        on_person[inside] = self.mask[vi[inside], ui[inside]] >= 0.5
+        self.quality = np.where(visible & on_person, self.facing, 0.0).astype(np.float32)
+        blur = cv2.GaussianBlur(self.bled.astype(np.float32), (0, 0), 1.5 * px)
+        self.vertex_colour = cv2.remap(
+            blur,
+            uv[None, :, 0].astype(np.float32),
+            uv[None, :, 1].astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )[0]
+        body = self.raster.mask
+        part = np.full((h, w), -1, dtype=np.int16)
+        part[body] = vertex_part[self.raster.vertex_of_max_weight()]
+        self.part = part
+        self._prepare_carried(body, part, px)
+
+    def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
+        photo shows at their pixel although the fitted body's depth says so: behind a limb of another
+        region that the photo shows there, or on a fitted limb where the photo shows no such limb."""
+        occ = self.occlusion
+        if occ is None:
+            return np.zeros(len(uvz), dtype=bool)
+        u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
+        h, w = occ.region.shape
+        inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
+        u, v, g = u[inside], v[inside], region[inside]
+        limb = occ.region[v, u]
+        hidden = np.zeros(len(uvz), dtype=bool)
+        hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
+            occ.unveiled[v, u] == g
+        )
+        return hidden
+
+    def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
+        """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
+        owning body region: the surface point (pixel of the source body) it hangs from and the body
+        part there."""
+        # The body's own rim (a few pixels inside its outline) is carried too: where the frame's body
+        # is a little narrower or turned, it closes the seam between the body and its clothes.
+        rim_px = max(2, round(3 * px))
+        core = cv2.erode(
+            body.astype(np.uint8),
+            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1)),
+        ).astype(bool)
+        # Solid person pixels only: the soft fringe of the matte would otherwise be carried as streaks.
+        self.mask_off = np.where(core | (self.mask < 0.5), 0.0, self.mask).astype(np.float32)
+        # The soft outline beside the body (for the thin ring just outside the frame's body).
+        self.mask_edge = np.where(core, 0.0, self.mask).astype(np.float32)
+        carried = self.mask_off > 0
+        self.carry_xy = np.zeros((0, 2), dtype=np.float32)
+        self.carry_anchor = self.carry_part = self.carry_tri = np.zeros(0, np.int64)
+        self.carry_bary = np.zeros((0, 3), np.float32)
+        self.carry_trunk_rigid = np.zeros(0, dtype=bool)
+        if not body.any() or not carried.any():
+            return
+        ys, xs = np.nonzero(carried)
+        region_map = np.where(part >= 0, JOINT_REGION[np.maximum(part, 0) % len(JOINT_REGION)], -1)
+        dist = np.full((NUM_REGIONS, len(ys)), np.inf, dtype=np.float32)
+        anchor = np.zeros((NUM_REGIONS, len(ys)), dtype=np.int64)
+        for g in range(NUM_REGIONS):
+            sel = region_map == g
+            if sel.any():
+                d, near = nearest(sel)
+                dist[g], anchor[g] = d[ys, xs], near[ys, xs]
+        d1 = dist.min(0)
+        keep = d1 <= CARRY_MAX_PX * px
+        # Regions about as near as the nearest one: the pixel's owner is ambiguous, and the trunk
+        # takes it: cloth between a hanging arm and the chest stays on the chest when the arm rises,
+        # a skirt between the thighs hangs from the hips when the legs part. Far below the trunk
+        # (trousers between the knees) the nearest limb keeps it.
+        margin = np.maximum(3.0 * px, 0.5 * d1)
+        near = dist <= (d1 + margin)[None]
+        cols = np.arange(len(ys))
+        order = np.argsort(dist, axis=0)
+        shared = near[order[1], cols] & np.isfinite(dist[order[1], cols])
+        trunk = near[TRUNK] | (shared & (dist[TRUNK] <= TRUNK_REACH_PX * px))
+        anc = anchor[np.where(trunk, TRUNK, order[0]), cols]
+        # Hands and feet carry only a short rim (a cuff, a shoe's edge): what lies farther beside them
+        # in a photo is mostly a held object or the skirt a hand holds, which must not fly with them.
+        short = np.isin(
+            part.ravel()[anc],
+            [
+                JOINT_NAMES.index(f"{s}_{j}")
+                for s in ("left", "right")
+                for j in ("wrist", "hand", "ankle", "foot")
+            ],
+        )
+        keep &= ~short | (d1 <= SHORT_REACH_PX * px)
+        # Far pixels first: where two land on one output pixel, the one nearer its body wins.
+        order = np.argsort(-d1[keep], kind="stable")
+        ys, xs, anc = ys[keep][order], xs[keep][order], anc[keep][order]
+        # Cloth between two limbs that the trunk took (not itself beside the trunk) moves with the
+        # trunk as a whole: the trunk's surface deforms near a swinging hip and would tear it.
+        self.carry_trunk_rigid = (trunk & shared & ~near[TRUNK])[keep][order]
+        self.carry_xy = np.stack([xs, ys], 1).astype(np.float32)
+        self.carry_anchor = anc
+        self.carry_part = part.ravel()[anc].astype(np.int64)
+        self.carry_tri = self.raster.tri.ravel()[anc].astype(np.int64)
+        self.carry_bary = self.raster.bary.reshape(-1, 3)[anc].astype(np.float32)
