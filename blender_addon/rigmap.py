@@ -124,7 +124,7 @@ def _rigify_control(arm, role: str, deform: str) -> str | None:
     trunk = {"pelvis": "spine_fk", "spine1": "spine_fk.001", "neck": "neck", "head": "head"}
     if role in trunk:
         return trunk[role] if trunk[role] in arm.data.bones else None
-    base = deform.removeprefix("DEF-")
+    base = deform.removeprefix("DEF-").removeprefix("ORG-")  # (a table may name either)
     stem, dot, suffix = base.partition(".")
     for name in (f"{stem}_fk{dot}{suffix}", base):
         bone = arm.data.bones.get(name)

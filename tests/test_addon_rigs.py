@@ -72,6 +72,7 @@ arm = rig_builders.rigify(True) if family == "rigify" else (
     rig_builders.build(family, a_pose_deg={a_pose}, scale={scale}, seed=3))
 settings.armature = arm
 settings.reduce_keys = {reduce}
+assert bpy.ops.vmclip.map_rig() == {{"FINISHED"}}  # the panel's table, as an artist sees it
 rm = targets.map_target(settings, arm)
 action, note = targets.key_motion(bpy.context, arm, rm, motion, "VMCLIP take")
 words = operators.make_take(bpy.context, arm, action, motion, {{"prompt": "walk", "seed": 0}})
