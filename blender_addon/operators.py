@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.props import CollectionProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import backend, body, compat, keying, rig, rigmap, smpl, targets
+from . import backend, body, compat, keying, regenerate, rig, rigmap, smpl, targets
 from .props import _tag_redraw, preferences
 
 POLL_SECONDS = 0.1
@@ -712,6 +713,155 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+class _EditOperator(_BackendOperator):
+    """Regenerate around the artist's edits: the rig's motion (as it shows, tweaks included) becomes
+    constraints on a new `generate_motion` request; the reply is keyed as a new take."""
+
+    keeps_outside = False
+
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        if animated_armature(context) is None:
+            cls.poll_message_set("Generate a motion first")
+            return False
+        return True
+
+    def constraints(self, context, arm) -> dict:
+        raise NotImplementedError
+
+    def start_job(self, context) -> backend.Job:
+        arm = animated_armature(context)
+        if arm is None:
+            raise backend.InputProblem("Generate a motion first: the panel's rig has no generated motion")
+        settings, scene = _settings(context), context.scene
+        prompt = prompt_of(context)
+        target_map(context)  # a rig that cannot take the motion stops here
+        try:
+            cons = self.constraints(context, arm)
+        except regenerate.EditProblem as exc:
+            raise backend.InputProblem(str(exc)) from None
+        fps = scene.render.fps / scene.render.fps_base
+        n = len(cons["mask"])
+        seed = int(settings.seed)
+        self._request = {"prompt": prompt, "seed": seed, "fps": fps, "constraints": cons}
+        client = backend.make_client(preferences(context))
+
+        def work(client, report, job_id):
+            return client.generate_motion(
+                prompt, n / fps, seed, fps, constraints=cons, job_id=job_id, on_progress=report
+            )
+
+        return backend.Job(self.label, client, work)
+
+    def finish(self, context, motion) -> None:
+        arm = animated_armature(context)
+        cons = self._request["constraints"]
+        if len(motion.poses) != len(cons["mask"]):
+            raise backend.InputProblem(
+                f"the backend sent {len(motion.poses)} frames for a {len(cons['mask'])}-frame motion"
+            )
+        if self.keeps_outside:  # the frames outside the range are the old take's, exactly
+            keep = cons["mask"].all(-1) & ~self._pinned
+            poses, trans = regenerate.splice(motion.poses, motion.trans, self._base[0], self._base[1], keep)
+            motion = backend.protocol_module().MotionPayload(poses, trans, motion.fps, text=motion.text)
+        text = key_take_on(context, arm, motion, self._request, self.label)
+        removed = _drop_tweaks(arm, self._tweak_frames_taken(context))
+        if removed:
+            text += f"; {removed} tweak key(s) now held by the take"
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+    def _tweak_frames_taken(self, context) -> set:
+        """Frames whose tweak keys the new take now holds (removed from the tweak layer)."""
+        return set()
+
+
+def key_take_on(context, arm, motion, request, label: str) -> str:
+    """Key a motion on the panel's rig (SMPL-24 or mapped) as a new take; a report line."""
+    name = f"VMCLIP {label}: {request['prompt'][:40]}"
+    if rig.is_smpl_armature(arm):
+        action = rig.apply_motion(
+            context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, name
+        )
+        note = "keyed on the SMPL-24 rig"
+    else:
+        rm = target_map(context)
+        action, note = targets.key_motion(context, arm, rm, motion, name)
+    keys = make_take(context, arm, action, motion, request)
+    return f"{label}: new take '{action.name}' ({len(motion.poses)} frames); {note}; {keys}"
+
+
+def _drop_tweaks(arm, frames: set) -> int:
+    """Remove the tweak layer's keys on `frames` (the new take holds those poses already)."""
+    ad = arm.animation_data
+    if not frames or ad is None or ad.action is None or not ad.action.get("vmclip_tweak"):
+        return 0
+    removed = 0
+    for fc in compat.action_fcurves(ad.action, arm):
+        for k in reversed(list(fc.keyframe_points)):
+            if int(round(k.co[0])) in frames:
+                fc.keyframe_points.remove(k)
+                removed += 1
+    return removed
+
+
+class VMCLIP_OT_regenerate_range(_EditOperator, bpy.types.Operator):
+    """Generate the preview range (or the selected keys' range) anew from the prompt, keeping every
+    frame outside it and the poses keyed on the tweak layer inside it"""
+
+    bl_idname = "vmclip.regenerate_range"
+    bl_label = "Regenerate Range"
+    label = "Regenerate Range"
+    keeps_outside = True
+
+    def constraints(self, context, arm) -> dict:
+        first, last = regenerate.edit_range(context, arm)
+        start = context.scene.frame_start
+        poses, trans = regenerate.sample(context, arm)
+        self._base = regenerate.sample(context, arm, with_tweaks=False)
+        pinned = [f - start for f in regenerate.tweak_frames(arm) if first <= f <= last]
+        self._pinned = np.zeros(len(poses), bool)
+        self._pinned[pinned] = True
+        self._range = (first, last)
+        return regenerate.range_constraints(poses, trans, first - start, last - start, pinned)
+
+    def _tweak_frames_taken(self, context) -> set:
+        start = context.scene.frame_start
+        return {start + int(t) for t in np.flatnonzero(self._pinned)}
+
+
+class VMCLIP_OT_inbetween(_EditOperator, bpy.types.Operator):
+    """Generate the motion between the key poses on the tweak layer (they are held, the rest is new)"""
+
+    bl_idname = "vmclip.inbetween"
+    bl_label = "In-between"
+    label = "In-between"
+
+    def constraints(self, context, arm) -> dict:
+        start = context.scene.frame_start
+        poses, trans = regenerate.sample(context, arm)
+        self._keys = [f - start for f in regenerate.tweak_frames(arm)]
+        return regenerate.key_constraints(poses, trans, self._keys)
+
+    def _tweak_frames_taken(self, context) -> set:
+        return {context.scene.frame_start + t for t in self._keys}
+
+
+class VMCLIP_OT_follow_path(_EditOperator, bpy.types.Operator):
+    """Generate the motion again with the root walking along the path curve (its ground path)"""
+
+    bl_idname = "vmclip.follow_path"
+    bl_label = "Follow Path"
+    label = "Follow Path"
+
+    def constraints(self, context, arm) -> dict:
+        scene = context.scene
+        ground = regenerate.curve_ground_path(context, _settings(context).path_curve, arm)
+        return regenerate.path_constraints(scene.frame_end - scene.frame_start + 1, ground)
+
+
 def _rig_in_panel(context):
     arm = _settings(context).armature
     return arm if arm is not None and not rig.is_smpl_armature(arm) else None
@@ -814,6 +964,9 @@ CLASSES = (
     VMCLIP_OT_export_fbx,
     VMCLIP_OT_export_gltf,
     VMCLIP_OT_export_bvh,
+    VMCLIP_OT_regenerate_range,
+    VMCLIP_OT_inbetween,
+    VMCLIP_OT_follow_path,
     VMCLIP_OT_map_rig,
     VMCLIP_OT_save_rig_map,
     VMCLIP_OT_load_rig_map,

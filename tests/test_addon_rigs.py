@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from test_addon import addon_zip, run_bpy  # noqa: F401 - the fixture is used by name
+from test_addon import addon_zip, motion_server, run_bpy, vmclip_server  # noqa: F401 - fixtures used by name
 
 TESTS = Path(__file__).resolve().parent
 C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # motion axes -> Blender's
@@ -293,3 +293,90 @@ def test_bad_rigs_are_reported_and_change_nothing(tmp_path, addon_zip):  # noqa:
     assert "no bone for left_knee" in result["err2"] and "\n" not in result["status2"]
     assert result["table"]["left_knee"] == "J_Bip_L_LowerLeg"
     assert result["after"] == result["before"]
+
+
+def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server):  # noqa: F811
+    """With the real backend: Regenerate Range keeps every frame outside the range exactly and holds
+    the tweak pose keyed inside it; Follow Path walks the root along a curve; bad ranges and a
+    one-point curve are reported and change nothing."""
+    address, kind = motion_server
+    result = run_bpy(
+        f"""
+        sys.path.insert(0, {str(TESTS)!r})
+        import rig_builders
+        regenerate = import_module("bl_ext.user_default.videomotionclip.regenerate")
+        prefs.address, prefs.timeout_s = {address!r}, 60.0
+        arm = rig_builders.build("mixamo", a_pose_deg=30, seed=4)
+        settings.armature, settings.prompt = arm, "a person walks forward"
+        settings.seconds, settings.seed = 2.0, 3
+        assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
+        scene = bpy.context.scene
+        before, before_t = regenerate.sample(bpy.context, arm)
+        # the artist nods the head at frame 30 on the tweak layer, and picks frames 20-40
+        pb = arm.pose.bones["mixamorig:Head"]
+        scene.frame_set(30)
+        pb.rotation_quaternion = (0.94, 0.34, 0.0, 0.0)
+        pb.keyframe_insert("rotation_quaternion", frame=30)
+        pinned, _ = regenerate.sample(bpy.context, arm)
+        def snapshot():
+            return [sorted(a.name for a in bpy.data.actions), len(arm.animation_data.nla_tracks)]
+        # bad input first: nothing may change
+        snap = snapshot()
+        scene.use_preview_range = True
+        scene.frame_preview_start, scene.frame_preview_end = 500, 600
+        err_empty = op_error(bpy.ops.vmclip.regenerate_range)
+        curve_data = bpy.data.curves.new("OnePoint", "CURVE")
+        curve_data.splines.new("POLY")  # one point
+        one = bpy.data.objects.new("OnePoint", curve_data)
+        scene.collection.objects.link(one)
+        settings.path_curve = one
+        err_curve = op_error(bpy.ops.vmclip.follow_path)
+        unchanged = snapshot() == snap
+        scene.frame_preview_start, scene.frame_preview_end = 20, 40
+        assert bpy.ops.vmclip.regenerate_range() == {{"FINISHED"}}, state.status
+        after, after_t = regenerate.sample(bpy.context, arm)
+        tweak_keys = regenerate.tweak_frames(arm)
+        # Follow Path: a straight 2 m line to the side
+        line = bpy.data.curves.new("Line", "CURVE")
+        sp = line.splines.new("POLY")
+        sp.points.add(1)
+        sp.points[0].co, sp.points[1].co = (0, 0, 0, 1), (2.0, -0.5, 0, 1)
+        path = bpy.data.objects.new("Line", line)
+        scene.collection.objects.link(path)
+        settings.path_curve = path
+        scene.use_preview_range = False
+        assert bpy.ops.vmclip.follow_path() == {{"FINISHED"}}, state.status
+        walked, walked_t = regenerate.sample(bpy.context, arm)
+        heads = []
+        for f in (scene.frame_start, scene.frame_end):
+            scene.frame_set(f)
+            heads.append(list(arm.matrix_world @ arm.pose.bones["mixamorig:Hips"].head))
+        emit({{"before": before.tolist(), "before_t": before_t.tolist(), "pinned": pinned.tolist(),
+              "after": after.tolist(), "after_t": after_t.tolist(), "tweak_keys": tweak_keys,
+              "err_empty": err_empty, "err_curve": err_curve, "unchanged": unchanged, "heads": heads,
+              "tracks": [(t.name, t.mute) for t in arm.animation_data.nla_tracks],
+              "start": scene.frame_start}})
+    """,
+        tmp_path,
+        addon_zip,
+        timeout=900,
+    )
+    assert "range is empty" in result["err_empty"] and "has 1 point" in result["err_curve"]
+    assert result["unchanged"]
+    before, after = np.array(result["before"]), np.array(result["after"])
+    first, last = 20 - result["start"], 40 - result["start"]
+    outside = np.r_[0:first, last + 1 : len(before)]
+    err = (
+        Rotation.from_rotvec(before[outside].reshape(-1, 3)).inv()
+        * Rotation.from_rotvec(after[outside].reshape(-1, 3))
+    ).magnitude()
+    assert err.max() < 1e-4, f"{kind}: frames outside the range moved by {err.max():.2e} rad"
+    assert np.abs(np.array(result["before_t"])[outside] - np.array(result["after_t"])[outside]).max() < 1e-4
+    assert not np.allclose(before[first : last + 1], after[first : last + 1], atol=1e-3)  # regenerated
+    pinned = Rotation.from_rotvec(np.array(result["pinned"])[30 - result["start"]].reshape(-1, 3))
+    held = Rotation.from_rotvec(after[30 - result["start"]].reshape(-1, 3))
+    assert np.degrees((pinned.inv() * held).magnitude()).max() < 2.0  # the tweak pose is held
+    assert 30 not in result["tweak_keys"]  # (now in the take, not doubled by the tweak layer)
+    assert [m for _, m in result["tracks"]] == [True, True, False]
+    (x0, y0, _), (x1, y1, _) = result["heads"]
+    assert abs((x1 - x0) - 2.0) < 0.15 and abs((y1 - y0) + 0.5) < 0.15, result["heads"]
