@@ -157,6 +157,11 @@ if outcome != {"FINISHED"}:
     fail(f"generate motion: {bpy.context.window_manager.vmclip_state.status or outcome}")
 say(done="generate motion", seconds=round(time.monotonic() - t0, 1))
 arm = settings.armature
+skinned = [m for o in bpy.data.objects if o.type == "MESH" for m in o.modifiers if m.type == "ARMATURE"]
+if cfg.get("rig") and not any(m.object == arm for m in skinned):  # a bare rig: the add-on's mannequin on its deform bones, so demo.blend shows a body moving
+    import importlib
+
+    importlib.import_module(MODULE + ".rig").create_proxy_body(bpy.context, arm)
 # A camera on the rig, so that opening demo.blend and pressing F12 shows the motion too.
 cam = scene.camera
 if cam is not None:
