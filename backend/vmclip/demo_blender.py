@@ -158,7 +158,8 @@ if outcome != {"FINISHED"}:
 say(done="generate motion", seconds=round(time.monotonic() - t0, 1))
 arm = settings.armature
 skinned = [m for o in bpy.data.objects if o.type == "MESH" for m in o.modifiers if m.type == "ARMATURE"]
-if cfg.get("rig") and not any(m.object == arm for m in skinned):  # a bare rig: the add-on's mannequin on its deform bones, so demo.blend shows a body moving
+# A bare rig gets the add-on's mannequin on its deform bones, so demo.blend shows a body moving.
+if cfg.get("rig") and not any(m.object == arm for m in skinned):
     import importlib
 
     importlib.import_module(MODULE + ".rig").create_proxy_body(bpy.context, arm)
