@@ -89,6 +89,25 @@ def _values(fc) -> np.ndarray:
     return co[1::2].copy()
 
 
+def _prune(fcs, frames, values, kind, unit, tol, keep) -> np.ndarray:
+    """Drop every key the curve can do without (greedy refinement adds some a later key made
+    redundant): try each interior key, keep it out when the frames its handles reach stay in tolerance."""
+    for key in np.flatnonzero(keep)[1:-1]:
+        keep[key] = False
+        idx = np.flatnonzero(keep)
+        at = np.searchsorted(idx, key)
+        lo, hi = idx[max(at - 2, 0)], idx[min(at + 1, len(idx) - 1)]  # auto handles look two keys out
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
+        window = frames[lo : hi + 1]
+        got = np.stack([_evaluate(fc, window) for fc in fcs], -1)
+        if _group_error(kind, values[lo : hi + 1], got, unit).max() > tol:
+            keep[key] = True
+    for k, fc in enumerate(fcs):
+        _set_keys(fc, frames, values[:, k], keep)
+    return keep
+
+
 def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
     n = len(frames)
     keep = np.zeros(n, bool)
@@ -100,7 +119,7 @@ def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
         err = _group_error(kind, values, got, unit)
         bad = err > tol
         if not bad.any():
-            return keep
+            return _prune(fcs, frames, values, kind, unit, tol, keep)
         idx = np.flatnonzero(keep)
         for lo, hi in zip(idx[:-1], idx[1:], strict=True):
             stretch = err[lo + 1 : hi]
