@@ -615,25 +615,74 @@ def _export_scene(context, arm, helper, write) -> None:
             bpy.data.meshes.remove(mesh)
 
 
+def bake_shown(context, arm):
+    """A new action holding the rig's pose as Blender shows it (takes on the NLA, the tweak layer,
+    constraints, IK) at every frame of the scene's range, keyed on every bone."""
+    from bpy_extras import anim_utils
+
+    scene = context.scene
+    options = anim_utils.BakeOptions(
+        only_selected=False,
+        do_pose=True,
+        do_object=False,
+        do_visual_keying=True,
+        do_constraint_clear=False,
+        do_parents_clear=False,
+        do_clean=False,
+        do_location=True,
+        do_rotation=True,
+        do_scale=True,
+        do_bbone=False,
+        do_custom_props=False,
+    )
+    ad = arm.animation_data
+    before = ad.action
+    baked = anim_utils.bake_action(
+        arm, action=None, frames=range(scene.frame_start, scene.frame_end + 1), bake_options=options
+    )
+    ad.action = before
+    return baked
+
+
 def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
     """FBX through Blender's exporter: the rig, the meshes it deforms and its animation as Blender
-    shows it (takes on the NLA, the tweak layer, constraints, IK) baked at every frame of the scene's
-    range, as one take at the scene's frame rate."""
+    shows it (takes, tweak layer, constraints, IK; baked at every frame of the scene's range) as one
+    take that starts at time 0, so importers put it back on the same frames.
+
+    The baked action goes out through a temporary NLA strip, the exporter's only mode that writes
+    just this action with its first frame at time 0."""
+    ad = arm.animation_data
 
     def write():
-        bpy.ops.export_scene.fbx(
-            filepath=filepath,
-            use_selection=True,
-            object_types={"ARMATURE", "MESH"},
-            add_leaf_bones=False,
-            bake_anim=True,
-            bake_anim_use_all_actions=False,
-            bake_anim_use_nla_strips=False,
-            bake_anim_force_startend_keying=True,
-            bake_anim_step=1.0,
-            bake_anim_simplify_factor=0.0,
-            use_armature_deform_only=False,
-        )
+        baked = bake_shown(context, arm)
+        action = ad.action
+        muted = {track.name: track.mute for track in ad.nla_tracks}
+        track = ad.nla_tracks.new()
+        try:
+            for other in ad.nla_tracks:
+                other.mute = other != track
+            track.name = "VMCLIP export"
+            track.strips.new(baked.name, context.scene.frame_start, baked)
+            ad.action = None
+            bpy.ops.export_scene.fbx(
+                filepath=filepath,
+                use_selection=True,
+                object_types={"ARMATURE", "MESH"},
+                add_leaf_bones=False,
+                bake_anim=True,
+                bake_anim_use_all_actions=False,
+                bake_anim_use_nla_strips=True,
+                bake_anim_force_startend_keying=True,
+                bake_anim_step=1.0,
+                bake_anim_simplify_factor=0.0,
+                use_armature_deform_only=False,
+            )
+        finally:
+            ad.nla_tracks.remove(track)
+            for other in ad.nla_tracks:
+                other.mute = muted.get(other.name, other.mute)
+            ad.action = action
+            bpy.data.actions.remove(baked)
 
     _export_scene(context, arm, helper, write)
 
