@@ -621,7 +621,7 @@ def bake_shown(context, arm):
     from bpy_extras import anim_utils
 
     scene = context.scene
-    options = anim_utils.BakeOptions(
+    options = dict(
         only_selected=False,
         do_pose=True,
         do_object=False,
@@ -637,9 +637,15 @@ def bake_shown(context, arm):
     )
     ad = arm.animation_data
     before = ad.action
-    baked = anim_utils.bake_action(
-        arm, action=None, frames=range(scene.frame_start, scene.frame_end + 1), bake_options=options
-    )
+    frames = range(scene.frame_start, scene.frame_end + 1)
+    if hasattr(anim_utils, "BakeOptions"):  # Blender 3.6+
+        baked = anim_utils.bake_action(
+            arm, action=None, frames=frames, bake_options=anim_utils.BakeOptions(**options)
+        )
+    else:  # Blender 3.4: the options as keywords (location, rotation and scale always baked)
+        for key in ("do_location", "do_rotation", "do_scale", "do_bbone", "do_custom_props"):
+            options.pop(key)
+        baked = anim_utils.bake_action(arm, action=None, frames=frames, **options)
     ad.action = before
     return baked
 
