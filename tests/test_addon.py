@@ -395,7 +395,7 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
     assert result["first"] != result["second"]
     # both takes on the NLA (the first muted, never removed) under one tweak layer
     assert result["actions"] == {result["first"]: True, result["second"]: True, result["tweak"]: True}
-    assert result["tracks"] == [("VMCLIP Take 1", True), ("VMCLIP Take 2", False)]
+    assert result["tracks"] == [["VMCLIP Take 1", True], ["VMCLIP Take 2", False]]
     assert result["connection"] == "CONNECTED" and f"Generated {n} frames" in result["status"]
     assert result["prompt_prop"] == "a person walks forward and waves"
     assert result["mode_after"] == "POSE"
@@ -738,9 +738,13 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
         settings.prompt, settings.seconds, settings.seed = "a person waves", 1.0, 3
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         arm = settings.armature
-        # The artist's tweak: bend the left elbow at frame 10 and key it.
-        scene.frame_set(10)
+        # The artist's tweak on the tweak layer: bend the left elbow at frame 10 and key it, between
+        # two keys of the generated pose (frames 5 and 15) that keep the layer neutral elsewhere.
         pb = arm.pose.bones["left_elbow"]
+        for f in (5, 15):
+            scene.frame_set(f)
+            pb.keyframe_insert("rotation_quaternion", frame=f)
+        scene.frame_set(10)
         edited = mathutils.Quaternion((0.0, 1.0, 0.0), 1.2)
         pb.rotation_quaternion = edited
         pb.keyframe_insert("rotation_quaternion", frame=10)
@@ -783,7 +787,7 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
     assert angle_between(as_mat(original.poses[9, elbow]), expect) > 0.1
     # Every other joint and frame went out as generated.
     others = np.ones(sent.poses.shape[:2], bool)
-    others[8:11, elbow] = False  # the tweak bends the curve around its key (Bezier handles)
+    others[5:14, elbow] = False  # the tweak layer's curve between its neutral keys (frames 5 and 15)
     err = angle_between(as_mat(sent.poses[others]), as_mat(original.poses[others]))
     assert err.max() < 1e-3
     assert np.abs(sent.trans - original.trans).max() < 1e-4
