@@ -155,6 +155,8 @@ def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
     tweak = bpy.data.actions.get(arm.get("vmclip_tweak_action", ""))  # (write_action replaced ad.action)
     if tweak is None and ad.action is not None and ad.action.get("vmclip_tweak"):
         tweak = ad.action
+    if ad.action is not None and ad.action is not tweak:
+        ad.action.use_fake_user = True  # the rig's own animation (an imported BVH's) is kept
     ad.action = None
     track = ad.nla_tracks.new(prev=previous[-1] if previous else None)
     track.name = f"{TAKE_TRACK_PREFIX} {len(previous) + 1}"

@@ -232,6 +232,23 @@ def _snap(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rest_axes(rest: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(SMPL axes -> armature axes, whether the rest pose stands): read off a standing rest pose (up =
+    pelvis to neck, left = right hip to left hip, legs hanging below the hips); Blender's convention
+    (Z up, facing -Y) for a rest pose that is not a person standing."""
+    j = ROLE_INDEX
+    up = rest[j["neck"]] - rest[j["pelvis"]]
+    left = rest[j["left_hip"]] - rest[j["right_hip"]]
+    leg = rest[j["left_ankle"]] - rest[j["left_hip"]]
+    unit = [v / max(np.linalg.norm(v), 1e-12) for v in (up, left, leg)]
+    standing = unit[2] @ unit[0] < -0.8 and abs(unit[1] @ unit[0]) < 0.3
+    if standing:
+        up_s, left_s = _snap(up), _snap(left)
+        if abs(up_s @ left_s) < 0.5:
+            return np.stack([left_s, up_s, np.cross(left_s, up_s)], axis=1), True
+    return smpl.C.copy(), False
+
+
 def rest_points(arm, rm: RigMap) -> np.ndarray:
     pts = np.full((len(ROLES), 3), np.nan)
     for role in rm.bones:
@@ -263,11 +280,7 @@ def rig_frame(arm, rm: RigMap, sk: smpl.Skeleton) -> RigFrame:
     calibration, leg-length scale and floor of the rig."""
     rest = rest_points(arm, rm)
     j = ROLE_INDEX
-    up = _snap(rest[j["neck"]] - rest[j["pelvis"]])
-    left = _snap(rest[j["left_hip"]] - rest[j["right_hip"]])
-    if abs(up @ left) > 0.5 or not np.linalg.norm(rest[j["neck"]] - rest[j["pelvis"]]) > 0:
-        raise RigProblem(f"'{arm.name}': its rest pose does not stand upright (hips and neck are in line)")
-    world = np.stack([left, up, np.cross(left, up)], axis=1)  # columns: SMPL x (left), y (up), z (fwd)
+    world, standing = _rest_axes(rest)
     rest_smpl = rest @ world  # armature -> SMPL axes (world is orthonormal)
     offsets = sk.offsets
     cal = np.stack([rig_roles.rest_calibration(r, offsets, rest_smpl) for r in ROLES])
@@ -284,7 +297,10 @@ def rig_frame(arm, rm: RigMap, sk: smpl.Skeleton) -> RigFrame:
     ]
     scale = float(np.mean(legs) / np.mean(smpl_legs))
     feet = _foot_rest_points(arm, rm)
-    floor = float(min(p @ up for _, p in feet)) if feet else float(rest_smpl[:, 1].min())
+    up = world[:, 1]
+    # (a rest pose that is not a standing person, as BVH files with baked joint orients have, gives
+    # no floor: the armature's ground plane then)
+    floor = float(min(p @ up for _, p in feet)) if feet and standing else 0.0
     pelvis = rest_smpl[j["pelvis"]]
     origin = np.array([pelvis[0], 0.0, pelvis[2]])
     return RigFrame(world, rest, cal, scale, floor, origin)

@@ -92,6 +92,14 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str):
     for pb in arm.pose.bones:  # keyed bones start from rest; the rest of the rig keeps its pose
         if pb.name in rm.drive.values():
             pb.rotation_mode = "QUATERNION"
+    for name in _between_mapped(arm, rm):  # unkeyed links of the chain must follow rigidly: at rest
+        pb = arm.pose.bones[name]
+        pb.location, pb.rotation_quaternion, pb.rotation_euler, pb.scale = (
+            (0, 0, 0),
+            (1, 0, 0, 0),
+            (0, 0, 0),
+            (1, 1, 1),
+        )
     if rm.kind != "deform bones":
         rigmap.set_fk(arm)
     action = keying.write_action(arm, name, channels, frames)
@@ -101,6 +109,19 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str):
         note += f" (the control rig leaves up to {worst:.1f} degrees on its deform bones)"
     context.scene.frame_end = int(round(frames[-1]))
     return action, note
+
+
+def _between_mapped(arm, rm: rigmap.RigMap) -> set[str]:
+    """Unkeyed bones on the chains from the rig's root to its keyed bones (a BVH's twist bones, say)."""
+    keyed = set(rm.drive.values())
+    out = set()
+    for name in keyed | set(rm.bones.values()):
+        bone = arm.data.bones[name].parent
+        while bone is not None and bone.name not in out:
+            if bone.name not in keyed:
+                out.add(bone.name)
+            bone = bone.parent
+    return out if rm.kind == "deform bones" else set()  # (a control rig's mechanism bones stay as they are)
 
 
 def is_mapped(arm) -> bool:
