@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.props import CollectionProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import backend, body, compat, rig, smpl
+from . import backend, body, compat, keying, regenerate, rig, rigmap, smpl, targets
 from .props import _tag_redraw, preferences
 
 POLL_SECONDS = 0.1
@@ -68,12 +69,26 @@ def prompt_of(context) -> str:
 
 
 def animated_armature(context):
+    """The panel's rig when it carries a generated motion (an SMPL-24 rig or a mapped one)."""
     arm = _settings(context).armature
-    if arm is None or not rig.is_smpl_armature(arm):
+    if arm is None or not (rig.is_smpl_armature(arm) or targets.is_mapped(arm)):
         return None
-    if arm.animation_data is None or arm.animation_data.action is None:
+    ad = arm.animation_data
+    if ad is None or (ad.action is None and keying.current_take(arm) is None):
         return None
     return arm
+
+
+def target_map(context):
+    """The rig map Generate will use: None for an SMPL-24 rig (or none yet), else the mapped rig's.
+    Raises InputProblem (nothing changed) for a rig that cannot be mapped."""
+    arm = _settings(context).armature
+    if arm is None or rig.is_smpl_armature(arm):
+        return None
+    try:
+        return targets.map_target(_settings(context), arm)
+    except rigmap.RigProblem as exc:
+        raise backend.InputProblem(str(exc)) from None
 
 
 class _BackendOperator:
@@ -219,6 +234,7 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
     def start_job(self, context) -> backend.Job:
         settings = _settings(context)
         prompt = prompt_of(context)
+        self._rigmap = target_map(context)  # a rig that cannot take the motion stops here
         seconds, seed = float(settings.seconds), int(settings.seed)
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
@@ -226,7 +242,9 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         # With photos in the list, the person is analysed too (the backend caches it per photo set), so
         # the viewport can show the person's own body on the rig. A photo that cannot be read only
         # costs the body, not the motion.
-        self._photos, self._photo_problem = image_paths(context), None
+        # (A mapped rig of the artist's does not wear the fitted body: no analysis for it.)
+        self._photos = image_paths(context) if self._rigmap is None else []
+        self._photo_problem = None
         images = []
         try:
             images = read_images(context) if self._photos else []
@@ -252,6 +270,14 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
 
     def finish(self, context, result) -> None:
         motion, analysis = result
+        if self._rigmap is not None:
+            text = finish_on_rig(self, context, motion, self._rigmap, self._request)
+        else:
+            text = self._finish_smpl(context, motion, analysis)
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+    def _finish_smpl(self, context, motion, analysis) -> str:
         settings = _settings(context)
         created = not rig.is_smpl_armature(settings.armature)
         arm = rig.ensure_armature(context, smpl.Skeleton(), settings.armature)  # (new rig: object mode)
@@ -269,8 +295,7 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         action = rig.apply_motion(
             context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, f"VMCLIP {prompt[:48]}"
         )
-        action["vmclip_prompt"] = prompt
-        action["vmclip_seed"] = self._request["seed"]
+        keys = make_take(context, arm, action, motion, self._request)
         fitted = None
         if mesh is not None:
             try:
@@ -285,15 +310,45 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
             context.view_layer.objects.active = arm
         text = (
             f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto action '{action.name}', "
-            f"frames {context.scene.frame_start}-{context.scene.frame_end}"
+            f"frames {context.scene.frame_start}-{context.scene.frame_end}; {keys}"
         )
         if fitted is not None:
             text += f"; the person's body is on the rig as '{fitted.name}'"
         if note:
             self.report({"WARNING"}, f"No fitted body: {note}")
             text += f"; no fitted body ({note})"
-        self.report({"INFO"}, text)
-        set_status(context, text, progress=1.0)
+        return text
+
+
+def make_take(context, arm, action, motion, request) -> str:
+    """Thin the new action's keys (panel tolerances), label it and put it on the rig's NLA as the
+    newest take under the tweak layer; returns a few words on the keys for the report."""
+    settings = _settings(context)
+    action["vmclip_prompt"] = request["prompt"]
+    action["vmclip_seed"] = request["seed"]
+    frames = keying.scene_frames(context.scene, len(motion.poses), motion.fps)
+    words = f"{len(frames)} keys per channel"
+    if settings.reduce_keys and len(frames) > 2:
+        before, after = keying.reduce_keys(
+            action, arm, frames, settings.key_tolerance_deg, settings.key_tolerance_mm / 1000.0
+        )
+        words = f"{after} of {before} keys kept ({100.0 * after / max(before, 1):.0f} %)"
+    tweak = keying.push_take(context.scene, arm, action)
+    context.scene.frame_set(context.scene.frame_start)
+    return f"{words}; tweak layer '{tweak.name}'"
+
+
+def finish_on_rig(op, context, motion, rm, request) -> str:
+    """Generate's ending for a mapped rig: key the motion on the rig's own bones as a new take."""
+    arm = _settings(context).armature
+    if context.mode != "OBJECT" and context.object is not arm:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    action, note = targets.key_motion(context, arm, rm, motion, f"VMCLIP {request['prompt'][:48]}")
+    keys = make_take(context, arm, action, motion, request)
+    return (
+        f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto '{arm.name}' as take "
+        f"'{action.name}', frames {context.scene.frame_start}-{context.scene.frame_end}; {note}; {keys}"
+    )
 
 
 class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
@@ -315,7 +370,7 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
             cls.poll_message_set("Add at least one source image")
             return False
         if animated_armature(context) is None:
-            cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+            cls.poll_message_set("Generate a motion first (the panel's rig has no generated motion)")
             return False
         return True
 
@@ -329,9 +384,9 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
         images = read_images(context)
         arm = animated_armature(context)
         if arm is None:
-            raise backend.InputProblem("Generate a motion first: no animated SMPL-24 armature in the panel")
+            raise backend.InputProblem("Generate a motion first: the panel's rig has no generated motion")
         scene = context.scene
-        poses, trans, names = rig.sample_motion(context, arm, scene.frame_start, scene.frame_end)
+        poses, trans, names = targets.sample_rig(context, arm, scene.frame_start, scene.frame_end)
         if names != list(smpl.JOINT_NAMES):
             raise backend.InputProblem("The armature lacks SMPL-24 bones; generate onto a fresh armature")
         proto = backend.protocol_module()
@@ -476,7 +531,7 @@ def _export_poll(cls, context) -> bool:
         cls.poll_message_set("Wait for the running request to finish")
         return False
     if animated_armature(context) is None:
-        cls.poll_message_set("Generate a motion first (no animated SMPL-24 armature)")
+        cls.poll_message_set("Generate a motion first (the panel's rig has no generated motion)")
         return False
     return True
 
@@ -486,7 +541,7 @@ class _ExportBase:
         """The animated SMPL-24 armature to export, or None after reporting why there is none."""
         arm = animated_armature(context)
         if arm is None:
-            self.report({"ERROR"}, "Generate a motion first: no animated SMPL-24 armature")
+            self.report({"ERROR"}, "Generate a motion first: the panel's rig has no generated motion")
         return arm
 
     def _select_only(self, context, objs) -> tuple:
@@ -530,54 +585,154 @@ class VMCLIP_OT_export_fbx(_ExportBase, bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
-    """FBX through Blender's exporter: the armature, its skinned body and the active action baked at
-    every frame (edits, interpolation and constraints included), as one take that starts at time 0.
+def skinned_meshes(arm) -> list:
+    """The meshes the rig deforms (the character's own, the fitted body or the mannequin)."""
+    return [
+        o
+        for o in bpy.data.objects
+        if o.type == "MESH" and any(m.type == "ARMATURE" and m.object == arm for m in o.modifiers)
+    ]
 
-    FBX takes the bones' rest pose from the skin's bind pose; without a skinned mesh importers fall
-    back to the exported pose, so a temporary proxy body is added when the user has removed the body.
-    The action goes out through a temporary NLA strip: that is the exporter's only mode that writes
-    just this action with its first frame at time 0 (so importers put it back on the same frames)."""
+
+def _export_scene(context, arm, helper, write) -> None:
+    """Select the rig and the meshes it deforms (a temporary mannequin when there are none: FBX and
+    glTF take the rest pose from a skin's bind pose) and run `write`; the scene is left as it was."""
     helper = helper or _ExportBase()
-    ad = arm.animation_data
-    action = ad.action
-    body = rig.body_of(arm)
+    meshes = skinned_meshes(arm)
     temp_body = None
-    if body is None:
-        body = temp_body = rig.create_proxy_body(context, arm)
-    saved = helper._select_only(context, [arm, body])
+    if not meshes:
+        meshes = [temp_body := rig.create_proxy_body(context, arm)]
+    saved = helper._select_only(context, [arm, *meshes])
     frame = context.scene.frame_current
-    muted = {track.name: track.mute for track in ad.nla_tracks}
-    track = ad.nla_tracks.new()
     try:
-        for other in ad.nla_tracks:
-            other.mute = other != track
-        track.name = "VMCLIP export"
-        track.strips.new(action.name, int(action.frame_range[0]), action)
-        bpy.ops.export_scene.fbx(
-            filepath=filepath,
-            use_selection=True,
-            object_types={"ARMATURE", "MESH"},
-            add_leaf_bones=False,
-            bake_anim=True,
-            bake_anim_use_all_actions=False,
-            bake_anim_use_nla_strips=True,
-            bake_anim_force_startend_keying=True,
-            bake_anim_step=1.0,
-            bake_anim_simplify_factor=0.0,
-            use_armature_deform_only=False,
-        )
+        write()
     finally:
-        ad.nla_tracks.remove(track)
-        for other in ad.nla_tracks:
-            other.mute = muted.get(other.name, other.mute)
-        ad.action = action
         context.scene.frame_set(frame)
         helper._restore(context, saved)
         if temp_body is not None:
             mesh = temp_body.data
             bpy.data.objects.remove(temp_body)
             bpy.data.meshes.remove(mesh)
+
+
+def bake_shown(context, arm):
+    """A new action holding the rig's pose as Blender shows it (takes on the NLA, the tweak layer,
+    constraints, IK) at every frame of the scene's range, keyed on every bone."""
+    from bpy_extras import anim_utils
+
+    scene = context.scene
+    options = dict(
+        only_selected=False,
+        do_pose=True,
+        do_object=False,
+        do_visual_keying=True,
+        do_constraint_clear=False,
+        do_parents_clear=False,
+        do_clean=False,
+        do_location=True,
+        do_rotation=True,
+        do_scale=True,
+        do_bbone=False,
+        do_custom_props=False,
+    )
+    ad = arm.animation_data
+    before = ad.action
+    frames = range(scene.frame_start, scene.frame_end + 1)
+    if hasattr(anim_utils, "BakeOptions"):  # Blender 3.6+
+        baked = anim_utils.bake_action(
+            arm, action=None, frames=frames, bake_options=anim_utils.BakeOptions(**options)
+        )
+    else:  # Blender 3.4: the options as keywords (location, rotation and scale always baked)
+        for key in ("do_location", "do_rotation", "do_scale", "do_bbone", "do_custom_props"):
+            options.pop(key)
+        baked = anim_utils.bake_action(arm, action=None, frames=frames, **options)
+    ad.action = before
+    return baked
+
+
+def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
+    """FBX through Blender's exporter: the rig, the meshes it deforms and its animation as Blender
+    shows it (takes, tweak layer, constraints, IK; baked at every frame of the scene's range) as one
+    take that starts at time 0, so importers put it back on the same frames.
+
+    The baked action goes out through a temporary NLA strip, the exporter's only mode that writes
+    just this action with its first frame at time 0."""
+    ad = arm.animation_data
+
+    def write():
+        baked = bake_shown(context, arm)
+        action = ad.action
+        muted = {track.name: track.mute for track in ad.nla_tracks}
+        track = ad.nla_tracks.new()
+        try:
+            for other in ad.nla_tracks:
+                other.mute = other != track
+            track.name = "VMCLIP export"
+            track.strips.new(baked.name, context.scene.frame_start, baked)
+            ad.action = None
+            bpy.ops.export_scene.fbx(
+                filepath=filepath,
+                use_selection=True,
+                object_types={"ARMATURE", "MESH"},
+                add_leaf_bones=False,
+                bake_anim=True,
+                bake_anim_use_all_actions=False,
+                bake_anim_use_nla_strips=True,
+                bake_anim_force_startend_keying=True,
+                bake_anim_step=1.0,
+                bake_anim_simplify_factor=0.0,
+                use_armature_deform_only=False,
+            )
+        finally:
+            ad.nla_tracks.remove(track)
+            for other in ad.nla_tracks:
+                other.mute = muted.get(other.name, other.mute)
+            ad.action = action
+            bpy.data.actions.remove(baked)
+
+    _export_scene(context, arm, helper, write)
+
+
+def export_gltf(context, arm, filepath: str, helper: _ExportBase | None = None) -> None:
+    """glTF binary (.glb): the rig, its meshes and the animation as Blender shows it, sampled at every
+    frame of the scene's range (one animation)."""
+
+    def write():
+        bpy.ops.export_scene.gltf(
+            filepath=filepath,
+            export_format="GLB",
+            use_selection=True,
+            export_animations=True,
+            export_animation_mode="SCENE",
+            export_force_sampling=True,
+            export_frame_range=True,
+            export_bake_animation=True,
+        )
+
+    _export_scene(context, arm, helper, write)
+
+
+class VMCLIP_OT_export_gltf(_ExportBase, bpy.types.Operator, ExportHelper):
+    """Export the rig with its meshes and the animation as glTF binary (.glb)"""
+
+    bl_idname = "vmclip.export_gltf"
+    bl_label = "Export glTF"
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb", options={"HIDDEN"})
+
+    poll = classmethod(_export_poll)
+
+    def execute(self, context):
+        arm = self._armature(context)
+        if arm is None:
+            return {"CANCELLED"}
+        try:
+            export_gltf(context, arm, self.filepath, self)
+        except (RuntimeError, OSError, TypeError) as exc:
+            self.report({"ERROR"}, f"glTF export failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {os.path.basename(self.filepath)}")
+        return {"FINISHED"}
 
 
 class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
@@ -613,6 +768,247 @@ class VMCLIP_OT_export_bvh(_ExportBase, bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+class _EditOperator(_BackendOperator):
+    """Regenerate around the artist's edits: the rig's motion (as it shows, tweaks included) becomes
+    constraints on a new `generate_motion` request; the reply is keyed as a new take."""
+
+    keeps_outside = False
+
+    @classmethod
+    def poll(cls, context):
+        if not super().poll(context):
+            return False
+        if animated_armature(context) is None:
+            cls.poll_message_set("Generate a motion first")
+            return False
+        return True
+
+    def constraints(self, context, arm) -> dict:
+        raise NotImplementedError
+
+    def start_job(self, context) -> backend.Job:
+        arm = animated_armature(context)
+        if arm is None:
+            raise backend.InputProblem("Generate a motion first: the panel's rig has no generated motion")
+        settings, scene = _settings(context), context.scene
+        prompt = prompt_of(context)
+        target_map(context)  # a rig that cannot take the motion stops here
+        try:
+            cons = self.constraints(context, arm)
+        except regenerate.EditProblem as exc:
+            raise backend.InputProblem(str(exc)) from None
+        fps = scene.render.fps / scene.render.fps_base
+        n = len(cons["mask"])
+        seed = int(settings.seed)
+        self._request = {"prompt": prompt, "seed": seed, "fps": fps, "constraints": cons}
+        client = backend.make_client(preferences(context))
+
+        def work(client, report, job_id):
+            return client.generate_motion(
+                prompt, n / fps, seed, fps, constraints=cons, job_id=job_id, on_progress=report
+            )
+
+        return backend.Job(self.label, client, work)
+
+    def finish(self, context, motion) -> None:
+        arm = animated_armature(context)
+        cons = self._request["constraints"]
+        if len(motion.poses) != len(cons["mask"]):
+            raise backend.InputProblem(
+                f"the backend sent {len(motion.poses)} frames for a {len(cons['mask'])}-frame motion"
+            )
+        if self.keeps_outside:  # the frames outside the range are the old take's, exactly
+            keep = cons["mask"].all(-1) & ~self._pinned
+            poses, trans = regenerate.splice(motion.poses, motion.trans, self._base[0], self._base[1], keep)
+            motion = backend.protocol_module().MotionPayload(poses, trans, motion.fps, text=motion.text)
+        text = key_take_on(context, arm, motion, self._request, self.label)
+        removed = _drop_tweaks(arm, self._tweak_frames_taken(context))
+        if removed:
+            text += f"; {removed} tweak key(s) now held by the take"
+        self.report({"INFO"}, text)
+        set_status(context, text, progress=1.0)
+
+    def _tweak_frames_taken(self, context) -> set:
+        """Frames whose tweak keys the new take now holds (removed from the tweak layer)."""
+        return set()
+
+
+def key_take_on(context, arm, motion, request, label: str) -> str:
+    """Key a motion on the panel's rig (SMPL-24 or mapped) as a new take; a report line."""
+    name = f"VMCLIP {label}: {request['prompt'][:40]}"
+    if rig.is_smpl_armature(arm):
+        action = rig.apply_motion(
+            context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, name
+        )
+        note = "keyed on the SMPL-24 rig"
+    else:
+        rm = target_map(context)
+        action, note = targets.key_motion(context, arm, rm, motion, name)
+    keys = make_take(context, arm, action, motion, request)
+    return f"{label}: new take '{action.name}' ({len(motion.poses)} frames); {note}; {keys}"
+
+
+def _drop_tweaks(arm, frames: set) -> int:
+    """Remove the tweak layer's keys on `frames` (the new take holds those poses already)."""
+    ad = arm.animation_data
+    if not frames or ad is None or ad.action is None or not ad.action.get("vmclip_tweak"):
+        return 0
+    removed = 0
+    for fc in compat.action_fcurves(ad.action, arm):
+        for k in reversed(list(fc.keyframe_points)):
+            if int(round(k.co[0])) in frames:
+                fc.keyframe_points.remove(k)
+                removed += 1
+    return removed
+
+
+class VMCLIP_OT_regenerate_range(_EditOperator, bpy.types.Operator):
+    """Generate the preview range (or the selected keys' range) anew from the prompt, keeping every
+    frame outside it and the poses keyed on the tweak layer inside it"""
+
+    bl_idname = "vmclip.regenerate_range"
+    bl_label = "Regenerate Range"
+    label = "Regenerate Range"
+    keeps_outside = True
+
+    def constraints(self, context, arm) -> dict:
+        first, last = regenerate.edit_range(context, arm)
+        start = context.scene.frame_start
+        poses, trans = regenerate.sample(context, arm)
+        self._base = regenerate.sample(context, arm, with_tweaks=False)
+        pinned = [f - start for f in regenerate.tweak_frames(arm) if first <= f <= last]
+        self._pinned = np.zeros(len(poses), bool)
+        self._pinned[pinned] = True
+        self._range = (first, last)
+        return regenerate.range_constraints(poses, trans, first - start, last - start, pinned)
+
+    def _tweak_frames_taken(self, context) -> set:
+        start = context.scene.frame_start
+        return {start + int(t) for t in np.flatnonzero(self._pinned)}
+
+
+class VMCLIP_OT_inbetween(_EditOperator, bpy.types.Operator):
+    """Generate the motion between the key poses on the tweak layer (they are held, the rest is new)"""
+
+    bl_idname = "vmclip.inbetween"
+    bl_label = "In-between"
+    label = "In-between"
+
+    def constraints(self, context, arm) -> dict:
+        start = context.scene.frame_start
+        poses, trans = regenerate.sample(context, arm)
+        self._keys = [f - start for f in regenerate.tweak_frames(arm)]
+        return regenerate.key_constraints(poses, trans, self._keys)
+
+    def _tweak_frames_taken(self, context) -> set:
+        return {context.scene.frame_start + t for t in self._keys}
+
+
+class VMCLIP_OT_follow_path(_EditOperator, bpy.types.Operator):
+    """Generate the motion again with the root walking along the path curve (its ground path)"""
+
+    bl_idname = "vmclip.follow_path"
+    bl_label = "Follow Path"
+    label = "Follow Path"
+
+    def constraints(self, context, arm) -> dict:
+        scene = context.scene
+        ground = regenerate.curve_ground_path(context, _settings(context).path_curve, arm)
+        return regenerate.path_constraints(scene.frame_end - scene.frame_start + 1, ground)
+
+
+def _rig_in_panel(context):
+    arm = _settings(context).armature
+    return arm if arm is not None and not rig.is_smpl_armature(arm) else None
+
+
+class VMCLIP_OT_map_rig(bpy.types.Operator):
+    """Map the rig's bones to the 24 SMPL roles by name and structure (fills the mapping table)"""
+
+    bl_idname = "vmclip.map_rig"
+    bl_label = "Map Bones"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if _rig_in_panel(context) is None:
+            cls.poll_message_set("Pick a humanoid armature as the Rig first")
+            return False
+        return True
+
+    def execute(self, context):
+        settings, arm = _settings(context), _rig_in_panel(context)
+        rm = targets.auto_table(settings, arm)
+        missing = [r for r in rigmap.REQUIRED if r not in rm.bones]
+        if missing:
+            text = f"'{arm.name}': no bone found for {', '.join(missing)}: pick them in the table"
+            self.report({"WARNING"}, text)
+        else:
+            unsure = [r for r in rm.unsure if r in rm.bones]
+            text = f"Mapped {len(rm.bones)} of 24 roles on '{arm.name}'"
+            text += f"; check {', '.join(unsure)}" if unsure else ""
+            self.report({"INFO"}, text)
+        set_status(context, text, error=bool(missing))
+        return {"FINISHED"}
+
+
+class VMCLIP_OT_save_rig_map(bpy.types.Operator):
+    """Save the mapping table as a preset, to map rigs with the same bone names"""
+
+    bl_idname = "vmclip.save_rig_map"
+    bl_label = "Save Bone Map Preset"
+
+    name: StringProperty(name="Name", default="My rig")
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        try:
+            path = targets.save_preset(_settings(context), self.name)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, f"Preset not saved: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved bone map preset {path}")
+        return {"FINISHED"}
+
+
+def _preset_items(_self, _context):
+    return [(name, name, "") for name in targets.presets()] or [("", "(no presets)", "")]
+
+
+class VMCLIP_OT_load_rig_map(bpy.types.Operator):
+    """Fill the mapping table from a saved preset"""
+
+    bl_idname = "vmclip.load_rig_map"
+    bl_label = "Load Bone Map Preset"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "preset"
+
+    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
+
+    @classmethod
+    def poll(cls, context):
+        return _rig_in_panel(context) is not None
+
+    def invoke(self, context, event):
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        if not self.preset:
+            self.report({"ERROR"}, "No bone map presets saved yet")
+            return {"CANCELLED"}
+        path = os.path.join(targets.preset_dir(), f"{self.preset}.json")
+        try:
+            n = targets.load_preset(_settings(context), _rig_in_panel(context), path)
+        except (ValueError, rigmap.RigProblem) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Loaded {n} roles from '{self.preset}'")
+        return {"FINISHED"}
+
+
 CLASSES = (
     VMCLIP_OT_generate_motion,
     VMCLIP_OT_bake_video,
@@ -621,7 +1017,14 @@ CLASSES = (
     VMCLIP_OT_add_images,
     VMCLIP_OT_remove_image,
     VMCLIP_OT_export_fbx,
+    VMCLIP_OT_export_gltf,
     VMCLIP_OT_export_bvh,
+    VMCLIP_OT_regenerate_range,
+    VMCLIP_OT_inbetween,
+    VMCLIP_OT_follow_path,
+    VMCLIP_OT_map_rig,
+    VMCLIP_OT_save_rig_map,
+    VMCLIP_OT_load_rig_map,
 )
 
 

@@ -101,6 +101,18 @@ def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
 
+def _is_curve(_self, obj) -> bool:
+    return obj.type == "CURVE"
+
+
+class VMCLIP_BoneMap(bpy.types.PropertyGroup):
+    """One row of the rig's mapping table: an SMPL-24 role and the rig bone that plays it."""
+
+    role: StringProperty(name="Role", description="SMPL-24 joint")
+    bone: StringProperty(name="Bone", description="The rig's bone for this role (empty: none)")
+    unsure: BoolProperty(name="Unsure", description="Found by a structural rule or not at all: check it")
+
+
 class VMCLIP_Settings(bpy.types.PropertyGroup):
     """Per-scene inputs, saved with the .blend file."""
 
@@ -121,7 +133,39 @@ class VMCLIP_Settings(bpy.types.PropertyGroup):
         type=bpy.types.Object,
         name="Armature",
         poll=_is_armature,
-        description="SMPL-24 armature to animate (created on the first Generate)",
+        description="The rig to animate: any humanoid armature (its bones are mapped to SMPL-24 roles), "
+        "or empty to create an SMPL-24 rig on the first Generate",
+    )
+    bone_map: CollectionProperty(type=VMCLIP_BoneMap, name="Bone map")
+    bone_map_index: IntProperty(name="Active role", default=0)
+    bone_map_rig: StringProperty(name="Mapped rig", description="The armature the mapping table was made for")
+    reduce_keys: BoolProperty(
+        name="Sparse keys",
+        default=True,
+        description="Thin the generated keys to a Bezier set within the tolerances below "
+        "(off: one key per frame)",
+    )
+    key_tolerance_deg: FloatProperty(
+        name="Rotation tolerance",
+        default=0.5,
+        min=0.01,
+        max=10.0,
+        precision=2,
+        description="Largest rotation error a thinned key set may have on any bone, degrees",
+    )
+    key_tolerance_mm: FloatProperty(
+        name="Root tolerance",
+        default=5.0,
+        min=0.1,
+        max=100.0,
+        precision=1,
+        description="Largest error a thinned key set may have on the root's path, millimetres",
+    )
+    path_curve: PointerProperty(
+        type=bpy.types.Object,
+        name="Path",
+        poll=_is_curve,
+        description="Follow Path: a curve object whose shape is the root's path on the ground",
     )
     video_size: EnumProperty(
         name="Video size",
@@ -152,7 +196,7 @@ class VMCLIP_State(bpy.types.PropertyGroup):
     status_is_error: BoolProperty(default=False)
 
 
-CLASSES = (VMCLIP_Preferences, VMCLIP_Image, VMCLIP_Settings, VMCLIP_State)
+CLASSES = (VMCLIP_Preferences, VMCLIP_Image, VMCLIP_BoneMap, VMCLIP_Settings, VMCLIP_State)
 
 
 def register() -> None:

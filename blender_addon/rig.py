@@ -123,12 +123,27 @@ def _prism(head, tail, r0: float, r1: float, sides: int = 10):
     return verts, faces
 
 
+# Rest heights (armature units) of a person the mannequin's radii fit as they are; a rig outside them
+# (centimetres, a toy) gets radii in proportion to its height.
+_PERSON_HEIGHTS = (0.8, 2.4)
+_PERSON_HEIGHT = 1.6  # head-to-foot span of a rig's bone heads, metres, for an adult
+
+
+def _body_size(arm_obj) -> float:
+    heights = [b.head_local.z for b in arm_obj.data.bones]
+    span = max(heights) - min(heights) if heights else _PERSON_HEIGHT
+    return 1.0 if _PERSON_HEIGHTS[0] < span < _PERSON_HEIGHTS[1] else max(span, 1e-6) / _PERSON_HEIGHT
+
+
 def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
     """A mannequin of tapered tubes, one per bone, rigidly skinned: it shows the motion in the viewport
     and gives FBX a skinned mesh, hence a bind pose."""
     verts, faces, groups = [], [], []
+    size = _body_size(arm_obj)
     for bone in arm_obj.data.bones:
-        r0, r1 = _RADII.get(_side_free(bone.name), (0.04, 0.035))
+        if not bone.use_deform:  # a control rig's handles are not part of the body
+            continue
+        r0, r1 = (r * size for r in _RADII.get(_side_free(bone.name), (0.04, 0.035)))
         v, f = _prism(bone.head_local, bone.tail_local, r0, r1)
         base = len(verts)
         verts.extend(v)

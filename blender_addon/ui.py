@@ -24,6 +24,46 @@ class VMCLIP_UL_images(bpy.types.UIList):
         layout.label(text=os.path.basename(path) or "(empty)", icon="IMAGE_DATA" if exists else "ERROR")
 
 
+class VMCLIP_UL_bone_map(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        arm = context.scene.vmclip.armature
+        row = layout.row(align=True)
+        row.label(text=item.role, icon="ERROR" if item.unsure else "BONE_DATA")
+        if arm is not None and arm.type == "ARMATURE":
+            row.prop_search(item, "bone", arm.data, "bones", text="")
+        else:
+            row.prop(item, "bone", text="")
+
+
+def _draw_rig(layout, context, settings) -> None:
+    """The rig's mapping table (for an armature that is not SMPL-24) and the key settings."""
+    arm = settings.armature
+    if (
+        arm is not None
+        and arm.type == "ARMATURE"
+        and not all(n in arm.data.bones for n in ("pelvis", "left_hip"))
+    ):
+        box = layout.box()
+        row = box.row(align=True)
+        row.label(text="Bone map", icon="GROUP_BONE")
+        row.operator("vmclip.map_rig", text="Map Bones")
+        row.operator("vmclip.load_rig_map", text="", icon="PRESET")
+        row.operator("vmclip.save_rig_map", text="", icon="ADD")
+        if settings.bone_map_rig == arm.name and len(settings.bone_map):
+            box.template_list(
+                "VMCLIP_UL_bone_map", "", settings, "bone_map", settings, "bone_map_index", rows=4
+            )
+        else:
+            box.label(text="Automatic (press Map Bones to check or fix)", icon="INFO")
+    box = layout.box()
+    row = box.row()
+    row.prop(settings, "reduce_keys")
+    sub = box.row(align=True)
+    sub.active = settings.reduce_keys
+    sub.prop(settings, "key_tolerance_deg", text="Degrees")
+    sub.prop(settings, "key_tolerance_mm", text="Root mm")
+
+
 class VMCLIP_PT_main(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -58,15 +98,25 @@ class VMCLIP_PT_main(bpy.types.Panel):
         col.prop(settings, "seconds")
         col.prop(settings, "seed")
         layout.prop(settings, "armature", text="Rig")
+        _draw_rig(layout, context, settings)
 
         col = layout.column()
         col.scale_y = 1.3
         col.operator("vmclip.generate_motion", icon="ARMATURE_DATA")
+        box = layout.box()
+        box.label(text="Regenerate around edits", icon="MOD_TIME")
+        row = box.row(align=True)
+        row.operator("vmclip.regenerate_range", text="Range")
+        row.operator("vmclip.inbetween", text="In-between")
+        row = box.row(align=True)
+        row.prop(settings, "path_curve", text="")
+        row.operator("vmclip.follow_path", text="Follow Path")
         row = layout.row(align=True)
         row.operator("vmclip.bake_video", icon="RENDER_ANIMATION")
         row.prop(settings, "video_size", text="")
         row = layout.row(align=True)
         row.operator("vmclip.export_fbx", icon="EXPORT")
+        row.operator("vmclip.export_gltf", text="glTF")
         row.operator("vmclip.export_bvh", text="BVH")
 
         if state.busy or state.status:
@@ -98,7 +148,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines[:8]
 
 
-CLASSES = (VMCLIP_UL_images, VMCLIP_PT_main)
+CLASSES = (VMCLIP_UL_images, VMCLIP_UL_bone_map, VMCLIP_PT_main)
 
 
 def register() -> None:

@@ -69,6 +69,8 @@ rig = import_module({module!r} + ".rig")
 compat = import_module({module!r} + ".compat")
 operators = import_module({module!r} + ".operators")
 backend = import_module({module!r} + ".backend")
+keying = import_module({module!r} + ".keying")
+settings.reduce_keys = False  # one key per frame, to compare exactly (thinning: test_addon_rigs.py)
 bpy.context.scene.render.fps = 30
 bpy.context.scene.frame_start = 1
 
@@ -85,7 +87,7 @@ def op_error(fn, *args, **kwargs):
 
 def keyed_quaternions(arm):
     """Raw keyframe values: {{bone: (frames, 4)}} and root location (frames, 3), plus key frames."""
-    fcs = compat.action_fcurves(arm.animation_data.action, arm)
+    fcs = compat.action_fcurves(keying.current_take(arm) or arm.animation_data.action, arm)
     out, frames = {{}}, None
     for fc in fcs:
         bone = fc.data_path.split('"')[1]
@@ -348,7 +350,7 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
         bpy.context.scene.frame_start = 11
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         arm = settings.armature
-        first = arm.animation_data.action.name
+        first = keying.current_take(arm).name
         data = keyed_quaternions(arm)
         rotation_modes = sorted({{pb.rotation_mode for pb in arm.pose.bones}})
         body = rig.body_of(arm)
@@ -359,12 +361,14 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         mode_after = bpy.context.mode
         actions = {{a.name: a.use_fake_user for a in bpy.data.actions}}
-        emit({{"data": data, "first": first, "second": arm.animation_data.action.name, "actions": actions,
+        emit({{"data": data, "first": first, "second": keying.current_take(arm).name, "actions": actions,
               "armatures": [o.name for o in bpy.data.objects if o.type == "ARMATURE"],
               "bones": [b.name for b in arm.data.bones], "modes": rotation_modes,
               "body": body.name if body else None, "range": [bpy.context.scene.frame_start,
               bpy.context.scene.frame_end], "status": state.status, "connection": state.connection,
-              "prompt_prop": arm.animation_data.action.get("vmclip_prompt"), "mode_after": mode_after}})
+              "prompt_prop": keying.current_take(arm).get("vmclip_prompt"), "mode_after": mode_after,
+              "tracks": [(t.name, t.mute) for t in arm.animation_data.nla_tracks],
+              "tweak": arm.animation_data.action.name}})
     """,
         tmp_path,
         addon_zip,
@@ -389,7 +393,9 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
     assert result["body"] == "VMCLIP_Body"
     assert result["armatures"] == ["VMCLIP_Armature"]  # the second generate reused the rig
     assert result["first"] != result["second"]
-    assert result["actions"] == {result["first"]: True, result["second"]: True}
+    # both takes on the NLA (the first muted, never removed) under one tweak layer
+    assert result["actions"] == {result["first"]: True, result["second"]: True, result["tweak"]: True}
+    assert result["tracks"] == [["VMCLIP Take 1", True], ["VMCLIP Take 2", False]]
     assert result["connection"] == "CONNECTED" and f"Generated {n} frames" in result["status"]
     assert result["prompt_prop"] == "a person walks forward and waves"
     assert result["mode_after"] == "POSE"
@@ -452,7 +458,7 @@ def test_modal_path_polls_the_worker(tmp_path, addon_zip, motion_server):
             ticks += 1
             other = Op.modal(op, ctx, types.SimpleNamespace(type="MOUSEMOVE", value="NOTHING"))
             assert other == {{"PASS_THROUGH"}}  # the rest of Blender keeps its events
-        keyed = settings.armature is not None and settings.armature.animation_data.action is not None
+        keyed = settings.armature is not None and keying.current_take(settings.armature) is not None
         busy_after = state.busy
         # Loading another file while a request runs (Blender drops modal operators then): not stuck busy.
         op._start(ctx)
@@ -732,9 +738,13 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
         settings.prompt, settings.seconds, settings.seed = "a person waves", 1.0, 3
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         arm = settings.armature
-        # The artist's tweak: bend the left elbow at frame 10 and key it.
-        scene.frame_set(10)
+        # The artist's tweak on the tweak layer: bend the left elbow at frame 10 and key it, between
+        # two keys of the generated pose (frames 5 and 15) that keep the layer neutral elsewhere.
         pb = arm.pose.bones["left_elbow"]
+        for f in (5, 15):
+            scene.frame_set(f)
+            pb.keyframe_insert("rotation_quaternion", frame=f)
+        scene.frame_set(10)
         edited = mathutils.Quaternion((0.0, 1.0, 0.0), 1.2)
         pb.rotation_quaternion = edited
         pb.keyframe_insert("rotation_quaternion", frame=10)
@@ -777,7 +787,7 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
     assert angle_between(as_mat(original.poses[9, elbow]), expect) > 0.1
     # Every other joint and frame went out as generated.
     others = np.ones(sent.poses.shape[:2], bool)
-    others[8:11, elbow] = False  # the tweak bends the curve around its key (Bezier handles)
+    others[5:14, elbow] = False  # the tweak layer's curve between its neutral keys (frames 5 and 15)
     err = angle_between(as_mat(sent.poses[others]), as_mat(original.poses[others]))
     assert err.max() < 1e-3
     assert np.abs(sent.trans - original.trans).max() < 1e-4

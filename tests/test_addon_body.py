@@ -179,7 +179,8 @@ def test_body_mesh_is_skinned_and_textured(body_run):
     assert "the person's body is on the rig" in r["status"]
     # A second Generate with the same photo updates the body in place; the first action is kept.
     assert r["second"]["bodies"] == ["VMCLIP_Armature_body"]
-    assert len(r["second"]["actions"]) == 2 and all(fake for _, fake in r["second"]["actions"])
+    # (two takes and the tweak layer)
+    assert len(r["second"]["actions"]) == 3 and all(fake for _, fake in r["second"]["actions"])
 
 
 def test_rig_rest_pose_is_the_persons(body_run):

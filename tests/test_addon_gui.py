@@ -279,8 +279,9 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
         assert result.get("fitted_body") == "VMCLIP_Armature_body", result
         assert result["groups"] == 24 and result["body_images"] == [str(photo)]
         assert result["color_type"] == "TEXTURE"
-    assert result["keys"] == result["frame_range"][1] - result["frame_range"][0] + 1
-    assert abs(result["keys"] - 61) <= 1  # 2 s at 30 fps
+    # sparse keys (the panel's default): the densest curve has fewer keys than frames
+    assert 2 <= result["keys"] < result["frame_range"][1] - result["frame_range"][0] + 1
+    assert abs(result["frame_range"][1] - result["frame_range"][0] + 1 - 61) <= 1  # 2 s at 30 fps
     assert result["connection"] == "CONNECTED" and "Generated" in result["status"], (kind, result)
     # Blender kept running its event loop while the backend worked: a timer asks every 50 ms; how often
     # it gets through depends on how fast software OpenGL redraws, but a UI blocked on the request

@@ -19,6 +19,9 @@ def _demo(*args, cwd):
         (["--prompt", ""], "prompt"),
         (["--prompt", "x" * 600], "prompt"),
         (["--image", "no-such-photo.jpg"], "no-such-photo.jpg"),
+        (["--rig", "no-such-rig.fbx"], "no-such-rig.fbx: no such file"),
+        (["--rig", "notes.txt"], "expected 'rigify' or a .blend"),
+        (["--rig", "rigify", "--direct"], "--rig needs blender"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, needle):

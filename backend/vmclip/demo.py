@@ -42,6 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion (default 0)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
     p.add_argument(
+        "--rig",
+        default=None,
+        metavar="PATH|rigify",
+        help="animate this humanoid rig instead of the SMPL-24 one: a .blend, .fbx, .glb/.gltf or .bvh "
+        "holding an armature (a member of a zip may be named as if the zip were its folder), or "
+        "'rigify' for the rig Rigify generates from its human metarig",
+    )
+    p.add_argument(
         "--direct",
         action="store_true",
         help="run the pipeline in this process, without the server and Blender",
@@ -68,6 +76,7 @@ def _write_motion_files(motion, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vmclip.demo_blender import resolve_rig
     from vmclip.errors import InputError, VmclipError
     from vmclip.fileio import check_writable
     from vmclip.t2m.generate import validate_prompt, validate_seconds, validate_seed
@@ -80,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out / "demo.mp4")
+    rig = resolve_rig(args.rig, out) if getattr(args, "rig", None) else None
+    if rig is not None and args.direct:
+        raise InputError("--rig needs Blender: it cannot be combined with --direct")
 
     if args.image:
         images = [Path(p) for p in args.image]
@@ -149,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             seconds,
             seed,
             size=args.size,
+            rig=rig,
             log=lambda *a: _say(" ".join(str(x) for x in a)),
         )
     finally:

@@ -12,6 +12,9 @@ through the add-on's operators, and leaves in `out_dir`:
 - `demo.mp4`: the photographed person moving as the armature does, rendered by the backend;
 - `demo.fbx`: armature, skinned body and the action as one take.
 
+With `rig` ('rigify' or a .blend/.fbx/.glb/.bvh path), the motion goes onto that humanoid rig instead
+(its bones mapped to the SMPL-24 roles by the add-on; Rigify's rig is generated from its metarig).
+
 Outputs appear only when everything has worked (written into a temporary folder inside `out_dir`,
 then moved into place).
 """
@@ -24,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +56,11 @@ def fail(msg):
     sys.exit(3)
 
 
+def bad(msg):  # the user's input (the rig) is the problem
+    say(bad_input=msg)
+    sys.exit(3)
+
+
 if bpy.ops.extensions.package_install_files(filepath=cfg["zip"], repo="user_default",
                                              enable_on_install=True) != {"FINISHED"}:
     fail("the add-on could not be installed into Blender")
@@ -65,6 +74,56 @@ scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
 settings = scene.vmclip
 settings.prompt, settings.seconds, settings.seed = cfg["prompt"], cfg["seconds"], cfg["seed"]
 settings.video_size = str(cfg["size"])
+
+
+def load_rig(spec):
+    # The artist's armature: Rigify's generated human, or the armature of an imported file.
+    before = set(bpy.data.objects)
+    if spec == "rigify":
+        import addon_utils
+        if not addon_utils.check("rigify")[1]:
+            bpy.ops.preferences.addon_enable(module="rigify")
+        bpy.ops.object.armature_human_metarig_add()
+        meta = bpy.context.object
+        bpy.ops.pose.rigify_generate()
+        rig = bpy.context.object
+        bpy.data.objects.remove(meta)  # the metarig only describes the rig; the demo keeps the rig
+        bpy.ops.object.mode_set(mode="OBJECT")
+        return rig
+    ext = os.path.splitext(spec)[1].lower()
+    if ext == ".blend":
+        with bpy.data.libraries.load(spec, link=False) as (src, dst):
+            dst.objects = list(src.objects)
+        for obj in dst.objects:
+            if obj is not None and obj.type in {"ARMATURE", "MESH"}:
+                scene.collection.objects.link(obj)
+    elif ext == ".fbx":
+        bpy.ops.import_scene.fbx(filepath=spec)
+    elif ext in (".glb", ".gltf"):
+        bpy.ops.import_scene.gltf(filepath=spec)
+    elif ext == ".bvh":
+        bpy.ops.import_anim.bvh(filepath=spec, global_scale=cfg.get("bvh_scale", 1.0))
+    arms = [o for o in bpy.data.objects if o not in before and o.type == "ARMATURE"]
+    if not arms:
+        bad(f"{os.path.basename(spec)} holds no armature")
+    if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    rig = max(arms, key=lambda o: len(o.data.bones))
+    heads = [rig.matrix_world @ b.head_local for b in rig.data.bones]
+    height = max(h.z for h in heads) - min(h.z for h in heads)
+    if not 0.5 < height < 4.0:  # a rig in centimetres (BVH, FBX): sized like a person for the camera
+        rig.scale = rig.scale * (1.7 / max(height, 1e-6))
+    if rig.animation_data is not None and rig.animation_data.action is not None:
+        rig.animation_data.action.use_fake_user = True  # the file's own motion stays in demo.blend
+    return rig
+
+
+if cfg.get("rig"):
+    say(stage=f"load rig {cfg['rig_name']}")
+    settings.armature = load_rig(cfg["rig"])
+    if bpy.ops.vmclip.map_rig() != {"FINISHED"} or bpy.context.window_manager.vmclip_state.status_is_error:
+        bad(bpy.context.window_manager.vmclip_state.status)
+    say(note=bpy.context.window_manager.vmclip_state.status)
 for path in cfg["images"]:
     settings.images.add().filepath = path
 work = cfg["work"]
@@ -87,8 +146,23 @@ def run(label, op, **kw):
 run("check connection", bpy.ops.vmclip.check_connection)
 # Jobs send progress at least once a second; 15 s of silence means the backend is gone.
 prefs.timeout_s, prefs.retries = 15.0, 1
-run("generate motion", bpy.ops.vmclip.generate_motion)
+say(stage="generate motion")
+t0 = time.monotonic()
+try:
+    outcome = bpy.ops.vmclip.generate_motion()
+except RuntimeError as exc:  # the add-on's ERROR report; a rig it cannot map is the user's input
+    msg = str(exc).strip().removeprefix("Error: ")
+    (bad if "humanoid" in msg or "no bone" in msg else fail)(f"generate motion: {msg}")
+if outcome != {"FINISHED"}:
+    fail(f"generate motion: {bpy.context.window_manager.vmclip_state.status or outcome}")
+say(done="generate motion", seconds=round(time.monotonic() - t0, 1))
 arm = settings.armature
+skinned = [m for o in bpy.data.objects if o.type == "MESH" for m in o.modifiers if m.type == "ARMATURE"]
+# A bare rig gets the add-on's mannequin on its deform bones, so demo.blend shows a body moving.
+if cfg.get("rig") and not any(m.object == arm for m in skinned):
+    import importlib
+
+    importlib.import_module(MODULE + ".rig").create_proxy_body(bpy.context, arm)
 # A camera on the rig, so that opening demo.blend and pressing F12 shows the motion too.
 cam = scene.camera
 if cam is not None:
@@ -111,6 +185,36 @@ say(result={"frames": scene.frame_end - scene.frame_start + 1, "action": action.
 """
 
 
+RIG_SUFFIXES = (".blend", ".fbx", ".glb", ".gltf", ".bvh")
+
+
+def resolve_rig(spec: str, work: Path) -> str:
+    """`--rig`: 'rigify', or the path of a file holding a humanoid armature. A path whose file is
+    missing is looked up in a zip named after one of its folders (how ../shared stores its mocap);
+    the member is extracted into `work`. InputError (one line) for anything else."""
+    if spec.strip().lower() == "rigify":
+        return "rigify"
+    path = Path(spec).expanduser()
+    if path.suffix.lower() not in RIG_SUFFIXES:
+        raise InputError(f"--rig {spec}: expected 'rigify' or a {', '.join(RIG_SUFFIXES)} file")
+    if path.is_file():
+        return str(path.resolve())
+    for folder in path.parents:
+        if not folder.name:
+            continue
+        archive = folder.with_name(folder.name + ".zip")
+        if archive.is_file():
+            member = path.relative_to(folder).as_posix()
+            with zipfile.ZipFile(archive) as z:
+                if member not in z.namelist():
+                    break
+                target = work / ".rig" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(member))
+                return str(target.resolve())
+    raise InputError(f"--rig {spec}: no such file")
+
+
 def _load_builder():
     path = REPO / "build_addon.py"
     if not path.is_file():
@@ -130,6 +234,7 @@ def run_blender_demo(
     seed: int = 0,
     *,
     size: int = 512,
+    rig: str | None = None,
     timeout_s: float = 3600.0,
     log=print,
 ) -> dict:
@@ -166,13 +271,15 @@ def run_blender_demo(
             "size": int(size),
             "images": [str(p) for p in images],
             "work": str(work),
+            "rig": rig,
+            "rig_name": Path(rig).name if rig else None,
         }
         (tmp_path / "cfg.json").write_text(json.dumps(cfg))
         (tmp_path / "demo_script.py").write_text(_SCRIPT)
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
         cmd = [sys.executable, str(tmp_path / "demo_script.py"), str(tmp_path / "cfg.json")]
         summary: dict = {}
-        error = None
+        error = bad_input = None
         tail: list[str] = []
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
@@ -189,6 +296,8 @@ def run_blender_demo(
                         log(f"blender: {msg['note']}")
                     elif "error" in msg:
                         error = msg["error"]
+                    elif "bad_input" in msg:
+                        bad_input = msg["bad_input"]
                     elif "result" in msg:
                         summary = msg["result"]
                 else:
@@ -197,6 +306,8 @@ def run_blender_demo(
         except subprocess.TimeoutExpired:
             proc.kill()
             raise VmclipError(f"headless Blender did not finish within {timeout_s:.0f} s") from None
+        if bad_input is not None:
+            raise InputError(f"--rig: {bad_input}")
         if error is not None:
             raise VmclipError(f"Blender demo: {error}")
         if proc.returncode != 0 or not summary:

@@ -117,18 +117,25 @@ def press_generate() -> None:
     state["result"]["invoke_outcome"] = sorted(outcome)
 
 
+def take_action(arm):
+    """The newest generated take (the NLA track the add-on puts it on), or None."""
+    data = arm.animation_data if arm is not None else None
+    tracks = [t for t in data.nla_tracks if t.name.startswith("VMCLIP Take")] if data is not None else []
+    return tracks[-1].strips[0].action if tracks and len(tracks[-1].strips) else None
+
+
 def keyed_summary() -> dict:
     scene = bpy.context.scene
     arm = scene.vmclip.armature
     wm_state = bpy.context.window_manager.vmclip_state
     out = {"status": wm_state.status, "connection": wm_state.connection, "busy": wm_state.busy}
-    if arm is not None and arm.animation_data and arm.animation_data.action:
-        action = arm.animation_data.action
+    action = take_action(arm)
+    if action is not None:
         fcs = list(action.fcurves)
         out.update(
             action=action.name,
             fcurves=len(fcs),
-            keys=len(fcs[0].keyframe_points) if fcs else 0,
+            keys=max((len(fc.keyframe_points) for fc in fcs), default=0),
             bones=len(arm.data.bones),
             frame_range=[scene.frame_start, scene.frame_end],
             body=any(c.type == "MESH" for c in arm.children),
@@ -153,9 +160,8 @@ def keyed_summary() -> dict:
 
 def rig_state() -> list:
     arm = bpy.data.objects.get("VMCLIP_Armature")
-    data = arm.animation_data if arm is not None else None
-    action = data.action.name if data is not None and data.action is not None else None
-    return [arm is not None, action, len(bpy.data.actions)]
+    action = take_action(arm)
+    return [arm is not None, action.name if action is not None else None, len(bpy.data.actions)]
 
 
 def undo_redo() -> dict:

@@ -28,10 +28,19 @@ How it works (all steps vectorised over frames):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
+from vmclip_protocol.rig_roles import (
+    CENTRE_CANDIDATES,
+    LEFT_CANDIDATES,
+    REQUIRED_ROLES,
+    ROLE_ORDER,
+    normalise,
+    rest_calibration,
+    shortest_rotation,
+    side_candidate,
+)
 
 from vmclip.errors import InputError
 from vmclip.motion.bvh_read import SourceMotion
@@ -46,139 +55,12 @@ from vmclip.motion.skeleton import (
     rest_positions,
 )
 
-# Normalised name candidates, best first; {left}/{l} stand for the side (left/l or right/r).
-# Normalising lowers case and drops '_', '.', ' ', ':' and known rig prefixes.
-_LEFT_CANDIDATES: dict[str, list[str]] = {
-    "left_hip": [
-        "{left}upleg",
-        "upperleg{l}",
-        "{l}thigh",
-        "{left}thigh",
-        "thigh{l}",
-        "{l}femur",
-        "{left}upperleg",
-        "{left}hip",
-        "{l}upleg",
-    ],
-    "left_knee": [
-        "{left}leg",
-        "lowerleg{l}",
-        "{l}calf",
-        "{left}shin",
-        "shin{l}",
-        "{l}tibia",
-        "{left}lowerleg",
-        "{left}knee",
-        "{l}leg",
-        "calf{l}",
-        "{left}calf",
-    ],
-    "left_ankle": ["{left}foot", "foot{l}", "{l}foot", "{left}ankle", "ankle{l}"],
-    "left_foot": [
-        "{left}toebase",
-        "toes{l}",
-        "{l}toebase",
-        "{l}toes",
-        "{left}toe",
-        "{left}toes",
-        "toe{l}",
-        "toebase{l}",
-        "{left}foot@end",
-        "foot{l}@end",
-        "{l}foot@end",
-        "{left}ankle@end",
-    ],
-    "left_shoulder": [
-        "{left}arm",
-        "upperarm{l}",
-        "{l}upperarm",
-        "{left}upperarm",
-        "{l}humerus",
-        "{left}shoulder",
-        "{l}arm",
-        "arm{l}",
-    ],
-    "left_collar": [
-        "{left}collar",
-        "{l}clavicle",
-        "shoulder{l}",
-        "{left}clavicle",
-        "{left}shoulder",
-        "clavicle{l}",
-        "{l}shoulder",
-    ],
-    "left_elbow": [
-        "{left}forearm",
-        "lowerarm{l}",
-        "{l}forearm",
-        "{left}lowerarm",
-        "forearm{l}",
-        "{l}radius",
-        "{left}elbow",
-        "{l}elbow",
-    ],
-    "left_wrist": [
-        "{left}wrist",
-        "{l}wrist",
-        "{left}hand",
-        "hand{l}",
-        "{l}hand",
-        "forearm{l}@end",
-        "{left}forearm@end",
-        "lowerarm{l}@end",
-    ],
-    "left_hand": [
-        "{left}handmiddle1",
-        "{l}mid1",
-        "{l}fingers",
-        "{left}fingers",
-        "{left}fingerbase",
-        "{left}handmid",
-        "{left}handend",
-        "{left}hand@end",
-        "hand{l}@end",
-        "{l}hand@end",
-        "{l}hand",
-        "{left}wrist@end",
-    ],
-}
-_CENTRE_CANDIDATES: dict[str, list[str]] = {
-    "pelvis": ["hips", "hip", "pelvis", "root"],
-    "neck": ["lowerneck", "neck", "necktwist01", "neck01"],
-    "head": ["head", "face"],
-}
-_PREFIXES = ("ccbase", "mixamorig", "joint", "bip01", "def")
-# Roles resolved in this order, so that ambiguous names (CMU's "LeftShoulder" is the collar in some
-# rigs and the upper arm in others) go to the role that needs them most.
-_ORDER = [
-    "pelvis",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "left_foot",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "left_collar",
-    "left_hand",
-    "neck",
-    "head",
-]
-_REQUIRED = [
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-]
+# The name rules (candidates, prefixes, the order roles are given out, the roles a humanoid needs)
+# live in vmclip_protocol.rig_roles, shared with the Blender add-on's rig retargeter.
+_LEFT_CANDIDATES = LEFT_CANDIDATES
+_CENTRE_CANDIDATES = CENTRE_CANDIDATES
+_ORDER = ROLE_ORDER
+_REQUIRED = REQUIRED_ROLES
 _UNITS = (1.0, 0.01, 0.0254, 0.056444, 0.001)  # m, cm, inch, CMU ASF unit (1/0.45 inch), mm
 _SPINE = ("spine1", "spine2", "spine3")
 _END_OF = {
@@ -211,16 +93,7 @@ def _overrides(norm: list[str]) -> dict[str, str]:
     return out
 
 
-def normalise(name: str) -> str:
-    n = re.sub(r"[\s_.:\-]", "", name.lower())
-    for p in _PREFIXES:
-        if n.startswith(p) and len(n) > len(p) + 1:
-            n = n[len(p) :]
-    return n
-
-
-def _side(cand: str, right: bool) -> str:
-    return cand.replace("{left}", "right" if right else "left").replace("{l}", "r" if right else "l")
+_side = side_candidate
 
 
 @dataclass(frozen=True)
@@ -333,29 +206,6 @@ def map_skeleton(src: SourceMotion) -> Mapping:
 def _unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.maximum(n, 1e-12)
-
-
-def shortest_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) taking unit directions a onto b along the shortest arc."""
-    a, b = np.broadcast_arrays(_unit(a), _unit(b))
-    v = np.cross(a, b)
-    c = (a * b).sum(-1)
-    # antiparallel: rotate by pi about any axis perpendicular to a
-    anti = c < -1 + 1e-8
-    if np.any(anti):
-        alt = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
-        perp = _unit(np.cross(a, alt))
-        v = np.where(anti[..., None], perp, v)
-    k = np.zeros(v.shape + (3,))
-    k[..., 0, 1], k[..., 0, 2] = -v[..., 2], v[..., 1]
-    k[..., 1, 0], k[..., 1, 2] = v[..., 2], -v[..., 0]
-    k[..., 2, 0], k[..., 2, 1] = -v[..., 1], v[..., 0]
-    scale = np.where(anti, 0.0, 1.0 / np.maximum(1.0 + c, 1e-12))[..., None, None]
-    rot = np.eye(3) + k + (k @ k) * scale
-    if np.any(anti):
-        p = v[..., :, None]
-        rot = np.where(anti[..., None, None], 2 * (p @ np.swapaxes(p, -1, -2)) - np.eye(3), rot)
-    return rot
 
 
 def frame_from(primary: np.ndarray, lateral: np.ndarray) -> np.ndarray:
@@ -855,19 +705,6 @@ def _positions(glob: np.ndarray, trans: np.ndarray) -> np.ndarray:
 
 
 def _rest_calibration(m: Mapping, role: str, rest_w: np.ndarray) -> np.ndarray:
-    """Constant rotation from the source joint's frame to SMPL's, read off the rest pose: the
-    shortest rotation taking SMPL's rest bone onto the source's zero-pose bone."""
-    if role == "head":
-        # a standing rest pose holds the head level and looking ahead: SMPL's neutral head. (Its
-        # neck-to-head bone leans forward, so aligning bones would tip the head back.)
-        return np.eye(3)
-    j = J[role]
-    c = _PRIMARY_CHILD[j]
-    if c >= 0 and np.all(np.isfinite(rest_w[c])):
-        smpl_bone, src_bone = REST_OFFSETS[c], rest_w[c] - rest_w[j]
-    else:  # leaves and joints without a mapped child: the bone from the parent
-        p = PARENTS[j]
-        smpl_bone, src_bone = REST_OFFSETS[j], rest_w[j] - rest_w[p]
-    if not np.all(np.isfinite(src_bone)) or np.linalg.norm(src_bone) < 1e-9:
-        return np.eye(3)
-    return shortest_rotation(smpl_bone, src_bone)
+    """Constant rotation from the source joint's frame to SMPL's, read off the rest pose (the shared
+    rule of `vmclip_protocol.rig_roles.rest_calibration`)."""
+    return rest_calibration(role, REST_OFFSETS, rest_w)

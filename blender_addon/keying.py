@@ -1,0 +1,221 @@
+"""Keys an artist can edit: a motion goes onto a new action as sparse Bezier keys within a tolerance,
+that action becomes a take on an NLA track (the base layer), and the active action is an additive
+tweak layer on top (Combine blending: locations add, rotations multiply) that no take overwrites."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from . import compat, rigmap, smpl
+
+TAKE_TRACK_PREFIX = "VMCLIP Take"
+TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
+# Greedy refinement of the key set: at most this many passes (each adds the worst frame of every
+# stretch still out of tolerance; a 30-s clip at 60 fps needs about log2(1800) = 11).
+MAX_REFINE_PASSES = 24
+
+
+def scene_frames(scene, n: int, fps: float) -> np.ndarray:
+    scene_fps = scene.render.fps / scene.render.fps_base
+    return scene.frame_start + np.arange(n) * (scene_fps / float(fps))
+
+
+def write_action(arm, name: str, channels: dict[tuple[str, int, str], np.ndarray], frames: np.ndarray):
+    """A new action on `arm` with one key per frame on every channel {(data path, index, group):
+    values}. The action is assigned to the armature (layered actions key its slot)."""
+    action = bpy.data.actions.new(name)
+    action.use_fake_user = True
+    compat.assign_action(arm, action)
+    for (path, index, group), values in channels.items():
+        fc = compat.ensure_fcurve(action, arm, path, index, group)
+        fc.keyframe_points.add(len(values))
+        fc.keyframe_points.foreach_set("co", np.stack([frames, values], -1).ravel().astype(np.float32))
+        fc.update()
+    return action
+
+
+def _set_keys(fc, frames: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
+    fc.keyframe_points.clear()
+    fc.keyframe_points.add(int(keep.sum()))
+    co = np.stack([frames[keep], values[keep]], -1).ravel().astype(np.float32)
+    fc.keyframe_points.foreach_set("co", co)
+    n = int(keep.sum())
+    fc.keyframe_points.foreach_set(
+        "interpolation",
+        [bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["BEZIER"].value] * n,
+    )
+    for attr in ("handle_left_type", "handle_right_type"):
+        value = bpy.types.Keyframe.bl_rna.properties[attr].enum_items["AUTO_CLAMPED"].value
+        fc.keyframe_points.foreach_set(attr, [value] * n)
+    fc.update()
+
+
+def _evaluate(fc, frames: np.ndarray) -> np.ndarray:
+    return np.array([fc.evaluate(float(f)) for f in frames])
+
+
+def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) -> np.ndarray:
+    """Per-frame error of one bone's channel group: degrees for quaternions, metres for locations."""
+    if kind == "rotation_quaternion":
+        q = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
+        dot = np.abs((q * target).sum(-1)) / np.maximum(np.linalg.norm(target, axis=-1), 1e-12)
+        return np.degrees(2 * np.arccos(np.clip(dot, -1.0, 1.0)))
+    return np.linalg.norm(got - target, axis=-1) * unit
+
+
+def reduce_keys(action, arm, frames: np.ndarray, tol_deg: float, tol_m: float) -> tuple[int, int]:
+    """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
+    `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
+    between keys still out of tolerance until none is. Returns (keys before, keys after)."""
+    groups: dict[tuple[str, str], list] = {}
+    for fc in compat.action_fcurves(action, arm):
+        bone_path, kind = fc.data_path.rsplit(".", 1)
+        groups.setdefault((bone_path, kind), []).append(fc)
+    unit = float(np.mean(arm.matrix_world.to_scale()))
+    before = after = 0
+    for (_, kind), fcs in groups.items():
+        fcs.sort(key=lambda f: f.array_index)
+        values = np.stack([_values(fc) for fc in fcs], -1)
+        before += values.size
+        keep = _refine(fcs, frames, values, kind, unit, tol_deg if kind == "rotation_quaternion" else tol_m)
+        after += int(keep.sum()) * len(fcs)
+    return before, after
+
+
+def _values(fc) -> np.ndarray:
+    co = np.zeros(2 * len(fc.keyframe_points))
+    fc.keyframe_points.foreach_get("co", co)
+    return co[1::2].copy()
+
+
+def _prune(fcs, frames, values, kind, unit, tol, keep) -> np.ndarray:
+    """Drop every key the curve can do without (greedy refinement adds some a later key made
+    redundant): try each interior key, keep it out when the frames its handles reach stay in tolerance."""
+    for key in np.flatnonzero(keep)[1:-1]:
+        keep[key] = False
+        idx = np.flatnonzero(keep)
+        at = np.searchsorted(idx, key)
+        lo, hi = idx[max(at - 2, 0)], idx[min(at + 1, len(idx) - 1)]  # auto handles look two keys out
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
+        window = frames[lo : hi + 1]
+        got = np.stack([_evaluate(fc, window) for fc in fcs], -1)
+        if _group_error(kind, values[lo : hi + 1], got, unit).max() > tol:
+            keep[key] = True
+    for k, fc in enumerate(fcs):
+        _set_keys(fc, frames, values[:, k], keep)
+    return keep
+
+
+def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
+    n = len(frames)
+    keep = np.zeros(n, bool)
+    keep[[0, n - 1]] = True
+    for _ in range(MAX_REFINE_PASSES):
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
+        got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+        err = _group_error(kind, values, got, unit)
+        bad = err > tol
+        if not bad.any():
+            return _prune(fcs, frames, values, kind, unit, tol, keep)
+        idx = np.flatnonzero(keep)
+        for lo, hi in zip(idx[:-1], idx[1:], strict=True):
+            stretch = err[lo + 1 : hi]
+            if stretch.size and stretch.max() > tol:
+                keep[lo + 1 + int(stretch.argmax())] = True
+    keep[:] = True  # never leave a curve out of tolerance
+    for k, fc in enumerate(fcs):
+        _set_keys(fc, frames, values[:, k], keep)
+    return keep
+
+
+# --- NLA: takes and the tweak layer ------------------------------------------------------------------
+
+
+def take_tracks(arm) -> list:
+    ad = arm.animation_data
+    return [t for t in ad.nla_tracks if t.name.startswith(TAKE_TRACK_PREFIX)] if ad else []
+
+
+def current_take(arm):
+    """The action of the newest un-muted take (the base layer), or None."""
+    for track in reversed(take_tracks(arm)):
+        if not track.mute and len(track.strips):
+            return track.strips[0].action
+    return None
+
+
+def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
+    """Put `action` on a new NLA track as the base layer, mute earlier takes (kept, never removed),
+    and keep (or make) the additive tweak action active on top. Returns the tweak action."""
+    ad = arm.animation_data or arm.animation_data_create()
+    previous = [t for t in take_tracks(arm)]
+    tweak = bpy.data.actions.get(arm.get("vmclip_tweak_action", ""))  # (write_action replaced ad.action)
+    if tweak is None and ad.action is not None and ad.action.get("vmclip_tweak"):
+        tweak = ad.action
+    if ad.action is not None and ad.action is not tweak:
+        ad.action.use_fake_user = True  # the rig's own animation (an imported BVH's) is kept
+    ad.action = None
+    track = ad.nla_tracks.new(prev=previous[-1] if previous else None)
+    track.name = f"{TAKE_TRACK_PREFIX} {len(previous) + 1}"
+    start = int(round(action.frame_range[0]))
+    strip = track.strips.new(action.name, start, action)
+    strip.blend_type = "REPLACE"
+    for t in previous:
+        t.mute = True
+    if tweak is None:
+        tweak = bpy.data.actions.new(f"{tweak_name} {arm.name}")
+        tweak.use_fake_user = True
+        tweak["vmclip_tweak"] = True
+    arm["vmclip_tweak_action"] = tweak.name
+    compat.assign_action(arm, tweak)
+    ad.action_blend_type = "COMBINE"
+    ad.use_nla = True
+    return tweak
+
+
+def retarget_channels(context, arm, rm, rf, poses, trans):
+    """The keys that put a SMPL motion on `arm`: {(path, index, group): values (T,)} for the keyed bones'
+    quaternions and the root control's location, plus the largest remaining error of control rigs
+    (degrees; 0 for rigs keyed on their deform bones)."""
+    deltas, path = rigmap.motion_to_rig(poses, trans, rf, arm, rm)
+    basis, loc = rigmap.basis_from_deltas(arm, rm, rf, deltas, path)
+    worst = 0.0
+    if rm.kind != "deform bones":
+        worst = _solve_controls(context, arm, rm, deltas, path, basis, loc)
+    channels = {}
+    for bone, mats in basis.items():
+        q = smpl.continuous_quaternions(smpl.matrix_to_quaternion(mats))
+        for k in range(4):
+            channels[(f'pose.bones["{bone}"].rotation_quaternion', k, bone)] = q[:, k]
+    root = rm.root_bone
+    if root not in basis:  # a master control carrying the path keeps its rest rotation
+        for k, v in enumerate((1.0, 0.0, 0.0, 0.0)):
+            channels[(f'pose.bones["{root}"].rotation_quaternion', k, root)] = np.full(len(loc), v)
+    for k in range(3):
+        channels[(f'pose.bones["{root}"].location', k, root)] = loc[:, k]
+    return channels, worst
+
+
+def _solve_controls(context, arm, rm, deltas, path, basis, loc) -> float:
+    """Run the control-rig correction with the rig's animation switched off (it would override the
+    pose being solved), then restore the animation and the pose."""
+    ad = arm.animation_data
+    saved = (ad.action, ad.use_nla) if ad else None
+    pose = {
+        pb.name: (pb.rotation_mode, tuple(pb.rotation_quaternion), tuple(pb.location))
+        for pb in arm.pose.bones
+    }
+    if ad:
+        ad.action, ad.use_nla = None, False
+    try:
+        rigmap.set_fk(arm)
+        return rigmap.correct_controls(context, arm, rm, deltas, path, basis, loc)
+    finally:
+        if ad:
+            ad.action, ad.use_nla = saved
+        for name, (mode, q, l) in pose.items():
+            pb = arm.pose.bones[name]
+            pb.rotation_mode, pb.rotation_quaternion, pb.location = mode, q, l
