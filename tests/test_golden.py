@@ -122,13 +122,43 @@ def test_retarget_golden(tmp_path):
 # --- fit -----------------------------------------------------------------------------------------------
 
 
+def _golden_detection(det):
+    """The fit's input, frozen: MediaPipe's landmarks and mask move by a fraction of a pixel between
+    CPUs (XNNPACK kernels), which the fit would carry into every output. The stored detection must
+    still be what MediaPipe sees here, within a pixel."""
+    from dataclasses import replace
+
+    from vmclip.person.detect import mp_to_smpl24
+
+    path = GOLDEN / "fit_detection.npz"
+    arrays = {
+        "keypoints": det.keypoints,
+        "world": det.world,
+        "mask": det.mask.astype(np.float16),
+        "box": np.array(det.box),
+    }
+    if WRITE:
+        np.savez_compressed(path, **arrays)
+    ref = np.load(path)
+    np.testing.assert_allclose(det.keypoints[:, :2], ref["keypoints"][:, :2], atol=1.0)
+    assert np.mean(np.abs(det.mask - ref["mask"]) > 0.5) < 0.002
+    return replace(
+        det,
+        keypoints=ref["keypoints"],
+        world=ref["world"],
+        mask=ref["mask"].astype(np.float32),
+        box=tuple(float(v) for v in ref["box"]),
+        joints2d=mp_to_smpl24(ref["keypoints"]),
+    )
+
+
 def test_fit_golden(body):
     from test_person import render_person
     from vmclip.person.detect import detect
     from vmclip.person.fit import fit_views
 
     image, _, _ = render_person()
-    det = detect(image, "synthetic")
+    det = _golden_detection(detect(image, "synthetic"))
     (res,) = fit_views(body, [image], [det], iterations=(10, 10, 6))
     shape = dict(res.shape)
     offsets = np.asarray(shape.pop("offsets"), dtype=np.float64)
@@ -138,7 +168,6 @@ def test_fit_golden(body):
     _check(
         "fit",
         {
-            "keypoints": det.keypoints,
             "shape": np.array([shape[k] for k in keys]),
             "offsets": offsets,
             "pose": res.pose,
