@@ -36,6 +36,25 @@ def _check(name: str, arrays: dict[str, np.ndarray], atol: dict[str, float] | No
         np.testing.assert_allclose(value, ref[key], rtol=0, atol=tol, err_msg=f"{name}: {key}")
 
 
+# Rendered frames go through Mesa's llvmpipe, whose rasterisation of a triangle's edge differs in the
+# last bit between CPUs (its LLVM code is compiled for the CPU it runs on): on a second machine type
+# 0.04 % of the values moved, all on silhouette edges. A change to the warp moves far more (the
+# walk's travel 3 % longer: 5 % of the values, mean 0.22 levels).
+MAX_EDGE_SHARE = 0.003  # share of frame values allowed to differ from the reference
+MAX_MEAN_DIFF = 0.05  # grey levels, over the whole clip
+
+
+def _check_frames(name: str, frames: np.ndarray) -> None:
+    if WRITE:
+        _check(name, {"frames": frames})
+        return
+    ref = np.load(GOLDEN / f"{name}.npz")["frames"]
+    assert frames.shape == ref.shape, (name, frames.shape, ref.shape)
+    diff = np.abs(frames.astype(int) - ref.astype(int))
+    share = float(np.mean(diff > 0))
+    assert share < MAX_EDGE_SHARE and diff.mean() < MAX_MEAN_DIFF, (name, share, diff.mean(), diff.max())
+
+
 @pytest.fixture(scope="module")
 def body():
     from vmclip.person.body import anny_cache_path, load_body_model
@@ -209,7 +228,7 @@ def test_render_golden(body):
 
     person = make_person(body, behind_view=True)
     frames = np.stack(list(render_frames(person, _wave(), size=192, body=body)))
-    _check("render_frames", {"frames": frames})
+    _check_frames("render_frames", frames)
 
 
 def test_render_golden_limb_in_front(body):
@@ -229,7 +248,7 @@ def test_render_golden_limb_in_front(body):
     mats = np.stack([pose(**ARMS_DOWN), forearm_across_chest(-1.0)])
     motion = Motion.from_matrices(mats, np.tile([0.0, 0.9, 0.0], (2, 1)))
     frames = np.stack(list(render_frames(person, motion, size=height, body=body, shadow=False)))
-    _check("render_limb", {"frames": frames})
+    _check_frames("render_limb", frames)
 
 
 def test_no_function_over_120_lines_in_backend():
