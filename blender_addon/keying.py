@@ -64,21 +64,44 @@ def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) ->
     return np.linalg.norm(got - target, axis=-1) * unit
 
 
-def reduce_keys(action, arm, frames: np.ndarray, tol_deg: float, tol_m: float) -> tuple[int, int]:
+def planted_frames(arm, action, n: int) -> dict[str, tuple[float, np.ndarray]]:
+    """{keyed bone: (distance to its foot, (n,) frames where that foot is planted)} for the legs and
+    pelvis of a mapped rig whose take pinned planted feet ({} otherwise)."""
+    stored = rigmap.stored(arm)
+    planted = action.get("vmclip_planted")
+    if stored is None or not planted:
+        return {}
+    sides = {k: np.asarray(v, dtype=bool)[:n] for k, v in planted.items()}
+    if len(sides) < 2 or any(len(v) != n for v in sides.values()):
+        return {}
+    sides["both"] = sides["left"] | sides["right"]
+    return {b: (reach, sides[side]) for b, (reach, side) in rigmap.leg_reaches(arm, stored[0]).items()}
+
+
+def reduce_keys(
+    action, arm, frames: np.ndarray, tol_deg: float, tol_m: float, planted: dict | None = None
+) -> tuple[int, int]:
     """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
     `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
-    between keys still out of tolerance until none is. Returns (keys before, keys after)."""
+    between keys still out of tolerance until none is. `planted` ({bone: (distance to its foot,
+    frames where the foot is planted)}, see planted_frames): on those frames those bones keep the
+    rotation that moves the foot by at most a third of `tol_m` (when tighter than `tol_deg`), so that
+    thinning adds under a centimetre of slide to a planted foot. Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
         groups.setdefault((bone_path, kind), []).append(fc)
     unit = float(np.mean(arm.matrix_world.to_scale()))
     before = after = 0
-    for (_, kind), fcs in groups.items():
+    for (bone_path, kind), fcs in groups.items():
         fcs.sort(key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
         before += values.size
-        keep = _refine(fcs, frames, values, kind, unit, tol_deg if kind == "rotation_quaternion" else tol_m)
+        tol = np.full(len(frames), tol_deg if kind == "rotation_quaternion" else tol_m)
+        leg = (planted or {}).get(bone_path.removeprefix('pose.bones["').removesuffix('"]'))
+        if leg and kind == "rotation_quaternion":
+            tol[leg[1]] = min(tol_deg, np.degrees(tol_m / 3 / (leg[0] * unit)))
+        keep = _refine(fcs, frames, values, kind, unit, tol)
         after += int(keep.sum()) * len(fcs)
     return before, after
 
@@ -101,7 +124,7 @@ def _prune(fcs, frames, values, kind, unit, tol, keep) -> np.ndarray:
             _set_keys(fc, frames, values[:, k], keep)
         window = frames[lo : hi + 1]
         got = np.stack([_evaluate(fc, window) for fc in fcs], -1)
-        if _group_error(kind, values[lo : hi + 1], got, unit).max() > tol:
+        if (_group_error(kind, values[lo : hi + 1], got, unit) > tol[lo : hi + 1]).any():
             keep[key] = True
     for k, fc in enumerate(fcs):
         _set_keys(fc, frames, values[:, k], keep)
@@ -122,8 +145,8 @@ def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
             return _prune(fcs, frames, values, kind, unit, tol, keep)
         idx = np.flatnonzero(keep)
         for lo, hi in zip(idx[:-1], idx[1:], strict=True):
-            stretch = err[lo + 1 : hi]
-            if stretch.size and stretch.max() > tol:
+            stretch = (err - tol)[lo + 1 : hi]  # (per-frame tolerances: the worst excess)
+            if stretch.size and stretch.max() > 0:
                 keep[lo + 1 + int(stretch.argmax())] = True
     keep[:] = True  # never leave a curve out of tolerance
     for k, fc in enumerate(fcs):
@@ -176,11 +199,18 @@ def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
     return tweak
 
 
-def retarget_channels(context, arm, rm, rf, poses, trans):
+def retarget_channels(context, arm, rm, rf, motion, *, offsets=None, plant: bool = True):
     """The keys that put a SMPL motion on `arm`: {(path, index, group): values (T,)} for the keyed bones'
-    quaternions and the root control's location, plus the largest remaining error of control rigs
-    (degrees; 0 for rigs keyed on their deform bones)."""
-    deltas, path = rigmap.motion_to_rig(poses, trans, rf, arm, rm)
+    quaternions and the root control's location, the largest remaining error of control rigs
+    (degrees; 0 for rigs keyed on their deform bones), and what planting the feet did (None: off)."""
+    deltas, path = rigmap.motion_to_rig(motion.poses, motion.trans, rf, arm, rm)
+    planting = None
+    if plant:
+        glob = rigmap.smpl_globals(smpl.axis_angle_to_matrix(np.asarray(motion.poses, dtype=np.float64)))
+        offsets = smpl.Skeleton(offsets=offsets).offsets
+        deltas, path, planting = rigmap.plant_feet(
+            deltas, path, rf, arm, rm, glob, motion.trans, offsets, float(motion.fps)
+        )
     basis, loc = rigmap.basis_from_deltas(arm, rm, rf, deltas, path)
     worst = 0.0
     if rm.kind != "deform bones":
@@ -196,7 +226,7 @@ def retarget_channels(context, arm, rm, rf, poses, trans):
             channels[(f'pose.bones["{root}"].rotation_quaternion', k, root)] = np.full(len(loc), v)
     for k in range(3):
         channels[(f'pose.bones["{root}"].location', k, root)] = loc[:, k]
-    return channels, worst
+    return channels, worst, planting
 
 
 def _solve_controls(context, arm, rm, deltas, path, basis, loc) -> float:

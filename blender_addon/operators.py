@@ -329,8 +329,9 @@ def make_take(context, arm, action, motion, request) -> str:
     frames = keying.scene_frames(context.scene, len(motion.poses), motion.fps)
     words = f"{len(frames)} keys per channel"
     if settings.reduce_keys and len(frames) > 2:
+        planted = keying.planted_frames(arm, action, len(frames))
         before, after = keying.reduce_keys(
-            action, arm, frames, settings.key_tolerance_deg, settings.key_tolerance_mm / 1000.0
+            action, arm, frames, settings.key_tolerance_deg, settings.key_tolerance_mm / 1000.0, planted
         )
         words = f"{after} of {before} keys kept ({100.0 * after / max(before, 1):.0f} %)"
     tweak = keying.push_take(context.scene, arm, action)
@@ -343,7 +344,9 @@ def finish_on_rig(op, context, motion, rm, request) -> str:
     arm = _settings(context).armature
     if context.mode != "OBJECT" and context.object is not arm:
         bpy.ops.object.mode_set(mode="OBJECT")
-    action, note = targets.key_motion(context, arm, rm, motion, f"VMCLIP {request['prompt'][:48]}")
+    action, note = targets.key_motion(
+        context, arm, rm, motion, f"VMCLIP {request['prompt'][:48]}", plant=_settings(context).plant_feet
+    )
     keys = make_take(context, arm, action, motion, request)
     return (
         f"Generated {motion.num_frames} frames ({motion.seconds:.1f} s) onto '{arm.name}' as take "
@@ -843,7 +846,7 @@ def key_take_on(context, arm, motion, request, label: str) -> str:
         note = "keyed on the SMPL-24 rig"
     else:
         rm = target_map(context)
-        action, note = targets.key_motion(context, arm, rm, motion, name)
+        action, note = targets.key_motion(context, arm, rm, motion, name, plant=_settings(context).plant_feet)
     keys = make_take(context, arm, action, motion, request)
     return f"{label}: new take '{action.name}' ({len(motion.poses)} frames); {note}; {keys}"
 

@@ -145,6 +145,13 @@ class VMCLIP_Settings(bpy.types.PropertyGroup):
         description="Thin the generated keys to a Bezier set within the tolerances below "
         "(off: one key per frame)",
     )
+    plant_feet: BoolProperty(
+        name="Plant feet",
+        default=True,
+        description="Pin each foot where the motion plants it (the backend's contact rules) and put it "
+        "on the floor, by turning the rig's thigh and shin (off: the legs take the motion's rotations "
+        "unchanged, so the rig's other proportions can make planted feet slide)",
+    )
     key_tolerance_deg: FloatProperty(
         name="Rotation tolerance",
         default=0.5,

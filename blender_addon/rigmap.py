@@ -7,7 +7,9 @@ constant rotation Q_j between SMPL's T-pose bone and the rig's rest bone (T- or 
 its armature-space change from rest is D_j = W G_j Q_j^T W^T (W: SMPL axes -> the rig's), so the rig
 bone points where SMPL's bone points whatever its roll. Bones between mapped ones keep their rest
 pose and follow rigidly. The root path is scaled by leg length and lifted so the clip's lowest foot
-point stands on the rig's floor.
+point stands on the rig's floor. Planted feet (the backend's contact rules on the SMPL motion) are
+pinned on the rig and put on its floor by turning its thigh and shin (`plant_feet`): the rig's other
+proportions would otherwise make them slide.
 
 Rigs with controls (Rigify's generated rigs) measure on their deform bones and key their FK controls
 (the IK/FK switches go to FK); a few evaluations per frame correct for the control rig's mechanics.
@@ -24,9 +26,9 @@ import numpy as np
 from . import smpl
 
 try:  # the copy vendored by build_addon.py into the add-on package
-    from .vmclip_protocol import rig_roles
+    from .vmclip_protocol import contact, rig_roles
 except ImportError:  # a source checkout: the package beside the backend
-    from vmclip_protocol import rig_roles
+    from vmclip_protocol import contact, rig_roles
 
 ROLES = smpl.JOINT_NAMES
 ROLE_INDEX = {n: i for i, n in enumerate(ROLES)}
@@ -275,6 +277,34 @@ def _foot_rest_points(arm, rm: RigMap) -> list[tuple[int, np.ndarray]]:
     return out
 
 
+def _frame(up: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Orthonormal columns (left, up, forward) from an up direction and a roughly lateral one."""
+    u = up / np.linalg.norm(up)
+    lat = left - (left @ u) * u
+    lat = lat / np.linalg.norm(lat)
+    return np.stack([lat, u, np.cross(lat, u)], axis=1)
+
+
+def _pelvis_calibration(smpl_rest: np.ndarray, rest: np.ndarray) -> np.ndarray | None:
+    """The pelvis's rest calibration from two directions, up its spine (to the lowest mapped spine
+    role) and the line from the right hip to the left (SMPL axes), or None when the rig lacks them.
+    The shortest rotation onto one bone leaves the turn about it free, and a rig without spine1 (a
+    BVH's Hips -> Spine -> Chest) gets none at all: on a rest pose that does not stand (BVH files with
+    baked joint orients) the hips then sit out of place and one foot floats."""
+    j = ROLE_INDEX
+    above = [j[r] for r in ("spine1", "spine2", "spine3", "neck") if np.all(np.isfinite(rest[j[r]]))]
+    pts = [j["pelvis"], j["left_hip"], j["right_hip"]]
+    if not above or not np.all(np.isfinite(rest[pts])):
+        return None
+    frames = []
+    for p in (smpl_rest, rest):
+        up, left = p[above[0]] - p[j["pelvis"]], p[j["left_hip"]] - p[j["right_hip"]]
+        if np.linalg.norm(np.cross(up, left)) < 1e-6 * np.linalg.norm(up) * np.linalg.norm(left):
+            return None
+        frames.append(_frame(up, left))
+    return frames[1] @ frames[0].T
+
+
 def rig_frame(arm, rm: RigMap, sk: smpl.Skeleton) -> RigFrame:
     """Axes (read off the rest pose: up = pelvis to neck, left = right hip to left hip), rest
     calibration, leg-length scale and floor of the rig."""
@@ -284,6 +314,9 @@ def rig_frame(arm, rm: RigMap, sk: smpl.Skeleton) -> RigFrame:
     rest_smpl = rest @ world  # armature -> SMPL axes (world is orthonormal)
     offsets = sk.offsets
     cal = np.stack([rig_roles.rest_calibration(r, offsets, rest_smpl) for r in ROLES])
+    pelvis_cal = _pelvis_calibration(sk.rest_positions(), rest_smpl)
+    if pelvis_cal is not None:
+        cal[j["pelvis"]] = pelvis_cal
     legs = [
         np.linalg.norm(rest[j[f"{s}_knee"]] - rest[j[f"{s}_hip"]])
         + np.linalg.norm(rest[j[f"{s}_ankle"]] - rest[j[f"{s}_knee"]])
@@ -364,6 +397,153 @@ def motion_to_rig(poses: np.ndarray, trans: np.ndarray, rf: RigFrame, arm, rm: R
     local = smpl.axis_angle_to_matrix(np.asarray(poses, dtype=np.float64))
     deltas = rig_deltas(smpl_globals(local), rf)
     return deltas, pelvis_path(trans, deltas, rf, arm, rm)
+
+
+def smpl_positions(glob: np.ndarray, trans: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """SMPL joint positions (T, 24, 3) from global rotations, pelvis path and rest offsets."""
+    pos = np.empty(glob.shape[:2] + (3,))
+    pos[:, 0] = trans
+    for j, p in enumerate(smpl.PARENTS[1:], start=1):
+        pos[:, j] = pos[:, p] + glob[:, p] @ offsets[j]
+    return pos
+
+
+@dataclass
+class Planting:
+    """What `plant_feet` did: contact runs pinned, the most the pelvis came down, and the farthest a
+    pinned ankle stayed from its spot (armature units)."""
+
+    runs: int = 0
+    drop: float = 0.0
+    unreached: float = 0.0  # (during contact runs; a landing foot may fall short of its pin's fade)
+    planted: dict[str, list[int]] = field(default_factory=dict)  # side -> 0/1 per frame (a pin holds)
+
+
+def _nearest_in_runs(x: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+    """`x` inside the runs, and at every other frame its value at the nearest frame of a run: the
+    foot's lift onto the floor fades out from where contact ends (a foot still in the air is not
+    pulled down ahead of its landing)."""
+    if not runs:
+        return np.zeros_like(x)
+    inside = np.concatenate([np.arange(a, b) for a, b in runs])
+    nearest = inside[np.abs(np.arange(len(x))[:, None] - inside[None]).argmin(1)]
+    return x[nearest]
+
+
+def _lowest(deltas, path, rf: RigFrame, feet: list, side: str, fallback: np.ndarray) -> np.ndarray:
+    """(T,) height of one foot's lowest point (`feet`: every foot point; `fallback`: the ankle)."""
+    mine = [(r, p) for r, p in feet if ROLES[r].startswith(side)]
+    return (rig_positions(deltas, rf, path, mine) @ rf.world[:, 1]).min(1) if mine else fallback[:, 1]
+
+
+def _contact_lift(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts) -> float:
+    """How far the path goes up (down, negative) so planted feet stand on the floor: the median over
+    the contact frames of both feet. (The clip's lowest point, which places the path before, can be a
+    toe end pitched down at push-off and leave every planted foot in the air on another rig's feet.)"""
+    feet = _foot_rest_points(arm, rm)
+    gaps = []
+    for s, (side, (_, _, ankle, _)) in enumerate(contact.LEGS.items()):
+        if not np.all(np.isfinite(rf.rest[ankle])):
+            continue
+        a = rig_positions(deltas, rf, path, [(ankle, rf.rest[ankle])])[:, 0] @ rf.world
+        on = contacts[:, 2 * s] | contacts[:, 2 * s + 1]
+        gaps.append((rf.floor - _lowest(deltas, path, rf, feet, side, a))[on])
+    gaps = np.concatenate(gaps) if gaps else np.zeros(0)
+    return float(np.median(gaps)) if len(gaps) else 0.0
+
+
+def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: float) -> dict:
+    """Per side with a mapped leg: (hip, knee, ankle roles, ankle targets (T, 3) in SMPL axes, runs):
+    the ankle where the motion puts it, moved during each contact run so the pinned point (heel or
+    toes) stays put and the foot's lowest point is on the floor, faded in and out."""
+    w = rf.world
+    feet = _foot_rest_points(arm, rm)
+    out = {}
+    for s, (side, (hip, knee, ankle, toe)) in enumerate(contact.LEGS.items()):
+        if not np.all(np.isfinite(rf.rest[[hip, knee, ankle]])):
+            continue
+        toe = toe if np.all(np.isfinite(rf.rest[toe])) else ankle
+        a, t = np.moveaxis(rig_positions(deltas, rf, path, [(j, rf.rest[j]) for j in (ankle, toe)]) @ w, 1, 0)
+        low = _lowest(deltas, path, rf, feet, side, a)
+        heel_on, toe_on = contacts[:, 2 * s], contacts[:, 2 * s + 1]
+        move, weight = contact.pin_offsets(a[:, ::2], t[:, ::2], heel_on, toe_on, contact.blend_frames(fps))
+        runs = contact.contact_runs(heel_on | toe_on)
+        target = a.copy()
+        target[:, [0, 2]] += move
+        target[:, 1] += weight * _nearest_in_runs(rf.floor - low, runs)
+        out[side] = (hip, knee, ankle, target, len(runs), weight)
+    return out
+
+
+def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.ndarray:
+    """(T,) how far the pelvis comes down so every planted leg reaches its ankle target during its
+    contact runs (a leg is never stretched past 99.9 % of its length), widened and smoothed over
+    `blend` frames so it never pops."""
+    w = rf.world
+    need = np.zeros(len(path))
+    for hip, knee, ankle, target, _, weight in legs.values():
+        h = rig_positions(deltas, rf, path, [(hip, rf.rest[hip])])[:, 0] @ w
+        length = np.linalg.norm(rf.rest[knee] - rf.rest[hip]) + np.linalg.norm(rf.rest[ankle] - rf.rest[knee])
+        r = target - h
+        flat = np.minimum(np.linalg.norm(r[:, ::2], axis=-1), 0.999 * length)
+        short = -r[:, 1] - np.sqrt((0.999 * length) ** 2 - flat**2)
+        # (only where the pin holds whole: a landing foot pulled ahead to its spot may fall short)
+        need = np.maximum(need, np.where(weight > 1 - 1e-9, short, 0.0))
+    pad = np.pad(need, blend, mode="edge")
+    wide = np.lib.stride_tricks.sliding_window_view(pad, 2 * blend + 1).max(-1)
+    # (the mean of a max-filter over the same window is still at least the need at every frame)
+    return np.convolve(np.pad(wide, blend, mode="edge"), np.ones(2 * blend + 1) / (2 * blend + 1), "valid")
+
+
+def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets, fps: float):
+    """Pin the rig's planted feet: contacts found on the SMPL motion (global rotations `glob`, path
+    `trans`, rest `offsets`) by the backend's rules; during each run of contact frames the rig's heel
+    (or toes) stays where it stands on average and the foot's lowest point is on the rig's floor,
+    faded in and out as the backend does. Where a leg cannot reach, the pelvis comes down (smoothly).
+    Thigh and shin turn (two-bone IK, the knee in its own bending plane); every other frame's ankle
+    stays where it was; the ankle keeps its change, so the sole does not tilt. Returns new deltas,
+    pelvis path and a Planting."""
+    fk = smpl_positions(glob, np.asarray(trans, dtype=np.float64), np.asarray(offsets, dtype=np.float64))
+    contacts = contact.foot_contacts(fk, fps)
+    w = rf.world
+    lift = _contact_lift(deltas, path, rf, arm, rm, contacts)
+    path = path + lift * w[:, 1]
+    rf.origin = rf.origin + np.array([0.0, lift, 0.0])  # (read back by Bake Video)
+    legs = _leg_targets(deltas, path, rf, arm, rm, contacts, fps)
+    drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, contact.blend_frames(fps)), 0.0)
+    path = path - drop[:, None] * w[:, 1]
+    out = deltas.copy()
+    done = Planting(drop=float(drop.max()))
+    facing = (w.T @ deltas[:, 0] @ w)[:, :, 2]  # the pelvis's facing, SMPL axes: where a straight leg bends
+    for side, (hip, knee, ankle, target, runs, weight) in legs.items():
+        h, k, a = np.moveaxis(
+            rig_positions(deltas, rf, path, [(j, rf.rest[j]) for j in (hip, knee, ankle)]) @ w, 1, 0
+        )
+        turn_hip, turn_knee = contact.two_bone(h, k, a, target, facing)
+        out[:, hip] = w @ turn_hip @ w.T @ deltas[:, hip]
+        out[:, knee] = w @ turn_knee @ w.T @ deltas[:, knee]
+        reached = rig_positions(out, rf, path, [(ankle, rf.rest[ankle])])[:, 0] @ w
+        miss = np.linalg.norm(reached - target, axis=-1)[weight > 1 - 1e-9]
+        done.unreached = max(done.unreached, float(miss.max(initial=0.0)))
+        done.runs += runs
+        done.planted[side] = (weight > 0).astype(int).tolist()
+    return out, path, done
+
+
+def leg_reaches(arm, rm: RigMap) -> dict[str, tuple[float, str]]:
+    """{keyed bone: (rest distance from its joint to the farthest point of its foot, side)} for the
+    pelvis (side "both") and the hip, knee and ankle roles: a rotation error of e radians on that
+    bone moves the foot by up to e times it."""
+    out: dict[str, tuple[float, str]] = {}
+    for side in ("left", "right"):
+        feet = [p for r, p in _foot_rest_points(arm, rm) if ROLES[r].startswith(side)]
+        for role in ("pelvis", f"{side}_hip", f"{side}_knee", f"{side}_ankle"):
+            if role in rm.drive and role in rm.bones and feet:
+                head = np.array(arm.data.bones[rm.point(role)].head_local)
+                reach = float(max(np.linalg.norm(p - head) for p in feet))
+                bone = rm.drive[role]
+                out[bone] = (max(out.get(bone, (0.0, ""))[0], reach), side if role != "pelvis" else "both")
+    return out
 
 
 # --- keys: basis rotations of the keyed bones -----------------------------------------------------

@@ -83,11 +83,14 @@ def presets() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json"))
 
 
-def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str):
-    """Key `motion` on the mapped rig as a new action (one key per frame); returns (action, note)."""
-    sk = smpl.Skeleton(offsets=getattr(motion, "rest_offsets", None))
-    rf = rigmap.rig_frame(arm, rm, sk)
-    channels, worst = keying.retarget_channels(context, arm, rm, rf, motion.poses, motion.trans)
+def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: bool = True):
+    """Key `motion` on the mapped rig as a new action (one key per frame), planted feet pinned unless
+    `plant` is off; returns (action, note)."""
+    offsets = getattr(motion, "rest_offsets", None)
+    rf = rigmap.rig_frame(arm, rm, smpl.Skeleton(offsets=offsets))
+    channels, worst, planting = keying.retarget_channels(
+        context, arm, rm, rf, motion, offsets=offsets, plant=plant
+    )
     frames = keying.scene_frames(context.scene, len(motion.poses), motion.fps)
     for pb in arm.pose.bones:  # keyed bones start from rest; the rest of the rig keeps its pose
         if pb.name in rm.drive.values():
@@ -105,6 +108,15 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str):
     action = keying.write_action(arm, name, channels, frames)
     rigmap.store(arm, rm, rf)
     note = f"keyed on the rig's {rm.kind}"
+    if planting is not None:
+        action["vmclip_planted"] = planting.planted  # (make_take thins these legs' keys more tightly)
+    if planting is not None:
+        note += f"; feet planted on {planting.runs} contacts"
+        if planting.drop > 0.005 * rf.scale:
+            drop = planting.drop / rf.scale * 100
+            note += f" (the hips come down by up to {drop:.0f} cm for the legs to reach)"
+        if planting.unreached > 0.01 * rf.scale:  # (a centimetre, in the rig's units)
+            note += f" (a leg fell {planting.unreached / rf.scale * 100:.0f} cm short of its pin)"
     if worst > 1.0:
         note += f" (the control rig leaves up to {worst:.1f} degrees on its deform bones)"
     context.scene.frame_end = int(round(frames[-1]))

@@ -58,6 +58,7 @@ def _draw_rig(layout, context, settings) -> None:
     box = layout.box()
     row = box.row()
     row.prop(settings, "reduce_keys")
+    row.prop(settings, "plant_feet")
     sub = box.row(align=True)
     sub.active = settings.reduce_keys
     sub.prop(settings, "key_tolerance_deg", text="Degrees")

@@ -93,10 +93,13 @@ settings.armature = arm
 settings.reduce_keys = {reduce}
 assert bpy.ops.vmclip.map_rig() == {{"FINISHED"}}  # the panel's table, as an artist sees it
 rm = targets.map_target(settings, arm)
-action, note = targets.key_motion(bpy.context, arm, rm, motion, "VMCLIP take")
+action, note = targets.key_motion(bpy.context, arm, rm, motion, "VMCLIP take", plant={plant})
 words = operators.make_take(bpy.context, arm, action, motion, {{"prompt": "walk", "seed": 0}})
 scene = bpy.context.scene
-points, feet = {{}}, []
+points, feet, sides = {{}}, [], []
+side_bones = {{s: {{b.name for r in (s + "_ankle", s + "_foot") if r in rm.bones
+                   for b in [arm.data.bones[rm.bones[r]], *arm.data.bones[rm.bones[r]].children_recursive]}}
+              for s in ("left", "right")}}
 foot_bones = [b for r in ("left_ankle", "right_ankle", "left_foot", "right_foot") if r in rm.bones
               for b in [arm.data.bones[rm.bones[r]], *arm.data.bones[rm.bones[r]].children_recursive]]
 for frame in range(scene.frame_start, scene.frame_end + 1):
@@ -108,20 +111,23 @@ for frame in range(scene.frame_start, scene.frame_end + 1):
         points.setdefault(role, []).append(list(mw @ arm.pose.bones[bone].tail))
     pbs = [arm.pose.bones[b.name] for b in foot_bones]
     feet.append(min(min((mw @ pb.head).z, (mw @ pb.tail).z) for pb in pbs))
+    sides.append([min(min((mw @ pb.head).z, (mw @ pb.tail).z) for pb in pbs
+                      if pb.name in side_bones[s]) for s in ("left", "right")])
 mw = arm.matrix_world
 rf = rigmap.stored(arm)[1]
 rest_floor = (mw @ mathutils.Vector(tuple(rf.world[:, 1] * rf.floor))).z  # the rig's floor, world
 poses, trans, names = targets.sample_rig(bpy.context, arm, scene.frame_start, scene.frame_end)
-emit({{"points": points, "feet": feet, "floor": rest_floor, "kind": rm.kind, "bones": rm.bones,
-      "drive": rm.drive, "unsure": rm.unsure, "words": words, "note": note,
+emit({{"points": points, "feet": feet, "sides": sides, "floor": rest_floor, "kind": rm.kind,
+      "bones": rm.bones, "drive": rm.drive, "unsure": rm.unsure, "words": words, "note": note,
       "sampled": poses.tolist(), "trans": trans.tolist(), "frames": [scene.frame_start, scene.frame_end],
       "tracks": [t.name for t in arm.animation_data.nla_tracks],
       "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type}})
 """
 
 
-def _run(family, walk, tmp_path, addon_zip, *, a_pose=0.0, scale=1.0, reduce=True, timeout=400):  # noqa: F811
+def _run(family, walk, tmp_path, addon_zip, *, a_pose=0.0, scale=1.0, reduce=True, plant=True, timeout=400):  # noqa: F811
     script = SCRIPT.format(
+        plant=plant,
         tests=str(TESTS),
         module="bl_ext.user_default.videomotionclip",
         motion=str(walk),
@@ -150,25 +156,70 @@ def _direction_errors(result: dict, joints: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _check_feet(result: dict, joints: np.ndarray) -> None:
-    """The clip's lowest foot point stands on the rig's floor (within 5 mm), and the rig's ankles and
-    toes rise and land with the motion's (heights above their lowest, scaled by leg length, within 2 cm
-    of the SMPL body's); in the rig's own units (a BVH rig in centimetres)."""
+def _unit(result: dict, joints: np.ndarray) -> float:
+    """Rig units per SMPL metre (leg lengths; a BVH rig is in centimetres)."""
     pts = result["points"]
     leg = np.linalg.norm(np.array(pts["left_knee"][0]) - np.array(pts["left_hip"][0])) + np.linalg.norm(
         np.array(pts["left_ankle"][0]) - np.array(pts["left_knee"][0])
     )
-    smpl_leg = np.linalg.norm(joints[0, 4] - joints[0, 1]) + np.linalg.norm(joints[0, 7] - joints[0, 4])
-    unit = leg / smpl_leg  # rig units per SMPL metre
+    return leg / (np.linalg.norm(joints[0, 4] - joints[0, 1]) + np.linalg.norm(joints[0, 7] - joints[0, 4]))
+
+
+def _contact_runs(joints: np.ndarray) -> dict[str, list[tuple[int, int, str]]]:
+    """Per side, the SMPL motion's contact runs by the backend's rules, with the point that is pinned
+    (the heel, i.e. the ankle joint, or the toes, whichever touches for more of the run)."""
+    from vmclip.motion.contact import foot_contacts
+    from vmclip_protocol.contact import contact_runs
+
+    c = foot_contacts(joints, 30.0)
+    out = {}
+    for s, side in enumerate(("left", "right")):
+        heel, toe = c[:, 2 * s], c[:, 2 * s + 1]
+        out[side] = [
+            (a, b, "ankle" if heel[a:b].sum() >= toe[a:b].sum() else "foot")
+            for a, b in contact_runs(heel | toe)
+        ]
+    return out
+
+
+def planted_feet(result: dict, joints: np.ndarray) -> tuple[float, float]:
+    """(cm) the largest slide of a planted foot (the horizontal spread of its pinned point over a
+    contact run) and the largest distance of that foot's lowest point from the rig's floor during one."""
+    unit = _unit(result, joints)
+    low = np.array(result["sides"]) - result["floor"]
+    slide = floor = 0.0
+    for s, (side, runs) in enumerate(_contact_runs(joints).items()):
+        for a, b, pivot in runs:
+            p = np.array(result["points"][f"{side}_{pivot}"])[a:b, :2]
+            slide = max(slide, float(np.linalg.norm(p[:, None] - p[None], axis=-1).max()))
+            floor = max(floor, float(np.abs(low[a:b, s]).max()))
+    return slide / unit * 100, floor / unit * 100
+
+
+MAX_SLIDE_CM = 1.0  # a planted foot's slide, and its lowest point's distance from the floor
+
+
+def _check_feet(result: dict, joints: np.ndarray) -> None:
+    """The clip's lowest foot point is on the rig's floor (within 1 cm); planted feet (the backend's
+    contact rules on the SMPL motion) slide less than 1 cm and stand on the floor within 1 cm; a
+    swinging foot rises and lands with the motion's (its ankle's height, scaled by leg length, within
+    3 cm of the SMPL body's up to a constant); in the rig's own units."""
+    unit = _unit(result, joints)
     feet = np.array(result["feet"]) - result["floor"]
-    assert abs(feet.min()) < 0.005 * unit, (
-        f"lowest foot point {feet.min() / unit * 100:.1f} cm from the floor"
-    )
-    roles = ["left_ankle", "right_ankle", "left_foot", "right_foot"]
-    rig = np.stack([np.array(pts[r])[:, 2] for r in roles if r in pts], 1).min(1)
-    smpl = joints[:, [7, 8, 10, 11], 1].min(-1)
-    gap = np.abs((rig - rig.min()) - (smpl - smpl.min()) * unit) / unit
-    assert gap.max() < 0.02, f"feet leave the motion's contacts by up to {gap.max() * 100:.1f} cm"
+    assert abs(feet.min()) < 0.01 * unit, f"lowest foot point {feet.min() / unit * 100:.1f} cm from the floor"
+    slide, floor = planted_feet(result, joints)
+    assert slide < MAX_SLIDE_CM, f"planted feet slide by up to {slide:.2f} cm"
+    assert floor < MAX_SLIDE_CM, f"planted feet leave the floor by up to {floor:.2f} cm"
+    pts = result["points"]
+    for s, (side, runs) in enumerate(_contact_runs(joints).items()):
+        swing = np.ones(len(joints), bool)
+        for a, b, _ in runs:
+            swing[max(0, a - 4) : b + 4] = False  # (the pins fade over 0.12 s: 4 frames at 30 fps)
+        rig = np.array(pts[f"{side}_ankle"])[:, 2]
+        ref = joints[:, 7 + s, 1] * unit
+        gap = np.ptp((rig - ref)[swing]) / unit
+        # (3 cm: the rigs' other thigh/shin ratios alone give 2.6 cm on the metarig, planted or not)
+        assert gap < 0.03, f"{side} swinging foot leaves the motion's heights by {gap * 100:.1f} cm"
 
 
 FAMILIES = [
@@ -181,15 +232,31 @@ FAMILIES = [
 ]
 
 
+def _check_directions(result: dict, joints: np.ndarray, name: str, *, planted: bool, least: int = 0) -> None:
+    """Every mapped bone within 5 degrees of the SMPL motion's; with planted feet the thighs and
+    shins are left out (the leg IK turns them so the rig's own proportions do not slide its feet)."""
+    errors = _direction_errors(result, joints)
+    assert len(errors) >= least, f"only {sorted(errors)} measured"
+    if planted:
+        errors = {r: e for r, e in errors.items() if r not in LEG_ROLES}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < MAX_DIRECTION_DEG, f"{name}: {worst} off by {errors[worst]:.2f} degrees"
+
+
+LEG_ROLES = ("left_hip", "right_hip", "left_knee", "right_knee")
+
+
 @pytest.mark.parametrize("family, a_pose, scale", FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_family_keys_follow_the_motion(family, a_pose, scale, walk, tmp_path, addon_zip):  # noqa: F811
+    """Without planting, every bone follows the motion; with it (the default), planted feet stay put
+    on the floor (measured on mixamo before/after: slide 4.9 -> 0.8 cm, off the floor 7.6 -> 0.3 cm)."""
     data = np.load(walk)
+    free = _run(family, walk, tmp_path, addon_zip, a_pose=a_pose, scale=scale, plant=False)
+    assert free["kind"] == "deform bones"
+    _check_directions(free, data["joints"], family, planted=False, least=17)
     result = _run(family, walk, tmp_path, addon_zip, a_pose=a_pose, scale=scale)
-    assert result["kind"] == "deform bones"
-    errors = _direction_errors(result, data["joints"])
-    assert len(errors) >= 17, f"only {sorted(errors)} measured"
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < MAX_DIRECTION_DEG, f"{family}: {worst} off by {errors[worst]:.2f} degrees"
+    assert "feet planted on 6 contacts" in result["note"], result["note"]
+    _check_directions(result, data["joints"], family, planted=True, least=17)
     _check_feet(result, data["joints"])
     assert result["tracks"] == ["VMCLIP Take 1"] and result["blend"] == "COMBINE"
     assert result["active"].startswith("VMCLIP Tweaks")
@@ -200,9 +267,7 @@ def test_rigify_generated_rig_keys_fk_controls(walk, tmp_path, addon_zip):  # no
     result = _run("rigify", walk, tmp_path, addon_zip, timeout=900)
     assert result["kind"].startswith("Rigify FK controls")
     assert result["drive"]["left_hip"] == "thigh_fk.L" and result["bones"]["left_hip"] == "ORG-thigh.L"
-    errors = _direction_errors(result, data["joints"])
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < MAX_DIRECTION_DEG, f"rigify: {worst} off by {errors[worst]:.2f} degrees"
+    _check_directions(result, data["joints"], "rigify", planted=True)
     _check_feet(result, data["joints"])
 
 
@@ -219,37 +284,27 @@ def test_bvh_rig_from_shared_data(member, walk, motion_data, tmp_path, addon_zip
     with zipfile.ZipFile(motion_data / archive) as z:
         rig.write_bytes(z.read(name))
     data = np.load(walk)
+    free = _run(str(rig), walk, tmp_path, addon_zip, plant=False)
+    _check_directions(free, data["joints"], rig.name, planted=False, least=15)
     result = _run(str(rig), walk, tmp_path, addon_zip)
-    errors = _direction_errors(result, data["joints"])
-    assert len(errors) >= 15, f"only {sorted(errors)} measured"
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < MAX_DIRECTION_DEG, f"{rig.name}: {worst} off by {errors[worst]:.2f} degrees"
-    # the clip's lowest foot point on the floor; the per-frame contact check of the built rigs is not
-    # met here (Bandai-Namco: up to 13 cm at the clip's start; see notes/issue-13.md)
-    pts = result["points"]
-    unit = np.linalg.norm(np.array(pts["left_knee"][0]) - np.array(pts["left_hip"][0])) / np.linalg.norm(
-        data["joints"][0, 4] - data["joints"][0, 1]
-    )
-    feet = np.array(result["feet"]) - result["floor"]
-    assert abs(feet.min()) < 0.005 * unit, (
-        f"lowest foot point {feet.min() / unit * 100:.1f} cm from the floor"
-    )
+    _check_directions(result, data["joints"], rig.name, planted=True, least=15)
+    # (Bandai-Namco's rig has no spine1: its pelvis is calibrated from its spine and hips, else one
+    # foot floated 14 cm; then without planting: slide 7.9 cm, off the floor 5.1 cm)
+    _check_feet(result, data["joints"])
 
 
 def test_rigify_metarig(walk, tmp_path, addon_zip):  # noqa: F811
     data = np.load(walk)
     result = _run("metarig", walk, tmp_path, addon_zip)
     assert result["bones"]["pelvis"] == "spine" and result["bones"]["head"] == "spine.006"
-    errors = _direction_errors(result, data["joints"])
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < MAX_DIRECTION_DEG, f"metarig: {worst} off by {errors[worst]:.2f} degrees"
+    _check_directions(result, data["joints"], "metarig", planted=True)
     _check_feet(result, data["joints"])
 
 
 def test_round_trip_rig_to_smpl(walk, tmp_path, addon_zip):  # noqa: F811
     """Dense keys on an A-posed rig with rolls, read back as Bake Video does: the generated motion."""
     data = np.load(walk)
-    result = _run("unreal", walk, tmp_path, addon_zip, a_pose=45.0, reduce=False)
+    result = _run("unreal", walk, tmp_path, addon_zip, a_pose=45.0, reduce=False, plant=False)
     got = Rotation.from_rotvec(np.array(result["sampled"]).reshape(-1, 3))
     want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
     err = (got.inv() * want).magnitude().max()
@@ -260,7 +315,7 @@ def test_round_trip_rig_to_smpl(walk, tmp_path, addon_zip):  # noqa: F811
 def test_sparse_keys_within_tolerance(walk, tmp_path, addon_zip):  # noqa: F811
     """Thinned keys: every joint within 0.5 degrees of the motion (as read back), the root within 5 mm."""
     data = np.load(walk)
-    result = _run("mixamo", walk, tmp_path, addon_zip, reduce=True)
+    result = _run("mixamo", walk, tmp_path, addon_zip, reduce=True, plant=False)
     got = Rotation.from_rotvec(np.array(result["sampled"]).reshape(-1, 3))
     want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
     err = np.degrees((got.inv() * want).magnitude()).reshape(-1, 24)
@@ -436,8 +491,13 @@ def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server
 
 
 def test_sparse_keys_a_quarter_on_a_generated_clip(generated, tmp_path, addon_zip):  # noqa: F811
+    """A quarter of the per-frame keys within tolerance; planting the feet (on by default) turns the
+    legs at every contact and keeps their keys tighter there: more keys (measured 31 %)."""
     data = np.load(generated)
-    result = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True)
+    planted = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True)
+    kept, total = (int(x) for x in planted["words"].split(" keys kept")[0].split(" of "))
+    assert kept <= 0.33 * total, f"planted: {kept} of {total} keys kept ({kept / total:.0%})"
+    result = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True, plant=False)
     kept, total = (int(x) for x in result["words"].split(" keys kept")[0].split(" of "))
     assert kept <= total / 4, f"{kept} of {total} keys kept ({kept / total:.0%})"
     got = Rotation.from_rotvec(np.array(result["sampled"]).reshape(-1, 3))
