@@ -389,7 +389,7 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
         if arm is None:
             raise backend.InputProblem("Generate a motion first: the panel's rig has no generated motion")
         scene = context.scene
-        poses, trans, names = targets.sample_rig(context, arm, scene.frame_start, scene.frame_end)
+        poses, trans, names = targets.sample_rig(context, arm, scene.frame_start, scene.frame_end, world=True)
         if names != list(smpl.JOINT_NAMES):
             raise backend.InputProblem("The armature lacks SMPL-24 bones; generate onto a fresh armature")
         proto = backend.protocol_module()

@@ -537,12 +537,14 @@ def leg_reaches(arm, rm: RigMap) -> dict[str, tuple[float, str]]:
     out: dict[str, tuple[float, str]] = {}
     for side in ("left", "right"):
         feet = [p for r, p in _foot_rest_points(arm, rm) if ROLES[r].startswith(side)]
-        for role in ("pelvis", f"{side}_hip", f"{side}_knee", f"{side}_ankle"):
+        trunk = ("pelvis",) if rm.kind == "deform bones" else ("pelvis", "spine1")  # (Rigify's hips hang
+        # on its reversed lower spine: spine_fk.001 turns them about the waist)
+        for role in (*trunk, f"{side}_hip", f"{side}_knee", f"{side}_ankle"):
             if role in rm.drive and role in rm.bones and feet:
                 head = np.array(arm.data.bones[rm.point(role)].head_local)
                 reach = float(max(np.linalg.norm(p - head) for p in feet))
                 bone = rm.drive[role]
-                out[bone] = (max(out.get(bone, (0.0, ""))[0], reach), side if role != "pelvis" else "both")
+                out[bone] = (max(out.get(bone, (0.0, ""))[0], reach), "both" if role in trunk else side)
     return out
 
 

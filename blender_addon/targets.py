@@ -140,8 +140,13 @@ def is_mapped(arm) -> bool:
     return arm is not None and arm.type == "ARMATURE" and rigmap.stored(arm) is not None
 
 
-def sample_rig(context, arm, frame_start: int, frame_end: int):
-    """The mapped rig's evaluated pose at every frame as SMPL-24 (axis-angle (T, 24, 3), pelvis path)."""
+def sample_rig(context, arm, frame_start: int, frame_end: int, *, world: bool = False):
+    """The mapped rig's evaluated pose at every frame as SMPL-24 (axis-angle (T, 24, 3), pelvis path).
+    `world`: as the scene shows it, the armature object's own transform (animated too) included:
+    its rotation turns the body and its location moves the path; its scale is the character's size,
+    so distances are divided by it (the video's person keeps the photographed size and walks the
+    same path relative to a scaled rig's own stride). Otherwise in armature space, as the rig's
+    keys are (what Regenerate sends). The SMPL-24 rig is always read in world space."""
     if rig.is_smpl_armature(arm):
         return rig.sample_motion(context, arm, frame_start, frame_end)
     rm, rf = rigmap.stored(arm)
@@ -155,9 +160,13 @@ def sample_rig(context, arm, frame_start: int, frame_end: int):
         for t, frame in enumerate(range(frame_start, frame_end + 1)):
             scene.frame_set(frame)
             ev = arm.evaluated_get(context.evaluated_depsgraph_get())
+            turn, size, at = np.eye(3), 1.0, np.zeros(3)
+            if world:
+                loc, rot, scale = ev.matrix_world.decompose()
+                turn, size, at = np.array(rot.to_matrix()), float(np.mean(scale)), np.array(loc)
             for b in bones:
-                posed[b][t] = np.array(ev.pose.bones[b].matrix.to_3x3())
-            heads[t] = np.array(ev.pose.bones[rm.point("pelvis")].head)
+                posed[b][t] = turn @ np.array(ev.pose.bones[b].matrix.to_3x3())
+            heads[t] = turn @ np.array(ev.pose.bones[rm.point("pelvis")].head) + at / size
     finally:
         scene.frame_set(current)
     local, trans = rigmap.pose_to_smpl(posed, heads, rm, rf, arm)

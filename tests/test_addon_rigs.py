@@ -504,3 +504,70 @@ def test_sparse_keys_a_quarter_on_a_generated_clip(generated, tmp_path, addon_zi
     want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
     assert np.degrees((got.inv() * want).magnitude()).max() < 0.55
     assert np.abs(np.array(result["trans"]) - data["trans"]).max() < 0.005 + 1e-4
+
+
+def test_bake_video_reads_the_rig_in_world_space(walk, tmp_path, addon_zip):  # noqa: F811
+    """Bake Video's read-back honours the armature object's transform: a moved, turned and scaled
+    rig gives a motion whose pelvis is where the rig's is in the scene (at the rig's own size) and
+    whose bones point where the rig's do; only the root changes, the body's own pose does not."""
+    from vmclip.motion.kinematics import forward_kinematics
+
+    result = run_bpy(
+        f"""
+        sys.path.insert(0, {str(TESTS)!r})
+        import math
+        import rig_builders
+        targets = import_module("bl_ext.user_default.videomotionclip.targets")
+        rigmap = import_module("bl_ext.user_default.videomotionclip.rigmap")
+        d = np.load({str(walk)!r})
+        motion = backend.protocol_module().MotionPayload(d["poses"], d["trans"], 30.0)
+        arm = rig_builders.build("unreal", a_pose_deg=30.0, seed=5)
+        settings.armature = arm
+        rm = targets.map_target(settings, arm)
+        action, _ = targets.key_motion(bpy.context, arm, rm, motion, "take", plant=False)
+        scene = bpy.context.scene
+        plain = targets.sample_rig(bpy.context, arm, scene.frame_start, scene.frame_end, world=True)
+        arm.location, arm.rotation_euler = (1.0, 2.0, 0.5), (0.0, 0.0, math.radians(70))
+        arm.scale = (1.5, 1.5, 1.5)
+        first, last = scene.frame_start, scene.frame_end
+        moved = targets.sample_rig(bpy.context, arm, first, last, world=True)
+        local = targets.sample_rig(bpy.context, arm, first, last)
+        points, pelvis = {{}}, []
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            for role in rm.bones:
+                head = arm.matrix_world @ arm.pose.bones[rm.point(role)].head
+                points.setdefault(role, []).append(list(head))
+        rf = rigmap.stored(arm)[1]
+        emit({{"plain": [plain[0].tolist(), plain[1].tolist()],
+              "moved": [moved[0].tolist(), moved[1].tolist()],
+              "local": [local[0].tolist(), local[1].tolist()], "points": points,
+              "world": rf.world.tolist(), "origin": rf.origin.tolist(), "scale": rf.scale}})
+    """,
+        tmp_path,
+        addon_zip,
+    )
+    plain, moved, local = (np.array(result[k][0]) for k in ("plain", "moved", "local"))
+    # armature space (what Regenerate sends) ignores the object; the body's own pose never changes
+    assert (
+        np.abs(local - plain).max() < 1e-4
+        and np.abs(np.array(result["local"][1]) - result["plain"][1]).max() < 1e-4
+    )
+    body = Rotation.from_rotvec(plain[:, 1:].reshape(-1, 3)).inv() * Rotation.from_rotvec(
+        moved[:, 1:].reshape(-1, 3)
+    )
+    assert body.magnitude().max() < 1e-4
+    turn = Rotation.from_rotvec(moved[:, 0]) * Rotation.from_rotvec(plain[:, 0]).inv()
+    assert np.allclose(np.degrees(turn.magnitude()), 70.0, atol=0.01)  # the object's turn, on the root
+    # the pelvis where the scene shows it: world = size * W (scale * trans + origin)
+    w, trans = np.array(result["world"]), np.array(result["moved"][1])
+    want = np.array(result["points"]["pelvis"])
+    got = 1.5 * (trans * result["scale"] + np.array(result["origin"])) @ w.T
+    assert np.abs(got - want).max() < 1e-3, f"pelvis {np.abs(got - want).max():.4f} m from the rig's"
+    # the bones point where the rig's do, in the scene
+    pos, _ = forward_kinematics(
+        Rotation.from_rotvec(moved.reshape(-1, 3)).as_matrix().reshape(-1, 24, 3, 3), trans
+    )
+    errors = _direction_errors({"points": result["points"]}, pos)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < MAX_DIRECTION_DEG, f"{worst} off by {errors[worst]:.2f} degrees in world space"
