@@ -11,8 +11,9 @@ point stands on the rig's floor. Planted feet (the backend's contact rules on th
 pinned on the rig and put on its floor by turning its thigh and shin (`plant_feet`): the rig's other
 proportions would otherwise make them slide.
 
-Rigs with controls (Rigify's generated rigs) measure on their deform bones and key their FK controls
-(the IK/FK switches go to FK); a few evaluations per frame correct for the control rig's mechanics.
+Rigs with controls (Rigify's generated rigs, Auto-Rig Pro's `c_*` controls) measure on their deform
+bones and key their FK controls (the IK/FK switches go to FK); a few evaluations per frame correct
+for the control rig's mechanics.
 """
 
 from __future__ import annotations
@@ -135,6 +136,30 @@ def _rigify_control(arm, role: str, deform: str) -> str | None:
     return None
 
 
+def _is_auto_rig_pro(arm) -> bool:
+    """Auto-Rig Pro's control rig: its master controls and FK limb controls (`c_thigh_fk.l`)."""
+    bones = arm.data.bones
+    return ("c_traj" in bones or "c_root_master.x" in bones) and any(
+        b.name.startswith("c_") and "_fk." in b.name for b in bones
+    )
+
+
+def _arp_control(arm, deform: str) -> str | None:
+    """Auto-Rig Pro's FK control for a deform bone: thigh_stretch.l -> c_thigh_fk.l, root.x -> c_root.x,
+    toes_01.l -> c_toes_fk.l."""
+    stem, dot, suffix = deform.partition(".")
+    stem = stem.removesuffix("_stretch")
+    for name in (
+        f"c_{stem}_fk{dot}{suffix}",
+        f"c_{stem.split('_')[0]}_fk{dot}{suffix}",
+        f"c_{stem}{dot}{suffix}",
+    ):
+        bone = arm.data.bones.get(name)
+        if bone is not None and not bone.use_deform:
+            return name
+    return None
+
+
 def _org(arm, deform: str) -> str:
     org = "ORG-" + deform.removeprefix("DEF-")
     return org if org in arm.data.bones else deform
@@ -193,6 +218,11 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
         for r in ("spine1", "spine2", "spine3"):
             if r in roles and drive.get(r):
                 roles[r] = drive[r]
+    elif _is_auto_rig_pro(arm):  # its deform bones follow the controls: measured on them directly
+        drive = {r: _arp_control(arm, b) for r, b in roles.items()}
+        if "c_root_master.x" in arm.data.bones:  # the spine hangs on the root master, not on c_root.x:
+            drive["pelvis"] = "c_root_master.x"  # it turns the whole body, c_root.x stays at rest
+        kind, points = "Auto-Rig Pro FK controls (IK/FK switches set to FK)", {}
     else:
         drive, kind, points = dict(roles), "deform bones", {}
     drive = {r: b for r, b in drive.items() if b is not None}
@@ -200,7 +230,11 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
         if role not in drive:
             raise RigProblem(f"'{arm.name}': no bone to key for {role} (bone '{roles[role]}' has no control)")
     unsure += [r for r in ROLES if r not in roles and r not in ends]
-    root = "torso" if _is_rigify(arm) else ""  # Rigify's master control carries the path
+    root = ""  # the master control carries the path: Rigify's torso, Auto-Rig Pro's root master
+    if _is_rigify(arm):
+        root = "torso"
+    elif kind.startswith("Auto-Rig Pro"):
+        root = drive["pelvis"]
     return RigMap(roles, drive, ends, kind, unsure, root, points)
 
 
@@ -601,13 +635,17 @@ def _set_pose(arm, basis: dict, loc: np.ndarray, root: str, t: int) -> None:
     arm.pose.bones[root].location = loc[t]
 
 
+FK_SWITCHES = ("IK_FK", "ik_fk_switch")  # Rigify's and Auto-Rig Pro's IK/FK sliders (1.0 = FK in both)
+
+
 def set_fk(arm) -> list[str]:
-    """Switch every IK/FK slider of a Rigify rig to FK (1.0); returns the bones that carry one."""
+    """Switch every IK/FK slider of a control rig to FK (1.0); returns the bones that carry one."""
     switched = []
     for pb in arm.pose.bones:
-        if "IK_FK" in pb.keys():
-            pb["IK_FK"] = 1.0
-            switched.append(pb.name)
+        for key in FK_SWITCHES:
+            if key in pb.keys():
+                pb[key] = 1.0
+                switched.append(pb.name)
     return switched
 
 

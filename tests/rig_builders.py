@@ -248,3 +248,71 @@ def rigify(generate: bool = True):
 
 def object_matrix(obj) -> Matrix:
     return obj.matrix_world.copy()
+
+
+# Auto-Rig Pro's control names for the deform bones of the "autorigpro" family: FK limb controls,
+# trunk controls, and the masters above them (c_traj at the floor, c_root_master.x at the hips).
+_ARP_CONTROLS = {
+    "root.x": ("c_root.x", "c_root_master.x"),
+    "spine_01.x": ("c_spine_01.x", "c_root_master.x"),
+    "spine_02.x": ("c_spine_02.x", "c_spine_01.x"),
+    "spine_03.x": ("c_spine_03.x", "c_spine_02.x"),
+    "neck.x": ("c_neck.x", "c_spine_03.x"),
+    "head.x": ("c_head.x", "c_neck.x"),
+    "shoulder{S}": ("c_shoulder{S}", "c_spine_03.x"),
+    "arm_stretch{S}": ("c_arm_fk{S}", "c_shoulder{S}"),
+    "forearm_stretch{S}": ("c_forearm_fk{S}", "c_arm_fk{S}"),
+    "hand{S}": ("c_hand_fk{S}", "c_forearm_fk{S}"),
+    "thigh_stretch{S}": ("c_thigh_fk{S}", "c_root.x"),
+    "leg_stretch{S}": ("c_leg_fk{S}", "c_thigh_fk{S}"),
+    "foot{S}": ("c_foot_fk{S}", "c_leg_fk{S}"),
+    "toes_01{S}": ("c_toes_fk{S}", "c_foot_fk{S}"),
+}
+
+
+def auto_rig_pro(*, a_pose_deg: float = 0.0, seed: int = 0):
+    """An Auto-Rig Pro-named rig with its control layer: the "autorigpro" family's deform bones, each
+    following a `c_*` control (Copy Transforms, as Auto-Rig Pro's deform bones follow its rig), the
+    controls in their own hierarchy under c_root_master.x and c_traj (the hips' root master sits
+    above the spine and the legs, unlike the deform bones' root.x), IK/FK switches (at IK) on the
+    foot and hand IK controls."""
+    obj = build("autorigpro", a_pose_deg=a_pose_deg, seed=seed, name="arp_rig")
+    data = obj.data
+    bpy.ops.object.mode_set(mode="EDIT")
+    traj = data.edit_bones.new("c_traj")
+    traj.head, traj.tail = (0.0, 0.0, 0.0), (0.0, 0.3, 0.0)
+    master = data.edit_bones.new("c_root_master.x")
+    pelvis = data.edit_bones["root.x"]
+    master.head, master.tail, master.roll, master.parent = (
+        pelvis.head,
+        pelvis.tail + Vector((0, 0.1, 0)),
+        0.4,
+        traj,
+    )
+    fam = _CHAINS["autorigpro"]
+    pairs = []
+    for template, (control, parent) in _ARP_CONTROLS.items():
+        for s in (0, 1) if "{S}" in template else (0,):
+            tag = fam["side"][s]
+            src = data.edit_bones[template.replace("{S}", tag)]
+            eb = data.edit_bones.new(control.replace("{S}", tag))
+            eb.head, eb.tail, eb.roll = src.head, src.tail, src.roll
+            pairs.append((src.name, eb.name, parent.replace("{S}", tag)))
+    for _, control, parent in pairs:
+        data.edit_bones[control].parent = data.edit_bones[parent]
+        data.edit_bones[control].use_deform = False
+    for name in ("c_traj", "c_root_master.x"):
+        data.edit_bones[name].use_deform = False
+    for side in fam["side"]:
+        for limb in ("foot", "hand"):
+            eb = data.edit_bones.new(f"c_{limb}_ik{side}")
+            src = data.edit_bones[f"{limb}{side}"]
+            eb.head, eb.tail, eb.parent, eb.use_deform = src.head, src.tail, traj, False
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for deform, control, _ in pairs:
+        con = obj.pose.bones[deform].constraints.new("COPY_TRANSFORMS")
+        con.target, con.subtarget = obj, control
+    for side in fam["side"]:
+        for limb in ("foot", "hand"):
+            obj.pose.bones[f"c_{limb}_ik{side}"]["ik_fk_switch"] = 0.0
+    return obj

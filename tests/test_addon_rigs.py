@@ -87,6 +87,8 @@ if family.endswith(".bvh"):  # a BVH rig from ../shared, imported as Blender doe
     arm = bpy.context.object
 elif family in ("rigify", "metarig"):
     arm = rig_builders.rigify(family == "rigify")
+elif family == "arp_controls":
+    arm = rig_builders.auto_rig_pro(a_pose_deg={a_pose}, seed=3)
 else:
     arm = rig_builders.build(family, a_pose_deg={a_pose}, scale={scale}, seed=3)
 settings.armature = arm
@@ -121,7 +123,9 @@ emit({{"points": points, "feet": feet, "sides": sides, "floor": rest_floor, "kin
       "bones": rm.bones, "drive": rm.drive, "unsure": rm.unsure, "words": words, "note": note,
       "sampled": poses.tolist(), "trans": trans.tolist(), "frames": [scene.frame_start, scene.frame_end],
       "tracks": [t.name for t in arm.animation_data.nla_tracks],
-      "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type}})
+      "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type,
+      "switches": {{pb.name: pb["ik_fk_switch"] for pb in arm.pose.bones if "ik_fk_switch" in pb.keys()}},
+      "keyed": sorted({{fc.data_path.split('"')[1] for fc in compat.action_fcurves(action, arm)}})}})
 """
 
 
@@ -268,6 +272,28 @@ def test_rigify_generated_rig_keys_fk_controls(walk, tmp_path, addon_zip):  # no
     assert result["kind"].startswith("Rigify FK controls")
     assert result["drive"]["left_hip"] == "thigh_fk.L" and result["bones"]["left_hip"] == "ORG-thigh.L"
     _check_directions(result, data["joints"], "rigify", planted=True)
+    _check_feet(result, data["joints"])
+
+
+def test_auto_rig_pro_keys_c_fk_controls(walk, tmp_path, addon_zip):  # noqa: F811
+    """An Auto-Rig Pro rig with its `c_*` control layer: the FK controls are keyed (the root master
+    carries the pelvis, since the spine hangs on it), never the deform bones that follow them, the
+    IK/FK switches go to FK, and the deform bones show the motion (directions, planted feet)."""
+    data = np.load(walk)
+    result = _run("arp_controls", walk, tmp_path, addon_zip, a_pose=35.0)
+    assert result["kind"].startswith("Auto-Rig Pro FK controls"), result["kind"]
+    assert result["drive"]["left_hip"] == "c_thigh_fk.l" and result["bones"]["left_hip"] == "thigh_stretch.l"
+    assert result["drive"]["pelvis"] == "c_root_master.x" and result["drive"]["left_foot"] == "c_toes_fk.l"
+    assert all(b.startswith("c_") for b in result["keyed"]), result["keyed"]
+    assert "c_root.x" not in result["keyed"] and "c_arm_fk.r" in result["keyed"]
+    assert result["switches"] == {
+        "c_foot_ik.l": 1.0,
+        "c_foot_ik.r": 1.0,
+        "c_hand_ik.l": 1.0,
+        "c_hand_ik.r": 1.0,
+    }
+    assert "Auto-Rig Pro FK controls" in result["note"]
+    _check_directions(result, data["joints"], "auto-rig pro", planted=True, least=17)
     _check_feet(result, data["joints"])
 
 
