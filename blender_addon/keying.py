@@ -66,11 +66,15 @@ def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) ->
 
 def planted_frames(arm, action, n: int) -> dict[str, tuple[float, np.ndarray]]:
     """{keyed bone: (distance to its foot, (n,) frames where that foot is planted)} for the legs and
-    pelvis of a mapped rig whose take pinned planted feet ({} otherwise)."""
+    pelvis of a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet ({} otherwise)."""
     stored = rigmap.stored(arm)
     planted = action.get("vmclip_planted")
-    if stored is None or not planted:
+    if not planted:
         return {}
+    if stored is None:  # the SMPL-24 rig: its bones are the roles
+        if not all(n in arm.data.bones for n in smpl.JOINT_NAMES):
+            return {}
+        stored = (rigmap.RigMap({n: n for n in smpl.JOINT_NAMES}, {n: n for n in smpl.JOINT_NAMES}), None)
     sides = {k: np.asarray(v, dtype=bool)[:n] for k, v in planted.items()}
     if len(sides) < 2 or any(len(v) != n for v in sides.values()):
         return {}

@@ -292,10 +292,8 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         if mesh is not None:  # the rest pose must be the person's before keys and skin go on
             rig.fit_rest_to_person(context, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
         prompt = self._request["prompt"]
-        action = rig.apply_motion(
-            context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, f"VMCLIP {prompt[:48]}"
-        )
-        keys = make_take(context, arm, action, motion, self._request)
+        action, planted = smpl_take(context, arm, motion, f"VMCLIP {prompt[:48]}")
+        keys = f"{planted}; " * bool(planted) + make_take(context, arm, action, motion, self._request)
         fitted = None
         if mesh is not None:
             try:
@@ -318,6 +316,19 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
             self.report({"WARNING"}, f"No fitted body: {note}")
             text += f"; no fitted body ({note})"
         return text
+
+
+def smpl_take(context, arm, motion, name: str):
+    """Key `motion` on the SMPL-24 rig as a new action, planted feet pinned on the rig's own rest
+    pose when the panel asks for it; returns (action, a few words on the planting or "")."""
+    poses, trans, words = motion.poses, motion.trans, ""
+    if _settings(context).plant_feet and tuple(motion.joint_names) == tuple(smpl.JOINT_NAMES):
+        poses, trans, planting = targets.planted_on_smpl_rig(arm, motion)
+        words = f"feet planted on {planting.runs} contacts"
+    action = rig.apply_motion(context, arm, poses, trans, motion.fps, motion.joint_names, name)
+    if words:
+        action["vmclip_planted"] = planting.planted
+    return action, words
 
 
 def make_take(context, arm, action, motion, request) -> str:
@@ -840,10 +851,8 @@ def key_take_on(context, arm, motion, request, label: str) -> str:
     """Key a motion on the panel's rig (SMPL-24 or mapped) as a new take; a report line."""
     name = f"VMCLIP {label}: {request['prompt'][:40]}"
     if rig.is_smpl_armature(arm):
-        action = rig.apply_motion(
-            context, arm, motion.poses, motion.trans, motion.fps, motion.joint_names, name
-        )
-        note = "keyed on the SMPL-24 rig"
+        action, planted = smpl_take(context, arm, motion, name)
+        note = "keyed on the SMPL-24 rig" + f"; {planted}" * bool(planted)
     else:
         rm = target_map(context)
         action, note = targets.key_motion(context, arm, rm, motion, name, plant=_settings(context).plant_feet)

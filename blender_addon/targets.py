@@ -123,6 +123,31 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     return action, note
 
 
+def planted_on_smpl_rig(arm, motion):
+    """(poses, trans, Planting) of `motion` with its planted feet pinned on the SMPL-24 rig `arm`
+    (its own rest pose: a rig fitted to a person has other proportions than the motion's skeleton),
+    for rig.apply_motion; the legs change, nothing else."""
+    names = list(smpl.JOINT_NAMES)
+    rm = rigmap.RigMap({n: n for n in names}, {n: n for n in names})
+    offsets = getattr(motion, "rest_offsets", None)
+    sk = smpl.Skeleton(offsets=offsets)
+    rf = rigmap.rig_frame(arm, rm, sk)
+    glob = rigmap.smpl_globals(smpl.axis_angle_to_matrix(np.asarray(motion.poses, dtype=np.float64)))
+    deltas = rigmap.rig_deltas(glob, rf)
+    path = rigmap.pelvis_path(motion.trans, deltas, rf, arm, rm)
+    deltas, path, planting = rigmap.plant_feet(
+        deltas, path, rf, arm, rm, glob, motion.trans, sk.offsets, float(motion.fps)
+    )
+    w = rf.world
+    glob = w.T[None, None] @ deltas @ w[None, None] @ rf.cal[None]  # (unchanged joints: exactly as before)
+    local = np.empty_like(glob)
+    for j, p in enumerate(smpl.PARENTS):
+        local[:, j] = glob[:, j] if p < 0 else np.swapaxes(glob[:, p], -1, -2) @ glob[:, j]
+    scale, lift = rig.trans_mapping(arm)  # (apply_motion keys scale * trans + lift)
+    trans = (path @ w - np.array([0.0, lift, 0.0])) / scale
+    return smpl.matrix_to_axis_angle(local), trans, planting
+
+
 def _between_mapped(arm, rm: rigmap.RigMap) -> set[str]:
     """Unkeyed bones on the chains from the rig's root to its keyed bones (a BVH's twist bones, say)."""
     keyed = set(rm.drive.values())

@@ -597,3 +597,51 @@ def test_bake_video_reads_the_rig_in_world_space(walk, tmp_path, addon_zip):  # 
     errors = _direction_errors({"points": result["points"]}, pos)
     worst = max(errors, key=errors.get)
     assert errors[worst] < MAX_DIRECTION_DEG, f"{worst} off by {errors[worst]:.2f} degrees in world space"
+
+
+@pytest.mark.parametrize("plant", [False, True], ids=["free", "planted"])
+def test_smpl_rig_planted_feet(plant, walk, tmp_path, addon_zip):  # noqa: F811
+    """The add-on's own SMPL-24 rig: without planting it shows the motion's own slide (this mocap walk:
+    5.3 cm); with it, planted feet stay put on the floor, the upper body untouched."""
+    data = np.load(walk)
+    result = run_bpy(
+        f"""
+        rig = import_module("bl_ext.user_default.videomotionclip.rig")
+        smpl = import_module("bl_ext.user_default.videomotionclip.smpl")
+        d = np.load({str(walk)!r})
+        motion = backend.protocol_module().MotionPayload(d["poses"], d["trans"], 30.0)
+        arm = rig.ensure_armature(bpy.context, smpl.Skeleton(), None)
+        settings.armature, settings.plant_feet = arm, {plant}
+        action, words = operators.smpl_take(bpy.context, arm, motion, "take")
+        operators.make_take(bpy.context, arm, action, motion, {{"prompt": "walk", "seed": 0}})
+        scene = bpy.context.scene
+        feet = {{s: [b for n in (s + "_ankle", s + "_foot")
+                    for b in [n, *(c.name for c in arm.data.bones[n].children_recursive)]]
+                for s in ("left", "right")}}
+        mw = arm.matrix_world
+        floor = min((mw @ arm.data.bones[b].head_local).z for s in feet.values() for b in s)
+        floor = min(floor, min((mw @ arm.data.bones[b].tail_local).z for s in feet.values() for b in s))
+        points, sides = {{}}, []
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            for name in smpl.JOINT_NAMES:
+                points.setdefault(name, []).append(list(mw @ arm.pose.bones[name].head))
+            low = lambda b: min((mw @ arm.pose.bones[b].head).z, (mw @ arm.pose.bones[b].tail).z)
+            sides.append([min(low(b) for b in feet[s]) for s in ("left", "right")])
+        poses, trans, _ = rig.sample_motion(bpy.context, arm, scene.frame_start, scene.frame_end)
+        emit({{"points": points, "sides": sides, "floor": floor, "words": words, "poses": poses.tolist()}})
+    """,
+        tmp_path,
+        addon_zip,
+    )
+    slide, floor = planted_feet(result, data["joints"])
+    upper = [j for j in range(24) if j not in (1, 2, 4, 5, 7, 8, 10, 11)]  # (all but the legs)
+    got = Rotation.from_rotvec(np.array(result["poses"])[:, upper].reshape(-1, 3))
+    want = Rotation.from_rotvec(data["poses"][:, upper].reshape(-1, 3))
+    assert np.degrees((got.inv() * want).magnitude()).max() < 0.55  # (thinned keys)
+    if not plant:
+        assert slide > 5.0 and result["words"] == ""  # the motion's own slide, kept as it is
+        return
+    assert result["words"] == "feet planted on 6 contacts"
+    assert slide < MAX_SLIDE_CM, f"planted feet slide by up to {slide:.2f} cm"
+    assert floor < MAX_SLIDE_CM, f"planted feet leave the floor by up to {floor:.2f} cm"
