@@ -203,17 +203,20 @@ def push_take(scene, arm, action, tweak_name: str = TWEAK_ACTION_PREFIX):
     return tweak
 
 
-def retarget_channels(context, arm, rm, rf, motion, *, offsets=None, plant: bool = True):
+def retarget_channels(
+    context, arm, rm, rf, motion, *, offsets=None, plant: bool = True, hold=None, origin=None
+):
     """The keys that put a SMPL motion on `arm`: {(path, index, group): values (T,)} for the keyed bones'
     quaternions and the root control's location, the largest remaining error of control rigs
-    (degrees; 0 for rigs keyed on their deform bones), and what planting the feet did (None: off)."""
-    deltas, path = rigmap.motion_to_rig(motion.poses, motion.trans, rf, arm, rm)
+    (degrees; 0 for rigs keyed on their deform bones), and what planting the feet did (None: off).
+    `hold`/`origin`: frames kept as they are and the earlier take's placement (Regenerate)."""
+    deltas, path = rigmap.motion_to_rig(motion.poses, motion.trans, rf, arm, rm, origin)
     planting = None
     if plant:
         glob = rigmap.smpl_globals(smpl.axis_angle_to_matrix(np.asarray(motion.poses, dtype=np.float64)))
         offsets = smpl.Skeleton(offsets=offsets).offsets
         deltas, path, planting = rigmap.plant_feet(
-            deltas, path, rf, arm, rm, glob, motion.trans, offsets, float(motion.fps)
+            deltas, path, rf, arm, rm, glob, motion.trans, offsets, float(motion.fps), hold
         )
     basis, loc = rigmap.basis_from_deltas(arm, rm, rf, deltas, path)
     worst = 0.0

@@ -318,12 +318,13 @@ class VMCLIP_OT_generate_motion(_BackendOperator, bpy.types.Operator):
         return text
 
 
-def smpl_take(context, arm, motion, name: str):
+def smpl_take(context, arm, motion, name: str, hold=None):
     """Key `motion` on the SMPL-24 rig as a new action, planted feet pinned on the rig's own rest
-    pose when the panel asks for it; returns (action, a few words on the planting or "")."""
+    pose when the panel asks for it (`hold`: frames kept as given); returns (action, a few words on
+    the planting or "")."""
     poses, trans, words = motion.poses, motion.trans, ""
     if _settings(context).plant_feet and tuple(motion.joint_names) == tuple(smpl.JOINT_NAMES):
-        poses, trans, planting = targets.planted_on_smpl_rig(arm, motion)
+        poses, trans, planting = targets.planted_on_smpl_rig(arm, motion, hold)
         words = f"feet planted on {planting.runs} contacts"
     action = rig.apply_motion(context, arm, poses, trans, motion.fps, motion.joint_names, name)
     if words:
@@ -835,7 +836,8 @@ class _EditOperator(_BackendOperator):
             keep = cons["mask"].all(-1) & ~self._pinned
             poses, trans = regenerate.splice(motion.poses, motion.trans, self._base[0], self._base[1], keep)
             motion = backend.protocol_module().MotionPayload(poses, trans, motion.fps, text=motion.text)
-        text = key_take_on(context, arm, motion, self._request, self.label)
+        held = cons["mask"].all(-1)  # (whole poses the artist fixed: planting leaves them as they are)
+        text = key_take_on(context, arm, motion, self._request, self.label, held if held.any() else None)
         removed = _drop_tweaks(arm, self._tweak_frames_taken(context))
         if removed:
             text += f"; {removed} tweak key(s) now held by the take"
@@ -847,15 +849,17 @@ class _EditOperator(_BackendOperator):
         return set()
 
 
-def key_take_on(context, arm, motion, request, label: str) -> str:
-    """Key a motion on the panel's rig (SMPL-24 or mapped) as a new take; a report line."""
+def key_take_on(context, arm, motion, request, label: str, hold=None) -> str:
+    """Key a motion on the panel's rig (SMPL-24 or mapped) as a new take (`hold`: frames spliced from
+    the current take, kept exactly); a report line."""
     name = f"VMCLIP {label}: {request['prompt'][:40]}"
     if rig.is_smpl_armature(arm):
-        action, planted = smpl_take(context, arm, motion, name)
+        action, planted = smpl_take(context, arm, motion, name, hold)
         note = "keyed on the SMPL-24 rig" + f"; {planted}" * bool(planted)
     else:
         rm = target_map(context)
-        action, note = targets.key_motion(context, arm, rm, motion, name, plant=_settings(context).plant_feet)
+        plant = _settings(context).plant_feet
+        action, note = targets.key_motion(context, arm, rm, motion, name, plant=plant, hold=hold)
     keys = make_take(context, arm, action, motion, request)
     return f"{label}: new take '{action.name}' ({len(motion.poses)} frames); {note}; {keys}"
 

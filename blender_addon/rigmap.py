@@ -426,11 +426,16 @@ def pelvis_path(trans: np.ndarray, deltas: np.ndarray, rf: RigFrame, arm, rm: Ri
     return path
 
 
-def motion_to_rig(poses: np.ndarray, trans: np.ndarray, rf: RigFrame, arm, rm: RigMap):
-    """SMPL motion -> (deltas (T, 24, 3, 3), pelvis head path (T, 3)) in the rig's armature space."""
+def motion_to_rig(poses: np.ndarray, trans: np.ndarray, rf: RigFrame, arm, rm: RigMap, origin=None):
+    """SMPL motion -> (deltas (T, 24, 3, 3), pelvis head path (T, 3)) in the rig's armature space.
+    `origin`: place the path as an earlier take was (its stored origin) instead of lifting it anew
+    (a regenerated take whose held frames must land where they were)."""
     local = smpl.axis_angle_to_matrix(np.asarray(poses, dtype=np.float64))
     deltas = rig_deltas(smpl_globals(local), rf)
-    return deltas, pelvis_path(trans, deltas, rf, arm, rm)
+    if origin is None:
+        return deltas, pelvis_path(trans, deltas, rf, arm, rm)
+    rf.origin = np.asarray(origin, dtype=np.float64)
+    return deltas, (np.asarray(trans, dtype=np.float64) * rf.scale + rf.origin) @ rf.world.T
 
 
 def smpl_positions(glob: np.ndarray, trans: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -529,22 +534,27 @@ def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.nd
     return np.convolve(np.pad(wide, blend, mode="edge"), np.ones(2 * blend + 1) / (2 * blend + 1), "valid")
 
 
-def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets, fps: float):
+def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets, fps: float, hold=None):
     """Pin the rig's planted feet: contacts found on the SMPL motion (global rotations `glob`, path
     `trans`, rest `offsets`) by the backend's rules; during each run of contact frames the rig's heel
     (or toes) stays where it stands on average and the foot's lowest point is on the rig's floor,
     faded in and out as the backend does. Where a leg cannot reach, the pelvis comes down (smoothly).
     Thigh and shin turn (two-bone IK, the knee in its own bending plane); every other frame's ankle
-    stays where it was; the ankle keeps its change, so the sole does not tilt. Returns new deltas,
-    pelvis path and a Planting."""
+    stays where it was; the ankle keeps its change, so the sole does not tilt. `hold` (T,) bool:
+    frames kept exactly as given (an earlier take's, already planted) and no new lift of the path.
+    Returns new deltas, pelvis path and a Planting."""
     fk = smpl_positions(glob, np.asarray(trans, dtype=np.float64), np.asarray(offsets, dtype=np.float64))
     contacts = contact.foot_contacts(fk, fps)
     w = rf.world
-    lift = _contact_lift(deltas, path, rf, arm, rm, contacts)
-    path = path + lift * w[:, 1]
-    rf.origin = rf.origin + np.array([0.0, lift, 0.0])  # (read back by Bake Video)
+    given = path
+    if hold is None:
+        lift = _contact_lift(deltas, path, rf, arm, rm, contacts)
+        path = path + lift * w[:, 1]
+        rf.origin = rf.origin + np.array([0.0, lift, 0.0])  # (read back by Bake Video)
     legs = _leg_targets(deltas, path, rf, arm, rm, contacts, fps)
     drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, contact.blend_frames(fps)), 0.0)
+    if hold is not None:
+        drop[hold] = 0.0
     path = path - drop[:, None] * w[:, 1]
     out = deltas.copy()
     done = Planting(drop=float(drop.max()))
@@ -561,6 +571,8 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         done.unreached = max(done.unreached, float(miss.max(initial=0.0)))
         done.runs += runs
         done.planted[side] = (weight > 0).astype(int).tolist()
+    if hold is not None:
+        out[hold], path[hold] = deltas[hold], given[hold]
     return out, path, done
 
 

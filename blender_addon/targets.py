@@ -83,13 +83,23 @@ def presets() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json"))
 
 
-def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: bool = True):
+def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: bool = True, hold=None):
     """Key `motion` on the mapped rig as a new action (one key per frame), planted feet pinned unless
-    `plant` is off; returns (action, note)."""
+    `plant` is off; `hold` (T,) bool: frames an earlier take of this rig holds (Regenerate): placed as
+    it was and not planted again. Returns (action, note)."""
     offsets = getattr(motion, "rest_offsets", None)
     rf = rigmap.rig_frame(arm, rm, smpl.Skeleton(offsets=offsets))
+    before = rigmap.stored(arm) if hold is not None else None
     channels, worst, planting = keying.retarget_channels(
-        context, arm, rm, rf, motion, offsets=offsets, plant=plant
+        context,
+        arm,
+        rm,
+        rf,
+        motion,
+        offsets=offsets,
+        plant=plant,
+        hold=hold,
+        origin=before[1].origin if before else None,
     )
     frames = keying.scene_frames(context.scene, len(motion.poses), motion.fps)
     for pb in arm.pose.bones:  # keyed bones start from rest; the rest of the rig keeps its pose
@@ -123,10 +133,10 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     return action, note
 
 
-def planted_on_smpl_rig(arm, motion):
+def planted_on_smpl_rig(arm, motion, hold=None):
     """(poses, trans, Planting) of `motion` with its planted feet pinned on the SMPL-24 rig `arm`
     (its own rest pose: a rig fitted to a person has other proportions than the motion's skeleton),
-    for rig.apply_motion; the legs change, nothing else."""
+    for rig.apply_motion; the legs change, nothing else. `hold`: frames kept exactly (Regenerate)."""
     names = list(smpl.JOINT_NAMES)
     rm = rigmap.RigMap({n: n for n in names}, {n: n for n in names})
     offsets = getattr(motion, "rest_offsets", None)
@@ -134,18 +144,21 @@ def planted_on_smpl_rig(arm, motion):
     rf = rigmap.rig_frame(arm, rm, sk)
     glob = rigmap.smpl_globals(smpl.axis_angle_to_matrix(np.asarray(motion.poses, dtype=np.float64)))
     deltas = rigmap.rig_deltas(glob, rf)
-    path = rigmap.pelvis_path(motion.trans, deltas, rf, arm, rm)
-    deltas, path, planting = rigmap.plant_feet(
-        deltas, path, rf, arm, rm, glob, motion.trans, sk.offsets, float(motion.fps)
-    )
     w = rf.world
+    scale, lift = rig.trans_mapping(arm)  # (apply_motion keys scale * trans + lift: the rig's path)
+    path = (np.asarray(motion.trans, dtype=np.float64) * scale + np.array([0.0, lift, 0.0])) @ w.T
+    deltas, path, planting = rigmap.plant_feet(
+        deltas, path, rf, arm, rm, glob, motion.trans, sk.offsets, float(motion.fps), hold
+    )
     glob = w.T[None, None] @ deltas @ w[None, None] @ rf.cal[None]  # (unchanged joints: exactly as before)
     local = np.empty_like(glob)
     for j, p in enumerate(smpl.PARENTS):
         local[:, j] = glob[:, j] if p < 0 else np.swapaxes(glob[:, p], -1, -2) @ glob[:, j]
-    scale, lift = rig.trans_mapping(arm)  # (apply_motion keys scale * trans + lift)
     trans = (path @ w - np.array([0.0, lift, 0.0])) / scale
-    return smpl.matrix_to_axis_angle(local), trans, planting
+    poses = smpl.matrix_to_axis_angle(local)
+    if hold is not None:  # (exactly the given values, not their round trip)
+        poses[hold], trans[hold] = np.asarray(motion.poses)[hold], np.asarray(motion.trans)[hold]
+    return poses, trans, planting
 
 
 def _between_mapped(arm, rm: rigmap.RigMap) -> set[str]:

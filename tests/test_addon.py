@@ -347,6 +347,7 @@ def test_generate_keys_equal_returned_motion(tmp_path, addon_zip, motion_server,
         prefs.address = {relay.address!r}
         settings.prompt = "a person walks forward and waves"
         settings.seconds, settings.seed = 2.0, 7
+        settings.plant_feet = False  # (the reply's own legs: planting turns them, tests/test_addon_rigs.py)
         bpy.context.scene.frame_start = 11
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         arm = settings.armature
@@ -736,6 +737,7 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
         scene = bpy.context.scene
         prefs.address = {gen_relay.address!r}
         settings.prompt, settings.seconds, settings.seed = "a person waves", 1.0, 3
+        settings.plant_feet = False  # (compared with the reply's own legs below)
         assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
         arm = settings.armature
         # The artist's tweak on the tweak layer: bend the left elbow at frame 10 and key it, between
