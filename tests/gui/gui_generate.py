@@ -12,6 +12,7 @@ Steps, each on a bpy.app.timers tick so Blender's own event loop keeps running i
 4. when the armature is keyed (and, with a photo in the list, the person's fitted body is on it,
    textured by the photo), show a mid-motion frame, write DIR/result.json and DIR/shoot; the driver
    takes the screenshot and answers with DIR/done; quit.
+With --rigify, Rigify's human rig is built once the tab shows and Generate keys it instead.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ parser.add_argument(
     "--bake-address",
     default=None,
     help="also press Bake Video (against this backend) and take the screenshot mid-bake",
+)
+parser.add_argument(
+    "--rigify",
+    action="store_true",
+    help="once the panel shows, build Rigify's human rig (its mannequin on the deform bones) and "
+    "generate onto it instead of the SMPL rig",
 )
 args = parser.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else [])
 WORK: Path = args.work
@@ -86,6 +93,27 @@ def setup() -> None:
     for obj in list(bpy.data.objects):
         if obj.type == "MESH" and obj.name == "Cube":
             bpy.data.objects.remove(obj)
+
+
+def build_rigify() -> None:
+    """Rigify's human metarig generated into its rig (Blender ships Rigify), the add-on's mannequin
+    on its deform bones, and the rig in the panel's Rig field. Done after the panel's tab is chosen:
+    the rig's own sidebar tabs would move the strip the driver scrolls."""
+    import importlib
+
+    addon_utils.enable("rigify", default_set=True, handle_error=None)
+    window, area, region = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        bpy.ops.object.armature_human_metarig_add()
+        meta = bpy.context.view_layer.objects.active
+        bpy.ops.pose.rigify_generate()
+    rig = bpy.context.view_layer.objects.active
+    meta.hide_set(True)
+    importlib.import_module(ADDON + ".rig").create_proxy_body(bpy.context, rig)
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj is rig)
+    bpy.context.scene.vmclip.armature = rig
+    log(f"Rigify rig '{rig.name}' built ({len(rig.data.bones)} bones)")
 
 
 def tab_strip() -> dict:
@@ -194,6 +222,8 @@ def tick():
             state["step"] = "wait_panel"
             log("tab strip position written; waiting for the driver to select the tab")
         elif step == "wait_panel" and (WORK / "panel_drawn").exists():
+            if args.rigify:
+                build_rigify()
             press_check()
             state["step"] = "checking"
         elif step == "checking" and bpy.context.window_manager.vmclip_state.connection != "CHECKING":
