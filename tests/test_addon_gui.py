@@ -180,8 +180,9 @@ def hello_can_analyze(address: str) -> bool:
         return bool(c.hello().get("capabilities", {}).get("analyze", {}).get("available"))
 
 
-def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motion_server):  # noqa: F811
-    address, kind = slow_motion_server
+def _drive_window(tmp_path, xvfb, addon_zip, address: str, extra: list[str]):  # noqa: F811
+    """Blender 3.4 in the Xvfb window with the built add-on, driven by gui_generate.py (`extra`: its
+    options); the driver selects the panel's tab and takes the screenshot. Returns (work dir, shot)."""
     work = tmp_path / "work"
     work.mkdir()
     scripts = tmp_path / "scripts" / "addons"
@@ -210,34 +211,15 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
         timeout=60,
         check=True,
     )
-    photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
-    if not photo.is_file():  # the project's own example person (rendered at set-up)
-        try:
-            from vmclip.render.example import example_paths
-
-            photo = Path(example_paths()["photo"])
-        except ImportError:
-            pass
-    images = ["--image", str(photo)] if photo.is_file() else []
     log = open(tmp_path / "blender.log", "w")
     proc = subprocess.Popen(
-        [
-            "blender",
-            "--factory-startup",
-            str(blend),
-            "--python",
-            str(SCRIPT),
-            "--",
-            "--address",
-            address,
-            "--work",
-            str(work),
-            *images,
-        ],
+        ["blender", "--factory-startup", str(blend), "--python", str(SCRIPT), "--"]
+        + ["--address", address, "--work", str(work), *extra],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    shot = tmp_path / "blender_panel.png"
     try:
         assert _wait_for(work / "tabs.json", 60, proc), (tmp_path / "blender.log").read_text()[-3000:]
         tabs = json.loads((work / "tabs.json").read_text())
@@ -256,9 +238,8 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
             _wait_for(work / "panel_drawn", 0.7)
         assert (work / "panel_drawn").exists(), "the VideoMotionCLIP tab never showed"
         _x(xvfb, "xdotool", "mousemove", str(x0 + 400), str(y0 + 300))  # off the buttons (no tooltips)
-        assert _wait_for(work / "shoot", 330, proc), (tmp_path / "blender.log").read_text()[-3000:]
+        assert _wait_for(work / "shoot", 600, proc), (tmp_path / "blender.log").read_text()[-3000:]
         time.sleep(0.5)
-        shot = tmp_path / "blender_panel.png"
         _x(xvfb, "import", "-window", "root", str(shot))
         (work / "done").write_text("1")
         proc.wait(30)
@@ -268,6 +249,21 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
         log.close()
     if os.environ.get("VMCLIP_GUI_SHOT") and shot.exists():
         shutil.copy(shot, os.environ["VMCLIP_GUI_SHOT"])
+    return work, shot
+
+
+def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motion_server):  # noqa: F811
+    address, kind = slow_motion_server
+    photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
+    if not photo.is_file():  # the project's own example person (rendered at set-up)
+        try:
+            from vmclip.render.example import example_paths
+
+            photo = Path(example_paths()["photo"])
+        except ImportError:
+            pass
+    images = ["--image", str(photo)] if photo.is_file() else []
+    work, shot = _drive_window(tmp_path, xvfb, addon_zip, address, images)
     result = json.loads((work / "result.json").read_text())
     output = (tmp_path / "blender.log").read_text()
     assert "error" not in result, (result, output[-3000:])
@@ -294,3 +290,18 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert undo["after_generate"][:2] == [True, result["action"]]
     assert undo["after_undo"] == [False, None, 0]  # one step back: before Generate Motion
     assert undo["after_redo"] == undo["after_generate"]
+
+
+def test_generate_onto_a_rigify_rig_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
+    """Rigify's human rig generated in the window (Rigify ships with Blender), Generate Motion onto it:
+    the FK controls keyed as a take, the report says so, and the screenshot shows the character."""
+    work, shot = _drive_window(tmp_path, xvfb, addon_zip, motion_server[0], ["--rigify"])
+    result = json.loads((work / "result.json").read_text())
+    output = (tmp_path / "blender.log").read_text()
+    assert "error" not in result, (result, output[-3000:])
+    assert "Traceback" not in output, output[-3000:]
+    assert "Rigify rig 'rig' built" in output
+    assert result["invoke_outcome"] == ["RUNNING_MODAL"] and result["connection"] == "CONNECTED"
+    assert "onto 'rig'" in result["status"] and "Rigify FK controls" in result["status"], result["status"]
+    assert result["body"]  # the mannequin on its deform bones
+    assert shot.exists() and shot.stat().st_size > 10_000
