@@ -89,8 +89,9 @@ def reduce_keys(
     `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
     between keys still out of tolerance until none is. `planted` ({bone: (distance to its foot,
     frames where the foot is planted)}, see planted_frames): on those frames those bones keep the
-    rotation that moves the foot by at most a third of `tol_m` (when tighter than `tol_deg`), so that
-    thinning adds under a centimetre of slide to a planted foot. Returns (keys before, keys after)."""
+    rotation that moves the foot by at most a third of `tol_m` (when tighter than `tol_deg`) and the
+    root's location half of `tol_m`, so that thinning adds under a centimetre of slide to a planted
+    foot. Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
@@ -105,6 +106,8 @@ def reduce_keys(
         leg = (planted or {}).get(bone_path.removeprefix('pose.bones["').removesuffix('"]'))
         if leg and kind == "rotation_quaternion":
             tol[leg[1]] = min(tol_deg, np.degrees(tol_m / 3 / (leg[0] * unit)))
+        elif planted and kind == "location":  # (the root carries a planted foot along one to one)
+            tol[np.any([m for _, m in planted.values()], axis=0)] = tol_m / 2
         keep = _refine(fcs, frames, values, kind, unit, tol)
         after += int(keep.sum()) * len(fcs)
     return before, after
