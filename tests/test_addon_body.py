@@ -52,6 +52,7 @@ SCRIPT = """
     from mathutils import Quaternion
     prefs.address, prefs.timeout_s = {address!r}, 60
     settings.prompt, settings.seconds, settings.seed = "a person walks forward and waves", 1.5, 4
+    settings.plant_feet = False  # (rotations keyed as sent: planting turns the legs)
     settings.images.add().filepath = {photo!r}
     assert bpy.ops.vmclip.generate_motion() == {{"FINISHED"}}
     ctx = bpy.context
