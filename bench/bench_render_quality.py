@@ -185,6 +185,8 @@ def synthetic(work: Path, poses: int, seed: int) -> dict:
             SIZE,
             SIZE,
             rest_vertices=scene.rest_vertices,
+            texture=scene.texture,
+            uv=scene.uv,
         )
         ground = float(vb[:, 1].min())
         out = composite(scene, warper.warp(vb), contact_shadow(scene, vb, ground))
@@ -248,6 +250,8 @@ def real_pair(photos: Path, work: Path) -> dict | None:
         scene.width,
         scene.height,
         rest_vertices=scene.rest_vertices,
+        texture=scene.texture,
+        uv=scene.uv,
     )
     out = composite(scene, warper.warp(verts_b))
     truth = cv2.resize(
