@@ -100,7 +100,10 @@ def build_texture(
     colour, conf = _mirror(proj, grid, faces, uv_coords, uv_faces, rest)
     seen = conf >= SEEN_FACING
     region = JOINT_REGION[tpart]
-    strip = _front_strip(region, pos)
+    normal = np.einsum(
+        "nk,nkd->nd", grid.bary.astype(np.float64), vertex_normals(rest, faces)[faces[grid.tri]]
+    )
+    strip = _front_strip(region, pos, normal)
     source = seen & ~strip
     head = tpart == JOINT_NAMES.index("head")
     base = _side_colours(colour, seen, source, region, pos)
@@ -249,13 +252,14 @@ def _axis(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where((region == 2) | (region == 3), np.abs(pos[:, 0]), pos[:, 1])
 
 
-def _front_strip(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """The front of the trunk near its centre line (rest pose, +z forward): a tie, buttons, a print."""
+def _front_strip(region: np.ndarray, pos: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The front of the trunk near its centre line (rest pose, +z forward; up to the throat): a tie,
+    buttons, a print."""
     trunk = region == 0
     if not trunk.any():
         return trunk
     centre = np.median(pos[trunk], axis=0)
-    return trunk & (pos[:, 2] > centre[2]) & (np.abs(pos[:, 0] - centre[0]) < FRONT_STRIP_M)
+    return trunk & (normal[:, 2] > 0.2) & (np.abs(pos[:, 0] - centre[0]) < FRONT_STRIP_M)
 
 
 def _side_colours(
