@@ -108,7 +108,7 @@ def build_texture(
     head = tpart == JOINT_NAMES.index("head")
     base = _side_colours(colour, seen, source, region, pos)
     other, grain = _other_side(colour, conf, strip, base, pos)
-    base = np.where((region == HEAD)[:, None], base, other + grain)
+    base = np.where(head[:, None], base, other + grain)
     base = _back_of_head(base, colour, proj.conf, seen, head, pos)
     # (blended across the edge of what the photos saw, so that no seam shows there)
     w = _smoothstep(conf, SEEN_FACING - 0.1, SEEN_FACING + 0.1)[:, None]
