@@ -41,6 +41,8 @@ VIEW_POWER = 6.0
 # spans (a garment's colour changes at a hem, not within a few centimetres).
 AXIS_BIN_M = 0.01
 AXIS_SPAN_BINS = 3
+# The crown's colour: the highest this share of the head's seen texels.
+CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
 # what stands in for the back (the front's hems and garment boundaries, without its small details).
 FRONT_GRID_M = 0.004
@@ -358,10 +360,13 @@ def _back_of_head(
     centre = np.median(pos[head], axis=0)
     top_y = pos[head, 1].max()
     size = max(top_y - centre[1], 1e-3)
-    # (a photo from the front sees the crown only obliquely: any view of it will do)
-    crown = head & (conf >= 0.08) & (pos[:, 1] > centre[1] + 0.5 * size)
-    if crown.sum() < 20:
+    # The highest texels the photos saw (a photo from the front sees the crown only obliquely: any
+    # view of it will do): the hair above the forehead, or a bald scalp.
+    seen_head = np.flatnonzero(head & (conf >= 0.08))
+    if len(seen_head) < 20:
         return base
+    crown = np.zeros(len(head), dtype=bool)
+    crown[seen_head[pos[seen_head, 1] >= np.quantile(pos[seen_head, 1], 1.0 - CROWN_SHARE)]] = True
     hair = np.median(colour[crown], axis=0)
     back = _smoothstep((centre[2] - pos[:, 2]) / size, -0.2, 0.4)
     # Down to the nape (below the ears the neck's sides lead).
