@@ -111,7 +111,8 @@ def build_texture(
     base = _side_colours(colour, seen, source, region, pos)
     other, grain = _other_side(colour, conf, strip, base, pos)
     base = np.where(head[:, None], base, other + grain)
-    base = _back_of_head(base, colour, proj.conf, seen, head, pos)
+    nape = head | (tpart == JOINT_NAMES.index("neck"))
+    base = _back_of_head(base, colour, proj.conf, seen, head, nape, pos)
     # (blended across the edge of what the photos saw, so that no seam shows there)
     w = _smoothstep(conf, SEEN_FACING - 0.1, SEEN_FACING + 0.1)[:, None]
     out = w * colour + (1.0 - w) * base
@@ -351,10 +352,12 @@ def _back_of_head(
     conf: np.ndarray,
     seen: np.ndarray,
     head: np.ndarray,
+    nape: np.ndarray,
     pos: np.ndarray,
 ) -> np.ndarray:
-    """The back of the head takes the crown's colour as the photos saw it (hair, or a bald scalp),
-    blended in towards the back (rest pose: +y up, +z forward), so that a cheek keeps the face's."""
+    """The back of the head (`head`, and the top of the neck behind it: `nape`) takes the crown's
+    colour as the photos saw it (hair, or a bald scalp), blended in towards the back (rest pose: +y
+    up, +z forward), so that a cheek keeps the face's, and down to the nape."""
     if not head.any():
         return base
     centre = np.median(pos[head], axis=0)
@@ -370,8 +373,8 @@ def _back_of_head(
     hair = np.median(colour[crown], axis=0)
     back = _smoothstep((centre[2] - pos[:, 2]) / size, -0.2, 0.4)
     # Down to the nape (below the ears the neck's sides lead).
-    back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.4)
-    back = np.where(head & ~seen, back, 0.0)[:, None]
+    back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.5)
+    back = np.where(nape & ~seen, back, 0.0)[:, None]
     return (back * hair + (1.0 - back) * base).astype(np.float32)
 
 
