@@ -319,7 +319,7 @@ def turns(work: Path) -> list[dict]:
     plate = _read(work / "plate.png")
     ras = get_rasterizer()
     tie, prt = front_features(body, meta["shape"])
-    label = np.where(tie | prt, 1.0, 0.0)[:, None]
+    label = np.stack([tie, prt], 1).astype(np.float64)
     views = meta["views"]
     verts = [
         body.pose_vertices(meta["shape"], np.array(v["pose"])[None], np.array(v["trans"])[None])[0]
@@ -331,16 +331,18 @@ def turns(work: Path) -> list[dict]:
     scene = build_scene(
         _person(images[0], rasters[0].mask, cam, src["pose"], src["trans"], plate, meta["shape"]), SIZE, body
     )
-    feature_src = _feature_map(rasters[0], label)
+    # Each feature's colour as the source photo shows it (inside its outline, away from its edge).
+    features = _feature_maps(rasters[0], label)
     colours = [
-        np.median(images[0][feature_src & _near_colour(images[0], c, 80)], axis=0)
-        for c in (TIE_SRGB, PRINT_SRGB)
+        np.median(images[0][cv2.erode(f.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)], axis=0)
+        for f in features
     ]
+    feature_src = features[0] | features[1]
     n_src = int(feature_src.sum())
     rows = []
     for k, (name, _, _) in enumerate(TURNS, start=1):
         box = box_of([rasters[k].mask])
-        truth_feature = _feature_map(rasters[k], label)
+        truth_feature = np.logical_or.reduce(_feature_maps(rasters[k], label))
         row = {"view": name}
         for avatar in (False, True):
             res = _warp_and_composite(scene, body, ras, verts[k], avatar, float(verts[k][:, 1].min()))
@@ -365,9 +367,14 @@ def turns(work: Path) -> list[dict]:
     return rows
 
 
-def _feature_map(raster, label: np.ndarray) -> np.ndarray:
-    out = np.zeros(raster.mask.shape, dtype=bool)
-    out[raster.mask] = raster.interpolate(label)[:, 0] > 0.5
+def _feature_maps(raster, label: np.ndarray) -> list[np.ndarray]:
+    """Per column of `label` (V, k), where the rendered body shows that feature."""
+    vals = raster.interpolate(label)
+    out = []
+    for k in range(label.shape[1]):
+        m = np.zeros(raster.mask.shape, dtype=bool)
+        m[raster.mask] = vals[:, k] > 0.5
+        out.append(m)
     return out
 
 
@@ -423,6 +430,17 @@ def real_pair(photos: Path, work: Path) -> dict | None:
     return result
 
 
+def _print_turns(work: Path) -> None:
+    print("turned views, re-posed from one front photo (a tie and a chest print on the front only):")
+    for row in turns(work):
+        b, a = row["before"], row["after"]
+        print(
+            f"  {row['view']}: SSIM {b['ssim_box']:.3f} -> {a['ssim_box']:.3f}, PSNR {b['psnr_box']:.2f} -> "
+            f"{a['psnr_box']:.2f} dB, front-only features on the back {100 * b['front_on_back']:.1f}% -> "
+            f"{100 * a['front_on_back']:.1f}%"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -433,6 +451,7 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "photos")
     parser.add_argument("--render-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--render-turns", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--turns-only", action="store_true", help="only the turned views")
     args = parser.parse_args()
     if args.work is None:
         from vmclip.assets import cache_dir
@@ -445,6 +464,9 @@ def main() -> int:
     if args.render_turns:
         args.work.mkdir(parents=True, exist_ok=True)
         _render_turns(args.work)
+        return 0
+    if args.turns_only:
+        _print_turns(args.work)
         return 0
     both = synthetic(args.work, args.poses, args.seed)
     for tag, s in (("before (no avatar)", both["before"]), ("after (avatar)", both["after"])):
@@ -459,14 +481,7 @@ def main() -> int:
         f"  baseline, no re-posing (photo A vs B), person box: SSIM {s['base_ssim_box']:.3f}  "
         f"PSNR {s['base_psnr_box']:.2f} dB"
     )
-    print("turned views, re-posed from one front photo (a tie and a chest print on the front only):")
-    for row in turns(args.work):
-        b, a = row["before"], row["after"]
-        print(
-            f"  {row['view']}: SSIM {b['ssim_box']:.3f} -> {a['ssim_box']:.3f}, PSNR {b['psnr_box']:.2f} -> "
-            f"{a['psnr_box']:.2f} dB, front-only features on the back {100 * b['front_on_back']:.1f}% -> "
-            f"{100 * a['front_on_back']:.1f}%"
-        )
+    _print_turns(args.work)
     r = real_pair(args.photos, args.work)
     if r is not None:
         b, a = r["before"], r["after"]

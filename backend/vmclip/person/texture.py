@@ -10,7 +10,8 @@ it falls. What no photo saw squarely is completed in UV space:
 2. otherwise from the same body region at the same height (along the limb for an arm): a median of
    what the photos saw at the region's sides, never its front centre, where a tie, a print or
    buttons sit; the front's layout at the same place (hems, where trousers begin) with its centre strip
-   replaced by that colour, median-filtered, with the front's faint fine grain on top;
+   replaced row by row by the trunk's front beside it, median-filtered, with the front's faint
+   fine grain on top;
 3. the back of the head from the crown (hair, or a bald scalp), never from the face.
 
 Held in `PersonAnalysis.texture` and saved beside the analysis as `<stem>.texture.png`."""
@@ -29,9 +30,11 @@ from vmclip.motion.skeleton import JOINT_NAMES
 from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
 
 TEXTURE_SIZE = 1024
-# The front of the trunk within this distance (metres) of its centre line is where a tie, buttons or
-# a print sit: never a source for what the photos did not see.
-FRONT_STRIP_M = 0.13
+# On the trunk's front, within this distance (metres) of its centre line (a tie, buttons), and
+# wherever a colour differs from its row's median by more than FRONT_OUTLIER grey levels (a print),
+# the back takes the garment's colour instead of the front's.
+FRONT_STRIP_M = 0.06
+FRONT_OUTLIER = 40.0
 # The sides a photo saw are shaded darker than the garment: their colour is taken at this
 # percentile (per channel) rather than the median.
 SIDE_PERCENTILE = 60.0
@@ -41,6 +44,9 @@ VIEW_POWER = 6.0
 # spans (a garment's colour changes at a hem, not within a few centimetres).
 AXIS_BIN_M = 0.01
 AXIS_SPAN_BINS = 3
+# Rows (cells) either side pooled for a row's garment colour (10 cm: a print is a minority in that
+# window, and the most common colour still changes right at a hem).
+STRIP_ROW_SPAN = 25
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -105,11 +111,11 @@ def build_texture(
     normal = np.einsum(
         "nk,nkd->nd", grid.bary.astype(np.float64), vertex_normals(rest, faces)[faces[grid.tri]]
     )
-    strip = _front_strip(region, pos, normal)
+    strip = _trunk_front(region, normal)
     source = seen & ~strip
     head = tpart == JOINT_NAMES.index("head")
     base = _side_colours(colour, seen, source, region, pos)
-    other, grain = _other_side(colour, conf, strip, base, pos)
+    other, grain = _other_side(colour, conf, strip, base, pos, region)
     base = np.where(head[:, None], base, other + grain)
     nape = head | (tpart == JOINT_NAMES.index("neck"))
     base = _back_of_head(base, colour, proj.conf, seen, head, nape, pos)
@@ -255,14 +261,10 @@ def _axis(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where((region == 2) | (region == 3), np.abs(pos[:, 0]), pos[:, 1])
 
 
-def _front_strip(region: np.ndarray, pos: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """The front of the trunk near its centre line (rest pose, +z forward; up to the throat): a tie,
-    buttons, a print."""
-    trunk = region == 0
-    if not trunk.any():
-        return trunk
-    centre = np.median(pos[trunk], axis=0)
-    return trunk & (normal[:, 2] > 0.2) & (np.abs(pos[:, 0] - centre[0]) < FRONT_STRIP_M)
+def _trunk_front(region: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The front of the trunk (rest pose, +z forward; up to the throat): where a tie, buttons or a
+    print sit."""
+    return (region == 0) & (normal[:, 2] > 0.2)
 
 
 def _side_colours(
@@ -301,12 +303,18 @@ def _side_colours(
 
 
 def _other_side(
-    colour: np.ndarray, conf: np.ndarray, strip: np.ndarray, base: np.ndarray, pos: np.ndarray
+    colour: np.ndarray,
+    conf: np.ndarray,
+    strip: np.ndarray,
+    base: np.ndarray,
+    pos: np.ndarray,
+    region: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per texel, the body's front at the same place (rest pose, looking along -z): the same
-    garment's layout (its hems, where trousers begin), with the front's centre strip in-painted from
-    the front beside it and a median filter taking out the front's small details; and the garment's
-    grain: the front's fine, faint detail there (strong edges, a print's or a seam's, left out)."""
+    garment's layout (its hems, where trousers begin), with the front's centre strip replaced row by
+    row by the trunk's front beside it (a median: a print reaching past the strip is a minority
+    there) and a median filter taking out the front's small details; and the garment's grain: the
+    front's fine, faint detail there (strong edges, a print's or a seam's, left out)."""
     lo = pos[:, :2].min(0)
     cell = np.floor((pos[:, :2] - lo) / FRONT_GRID_M).astype(np.int64)
     w, h = cell.max(0) + 1
@@ -321,7 +329,6 @@ def _other_side(
     have[on] = conf[front[on]] >= FRONT_SOURCE_FACING
     centre = np.zeros((h, w), bool)
     centre[on] = strip[front[on]]
-    have &= ~centre
     if not have.any():
         return base, np.zeros_like(base)
     img = np.zeros((h, w, 3), np.uint8)
@@ -329,16 +336,67 @@ def _other_side(
     _, labels = cv2.distanceTransformWithLabels(
         (~have).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    bled = img.reshape(-1, 3)[np.flatnonzero(have.ravel())[labels.ravel() - 1]].reshape(h, w, 3)
-    bled = np.where(centre[..., None], img, bled)
-    filled = cv2.inpaint(bled, centre.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    img = img.reshape(-1, 3)[np.flatnonzero(have.ravel())[labels.ravel() - 1]].reshape(h, w, 3)
+    # The trunk's front row by row: its garment's colour is the row's median (a tie, buttons or a
+    # print are a minority of the row); its centre strip, and whatever differs clearly from that
+    # colour, take it.
+    raw = np.zeros((h, w, 3), np.uint8)
+    raw[on] = np.clip(colour[front[on]], 0, 255).astype(np.uint8)
+    cx = np.median(pos[strip, 0]) if strip.any() else 0.0
+    xs = lo[0] + (np.arange(w) + 0.5) * FRONT_GRID_M
+    outer = (np.abs(xs - cx) >= FRONT_STRIP_M)[None, :]
+    trunk = np.zeros((h, w), bool)
+    trunk[on] = region[front[on]] == 0
+    rows = _row_colours(raw, trunk & seen_cell(on, front, conf) & outer)
+    row_of = np.nonzero(centre)[0]
+    garment = rows[row_of]
+    garment = np.where(np.isnan(garment), base[front[centre]], garment)
+    odd = np.abs(raw[centre].astype(np.float32) - garment).max(1) > FRONT_OUTLIER
+    odd |= np.abs(xs[np.nonzero(centre)[1]] - cx) < FRONT_STRIP_M
+    odd |= ~have[centre]
+    img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
     k = 2 * round(BACK_MEDIAN_M / FRONT_GRID_M / 2) + 1
-    smooth = cv2.medianBlur(filled, k)
-    detail = filled.astype(np.float32) - cv2.GaussianBlur(filled.astype(np.float32), (0, 0), 1.0)
+    smooth = cv2.medianBlur(img, k)
+    detail = img.astype(np.float32) - cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0)
     faint = (np.abs(detail).max(2) <= GRAIN_EDGE).astype(np.uint8)
     faint = cv2.erode(faint, np.ones((3, 3), np.uint8))[..., None].astype(np.float32)
     grain = np.clip(detail, -GRAIN_MAX, GRAIN_MAX) * faint
     return smooth[row, col].astype(np.float32), grain[row, col]
+
+
+def seen_cell(on: np.ndarray, front: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Cells whose front-most texel a photo saw (at least at SEEN_FACING)."""
+    out = np.zeros(on.shape, bool)
+    out[on] = conf[front[on]] >= SEEN_FACING
+    return out
+
+
+def _row_colours(img: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Per row of `img`, the garment's colour among the `source` cells of the rows within
+    STRIP_ROW_SPAN: the most common colour (coarsely quantised, then the median of its cells; a
+    per-channel median of a shirt, a red tie and a yellow print would be orange), NaN without any."""
+    h = img.shape[0]
+    out = np.full((h, 3), np.nan, np.float32)
+    ys, xs = np.nonzero(source)
+    if not len(ys):
+        return out
+    from scipy.ndimage import uniform_filter
+
+    vals = img[ys, xs].astype(np.int64)
+    q = vals // 32
+    key = q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2]
+    starts = np.searchsorted(ys, np.arange(h + 1))  # (np.nonzero gives rows in order)
+    span = STRIP_ROW_SPAN
+    for r in range(h):
+        a, b = starts[max(r - span, 0)], starts[min(r + span + 1, h)]
+        if b - a < 3:
+            continue
+        # (the histogram summed over neighbouring bins: a shaded garment spreads over a few)
+        hist = np.bincount(key[a:b], minlength=512).reshape(8, 8, 8).astype(np.float32)
+        best = np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape)
+        near = (np.abs(q[a:b] - np.array(best)) <= 1).all(1)
+        out[r] = np.median(vals[a:b][near], axis=0)
+    return out
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
