@@ -105,13 +105,14 @@ def build_texture(
     corner = faces[grid.tri, grid.bary.argmax(1)]
     tpart = part[corner]
     pos = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), rest[faces[grid.tri]])
-    colour, conf = _mirror(proj, grid, faces, uv_coords, uv_faces, rest)
-    seen = conf >= SEEN_FACING
     region = JOINT_REGION[tpart]
     normal = np.einsum(
         "nk,nkd->nd", grid.bary.astype(np.float64), vertex_normals(rest, faces)[faces[grid.tri]]
     )
     strip = _trunk_front(region, normal)
+    # (not the trunk's front: a print or a pocket on one side is not on the other)
+    colour, conf = _mirror(proj, grid, faces, uv_coords, uv_faces, rest, ~strip)
+    seen = conf >= SEEN_FACING
     source = seen & ~strip
     head = tpart == JOINT_NAMES.index("head")
     base = _side_colours(colour, seen, source, region, pos)
@@ -224,9 +225,10 @@ def _mirror(
     uv_coords: np.ndarray,
     uv_faces: np.ndarray,
     rest: np.ndarray,
+    allowed: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Texels no photo saw squarely take their mirror-image texel (the opposite limb) where a photo
-    saw that more squarely."""
+    saw that more squarely (only the `allowed` texels)."""
     mirror = mirror_vertices(rest)
     index = {frozenset(f.tolist()): i for i, f in enumerate(faces)}
     mface = np.array([index.get(frozenset(mirror[f].tolist()), -1) for f in faces], dtype=np.int64)
@@ -248,7 +250,7 @@ def _mirror(
     image[grid.ys, grid.xs, 3] = proj.conf
     mcol = sample(np.ascontiguousarray(image[..., :3]), target)
     mconf = sample(np.ascontiguousarray(image[..., 3]), target, cv2.INTER_NEAREST)
-    mconf = np.where(has, mconf, 0.0)
+    mconf = np.where(has & allowed, mconf, 0.0)
     gain = np.clip((mconf - proj.conf) / 0.2, 0.0, 1.0) * (proj.conf < SEEN_FACING) * (mconf >= SEEN_FACING)
     colour = proj.colour + gain[:, None] * (mcol - proj.colour)
     conf = np.maximum(proj.conf, np.where(gain > 0, mconf * gain, 0.0))
