@@ -3,6 +3,7 @@
     .venv/bin/python docs/make_pictures.py            # both pictures
     .venv/bin/python docs/make_pictures.py --only animation
     .venv/bin/python docs/make_pictures.py --only panel
+    .venv/bin/python docs/make_pictures.py --only avatar
 
 Writes into docs/images/:
 - `example.gif`: the example person (rendered by set-up, `vmclip.render.example`) doing PROMPT,
@@ -12,6 +13,9 @@ Writes into docs/images/:
   after Generate Motion against a real `vmclip serve`, the example person's textured body on the rig
   (needs `blender`, `Xvfb`, ImageMagick's `import` and `xdotool`; the same driver as
   tests/test_addon_gui.py).
+- `avatar.png`: the example person's avatar on the add-on's body (the fitted body as `analyze` sends
+  it, built by the add-on in headless Blender, the `bpy` module) seen from the front and from behind
+  in Blender's Workbench (the viewport's Solid shading with texture colours), and its atlas.
 Run it again after a change to the renderer or the panel; commit the images.
 """
 
@@ -282,9 +286,107 @@ def make_panel(out_dir: Path) -> list[Path]:
     return [path]
 
 
+AVATAR_SCRIPT = """
+import json, os, sys, math
+import bpy
+import numpy as np
+from importlib import import_module
+from mathutils import Euler
+cfg = json.loads(sys.argv[-1])
+assert bpy.ops.extensions.package_install_files(
+    filepath=cfg["zip"], repo="user_default", enable_on_install=True) == {"FINISHED"}
+mod = cfg["module"]
+rig, smpl, body = (import_module(mod + "." + m) for m in ("rig", "smpl", "body"))
+proto = import_module(mod + ".vmclip_protocol")
+d = np.load(cfg["mesh"])
+mesh = proto.BodyMesh(
+    d["vertices"], d["faces"], d["joints"], d["skin_joints"], d["skin_weights"], [d["uv"]],
+    [d["visible"]], [d["facing"]], 1.0, float(d["floor"]), open(cfg["atlas"], "rb").read(), d["corner_uv"])
+ctx = bpy.context
+for o in list(ctx.scene.objects):
+    bpy.data.objects.remove(o)
+arm = rig.ensure_armature(ctx, smpl.Skeleton())
+rig.fit_rest_to_person(ctx, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
+obj = body.build_body(ctx, arm, mesh, [cfg["photo"]])
+arm.hide_render = True
+scene = ctx.scene
+scene.render.engine = "BLENDER_WORKBENCH"
+scene.display.shading.light = "STUDIO"
+scene.display.shading.color_type = "TEXTURE"
+scene.view_settings.view_transform = "Standard"
+scene.render.resolution_x, scene.render.resolution_y = cfg["width"], cfg["height"]
+scene.render.film_transparent = True
+cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+cam.data.type, cam.data.ortho_scale = "ORTHO", 1.9  # the whole arm span, nothing else
+scene.collection.objects.link(cam)
+scene.camera = cam
+for name, y, yaw in (("front", -4.2, 0.0), ("back", 4.2, math.pi)):
+    cam.location = (0.0, y, 0.9)
+    cam.rotation_euler = Euler((math.pi / 2, 0.0, yaw), "XYZ")
+    scene.render.filepath = os.path.join(cfg["out"], name + ".png")
+    bpy.ops.render.render(write_still=True)
+"""
+
+
+def make_avatar(out_dir: Path) -> list[Path]:
+    """The example person's avatar on the add-on's body, front and back, and its atlas."""
+    import io
+
+    from vmclip.person import analyze
+    from vmclip.server.body_payload import body_payload
+
+    import build_addon
+
+    photo = example_photo()
+    person = analyze([photo])
+    _, frames, _ = body_payload(person)
+    f: dict = {}
+    for name, data, *_ in frames:
+        f.setdefault(name, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(
+            tmp / "mesh.npz",
+            vertices=f["body_vertices"],
+            faces=f["body_faces"],
+            joints=f["body_joints"],
+            skin_joints=f["skin_joints"],
+            skin_weights=f["skin_weights"],
+            uv=f["view_uv"],
+            visible=f["view_visible"],
+            facing=f["view_facing"].astype(np.float32) / 255,
+            floor=float(-np.asarray(f["body_vertices"])[:, 1].min()),
+            corner_uv=f["body_corner_uv"],
+        )
+        (tmp / "atlas.png").write_bytes(f["texture"])
+        cfg = {
+            "zip": str(build_addon.build(tmp / "dist", offline=True, log=lambda *_: None)),
+            "module": "bl_ext.user_default.videomotionclip",
+            "mesh": str(tmp / "mesh.npz"),
+            "atlas": str(tmp / "atlas.png"),
+            "photo": str(photo),
+            "out": str(tmp),
+            "width": 440,
+            "height": 440,
+        }
+        script = tmp / "avatar.py"
+        script.write_text(AVATAR_SCRIPT)
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"))
+        subprocess.run([sys.executable, str(script), json.dumps(cfg)], check=True, env=env, cwd=tmp)
+        views = [Image.open(tmp / f"{n}.png").convert("RGBA") for n in ("front", "back")]
+        atlas = Image.open(io.BytesIO(f["texture"])).convert("RGB").resize((440, 440), Image.LANCZOS)
+    sheet = Image.new("RGB", (2 * views[0].width + atlas.width, atlas.height), (255, 255, 255))
+    for i, v in enumerate(views):
+        sheet.paste(v, (i * v.width, 0), v)
+    sheet.paste(atlas, (2 * views[0].width, 0))
+    path = out_dir / "avatar.png"
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return [path]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("animation", "panel"), help="make one of the pictures")
+    parser.add_argument("--only", choices=("animation", "panel", "avatar"), help="make one of the pictures")
     parser.add_argument("--out", type=Path, default=IMAGES, help="output folder (default docs/images)")
     return parser
 
@@ -297,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         made += make_animation(args.out)
     if args.only in (None, "panel"):
         made += make_panel(args.out)
+    if args.only in (None, "avatar"):
+        made += make_avatar(args.out)
     for path in made:
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         print(f"{shown}: {path.stat().st_size / 1e3:.0f} KB")
