@@ -5,14 +5,15 @@ a photo where the depth buffer shows it, weighted by how squarely the photo saw 
 cosine between its normal and the direction to the camera) and by how far inside the person's mask
 it falls. What no photo saw squarely is completed in UV space:
 
-1. from the mirror-image point (the opposite limb, the other half of the trunk) where a photo saw
-   that;
-2. otherwise from the same body region at the same height (along the limb for an arm): a median of
-   what the photos saw at the region's sides, never its front centre, where a tie, a print or
-   buttons sit; the front's layout at the same place (hems, where trousers begin) with its centre strip
-   replaced row by row by the trunk's front beside it, median-filtered, with the front's faint
-   fine grain on top;
-3. the back of the head from the crown (hair, or a bald scalp), never from the face.
+1. from the mirror-image point (the opposite limb, the other side of the head) where a photo saw
+   that; not on the trunk's front (a print on one side of the chest is not on the other);
+2. off the head, from the body's front at the same place (the T-posed body seen along -z): the same
+   garment's layout (its hems, where trousers begin), median-filtered, with the front's faint fine
+   grain on top. On the trunk's front the garment's colour is the most common colour of the rows
+   around, outside the centre strip; the strip (a tie, buttons) and whatever differs clearly from
+   that colour (a print) take it, so that no front-only feature reaches the back;
+3. the back of the head, down to the nape, from the crown (hair, or a bald scalp), never the face.
+   (The head's other unseen texels take the colour its seen sides have at their height.)
 
 Held in `PersonAnalysis.texture` and saved beside the analysis as `<stem>.texture.png`."""
 
@@ -31,8 +32,8 @@ from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
 
 TEXTURE_SIZE = 1024
 # On the trunk's front, within this distance (metres) of its centre line (a tie, buttons), and
-# wherever a colour differs from its row's median by more than FRONT_OUTLIER grey levels (a print),
-# the back takes the garment's colour instead of the front's.
+# wherever a colour differs from its rows' garment colour by more than FRONT_OUTLIER grey levels (a
+# print), the back takes the garment's colour instead of the front's.
 FRONT_STRIP_M = 0.06
 FRONT_OUTLIER = 40.0
 # The sides a photo saw are shaded darker than the garment: their colour is taken at this
