@@ -41,7 +41,9 @@ def example_person():
     h, w = image.shape[:2]
     mask = get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, w, h).mask
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.8)
-    view = SimpleNamespace(image=image, mask=soft, camera=cam, pose=pose, trans=trans, background=plate)
+    view = SimpleNamespace(
+        image=image, mask=soft, camera=cam, pose=pose, trans=trans, background=plate, joints2d=None
+    )
     return SimpleNamespace(views=[view], shape=truth["shape"], body_kind="anny"), paths["photo"]
 
 

@@ -11,6 +11,12 @@ of every vertex with a flag saying whether that photo sees it. Here:
   the texture coordinate of the nearest vertex of the same body part that the photo sees squarely, so
   they get the person's colours (never the colour of the photo's corner or of the room);
 - one vertex group per SMPL-24 bone, an Armature modifier on the rig.
+
+A backend whose body has a UV layout also sends the person's avatar: one texture atlas for the whole
+body (the back, the far side of the limbs and the back of the head completed from what the photos
+saw) and each triangle corner's coordinates in it. The body then wears that atlas instead: one
+material, one UV map ("VMCLIP_avatar"), the image packed into the .blend (and so embedded by the FBX
+and glTF exports).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mathutils import kdtree
 from . import smpl
 
 UV_NAME = "VMCLIP_photo"
+AVATAR_UV = "VMCLIP_avatar"
 # Where a vertex is unseen, its colour comes from the nearest vertex seen at least this squarely.
 SQUARE_FACING = 0.55
 # A triangle seen fully by several photos takes the first unless another sees it this much more
@@ -129,6 +136,53 @@ def _material(name: str, image, uv_name: str) -> bpy.types.Material:
     return mat
 
 
+def avatar_image(name: str, png: bytes):
+    """The avatar's atlas (PNG file bytes) as an image packed into the .blend (replacing an older
+    one of that name), so that saving and exporting carry it without a file beside them."""
+    import tempfile
+
+    old = bpy.data.images.get(name)
+    if old is not None:
+        bpy.data.images.remove(old)
+    fd, path = tempfile.mkstemp(suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(png)
+        image = bpy.data.images.load(path)
+        image.name = name
+        image.pack()
+    finally:
+        os.remove(path)
+    image.filepath_raw = f"//{name}.png"  # (where an unpack would write it)
+    return image
+
+
+def _texture_body(data, name: str, mesh, image_paths: list[str], verts: np.ndarray) -> None:
+    """The body's UVs and materials: the avatar's atlas when the backend sent one, else the photos."""
+    faces = np.asarray(mesh.faces, np.int64)
+    if getattr(mesh, "texture", None) is not None and getattr(mesh, "corner_uv", None) is not None:
+        # Triangles from from_pydata: polygon f's loops are 3f..3f+2, its corners in order.
+        uv_layer = data.uv_layers.new(name=AVATAR_UV)
+        uv_layer.data.foreach_set("uv", np.asarray(mesh.corner_uv, np.float32).ravel())
+        image = avatar_image(f"{name}_avatar", mesh.texture)
+        data.materials.append(_material(f"{name}_avatar", image, AVATAR_UV))
+        return
+    n_views = min(len(mesh.uv), len(image_paths))
+    part = np.asarray(mesh.skin_joints)[:, 0]  # the bone that moves each vertex most
+    filled = [fill_unseen(verts, mesh.uv[k], mesh.visible[k], mesh.facing[k], part) for k in range(n_views)]
+    chosen = face_views(faces, mesh.visible[:n_views], mesh.facing[:n_views])
+    loop_vertex = np.zeros(len(data.loops), dtype=np.int64)
+    data.loops.foreach_get("vertex_index", loop_vertex)
+    loop_face = np.repeat(np.arange(len(data.polygons)), 3)
+    stacked = np.stack(filled)  # (views, V, 2)
+    uv_layer = data.uv_layers.new(name=UV_NAME)
+    uv_layer.data.foreach_set("uv", stacked[chosen[loop_face], loop_vertex].astype(np.float32).ravel())
+    data.polygons.foreach_set("material_index", chosen.astype(np.int32))
+    for k in range(n_views):
+        image = load_photo(image_paths[k])
+        data.materials.append(_material(f"{name}_photo{k + 1}", image, UV_NAME))
+
+
 def load_photo(path: str):
     return bpy.data.images.load(path, check_existing=True)
 
@@ -153,9 +207,6 @@ def build_body(context, arm_obj, mesh, image_paths: list[str]) -> bpy.types.Obje
     n_views = min(len(mesh.uv), len(image_paths))
     if n_views == 0:
         raise ValueError("the analysis has no photo to texture the body with")
-    part = np.asarray(mesh.skin_joints)[:, 0]  # the bone that moves each vertex most
-    filled = [fill_unseen(verts, mesh.uv[k], mesh.visible[k], mesh.facing[k], part) for k in range(n_views)]
-    chosen = face_views(faces, mesh.visible[:n_views], mesh.facing[:n_views])
 
     name = body_name(arm_obj)
     data = bpy.data.meshes.new(name)
@@ -165,16 +216,7 @@ def build_body(context, arm_obj, mesh, image_paths: list[str]) -> bpy.types.Obje
         data.polygons.foreach_set("use_smooth", np.ones(len(data.polygons), dtype=bool))
     elif hasattr(data, "shade_smooth"):
         data.shade_smooth()
-    loop_vertex = np.zeros(len(data.loops), dtype=np.int64)
-    data.loops.foreach_get("vertex_index", loop_vertex)
-    loop_face = np.repeat(np.arange(len(data.polygons)), 3)
-    stacked = np.stack(filled)  # (views, V, 2)
-    uv_layer = data.uv_layers.new(name=UV_NAME)
-    uv_layer.data.foreach_set("uv", stacked[chosen[loop_face], loop_vertex].astype(np.float32).ravel())
-    data.polygons.foreach_set("material_index", chosen.astype(np.int32))
-    for k in range(n_views):
-        image = load_photo(image_paths[k])
-        data.materials.append(_material(f"{name}_photo{k + 1}", image, UV_NAME))
+    _texture_body(data, name, mesh, image_paths, verts)
 
     obj = fitted_body_of(arm_obj)
     created = obj is None

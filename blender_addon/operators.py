@@ -697,6 +697,9 @@ def export_fbx(context, arm, filepath: str, helper: _ExportBase | None = None) -
                 bake_anim_step=1.0,
                 bake_anim_simplify_factor=0.0,
                 use_armature_deform_only=False,
+                # the body's avatar atlas (a packed image) inside the file
+                path_mode="COPY",
+                embed_textures=True,
             )
         finally:
             ad.nla_tracks.remove(track)

@@ -69,7 +69,7 @@ SCRIPT = """
     images = []
     for mat in mesh.materials:
         tex = [n for n in mat.node_tree.nodes if n.type == "TEX_IMAGE"]
-        images.append([bpy.path.abspath(t.image.filepath) for t in tex if t.image is not None])
+        images.append([(t.image.name, t.image.packed_file is not None) for t in tex if t.image is not None])
     deps = ctx.evaluated_depsgraph_get()
 
     def evaluated(frame):
@@ -173,7 +173,9 @@ def test_body_mesh_is_skinned_and_textured(body_run):
     assert r["children"] == ["VMCLIP_Armature_body"]  # the fitted body replaced the mannequin
     assert sorted(r["groups"]) == sorted(r["bones"]) and len(r["groups"]) == 24
     assert r["modifiers"] == [["ARMATURE", "VMCLIP_Armature"]]
-    assert r["images"] == [[str(r["photo"])]]  # one photo, one material showing it
+    # one material: the person's avatar atlas, packed into the .blend (issue #14)
+    assert r["images"] == [[["VMCLIP_Armature_body_avatar", True]]]
+    assert mesh.texture is not None and mesh.corner_uv.shape == (len(mesh.faces), 3, 2)
     assert 0.0 <= r["uv_min"] < 0.5 < r["uv_max"] <= 1.0
     assert (r["n_vertices"], r["n_faces"]) == (len(mesh.vertices), len(mesh.faces))
     assert r["color_type"] == "TEXTURE"

@@ -271,9 +271,9 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert result["invoke_outcome"] == ["RUNNING_MODAL"]  # the panel's path is the modal one
     assert result["check_outcome"] == ["RUNNING_MODAL"] and "connected (" in result["connection_after_check"]
     assert result["bones"] == 24 and result["fcurves"] == 24 * 4 + 3 and result["body"]
-    if images and hello_can_analyze(address):  # the person's body, textured by the photo, on the rig
+    if images and hello_can_analyze(address):  # the person's body, wearing their avatar, on the rig
         assert result.get("fitted_body") == "VMCLIP_Armature_body", result
-        assert result["groups"] == 24 and result["body_images"] == [str(photo)]
+        assert result["groups"] == 24 and result["body_images"] == ["VMCLIP_Armature_body_avatar"]
         assert result["color_type"] == "TEXTURE"
     # sparse keys (the panel's default): the densest curve has fewer keys than frames
     assert 2 <= result["keys"] < result["frame_range"][1] - result["frame_range"][0] + 1

@@ -107,6 +107,7 @@ def test_save_and_load_round_trip(synthetic, tmp_path):
     path = result.save_json(tmp_path / "person.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "person.json",
+        "person.texture.png",  # the avatar's atlas (issue #14)
         "person.view0.background.png",
         "person.view0.image.png",
         "person.view0.mask.png",
@@ -122,6 +123,8 @@ def test_save_and_load_round_trip(synthetic, tmp_path):
     np.testing.assert_allclose(a.camera.K, b.camera.K)
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
     assert b.iou == pytest.approx(a.iou, abs=1e-4)
+    assert result.texture.shape == (1024, 1024, 3)
+    np.testing.assert_array_equal(back.texture, result.texture)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match="not a person analysis"):
         PersonAnalysis.load_json(tmp_path / "bad.json")

@@ -147,6 +147,43 @@ def test_body_mesh_travels_on_the_wire():
         vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": body}, short)))
 
 
+def test_avatar_travels_on_the_wire():
+    """The atlas (PNG bytes) and the per-corner UVs go out as two frames and come back equal; a
+    half-sent avatar, a wrong shape or a texture that is no PNG file are protocol errors."""
+    import io
+
+    from PIL import Image
+
+    base = _mesh()
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    corner = np.random.default_rng(3).random((len(base.faces), 3, 2)).astype(np.float32)
+    mesh = vp.BodyMesh(
+        *(getattr(base, k) for k in ("vertices", "faces", "joints", "skin_joints", "skin_weights")),
+        base.uv,
+        base.visible,
+        base.facing,
+        texture=buf.getvalue(),
+        corner_uv=corner,
+    )
+    body, frames = mesh.to_wire()
+    assert [n for n, *_ in frames][-2:] == ["texture", "body_corner_uv"]
+    back = vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": body}, frames)))
+    assert back.texture == buf.getvalue() and np.array_equal(back.corner_uv, corner)
+    # (a reply without them still reads, as before)
+    assert (
+        vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": body}, frames[:-2]))).texture
+        is None
+    )
+    for broken, match in (
+        (frames[:-1], "come together"),
+        ([*frames[:-1], ("body_corner_uv", corner[:-1])], "expected"),
+        ([*frames[:-2], ("texture", b"GIF89a..."), frames[-1]], "not a PNG"),
+    ):
+        with pytest.raises(vp.ProtocolError, match=match):
+            vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": body}, broken)))
+
+
 @pytest.fixture(scope="module")
 def example_person() -> dict:
     try:
@@ -187,6 +224,14 @@ def test_real_analyze_reply_carries_the_fitted_body(example_person):
     assert (body.skin_weights[np.arange(n), mesh.skin_joints[:, 0]] == body.skin_weights.max(1)).all()
     assert abs(mesh.floor_offset + mesh.vertices[:, 1].min()) < 1e-5 and 0.7 < mesh.floor_offset < 1.2
     assert 0.8 < mesh.trans_scale < 1.25
+    # The avatar: a 1024-pixel atlas and each triangle corner's place in it.
+    import io
+
+    from PIL import Image
+
+    atlas = np.asarray(Image.open(io.BytesIO(mesh.texture)))
+    assert atlas.shape == (1024, 1024, 3) and mesh.corner_uv.shape == (len(body.faces), 3, 2)
+    assert 0.0 <= mesh.corner_uv.min() and mesh.corner_uv.max() <= 1.0
     (uv,), (visible,), (facing,) = mesh.uv, mesh.visible, mesh.facing
     assert (facing[~visible] == 0).all() and facing[visible].min() >= 0.29
     assert uv.min() >= 0.0 and uv.max() <= 1.0

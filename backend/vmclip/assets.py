@@ -26,6 +26,7 @@ def cache_dir() -> Path:
 # Set-up steps: (name, dotted function path). Each is idempotent and fast when already done.
 PREPARE_STEPS: list[tuple[str, str]] = [
     ("Anny body on the SMPL-24 skeleton (first time: a few minutes)", "vmclip.person.body:prepare_anny"),
+    ("Anny's UV layout on our triangles (first time: seconds)", "vmclip.person.uvmap:prepare_anny_uv"),
     ("example person, rendered with Blender (first time: a minute)", "vmclip.render.example:prepare_example"),
 ]
 

@@ -501,7 +501,9 @@ class BodyMesh:
     vertex) and facing (V,) float32 in 0..1 (how squarely it sees it: the cosine between the vertex
     normal and the direction to the camera, 0 where unseen; 1/255 steps on the wire). trans_scale:
     the person's leg length over the motion skeleton's; floor_offset: pelvis height above the soles
-    in the rest pose (metres).
+    in the rest pose (metres). The avatar (when the server's body has a UV layout): texture (bytes)
+    the atlas as a PNG file, corner_uv (F, 3, 2) float32 each triangle corner's coordinates in it
+    (0..1, v up; corners, not vertices: a UV seam gives one vertex two coordinates).
     """
 
     vertices: np.ndarray
@@ -514,6 +516,8 @@ class BodyMesh:
     facing: list[np.ndarray] | None = None
     trans_scale: float = 1.0
     floor_offset: float = 0.0
+    texture: bytes | None = None
+    corner_uv: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
@@ -560,6 +564,18 @@ class BodyMesh:
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("body mesh contains NaN or infinite values")
         self.trans_scale, self.floor_offset = float(self.trans_scale), float(self.floor_offset)
+        if (self.texture is None) != (self.corner_uv is None):
+            raise ValueError("the avatar's texture and corner_uv come together")
+        if self.corner_uv is not None:
+            self.corner_uv = np.ascontiguousarray(self.corner_uv, dtype=np.float32)
+            if self.corner_uv.shape != (len(self.faces), 3, 2):
+                raise ValueError(
+                    f"corner_uv has shape {self.corner_uv.shape}, expected ({len(self.faces)}, 3, 2)"
+                )
+            if not np.isfinite(self.corner_uv).all():
+                raise ValueError("corner_uv contains NaN or infinite values")
+            if not bytes(self.texture[:8]) == b"\x89PNG\r\n\x1a\n":
+                raise ValueError("the avatar's texture is not a PNG file")
 
     def to_wire(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
         """The reply's "mesh" summary and its binary frames."""
@@ -580,6 +596,8 @@ class BodyMesh:
         frames += [("view_uv", u) for u in self.uv]
         frames += [("view_visible", v.astype(np.uint8)) for v in self.visible]
         frames += [("view_facing", np.round(f * 255).astype(np.uint8)) for f in self.facing]
+        if self.texture is not None:
+            frames += [("texture", bytes(self.texture), "image/png"), ("body_corner_uv", self.corner_uv)]
         return body, frames
 
     @classmethod
@@ -591,7 +609,12 @@ class BodyMesh:
         arrays = {name: msg.frame(name) for name in BODY_FRAMES}
         uv, visible = msg.frames_named("view_uv"), msg.frames_named("view_visible")
         facing = msg.frames_named("view_facing")
+        texture = msg.frames_named("texture")
+        corner_uv = msg.frames_named("body_corner_uv")
+        if texture and not isinstance(texture[0], bytes | bytearray):
+            raise ProtocolError("bad_array", "texture must be an encoded PNG file (bytes)", msg.id)
         named = [
+            *(("body_corner_uv", c) for c in corner_uv),
             *arrays.items(),
             *(("view_uv", u) for u in uv),
             *(("view_visible", v) for v in visible),
@@ -611,6 +634,8 @@ class BodyMesh:
                 [f.astype(np.float32) / 255.0 for f in facing] if facing else None,
                 summary.get("trans_scale", 1.0),
                 summary.get("floor_offset", 0.0),
+                bytes(texture[0]) if texture else None,
+                corner_uv[0].copy() if corner_uv else None,
             )
         except (ValueError, TypeError) as exc:
             raise ProtocolError("bad_array", f"body mesh: {exc}", msg.id) from None

@@ -169,9 +169,9 @@ def keyed_summary() -> dict:
             body=any(c.type == "MESH" for c in arm.children),
         )
         fitted = bpy.data.objects.get(arm.name + "_body")
-        if fitted is not None:  # the person's own body, textured by the photo
+        if fitted is not None:  # the person's own body, wearing the avatar made from the photo
             images = [
-                n.image.filepath
+                n.image.name
                 for m in fitted.data.materials
                 for n in m.node_tree.nodes
                 if n.type == "TEX_IMAGE" and n.image is not None

@@ -1,8 +1,11 @@
-"""Person analysis: from photos of one person to pose, mask, fitted body, camera and background plate.
+"""Person analysis: from photos of one person to pose, mask, fitted body, camera, background plate and
+the avatar's texture atlas.
 
 Public API (imported lazily, so `import vmclip.person` stays light):
-- `analyze(images, *, fit=True, progress=None) -> PersonAnalysis`
-- `PersonAnalysis` (shape shared by all views, `views: list[ViewFit]`, `save_json`, `load_json`)
+- `analyze(images, *, fit=True, progress=None, texture=True) -> PersonAnalysis`
+- `PersonAnalysis` (shape shared by all views, `views: list[ViewFit]`, `texture` (the atlas),
+  `avatar_texture()`, `save_json`, `load_json`)
+- `build_texture(body, shape, views)`: the atlas over the body's UV layout (`vmclip.person.texture`)
 - `ViewFit`, `Camera`
 - `load_body_model(kind="anny", device=None) -> BodyModel` (Anny on the SMPL-24 skeleton; SMPL/SMPL-X)
 """
@@ -19,6 +22,7 @@ _EXPORTS = {
     "Camera": "vmclip.person.analysis",
     "load_image": "vmclip.person.images",
     "load_body_model": "vmclip.person.body",
+    "build_texture": "vmclip.person.texture",
     "BodyModel": "vmclip.person.body",
 }
 

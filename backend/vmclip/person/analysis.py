@@ -52,6 +52,9 @@ class PersonAnalysis:
     body_kind: str
     views: list[ViewFit]
     warnings: list[str] = field(default_factory=list)
+    # The avatar's texture atlas (S, S, 3) uint8 over the body's UV layout (`vmclip.person.texture`);
+    # None until made (`avatar_texture`), and for bodies without a UV layout.
+    texture: np.ndarray | None = None
 
     # --- persistence -----------------------------------------------------------------------------
     def save_json(self, path: str | os.PathLike) -> Path:
@@ -90,6 +93,11 @@ class PersonAnalysis:
                     else np.round(v.world_landmarks, 5).tolist(),
                 }
             )
+        texture_name = None
+        if self.texture is not None:
+            texture_name = f"{stem}.texture.png"
+            with atomic_output(path.parent / texture_name) as tmp:
+                Image.fromarray(self.texture).save(tmp, format="PNG")
         doc = {
             "format": "vmclip-person",
             "version": FORMAT_VERSION,
@@ -97,6 +105,7 @@ class PersonAnalysis:
             "shape": self.shape,
             "warnings": list(self.warnings),
             "views": views,
+            "texture": texture_name,
         }
         with atomic_output(path) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
@@ -151,11 +160,28 @@ class PersonAnalysis:
                     source=v.get("source"),
                 )
             )
+        texture = None
+        if doc.get("texture"):
+            texture = png(doc["texture"])
+            texture = np.repeat(texture[..., None], 3, 2) if texture.ndim == 2 else texture[..., :3].copy()
         return cls(
-            shape=doc["shape"], body_kind=doc["body_kind"], views=views, warnings=doc.get("warnings", [])
+            shape=doc["shape"],
+            body_kind=doc["body_kind"],
+            views=views,
+            warnings=doc.get("warnings", []),
+            texture=texture,
         )
 
     # --- convenience -----------------------------------------------------------------------------
+    def avatar_texture(self) -> np.ndarray | None:
+        """The texture atlas, made once (an analysis from an older file has none yet) and kept."""
+        if self.texture is None:
+            from vmclip.person.body import load_body_model
+            from vmclip.person.texture import build_texture
+
+            self.texture = build_texture(load_body_model(self.body_kind), self.shape, self.views)
+        return self.texture
+
     def posed_vertices(self, view: int = 0) -> np.ndarray:
         """The fitted body's vertices (V,3) in view `view`'s world frame."""
         from vmclip.person.body import load_body_model
@@ -181,10 +207,12 @@ def analyze(
     background: bool = True,
     seed: int = 0,
     device: str | None = None,
+    texture: bool = True,
 ) -> PersonAnalysis:
     """Analyse photos of ONE person: keypoints, mask, a body shape shared by all photos, per-photo pose
     and camera, background plates.
 
+    `texture=False` skips the avatar's texture atlas (made later on demand by `avatar_texture`).
     `fit=False` keeps the closed-form start (pose from MediaPipe's 3D landmarks) without optimising.
     `progress(fraction, message)` is called as the work advances. Raises InputError for unusable
     input (unreadable file, no person, ...), with the photo named."""
@@ -243,5 +271,9 @@ def analyze(
                 source=sources[i],
             )
         )
+    person = PersonAnalysis(shape=results[0].shape, body_kind=body_kind, views=views, warnings=warnings)
+    if texture:
+        report(0.97, "painting the avatar's texture")
+        person.avatar_texture()
     report(1.0, "done")
-    return PersonAnalysis(shape=results[0].shape, body_kind=body_kind, views=views, warnings=warnings)
+    return person

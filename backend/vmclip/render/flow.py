@@ -30,6 +30,8 @@ import numpy as np
 
 from vmclip.geometry import DEPTH_TOLERANCE, Camera, project
 from vmclip.motion.skeleton import JOINT_NAMES, PARENTS
+from vmclip.person.texture import sample
+from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import HEAD, JOINT_REGION, NUM_REGIONS, TRUNK, part_regions, part_similarities
@@ -129,8 +131,17 @@ class FlowWarper:
         height: int,
         extend_px: float | None = None,
         rest_vertices: np.ndarray | None = None,
+        texture: np.ndarray | None = None,
+        uv: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.rasterizer = rasterizer
+        # The avatar's atlas and the body's per-corner UVs (atlas pixels): what the frame shows where
+        # the photos saw nothing or only the surface's other side.
+        self.texture = None
+        if texture is not None and uv is not None:
+            self.texture = np.ascontiguousarray(texture, dtype=np.float32)
+            self.uv_px = uv_pixels(uv[0], texture.shape[0]).astype(np.float32)
+            self.uv_faces = np.asarray(uv[1], dtype=np.int64)
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.vertex_part = np.asarray(vertex_part, dtype=np.int64)
@@ -359,6 +370,7 @@ class FlowWarper:
         kind = np.full((h, w), Candidate.NONE, dtype=np.int8)
         kind[body] = choice.kind
         return Flow(
+            atlas=self._atlas(ras),
             map_x=map_x,
             map_y=map_y,
             source=source,
@@ -374,6 +386,17 @@ class FlowWarper:
             edge=edge,
             candidate=kind,
         )
+
+    def _atlas(self, ras: Raster) -> np.ndarray | None:
+        """The avatar's atlas colour at every body pixel of the window (None without an atlas)."""
+        if self.texture is None:
+            return None
+        body = ras.mask
+        tri, bary = ras.tri[body], ras.bary[body]
+        xy = np.einsum("nk,nkd->nd", bary, self.uv_px[self.uv_faces[tri]])
+        out = np.zeros(body.shape + (3,), dtype=np.float32)
+        out[body] = sample(self.texture, xy)
+        return out
 
     def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray) -> np.ndarray:
         """A thin ring just outside the body where no clothes were carried: the photo's pixels just

@@ -82,6 +82,8 @@ class Scene:
     source_trans: np.ndarray
     source_vertices: np.ndarray
     rest_vertices: np.ndarray | None = None  # of the fitted body (T-pose)
+    texture: np.ndarray | None = None  # the avatar's atlas (S, S, 3) uint8, when the body has UVs
+    uv: tuple[np.ndarray, np.ndarray] | None = None  # the body's per-corner UVs (coords, faces)
 
 
 def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
@@ -160,6 +162,7 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
                 joints=joints,
             )
         )
+    texture, uv = avatar_texture(person, body)
     background = views[0].background
     if background is None:
         raise InputError("the person analysis has no background plate")
@@ -178,7 +181,28 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
         source_trans=np.asarray(views[0].trans, np.float64),
         source_vertices=posed[0],
         rest_vertices=rest,
+        texture=texture,
+        uv=uv,
     )
+
+
+def avatar_texture(person: Person, body: BodyModel) -> tuple[np.ndarray | None, tuple | None]:
+    """The person's texture atlas (made now when the analysis has none yet, and kept on it) and the
+    body's UV layout; (None, None) for a body without one."""
+    from vmclip.person.texture import build_texture
+    from vmclip.person.uvmap import body_uv
+
+    uv = body_uv(body)
+    if uv is None:
+        return None, None
+    texture = getattr(person, "texture", None)
+    if texture is None:
+        texture = build_texture(body, person.shape, list(person.views))
+        try:
+            person.texture = texture
+        except AttributeError:  # a read-only stand-in: made again next time
+            pass
+    return texture, uv
 
 
 def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
@@ -348,6 +372,8 @@ def render_frames(
         scene.width,
         scene.height,
         rest_vertices=scene.rest_vertices,
+        texture=scene.texture,
+        uv=scene.uv,
     )
     refiner = None
     if lwg_checkpoint is not None:

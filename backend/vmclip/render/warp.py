@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from vmclip.geometry import SEEN_FACING
+from vmclip.render.regions import HEAD as HEAD_REGION
 from vmclip.render.source_view import SourceView, lookup
 
 # Inside the body the matte is the person's; only a band this wide (pixels at 512) along the body's
@@ -61,6 +62,7 @@ class Flow:
     textured: np.ndarray
     edge: np.ndarray
     candidate: np.ndarray
+    atlas: np.ndarray | None = None  # (h, w, 3) the avatar's atlas colour on the body, if it has one
 
 
 @dataclass
@@ -89,6 +91,12 @@ def warp_flow(
     then the matte's outline. `part_region`: body region of every part; `px`: output pixels per pixel
     at 512; (width, height): the output frame's size."""
     rgb = _fill_rgb(fl, sources[0], part_region)
+    if fl.atlas is not None:
+        # The avatar where no photo saw the surface squarely enough (the head's fill was one smooth
+        # colour; the back of the head shows the hair's texture).
+        head = fl.body & (part_region[np.maximum(fl.part, 0)] == HEAD_REGION)
+        use = fl.hole | head
+        rgb[use] = fl.atlas[use]
     alpha = np.zeros(fl.body.shape, dtype=np.float32)
     alpha[fl.hole] = 1.0
     for si, src in enumerate(sources):
@@ -133,7 +141,9 @@ def _blend_source(
     my = np.where(sel, fl.map_y, -1e4).astype(np.float32)
     col = _remap(src.bled, mx, my).astype(np.float32)
     back = sel & (fl.candidate == Candidate.OTHER_SIDE)
-    if back.any():  # the same part seen from its other side: without the front's details
+    if back.any() and fl.atlas is not None:  # a surface the photo saw only from its other side
+        col[back] = fl.atlas[back]
+    elif back.any():  # the same part seen from its other side: without the front's details
         col[back] = _remap(src.back, mx, my)[back]
     painted = sel & (fl.candidate == Candidate.PAINTED_OUT)
     if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out

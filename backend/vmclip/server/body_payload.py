@@ -105,6 +105,24 @@ def project_view(
     return np.clip(uv, 0.0, 1.0).astype(np.float32), visible, seen_facing
 
 
+def _avatar(analysis: PersonAnalysis, body: Any) -> tuple[bytes | None, np.ndarray | None]:
+    """The avatar's atlas as PNG bytes and its per-corner UVs; (None, None) for a body without UVs."""
+    import io
+
+    from PIL import Image
+
+    from vmclip.person.uvmap import body_uv
+
+    layout = body_uv(body)
+    atlas = analysis.avatar_texture() if layout is not None else None
+    if atlas is None:
+        return None, None
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(atlas, dtype=np.uint8)).save(buf, format="PNG")
+    uv_coords, uv_faces = layout
+    return buf.getvalue(), np.asarray(uv_coords, dtype=np.float32)[np.asarray(uv_faces)]
+
+
 def body_payload(
     analysis: PersonAnalysis, device: str | None = None
 ) -> tuple[dict[str, Any], list, list[dict]]:
@@ -130,6 +148,7 @@ def body_payload(
         flags.append(visible)
         facings.append(seen)
         per_view.append({"visible_fraction": round(float(visible.mean()), 4)})
+    texture, corner_uv = _avatar(analysis, body)
     mesh = BodyMesh(
         rest,
         faces,
@@ -141,6 +160,8 @@ def body_payload(
         facings,
         trans_scale=round(leg_length(joints.astype(np.float64)) / motion_leg_length(), 6),
         floor_offset=round(float(-rest[:, 1].min()), 6),
+        texture=texture,
+        corner_uv=corner_uv,
     )
     summary, frames = mesh.to_wire()
     return summary, frames, per_view

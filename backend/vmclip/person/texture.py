@@ -1,0 +1,454 @@
+"""The person as one texture atlas over the body's UV layout (`build_texture`).
+
+Every photo is projected into the atlas: each texel is a point of the fitted (dressed) body, seen in
+a photo where the depth buffer shows it, weighted by how squarely the photo saw it (the facing:
+cosine between its normal and the direction to the camera) and by how far inside the person's mask
+it falls. What no photo saw squarely is completed in UV space:
+
+1. from the mirror-image point (the opposite limb, the other side of the head) where a photo saw
+   that; not on the trunk's front (a print on one side of the chest is not on the other);
+2. off the head, from the body's front at the same place (the T-posed body seen along -z): the same
+   garment's layout (its hems, where trousers begin), median-filtered, with the front's faint fine
+   grain on top. On the trunk's front the garment's colour is the most common colour of the rows
+   around, outside the centre strip; the strip (a tie, buttons) and whatever differs clearly from
+   that colour (a print) take it, so that no front-only feature reaches the back;
+3. the back of the head, down to the nape, from the crown (hair, or a bald scalp), never the face.
+   (The head's other unseen texels take the colour its seen sides have at their height.)
+
+Held in `PersonAnalysis.texture` and saved beside the analysis as `<stem>.texture.png`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from vmclip.geometry import DEPTH_TOLERANCE, SEEN_FACING, Camera, project, vertex_normals, zbuffer
+from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
+
+TEXTURE_SIZE = 1024
+# On the trunk's front, within this distance (metres) of its centre line (a tie, buttons), and
+# wherever a colour differs from its rows' garment colour by more than FRONT_OUTLIER grey levels (a
+# print), the back takes the garment's colour instead of the front's.
+FRONT_STRIP_M = 0.06
+FRONT_OUTLIER = 40.0
+# The sides a photo saw are shaded darker than the garment: their colour is taken at this
+# percentile (per channel) rather than the median.
+SIDE_PERCENTILE = 60.0
+# Views are blended by facing to this power: the most squarely seen photo dominates, without seams.
+VIEW_POWER = 6.0
+# Bins (metres) along the body's axis for the sides' colour, and how many bins either side a median
+# spans (a garment's colour changes at a hem, not within a few centimetres).
+AXIS_BIN_M = 0.01
+AXIS_SPAN_BINS = 3
+# Rows (cells) either side pooled for a row's garment colour (10 cm: a print is a minority in that
+# window, and the most common colour still changes right at a hem).
+STRIP_ROW_SPAN = 25
+# The crown's colour: the highest this share of the head's seen texels.
+CROWN_SHARE = 0.12
+# The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
+# what stands in for the back (the front's hems and garment boundaries, without its small details).
+FRONT_GRID_M = 0.004
+BACK_MEDIAN_M = 0.03
+# The front stands in for the back only where a photo saw it at least this squarely.
+FRONT_SOURCE_FACING = 0.7
+# The garment's grain: the front's detail finer than a 1-cell blur, at most GRAIN_MAX grey levels,
+# left out wherever it exceeds GRAIN_EDGE (the edge of a print, a button, a seam).
+GRAIN_MAX = 10.0
+GRAIN_EDGE = 24.0
+# Body regions (as the renderer's): trunk, head, left arm, right arm, left leg, right leg.
+_REGION = {"pelvis": 0, "spine1": 0, "spine2": 0, "spine3": 0, "left_collar": 0, "right_collar": 0}
+_REGION.update({"neck": 1, "head": 1})
+for _s, _r in (("left", 2), ("right", 3)):
+    _REGION.update({f"{_s}_{j}": _r for j in ("shoulder", "elbow", "wrist", "hand")})
+    _REGION.update({f"{_s}_{j}": _r + 2 for j in ("hip", "knee", "ankle", "foot")})
+JOINT_REGION = np.array([_REGION[n] for n in JOINT_NAMES], dtype=np.int64)
+HEAD = 1
+
+
+class TextureView(Protocol):
+    """What the atlas needs of one photo (a `ViewFit`)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    camera: Camera
+    pose: np.ndarray
+    trans: np.ndarray
+
+
+@dataclass
+class _Projected:
+    """The atlas as the photos saw it: colour (N, 3) float32 per covered texel, `conf` (N,) the best
+    facing any photo saw it at (0: unseen)."""
+
+    colour: np.ndarray
+    conf: np.ndarray
+
+
+def build_texture(
+    body: Any, shape: dict, views: Sequence[TextureView], size: int = TEXTURE_SIZE
+) -> np.ndarray | None:
+    """The person's atlas (size, size, 3) uint8 RGB (row 0 = v 1) over `body`'s UV layout, from the
+    photos `views` fitted with `shape`; None for a body without a UV layout."""
+    layout = body_uv(body)
+    if layout is None or not views:
+        return None
+    uv_coords, uv_faces = layout
+    grid = texel_grid(uv_coords, uv_faces, size)
+    faces = np.asarray(body.faces, dtype=np.int64)
+    proj = _project_views(body, shape, views, faces, grid)
+    rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
+    part = np.asarray(body.skin_weights).argmax(1)
+    corner = faces[grid.tri, grid.bary.argmax(1)]
+    tpart = part[corner]
+    pos = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), rest[faces[grid.tri]])
+    region = JOINT_REGION[tpart]
+    normal = np.einsum(
+        "nk,nkd->nd", grid.bary.astype(np.float64), vertex_normals(rest, faces)[faces[grid.tri]]
+    )
+    strip = _trunk_front(region, normal)
+    # (not the trunk's front: a print or a pocket on one side is not on the other)
+    colour, conf = _mirror(proj, grid, faces, uv_coords, uv_faces, rest, ~strip)
+    seen = conf >= SEEN_FACING
+    source = seen & ~strip
+    head = tpart == JOINT_NAMES.index("head")
+    base = _side_colours(colour, seen, source, region, pos)
+    other, grain = _other_side(colour, conf, strip, base, pos, region)
+    base = np.where(head[:, None], base, other + grain)
+    nape = head | (tpart == JOINT_NAMES.index("neck"))
+    base = _back_of_head(base, colour, proj.conf, seen, head, nape, pos)
+    # (blended across the edge of what the photos saw, so that no seam shows there)
+    w = _smoothstep(conf, SEEN_FACING - 0.1, SEEN_FACING + 0.1)[:, None]
+    out = w * colour + (1.0 - w) * base
+    return _to_image(out, grid)
+
+
+def _project_views(
+    body: Any, shape: dict, views: Sequence[TextureView], faces: np.ndarray, grid: TexelGrid
+) -> _Projected:
+    """Every photo projected into the atlas, blended by how squarely each saw each texel."""
+    bary = grid.bary.astype(np.float64)
+    acc = np.zeros((len(grid.tri), 3))
+    wsum = np.zeros(len(grid.tri))
+    conf = np.zeros(len(grid.tri), dtype=np.float32)
+    for view in views:
+        verts = np.asarray(
+            body.pose_vertices(shape, np.asarray(view.pose)[None], np.asarray(view.trans)[None])
+        )[0].astype(np.float64)
+        colour, seen = _project_view(view, verts, faces, grid.tri, bary)
+        w = np.clip(seen, 0.0, 1.0) ** VIEW_POWER
+        acc += w[:, None] * colour
+        wsum += w
+        conf = np.maximum(conf, seen)
+    colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
+    return _Projected(colour, conf.astype(np.float32))
+
+
+def _project_view(
+    view: TextureView, verts: np.ndarray, faces: np.ndarray, tri: np.ndarray, bary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One photo's colour at every texel and how squarely it saw it there (0 where hidden or off the
+    person)."""
+    cam = view.camera
+    image = np.asarray(view.image)[..., :3]
+    mask = np.asarray(view.mask, dtype=np.float32)
+    h, w = mask.shape
+    normals = vertex_normals(verts, faces)
+    corners = faces[tri]
+    pts = np.einsum("nk,nkd->nd", bary, verts[corners])
+    nrm = np.einsum("nk,nkd->nd", bary, normals[corners])
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    view_dir = cam.centre[None, :] - pts
+    view_dir /= np.maximum(np.linalg.norm(view_dir, axis=1, keepdims=True), 1e-12)
+    facing = (nrm * view_dir).sum(1)
+    uv, z = project(pts, cam.K, cam.R, cam.t)
+    vpx, vz = project(verts, cam.K, cam.R, cam.t)
+    depth = zbuffer(vpx, vz, faces, w, h)
+    u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h) & (z > 0)
+    visible = np.zeros(len(pts), dtype=bool)
+    # (3x3 minimum: a texel between pixel centres is compared with the nearest surface around it)
+    depth = cv2.erode(depth.astype(np.float32), np.ones((3, 3), np.uint8))
+    visible[inside] = z[inside] <= depth[v[inside], u[inside]] + DEPTH_TOLERANCE
+    # Well inside the person's mask only: its soft outline mixes in the background.
+    solid = cv2.erode((mask >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+    inner = cv2.GaussianBlur(solid, (0, 0), 1.5)
+    on = sample(inner, uv, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
+    colour = sample(_bleed(image, mask).astype(np.float32), uv)
+    seen = np.where(visible, np.clip(facing, 0.0, 1.0) * np.clip(on, 0.0, 1.0), 0.0)
+    return colour.astype(np.float64), seen.astype(np.float32)
+
+
+def sample(
+    image: np.ndarray, xy: np.ndarray, interp: int = cv2.INTER_LINEAR, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
+    """Values of `image` at points xy (N, 2) (pixel centres at integers), bilinear by default.
+    (cv2.remap takes maps under 32767 wide: the points go in as rows of 4096.)"""
+    n = len(xy)
+    cols = 4096
+    rows = max(1, -(-n // cols))
+    mx = np.zeros(rows * cols, np.float32)
+    my = np.zeros(rows * cols, np.float32)
+    mx[:n], my[:n] = xy[:, 0], xy[:, 1]
+    out = cv2.remap(image, mx.reshape(rows, cols), my.reshape(rows, cols), interp, borderMode=border)
+    return out.reshape(rows * cols, *image.shape[2:])[:n]
+
+
+def _bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The photo with every pixel off the person replaced by the nearest person pixel's colour."""
+    person = mask >= 0.5
+    if not person.any() or person.all():
+        return image
+    _, labels = cv2.distanceTransformWithLabels(
+        (~person).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    idx = np.flatnonzero(person.ravel())
+    return image.reshape(-1, 3)[idx[labels.ravel() - 1]].reshape(image.shape)
+
+
+def mirror_vertices(rest: np.ndarray) -> np.ndarray:
+    """For every vertex, the vertex nearest to its mirror image across the body's x = 0 plane."""
+    from scipy.spatial import cKDTree
+
+    mirrored = rest.copy()
+    mirrored[:, 0] = 2 * np.median(rest[:, 0]) - mirrored[:, 0]
+    return cKDTree(rest).query(mirrored)[1].astype(np.int64)
+
+
+def _mirror(
+    proj: _Projected,
+    grid: TexelGrid,
+    faces: np.ndarray,
+    uv_coords: np.ndarray,
+    uv_faces: np.ndarray,
+    rest: np.ndarray,
+    allowed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Texels no photo saw squarely take their mirror-image texel (the opposite limb) where a photo
+    saw that more squarely (only the `allowed` texels)."""
+    mirror = mirror_vertices(rest)
+    index = {frozenset(f.tolist()): i for i, f in enumerate(faces)}
+    mface = np.array([index.get(frozenset(mirror[f].tolist()), -1) for f in faces], dtype=np.int64)
+    # Position of each corner's mirror vertex in the mirror face (the barycentrics follow it).
+    perm = np.zeros(faces.shape, dtype=np.int64)
+    ok = mface >= 0
+    mf = faces[np.maximum(mface, 0)]
+    for k in range(3):
+        perm[:, k] = np.argmax(mf == mirror[faces[:, k]][:, None], axis=1)
+    size = grid.size
+    px = uv_pixels(uv_coords, size)
+    t = grid.tri
+    has = ok[t]
+    target = np.zeros((len(t), 2))
+    for k in range(3):
+        target += grid.bary[:, k, None] * px[uv_faces[np.maximum(mface[t], 0), perm[t, k]]]
+    image = np.zeros((size, size, 4), np.float32)
+    image[grid.ys, grid.xs, :3] = proj.colour
+    image[grid.ys, grid.xs, 3] = proj.conf
+    mcol = sample(np.ascontiguousarray(image[..., :3]), target)
+    mconf = sample(np.ascontiguousarray(image[..., 3]), target, cv2.INTER_NEAREST)
+    mconf = np.where(has & allowed, mconf, 0.0)
+    gain = np.clip((mconf - proj.conf) / 0.2, 0.0, 1.0) * (proj.conf < SEEN_FACING) * (mconf >= SEEN_FACING)
+    colour = proj.colour + gain[:, None] * (mcol - proj.colour)
+    conf = np.maximum(proj.conf, np.where(gain > 0, mconf * gain, 0.0))
+    return colour.astype(np.float32), conf.astype(np.float32)
+
+
+def _axis(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Where a texel lies along its region's length (rest pose): height, or the distance from the
+    body's centre along an arm (the rest pose holds the arms out along x)."""
+    return np.where((region == 2) | (region == 3), np.abs(pos[:, 0]), pos[:, 1])
+
+
+def _trunk_front(region: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The front of the trunk (rest pose, +z forward; up to the throat): where a tie, buttons or a
+    print sit."""
+    return (region == 0) & (normal[:, 2] > 0.2)
+
+
+def _side_colours(
+    colour: np.ndarray, seen: np.ndarray, source: np.ndarray, region: np.ndarray, pos: np.ndarray
+) -> np.ndarray:
+    """Per texel, the colour its region's seen `source` texels (not the trunk's front centre) have at
+    its height (a percentile over bins along the region): the garment's colour without the front's
+    layout."""
+    base = np.zeros_like(colour)
+    axis = _axis(region, pos)
+    fallback = np.median(colour[seen], axis=0) if seen.any() else np.full(3, 128.0, np.float32)
+    for r in np.unique(region):
+        sel = region == r
+        src = sel & source
+        if src.sum() < 50:
+            src = sel & seen
+        if not src.any():
+            base[sel] = fallback
+            continue
+        lo = axis[sel].min()
+        bins = np.floor((axis - lo) / AXIS_BIN_M).astype(np.int64)
+        nb = int(bins[sel].max()) + 1
+        order = np.argsort(bins[src], kind="stable")
+        sb, sc = bins[src][order], colour[src][order]
+        starts = np.searchsorted(sb, np.arange(nb + 1))
+        table = np.full((nb, 3), np.nan, np.float32)
+        for b in range(nb):
+            a0, a1 = starts[max(b - AXIS_SPAN_BINS, 0)], starts[min(b + AXIS_SPAN_BINS + 1, nb)]
+            if a1 > a0:
+                table[b] = np.percentile(sc[a0:a1], SIDE_PERCENTILE, axis=0)
+        have = np.flatnonzero(~np.isnan(table[:, 0]))
+        for c in range(3):  # bins with no seen side take the nearest along the region
+            table[:, c] = np.interp(np.arange(nb), have, table[have, c])
+        base[sel] = table[bins[sel]]
+    return base
+
+
+def _other_side(
+    colour: np.ndarray,
+    conf: np.ndarray,
+    strip: np.ndarray,
+    base: np.ndarray,
+    pos: np.ndarray,
+    region: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per texel, the body's front at the same place (rest pose, looking along -z): the same
+    garment's layout (its hems, where trousers begin), with the front's centre strip replaced row by
+    row by the trunk's front beside it (a median: a print reaching past the strip is a minority
+    there) and a median filter taking out the front's small details; and the garment's grain: the
+    front's fine, faint detail there (strong edges, a print's or a seam's, left out)."""
+    lo = pos[:, :2].min(0)
+    cell = np.floor((pos[:, :2] - lo) / FRONT_GRID_M).astype(np.int64)
+    w, h = cell.max(0) + 1
+    col, row = cell[:, 0], h - 1 - cell[:, 1]
+    # The front-most texel of each cell (written last, in order of z).
+    order = np.argsort(pos[:, 2], kind="stable")
+    front = np.full((h, w), -1, np.int64)
+    front[row[order], col[order]] = order
+    on = front >= 0
+    # (squarely seen only: the sides a photo saw edge-on are shaded and smeared)
+    have = on.copy()
+    have[on] = conf[front[on]] >= FRONT_SOURCE_FACING
+    centre = np.zeros((h, w), bool)
+    centre[on] = strip[front[on]]
+    if not have.any():
+        return base, np.zeros_like(base)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[have] = np.clip(colour[front[have]], 0, 255).astype(np.uint8)
+    _, labels = cv2.distanceTransformWithLabels(
+        (~have).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    img = img.reshape(-1, 3)[np.flatnonzero(have.ravel())[labels.ravel() - 1]].reshape(h, w, 3)
+    # The trunk's front row by row: its garment's colour is the row's median (a tie, buttons or a
+    # print are a minority of the row); its centre strip, and whatever differs clearly from that
+    # colour, take it.
+    raw = np.zeros((h, w, 3), np.uint8)
+    raw[on] = np.clip(colour[front[on]], 0, 255).astype(np.uint8)
+    cx = np.median(pos[strip, 0]) if strip.any() else 0.0
+    xs = lo[0] + (np.arange(w) + 0.5) * FRONT_GRID_M
+    outer = (np.abs(xs - cx) >= FRONT_STRIP_M)[None, :]
+    trunk = np.zeros((h, w), bool)
+    trunk[on] = region[front[on]] == 0
+    rows = _row_colours(raw, trunk & seen_cell(on, front, conf) & outer)
+    row_of = np.nonzero(centre)[0]
+    garment = rows[row_of]
+    garment = np.where(np.isnan(garment), base[front[centre]], garment)
+    odd = np.abs(raw[centre].astype(np.float32) - garment).max(1) > FRONT_OUTLIER
+    odd |= np.abs(xs[np.nonzero(centre)[1]] - cx) < FRONT_STRIP_M
+    odd |= ~have[centre]
+    img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
+    k = 2 * round(BACK_MEDIAN_M / FRONT_GRID_M / 2) + 1
+    smooth = cv2.medianBlur(img, k)
+    detail = img.astype(np.float32) - cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0)
+    faint = (np.abs(detail).max(2) <= GRAIN_EDGE).astype(np.uint8)
+    faint = cv2.erode(faint, np.ones((3, 3), np.uint8))[..., None].astype(np.float32)
+    grain = np.clip(detail, -GRAIN_MAX, GRAIN_MAX) * faint
+    return smooth[row, col].astype(np.float32), grain[row, col]
+
+
+def seen_cell(on: np.ndarray, front: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Cells whose front-most texel a photo saw (at least at SEEN_FACING)."""
+    out = np.zeros(on.shape, bool)
+    out[on] = conf[front[on]] >= SEEN_FACING
+    return out
+
+
+def _row_colours(img: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Per row of `img`, the garment's colour among the `source` cells of the rows within
+    STRIP_ROW_SPAN: the most common colour (coarsely quantised, then the median of its cells; a
+    per-channel median of a shirt, a red tie and a yellow print would be orange), NaN without any."""
+    h = img.shape[0]
+    out = np.full((h, 3), np.nan, np.float32)
+    ys, xs = np.nonzero(source)
+    if not len(ys):
+        return out
+    from scipy.ndimage import uniform_filter
+
+    vals = img[ys, xs].astype(np.int64)
+    q = vals // 32
+    key = q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2]
+    starts = np.searchsorted(ys, np.arange(h + 1))  # (np.nonzero gives rows in order)
+    span = STRIP_ROW_SPAN
+    for r in range(h):
+        a, b = starts[max(r - span, 0)], starts[min(r + span + 1, h)]
+        if b - a < 3:
+            continue
+        # (the histogram summed over neighbouring bins: a shaded garment spreads over a few)
+        hist = np.bincount(key[a:b], minlength=512).reshape(8, 8, 8).astype(np.float32)
+        best = np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape)
+        near = (np.abs(q[a:b] - np.array(best)) <= 1).all(1)
+        out[r] = np.median(vals[a:b][near], axis=0)
+    return out
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _back_of_head(
+    base: np.ndarray,
+    colour: np.ndarray,
+    conf: np.ndarray,
+    seen: np.ndarray,
+    head: np.ndarray,
+    nape: np.ndarray,
+    pos: np.ndarray,
+) -> np.ndarray:
+    """The back of the head (`head`, and the top of the neck behind it: `nape`) takes the crown's
+    colour as the photos saw it (hair, or a bald scalp), blended in towards the back (rest pose: +y
+    up, +z forward), so that a cheek keeps the face's, and down to the nape."""
+    if not head.any():
+        return base
+    centre = np.median(pos[head], axis=0)
+    top_y = pos[head, 1].max()
+    size = max(top_y - centre[1], 1e-3)
+    # The highest texels the photos saw (a photo from the front sees the crown only obliquely: any
+    # view of it will do): the hair above the forehead, or a bald scalp.
+    seen_head = np.flatnonzero(head & (conf >= 0.08))
+    if len(seen_head) < 20:
+        return base
+    crown = np.zeros(len(head), dtype=bool)
+    crown[seen_head[pos[seen_head, 1] >= np.quantile(pos[seen_head, 1], 1.0 - CROWN_SHARE)]] = True
+    hair = np.median(colour[crown], axis=0)
+    back = _smoothstep((centre[2] - pos[:, 2]) / size, -0.2, 0.4)
+    # Down to the nape (below the ears the neck's sides lead).
+    back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.5)
+    back = np.where(nape & ~seen, back, 0.0)[:, None]
+    return (back * hair + (1.0 - back) * base).astype(np.float32)
+
+
+def _to_image(values: np.ndarray, grid: TexelGrid) -> np.ndarray:
+    """Texel values as the atlas image; the empty atlas between charts takes the nearest chart's
+    colour (so that mip-maps and bilinear look-ups at a chart's border stay on the body)."""
+    size = grid.size
+    img = np.zeros((size, size, 3), np.uint8)
+    img[grid.ys, grid.xs] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    covered = np.zeros((size, size), bool)
+    covered[grid.ys, grid.xs] = True
+    _, labels = cv2.distanceTransformWithLabels(
+        (~covered).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    idx = np.flatnonzero(covered.ravel())
+    return img.reshape(-1, 3)[idx[labels.ravel() - 1]].reshape(img.shape)

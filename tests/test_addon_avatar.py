@@ -1,0 +1,172 @@
+"""The avatar in Blender (headless `bpy`, the built add-on): a body mesh that carries the person's
+texture atlas wears it (one material, the image packed into the .blend, the "VMCLIP_avatar" UV map
+with the backend's per-corner coordinates), and the FBX and glTF exports embed it. The atlas comes
+from the synthetic front photo of tests/test_texture.py (a shirt with a tie, hair on the crown); a
+Workbench render from behind shows the back of the textured body."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from test_addon import ADDON_MODULE, addon_zip, run_bpy  # noqa: F401 - shared fixtures
+from test_texture import HAIR, SHIRT, TIE, TROUSERS, _front_photo
+
+SCRIPT = """
+    from importlib import import_module
+    ctx = bpy.context
+    smpl = import_module({module!r} + ".smpl")
+    body = import_module({module!r} + ".body")
+    proto = import_module({module!r} + ".vmclip_protocol")
+    d = np.load("mesh.npz")
+    with open("atlas.png", "rb") as fh:
+        png = fh.read()
+    mesh = proto.BodyMesh(
+        d["vertices"], d["faces"], d["joints"], d["skin_joints"], d["skin_weights"], [d["uv"]],
+        [d["visible"]], [d["facing"]], 1.0, float(d["floor"]), png, d["corner_uv"])
+    arm = rig.ensure_armature(ctx, smpl.Skeleton())
+    settings.armature = arm
+    rig.fit_rest_to_person(ctx, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
+    obj = body.build_body(ctx, arm, mesh, [os.path.abspath("photo.png")])
+    me = obj.data
+    uv = np.zeros(2 * len(me.loops))
+    me.uv_layers[body.AVATAR_UV].data.foreach_get("uv", uv)
+    mats = [m.name for m in me.materials]
+    tex = [n for n in me.materials[0].node_tree.nodes if n.type == "TEX_IMAGE"][0]
+    img = tex.image
+    px = np.zeros(img.size[0] * img.size[1] * 4, np.float32)
+    img.pixels.foreach_get(px)
+    out = {{"mats": mats, "uv_layers": [u.name for u in me.uv_layers], "uv": uv.tolist(),
+           "packed": img.packed_file is not None, "size": list(img.size),
+           "pixels": np.round(px.reshape(img.size[1], img.size[0], 4)[::-1, :, :3] * 255)
+                     .astype(int)[::37, ::37].tolist()}}
+    # A short motion, then the exports.
+    T = 10
+    poses = np.zeros((T, 24, 3)); trans = np.zeros((T, 3)); trans[:, 1] = 0.95
+    rig.apply_motion(ctx, arm, poses, trans, 30.0, list(smpl.JOINT_NAMES), "stand")
+    assert bpy.ops.vmclip.export_fbx(filepath=os.path.abspath("out.fbx")) == {{"FINISHED"}}
+    assert bpy.ops.vmclip.export_gltf(filepath=os.path.abspath("out.glb")) == {{"FINISHED"}}
+    # The back in a Workbench render with texture colours (the viewport's Solid shading).
+    scene = ctx.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "FLAT"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.render.resolution_x, scene.render.resolution_y = 320, 480
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"  # the texture's own colours
+    for o in [o for o in scene.objects if o.type == "MESH" and o != obj]:  # the start-up cube
+        bpy.data.objects.remove(o)
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    from mathutils import Euler
+    import math
+    cam.location = (0.0, 4.0, 0.95)   # behind: the body faces -Y in Blender
+    cam.rotation_euler = Euler((math.pi / 2, 0.0, math.pi), "XYZ")
+    scene.camera = cam
+    scene.frame_set(1)
+    scene.render.filepath = os.path.abspath("back.png")
+    try:
+        bpy.ops.render.render(write_still=True)
+        out["render"] = os.path.abspath("back.png")
+    except RuntimeError as exc:
+        out["render_error"] = str(exc)
+    # The FBX read back: its mesh still wears an image of the atlas's size.
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=os.path.abspath("out.fbx"))
+    sizes = [list(i.size) for i in bpy.data.images if i.size[0] > 0]
+    out["fbx_images"] = sizes
+    emit(out)
+"""
+
+
+@pytest.fixture(scope="module")
+def avatar_run(tmp_path_factory, addon_zip):  # noqa: F811
+    pytest.importorskip("moderngl")
+    from PIL import Image
+    from vmclip.person.analysis import PersonAnalysis, ViewFit
+    from vmclip.person.body import load_body_model
+    from vmclip.server.body_payload import body_payload
+
+    tmp = tmp_path_factory.mktemp("avatar")
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    v = _front_photo(body, shape)
+    view = ViewFit(
+        image=v.image,
+        mask=v.mask,
+        box=(0.0, 0.0, 512.0, 512.0),
+        keypoints=np.zeros((33, 4)),
+        joints2d=np.zeros((24, 3)),
+        camera=v.camera,
+        pose=v.pose,
+        trans=v.trans,
+        background=np.zeros_like(v.image),
+        fit_error_px=0.0,
+        iou=1.0,
+    )
+    person = PersonAnalysis(shape=shape, body_kind="anny", views=[view])
+    _, frames, _ = body_payload(person)
+    f = {}
+    for name, data, *_ in frames:
+        f.setdefault(name, data)
+    np.savez(
+        tmp / "mesh.npz",
+        vertices=f["body_vertices"],
+        faces=f["body_faces"],
+        joints=f["body_joints"],
+        skin_joints=f["skin_joints"],
+        skin_weights=f["skin_weights"],
+        uv=f["view_uv"],
+        visible=f["view_visible"],
+        facing=f["view_facing"].astype(np.float32) / 255,
+        floor=float(-np.asarray(f["body_vertices"])[:, 1].min()),
+        corner_uv=f["body_corner_uv"],
+    )
+    (tmp / "atlas.png").write_bytes(f["texture"])
+    Image.fromarray(v.image).save(tmp / "photo.png")
+    result = run_bpy(SCRIPT.format(module=ADDON_MODULE), tmp, addon_zip, timeout=400)
+    result["atlas"] = np.asarray(Image.open(io.BytesIO(f["texture"])).convert("RGB"))
+    result["corner_uv"] = np.asarray(f["body_corner_uv"])
+    result["dir"] = tmp
+    return result
+
+
+def test_body_wears_the_packed_atlas(avatar_run):
+    r = avatar_run
+    assert r["mats"] == ["VMCLIP_Armature_body_avatar"]  # one material: the avatar
+    assert "VMCLIP_avatar" in r["uv_layers"]
+    assert np.allclose(np.array(r["uv"]), r["corner_uv"].ravel(), atol=1e-6)
+    assert r["packed"] and r["size"] == [r["atlas"].shape[1], r["atlas"].shape[0]]
+    # The image Blender holds is the atlas (rows bottom-up in Blender, compared top-down).
+    assert np.abs(np.array(r["pixels"]) - r["atlas"][::37, ::37].astype(int)).max() <= 1
+
+
+def test_exports_embed_the_atlas(avatar_run):
+    r = avatar_run
+    fbx = (r["dir"] / "out.fbx").read_bytes()
+    assert b"\x89PNG\r\n\x1a\n" in fbx  # the atlas's PNG file inside the FBX
+    assert [r["atlas"].shape[1], r["atlas"].shape[0]] in r["fbx_images"]
+    glb = (r["dir"] / "out.glb").read_bytes()
+    gltf = json.loads(glb[20 : 20 + int.from_bytes(glb[12:16], "little")])
+    assert any(i.get("mimeType") == "image/png" for i in gltf.get("images", []))
+    assert gltf.get("textures") and gltf.get("materials")
+
+
+def test_render_from_behind_shows_the_shirt_not_the_tie(avatar_run):
+    r = avatar_run
+    if "render" not in r:
+        pytest.skip(f"no Workbench render here: {r.get('render_error')}")
+    from PIL import Image
+
+    img = np.asarray(Image.open(r["render"]).convert("RGBA")).astype(float)
+    body = img[..., 3] > 200
+    assert body.sum() > 2000
+    rgb = img[..., :3][body]
+    shirt = np.linalg.norm(rgb - SHIRT, axis=1) < 60
+    tie = np.linalg.norm(rgb - TIE, axis=1) < 60
+    trousers = np.linalg.norm(rgb - TROUSERS, axis=1) < 40
+    hair = np.linalg.norm(rgb - HAIR, axis=1) < 40
+    assert shirt.mean() > 0.25 and trousers.mean() > 0.1 and hair.mean() > 0.01
+    assert tie.mean() < 0.002

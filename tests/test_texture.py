@@ -1,0 +1,133 @@
+"""The avatar's texture atlas (issue #14): a synthetic front photo of the Anny body wearing a shirt
+with a red tie and a yellow chest print, dark hair on the crown; the atlas's back must carry the
+shirt without the tie or print, the back of the head the hair."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from vmclip.geometry import Camera
+from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.person.body import load_body_model
+from vmclip.person.texture import JOINT_REGION, build_texture
+from vmclip.person.uvmap import body_uv, texel_grid
+
+SHIRT = np.array([70, 110, 190.0])
+TROUSERS = np.array([60, 55, 50.0])
+TIE = np.array([210, 20, 25.0])
+PRINT = np.array([240, 220, 30.0])
+HAIR = np.array([45, 30, 20.0])
+SKIN = np.array([225, 180, 150.0])
+SIZE = 512
+
+
+def _front_photo(body, shape):
+    """The body in its rest pose, seen from the front, painted by rest position."""
+    from vmclip.render.raster import get_rasterizer
+
+    rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
+    pose = np.repeat(np.eye(3)[None], 24, 0)
+    trans = np.array([0.0, 1.0, 0.0])
+    verts = np.asarray(body.pose_vertices(shape, pose[None], trans[None]))[0]
+    centre = np.array([0.0, verts[:, 1].mean(), 3.2])
+    R = np.diag([1.0, -1.0, -1.0])
+    cam = Camera(
+        K=np.array([[1.2 * SIZE, 0, SIZE / 2], [0, 1.2 * SIZE, SIZE / 2], [0, 0, 1.0]]), R=R, t=-R @ centre
+    )
+    ras = get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE)
+    p = ras.interpolate(rest)
+    part = np.asarray(body.skin_weights).argmax(1)[ras.vertex_of_max_weight()]
+    region = JOINT_REGION[part]
+    head = rest[part_index(body) == JOINT_NAMES.index("head")]
+    hc, top = head.mean(0), head[:, 1].max()
+    colour = np.where((p[:, 1] > rest[:, 1].min() + 0.45 * np.ptp(rest[:, 1]))[:, None], SHIRT, TROUSERS)
+    colour = np.where(((region == 0) & (np.abs(p[:, 0]) < 0.035) & (p[:, 1] > 0.0))[:, None], TIE, colour)
+    chest = (region == 0) & (p[:, 0] > 0.05) & (p[:, 0] < 0.13) & (np.abs(p[:, 1] - 0.3) < 0.05)
+    colour = np.where(chest[:, None], PRINT, colour)
+    on_head = region == 1
+    colour = np.where(on_head[:, None], SKIN, colour)
+    hair = on_head & (p[:, 1] > hc[1] + 0.45 * (top - hc[1]))
+    colour = np.where(hair[:, None], HAIR, colour)
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    image[ras.mask] = colour.astype(np.uint8)
+    mask = ras.mask.astype(np.float32)
+    return SimpleNamespace(image=image, mask=mask, camera=cam, pose=pose, trans=trans)
+
+
+def part_index(body) -> np.ndarray:
+    return np.asarray(body.skin_weights).argmax(1)
+
+
+@pytest.fixture(scope="module")
+def atlas_case():
+    pytest.importorskip("moderngl")
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = _front_photo(body, shape)
+    atlas = build_texture(body, shape, [view], size=512)
+    uv_coords, uv_faces = body_uv(body)
+    grid = texel_grid(uv_coords, uv_faces, 512)
+    rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
+    faces = np.asarray(body.faces)
+    pos = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), rest[faces[grid.tri]])
+    part = part_index(body)[faces[grid.tri, grid.bary.argmax(1)]]
+    texels = atlas[grid.ys, grid.xs].astype(np.float64)
+    return SimpleNamespace(atlas=atlas, pos=pos, part=part, texels=texels, view=view)
+
+
+def _near(texels: np.ndarray, colour: np.ndarray, tol: float = 60.0) -> np.ndarray:
+    return np.linalg.norm(texels - colour, axis=1) < tol
+
+
+def test_front_features_stay_off_the_back(atlas_case):
+    c = atlas_case
+    trunk = JOINT_REGION[c.part] == 0
+    centre = np.median(c.pos[trunk], axis=0)
+    upper = trunk & (c.pos[:, 1] > 0.0)
+    front = upper & (c.pos[:, 2] > centre[2] + 0.06) & (np.abs(c.pos[:, 0]) < 0.02)
+    back = upper & (c.pos[:, 2] < centre[2] - 0.06)
+    # The photo's tie and print are in the atlas's front ...
+    assert _near(c.texels[front], TIE).mean() > 0.5
+    # ... and never on its back, which is the shirt.
+    assert _near(c.texels[back], TIE).mean() < 0.005
+    assert _near(c.texels[back], PRINT).mean() < 0.005
+    assert _near(c.texels[back], SHIRT, 40).mean() > 0.8
+
+
+def test_back_of_head_is_hair(atlas_case):
+    c = atlas_case
+    head = c.part == JOINT_NAMES.index("head")
+    hc = np.median(c.pos[head], axis=0)
+    size = c.pos[head, 1].max() - hc[1]
+    back = head & (c.pos[:, 2] < hc[2] - 0.4 * size) & (c.pos[:, 1] > hc[1] - 0.2 * size)
+    assert back.sum() > 100
+    assert _near(c.texels[back], HAIR, 40).mean() > 0.8
+    assert _near(c.texels[back], SKIN, 60).mean() < 0.05
+
+
+def test_texture_saved_beside_the_analysis_and_reloaded(tmp_path, atlas_case):
+    from vmclip.person.analysis import PersonAnalysis, ViewFit
+
+    v = atlas_case.view
+    view = ViewFit(
+        image=v.image,
+        mask=v.mask,
+        box=(0.0, 0.0, SIZE, SIZE),
+        keypoints=np.zeros((33, 4)),
+        joints2d=np.zeros((24, 3)),
+        camera=v.camera,
+        pose=v.pose,
+        trans=v.trans,
+        background=np.zeros_like(v.image),
+        fit_error_px=0.0,
+        iou=1.0,
+    )
+    person = PersonAnalysis(shape={}, body_kind="anny", views=[view], texture=atlas_case.atlas)
+    path = person.save_json(tmp_path / "me.json")
+    assert (tmp_path / "me.texture.png").exists()
+    again = PersonAnalysis.load_json(path)
+    assert again.texture is not None and np.array_equal(again.texture, atlas_case.atlas)
+    # Made once: a loaded analysis keeps its atlas rather than painting it again.
+    assert again.avatar_texture() is again.texture
