@@ -49,7 +49,7 @@ REST_WEIGHT = (PAN_FRAMES / PAN_RETURN) ** 4
 # Frames whose pan, zoom and step back are all within these of the photo's keep its plate untouched.
 STILL_PX, STILL_ZOOM, STILL_BACK = 0.02, 1e-4, 1e-4
 # The plate is extended by in-painting by at most this share of its width/height on each side.
-MAX_EXTEND = 1.5
+MAX_EXTEND = 3.0
 
 
 def check_camera_mode(mode: str) -> str:
