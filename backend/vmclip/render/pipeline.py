@@ -24,6 +24,7 @@ from vmclip.fileio import atomic_output, check_writable
 from vmclip.geometry import Camera, project
 from vmclip.motion import Motion
 from vmclip.render.camera import CameraPath, attach_plate, check_camera_mode, fixed_path, follow_path
+from vmclip.render.floor import Floor, photo_floor
 from vmclip.render.flow import FlowWarper
 from vmclip.render.raster import get_rasterizer
 from vmclip.render.regions import mirror_vertex_map
@@ -84,6 +85,7 @@ class Scene:
     source_trans: np.ndarray
     source_vertices: np.ndarray
     rest_vertices: np.ndarray | None = None  # of the fitted body (T-pose)
+    floor: Floor | None = None  # the first photo's floor (its soles, or a contact shadow below them)
 
 
 def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
@@ -140,6 +142,8 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
         posed.append(verts)
         image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), vw_out, vh_out)
         mask = _resize(np.asarray(view.mask, dtype=np.float32), vw_out, vh_out)
+        if i == 0:
+            floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts)
         # The photo's detected joints (where its limbs really are) at the output size, and the fitted
         # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
         keypoints = view.joints2d
@@ -180,6 +184,7 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
         source_trans=np.asarray(views[0].trans, np.float64),
         source_vertices=posed[0],
         rest_vertices=rest,
+        floor=floor,
     )
 
 
@@ -262,8 +267,23 @@ def check_in_frame(
 def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple[PlacedMotion, CameraPath]:
     """The motion placed in the photo's world and the camera that films it: a following camera keeps
     the whole travel; the fixed one may shorten it (`check_in_frame`)."""
+    ground_y = None if scene.floor is None else scene.floor.ground_y
+    if scene.floor is not None and scene.floor.source == "shadow":
+        drop = float(scene.source_vertices[:, 1].min()) - ground_y
+        warnings.warn(
+            f"the person is in mid-air in the photo: the floor is put at the contact shadow below the "
+            f"feet, {drop:.2f} m below the soles",
+            RenderWarning,
+            stacklevel=3,
+        )
     placed = place_motion(
-        scene.body, scene.shape, motion, scene.source_pose, scene.source_trans, scene.source_vertices
+        scene.body,
+        scene.shape,
+        motion,
+        scene.source_pose,
+        scene.source_trans,
+        scene.source_vertices,
+        ground_y=ground_y,
     )
     if camera == "follow":
         size = (scene.width, scene.height)
@@ -281,6 +301,7 @@ def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple
             scene.source_pose,
             scene.source_trans,
             scene.source_vertices,
+            ground_y=ground_y,
         )
     return placed, fixed_path(scene.camera, len(placed.vertices), scene.background)
 
