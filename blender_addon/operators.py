@@ -407,7 +407,7 @@ class VMCLIP_OT_bake_video(_BackendOperator, bpy.types.Operator):
         proto = backend.protocol_module()
         fps = scene.render.fps / scene.render.fps_base
         motion = proto.MotionPayload(poses, trans, fps, tuple(names), _settings(context).prompt)
-        options = {"size": int(_settings(context).video_size)}
+        options = {"size": int(_settings(context).video_size), "camera": _settings(context).video_camera}
         self._out = self.video_path(context)
         self._start_frame = scene.frame_start
         client = backend.make_client(preferences(context))

@@ -180,6 +180,15 @@ class VMCLIP_Settings(bpy.types.PropertyGroup):
         items=[("256", "256 px", "fast preview"), ("512", "512 px", "default"), ("768", "768 px", "slow")],
         description="Width and height of the baked video",
     )
+    video_camera: EnumProperty(
+        name="Camera",
+        default="follow",
+        items=[
+            ("follow", "Follow", "pan, zoom out and step back where the person would leave the frame"),
+            ("fixed", "Fixed", "the first photo's camera throughout (a long walk is shortened)"),
+        ],
+        description="The baked video's camera",
+    )
     last_video: StringProperty(name="Last video", subtype="FILE_PATH", default="")
 
 

@@ -115,6 +115,7 @@ class VMCLIP_PT_main(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("vmclip.bake_video", icon="RENDER_ANIMATION")
         row.prop(settings, "video_size", text="")
+        row.prop(settings, "video_camera", text="")
         row = layout.row(align=True)
         row.operator("vmclip.export_fbx", icon="EXPORT")
         row.operator("vmclip.export_gltf", text="glTF")

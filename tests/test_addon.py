@@ -776,6 +776,7 @@ def test_bake_sends_the_edited_pose_and_loads_the_video(
     assert len(renders) == 2
     sent = MotionPayload.from_message(renders[0], renders[0].body["motion"])
     assert renders[0].body["options"]["size"] == 256
+    assert renders[0].body["options"]["camera"] == "follow"  # the panel's default camera
     assert len(renders[0].frames_named("image")) == 1
     assert renders[0].frames_named("image")[0] == source_photo.read_bytes()
     assert sent.num_frames == result["end"] - result["start"] + 1 == original.num_frames

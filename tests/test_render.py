@@ -347,18 +347,17 @@ def test_animate_writes_video_gif_frames_with_a_still_background(body, tmp_path)
 def test_bad_inputs_give_clear_errors_and_no_partial_video(body, tmp_path):
     person = make_person(body)
     out = tmp_path / "x.mp4"
-    with pytest.raises(InputError, match="different sizes"):
-        other = make_person(body, width=200, height=150)
-        person2 = make_person(body)
-        person2.views.append(other.views[0])
-        animate(person2, wave_motion(5), out, size=128, body=body)
+    with pytest.raises(InputError, match="camera 'dolly'"):
+        animate(person, wave_motion(5), out, size=128, body=body, camera="dolly")
     with pytest.raises(InputError, match="does not exist"):
         animate(person, wave_motion(5), tmp_path / "missing" / "x.mp4", size=128, body=body)
     with pytest.raises(InputError, match="must end in .mp4"):
         animate(person, wave_motion(5), tmp_path / "x.avi", size=128, body=body)
-    # walking 30 m to the side: out of view, refused when the travel may not be scaled
+    # walking 30 m to the side: out of the fixed camera's view, refused when the travel may not be scaled
     with pytest.raises(InputError, match="leaves the frame"):
-        animate(person, wave_motion(60, travel=30.0), out, size=128, body=body, fit_travel=False)
+        animate(
+            person, wave_motion(60, travel=30.0), out, size=128, body=body, fit_travel=False, camera="fixed"
+        )
     assert not out.exists()
     assert not list(tmp_path.glob(".x.mp4*"))
 
@@ -367,12 +366,14 @@ def test_partial_exit_warns_and_cancel_stops_cleanly(body, tmp_path):
     person = make_person(body)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frames = list(render_frames(person, wave_motion(20, travel=2.5), size=128, body=body))
+        frames = list(render_frames(person, wave_motion(20, travel=2.5), size=128, body=body, camera="fixed"))
     assert len(frames) == 20
     assert any(issubclass(w.category, RenderWarning) and "leaves the frame" in str(w.message) for w in caught)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frames = list(render_frames(person, wave_motion(40, travel=30.0), size=128, body=body))
+        frames = list(
+            render_frames(person, wave_motion(40, travel=30.0), size=128, body=body, camera="fixed")
+        )
     assert len(frames) == 40
     assert any("travel was scaled" in str(w.message) for w in caught)
     cancel = threading.Event()

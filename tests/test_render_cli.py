@@ -26,10 +26,11 @@ def test_animate_needs_a_prompt_or_motion(tmp_path, capsys):
     assert code == 2 and "--prompt" in err
 
 
-def test_animate_refuses_photos_of_different_sizes(tmp_path, capsys):
-    a, b = _photo(tmp_path / "a.png"), _photo(tmp_path / "b.png", 80, 48)
-    code, err = _run(capsys, "animate", a, b, "--prompt", "wave", "-o", str(tmp_path / "o.mp4"))
-    assert code == 2 and "different sizes" in err and "a.png 64x48" in err
+def test_animate_takes_at_most_eight_photos(tmp_path, capsys):
+    photos = [_photo(tmp_path / f"p{i}.png", 64 + 8 * i, 48) for i in range(9)]  # sizes may differ
+    code, err = _run(capsys, "animate", *photos, "--prompt", "wave", "-o", str(tmp_path / "o.mp4"))
+    assert code == 2 and "9 photos: at most 8" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.mp4").exists()
 
 
 @pytest.mark.parametrize("out, message", [("missing/o.mp4", "does not exist"), ("o.avi", "must end in .mp4")])

@@ -276,6 +276,19 @@ def test_render_with_wrong_motion_arrays_is_rejected(replay) -> None:
     assert _raw(server, frames).body["code"] == "bad_request"
 
 
+def test_render_camera_option_is_validated(replay) -> None:
+    server, _ = replay
+    arrays = [
+        ("image", png_bytes()),
+        ("poses", np.zeros((4, 24, 3), np.float32)),
+        ("trans", np.zeros((4, 3), np.float32)),
+    ]
+    for camera in ("dolly", 3, None):
+        body = {"motion": {"fps": 30.0}, "options": {"camera": camera}}
+        reply = _raw(server, vp.encode("render", f"c{camera}", body, arrays, deadline_ms=1000))
+        assert reply.body["code"] == "bad_request" and "options.camera" in reply.body["message"]
+
+
 def test_limits(motion_file) -> None:
     limits = Limits(
         max_image_pixels=100 * 100,

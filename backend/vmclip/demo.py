@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from vmclip.limits import CAMERA_MODES
+
 DEFAULT_PROMPT = "a person waves with the right hand, then walks forward"
 
 
@@ -41,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="motion length, 1..10 s (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the motion (default 0)")
     p.add_argument("--size", type=int, default=512, help="longer side of the video in pixels (default 512)")
+    p.add_argument(
+        "--camera",
+        choices=CAMERA_MODES,
+        default="follow",
+        help="follow: pan, zoom out and step back where the person would leave the frame (default); "
+        "fixed: the photo's camera throughout",
+    )
     p.add_argument(
         "--rig",
         default=None,
@@ -111,7 +120,13 @@ def run(args: argparse.Namespace) -> int:
         from vmclip.pipeline import Pipeline
 
         result = Pipeline().run(
-            prompt=prompt, seconds=seconds, seed=seed, images=images, out=out / "demo.mp4", size=args.size
+            prompt=prompt,
+            seconds=seconds,
+            seed=seed,
+            images=images,
+            out=out / "demo.mp4",
+            size=args.size,
+            camera=args.camera,
         )
         _write_motion_files(result.motion, out)
         _say(f"wrote {out / 'demo.mp4'} and the motion files in {time.perf_counter() - t0:.1f} s")
@@ -161,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
             seconds,
             seed,
             size=args.size,
+            camera=args.camera,
             rig=rig,
             log=lambda *a: _say(" ".join(str(x) for x in a)),
         )

@@ -74,6 +74,7 @@ scene.render.fps, scene.render.fps_base, scene.frame_start = 30, 1.0, 1
 settings = scene.vmclip
 settings.prompt, settings.seconds, settings.seed = cfg["prompt"], cfg["seconds"], cfg["seed"]
 settings.video_size = str(cfg["size"])
+settings.video_camera = cfg.get("camera", "follow")
 
 
 def load_rig(spec):
@@ -234,6 +235,7 @@ def run_blender_demo(
     seed: int = 0,
     *,
     size: int = 512,
+    camera: str = "follow",
     rig: str | None = None,
     timeout_s: float = 3600.0,
     log=print,
@@ -269,6 +271,7 @@ def run_blender_demo(
             "seconds": float(seconds),
             "seed": int(seed),
             "size": int(size),
+            "camera": camera,
             "images": [str(p) for p in images],
             "work": str(work),
             "rig": rig,

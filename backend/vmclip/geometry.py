@@ -78,6 +78,21 @@ class Camera:
         K[1, 2] += 0.5 * sy - 0.5
         return Camera(K=K, R=np.asarray(self.R, dtype=np.float64), t=np.asarray(self.t, dtype=np.float64))
 
+    def reframed(
+        self, back: float, zoom_out: float, centre: tuple[float, float], size: tuple[int, int]
+    ) -> Camera:
+        """A camera operator's take on this camera: moved `back` metres backwards along its optical
+        axis, then showing `zoom_out` times as much of the view, centred on pixel `centre` of the moved
+        camera, in a frame of `size` (width, height). Pan and zoom change K only (a shifted, larger
+        sensor), so a backdrop plane facing the camera maps to the frame by one affine map."""
+        w, h = size
+        k = 1.0 / float(zoom_out)
+        A = np.array(
+            [[k, 0.0, (w - 1) / 2 - k * centre[0]], [0.0, k, (h - 1) / 2 - k * centre[1]], [0, 0, 1]]
+        )
+        t = np.asarray(self.t, dtype=np.float64) + np.array([0.0, 0.0, float(back)])
+        return Camera(K=A @ np.asarray(self.K, dtype=np.float64), R=np.asarray(self.R, dtype=np.float64), t=t)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "K": np.asarray(self.K).tolist(),

@@ -201,8 +201,10 @@ class Pipeline:
         gif: str | os.PathLike | None = None,
         frames_dir: str | os.PathLike | None = None,
         fit_travel: bool = True,
+        camera: str = "follow",
     ) -> Path:
-        """The person re-posed frame by frame over the background plate -> H.264 MP4 at `out`."""
+        """The person re-posed frame by frame over the background plate -> H.264 MP4 at `out`.
+        `camera`: "follow" (pans, zooms out, steps back to keep the person in frame) or "fixed"."""
         from vmclip.person.body import load_body_model
         from vmclip.render.pipeline import RenderCancelled, animate
 
@@ -222,6 +224,7 @@ class Pipeline:
                 frames_dir=frames_dir,
                 body=body,
                 fit_travel=fit_travel,
+                camera=camera,
             )
         except RenderCancelled:
             raise Cancelled("cancelled") from None
@@ -248,7 +251,7 @@ class Pipeline:
 
         The model is loaded before the photos are analysed (a missing model fails in a second), and
         the analysis before the motion is generated (the photo problems users make most show first).
-        `video_options`: `lwg_checkpoint`, `gif`, `frames_dir`, `fit_travel` (see `video`)."""
+        `video_options`: `lwg_checkpoint`, `gif`, `frames_dir`, `fit_travel`, `camera` (see `video`)."""
         if prompt is None and motion is None and not images and person is None:
             raise InputError("nothing to do: give a prompt or a motion, and/or photos")
         if out is not None and ((prompt is None and motion is None) or (not images and person is None)):

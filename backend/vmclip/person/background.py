@@ -402,3 +402,37 @@ def _fill_in_bands(image: np.ndarray, hole: np.ndarray, height: float, band: flo
         out[y0:y1][inside] = filled[y0 - c0 : y1 - c0][inside]
         pending[y0:y1] = False
     return out
+
+
+# The border around an extended plate is in-painted at most at this size (longest side), in one go:
+# the band-by-band fill of the person's hole breaks lines that run across the border (a skirting
+# board stepped at every band), and the border is background the camera only passes over.
+EXTEND_WORK_SIDE = 384
+
+
+def extend_plate(plate: np.ndarray, reach: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
+    """The plate grown by `reach` pixels (left, top, right, bottom), the new border in-painted
+    (PatchMatch, OpenCV's Telea without it): what a camera that pans, zooms out or steps back sees
+    beyond the photo's edges. The photo's own pixels are kept exactly."""
+    left, top, right, bottom = (max(0, int(r)) for r in reach)
+    if not (left or top or right or bottom):
+        return plate
+    h, w = plate.shape[:2]
+    grown = cv2.copyMakeBorder(np.ascontiguousarray(plate), top, bottom, left, right, cv2.BORDER_REPLICATE)
+    hole = np.ones(grown.shape[:2], np.uint8)
+    hole[top : top + h, left : left + w] = 0
+    scale = min(1.0, EXTEND_WORK_SIDE / max(grown.shape[:2]))
+    size = (max(1, round(grown.shape[1] * scale)), max(1, round(grown.shape[0] * scale)))
+    small = cv2.resize(grown, size, interpolation=cv2.INTER_AREA)
+    small_hole = cv2.dilate(
+        cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST), np.ones((3, 3), np.uint8)
+    )
+    import patchmatch
+
+    if patchmatch.patchmatch_available:
+        patchmatch.set_random_seed(seed)
+        filled = patchmatch.inpaint(small, small_hole * 255, patch_size=3)
+    else:
+        filled = cv2.inpaint(small, small_hole, max(3, int(0.01 * max(size))), cv2.INPAINT_TELEA)
+    up = cv2.resize(filled, (grown.shape[1], grown.shape[0]), interpolation=cv2.INTER_CUBIC)
+    return np.where(hole[..., None] > 0, up, grown)

@@ -8,7 +8,8 @@ Public API (imported lazily, so `import vmclip.render` stays light):
 - `prepare_example()` / `example_paths()` (the project's own example person, rendered at set-up)
 
 Modules: `pipeline` (scene, frames, video; the `Person`/`PhotoView` protocols it reads),
-`retarget` (the motion placed in the photo's world), `source_view` (one prepared photo),
+`retarget` (the motion placed in the photo's world), `camera` (fixed or following camera),
+`source_view` (one prepared photo),
 `fill` (colour where no photo saw the surface), `flow` (`FlowWarper`: the per-frame flow),
 `warp` (`Flow`, `Candidate`, the warp), `regions` (body regions, mirror map), `raster` (OpenGL).
 Camera and projection: `vmclip.geometry`.

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from vmclip.errors import InputError
-from vmclip.limits import MAX_MOTION_FRAMES
+from vmclip.limits import CAMERA_MODES, MAX_IMAGES, MAX_MOTION_FRAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Animate the person in the photo(s): the prompt becomes SMPL-24 motion (or --motion "
         "gives one), the photos are analysed (pose, mask, fitted body, background plate), and the person "
         "is re-posed frame by frame over the in-painted background (transformation flow) into an H.264 MP4. "
-        "Several photos of the same person (same size, same camera framing) fill in what one photo hides.",
+        "Several photos of the same person (any sizes and framings, up to 8) fill in what one photo "
+        "hides; the video has the first photo's size, camera and background.",
         epilog="Example: vmclip animate me.jpg --prompt 'a person waves with the right hand' -o wave.mp4",
     )
-    p.add_argument("images", nargs="+", metavar="IMG", help="photo(s) of one person (JPEG/PNG, same size)")
+    p.add_argument(
+        "images", nargs="+", metavar="IMG", help=f"photo(s) of one person (JPEG/PNG, 1..{MAX_IMAGES})"
+    )
     p.add_argument("--prompt", help="what the person does, in plain English")
     p.add_argument(
         "--motion",
@@ -37,9 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", metavar="DIR", help="also write every frame as PNG into this folder")
     p.add_argument("--person", metavar="JSON", help="reuse a saved analysis (vmclip analyze -o)")
     p.add_argument(
+        "--camera",
+        choices=CAMERA_MODES,
+        default="follow",
+        help="follow: pan, zoom out and step back where the person would leave the frame, keeping the "
+        "motion's whole travel (default); fixed: the first photo's camera throughout",
+    )
+    p.add_argument(
         "--exact-travel",
         action="store_true",
-        help="refuse a motion that walks out of the frame instead of scaling its travel down",
+        help="with --camera fixed: refuse a motion that walks out of the frame instead of scaling "
+        "its travel down",
     )
     p.add_argument(
         "--lwg",
@@ -53,18 +64,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_images(paths: list[str]) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    sizes = {}
+    if len(paths) > MAX_IMAGES:
+        raise InputError(f"{len(paths)} photos: at most {MAX_IMAGES} photos of one person")
     for path in paths:
         if not Path(path).is_file():
             raise InputError(f"{path}: no such file")
         try:
             with Image.open(path) as im:
-                sizes[path] = im.size
+                im.size  # noqa: B018 - the header is read: a file that is no image fails here
         except (UnidentifiedImageError, OSError) as exc:
             raise InputError(f"{path}: not a readable image ({exc})") from None
-    if len(set(sizes.values())) > 1:
-        listing = ", ".join(f"{Path(p).name} {w}x{h}" for p, (w, h) in sizes.items())
-        raise InputError(f"source photos have different sizes ({listing}); use photos of one size")
 
 
 class _Bar:
@@ -156,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             gif=args.gif,
             frames_dir=args.frames,
             fit_travel=not args.exact_travel,
+            camera=args.camera,
         )
     finally:
         bar.close()

@@ -543,8 +543,11 @@ class FlowWarper:
         source[sel] = 0
         part[sel] = -2 - got_p[sel]
 
-    def warp(self, vertices: np.ndarray) -> Warped | None:
-        """Warp the sources onto the posed body; None when the body is entirely out of view."""
+    def warp(self, vertices: np.ndarray, camera: Camera | None = None) -> Warped | None:
+        """Warp the sources onto the posed body, seen by `camera` (default: the one it was made with,
+        kept for the following frames); None when the body is entirely out of view."""
+        if camera is not None:
+            self.camera = camera
         roi = self.window(vertices)
         if roi is None:
             return None

@@ -2,7 +2,8 @@
 
 `render_frames` places the motion in the first photo's world (retarget), builds one `SourceView` per
 photo, and for every frame warps the sources onto the posed body (transformation flow) and composites
-the result over the in-painted background plate with a fixed camera. `animate` writes the MP4
+the result over the in-painted background plate, seen by the first photo's camera or one that follows
+the person (`vmclip.render.camera`). `animate` writes the MP4
 (atomically) and optionally a GIF and PNG frames.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +23,8 @@ from vmclip.errors import InputError, VmclipError
 from vmclip.fileio import atomic_output, check_writable
 from vmclip.geometry import Camera, project
 from vmclip.motion import Motion
+from vmclip.render.camera import CameraPath, attach_plate, check_camera_mode, fixed_path, follow_path
+from vmclip.render.floor import Floor, photo_floor
 from vmclip.render.flow import FlowWarper
 from vmclip.render.raster import get_rasterizer
 from vmclip.render.regions import mirror_vertex_map
@@ -84,6 +87,7 @@ class Scene:
     rest_vertices: np.ndarray | None = None  # of the fitted body (T-pose)
     texture: np.ndarray | None = None  # the avatar's atlas (S, S, 3) uint8, when the body has UVs
     uv: tuple[np.ndarray, np.ndarray] | None = None  # the body's per-corner UVs (coords, faces)
+    floor: Floor | None = None  # the first photo's floor (its soles, or a contact shadow below them)
 
 
 def output_size(width: int, height: int, size: int) -> tuple[int, int, float]:
@@ -112,13 +116,10 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
     views = list(person.views)
     if not views:
         raise InputError("no source photo in the person analysis")
-    shapes = {tuple(np.asarray(v.image).shape[:2]) for v in views}
-    if len(shapes) > 1:
-        sizes = ", ".join(f"{w}x{h}" for h, w in sorted(shapes))
-        raise InputError(f"source photos have different sizes ({sizes}); use photos of one size")
-    ph, pw = next(iter(shapes))
+    # The video has the first photo's size and camera; every other photo keeps its own size, framing
+    # and fitted camera, resized to the same longer side (its detail is what the flow samples).
+    ph, pw = np.asarray(views[0].image).shape[:2]
     width, height, _ = output_size(pw, ph, size)
-    sx, sy = width / pw, height / ph
     if body is None:
         from vmclip.person.body import load_body_model
 
@@ -133,13 +134,18 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
     mirror, rest = _MIRRORS[key]
     ras = get_rasterizer()
     sources, posed = [], []
-    for view in views:
+    for i, view in enumerate(views):
+        vh, vw = np.asarray(view.image).shape[:2]
+        vw_out, vh_out = (width, height) if i == 0 else output_size(vw, vh, size)[:2]
+        sx, sy = vw_out / vw, vh_out / vh
         pose = np.asarray(view.pose, dtype=np.float64)
         trans = np.asarray(view.trans, dtype=np.float64)
         verts = to_numpy(body.pose_vertices(shape, pose[None], trans[None]))[0]
         posed.append(verts)
-        image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), width, height)
-        mask = _resize(np.asarray(view.mask, dtype=np.float32), width, height)
+        image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), vw_out, vh_out)
+        mask = _resize(np.asarray(view.mask, dtype=np.float32), vw_out, vh_out)
+        if i == 0:
+            floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts)
         # The photo's detected joints (where its limbs really are) at the output size, and the fitted
         # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
         keypoints = view.joints2d
@@ -183,6 +189,7 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
         rest_vertices=rest,
         texture=texture,
         uv=uv,
+        floor=floor,
     )
 
 
@@ -205,12 +212,17 @@ def avatar_texture(person: Person, body: BodyModel) -> tuple[np.ndarray | None, 
     return texture, uv
 
 
-def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
-    """Fraction of the body (a vertex subsample) inside the frame, per frame."""
-    cam = scene.camera
-    verts = vertices[:, ::7]
-    uv, z = project(verts.reshape(-1, 3).astype(np.float64), cam.K, cam.R, cam.t)
-    uv, z = uv.reshape(verts.shape[0], -1, 2), z.reshape(verts.shape[0], -1)
+def in_view(scene: Scene, vertices: np.ndarray, cameras: Sequence[Camera] | None = None) -> np.ndarray:
+    """Fraction of the body (a vertex subsample) inside the frame, per frame (seen by each frame's
+    camera in `cameras`, else by the photo's)."""
+    verts = vertices[:, ::7].astype(np.float64)
+    if cameras is None:
+        cam = scene.camera
+        uv, z = project(verts.reshape(-1, 3), cam.K, cam.R, cam.t)
+        uv, z = uv.reshape(verts.shape[0], -1, 2), z.reshape(verts.shape[0], -1)
+    else:
+        both = [project(v, c.K, c.R, c.t) for v, c in zip(verts, cameras, strict=True)]
+        uv, z = np.stack([b[0] for b in both]), np.stack([b[1] for b in both])
     inside = (
         (uv[..., 0] >= 0)
         & (uv[..., 0] < scene.width)
@@ -221,13 +233,16 @@ def in_view(scene: Scene, vertices: np.ndarray) -> np.ndarray:
     return inside.mean(1)
 
 
-def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) -> PlacedMotion:
+def check_in_frame(
+    scene: Scene, placed: PlacedMotion, fit_travel: bool = True, cameras: Sequence[Camera] | None = None
+) -> PlacedMotion:
     """Keep the person in view: when the motion's travel (walking off, say) would take them out of the
     fixed camera's frame, scale the horizontal travel down just enough (with a warning), unless
-    `fit_travel` is off; refuse what still leaves the frame; warn when the body only crosses the edge."""
+    `fit_travel` is off or the camera follows (`cameras`, one per frame); refuse what still leaves the
+    frame; warn when the body only crosses the edge."""
     gone_limit, keep_limit = 0.05, 0.6
-    frac = in_view(scene, placed.vertices)
-    if frac.min() < keep_limit and fit_travel:
+    frac = in_view(scene, placed.vertices, cameras)
+    if frac.min() < keep_limit and fit_travel and cameras is None:
         # Keep at least 60% of the body in view if shrinking the travel can: the largest travel that
         # does, else the travel that keeps the most in view.
         travel = placed.trans - placed.trans[:1]
@@ -271,6 +286,48 @@ def check_in_frame(scene: Scene, placed: PlacedMotion, fit_travel: bool = True) 
             stacklevel=3,
         )
     return placed
+
+
+def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple[PlacedMotion, CameraPath]:
+    """The motion placed in the photo's world and the camera that films it: a following camera keeps
+    the whole travel; the fixed one may shorten it (`check_in_frame`)."""
+    ground_y = None if scene.floor is None else scene.floor.ground_y
+    if scene.floor is not None and scene.floor.source == "shadow":
+        drop = float(scene.source_vertices[:, 1].min()) - ground_y
+        warnings.warn(
+            f"the person is in mid-air in the photo: the floor is put at the contact shadow below the "
+            f"feet, {drop:.2f} m below the soles",
+            RenderWarning,
+            stacklevel=3,
+        )
+    placed = place_motion(
+        scene.body,
+        scene.shape,
+        motion,
+        scene.source_pose,
+        scene.source_trans,
+        scene.source_vertices,
+        ground_y=ground_y,
+    )
+    if camera == "follow":
+        size = (scene.width, scene.height)
+        path = follow_path(
+            scene.camera, placed.vertices, placed.trans, scene.source_vertices, scene.source_trans, size
+        )
+        check_in_frame(scene, placed, fit_travel, cameras=path.cameras)
+        return placed, attach_plate(path, scene.background)
+    placed = check_in_frame(scene, placed, fit_travel)
+    if placed.travel_scale < 1.0:  # a shortened walk: re-placed with its planted feet pinned
+        placed = place_motion(
+            scene.body,
+            scene.shape,
+            scale_travel(motion, placed.travel_scale),
+            scene.source_pose,
+            scene.source_trans,
+            scene.source_vertices,
+            ground_y=ground_y,
+        )
+    return placed, fixed_path(scene.camera, len(placed.vertices), scene.background)
 
 
 @dataclass
@@ -341,27 +398,19 @@ def render_frames(
     body: BodyModel | None = None,
     shadow: bool = True,
     fit_travel: bool = True,
+    camera: str = "follow",
 ) -> Iterator[np.ndarray]:
     """RGB uint8 frames (H, W, 3) of the person performing `motion` over the background plate.
-    `fit_travel`: scale down a travel that would leave the frame (with a warning) instead of refusing."""
+    `camera`: "follow" (pan, zoom out and step back where the person would leave the frame; the
+    motion's travel is kept) or "fixed" (the first photo's camera); with "fixed", `fit_travel` scales
+    down a travel that would leave the frame (with a warning) instead of refusing."""
+    check_camera_mode(camera)
     if motion.num_frames == 0:
         raise InputError("zero-length motion (no frames)")
     if abs(motion.fps - 30.0) > 1e-3:
         motion = motion.resample(30.0)
     scene = build_scene(person, size=size, body=body)
-    placed = place_motion(
-        scene.body, scene.shape, motion, scene.source_pose, scene.source_trans, scene.source_vertices
-    )
-    placed = check_in_frame(scene, placed, fit_travel)
-    if placed.travel_scale < 1.0:  # a shortened walk: re-placed with its planted feet pinned
-        placed = place_motion(
-            scene.body,
-            scene.shape,
-            scale_travel(motion, placed.travel_scale),
-            scene.source_pose,
-            scene.source_trans,
-            scene.source_vertices,
-        )
+    placed, path = _place(scene, motion, fit_travel, camera)
     warper = FlowWarper(
         get_rasterizer(),
         scene.sources,
@@ -384,11 +433,12 @@ def render_frames(
     for i, verts in enumerate(placed.vertices):
         if cancel is not None and cancel.is_set():
             raise RenderCancelled("rendering cancelled")
-        warped = warper.warp(verts)
+        view = replace(scene, camera=path.cameras[i], background=path.background(i, scene.background))
+        warped = warper.warp(verts, camera=view.camera)
         if refiner is not None and warped is not None:
-            warped = refiner.refine(scene, warped, verts)
-        shade = contact_shadow(scene, verts, placed.ground_y) if shadow else None
-        yield composite(scene, warped, shade)
+            warped = refiner.refine(view, warped, verts)
+        shade = contact_shadow(view, verts, placed.ground_y) if shadow else None
+        yield composite(view, warped, shade)
         if progress is not None:
             progress((i + 1) / n, f"frame {i + 1}/{n}")
 
@@ -442,6 +492,7 @@ def animate(
     frames_dir: str | Path | None = None,
     body: BodyModel | None = None,
     fit_travel: bool = True,
+    camera: str = "follow",
 ) -> Path:
     """Render `person` performing `motion` into an H.264 MP4 at `out_path` (written atomically)."""
     from vmclip.video import write_mp4
@@ -454,6 +505,7 @@ def animate(
         check_writable(gif)
     if motion.num_frames == 0:
         raise InputError("zero-length motion (no frames)")
+    check_camera_mode(camera)
     keep = gif is not None or frames_dir is not None
     kept: list[np.ndarray] = []
 
@@ -467,6 +519,7 @@ def animate(
             lwg_checkpoint=lwg_checkpoint,
             body=body,
             fit_travel=fit_travel,
+            camera=camera,
         ):
             if keep:
                 kept.append(f)

@@ -67,15 +67,17 @@ def place_motion(
     source_pose: np.ndarray,
     source_trans: np.ndarray,
     source_vertices: np.ndarray | None = None,
+    ground_y: float | None = None,
 ) -> PlacedMotion:
     """Pose `body` (a BodyModel) with `motion` so that frame 0 starts where and facing the way the
-    person stands in the photo (fitted `source_pose` (24,3,3) local, `source_trans` (3,) pelvis)."""
+    person stands in the photo (fitted `source_pose` (24,3,3) local, `source_trans` (3,) pelvis),
+    on the floor at height `ground_y` (default: the fitted soles)."""
     mats = motion.matrices()
     source_pose = np.asarray(source_pose, dtype=np.float64)
     source_trans = np.asarray(source_trans, dtype=np.float64)
     if source_vertices is None:
         source_vertices = to_numpy(body.pose_vertices(shape, source_pose[None], source_trans[None]))[0]
-    ground_y = float(source_vertices[:, 1].min())
+    ground_y = float(source_vertices[:, 1].min()) if ground_y is None else float(ground_y)
 
     align = yaw_matrix(source_pose[0]) @ yaw_matrix(mats[0, 0]).T
     local = mats.copy()

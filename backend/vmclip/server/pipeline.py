@@ -208,6 +208,7 @@ class Pipeline:
                     images=[bytes(i) for i in images],  # decoded as the CLI decodes files
                     out=out,
                     size=int(options.get("size", 512)),
+                    camera=str(options.get("camera", "follow")),
                     progress=progress,
                     cancel=cancel,
                 )

@@ -41,7 +41,7 @@ from vmclip_protocol.wire import finite_number, peek_id
 
 from vmclip import __version__
 from vmclip.errors import InputError, VmclipError
-from vmclip.limits import MAX_MOTION_FRAMES
+from vmclip.limits import CAMERA_MODES, MAX_IMAGES, MAX_MOTION_FRAMES
 from vmclip.motion.constraints import MotionConstraints
 from vmclip.server.pipeline import JobCancelled, Pipeline, StageUnavailable
 from vmclip.server.security import is_local_address, setup_curve
@@ -61,7 +61,7 @@ class Limits:
     """What one request may ask for. Sent to clients in the hello reply."""
 
     max_message_bytes: int = 256 * 1024 * 1024  # ZMQ_MAXMSGSIZE: larger messages drop the connection
-    max_images: int = 8
+    max_images: int = MAX_IMAGES
     max_image_pixels: int = 40_000_000
     max_prompt_chars: int = 500
     min_seconds: float = 1.0  # the text-to-motion model's range (vmclip.t2m.generate)
@@ -603,6 +603,9 @@ class Server:
         limit = self.limits.max_render_size
         if not isinstance(size, int) or isinstance(size, bool) or not 64 <= size <= limit:
             raise _Request("bad_request", f"options.size must be an integer in 64..{limit}")
+        camera = options.get("camera", "follow")
+        if camera not in CAMERA_MODES:
+            raise _Request("bad_request", f"options.camera must be one of {', '.join(CAMERA_MODES)}")
         return {"images": images, "motion": motion, "options": options}
 
     def _images(self, msg: Message) -> list[bytes]:

@@ -1,0 +1,246 @@
+"""The video's camera: the first photo's, fixed, or following the person as a camera operator would.
+
+`follow_path` plans the whole clip at once (rendering is offline), in three smooth moves made only
+where the fixed camera would lose the person:
+
+- **step back** along the optical axis when the person comes much closer than in the photo (a walk
+  towards the camera would otherwise end in a close-up of the trousers, or pass the camera);
+- **zoom out** when the person (plus a margin for hair, hands and shoes) is larger than the frame;
+- **pan** (shift the view) to keep the person inside the frame.
+
+The step back and the zoom take the largest need within a second on either side, blurred over that
+second, so they ease in ahead of the need and never fall short of it. The pan is the smoothest path
+(least squared velocity and acceleration) that stays as near the photo's framing as the person
+allows, inside the per-frame range that keeps them in view: a bounded least-squares problem over all
+frames. Pan and zoom change K only (`Camera.reframed`); the background plate is treated as a backdrop
+at the person's distance in the photo, so each frame's plate is one affine warp of the plate, extended
+by in-painting where the view reaches beyond the photo (`vmclip.person.background.extend_plate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import sparse
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+from scipy.sparse.linalg import spsolve
+
+from vmclip.errors import InputError
+from vmclip.geometry import Camera, project
+from vmclip.limits import CAMERA_MODES
+
+# The camera steps back once the person's pelvis is nearer than this share of its distance in the photo.
+KEEP_DEPTH = 0.75
+# Margin kept around the fitted body (share of the person's height in the frame): hair above the
+# fitted head, loose clothes and shoes beyond the body. Order: left, top, right, bottom.
+MARGIN = (0.05, 0.08, 0.05, 0.04)
+# The body may reach this far into the margin (share of its height) before the camera moves.
+SLACK = 0.02
+# Step back and zoom ease in over this many frames (one second at 30 fps).
+EASE_FRAMES = 30
+# The pan, a critically damped follower: acceleration weighed PAN_FRAMES^4 and a pull back to the
+# photo's framing so weak that it settles back over about PAN_RETURN frames once the person allows (a
+# strong pull makes the pan hug its range and copy the jitter of a swinging limb's box), velocity in
+# between (critical damping: no overshoot).
+PAN_FRAMES, PAN_RETURN = 12.0, 30.0
+REST_WEIGHT = (PAN_FRAMES / PAN_RETURN) ** 4
+# Frames whose pan, zoom and step back are all within these of the photo's keep its plate untouched.
+STILL_PX, STILL_ZOOM, STILL_BACK = 0.02, 1e-4, 1e-4
+# The plate is extended by in-painting by at most this share of its width/height on each side.
+MAX_EXTEND = 3.0
+
+
+def check_camera_mode(mode: str) -> str:
+    """The camera mode, or a one-line InputError naming the choices."""
+    if mode not in CAMERA_MODES:
+        raise InputError(f"camera {mode!r}: expected one of {', '.join(CAMERA_MODES)}")
+    return mode
+
+
+@dataclass
+class CameraPath:
+    """Per frame: the camera, whether it differs from the photo's, and the affine map (2, 3) from the
+    extended plate to the frame; `plate` is the extended plate (the photo's where nothing moved)."""
+
+    cameras: list[Camera]
+    moved: np.ndarray
+    maps: np.ndarray
+    plate: np.ndarray
+    back: np.ndarray
+    zoom_out: np.ndarray
+    centre: np.ndarray
+
+    def background(self, i: int, plate: np.ndarray) -> np.ndarray:
+        """Frame `i`'s plate: the photo's `plate` itself where the camera is the photo's (a static
+        background cannot flicker), else the extended plate warped into the moved view."""
+        if not self.moved[i]:
+            return plate
+        h, w = plate.shape[:2]
+        return cv2.warpAffine(
+            self.plate, self.maps[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
+
+def fixed_path(camera: Camera, frames: int, plate: np.ndarray) -> CameraPath:
+    """The photo's camera in every frame."""
+    h, w = plate.shape[:2]
+    centre = np.tile([(w - 1) / 2, (h - 1) / 2], (frames, 1))
+    maps = np.tile(np.eye(3)[:2], (frames, 1, 1))
+    return CameraPath(
+        [camera] * frames, np.zeros(frames, bool), maps, plate, np.zeros(frames), np.ones(frames), centre
+    )
+
+
+def ease_up(need: np.ndarray, frames: int = EASE_FRAMES) -> np.ndarray:
+    """A smooth curve never below `need`: the largest need within `frames` either side, blurred with a
+    Gaussian whose support (3 sigma) is that window; it rises from 0 over the first `frames` (the
+    video opens on the photo's framing unless the first frames already need more)."""
+    if not np.any(need > 0):
+        return np.zeros_like(need)
+    top = maximum_filter1d(need, size=2 * frames + 1, mode="nearest")
+    eased = gaussian_filter1d(top, frames / 3.0, mode="nearest", truncate=3.0)
+    x = np.clip(np.arange(len(need)) / frames, 0.0, 1.0)
+    return np.maximum(eased * x * x * (3 - 2 * x), need)
+
+
+def smooth_within(lo: np.ndarray, hi: np.ndarray, rest: float, tau: float = PAN_FRAMES) -> np.ndarray:
+    """The path c (T,) within [lo, hi] that minimises sum w (c - rest)^2 + v |c'|^2 + tau^4 |c''|^2
+    (w: REST_WEIGHT; v = 2 tau^2 sqrt(REST_WEIGHT), critical damping), starting at `rest` if it can.
+    A primal active-set method on the banded system: frames are pinned to the bound they cross and
+    released when the path would leave the bound on its own, so the path rests on the range's peaks
+    like a string on pegs instead of copying the jitter of a limb's box."""
+    n = len(lo)
+    lo, hi = np.array(lo, dtype=np.float64), np.maximum(hi, lo).astype(np.float64)
+    if np.all((lo <= rest) & (rest <= hi)):
+        return np.full(n, float(rest))
+    if lo[0] <= rest <= hi[0]:  # the video opens on the photo's framing wherever the person allows
+        lo[0] = hi[0] = rest
+    w = np.full(n, REST_WEIGHT)
+    d1 = sparse.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n))
+    d2 = sparse.diags(
+        [np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(max(n - 2, 0), n)
+    )
+    v = 2.0 * tau**2 * np.sqrt(REST_WEIGHT)
+    h = (sparse.diags(w) + v * (d1.T @ d1) + tau**4 * (d2.T @ d2)).tocsc()
+    g = w * rest
+    pinned = np.zeros(n, dtype=bool)
+    value = np.zeros(n)
+    c = np.full(n, float(rest))
+    for _ in range(4 * n + 10):
+        free = ~pinned
+        c = value.copy()
+        if free.any():
+            rhs = g[free] - h[free][:, pinned] @ value[pinned]
+            c[free] = (
+                spsolve(h[free][:, free].tocsc(), rhs)
+                if free.sum() > 1
+                else rhs / h[free][:, free].toarray()[0]
+            )
+        grad = h @ c - g  # > 0: the objective would lower c there
+        release = pinned & (lo < hi) & (((value == lo) & (grad < -1e-9)) | ((value == hi) & (grad > 1e-9)))
+        below, above = free & (c < lo - 1e-9), free & (c > hi + 1e-9)
+        if not (release.any() or below.any() or above.any()):
+            break
+        pinned[below], value[below] = True, lo[below]
+        pinned[above], value[above] = True, hi[above]
+        if not (below.any() or above.any()):
+            pinned[release] = False
+    return np.clip(c, lo, hi)
+
+
+def _boxes(camera: Camera, vertices: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """The body's box (T, 4: left, top, right, bottom) in the camera stepped back by `back` (T,)."""
+    pts = np.asarray(vertices[:, ::7], dtype=np.float64)
+    boxes = np.empty((len(pts), 4))
+    for i, p in enumerate(pts):
+        uv, z = project(p, camera.K, camera.R, np.asarray(camera.t, float) + [0.0, 0.0, back[i]])
+        uv = uv[z > 0] if np.any(z > 0) else uv
+        boxes[i, :2], boxes[i, 2:] = uv.min(0), uv.max(0)
+    return boxes
+
+
+def follow_path(
+    camera: Camera,
+    vertices: np.ndarray,
+    trans: np.ndarray,
+    source_vertices: np.ndarray,
+    source_trans: np.ndarray,
+    size: tuple[int, int],
+) -> CameraPath:
+    """Plan the camera for the posed body `vertices` (T, V, 3) with pelvis `trans` (T, 3), starting
+    from the photo's `camera` (at output size `size`, width x height) where the fitted body stood
+    (`source_vertices`, `source_trans`). The plate of the returned path is not yet extended."""
+    w, h = size
+    frames = len(vertices)
+    depth0 = float(project(np.asarray(source_trans, float), camera.K, camera.R, camera.t)[1])
+    depth = project(np.asarray(trans, float), camera.K, camera.R, camera.t)[1]
+    back = ease_up(np.maximum(KEEP_DEPTH * depth0 - depth, 0.0))
+    boxes = _boxes(camera, vertices, back)
+    # Margins in pixels: a share of the person's height at each frame's distance.
+    tall = float(np.ptp(np.asarray(source_vertices)[:, 1])) * float(camera.K[1, 1])
+    margin = np.asarray(MARGIN)[None, :] * (tall / np.maximum(depth + back, 1e-3))[:, None]
+    # What the photo itself leaves out of its frame (a three-quarter shot's legs) may stay out.
+    src = _boxes(camera, np.asarray(source_vertices)[None], np.zeros(1))[0]
+    m0 = np.asarray(MARGIN) * tall / max(depth0, 1e-3)
+    over = np.maximum([-0.5 - (src[0] - m0[0]), -0.5 - (src[1] - m0[1]), src[2] + m0[2] - (w - 0.5),
+                       src[3] + m0[3] - (h - 0.5)], 0.0)  # fmt: skip
+    over += SLACK * tall / max(depth0, 1e-3)  # a body that only grazes the margin moves nothing
+    need_w = boxes[:, 2] - boxes[:, 0] + margin[:, 0] + margin[:, 2] - over[0] - over[2]
+    need_h = boxes[:, 3] - boxes[:, 1] + margin[:, 1] + margin[:, 3] - over[1] - over[3]
+    zoom = 1.0 + ease_up(np.maximum(np.maximum(need_w / w, need_h / h) - 1.0, 0.0))
+    centre = np.empty((frames, 2))
+    for axis, (span, a, b) in enumerate(((w, 0, 2), (h, 1, 3))):
+        lo = boxes[:, b] + margin[:, b] - over[b] - zoom * span / 2
+        hi = boxes[:, a] - margin[:, a] + over[a] + zoom * span / 2
+        centre[:, axis] = smooth_within(lo, hi, (span - 1) / 2)
+    rest = np.array([(w - 1) / 2, (h - 1) / 2])
+    moved = (back > STILL_BACK) | (zoom - 1.0 > STILL_ZOOM) | (np.abs(centre - rest).max(1) > STILL_PX)
+    centre[~moved], zoom[~moved], back[~moved] = rest, 1.0, 0.0
+    cameras = [
+        camera.reframed(back[i], zoom[i], tuple(centre[i]), size) if moved[i] else camera
+        for i in range(frames)
+    ]
+    # The plate as a backdrop at the person's distance: stepping back shrinks it about the principal point.
+    maps = np.empty((frames, 2, 3))
+    pp = np.asarray(camera.K, float)[:2, 2]
+    for i, cam in enumerate(cameras):
+        k = depth0 / (depth0 + back[i])
+        shrink = np.array([[k, 0.0, (1 - k) * pp[0]], [0.0, k, (1 - k) * pp[1]], [0.0, 0.0, 1.0]])
+        maps[i] = (np.asarray(cam.K) @ np.linalg.inv(np.asarray(camera.K, float)) @ shrink)[:2]
+    return CameraPath(cameras, moved, maps, np.zeros((h, w, 3), np.uint8), back, zoom, centre)
+
+
+def plate_reach(path: CameraPath, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """How far (pixels: left, top, right, bottom) the moved views reach beyond the photo's plate."""
+    w, h = size
+    if not path.moved.any():
+        return (0, 0, 0, 0)
+    corners = np.array(
+        [[-0.5, -0.5, 1.0], [w - 0.5, -0.5, 1.0], [-0.5, h - 0.5, 1.0], [w - 0.5, h - 0.5, 1.0]]
+    )
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    for m in path.maps[path.moved]:
+        full = np.vstack([m, [0.0, 0.0, 1.0]])
+        p = corners @ np.linalg.inv(full).T
+        lo, hi = np.minimum(lo, p[:, :2].min(0)), np.maximum(hi, p[:, :2].max(0))
+    reach = np.array([-0.5 - lo[0], -0.5 - lo[1], hi[0] - (w - 0.5), hi[1] - (h - 0.5)])
+    cap = MAX_EXTEND * np.array([w, h, w, h])
+    return tuple(int(v) for v in np.minimum(np.ceil(np.maximum(reach, 0.0)) + 2, cap))
+
+
+def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPath:
+    """The path with its plate: the photo's plate, extended by in-painting as far as the views reach,
+    and the maps shifted onto the extended plate's pixels."""
+    from vmclip.person.background import extend_plate
+
+    h, w = plate.shape[:2]
+    left, top, right, bottom = plate_reach(path, (w, h))
+    if not path.moved.any():
+        path.plate = plate
+        return path
+    path.plate = extend_plate(plate, (left, top, right, bottom), seed=seed)
+    shift = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top], [0.0, 0.0, 1.0]])
+    path.maps = np.stack([(np.vstack([m, [0.0, 0.0, 1.0]]) @ shift)[:2] for m in path.maps])
+    return path

@@ -1,0 +1,110 @@
+"""Several photos of one person with different sizes, aspect ratios and framings (issue 14, item 3):
+each keeps its own size and fitted camera; the video has the first photo's size, camera and plate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from render_scenes import ARMS_DOWN, Person, View, background, camera, draw, make_person, pose, texture
+from vmclip.motion import Motion
+from vmclip.render.pipeline import build_scene, render_frames
+from vmclip.render.retarget import place_motion
+
+PHOTOS = (
+    Path(os.environ.get("VMCLIP_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "photos"
+)
+
+
+@pytest.fixture(scope="module")
+def body():
+    from vmclip.person.body import anny_cache_path, load_body_model
+
+    if not anny_cache_path().exists():
+        pytest.skip("Anny body cache not built (bash setup.sh builds it)")
+    return load_body_model("anny", device="cpu")
+
+
+def _turn() -> Motion:
+    """Standing, then turned half round (the back faces the camera)."""
+    mats = np.stack([pose(**ARMS_DOWN), pose(**ARMS_DOWN)])
+    mats[1, 0] = np.diag([-1.0, 1.0, -1.0]) @ mats[1, 0]
+    return Motion.from_matrices(mats, np.tile([0.0, 0.9, 0.0], (2, 1)))
+
+
+def _back_photo(body, shape, colors, width, height, zoom, shift):
+    """A photo from behind, of its own size, with a tighter, off-centre framing."""
+    cam = camera(width, height, behind=True)
+    cam.K[:2, :2] *= zoom
+    cam.K[:2, 2] += shift
+    bg = background(width, height)
+    rot = pose(**ARMS_DOWN)
+    img, mask = draw(body, shape, rot, np.zeros(3), cam, width, height, colors, bg)
+    return View(img, mask, cam, rot, np.zeros(3), bg)
+
+
+def _error_on_the_back(body, person, truth_colors) -> float:
+    """Mean colour error over the body in the turned frame, against the body drawn with its texture."""
+    frame = list(render_frames(person, _turn(), size=256, body=body, camera="fixed"))[1].astype(float)
+    scene = build_scene(person, size=256, body=body)
+    placed = place_motion(
+        body, scene.shape, _turn(), scene.source_pose, scene.source_trans, scene.source_vertices
+    )
+    cam = scene.camera
+    truth, mask = draw(
+        body,
+        scene.shape,
+        placed.local_rot[1],
+        placed.trans[1],
+        cam,
+        scene.width,
+        scene.height,
+        truth_colors,
+        frame,
+    )
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert inner.sum() > 1000
+    return float(np.abs(frame - truth.astype(float))[inner].mean())
+
+
+def test_photos_of_different_sizes_and_framings_fill_the_back(body):
+    shape = body.default_shape()
+    colors = texture(body, shape)
+    front = make_person(body).views[0]  # 256 x 192
+    other = _back_photo(body, shape, colors, 150, 210, zoom=1.5, shift=(12.0, -20.0))  # portrait, cropped
+    alike = _back_photo(body, shape, colors, 256, 192, zoom=1.0, shift=(0.0, 0.0))  # as the first
+    two = Person([front, other], shape)
+    assert build_scene(two, size=256, body=body).sources[1].image.shape == (256, 182, 3)  # its own shape
+    only_front = _error_on_the_back(body, Person([front], shape), colors)
+    with_other = _error_on_the_back(body, two, colors)
+    with_alike = _error_on_the_back(body, Person([front, alike], shape), colors)
+    # The photo from behind shows the back: far better than guessing it from the front, and as good
+    # as a photo of the first one's size and framing.
+    assert with_other < 0.5 * only_front
+    assert with_other < with_alike + 3.0
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="../shared/data/photos not present")
+def test_real_photos_of_one_person_in_different_sizes_render(body, tmp_path):
+    """The iPER person 009 set (two views), plus one of them cropped to three-quarter framing and
+    resized: three photos of three sizes and aspect ratios, analysed together and rendered."""
+    from PIL import Image
+    from vmclip.person.analysis import analyze
+    from vmclip.video import read_frames
+
+    a = Image.open(PHOTOS / "iper_p009_set_a_apose.jpg").convert("RGB")
+    b = Image.open(PHOTOS / "iper_p009_set_b_random.jpg").convert("RGB")
+    b = b.resize((240, 240), Image.LANCZOS)  # smaller
+    c = a.crop((30, 0, 260, 300)).resize((322, 420), Image.LANCZOS)  # taller than wide, enlarged
+    photos = [np.asarray(a), np.asarray(b), np.asarray(c)]
+    assert len({p.shape for p in photos}) == 3
+    person = analyze(photos, body_kind="anny")
+    assert [v.image.shape[:2] for v in person.views] == [(300, 300), (240, 240), (420, 322)]
+    from vmclip.render.pipeline import animate
+
+    out = animate(person, _turn(), tmp_path / "three.mp4", size=128, body=body)
+    frames = list(read_frames(out))
+    assert len(frames) == 2 and frames[0].shape == (128, 128, 3)
