@@ -20,13 +20,15 @@ frames (whole poses, root path and facing), so it is turned and moved onto the p
 motion takes over through a smooth correction (no cross-fade, no speed spike), and the previous
 piece's last frames are kept as they are. Body-part composition takes the legs, spine and root of
 the lower-body piece and the named arm (or both arms, neck and head) of the other, both continuing
-the same previous piece.
+the same previous piece. A clause that asks for a turn ("turns around", "turns left", "turns 45
+degrees to the right") gets the heading change it names over its span (`apply_turn`): the model's
+windows hold parts of turns, so the missing yaw is added smoothly and the path turns with the body.
 """
 
 from __future__ import annotations
 
-import math
 import re
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +39,7 @@ from vmclip.motion import Motion
 from vmclip.motion import rotations as R
 from vmclip.motion.constraints import MotionConstraints
 from vmclip.motion.skeleton import JOINT_INDEX
-from vmclip.t2m.constrain import apply_constraints, candidate_cost
+from vmclip.t2m.constrain import _rot_y, _yaw, apply_constraints, candidate_cost
 
 MAX_PIECES = 6
 SEAM_SECONDS = 0.2  # previous frames a new piece is held to: pose and velocity carry across the seam
@@ -53,6 +55,7 @@ LENT_ACTIVITY_WEIGHT = 2.0
 # 0.5-1 m/s, standing waves and bows at 0.05-0.15 m/s.
 STILL_LEGS = 0.25
 STILL_ROOT = 0.3
+_TURN = re.compile(r"\bturn(?:s|ing|ed)?\b(?P<rest>.*)", re.IGNORECASE)
 _LEGS = [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("knee", "ankle", "foot")]
 _ARM = ("collar", "shoulder", "elbow", "wrist", "hand")
 
@@ -205,6 +208,45 @@ def upper_joints(text: str) -> list[int]:
     ]
 
 
+def turn_degrees(text: str) -> float | None:
+    """The heading change a clause asks for: "turns around/back" 180 (either way), "turns left" +90,
+    "turns right" -90, "turns 45 degrees to the right" -45; None when it asks for none."""
+    m = _TURN.search(text)
+    if m is None:
+        return None
+    rest = m.group("rest").lower()
+    sign = -1.0 if re.search(r"\bright\b", rest) and not re.search(r"\bleft\b", rest) else 1.0
+    number = re.search(r"(\d+(?:\.\d+)?)\s*degrees?\b", rest)
+    if number:
+        return sign * float(number.group(1))
+    if re.search(r"\b(?:around|round|about|back)\b", rest):
+        return 180.0
+    if re.search(r"\b(?:left|right)\b", rest):
+        return sign * 90.0
+    return None
+
+
+def apply_turn(motion: Motion, start: int, degrees: float) -> Motion:
+    """Turn the body from frame `start` to the end so that its facing changes by `degrees` over that
+    span (180: either way, the way the motion already turns): the missing yaw is added along a
+    smoothstep, and the path's steps turn with the body."""
+    local = motion.matrices().astype(np.float64)
+    yaw = np.unwrap(_yaw(local[start:, 0]))
+    done = float(yaw[-1] - yaw[0])
+    target = math.radians(degrees)
+    if abs(degrees) == 180.0:
+        target = math.copysign(math.pi, done if abs(done) > 1e-3 else 1.0)
+    span = max(1, motion.num_frames - 1 - start)
+    k = np.clip((np.arange(motion.num_frames) - start) / span, 0.0, 1.0)
+    turn = (target - done) * k * k * (3 - 2 * k)
+    ry = _rot_y(turn)
+    local[:, 0] = ry @ local[:, 0]
+    steps = np.diff(motion.trans.astype(np.float64), axis=0)
+    steps = (ry[1:] @ steps[..., None])[..., 0]
+    trans = np.concatenate([motion.trans[:1], motion.trans[:1] + np.cumsum(steps, 0)])
+    return Motion.from_matrices(local, trans, motion.fps, motion.texts, motion.betas)
+
+
 def lent_activity(rot6d: torch.Tensor, trans: torch.Tensor, joints: list[int], fps: float) -> torch.Tensor:
     """(N,) mean speed (m/s) of `joints` relative to the pelvis in N decoded candidates."""
     from vmclip.motion.kinematics import forward_kinematics
@@ -259,6 +301,7 @@ class Composer:
         self.fps = float(gen.cfg.fps)
         self.seam = max(2, int(round(SEAM_SECONDS * self.fps)))
         self._emb: dict[str, torch.Tensor] = {}
+        self.seams: list[int] = []  # model frames where a joined piece's held frames begin
 
     def emb(self, text: str) -> torch.Tensor:
         if text not in self._emb:
@@ -289,14 +332,19 @@ class Composer:
         return Motion(rot[best].cpu().numpy(), tr[best].cpu().numpy(), self.fps, [text])
 
     def extend(self, prev: Motion | None, text: str, frames: int, lent: list[int] | None = None) -> Motion:
-        """prev continued by `frames` new frames of `text`, in chunks of at most the model's window."""
-        room = self.gen.cfg.max_frames - self.seam
-        chunks = max(1, math.ceil(frames / room))
-        out = prev
-        for c in range(chunks):
-            n = frames // chunks + (1 if c < frames % chunks else 0)
-            piece = self._choose(out, text, n + (0 if out is None else self.seam), lent)
+        """prev continued by `frames` new frames of `text`, in chunks of at most the model's window.
+        Each chunk is as long as the window allows (an action that does not repeat, such as a turn or
+        a bow, is one whole window, not two half windows each starting the action afresh)."""
+        out, left = prev, frames
+        while left > 0:
+            held = 0 if out is None else self.seam
+            n = min(left, self.gen.cfg.max_frames - held)
+            piece = self._choose(out, text, n + held, lent)
+            if out is not None and not lent:
+                self.seams.append(out.num_frames - self.seam)
             out = join(out, piece, self.seam)
+            left -= n
+        assert out is not None
         return out
 
     def probe(self, text: str) -> Motion:
@@ -329,14 +377,17 @@ class Composer:
             raise InputError(f"too short for {len(steps)} steps; give more seconds")
         out: Motion | None = None
         for step, n in zip(steps, per, strict=True):
+            start = 0 if out is None else out.num_frames - self.seam
             if step.kind == "single":
                 out = self.extend(out, step.texts[0], n)
-                continue
-            start = 0 if out is None else out.num_frames - self.seam
-            joints = upper_joints(step.texts[0])
-            upper = self.extend(out, step.texts[0], n, joints)
-            lower = self.extend(out, step.texts[1], n)
-            out = together(lower, upper, joints, start)
+            else:
+                joints = upper_joints(step.texts[0])
+                upper = self.extend(out, step.texts[0], n, joints)
+                lower = self.extend(out, step.texts[1], n)
+                out = together(lower, upper, joints, start)
+            turns = [d for d in map(turn_degrees, step.texts) if d is not None]
+            if turns:
+                out = apply_turn(out, start, turns[0])
         assert out is not None
         return out
 

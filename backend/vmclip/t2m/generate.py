@@ -276,6 +276,18 @@ class Generator:
         fps: float = OUT_FPS,
     ) -> Motion:
         """Text -> motion at `fps`; `constraints` (one row per output frame) are met (constrain.py)."""
+        return self.generate_with_seams(prompt, seconds, seed, clean, constraints, fps)[0]
+
+    def generate_with_seams(
+        self,
+        prompt: str,
+        seconds: float = 4.0,
+        seed: int = 0,
+        clean: bool = True,
+        constraints: MotionConstraints | None = None,
+        fps: float = OUT_FPS,
+    ) -> tuple[Motion, list[int]]:
+        """`generate`, and the output frames where joined pieces begin (for measuring the seams)."""
         prompt = validate_prompt(prompt)
         seconds = validate_seconds(seconds)
         seed = validate_seed(seed)
@@ -289,7 +301,8 @@ class Generator:
         motion = Motion(raw.rot6d, raw.trans, raw.fps, [prompt])
         motion = motion.resample(fps)
         motion = motion.slice(0, n_out) if motion.num_frames >= n_out else _hold(motion, n_out)
-        return finish_motion(motion, held, clean_motion if clean else None)
+        seams = [int(round(f * fps / raw.fps)) for f in composer.seams]
+        return finish_motion(motion, held, clean_motion if clean else None), [s for s in seams if s < n_out]
 
 
 def _hold(motion: Motion, frames: int) -> Motion:
