@@ -27,8 +27,8 @@ windows hold parts of turns, so the missing yaw is added smoothly and the path t
 
 from __future__ import annotations
 
-import re
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
