@@ -60,7 +60,7 @@ def test_parse_prompt(prompt: str, want: list[tuple]) -> None:
 
 
 def test_too_many_actions_is_one_line_error() -> None:
-    with pytest.raises(InputError, match="at most 6"):
+    with pytest.raises(InputError, match="at most 6"):  # steps; clauses beyond 6 stay whole
         parse_prompt("a person walks, then runs, then jumps, then kicks, then bows, then waves, then sits")
 
 

@@ -46,6 +46,8 @@ SEAM_SECONDS = 0.2  # previous frames a new piece is held to: pose and velocity 
 CANDIDATES = 4  # seeded candidates per joined piece (the best seam match is kept)
 CONSTRAINED_CANDIDATES = 8  # with user constraints: the one that fits them and the seam best
 CONSTRAINT_WEIGHT = 1.0
+# A chunk continuing the same action may be any stretch of its candidate windows (see `_choose`).
+CONTINUE_SEARCH = True
 # The upper-body piece of a body-part composition lends only its arm(s): among its candidates, those
 # whose lent joints move (mean speed relative to the pelvis, m/s) are preferred by this weight, so a
 # window that is still the wave's lead-in (arm down) does not become the whole wave.
@@ -171,17 +173,19 @@ def _parse_step(part: str, subject: str) -> list[Step]:
 
 
 def parse_prompt(prompt: str) -> list[Step]:
-    """A prompt -> steps in time order (see the module doc); at most MAX_PIECES clauses."""
+    """A prompt -> steps in time order (see the module doc). More than MAX_PIECES clauses: each
+    part between sequence words is one piece; more than MAX_PIECES of those is an error."""
     parts = [_clean(p) for p in _SEQUENCE.split(prompt)]
     parts = [p for p in parts if any(ch.isalpha() for ch in p)] or [prompt]
+    if len(parts) > MAX_PIECES:
+        raise InputError(f"prompt has {len(parts)} steps; at most {MAX_PIECES} are supported")
     subject, _ = _subject(parts[0])
     steps: list[Step] = []
     for part in parts:
         steps.extend(_parse_step(part, subject))
         subject = _subject(part)[0] or subject
-    pieces = sum(len(s.texts) for s in steps)
-    if pieces > MAX_PIECES:
-        raise InputError(f"prompt has {pieces} actions; at most {MAX_PIECES} are supported")
+    if sum(len(s.texts) for s in steps) > MAX_PIECES:
+        return [Step((p,)) for p in parts]
     return steps
 
 
@@ -308,28 +312,50 @@ class Composer:
             self._emb[text] = self.gen.embed([text])[0]
         return self._emb[text]
 
-    def _choose(self, prev: Motion | None, text: str, frames: int, lent: list[int] | None) -> Motion:
-        """Decode seeded candidates of `frames` frames; keep the one that best continues prev, fits the
-        user's constraints and (for a piece lending `lent` joints) moves those joints."""
-        first = prev is None
-        n = CONSTRAINED_CANDIDATES if self.held is not None else (1 if first and not lent else CANDIDATES)
-        z = self.gen.draw(self.emb(text), self.rng, n, text)
-        rot, tr = self.gen.decode(z, frames)
-        cost = torch.zeros(len(z), device=rot.device)
-        if not first:
+    def _cost(
+        self, prev: Motion | None, rot: torch.Tensor, tr: torch.Tensor, lent: list[int] | None
+    ) -> torch.Tensor:
+        """(N,) how badly each candidate continues prev, fits the user's constraints and (for a piece
+        lending `lent` joints) leaves those joints still."""
+        cost = torch.zeros(len(rot), device=rot.device)
+        if prev is not None:
             tail_rot = torch.from_numpy(prev.rot6d[-self.seam :]).to(rot)
             tail_tr = torch.from_numpy(prev.trans[-self.seam :]).to(tr)
             cost = cost + self.gen._seam_cost(tail_rot, tail_tr, rot[:, : self.seam], tr[:, : self.seam])
         if self.held is not None:
-            start = 0 if first else (prev.num_frames - self.seam) * self.out_fps / self.fps
+            start = 0 if prev is None else (prev.num_frames - self.seam) * self.out_fps / self.fps
             cost = cost + CONSTRAINT_WEIGHT * candidate_cost(
                 rot, tr, self.held, int(round(start)), self.fps, self.out_fps
             )
         if lent:
             active = lent_activity(rot, tr, lent, self.fps)
             cost = cost + LENT_ACTIVITY_WEIGHT * (active.max() - active)
-        best = int(cost.argmin())
-        return Motion(rot[best].cpu().numpy(), tr[best].cpu().numpy(), self.fps, [text])
+        return cost
+
+    def _choose(
+        self, prev: Motion | None, text: str, frames: int, lent: list[int] | None, search: bool = False
+    ) -> Motion:
+        """Decode seeded candidates and keep the `frames` frames with the least `_cost`. With `search`
+        (a continuation of the same action) candidates are whole windows and any stretch of them may
+        be kept, so a walk continues in step and a finished action (standing up) is not restarted."""
+        n = (
+            CONSTRAINED_CANDIDATES
+            if self.held is not None
+            else (1 if prev is None and not lent else CANDIDATES)
+        )
+        z = self.gen.draw(self.emb(text), self.rng, n, text)
+        window = self.gen.cfg.max_frames if search else frames
+        rot, tr = self.gen.decode(z, window)
+        best, pick = math.inf, (0, 0)
+        for offset in range(window - frames + 1):
+            cost = self._cost(prev, rot[:, offset : offset + frames], tr[:, offset : offset + frames], lent)
+            i = int(cost.argmin())
+            if float(cost[i]) < best:
+                best, pick = float(cost[i]), (i, offset)
+        i, o = pick
+        return Motion(
+            rot[i, o : o + frames].cpu().numpy(), tr[i, o : o + frames].cpu().numpy(), self.fps, [text]
+        )
 
     def extend(self, prev: Motion | None, text: str, frames: int, lent: list[int] | None = None) -> Motion:
         """prev continued by `frames` new frames of `text`, in chunks of at most the model's window.
@@ -339,7 +365,7 @@ class Composer:
         while left > 0:
             held = 0 if out is None else self.seam
             n = min(left, self.gen.cfg.max_frames - held)
-            piece = self._choose(out, text, n + held, lent)
+            piece = self._choose(out, text, n + held, lent, search=CONTINUE_SEARCH and out is not prev)
             if out is not None and not lent:
                 self.seams.append(out.num_frames - self.seam)
             out = join(out, piece, self.seam)

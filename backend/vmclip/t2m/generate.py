@@ -38,7 +38,7 @@ from vmclip.motion import Motion
 from vmclip.motion import rotations as R
 from vmclip.motion.constraints import MotionConstraints
 from vmclip.t2m.cleanup import clean_motion
-from vmclip.t2m.compose import Composer, parse_prompt
+from vmclip.t2m.compose import Composer, Step, parse_prompt
 from vmclip.t2m.constrain import finish_motion, prepare
 from vmclip.t2m.model import ModelConfig, MotionClipModel, from_features
 
@@ -58,6 +58,11 @@ ACTIVITY_WEIGHT = 0.05
 # joint speed the decoded window keeps): among fitting motions, prefer those it reproduces vividly.
 FIDELITY_WEIGHT = 0.05
 MIN_FPS, MAX_FPS = 1.0, 120.0
+# A prompt this close (cosine) to one of the model's training descriptions is generated whole, not
+# composed: a capture of that very sentence holds its actions in their real order and timing.
+# Training descriptions with commas and "and" ("basketball - dribble, shoot") score 0.95-1.0 against
+# themselves; composed everyday prompts ("turns around and walks away") 0.61-0.89.
+WHOLE_MATCH = 0.9
 
 
 def validate_prompt(prompt: object) -> str:
@@ -222,6 +227,12 @@ class Generator:
         base = self.bank[idx[torch.from_numpy(picks).to(idx.device)]]
         return F.normalize(base + TOWARD_TEXT * (text_emb[None] - base), dim=-1)
 
+    def known_description(self, prompt: str) -> float:
+        """The best cosine between the prompt and the model's training descriptions (0 without them)."""
+        if self.text_emb is None:
+            return 0.0
+        return float((self.text_emb @ self.embed([prompt])[0]).max())
+
     def matches(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
         """The bank's best-matching training descriptions for a prompt (for inspection)."""
         if self.bank is None or not self.clips:
@@ -295,6 +306,8 @@ class Generator:
         n_out = output_frames(seconds, fps)
         held = prepare(constraints, n_out, fps)
         steps = parse_prompt(prompt)
+        if (len(steps) > 1 or steps[0].kind != "single") and self.known_description(prompt) >= WHOLE_MATCH:
+            steps = [Step((prompt,))]
         total = int(math.ceil(seconds * self.cfg.fps)) + 1
         composer = Composer(self, np.random.default_rng(seed), held, fps)
         raw = composer.compose(steps, total)

@@ -10,7 +10,6 @@ from scipy import linalg
 
 from vmclip.motion import Motion
 from vmclip.motion.constraints import MotionConstraints
-from vmclip.t2m.compose import SEAM_SECONDS
 from vmclip.t2m.constrain import BLEND_SECONDS, boundary_frames, constraint_error_mm, speed_spike
 
 
@@ -64,6 +63,8 @@ def seam_smoothness(motion: Motion, seams: list[int]) -> dict[str, float]:
     begin): over each seam's span (the held frames and the BLEND_SECONDS the correction takes), the
     mean joint speed against the clip's 95th percentile of per-frame mean joint speeds, and the
     fastest joint against the 95th percentile of per-frame fastest joints; the worst seam of each."""
+    from vmclip.t2m.compose import SEAM_SECONDS
+
     if not seams:
         return {"mean_ratio": 0.0, "spike_ratio": 0.0}
     step = np.linalg.norm(np.diff(motion.joint_positions(), axis=0), axis=-1)  # (T-1, 24)
