@@ -4,6 +4,8 @@ features, so an old and a new generator are measured the same way."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg
@@ -21,7 +23,9 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
         raise ValueError("the Frechet distance needs at least two samples on each side")
     mu_x, mu_y = x.mean(0), y.mean(0)
     s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    root = linalg.sqrtm(s_x @ s_y)
+    with warnings.catch_warnings():  # few samples against many features: singular, handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(s_x @ s_y)
     if not np.isfinite(root).all():  # near-singular product: nudge both covariances
         eps = 1e-6 * np.eye(len(s_x))
         root = linalg.sqrtm((s_x + eps) @ (s_y + eps))
