@@ -251,13 +251,13 @@ def apply_turn(motion: Motion, start: int, degrees: float) -> Motion:
     return Motion.from_matrices(local, trans, motion.fps, motion.texts, motion.betas)
 
 
-def lent_activity(rot6d: torch.Tensor, trans: torch.Tensor, joints: list[int], fps: float) -> torch.Tensor:
-    """(N,) mean speed (m/s) of `joints` relative to the pelvis in N decoded candidates."""
+def lent_speed(rot6d: torch.Tensor, trans: torch.Tensor, joints: list[int], fps: float) -> torch.Tensor:
+    """(N, F-1) mean speed (m/s) of `joints` relative to the pelvis, per frame, in N decoded candidates."""
     from vmclip.motion.kinematics import forward_kinematics
 
     pos = forward_kinematics(R.rotation_6d_to_matrix(rot6d), trans)[0]  # (N, F, 24, 3)
     rel = pos[:, :, joints] - pos[:, :, :1]
-    return (rel[:, 1:] - rel[:, :-1]).norm(dim=-1).mean((1, 2)) * fps
+    return (rel[:, 1:] - rel[:, :-1]).norm(dim=-1).mean(-1) * fps
 
 
 def seam_constraints(prev: Motion, frames: int, seam: int) -> MotionConstraints:
@@ -313,10 +313,10 @@ class Composer:
         return self._emb[text]
 
     def _cost(
-        self, prev: Motion | None, rot: torch.Tensor, tr: torch.Tensor, lent: list[int] | None
+        self, prev: Motion | None, rot: torch.Tensor, tr: torch.Tensor, lent_speeds: torch.Tensor | None
     ) -> torch.Tensor:
         """(N,) how badly each candidate continues prev, fits the user's constraints and (for a piece
-        lending `lent` joints) leaves those joints still."""
+        lending joints, whose per-frame speeds are `lent_speeds`) leaves those joints still."""
         cost = torch.zeros(len(rot), device=rot.device)
         if prev is not None:
             tail_rot = torch.from_numpy(prev.rot6d[-self.seam :]).to(rot)
@@ -327,8 +327,8 @@ class Composer:
             cost = cost + CONSTRAINT_WEIGHT * candidate_cost(
                 rot, tr, self.held, int(round(start)), self.fps, self.out_fps
             )
-        if lent:
-            active = lent_activity(rot, tr, lent, self.fps)
+        if lent_speeds is not None:
+            active = lent_speeds.mean(-1)
             cost = cost + LENT_ACTIVITY_WEIGHT * (active.max() - active)
         return cost
 
@@ -346,12 +346,14 @@ class Composer:
         z = self.gen.draw(self.emb(text), self.rng, n, text)
         window = self.gen.cfg.max_frames if search else frames
         rot, tr = self.gen.decode(z, window)
+        speeds = lent_speed(rot, tr, lent, self.fps) if lent else None
         best, pick = math.inf, (0, 0)
-        for offset in range(window - frames + 1):
-            cost = self._cost(prev, rot[:, offset : offset + frames], tr[:, offset : offset + frames], lent)
+        for o in range(window - frames + 1):
+            part = None if speeds is None else speeds[:, o : o + frames - 1]
+            cost = self._cost(prev, rot[:, o : o + frames], tr[:, o : o + frames], part)
             i = int(cost.argmin())
             if float(cost[i]) < best:
-                best, pick = float(cost[i]), (i, offset)
+                best, pick = float(cost[i]), (i, o)
         i, o = pick
         return Motion(
             rot[i, o : o + frames].cpu().numpy(), tr[i, o : o + frames].cpu().numpy(), self.fps, [text]
