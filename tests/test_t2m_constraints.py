@@ -45,12 +45,28 @@ def _check(motion, c: MotionConstraints) -> None:
     assert speed_spike(motion, boundary_frames(c)) < MAX_SPIKE
 
 
+# Keys a second apart on a slow prompt: the fastest joint next to them, over seeds 0-2 (one seed's
+# value swings between 1.2 and 1.65 with either way of joining pieces; seeds 0-5 measured).
+MEAN_SPIKE, WORST_SPIKE = 1.4, 1.7
+
+
+def _check_seeds(gen, c: MotionConstraints, first) -> None:
+    """`first` is seed 0's motion; seeds 1 and 2 are generated here."""
+    assert first.num_frames == c.num_frames and constraint_error_mm(first, c) < MAX_ERROR_MM
+    spikes = [speed_spike(first, boundary_frames(c))]
+    for seed in (1, 2):
+        m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=seed, constraints=c)
+        assert constraint_error_mm(m, c) < MAX_ERROR_MM
+        spikes.append(speed_spike(m, boundary_frames(c)))
+    assert np.mean(spikes) < MEAN_SPIKE and max(spikes) < WORST_SPIKE, spikes
+
+
 def test_inbetweening_meets_the_keys(gen, walk) -> None:
     mask = np.zeros(FRAMES, bool)
     mask[[0, 45, 89]] = True
     c = _keys(walk, mask)
     m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=0, constraints=c)
-    _check(m, c)
+    _check_seeds(gen, c, m)
     assert np.abs(m.trans[[0, 45, 89]] - walk.trans[[0, 45, 89]]).max() < 1e-3
     # Between the keys the motion is the prompt's, not the keys' walk: the right hand rises.
     wrist = m.joint_positions()[:, JOINT_INDEX["right_wrist"], 1] - m.trans[:, 1]
@@ -62,7 +78,7 @@ def test_regenerating_a_range_keeps_the_rest(gen, walk) -> None:
     mask[30:60] = False
     c = _keys(walk, mask)
     m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=0, constraints=c)
-    _check(m, c)
+    _check_seeds(gen, c, m)
     kept = np.r_[0:30, 60:90]
     assert np.allclose(m.joint_positions()[kept], walk.joint_positions()[kept], atol=2e-3)
     assert not np.allclose(m.rot6d[30:60], walk.rot6d[30:60], atol=0.05)  # the range is new
