@@ -348,7 +348,8 @@ class Composer:
         rot, tr = self.gen.decode(z, window)
         speeds = lent_speed(rot, tr, lent, self.fps) if lent else None
         best, pick = math.inf, (0, 0)
-        for o in range(window - frames + 1):
+        # With user constraints every offset costs a `candidate_cost`: every 3rd keeps the 100 ms budget.
+        for o in range(0, window - frames + 1, 3 if self.held is not None else 1):
             part = None if speeds is None else speeds[:, o : o + frames - 1]
             cost = self._cost(prev, rot[:, o : o + frames], tr[:, o : o + frames], part)
             i = int(cost.argmin())
