@@ -45,12 +45,28 @@ def _check(motion, c: MotionConstraints) -> None:
     assert speed_spike(motion, boundary_frames(c)) < MAX_SPIKE
 
 
+# Keys a second apart on a slow prompt: the fastest joint next to them, over seeds 0-2 (one seed's
+# value swings between 1.2 and 1.65 with either way of joining pieces; seeds 0-5 measured).
+MEAN_SPIKE, WORST_SPIKE = 1.4, 1.7
+
+
+def _check_seeds(gen, c: MotionConstraints, first) -> None:
+    """`first` is seed 0's motion; seeds 1 and 2 are generated here."""
+    assert first.num_frames == c.num_frames and constraint_error_mm(first, c) < MAX_ERROR_MM
+    spikes = [speed_spike(first, boundary_frames(c))]
+    for seed in (1, 2):
+        m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=seed, constraints=c)
+        assert constraint_error_mm(m, c) < MAX_ERROR_MM
+        spikes.append(speed_spike(m, boundary_frames(c)))
+    assert np.mean(spikes) < MEAN_SPIKE and max(spikes) < WORST_SPIKE, spikes
+
+
 def test_inbetweening_meets_the_keys(gen, walk) -> None:
     mask = np.zeros(FRAMES, bool)
     mask[[0, 45, 89]] = True
     c = _keys(walk, mask)
     m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=0, constraints=c)
-    _check(m, c)
+    _check_seeds(gen, c, m)
     assert np.abs(m.trans[[0, 45, 89]] - walk.trans[[0, 45, 89]]).max() < 1e-3
     # Between the keys the motion is the prompt's, not the keys' walk: the right hand rises.
     wrist = m.joint_positions()[:, JOINT_INDEX["right_wrist"], 1] - m.trans[:, 1]
@@ -62,7 +78,7 @@ def test_regenerating_a_range_keeps_the_rest(gen, walk) -> None:
     mask[30:60] = False
     c = _keys(walk, mask)
     m = gen.generate("a person waves with the right hand", seconds=SECONDS, seed=0, constraints=c)
-    _check(m, c)
+    _check_seeds(gen, c, m)
     kept = np.r_[0:30, 60:90]
     assert np.allclose(m.joint_positions()[kept], walk.joint_positions()[kept], atol=2e-3)
     assert not np.allclose(m.rot6d[30:60], walk.rot6d[30:60], atol=0.05)  # the range is new
@@ -158,6 +174,43 @@ def test_cli_constraints(tmp_path, capsys, walk) -> None:
     assert not bad_out.exists()
 
 
+_ZEROS = {"poses": np.zeros((FRAMES, 24, 3)), "trans": np.zeros((FRAMES, 3)), "mask": np.ones(FRAMES, bool)}
+
+
+@pytest.mark.parametrize(
+    "case,change,match",
+    [
+        ("poses_shape", {"poses": np.zeros((FRAMES, 23, 3))}, "poses must have shape (90, 24, 3)"),
+        ("trans_shape", {"trans": np.zeros((FRAMES, 2))}, "trans must have shape (90, 3)"),
+        ("nan_pose", {"poses": np.full((FRAMES, 24, 3), np.nan)}, "NaN"),
+        ("inf_trans", {"trans": np.full((FRAMES, 3), np.inf)}, "NaN or infinity"),
+        ("mask_length", {"mask": np.ones(FRAMES - 1, bool)}, "mask covers 89 frames but the motion has 90"),
+        ("mask_columns", {"mask": np.ones((FRAMES, 7), bool)}, "mask must have shape (T,) or (T, 25)"),
+        ("mask_values", {"mask": np.full(FRAMES, 2)}, "mask must be boolean"),
+        ("text", {"poses": np.array(["a"] * FRAMES)}, "poses must be numeric"),
+        (
+            "sprint",
+            {"trans": np.stack([0.5 * np.arange(FRAMES), np.zeros(FRAMES), np.zeros(FRAMES)], 1)},
+            "faster than a sprint",
+        ),
+        ("missing", {"trans": None, "mask": None}, "lacks trans, mask"),
+    ],
+)
+def test_cli_bad_constraint_files(tmp_path, capsys, case: str, change: dict, match: str) -> None:
+    """Each bad keys.npz is one line on stderr, exit 2, nothing written (checked before the model loads)."""
+    from vmclip.cli import main
+
+    arrays = {k: v for k, v in {**_ZEROS, **change}.items() if v is not None}
+    keys = tmp_path / f"{case}.npz"
+    np.savez(keys, **arrays)
+    out = tmp_path / "out.npz"
+    argv = ["motion", "a person walks", "--seconds", "3", "--constraints", str(keys), "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and "\n" not in err, err
+    assert not out.exists()
+
+
 def test_constraints_over_the_wire(gen, walk) -> None:
     """A real server and client: held frames met at the requested rate; bad frames get error replies."""
     import vmclip_protocol as vp
@@ -187,6 +240,8 @@ def test_constraints_over_the_wire(gen, walk) -> None:
                     "bad_request",
                 ),
                 "mask": ({"poses": c.poses, "trans": c.trans, "mask": np.ones((FRAMES, 7))}, "bad_array"),
+                "mask_length": ({"poses": c.poses, "trans": c.trans, "mask": mask[:-1]}, "bad_array"),
+                "pose_shape": ({"poses": c.poses[:, :20], "trans": c.trans, "mask": mask}, "bad_array"),
                 "sprint": ({"poses": c.poses, "trans": c.trans * 40, "mask": mask}, "bad_request"),
             }
             for case, (held, code) in bad.items():

@@ -23,8 +23,9 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
         "motion",
         help="generate a 3D motion (SMPL-24) from a text prompt",
         description="Generate SMPL-24 motion (30 fps) from free text with the shipped MotionCLIP-style "
-        "model. Steps joined by 'then' are generated one after another and blended "
-        '("walk forward, then wave"). The same seed gives the same motion; other seeds '
+        "model. Actions in sequence ('walk forward, then wave', 'turns around and walks away') are "
+        "joined by in-painting; actions done together ('walks while waving the right hand') take "
+        "the legs from one and the arm from the other. The same seed gives the same motion; other seeds "
         "give other plausible motions. Outputs are written atomically.",
         epilog="examples:\n"
         '  vmclip motion "a person waves with the right hand" --seconds 4 --seed 0 -o wave.npz\n'

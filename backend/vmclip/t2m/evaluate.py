@@ -10,7 +10,17 @@ Metrics (all on recordings the model never saw, the `test` split by default):
 - foot skating (contact-foot speed, share of sliding contact frames) and jitter (mean jerk), for
   generated and real motions;
 - diversity: mean feature distance between motions of different prompts, and between seeds of the
-  same prompt (multimodality).
+  same prompt (multimodality);
+- FID: the Frechet distance between generated and real held-out windows in the action classifier's
+  penultimate (hidden) features, beside the same distance between real training and real held-out
+  windows (what a perfect generator would score with these sample sizes);
+- joint-speed ratio per action: the pelvis-relative joints' mean speed of motions generated from an
+  action's texts over that of the captures of the action (1 = as lively as the captures);
+- constraint error (mean joint position error at held frames, mm) and the speed spike beside them,
+  for in-betweening keys, a regenerated range and a circular path;
+- seam smoothness of composed prompts: the seams' mean joint speed and fastest joint over the
+  clip's 95th percentiles;
+- generation time per 4-second motion (median, ms).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from vmclip.motion import rotations as R
 from vmclip.motion.kinematics import forward_kinematics
 from vmclip.t2m.augment import augment_texts
 from vmclip.t2m.cleanup import foot_skating, jitter
-from vmclip.t2m.data import WindowSampler, canonicalize, clip_key, load_clipset
+from vmclip.t2m.data import DATA_FPS, WindowSampler, canonicalize, clip_key, load_clipset
 from vmclip.t2m.model import to_features
 
 # Paraphrases per coarse action label, written for evaluation only: none uses the label's own words
@@ -148,6 +158,11 @@ class ActionClassifier:
             F.cross_entropy(self.net(x), y, weight=weight).backward()
             opt.step()
         self.net.eval()
+
+    def hidden(self, feats: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (after the hidden layer's ReLU): what the FID compares."""
+        with torch.no_grad():
+            return self.net[1](self.net[0]((feats - self.mu) / self.sd))
 
     def predict(self, feats: torch.Tensor) -> list[str]:
         with torch.no_grad():
@@ -291,9 +306,12 @@ def evaluate(
 
     label_texts = _label_texts(train_set, held, clf, max_label_texts, rng)
     say(f"generating {len(label_texts)} label texts ...")
-    t_gen = time.time()
-    gen_label = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in label_texts]
-    gen_seconds = (time.time() - t_gen) / max(1, len(label_texts))
+    gen_label, gen_ms = [], []
+    for t, _ in label_texts:
+        t_gen = time.perf_counter()
+        gen_label.append(gen.generate(t, seconds=4.0, seed=seed))
+        gen_ms.append(1000 * (time.perf_counter() - t_gen))
+    gen_seconds = float(np.mean(gen_ms)) / 1000 if gen_ms else 0.0
     f_label = _features_of_motions(gen_label, cfg.fps, cfg.max_frames)
     p_label = clf.predict(f_label)
     report["classifier_generated_label_top1"] = float(
@@ -330,6 +348,13 @@ def evaluate(
         "multimodality_two_seeds": multimodality,
     }
     report["seconds_per_generation"] = gen_seconds
+    report["generation_ms_median"] = float(np.median(gen_ms)) if gen_ms else None
+    say("FID, joint speeds, constraints, seams ...")
+    report.update(
+        _v2_report(
+            gen, clf, (train_set, held), (tr_windows, windows), (gen_label, f_label), label_texts, seed
+        )
+    )
     report["eval_seconds"] = round(time.time() - t0, 1)
     if output is not None:
         from vmclip.fileio import atomic_output
@@ -337,6 +362,85 @@ def evaluate(
         with atomic_output(output) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+COMPOSED_PROMPTS = [
+    "a person walks forward, then waves with the right hand",
+    "a person turns around and walks away",
+    "a person waves, then walks away",
+    "a person walks and then jumps",
+]
+CONSTRAINED_PROMPTS = ["a person waves with the right hand", "a person walks forward", "a person jumps"]
+
+
+def _v2_report(
+    gen, clf: ActionClassifier, sets: tuple, wins: tuple, generated: tuple, label_texts, seed: int
+) -> dict:
+    """FID, joint-speed ratios per action, constraint error and seam smoothness (metrics.py)."""
+    from vmclip.t2m.metrics import constraint_report, frechet_distance, seam_smoothness, speed_ratios
+
+    train_set, held = sets
+    tr_windows, windows = wins
+    gen_label, f_label = generated
+    rng = np.random.default_rng(seed)
+    real = clf.hidden(motion_features(windows["rot6d"], windows["trans"], windows["mask"]))
+    tr_pick = torch.from_numpy(rng.choice(len(tr_windows["mask"]), len(gen_label), replace=False))
+    tr_feats = motion_features(
+        tr_windows["rot6d"][tr_pick], tr_windows["trans"][tr_pick], tr_windows["mask"][tr_pick]
+    )
+    by_label: dict[str, list[Motion]] = {}
+    for m, (_, lab) in zip(gen_label, label_texts, strict=True):
+        by_label.setdefault(lab, []).append(m)
+    seams = []
+    for p in COMPOSED_PROMPTS:
+        for s in (seed, seed + 1):
+            seams.append(seam_smoothness(*gen.generate_with_seams(p, seconds=6.0, seed=s)))
+    return {
+        "fid": {
+            "generated_vs_real_heldout": frechet_distance(clf.hidden(f_label), real),
+            "real_train_vs_real_heldout": frechet_distance(clf.hidden(tr_feats), real),
+            "samples": [len(gen_label), len(real)],
+        },
+        "joint_speed_ratio": speed_ratios(by_label, _captures(train_set, held, set(by_label), rng)),
+        "constraints": constraint_report(
+            gen, _reference_walk(held, train_set), CONSTRAINED_PROMPTS, [seed, seed + 1]
+        ),
+        "seams": {
+            "prompts": COMPOSED_PROMPTS,
+            "mean_ratio_max": max(r["mean_ratio"] for r in seams),
+            "spike_ratio_max": max(r["spike_ratio"] for r in seams),
+            "spike_ratio_mean": float(np.mean([r["spike_ratio"] for r in seams])),
+        },
+    }
+
+
+def _clip_motion(data, i: int) -> Motion:
+    a, b = data.starts[i], data.starts[i + 1]
+    return Motion(data.rot6d[a:b], data.trans[a:b], DATA_FPS)
+
+
+def _captures(train_set, held, labels: set[str], rng: np.random.Generator, per_label: int = 20) -> dict:
+    """Up to `per_label` captures (not mirrored copies, at least 1 s) of each action, both splits."""
+    found: dict[str, list[Motion]] = {}
+    for data in (train_set, held):
+        for i, rec in enumerate(data.clips):
+            lab = str(rec.get("label", ""))
+            if lab in labels and not rec.get("mirrored") and data.length(i) >= DATA_FPS:
+                found.setdefault(lab, []).append((data, i))
+    out = {}
+    for lab, items in found.items():
+        pick = rng.choice(len(items), min(per_label, len(items)), replace=False)
+        out[lab] = [_clip_motion(*items[int(k)]) for k in pick]
+    return out
+
+
+def _reference_walk(held, train_set) -> Motion:
+    """A real walk of at least 4 s (held-out first) whose poses and path the constraint cases hold."""
+    for data in (held, train_set):
+        for i, rec in enumerate(data.clips):
+            if rec.get("label") == "walk" and data.length(i) >= 4 * DATA_FPS:
+                return _clip_motion(data, i)
+    raise InputError("no walk of at least 4 s in the data set to take constraints from")
 
 
 def _label_texts(train_set, held, clf: ActionClassifier, limit: int, rng: np.random.Generator) -> list:
@@ -424,12 +528,37 @@ def format_report(r: dict) -> str:
         f"{r['jitter_m_s3']['real_heldout']:.1f}",
         f"diversity: generated {r['diversity']['generated']:.2f}, real {r['diversity']['real_heldout']:.2f}; "
         f"two seeds of one prompt {r['diversity']['multimodality_two_seeds']:.2f}",
-        "everyday prompts (classifier's reading):",
     ]
+    lines += _v2_lines(r)
+    lines += ["everyday prompts (classifier's reading):"]
     for row in r["everyday_prompts"]:
         mark = "ok" if row["predicted"] == row["label"] else ("--" if not row["known_label"] else "xx")
         lines.append(f"  [{mark}] {row['text']!r}: {row['predicted']} (want {row['label']})")
     return "\n".join(lines)
+
+
+def _v2_lines(r: dict) -> list[str]:
+    if "fid" not in r:
+        return []
+    fid, sp, seams = r["fid"], r["joint_speed_ratio"], r["seams"]
+    per = ", ".join(f"{k} {v:.2f}" for k, v in sp["per_action"].items())
+    lines = [
+        f"FID (classifier features; generated {fid['samples'][0]} vs real held-out {fid['samples'][1]}): "
+        f"{fid['generated_vs_real_heldout']:.2f} "
+        f"(real training windows: {fid['real_train_vs_real_heldout']:.2f})",
+        f"joint-speed ratio against captures: median {sp['median']:.2f}; {per}",
+        f"seams of {len(seams['prompts'])} composed prompts x 2 seeds: mean joint speed "
+        f"<= {seams['mean_ratio_max']:.2f} x the clip's 95th percentile, fastest joint <= "
+        f"{seams['spike_ratio_max']:.2f} x (mean {seams['spike_ratio_mean']:.2f})",
+    ]
+    for name, c in r["constraints"].items():
+        spike = "n/a" if c["speed_spike"] is None else f"{c['speed_spike']:.2f}"
+        lines.append(
+            f"constraints {name}: error {c['error_mm']:.2f} mm (max {c['max_error_mm']:.2f}), "
+            f"speed spike {spike}"
+        )
+    lines.append(f"generation time per 4 s motion: median {r['generation_ms_median']:.0f} ms")
+    return lines
 
 
 def _pct(v: float | None) -> str:

@@ -14,11 +14,11 @@ turns a latent into a motion; which latent:
 * Without a bank (e.g. a MotionCLIP checkpoint) the text embedding itself is decoded, with seeded
   noise on the sphere for seeds other than the first draw.
 
-Sequences ("walk forward, then wave") are split into segments, each generated on its own; motions
-longer than the model's window are generated in chunks. Each new piece is chosen among a few seeded
-candidates for the one whose first frames best match the previous piece's last ones, aligned to the
-previous piece's heading and position, and cross-faded over OVERLAP_SECONDS. Output: 30 fps, cleaned up
-(see cleanup.py).
+Prompts with several actions ("turns around and walks away", "walks while waving the right hand")
+are parsed and composed by compose.py: pieces in sequence are joined by in-painting (each new piece
+held to the previous piece's last frames through the constraint machinery), actions done together
+take the legs and the arms from different pieces; motions longer than the model's window are
+generated in chunks joined the same way. Output: 30 fps, cleaned up (see cleanup.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,14 @@ from vmclip.motion import Motion
 from vmclip.motion import rotations as R
 from vmclip.motion.constraints import MotionConstraints
 from vmclip.t2m.cleanup import clean_motion
-from vmclip.t2m.constrain import candidate_cost, finish_motion, prepare
+from vmclip.t2m.compose import Composer, Step, parse_prompt
+from vmclip.t2m.constrain import finish_motion, prepare
 from vmclip.t2m.model import ModelConfig, MotionClipModel, from_features
 
 MAX_PROMPT_CHARS = 500
 MIN_SECONDS, MAX_SECONDS = 1.0, 10.0
 MAX_SEGMENTS = 6
 OUT_FPS = 30.0
-OVERLAP_SECONDS = 0.75  # cross-fade between pieces (long enough to lower a raised arm into a walk)
 TOP_K = 24  # bank entries the draw chooses among
 TEMPERATURE = 0.02  # softmax temperature over the scores
 TEXT_WEIGHT = 0.5  # share of the description similarity in a bank entry's score
@@ -58,18 +57,12 @@ ACTIVITY_WEIGHT = 0.05
 # Score taken from a bank window the model decodes damped (scaled by 1 - the share of the capture's
 # joint speed the decoded window keeps): among fitting motions, prefer those it reproduces vividly.
 FIDELITY_WEIGHT = 0.05
-CANDIDATES = 4  # seeded candidates per piece when matching a seam
-# Seeded candidates per piece when constraints are given: the one that fits the held poses and path
-# best (`candidate_cost`) is kept, so the warp that meets the constraints has the least to change.
-CONSTRAINED_CANDIDATES = 8
-CONSTRAINT_WEIGHT = 1.0  # constraint fit against seam fit when choosing a candidate
 MIN_FPS, MAX_FPS = 1.0, 120.0
-
-_SPLIT = re.compile(
-    r"\s*(?:[,;.]\s*)?\b(?:and\s+then|then|after\s+that|afterwards|and\s+finally|finally)\b"
-    r"\s*,?\s*|\s*;\s*|(?<=[a-z])\.\s+(?=\w)",
-    re.IGNORECASE,
-)
+# A prompt this close (cosine) to one of the model's training descriptions is generated whole, not
+# composed: a capture of that very sentence holds its actions in their real order and timing.
+# Training descriptions with commas and "and" ("basketball - dribble, shoot") score 0.95-1.0 against
+# themselves; composed everyday prompts ("turns around and walks away") 0.61-0.89.
+WHOLE_MATCH = 0.9
 
 
 def validate_prompt(prompt: object) -> str:
@@ -122,46 +115,6 @@ def output_frames(seconds: float, fps: float = OUT_FPS) -> int:
 
 def _sides(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"\b(left|right)\b", text.lower()))
-
-
-def split_prompt(prompt: str) -> list[str]:
-    """'walk forward, then wave' -> ['walk forward', 'wave'] (at most MAX_SEGMENTS parts)."""
-    parts = [p.strip(" ,.;:!") for p in _SPLIT.split(prompt)]
-    parts = [p for p in parts if any(ch.isalpha() for ch in p)]
-    if len(parts) > MAX_SEGMENTS:
-        raise InputError(f"prompt has {len(parts)} steps; at most {MAX_SEGMENTS} are supported")
-    return parts or [prompt]
-
-
-# --- small rotation helpers (torch) -------------------------------------------------------------
-
-
-def _yaw(rot6d_root: torch.Tensor) -> torch.Tensor:
-    fwd = R.rotation_6d_to_matrix(rot6d_root)[..., :, 2]
-    return torch.atan2(fwd[..., 0], fwd[..., 2])
-
-
-def _rot_y(angle: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(angle), torch.sin(angle)
-    z, o = torch.zeros_like(c), torch.ones_like(c)
-    return torch.stack(
-        [torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2
-    )
-
-
-def _nlerp_rot6d(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Blend rotations (..., 6) by quaternion nlerp with the sign fixed (weights broadcast)."""
-    qa = R.matrix_to_quaternion(R.rotation_6d_to_matrix(a))
-    qb = R.matrix_to_quaternion(R.rotation_6d_to_matrix(b))
-    qb = torch.where((qa * qb).sum(-1, keepdim=True) < 0, -qb, qb)
-    q = F.normalize(qa * (1 - w) + qb * w, dim=-1)
-    return R.matrix_to_rotation_6d(R.quaternion_to_matrix(q))
-
-
-@dataclass
-class Piece:
-    text_index: int  # which segment's embedding
-    frames: int  # new frames this piece adds (model rate)
 
 
 class Generator:
@@ -274,6 +227,12 @@ class Generator:
         base = self.bank[idx[torch.from_numpy(picks).to(idx.device)]]
         return F.normalize(base + TOWARD_TEXT * (text_emb[None] - base), dim=-1)
 
+    def known_description(self, prompt: str) -> float:
+        """The best cosine between the prompt and the model's training descriptions (0 without them)."""
+        if self.text_emb is None:
+            return 0.0
+        return float((self.text_emb @ self.embed([prompt])[0]).max())
+
     def matches(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
         """The bank's best-matching training descriptions for a prompt (for inspection)."""
         if self.bank is None or not self.clips:
@@ -293,16 +252,6 @@ class Generator:
         return from_features(self.model.decode(z, mask))
 
     # -- assembly -------------------------------------------------------------------------------
-    def _plan(self, segments: int, total: int, overlap: int) -> list[Piece]:
-        per = [total // segments + (1 if i < total % segments else 0) for i in range(segments)]
-        room = self.cfg.max_frames - overlap
-        pieces = []
-        for s, n in enumerate(per):
-            chunks = max(1, math.ceil(n / room))
-            for c in range(chunks):
-                pieces.append(Piece(s, n // chunks + (1 if c < n % chunks else 0)))
-        return pieces
-
     @staticmethod
     def _seam_cost(
         prev_rot: torch.Tensor, prev_tr: torch.Tensor, rot: torch.Tensor, tr: torch.Tensor
@@ -328,42 +277,6 @@ class Generator:
         )
         return pose + tilt + 10 * height + 4 * vel
 
-    def _append(
-        self, rot: torch.Tensor, tr: torch.Tensor, new_rot: torch.Tensor, new_tr: torch.Tensor, overlap: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Align the new piece to the start of rot's tail (heading, ground position) and cross-fade."""
-        start = len(rot) - overlap
-        delta = _yaw(rot[start, 0]) - _yaw(new_rot[0, 0])
-        ry = _rot_y(delta)
-        root = ry @ R.rotation_6d_to_matrix(new_rot[:, 0])
-        new_rot = new_rot.clone()
-        new_rot[:, 0] = R.matrix_to_rotation_6d(root)
-        origin = new_tr[:1].clone()
-        origin[:, 1] = 0
-        new_tr = (new_tr - origin) @ ry.T
-        shift = tr[start].clone()
-        shift[1] = 0
-        new_tr = new_tr + shift
-        k = torch.arange(1, overlap + 1, dtype=rot.dtype, device=rot.device) / (overlap + 1)
-        w = k * k * (3 - 2 * k)  # smoothstep
-        blend_rot = _nlerp_rot6d(rot[start:], new_rot[:overlap], w[:, None, None])
-        # Ground path: blend the two pieces' per-frame steps (not positions), so the speed across the
-        # seam is always between the two pieces' speeds; heights are blended directly.
-        step_new = new_tr[1:] - new_tr[:-1]
-        step_old = tr[start + 1 :] - tr[start:-1]
-        wk = torch.ones(len(step_new), dtype=rot.dtype, device=rot.device)
-        wk[: overlap - 1] = w[1:]
-        steps = step_new * wk[:, None]
-        steps[: overlap - 1] += step_old * (1 - wk[: overlap - 1, None])
-        path = torch.cat([tr[start : start + 1], tr[start] + torch.cumsum(steps, 0)])
-        height = new_tr[:, 1].clone()
-        height[:overlap] = tr[start:, 1] * (1 - w) + new_tr[:overlap, 1] * w
-        path[:, 1] = height
-        return (
-            torch.cat([rot[:start], blend_rot, new_rot[overlap:]]),
-            torch.cat([tr[:start], path]),
-        )
-
     def generate(
         self,
         prompt: str,
@@ -374,47 +287,35 @@ class Generator:
         fps: float = OUT_FPS,
     ) -> Motion:
         """Text -> motion at `fps`; `constraints` (one row per output frame) are met (constrain.py)."""
+        return self.generate_with_seams(prompt, seconds, seed, clean, constraints, fps)[0]
+
+    def generate_with_seams(
+        self,
+        prompt: str,
+        seconds: float = 4.0,
+        seed: int = 0,
+        clean: bool = True,
+        constraints: MotionConstraints | None = None,
+        fps: float = OUT_FPS,
+    ) -> tuple[Motion, list[int]]:
+        """`generate`, and the output frames where joined pieces begin (for measuring the seams)."""
         prompt = validate_prompt(prompt)
         seconds = validate_seconds(seconds)
         seed = validate_seed(seed)
         fps = validate_fps(fps)
         n_out = output_frames(seconds, fps)
         held = prepare(constraints, n_out, fps)
-        segments = split_prompt(prompt)
-        model_fps = float(self.cfg.fps)
-        total = int(math.ceil(seconds * model_fps)) + 1
-        overlap = max(2, int(round(OVERLAP_SECONDS * model_fps)))
-        pieces = self._plan(len(segments), total, overlap)
-        if min(p.frames for p in pieces) < 2:
-            raise InputError(f"{seconds:g} s is too short for {len(segments)} steps; give more seconds")
-        emb = self.embed(segments)
-        rng = np.random.default_rng(seed)
-        rot = tr = None
-        for piece in pieces:
-            first = rot is None
-            n_cand = CONSTRAINED_CANDIDATES if held is not None else (1 if first else CANDIDATES)
-            z = self.draw(emb[piece.text_index], rng, n_cand, segments[piece.text_index])
-            frames = piece.frames + (0 if first else overlap)
-            cand_rot, cand_tr = self.decode(z, frames)
-            cost = torch.zeros(len(z), device=self.device)
-            if not first:
-                cost = cost + self._seam_cost(
-                    rot[-overlap:], tr[-overlap:], cand_rot[:, :overlap], cand_tr[:, :overlap]
-                )
-            if held is not None:
-                start = 0 if first else (len(rot) - overlap) * fps / model_fps
-                cost = cost + CONSTRAINT_WEIGHT * candidate_cost(
-                    cand_rot, cand_tr, held, int(round(start)), model_fps, fps
-                )
-            best = int(cost.argmin())
-            if first:
-                rot, tr = cand_rot[best], cand_tr[best]
-            else:
-                rot, tr = self._append(rot, tr, cand_rot[best], cand_tr[best], overlap)
-        motion = Motion(rot.cpu().numpy(), tr.cpu().numpy(), model_fps, [prompt])
+        steps = parse_prompt(prompt)
+        if (len(steps) > 1 or steps[0].kind != "single") and self.known_description(prompt) >= WHOLE_MATCH:
+            steps = [Step((prompt,))]
+        total = int(math.ceil(seconds * self.cfg.fps)) + 1
+        composer = Composer(self, np.random.default_rng(seed), held, fps)
+        raw = composer.compose(steps, total)
+        motion = Motion(raw.rot6d, raw.trans, raw.fps, [prompt])
         motion = motion.resample(fps)
         motion = motion.slice(0, n_out) if motion.num_frames >= n_out else _hold(motion, n_out)
-        return finish_motion(motion, held, clean_motion if clean else None)
+        seams = [int(round(f * fps / raw.fps)) for f in composer.seams]
+        return finish_motion(motion, held, clean_motion if clean else None), [s for s in seams if s < n_out]
 
 
 def _hold(motion: Motion, frames: int) -> Motion:
