@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from . import compat, rigmap, smpl
+from .rigmap import contact
 
 TAKE_TRACK_PREFIX = "VMCLIP Take"
 TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
@@ -67,7 +68,8 @@ def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) ->
 def planted_frames(arm, action, n: int) -> dict:
     """For a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet: "bones" {keyed bone of the
     pelvis and legs: side ("left", "right", "both")}, "masks" {side: (n,) frames its foot is planted},
-    "points" {side: bones whose heads are its pinned points (heel, ball)}; {} when the take pinned none."""
+    "weights" {side: (n,) how much its pin holds}, "points" {side: bones whose heads are its pinned
+    points (heel, ball)}, "legs" {side: its keyed thigh, shin and foot}; {} when the take pinned none."""
     stored = rigmap.stored(arm)
     planted = action.get("vmclip_planted")
     if not planted:
@@ -84,8 +86,14 @@ def planted_frames(arm, action, n: int) -> dict:
     return {
         "bones": {b: side for b, (_, side) in rigmap.leg_reaches(arm, rm).items()},
         "masks": {s: sides[s] for s in ("left", "right")},
+        "weights": {s: np.asarray(planted[s], dtype=float)[:n] for s in ("left", "right")},
         "points": {
             s: [rm.point(r) for r in (f"{s}_ankle", f"{s}_foot") if r in rm.bones] for s in ("left", "right")
+        },
+        "legs": {
+            s: [rm.drive[f"{s}_{j}"] for j in ("hip", "knee", "ankle")]
+            for s in ("left", "right")
+            if all(f"{s}_{j}" in rm.drive for j in ("hip", "knee", "ankle"))
         },
     }
 
@@ -103,26 +111,65 @@ def reduce_keys(
         bone_path, kind = fc.data_path.rsplit(".", 1)
         groups.setdefault((bone_path.removeprefix('pose.bones["').removesuffix('"]'), kind), []).append(fc)
     unit = float(np.mean(arm.matrix_world.to_scale()))
-    geometry = _dense_geometry(arm, action, frames, planted, groups) if planted else None
+    geometry = _pose_series(arm, frames, planted, groups) if planted else None
+    legs = {(b, "rotation_quaternion") for leg in (planted or {}).get("legs", {}).values() for b in leg}
     thinned = {}
     before = 0
-    for (bone, kind), fcs in groups.items():
-        fcs.sort(key=lambda f: f.array_index)
+    for g in sorted(groups, key=lambda g: g in legs):  # (the legs last: they take up the hips' thinning)
+        if g in legs and not any(g in legs for g in thinned):
+            _reaim_legs(arm, frames, planted, geometry, groups)
+        fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
         before += values.size
-        tol = np.full(len(frames), tol_deg if kind == "rotation_quaternion" else tol_m)
-        keep = _refine(fcs, frames, values, kind, unit, tol)
-        thinned[(bone, kind)] = (fcs, values, keep)
+        tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
+        thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
-        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry)
+        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs)
     return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
 
 
-def _dense_geometry(arm, action, frames: np.ndarray, planted: dict, groups: dict) -> dict:
-    """Armature-space rotations (T, 3, 3) and heads (T, 3) of the keyed pelvis and leg bones, and the
-    feet's pinned points {side: (T, P, 3)}, as the dense take poses them (evaluated alone)."""
+def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict) -> None:
+    """Turn each leg's keyed thigh and shin (two-bone IK) so that its ankle is where the dense take
+    has it on the thinned pelvis and path, and give its foot back the dense take's rotation: what
+    thinning the hips moves a planted foot by is taken up by the leg, whose own keys are thinned next.
+    Where no pin holds the legs keep their curves; they are eased in and out with the pins."""
+    now = _pose_series(arm, frames, planted, groups)
+    t = np.swapaxes
+    for side, (thigh, shin, foot) in planted["legs"].items():
+        h, k, a = (now["head"][b] for b in (thigh, shin, foot))
+        turns = contact.two_bone(h, k, a, dense["head"][foot], k - h)
+        r = {b: now["rot"][b] for b in (thigh, shin, foot)}
+        back = dense["rot"][foot] @ t(r[foot], -1, -2)  # (the foot's own turn back to the dense take)
+        # (eased in and out with the pin: a swinging leg keeps its own curves)
+        turn_hip, turn_knee, back = (_partial(m, planted["weights"][side]) for m in (*turns, back))
+        change = {
+            thigh: t(r[thigh], -1, -2) @ turn_hip @ r[thigh],
+            shin: t(r[shin], -1, -2) @ t(turn_hip, -1, -2) @ turn_knee @ r[shin],
+            foot: t(r[foot], -1, -2) @ t(turn_knee, -1, -2) @ back @ r[foot],
+        }
+        for bone, c in change.items():
+            fcs = sorted(groups[(bone, "rotation_quaternion")], key=lambda f: f.array_index)
+            old = np.stack([_values(fc) for fc in fcs], -1)
+            new = smpl.matrix_to_quaternion(smpl.quaternion_to_matrix(old) @ c)
+            new *= np.sign((new * old).sum(-1, keepdims=True) + 1e-12)  # (the old curve's hemisphere)
+            for i, fc in enumerate(fcs):
+                fc.keyframe_points.foreach_set(
+                    "co", np.stack([frames, new[:, i]], -1).ravel().astype(np.float32)
+                )
+                fc.update()
+
+
+def _partial(rot: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Rotations (T, 3, 3) turned `weight` (T,) of the way from none."""
+    return smpl.axis_angle_to_matrix(smpl.matrix_to_axis_angle(rot) * weight[:, None])
+
+
+def _pose_series(arm, frames: np.ndarray, planted: dict, groups: dict) -> dict:
+    """Armature-space rotations (T, 3, 3) and heads (T, 3) of the keyed pelvis, root and leg bones,
+    and the feet's pinned points {side: (T, P, 3)}, as the take being thinned poses them (alone)."""
     bones = {b for b, kind in groups if b in planted["bones"] or kind == "location"}
+    bones |= {b for leg in planted.get("legs", {}).values() for b in leg}
     ad = arm.animation_data
     saved = (ad.use_nla, ad.action_blend_type, ad.action_influence, bpy.context.scene.frame_current)
     ad.use_nla, ad.action_blend_type, ad.action_influence = False, "REPLACE", 1.0
@@ -134,7 +181,7 @@ def _dense_geometry(arm, action, frames: np.ndarray, planted: dict, groups: dict
             bpy.context.scene.frame_set(int(np.floor(f)), subframe=float(f - np.floor(f)))
             for b in bones:
                 m = np.array(arm.pose.bones[b].matrix)
-                rot[b][t], head[b][t] = m[:3, :3], m[:3, 3]
+                rot[b][t], head[b][t] = smpl.orthonormalize(m[:3, :3]), m[:3, 3]
             for s, names in planted["points"].items():
                 points[s][t] = [np.array(arm.pose.bones[n].head) for n in names]
     finally:
@@ -164,13 +211,16 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
     return np.cross(turn[:, None], points - head[:, None])
 
 
-def _hold_planted_feet(thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry) -> None:
+def _hold_planted_feet(
+    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs
+) -> None:
     """Add keys until thinning moves no planted foot's pinned point (heel, ball) by more than `budget`
     (armature units) on a frame it is planted: the moves of the root's location and of the pelvis's
     and that leg's rotations, added up as vectors. The key goes on the bone that moves the point most
     at the worst frame, at the worst frame of its stretch between keys."""
     chain = {g: "both" if g[1] == "location" else planted["bones"].get(g[0]) for g in thinned}
-    chain = {g: side for g, side in chain.items() if side}
+    # (re-aimed legs take up what the hips' thinning moves a foot by: then only their own count)
+    chain = {g: side for g, side in chain.items() if side and (g in legs or not legs)}
 
     def moves(g):
         bone, kind = g

@@ -470,7 +470,7 @@ class Planting:
     runs: int = 0
     drop: float = 0.0
     unreached: float = 0.0  # (during contact runs; a landing foot may fall short of its pin's fade)
-    planted: dict[str, list[int]] = field(default_factory=dict)  # side -> 0/1 per frame (a pin holds)
+    planted: dict[str, list[float]] = field(default_factory=dict)  # side -> how much a pin holds per frame
 
 
 def _nearest_in_runs(x: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
@@ -600,7 +600,7 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         miss = np.linalg.norm(reached - target, axis=-1)[weight > 1 - 1e-9]
         done.unreached = max(done.unreached, float(miss.max(initial=0.0)))
         done.runs += runs
-        done.planted[side] = (weight > 0).astype(int).tolist()
+        done.planted[side] = np.round(weight, 3).tolist()
     if hold is not None:
         out[hold], path[hold] = deltas[hold], given[hold]
     return out, path, done

@@ -119,7 +119,7 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     rigmap.store(arm, rm, rf)
     note = f"keyed on the rig's {rm.kind}"
     if planting is not None:
-        action["vmclip_planted"] = planting.planted  # (make_take thins these legs' keys more tightly)
+        action["vmclip_planted"] = planting.planted  # (make_take keeps these feet still as it thins)
     if planting is not None:
         note += f"; feet planted on {planting.runs} contacts"
         if planting.drop > 0.005 * rf.scale:
