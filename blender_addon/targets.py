@@ -105,8 +105,8 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     for pb in arm.pose.bones:  # keyed bones start from rest; the rest of the rig keeps its pose
         if pb.name in rm.drive.values():
             pb.rotation_mode = "QUATERNION"
-    for name in _between_mapped(arm, rm):  # unkeyed links of the chain must follow rigidly: at rest
-        pb = arm.pose.bones[name]
+    for bone in _between_mapped(arm, rm):  # unkeyed links of the chain must follow rigidly: at rest
+        pb = arm.pose.bones[bone]
         pb.location, pb.rotation_quaternion, pb.rotation_euler, pb.scale = (
             (0, 0, 0),
             (1, 0, 0, 0),

@@ -138,6 +138,7 @@ def press_check() -> None:
 
 
 def press_generate() -> None:
+    state["result"]["before_generate"] = rig_state()
     window, area, region = view3d()
     with bpy.context.temp_override(window=window, area=area, region=region):
         outcome = bpy.ops.vmclip.generate_motion("INVOKE_DEFAULT")
@@ -187,13 +188,18 @@ def keyed_summary() -> dict:
 
 
 def rig_state() -> list:
-    arm = bpy.data.objects.get("VMCLIP_Armature")
+    """[the rig is there, its newest take's action, how many actions, its NLA tracks]: the panel's rig
+    (Rigify's), else the SMPL-24 rig Generate creates."""
+    arm = bpy.context.scene.vmclip.armature or bpy.data.objects.get("VMCLIP_Armature")
     action = take_action(arm)
-    return [arm is not None, action.name if action is not None else None, len(bpy.data.actions)]
+    data = arm.animation_data if arm is not None else None
+    tracks = [t.name for t in data.nla_tracks] if data is not None else []
+    return [arm is not None, action.name if action is not None else None, len(bpy.data.actions), tracks]
 
 
 def undo_redo() -> dict:
-    """Generate Motion is one undo step: one Ctrl+Z removes rig and action, one redo brings them back."""
+    """Generate Motion is one undo step: one Ctrl+Z removes the take (and the SMPL-24 rig it created),
+    one redo brings them back."""
     window, area, region = view3d()
     out = {"after_generate": rig_state()}
     with bpy.context.temp_override(window=window, area=area, region=region):
