@@ -125,7 +125,7 @@ def reduce_keys(
         thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
-        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs)
+        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, (unit, tol_deg))
     return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
 
 
@@ -212,7 +212,7 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
 
 
 def _hold_planted_feet(
-    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs
+    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, tol: tuple
 ) -> None:
     """Add keys until thinning moves no planted foot's pinned point (heel, ball) by more than `budget`
     (armature units) on a frame it is planted: the moves of the root's location and of the pelvis's
@@ -230,7 +230,7 @@ def _hold_planted_feet(
         return {s: _foot_moves(thinned[g], kind, frames, *pose, geometry["points"][s]) for s in sides}
 
     move = {g: moves(g) for g in chain}
-    masks = planted["masks"]
+    masks = planted["weights"]  # (a fading pin: its foot may move as much more as it holds less)
     for _ in range(len(frames) * len(chain)):  # (each pass adds a key; all keys move nothing)
         worst, at, side = 0.0, -1, ""
         for s, mask in masks.items():
@@ -238,7 +238,7 @@ def _hold_planted_feet(
             if total.max() - budget > worst:
                 worst, at, side = total.max() - budget, int(total.argmax()), s
         if at < 0:
-            return
+            break
         size = {g: np.linalg.norm(m[side], axis=-1).max(-1) for g, m in move.items() if side in m}
         g = max(size, key=lambda g: size[g][at])
         fcs, values, keep = thinned[g]
@@ -248,6 +248,34 @@ def _hold_planted_feet(
         for k, fc in enumerate(fcs):
             _set_keys(fc, frames, values[:, k], keep)
         move[g] = moves(g)
+    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget), tol)
+
+
+def _over(move: dict, weights: dict, budget: float) -> bool:
+    """Whether a planted foot moves by more than `budget` on some frame (weighted by its pin)."""
+    for s, weight in weights.items():
+        total = np.linalg.norm(sum(m[s] for m in move.values() if s in m), axis=-1).max(-1) * weight
+        if total.max() > budget:
+            return True
+    return False
+
+
+def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, tol) -> None:
+    """Drop the keys the feet's budget added that a later one made redundant: each interior key of a
+    bone in `move`, kept out when its curve stays within `tol` (unit, degrees) and no foot moves more."""
+    unit, tol_deg = tol
+    for g in move:
+        fcs, values, keep = thinned[g]
+        for key in np.flatnonzero(keep)[1:-1]:
+            keep[key] = False
+            for k, fc in enumerate(fcs):
+                _set_keys(fc, frames, values[:, k], keep)
+            got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+            before, move[g] = move[g], moves(g)
+            if (_group_error(g[1], values, got, unit) > tol_deg).any() or over():
+                keep[key], move[g] = True, before
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
 
 
 def _values(fc) -> np.ndarray:
