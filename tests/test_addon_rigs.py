@@ -522,12 +522,15 @@ def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server
 
 
 def test_sparse_keys_a_quarter_on_a_generated_clip(generated, tmp_path, addon_zip):  # noqa: F811
-    """A quarter of the per-frame keys within tolerance; planting the feet (on by default) turns the
-    legs at every contact and keeps their keys tighter there: more keys (measured 31 %, 24 % without)."""
+    """A quarter of the per-frame keys within tolerance, with planted feet (on by default: the legs
+    turn at every contact and the feet's slide budget adds keys; measured 24.9 %, 31 % before the
+    eased corrections and the re-aimed legs) and without (21.7 %); planted feet still stand still."""
     data = np.load(generated)
     planted = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True)
     kept, total = (int(x) for x in planted["words"].split(" keys kept")[0].split(" of "))
-    assert kept <= 0.33 * total, f"planted: {kept} of {total} keys kept ({kept / total:.0%})"
+    assert kept <= total / 4, f"planted: {kept} of {total} keys kept ({kept / total:.1%})"
+    slide, floor = planted_feet(planted, data["joints"])
+    assert slide < MAX_SLIDE_CM and floor < MAX_SLIDE_CM, (slide, floor)
     result = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True, plant=False)
     kept, total = (int(x) for x in result["words"].split(" keys kept")[0].split(" of "))
     assert kept <= total / 4, f"{kept} of {total} keys kept ({kept / total:.0%})"
