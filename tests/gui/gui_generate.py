@@ -113,6 +113,9 @@ def build_rigify() -> None:
     for obj in bpy.context.view_layer.objects:
         obj.select_set(obj is rig)
     bpy.context.scene.vmclip.armature = rig
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        # (an artist's own steps, as the UI would record them: Generate's undo comes back to here)
+        bpy.ops.ed.undo_push(message="Rigify rig with its mannequin in the Rig field")
     log(f"Rigify rig '{rig.name}' built ({len(rig.data.bones)} bones)")
 
 
