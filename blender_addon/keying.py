@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from . import compat, rigmap, smpl
+from .rigmap import contact
 
 TAKE_TRACK_PREFIX = "VMCLIP Take"
 TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
@@ -64,9 +65,11 @@ def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) ->
     return np.linalg.norm(got - target, axis=-1) * unit
 
 
-def planted_frames(arm, action, n: int) -> dict[str, tuple[float, np.ndarray]]:
-    """{keyed bone: (distance to its foot, (n,) frames where that foot is planted)} for the legs and
-    pelvis of a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet ({} otherwise)."""
+def planted_frames(arm, action, n: int) -> dict:
+    """For a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet: "bones" {keyed bone of the
+    pelvis and legs: side ("left", "right", "both")}, "masks" {side: (n,) frames its foot is planted},
+    "weights" {side: (n,) how much its pin holds}, "points" {side: bones whose heads are its pinned
+    points (heel, ball)}, "legs" {side: its keyed thigh, shin and foot}; {} when the take pinned none."""
     stored = rigmap.stored(arm)
     planted = action.get("vmclip_planted")
     if not planted:
@@ -79,7 +82,20 @@ def planted_frames(arm, action, n: int) -> dict[str, tuple[float, np.ndarray]]:
     if len(sides) < 2 or any(len(v) != n for v in sides.values()):
         return {}
     sides["both"] = sides["left"] | sides["right"]
-    return {b: (reach, sides[side]) for b, (reach, side) in rigmap.leg_reaches(arm, stored[0]).items()}
+    rm = stored[0]
+    return {
+        "bones": {b: side for b, (_, side) in rigmap.leg_reaches(arm, rm).items()},
+        "masks": {s: sides[s] for s in ("left", "right")},
+        "weights": {s: np.asarray(planted[s], dtype=float)[:n] for s in ("left", "right")},
+        "points": {
+            s: [rm.point(r) for r in (f"{s}_ankle", f"{s}_foot") if r in rm.bones] for s in ("left", "right")
+        },
+        "legs": {
+            s: [rm.drive[f"{s}_{j}"] for j in ("hip", "knee", "ankle")]
+            for s in ("left", "right")
+            if all(f"{s}_{j}" in rm.drive for j in ("hip", "knee", "ankle"))
+        },
+    }
 
 
 def reduce_keys(
@@ -87,30 +103,179 @@ def reduce_keys(
 ) -> tuple[int, int]:
     """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
     `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
-    between keys still out of tolerance until none is. `planted` ({bone: (distance to its foot,
-    frames where the foot is planted)}, see planted_frames): on those frames those bones keep the
-    rotation that moves the foot by at most a third of `tol_m` (when tighter than `tol_deg`) and the
-    root's location half of `tol_m`, so that thinning adds under a centimetre of slide to a planted
-    foot. Returns (keys before, keys after)."""
+    between keys still out of tolerance until none is. `planted` (see planted_frames): then keys are
+    added on the pelvis and legs until thinning moves no planted foot by more than `tol_m` (see
+    _hold_planted_feet). Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
-        groups.setdefault((bone_path, kind), []).append(fc)
+        groups.setdefault((bone_path.removeprefix('pose.bones["').removesuffix('"]'), kind), []).append(fc)
     unit = float(np.mean(arm.matrix_world.to_scale()))
-    before = after = 0
-    for (bone_path, kind), fcs in groups.items():
-        fcs.sort(key=lambda f: f.array_index)
+    geometry = _pose_series(arm, frames, planted, groups) if planted else None
+    legs = {(b, "rotation_quaternion") for leg in (planted or {}).get("legs", {}).values() for b in leg}
+    thinned = {}
+    before = 0
+    for g in sorted(groups, key=lambda g: g in legs):  # (the legs last: they take up the hips' thinning)
+        if g in legs and not any(g in legs for g in thinned):
+            _reaim_legs(arm, frames, planted, geometry, groups)
+        fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
         before += values.size
-        tol = np.full(len(frames), tol_deg if kind == "rotation_quaternion" else tol_m)
-        leg = (planted or {}).get(bone_path.removeprefix('pose.bones["').removesuffix('"]'))
-        if leg and kind == "rotation_quaternion":
-            tol[leg[1]] = min(tol_deg, np.degrees(tol_m / 3 / (leg[0] * unit)))
-        elif planted and kind == "location":  # (the root carries a planted foot along one to one)
-            tol[np.any([m for _, m in planted.values()], axis=0)] = tol_m / 2
-        keep = _refine(fcs, frames, values, kind, unit, tol)
-        after += int(keep.sum()) * len(fcs)
-    return before, after
+        tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
+        thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
+    if geometry:
+        # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
+        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, (unit, tol_deg))
+    return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
+
+
+def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict) -> None:
+    """Turn each leg's keyed thigh and shin (two-bone IK) so that its ankle is where the dense take
+    has it on the thinned pelvis and path, and give its foot back the dense take's rotation: what
+    thinning the hips moves a planted foot by is taken up by the leg, whose own keys are thinned next.
+    Where no pin holds the legs keep their curves; they are eased in and out with the pins."""
+    now = _pose_series(arm, frames, planted, groups)
+    t = np.swapaxes
+    for side, (thigh, shin, foot) in planted["legs"].items():
+        h, k, a = (now["head"][b] for b in (thigh, shin, foot))
+        turns = contact.two_bone(h, k, a, dense["head"][foot], k - h)
+        r = {b: now["rot"][b] for b in (thigh, shin, foot)}
+        back = dense["rot"][foot] @ t(r[foot], -1, -2)  # (the foot's own turn back to the dense take)
+        # (eased in and out with the pin: a swinging leg keeps its own curves)
+        turn_hip, turn_knee, back = (_partial(m, planted["weights"][side]) for m in (*turns, back))
+        change = {
+            thigh: t(r[thigh], -1, -2) @ turn_hip @ r[thigh],
+            shin: t(r[shin], -1, -2) @ t(turn_hip, -1, -2) @ turn_knee @ r[shin],
+            foot: t(r[foot], -1, -2) @ t(turn_knee, -1, -2) @ back @ r[foot],
+        }
+        for bone, c in change.items():
+            fcs = sorted(groups[(bone, "rotation_quaternion")], key=lambda f: f.array_index)
+            old = np.stack([_values(fc) for fc in fcs], -1)
+            new = smpl.matrix_to_quaternion(smpl.quaternion_to_matrix(old) @ c)
+            new *= np.sign((new * old).sum(-1, keepdims=True) + 1e-12)  # (the old curve's hemisphere)
+            for i, fc in enumerate(fcs):
+                fc.keyframe_points.foreach_set(
+                    "co", np.stack([frames, new[:, i]], -1).ravel().astype(np.float32)
+                )
+                fc.update()
+
+
+def _partial(rot: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Rotations (T, 3, 3) turned `weight` (T,) of the way from none."""
+    return smpl.axis_angle_to_matrix(smpl.matrix_to_axis_angle(rot) * weight[:, None])
+
+
+def _pose_series(arm, frames: np.ndarray, planted: dict, groups: dict) -> dict:
+    """Armature-space rotations (T, 3, 3) and heads (T, 3) of the keyed pelvis, root and leg bones,
+    and the feet's pinned points {side: (T, P, 3)}, as the take being thinned poses them (alone)."""
+    bones = {b for b, kind in groups if b in planted["bones"] or kind == "location"}
+    bones |= {b for leg in planted.get("legs", {}).values() for b in leg}
+    ad = arm.animation_data
+    saved = (ad.use_nla, ad.action_blend_type, ad.action_influence, bpy.context.scene.frame_current)
+    ad.use_nla, ad.action_blend_type, ad.action_influence = False, "REPLACE", 1.0
+    rot = {b: np.empty((len(frames), 3, 3)) for b in bones}
+    head = {b: np.empty((len(frames), 3)) for b in bones}
+    points = {s: np.empty((len(frames), len(p), 3)) for s, p in planted["points"].items()}
+    try:
+        for t, f in enumerate(frames):
+            bpy.context.scene.frame_set(int(np.floor(f)), subframe=float(f - np.floor(f)))
+            for b in bones:
+                m = np.array(arm.pose.bones[b].matrix)
+                rot[b][t], head[b][t] = smpl.orthonormalize(m[:3, :3]), m[:3, 3]
+            for s, names in planted["points"].items():
+                points[s][t] = [np.array(arm.pose.bones[n].head) for n in names]
+    finally:
+        ad.use_nla, ad.action_blend_type, ad.action_influence = saved[:3]
+        bpy.context.scene.frame_set(saved[3])
+    return {"rot": rot, "head": head, "points": points}
+
+
+def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) -> np.ndarray:
+    """(T, P, 3) how far thinning one bone's curve moves each pinned point (armature units, first
+    order): its rotation error turns them about the bone's head; its location error (in the axes of
+    the pose without the bone's own rotation `basis`, quaternions (T, 4)) moves them."""
+    fcs, values, _ = group
+    got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+    if kind == "location":
+        own = smpl.quaternion_to_matrix(basis) if basis is not None else np.eye(3)
+        shift = rot @ np.swapaxes(own, -1, -2) @ (got - values)[..., None]
+        return np.broadcast_to(shift[:, None, :, 0], points.shape)
+    want = values / np.linalg.norm(values, axis=-1, keepdims=True)
+    got = got / np.linalg.norm(got, axis=-1, keepdims=True)
+    # E = want^-1 got (in the bone's posed axes); small angle: rotation vector 2 * vector part
+    w0, v0 = want[:, :1], -want[:, 1:]
+    w1, v1 = got[:, :1], got[:, 1:]
+    vec = w0 * v1 + w1 * v0 + np.cross(v0, v1)
+    vec *= np.sign(w0 * w1 - (v0 * v1).sum(-1, keepdims=True)) * 2
+    turn = (rot @ vec[..., None])[..., 0]
+    return np.cross(turn[:, None], points - head[:, None])
+
+
+def _hold_planted_feet(
+    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, tol: tuple
+) -> None:
+    """Add keys until thinning moves no planted foot's pinned point (heel, ball) by more than `budget`
+    (armature units) on a frame it is planted: the moves of the root's location and of the pelvis's
+    and that leg's rotations, added up as vectors. The key goes on the bone that moves the point most
+    at the worst frame, at the worst frame of its stretch between keys."""
+    chain = {g: "both" if g[1] == "location" else planted["bones"].get(g[0]) for g in thinned}
+    # (re-aimed legs take up what the hips' thinning moves a foot by: then only their own count)
+    chain = {g: side for g, side in chain.items() if side and (g in legs or not legs)}
+
+    def moves(g):
+        bone, kind = g
+        basis = thinned.get((bone, "rotation_quaternion"), (None, None))[1] if kind == "location" else None
+        pose = (geometry["rot"][bone], geometry["head"][bone], basis)
+        sides = ("left", "right") if chain[g] == "both" else (chain[g],)
+        return {s: _foot_moves(thinned[g], kind, frames, *pose, geometry["points"][s]) for s in sides}
+
+    move = {g: moves(g) for g in chain}
+    masks = planted["weights"]  # (a fading pin: its foot may move as much more as it holds less)
+    for _ in range(len(frames) * len(chain)):  # (each pass adds a key; all keys move nothing)
+        worst, at, side = 0.0, -1, ""
+        for s, mask in masks.items():
+            total = np.linalg.norm(sum(m[s] for m in move.values() if s in m), axis=-1).max(-1) * mask
+            if total.max() - budget > worst:
+                worst, at, side = total.max() - budget, int(total.argmax()), s
+        if at < 0:
+            break
+        size = {g: np.linalg.norm(m[side], axis=-1).max(-1) for g, m in move.items() if side in m}
+        g = max(size, key=lambda g: size[g][at])
+        fcs, values, keep = thinned[g]
+        idx = np.flatnonzero(keep)
+        lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
+        keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
+        move[g] = moves(g)
+    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget), tol)
+
+
+def _over(move: dict, weights: dict, budget: float) -> bool:
+    """Whether a planted foot moves by more than `budget` on some frame (weighted by its pin)."""
+    for s, weight in weights.items():
+        total = np.linalg.norm(sum(m[s] for m in move.values() if s in m), axis=-1).max(-1) * weight
+        if total.max() > budget:
+            return True
+    return False
+
+
+def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, tol) -> None:
+    """Drop the keys the feet's budget added that a later one made redundant: each interior key of a
+    bone in `move`, kept out when its curve stays within `tol` (unit, degrees) and no foot moves more."""
+    unit, tol_deg = tol
+    for g in move:
+        fcs, values, keep = thinned[g]
+        for key in np.flatnonzero(keep)[1:-1]:
+            keep[key] = False
+            for k, fc in enumerate(fcs):
+                _set_keys(fc, frames, values[:, k], keep)
+            got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+            before, move[g] = move[g], moves(g)
+            if (_group_error(g[1], values, got, unit) > tol_deg).any() or over():
+                keep[key], move[g] = True, before
+        for k, fc in enumerate(fcs):
+            _set_keys(fc, frames, values[:, k], keep)
 
 
 def _values(fc) -> np.ndarray:

@@ -140,9 +140,12 @@ def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
     and gives FBX a skinned mesh, hence a bind pose."""
     verts, faces, groups = [], [], []
     size = _body_size(arm_obj)
-    for bone in arm_obj.data.bones:
+    bones = arm_obj.data.bones
+    for bone in bones:
         if not bone.use_deform:  # a control rig's handles are not part of the body
             continue
+        if bone.parent is None and len(bone.children) == 1 and len(bones) > 12:
+            continue  # a placement root (a BVH's or Unreal's) under the hips: a tube from the floor to them
         r0, r1 = (r * size for r in _RADII.get(_side_free(bone.name), (0.04, 0.035)))
         v, f = _prism(bone.head_local, bone.tail_local, r0, r1)
         base = len(verts)

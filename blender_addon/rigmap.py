@@ -40,6 +40,9 @@ MIN_DEFORM_BONES = 12
 # Control rigs: evaluations per frame that correct the keyed controls, and when to stop (degrees).
 MAX_CORRECTIONS = 8
 CORRECTION_TOLERANCE_DEG = 0.05
+# Planted feet: the lift onto the floor is smoothed over this long (s) and stays this close (m).
+LIFT_SMOOTH_S = 0.05
+LIFT_SLACK_M = 0.006
 MAP_PROPERTY = "vmclip_rig_map"  # the armature's custom property holding the map used for its keys
 
 
@@ -136,6 +139,16 @@ def _rigify_control(arm, role: str, deform: str) -> str | None:
     return None
 
 
+def _rigify_deform(arm, name: str) -> str:
+    """The DEF- bone a Rigify FK control drives (spine_fk.001 -> DEF-spine.001), else `name`. A table
+    or preset naming the control maps the role to the deform bone, as the automatic map does: the
+    joint is that bone's head (the hips' FK controls are reversed, spine_fk.001's head is the waist:
+    taken as spine1's joint it coincided with spine2's and left spine1 without a direction)."""
+    stem, dot, suffix = name.partition(".")
+    deform = f"DEF-{stem.removesuffix('_fk')}{dot}{suffix}"
+    return deform if stem.endswith("_fk") and deform in arm.data.bones else name
+
+
 def _is_auto_rig_pro(arm) -> bool:
     """Auto-Rig Pro's control rig: its master controls and FK limb controls (`c_thigh_fk.l`)."""
     bones = arm.data.bones
@@ -187,6 +200,8 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
         if pelvis is not None:
             roles["pelvis"], unsure = pelvis, ["pelvis"]
     overrides = {k: v for k, v in (overrides or {}).items() if k in ROLE_INDEX}
+    if _is_rigify(arm):  # (the table shows the spine's FK controls, which are measured: see below)
+        overrides = {k: _rigify_deform(arm, v) for k, v in overrides.items()}
     for role, name in overrides.items():
         if name and name not in arm.data.bones:
             raise RigProblem(f"'{arm.name}' has no bone '{name}' (mapped to {role})")
@@ -455,7 +470,7 @@ class Planting:
     runs: int = 0
     drop: float = 0.0
     unreached: float = 0.0  # (during contact runs; a landing foot may fall short of its pin's fade)
-    planted: dict[str, list[int]] = field(default_factory=dict)  # side -> 0/1 per frame (a pin holds)
+    planted: dict[str, list[float]] = field(default_factory=dict)  # side -> how much a pin holds per frame
 
 
 def _nearest_in_runs(x: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
@@ -491,6 +506,18 @@ def _contact_lift(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts) -> floa
     return float(np.median(gaps)) if len(gaps) else 0.0
 
 
+def _eased_lift(need: np.ndarray, fps: float, scale: float) -> np.ndarray:
+    """The lift (T,) that puts a planted foot's lowest point on the floor, smoothed over LIFT_SMOOTH_S
+    and kept within LIFT_SLACK_M (at SMPL's size) of the exact one: the lowest point switches between
+    heel, ball and toe tip as the foot rolls, and a per-frame lift follows each switch with a kink
+    that the legs' keys would have to trace."""
+    sigma = LIFT_SMOOTH_S * fps
+    r = int(3 * sigma) + 1
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    smooth = np.convolve(np.pad(need, r, mode="edge"), k / k.sum(), "valid")
+    return np.clip(smooth, need - LIFT_SLACK_M * scale, need + LIFT_SLACK_M * scale)
+
+
 def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: float) -> dict:
     """Per side with a mapped leg: (hip, knee, ankle roles, ankle targets (T, 3) in SMPL axes, runs):
     the ankle where the motion puts it, moved during each contact run so the pinned point (heel or
@@ -505,11 +532,14 @@ def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: flo
         a, t = np.moveaxis(rig_positions(deltas, rf, path, [(j, rf.rest[j]) for j in (ankle, toe)]) @ w, 1, 0)
         low = _lowest(deltas, path, rf, feet, side, a)
         heel_on, toe_on = contacts[:, 2 * s], contacts[:, 2 * s + 1]
-        move, weight = contact.pin_offsets(a[:, ::2], t[:, ::2], heel_on, toe_on, contact.blend_frames(fps))
+        move, weight = contact.pin_offsets(
+            a[:, ::2], t[:, ::2], heel_on, toe_on, contact.blend_frames(fps), eased=True
+        )
         runs = contact.contact_runs(heel_on | toe_on)
         target = a.copy()
         target[:, [0, 2]] += move
-        target[:, 1] += weight * _nearest_in_runs(rf.floor - low, runs)
+        need = _eased_lift(_nearest_in_runs(rf.floor - low, runs), fps, rf.scale)
+        target[:, 1] += weight * need
         out[side] = (hip, knee, ankle, target, len(runs), weight)
     return out
 
@@ -570,7 +600,7 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         miss = np.linalg.norm(reached - target, axis=-1)[weight > 1 - 1e-9]
         done.unreached = max(done.unreached, float(miss.max(initial=0.0)))
         done.runs += runs
-        done.planted[side] = (weight > 0).astype(int).tolist()
+        done.planted[side] = np.round(weight, 3).tolist()
     if hold is not None:
         out[hold], path[hold] = deltas[hold], given[hold]
     return out, path, done

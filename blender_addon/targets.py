@@ -105,8 +105,8 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     for pb in arm.pose.bones:  # keyed bones start from rest; the rest of the rig keeps its pose
         if pb.name in rm.drive.values():
             pb.rotation_mode = "QUATERNION"
-    for name in _between_mapped(arm, rm):  # unkeyed links of the chain must follow rigidly: at rest
-        pb = arm.pose.bones[name]
+    for bone in _between_mapped(arm, rm):  # unkeyed links of the chain must follow rigidly: at rest
+        pb = arm.pose.bones[bone]
         pb.location, pb.rotation_quaternion, pb.rotation_euler, pb.scale = (
             (0, 0, 0),
             (1, 0, 0, 0),
@@ -119,7 +119,7 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
     rigmap.store(arm, rm, rf)
     note = f"keyed on the rig's {rm.kind}"
     if planting is not None:
-        action["vmclip_planted"] = planting.planted  # (make_take thins these legs' keys more tightly)
+        action["vmclip_planted"] = planting.planted  # (make_take keeps these feet still as it thins)
     if planting is not None:
         note += f"; feet planted on {planting.runs} contacts"
         if planting.drop > 0.005 * rf.scale:

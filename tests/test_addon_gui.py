@@ -288,7 +288,7 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert shot.exists() and shot.stat().st_size > 10_000
     undo = json.loads((work / "undo.json").read_text())
     assert undo["after_generate"][:2] == [True, result["action"]]
-    assert undo["after_undo"] == [False, None, 0]  # one step back: before Generate Motion
+    assert undo["after_undo"] == [False, None, 0, []]  # one step back: before Generate Motion
     assert undo["after_redo"] == undo["after_generate"]
 
 
@@ -305,3 +305,8 @@ def test_generate_onto_a_rigify_rig_in_a_real_window(tmp_path, xvfb, addon_zip, 
     assert "onto 'rig'" in result["status"] and "Rigify FK controls" in result["status"], result["status"]
     assert result["body"]  # the mannequin on its deform bones
     assert shot.exists() and shot.stat().st_size > 10_000
+    # One undo step: one Ctrl+Z takes the take (its track, action and the tweak layer) off the rig.
+    undo = json.loads((work / "undo.json").read_text())
+    assert undo["after_generate"][3] == ["VMCLIP Take 1"], undo
+    assert undo["after_undo"] == result["before_generate"], undo
+    assert undo["after_redo"] == undo["after_generate"], undo

@@ -124,6 +124,7 @@ emit({{"points": points, "feet": feet, "sides": sides, "floor": rest_floor, "kin
       "sampled": poses.tolist(), "trans": trans.tolist(), "frames": [scene.frame_start, scene.frame_end],
       "tracks": [t.name for t in arm.animation_data.nla_tracks],
       "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type,
+      "take": action.name,
       "switches": {{pb.name: pb["ik_fk_switch"] for pb in arm.pose.bones if "ik_fk_switch" in pb.keys()}},
       "keyed": sorted({{fc.data_path.split('"')[1] for fc in compat.action_fcurves(action, arm)}})}})
 """
@@ -241,6 +242,9 @@ def _check_directions(result: dict, joints: np.ndarray, name: str, *, planted: b
     shins are left out (the leg IK turns them so the rig's own proportions do not slide its feet)."""
     errors = _direction_errors(result, joints)
     assert len(errors) >= least, f"only {sorted(errors)} measured"
+    assert all(np.isfinite(e) for e in errors.values()), (
+        f"{name}: directions {errors}"
+    )  # (a joint on its child's)
     if planted:
         errors = {r: e for r, e in errors.items() if r not in LEG_ROLES}
     worst = max(errors, key=errors.get)
@@ -271,7 +275,7 @@ def test_rigify_generated_rig_keys_fk_controls(walk, tmp_path, addon_zip):  # no
     result = _run("rigify", walk, tmp_path, addon_zip, timeout=900)
     assert result["kind"].startswith("Rigify FK controls")
     assert result["drive"]["left_hip"] == "thigh_fk.L" and result["bones"]["left_hip"] == "ORG-thigh.L"
-    _check_directions(result, data["joints"], "rigify", planted=True)
+    _check_directions(result, data["joints"], "rigify", planted=True, least=17)
     _check_feet(result, data["joints"])
 
 
@@ -313,6 +317,7 @@ def test_bvh_rig_from_shared_data(member, walk, motion_data, tmp_path, addon_zip
     free = _run(str(rig), walk, tmp_path, addon_zip, plant=False)
     _check_directions(free, data["joints"], rig.name, planted=False, least=15)
     result = _run(str(rig), walk, tmp_path, addon_zip)
+    assert result["take"] == "VMCLIP take"  # (not a bone's name: the rig has twist bones between roles)
     _check_directions(result, data["joints"], rig.name, planted=True, least=15)
     # (Bandai-Namco's rig has no spine1: its pelvis is calibrated from its spine and hips, else one
     # foot floated 14 cm; then without planting: slide 7.9 cm, off the floor 5.1 cm)
@@ -323,7 +328,7 @@ def test_rigify_metarig(walk, tmp_path, addon_zip):  # noqa: F811
     data = np.load(walk)
     result = _run("metarig", walk, tmp_path, addon_zip)
     assert result["bones"]["pelvis"] == "spine" and result["bones"]["head"] == "spine.006"
-    _check_directions(result, data["joints"], "metarig", planted=True)
+    _check_directions(result, data["joints"], "metarig", planted=True, least=17)
     _check_feet(result, data["joints"])
 
 
@@ -517,12 +522,15 @@ def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server
 
 
 def test_sparse_keys_a_quarter_on_a_generated_clip(generated, tmp_path, addon_zip):  # noqa: F811
-    """A quarter of the per-frame keys within tolerance; planting the feet (on by default) turns the
-    legs at every contact and keeps their keys tighter there: more keys (measured 31 %, 24 % without)."""
+    """A quarter of the per-frame keys within tolerance, with planted feet (on by default: the legs
+    turn at every contact and the feet's slide budget adds keys; measured 24.9 %, 31 % before the
+    eased corrections and the re-aimed legs) and without (21.7 %); planted feet still stand still."""
     data = np.load(generated)
     planted = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True)
     kept, total = (int(x) for x in planted["words"].split(" keys kept")[0].split(" of "))
-    assert kept <= 0.33 * total, f"planted: {kept} of {total} keys kept ({kept / total:.0%})"
+    assert kept <= total / 4, f"planted: {kept} of {total} keys kept ({kept / total:.1%})"
+    slide, floor = planted_feet(planted, data["joints"])
+    assert slide < MAX_SLIDE_CM and floor < MAX_SLIDE_CM, (slide, floor)
     result = _run("vroid", generated, tmp_path, addon_zip, a_pose=30.0, reduce=True, plant=False)
     kept, total = (int(x) for x in result["words"].split(" keys kept")[0].split(" of "))
     assert kept <= total / 4, f"{kept} of {total} keys kept ({kept / total:.0%})"

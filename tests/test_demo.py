@@ -36,3 +36,44 @@ def test_out_must_be_a_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     res = _demo("--out", str(tmp_path / "file"), cwd=tmp_path)
     assert res.returncode == 2 and "not a folder" in res.stderr
+
+
+CRANE_BVH = """HIERARCHY
+ROOT Base
+{
+  OFFSET 0.0 0.0 0.0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT Mast
+  {
+    OFFSET 0.0 100.0 0.0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 50.0 0.0 0.0
+    }
+  }
+}
+MOTION
+Frames: 1
+Frame Time: 0.033333
+0 0 0 0 0 0 0 0 0
+"""
+
+
+def test_a_rig_that_is_not_a_humanoid_gives_one_line_and_no_outputs(tmp_path):
+    """The rig is mapped inside Blender (after the backend started): still one line, exit code 2, and
+    no demo files left in the output folder."""
+    pytest.importorskip("bpy")
+    (tmp_path / "crane.bvh").write_text(CRANE_BVH)
+    res = subprocess.run(
+        [sys.executable, "-m", "vmclip", "demo", "--out", "o", "--rig", "crane.bvh", "--seconds", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("demo: ")]
+    assert len(errors) == 1 and "'crane'" in errors[0] and "no bone found for pelvis" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not any((tmp_path / "o").glob("demo*"))

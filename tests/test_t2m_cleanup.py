@@ -75,3 +75,25 @@ def test_clean_motion_stops_planted_feet_sliding_in_a_generated_walk():
     speed = np.linalg.norm(np.diff(pos[:, feet][..., [0, 2]], axis=0), axis=-1) * FPS
     assert still.sum() > 20  # a walk has planted feet
     assert np.median(speed[still]) < 0.01, f"planted feet slide at {np.median(speed[still]):.3f} m/s"
+
+
+def test_eased_pin_fades_keep_the_foot_s_own_motion():
+    """`pin_offsets(eased=True)` (the add-on's planted feet): inside a run the pin is the same; in the
+    fades the foot moves by the run's first/last move times the pin's weight, so a foot lifting off
+    fast is not dragged back towards its pin (the default fade pulls it there)."""
+    from vmclip_protocol.contact import pin_offsets
+
+    n, blend = 30, 4
+    heel = np.zeros((n, 2))
+    heel[:, 1] = np.where(np.arange(n) < 20, 0.002 * np.arange(n), 0.04 + 0.15 * (np.arange(n) - 19))
+    on = np.zeros(n, bool)
+    on[8:20] = True
+    plain, weight = pin_offsets(heel, heel, on, on, blend)
+    eased, weight_e = pin_offsets(heel, heel, on, on, blend, eased=True)
+    np.testing.assert_array_equal(weight, weight_e)
+    np.testing.assert_allclose(eased[8:20], plain[8:20])
+    after = np.arange(20, 20 + blend)
+    np.testing.assert_allclose(eased[after], plain[19] * weight[after, None])
+    before = np.arange(8 - blend, 8)
+    np.testing.assert_allclose(eased[before], plain[8] * weight[before, None])
+    assert np.abs(plain[after, 1]).max() > 0.1 and np.abs(eased[after, 1]).max() < 0.02

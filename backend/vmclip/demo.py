@@ -167,7 +167,6 @@ def run(args: argparse.Namespace) -> int:
         from vmclip.motion import Motion
 
         poses = payload.poses.reshape(len(payload.poses), -1)
-        _write_motion_files(Motion.from_axis_angle(poses, payload.trans, payload.fps, [prompt]), out)
         result = run_blender_demo(
             out,
             address,
@@ -180,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
             rig=rig,
             log=lambda *a: _say(" ".join(str(x) for x in a)),
         )
+        # (after Blender: a rig it cannot map leaves no outputs behind)
+        _write_motion_files(Motion.from_axis_angle(poses, payload.trans, payload.fps, [prompt]), out)
     finally:
         server.terminate()
         try:

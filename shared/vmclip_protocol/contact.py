@@ -76,12 +76,21 @@ def contact_runs(contact: np.ndarray) -> list[tuple[int, int]]:
 
 
 def pin_offsets(
-    heel: np.ndarray, toe: np.ndarray, heel_on: np.ndarray, toe_on: np.ndarray, blend: int
+    heel: np.ndarray,
+    toe: np.ndarray,
+    heel_on: np.ndarray,
+    toe_on: np.ndarray,
+    blend: int,
+    *,
+    eased: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(moves (T, 2), weights (T,)): horizontal moves of one foot that pin it, during each run of
     contact frames, where it stands on average: at the heel (ankle joint, (T, 2)) or, when the toes
     touch the floor for more of the run, at the toes; and how much of the pin holds at each frame (1
-    inside a run). Faded in and out over `blend` frames; the nearest run wins where fades meet."""
+    inside a run). Faded in and out over `blend` frames; the nearest run wins where fades meet.
+    `eased`: a fade moves the foot by the run's first (last) frame's move, eased in (out), so the foot
+    keeps its own motion before landing and after lifting off; without it the fade pulls the foot
+    towards the pin, which at a fast lift-off drags it back and flings it forward within a few frames."""
     n = len(heel)
     move = np.zeros((n, 2))
     weight = np.zeros(n)
@@ -94,7 +103,11 @@ def pin_offsets(
         x = 1 - gap / (blend + 1)
         w = x * x * (3 - 2 * x)
         take = w > weight[lo:hi]
-        move[lo:hi][take] = (target - pivot[lo:hi])[take] * w[take, None]
+        offset = target - pivot[lo:hi]
+        if eased:  # (inside the run gap is 0: the pin itself)
+            offset = np.where((t < a)[:, None], target - pivot[a], offset)
+            offset = np.where((t >= b)[:, None], target - pivot[b - 1], offset)
+        move[lo:hi][take] = offset[take] * w[take, None]
         weight[lo:hi][take] = w[take]
     return move, weight
 

@@ -113,6 +113,9 @@ def build_rigify() -> None:
     for obj in bpy.context.view_layer.objects:
         obj.select_set(obj is rig)
     bpy.context.scene.vmclip.armature = rig
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        # (an artist's own steps, as the UI would record them: Generate's undo comes back to here)
+        bpy.ops.ed.undo_push(message="Rigify rig with its mannequin in the Rig field")
     log(f"Rigify rig '{rig.name}' built ({len(rig.data.bones)} bones)")
 
 
@@ -138,6 +141,7 @@ def press_check() -> None:
 
 
 def press_generate() -> None:
+    state["result"]["before_generate"] = rig_state()
     window, area, region = view3d()
     with bpy.context.temp_override(window=window, area=area, region=region):
         outcome = bpy.ops.vmclip.generate_motion("INVOKE_DEFAULT")
@@ -187,13 +191,18 @@ def keyed_summary() -> dict:
 
 
 def rig_state() -> list:
-    arm = bpy.data.objects.get("VMCLIP_Armature")
+    """[the rig is there, its newest take's action, how many actions, its NLA tracks]: the panel's rig
+    (Rigify's), else the SMPL-24 rig Generate creates."""
+    arm = bpy.context.scene.vmclip.armature or bpy.data.objects.get("VMCLIP_Armature")
     action = take_action(arm)
-    return [arm is not None, action.name if action is not None else None, len(bpy.data.actions)]
+    data = arm.animation_data if arm is not None else None
+    tracks = [t.name for t in data.nla_tracks] if data is not None else []
+    return [arm is not None, action.name if action is not None else None, len(bpy.data.actions), tracks]
 
 
 def undo_redo() -> dict:
-    """Generate Motion is one undo step: one Ctrl+Z removes rig and action, one redo brings them back."""
+    """Generate Motion is one undo step: one Ctrl+Z removes the take (and the SMPL-24 rig it created),
+    one redo brings them back."""
     window, area, region = view3d()
     out = {"after_generate": rig_state()}
     with bpy.context.temp_override(window=window, area=area, region=region):
