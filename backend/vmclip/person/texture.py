@@ -28,6 +28,7 @@ import numpy as np
 
 from vmclip.geometry import DEPTH_TOLERANCE, SEEN_FACING, Camera, project, vertex_normals, zbuffer
 from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.person.hair import synthesise_hair
 from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
 
 TEXTURE_SIZE = 1024
@@ -435,8 +436,11 @@ def _back_of_head(
     back = _smoothstep((centre[2] - pos[:, 2]) / size, -0.2, 0.4)
     # Down to the nape (below the ears the neck's sides lead).
     back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.5)
-    back = np.where(nape & ~seen, back, 0.0)[:, None]
-    return (back * hair + (1.0 - back) * base).astype(np.float32)
+    back = np.where(nape & ~seen, back, 0.0)
+    # The hair's strands and shading continued from what the photos saw (else its flat colour).
+    strands = synthesise_hair(colour, seen, pos, head, hair, back > 0, centre)
+    hair = hair[None] if strands is None else strands
+    return (back[:, None] * hair + (1.0 - back[:, None]) * base).astype(np.float32)
 
 
 def _to_image(values: np.ndarray, grid: TexelGrid) -> np.ndarray:
