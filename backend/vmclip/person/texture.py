@@ -34,9 +34,10 @@ from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
 TEXTURE_SIZE = 1024
 # On the trunk's front, within this distance (metres) of its centre line (a tie, buttons), and
 # wherever a colour differs from its rows' garment colour by more than FRONT_OUTLIER grey levels (a
-# print), the back takes the garment's colour instead of the front's.
+# print, a pocket, the shade beside a hanging arm or under a fold: at 40 levels a hoodie's pocket
+# shading reached its back as a grey blotch), the back takes the garment's colour instead.
 FRONT_STRIP_M = 0.06
-FRONT_OUTLIER = 40.0
+FRONT_OUTLIER = 12.0
 # The sides a photo saw are shaded darker than the garment: their colour is taken at this
 # percentile (per channel) rather than the median.
 SIDE_PERCENTILE = 60.0
