@@ -38,6 +38,8 @@ SOURCE_ERODE = 1
 # The seen hair's shading (blurred over this many cells) is taken out before quilting; the detail
 # finer than it (strands, locks, their highlights) is continued over the crown's colour.
 SHADING_CELLS = 4.0
+# ... at the seen hair's contrast, raised at most this much.
+MAX_GAIN = 2.0
 
 
 def _sphere_coords(
@@ -113,10 +115,13 @@ def synthesise_hair(
     weight = source.astype(np.float32)
     local = cv2.GaussianBlur(image * weight[..., None], (0, 0), SHADING_CELLS)
     local /= np.maximum(cv2.GaussianBlur(weight, (0, 0), SHADING_CELLS), 1e-6)[..., None]
-    filled = _quilt(image - local, source, hole, np.random.default_rng(seed))
+    detail = image - local
+    filled = _quilt(detail, source, hole, np.random.default_rng(seed))
     if filled is None:
         return None
-    filled = np.asarray(hair, np.float32) + filled
+    # (the overlaps' averaging softens the quilted detail: brought back to the seen hair's contrast)
+    gain = float(detail[source].std()) / max(float(filled[hole].std()), 1e-6)
+    filled = np.asarray(hair, np.float32) + float(np.clip(gain, 1.0, MAX_GAIN)) * filled
     out = np.repeat(np.asarray(hair, np.float32)[None], len(pos), 0)
     xy = np.stack([col[target], row[target]], 1).astype(np.float32)
     from vmclip.person.texture import sample
