@@ -47,8 +47,8 @@ LINE_BAND = 0.03
 LINE_STEP = 15.0
 LINE_SPAN = 0.7
 # The feet are clearly above what the photo shows when this much of the person's height is left under
-# the soles (full-body photos usually keep 3-10 %, the five beside the repository included): finding
-# no floor there is worth a warning.
+# the soles (full-body photos mostly keep 3-10 %: four of the five beside the repository): finding no
+# floor there is worth a warning.
 SHOWN_BELOW = 0.25
 
 
