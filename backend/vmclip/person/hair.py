@@ -4,9 +4,11 @@ A photo from the front sees the hair above the forehead and at the sides; the ba
 never sees. One flat colour there reads as a helmet. The head's texels are laid out on a sphere map
 around the head's centre (rows: the angle down from the crown; columns: the angle around the
 vertical, the back in the middle), where hair falls down the rows wherever it grows, whatever the
-atlas's layout. The seen hair is splatted into it, the back is in-painted by PatchMatch
-(`pypatchmatch`, as the background plate) from the seen hair only, and each back texel reads its
-colour there: strands, partings and shading continue from what the photos saw.
+atlas's layout. The seen hair is splatted into it, its shading taken out, and its detail quilted
+over the back (image quilting: whole blocks of the seen hair, each matched to its neighbours at their
+overlap); each back texel reads the crown's colour plus that detail there: strands, curls and their
+highlights continue from what the photos saw. (PatchMatch, which fills the background plate, was
+tried first: its patch votes average a hole as large as the back of the head into a smooth smear.)
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def synthesise_hair(
     filled = np.asarray(hair, np.float32) + float(np.clip(gain, 1.0, MAX_GAIN)) * filled
     out = np.repeat(np.asarray(hair, np.float32)[None], len(pos), 0)
     xy = np.stack([col[target], row[target]], 1).astype(np.float32)
-    from vmclip.person.texture import sample
+    from vmclip.person.texture import sample  # (texture.py imports this module)
 
     out[target] = sample(filled, xy)
     return out
