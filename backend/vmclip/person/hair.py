@@ -35,8 +35,9 @@ MIN_BLOCKS = 30
 # face's skin: a bald head has no strands to continue, and its flat colour is kept.
 SCALP_CONTRAST = 30.0
 # A source cell must be hair over this radius (cells) around it, so that no block drawn from it
-# carries skin (eyebrows, the forehead at the hairline).
-SOURCE_ERODE = 1
+# carries skin (eyebrows, the forehead at the hairline); at 1 cell, a thin band of seen hair gave
+# every block the same edge, repeated as regular stripes over the back.
+SOURCE_ERODE = 2
 # The seen hair's shading (blurred over this many cells) is taken out before quilting; the detail
 # finer than it (strands, locks, their highlights) is continued over the crown's colour.
 SHADING_CELLS = 4.0
@@ -121,7 +122,7 @@ def synthesise_hair(
     filled = _quilt(detail, source, hole, np.random.default_rng(seed))
     if filled is None:
         return None
-    # (the overlaps' averaging softens the quilted detail: brought back to the seen hair's contrast)
+    # (blocks drawn from the source's quieter parts can soften it: brought back to its contrast)
     gain = float(detail[source].std()) / max(float(filled[hole].std()), 1e-6)
     filled = np.asarray(hair, np.float32) + float(np.clip(gain, 1.0, MAX_GAIN)) * filled
     out = np.repeat(np.asarray(hair, np.float32)[None], len(pos), 0)
@@ -137,9 +138,10 @@ def _quilt(
 ) -> np.ndarray | None:
     """Image quilting (after Efros and Freeman): the `hole` cells of `image` covered in raster order
     by QUILT_BLOCK-cell blocks taken whole from the `source` cells, each chosen at random among the
-    blocks that best match what is already placed (and the seen hair) over their overlap, overlaps
-    averaged. Unlike PatchMatch's voting, whole blocks keep their strands: nothing is averaged into a
-    smear far from the seen hair. None when the source holds too few whole blocks."""
+    blocks that best match what is already placed (and the seen hair) over their overlap, which it
+    then overwrites (averaging the overlaps left a faint grid of softer lines). Unlike PatchMatch's
+    voting, whole blocks keep their strands: nothing is averaged into a smear far from the seen
+    hair. None when the source holds too few whole blocks."""
     b, step = QUILT_BLOCK, QUILT_BLOCK - QUILT_OVERLAP
     h, w = hole.shape
     whole = cv2.erode(source.astype(np.uint8), np.ones((b, b), np.uint8), anchor=(0, 0), borderValue=0)
@@ -166,7 +168,6 @@ def _quilt(
             cand = blocks[:, :bh, :bw]
             err = (((cand - ref) ** 2).sum(-1) * over).sum((1, 2))
             best = rng.choice(np.flatnonzero(err <= err.min() * QUILT_TOLERANCE + 1e-6))
-            block = np.where(over[..., None], 0.5 * (ref + cand[best]), cand[best])
-            ref[todo] = block[todo]
+            ref[todo] = cand[best][todo]
             known[y0 : y0 + bh, x0 : x0 + bw] |= todo
     return out
