@@ -294,21 +294,6 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert undo["after_redo"] == undo["after_generate"]
 
 
-def test_generate_onto_a_rigify_rig_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
-    """Rigify's human rig generated in the window (Rigify ships with Blender), Generate Motion onto it:
-    the FK controls keyed as a take, the report says so, and the screenshot shows the character."""
-    work, shot = _drive_window(tmp_path, xvfb, addon_zip, motion_server[0], ["--rigify"])
-    result = json.loads((work / "result.json").read_text())
-    output = (tmp_path / "blender.log").read_text()
-    assert "error" not in result, (result, output[-3000:])
-    assert "Traceback" not in output, output[-3000:]
-    assert "Rigify rig 'rig' built" in output
-    assert result["invoke_outcome"] == ["RUNNING_MODAL"] and result["connection"] == "CONNECTED"
-    assert "onto 'rig'" in result["status"] and "Rigify FK controls" in result["status"], result["status"]
-    assert result["body"]  # the mannequin on its deform bones
-    assert shot.exists() and shot.stat().st_size > 10_000
-
-
 def test_the_textured_body_from_the_back_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
     """The person's body wearing their avatar, seen from behind in the viewport (solid shading with the
     texture's colours, flat light): at points of its back (found by ray casts in Blender) the screen
@@ -344,3 +329,18 @@ def test_the_textured_body_from_the_back_in_a_real_window(tmp_path, xvfb, addon_
     lum_shown, lum_atlas = shown.mean(1), atlas.mean(1)
     assert lum_atlas.std() > 8 and lum_shown.std() > 8, (lum_atlas.std(), lum_shown.std())
     assert np.corrcoef(lum_shown, lum_atlas)[0, 1] > 0.8
+
+
+def test_generate_onto_a_rigify_rig_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
+    """Rigify's human rig generated in the window (Rigify ships with Blender), Generate Motion onto it:
+    the FK controls keyed as a take, the report says so, and the screenshot shows the character."""
+    work, shot = _drive_window(tmp_path, xvfb, addon_zip, motion_server[0], ["--rigify"])
+    result = json.loads((work / "result.json").read_text())
+    output = (tmp_path / "blender.log").read_text()
+    assert "error" not in result, (result, output[-3000:])
+    assert "Traceback" not in output, output[-3000:]
+    assert "Rigify rig 'rig' built" in output
+    assert result["invoke_outcome"] == ["RUNNING_MODAL"] and result["connection"] == "CONNECTED"
+    assert "onto 'rig'" in result["status"] and "Rigify FK controls" in result["status"], result["status"]
+    assert result["body"]  # the mannequin on its deform bones
+    assert shot.exists() and shot.stat().st_size > 10_000
