@@ -22,6 +22,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_addon import addon_zip, motion_server, vmclip_server  # noqa: F401 - shared fixtures
 
@@ -228,6 +229,7 @@ def _drive_window(tmp_path, xvfb, addon_zip, address: str, extra: list[str]):  #
         geom = _x(xvfb, "xdotool", "getwindowgeometry", "--shell", win[0])
         g = dict(line.split("=", 1) for line in geom.split())
         x0, y0 = int(g["X"]), int(g["Y"])
+        (work / "window.json").write_text(json.dumps({"x": x0, "y": y0}))
         # The tab strip runs down the sidebar's right edge; wheel over it to step through the tabs.
         x = x0 + tabs["ui_x"] + tabs["ui_width"] - 10
         y = y0 + tabs["window_height"] - (tabs["ui_y"] + tabs["ui_height"] - 60)
@@ -290,6 +292,43 @@ def test_generate_in_a_real_blender_window(tmp_path, xvfb, addon_zip, slow_motio
     assert undo["after_generate"][:2] == [True, result["action"]]
     assert undo["after_undo"] == [False, None, 0, []]  # one step back: before Generate Motion
     assert undo["after_redo"] == undo["after_generate"]
+
+
+def test_the_textured_body_from_the_back_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811
+    """The person's body wearing their avatar, seen from behind in the viewport (solid shading with the
+    texture's colours, flat light): at points of its back (found by ray casts in Blender) the screen
+    shows the atlas's colours there, which vary over the back (not one flat grey, not the nearest
+    seen colours smeared around)."""
+    if not hello_can_analyze(motion_server[0]):
+        pytest.skip("the backend cannot analyse photos here")
+    photo = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "iper_p009_set_a_apose.jpg"
+    if not photo.is_file():
+        from vmclip.render.example import example_paths
+
+        photo = Path(example_paths()["photo"])
+    if not photo.is_file():
+        pytest.skip("no photo: neither ../shared/data/photos nor the example person (bash setup.sh)")
+    work, shot = _drive_window(
+        tmp_path, xvfb, addon_zip, motion_server[0], ["--image", str(photo), "--view", "BACK"]
+    )
+    result = json.loads((work / "result.json").read_text())
+    assert "error" not in result, (result, (tmp_path / "blender.log").read_text()[-3000:])
+    assert result.get("fitted_body") and result["color_type"] == "TEXTURE", result
+    back = json.loads((work / "back_samples.json").read_text())
+    samples = np.asarray(back["samples"], dtype=np.float64)
+    assert len(samples) >= 100, len(samples)
+    from PIL import Image
+
+    screen = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    where = json.loads((work / "window.json").read_text())
+    xs, ys = samples[:, 0].astype(int) + where["x"], samples[:, 1].astype(int) + where["y"]
+    inside = (xs >= 0) & (xs < screen.shape[1]) & (ys >= 0) & (ys < screen.shape[0])
+    shown, atlas = screen[ys[inside], xs[inside]], samples[inside, 2:5]
+    err = np.abs(shown - atlas).max(1)
+    assert np.median(err) < 25, np.percentile(err, [25, 50, 75])
+    lum_shown, lum_atlas = shown.mean(1), atlas.mean(1)
+    assert lum_atlas.std() > 8 and lum_shown.std() > 8, (lum_atlas.std(), lum_shown.std())
+    assert np.corrcoef(lum_shown, lum_atlas)[0, 1] > 0.8
 
 
 def test_generate_onto_a_rigify_rig_in_a_real_window(tmp_path, xvfb, addon_zip, motion_server):  # noqa: F811

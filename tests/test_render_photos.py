@@ -98,11 +98,11 @@ def test_real_photos_of_one_person_in_different_sizes_render(body, tmp_path):
     a = Image.open(PHOTOS / "iper_p009_set_a_apose.jpg").convert("RGB")
     b = Image.open(PHOTOS / "iper_p009_set_b_random.jpg").convert("RGB")
     b = b.resize((240, 240), Image.LANCZOS)  # smaller
-    c = a.crop((30, 0, 260, 300)).resize((322, 420), Image.LANCZOS)  # taller than wide, enlarged
+    c = a.crop((30, 15, 260, 190)).resize((322, 245), Image.LANCZOS)  # head to knees, enlarged
     photos = [np.asarray(a), np.asarray(b), np.asarray(c)]
     assert len({p.shape for p in photos}) == 3
     person = analyze(photos, body_kind="anny")
-    assert [v.image.shape[:2] for v in person.views] == [(300, 300), (240, 240), (420, 322)]
+    assert [v.image.shape[:2] for v in person.views] == [(300, 300), (240, 240), (245, 322)]
     from vmclip.render.pipeline import animate
 
     out = animate(person, _turn(), tmp_path / "three.mp4", size=128, body=body)

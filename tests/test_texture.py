@@ -74,7 +74,7 @@ def atlas_case():
     pos = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), rest[faces[grid.tri]])
     part = part_index(body)[faces[grid.tri, grid.bary.argmax(1)]]
     texels = atlas[grid.ys, grid.xs].astype(np.float64)
-    return SimpleNamespace(atlas=atlas, pos=pos, part=part, texels=texels, view=view)
+    return SimpleNamespace(atlas=atlas, pos=pos, part=part, texels=texels, view=view, ys=grid.ys, xs=grid.xs)
 
 
 def _near(texels: np.ndarray, colour: np.ndarray, tol: float = 60.0) -> np.ndarray:
@@ -105,6 +105,56 @@ def test_back_of_head_is_hair(atlas_case):
     assert back.sum() > 100
     assert _near(c.texels[back], HAIR, 40).mean() > 0.8
     assert _near(c.texels[back], SKIN, 60).mean() < 0.05
+
+
+def _back_of_head(c) -> np.ndarray:
+    head = c.part == JOINT_NAMES.index("head")
+    hc = np.median(c.pos[head], axis=0)
+    size = c.pos[head, 1].max() - hc[1]
+    return head & (c.pos[:, 2] < hc[2] - 0.5 * size) & (c.pos[:, 1] > hc[1] - 0.2 * size)
+
+
+def _with_hair(view, hair_of, seed: int = 0):
+    """The front photo with its hair pixels recoloured by `hair_of(n, rng)` (n, 3)."""
+    image = view.image.copy()
+    on = (np.abs(image.astype(np.float64) - HAIR).max(2) < 2) & (view.mask > 0)
+    image[on] = np.clip(hair_of(int(on.sum()), np.random.default_rng(seed)), 0, 255).astype(np.uint8)
+    return SimpleNamespace(**{**vars(view), "image": image})
+
+
+def test_back_of_head_continues_the_hairs_texture(atlas_case):
+    """Strands in the seen hair (light and dark streaks) continue on the back of the head: its texels
+    vary as the seen hair does, not one flat colour, and stay hair-coloured (no skin)."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = atlas_case.view
+    cols = np.nonzero((np.abs(view.image.astype(np.float64) - HAIR).max(2) < 2) & (view.mask > 0))[1]
+    streak = np.where((cols // 2) % 3 == 0, 45.0, -15.0)  # 2-px strands, every 6 px
+    strands = _with_hair(view, lambda n, rng: HAIR + streak[:, None] + rng.normal(0, 6, (n, 1)))
+    atlas = build_texture(body, shape, [strands], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    back = _back_of_head(c)
+    assert back.sum() > 100
+    flat = c.texels[back].mean(1).std()
+    textured = texels[back].mean(1).std()
+    assert flat < 2.0 and textured > 6.0, (flat, textured)
+    assert _near(texels[back], HAIR + 5, 60).mean() > 0.9
+    assert _near(texels[back], SKIN, 60).mean() < 0.02
+
+
+def test_a_bald_crown_stays_one_colour(atlas_case):
+    """A crown the colour of the face (a bald head) has no strands to continue: the back of the head
+    is the scalp's one colour, whatever small variation the skin has."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    bald = _with_hair(atlas_case.view, lambda n, rng: SKIN + rng.normal(0, 6, (n, 1)))
+    atlas = build_texture(body, shape, [bald], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    back = _back_of_head(c)
+    assert _near(texels[back], SKIN, 40).mean() > 0.9
+    assert texels[back].mean(1).std() < 2.0
 
 
 def test_texture_saved_beside_the_analysis_and_reloaded(tmp_path, atlas_case):

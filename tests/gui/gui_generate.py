@@ -38,6 +38,14 @@ parser.add_argument(
     help="also press Bake Video (against this backend) and take the screenshot mid-bake",
 )
 parser.add_argument(
+    "--view",
+    choices=("FRONT", "BACK"),
+    default="FRONT",
+    help="the side the screenshot shows; BACK: the person's textured body from behind at the first "
+    "frame, flat-lit texture colours, and DIR/back_samples.json (where its back shows on the screen "
+    "and the atlas colour there)",
+)
+parser.add_argument(
     "--rigify",
     action="store_true",
     help="once the panel shows, build Rigify's human rig (its mannequin on the deform bones) and "
@@ -213,6 +221,80 @@ def undo_redo() -> dict:
     return out
 
 
+def show_back(summary: dict) -> None:
+    """The fitted body from behind at the first frame, alone in the view, its texture colours unlit
+    (flat light, Standard view transform: the screen shows the atlas's own colours)."""
+    scene = bpy.context.scene
+    scene.frame_set(scene.frame_start)
+    scene.view_settings.view_transform = "Standard"
+    body = bpy.data.objects.get(summary.get("fitted_body") or "")
+    if body is None:
+        raise RuntimeError("no fitted body to show from the back (no photo analysed)")
+    window, area, region = view3d()
+    space = area.spaces.active
+    space.shading.type = "SOLID"
+    space.shading.light = "FLAT"
+    space.shading.color_type = "TEXTURE"
+    space.overlay.show_overlays = False  # (no bones or grid over the back)
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj is body)
+    bpy.context.view_layer.objects.active = body
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        bpy.ops.view3d.view_axis(type="BACK")
+        bpy.ops.view3d.view_selected()
+    state["back_body"] = body.name
+
+
+def back_samples(body_name: str, count: int = 400) -> dict:
+    """Points of the body's back the view shows (ray cast from the view hits that very face), with
+    their window position (x right, y down from the window's top) and the atlas's colour there."""
+    import numpy as np
+    from bpy_extras.view3d_utils import (
+        location_3d_to_region_2d,
+        region_2d_to_origin_3d,
+        region_2d_to_vector_3d,
+    )
+
+    window, area, region = view3d()
+    rv3d = area.spaces.active.region_3d
+    body = bpy.data.objects[body_name]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = body.evaluated_get(depsgraph).to_mesh()
+    uv = mesh.uv_layers["VMCLIP_avatar"].data
+    image = next(n.image for m in body.data.materials for n in m.node_tree.nodes if n.type == "TEX_IMAGE")
+    w, h = image.size
+    pixels = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(h, w, 4)
+    rng = np.random.default_rng(0)
+    polys = list(mesh.polygons)
+    out = []
+    for i in rng.permutation(len(polys)):
+        if len(out) >= count:
+            break
+        poly = polys[i]
+        centre = body.matrix_world @ poly.center
+        xy = location_3d_to_region_2d(region, rv3d, centre)
+        if xy is None or not (0 <= xy.x < region.width and 0 <= xy.y < region.height):
+            continue
+        origin = region_2d_to_origin_3d(region, rv3d, xy)
+        direction = region_2d_to_vector_3d(region, rv3d, xy)
+        hit, _, _, index, obj, _ = bpy.context.scene.ray_cast(depsgraph, origin, direction)
+        if not hit or obj.name != body.name or index != poly.index:
+            continue
+        u, v = np.mean([uv[k].uv[:] for k in poly.loop_indices], axis=0)
+        colour = pixels[min(h - 1, int(v * h)), min(w - 1, int(u * w)), :3]
+        out.append(
+            [
+                int(region.x + xy.x),
+                int(window.height - (region.y + xy.y)),
+                *[int(round(255 * c)) for c in colour],
+            ]
+        )
+    body.evaluated_get(depsgraph).to_mesh_clear()
+    return {"samples": out, "window_height": window.height, "window_width": window.width}
+
+
 def tick():
     now = time.monotonic()
     # Gaps between two ticks while the request is in flight: a UI blocked on the backend shows a long one.
@@ -245,12 +327,16 @@ def tick():
             summary = keyed_summary()
             if not summary["busy"] and "action" in summary:
                 scene = bpy.context.scene
-                scene.frame_set((scene.frame_start + scene.frame_end) // 2)
+                if args.view == "BACK":
+                    show_back(summary)
+                else:
+                    scene.frame_set((scene.frame_start + scene.frame_end) // 2)
+                    window, area, region = view3d()
+                    with bpy.context.temp_override(window=window, area=area, region=region):
+                        # from the front (the photo's side of the body), framed on the rig
+                        bpy.ops.view3d.view_axis(type="FRONT")
+                        bpy.ops.view3d.view_selected()
                 window, area, region = view3d()
-                with bpy.context.temp_override(window=window, area=area, region=region):
-                    # from the front (the photo's side of the body), framed on the rig
-                    bpy.ops.view3d.view_axis(type="FRONT")
-                    bpy.ops.view3d.view_selected()
                 state["result"].update(summary)
                 state["result"]["seconds_to_key"] = now - state["t0"]
                 state["result"]["max_gap_s"] = max(state["gaps"]) if state["gaps"] else None
@@ -285,6 +371,8 @@ def tick():
             state["step"] = "wait_done"
             state["wait_until"] = now + 60
         elif step == "settle" and now >= state["settle_until"]:
+            if state.get("back_body"):
+                (WORK / "back_samples.json").write_text(json.dumps(back_samples(state["back_body"])))
             (WORK / "result.json").write_text(json.dumps(state["result"]))
             (WORK / "shoot").write_text("1")
             state["step"] = "wait_done"

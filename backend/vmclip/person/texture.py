@@ -28,14 +28,16 @@ import numpy as np
 
 from vmclip.geometry import DEPTH_TOLERANCE, SEEN_FACING, Camera, project, vertex_normals, zbuffer
 from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.person.hair import synthesise_hair
 from vmclip.person.uvmap import TexelGrid, body_uv, texel_grid, uv_pixels
 
 TEXTURE_SIZE = 1024
 # On the trunk's front, within this distance (metres) of its centre line (a tie, buttons), and
 # wherever a colour differs from its rows' garment colour by more than FRONT_OUTLIER grey levels (a
-# print), the back takes the garment's colour instead of the front's.
+# print, a pocket, the shade beside a hanging arm or under a fold: at 40 levels a hoodie's pocket
+# shading reached its back as a grey blotch), the back takes the garment's colour instead.
 FRONT_STRIP_M = 0.06
-FRONT_OUTLIER = 40.0
+FRONT_OUTLIER = 12.0
 # The sides a photo saw are shaded darker than the garment: their colour is taken at this
 # percentile (per channel) rather than the median.
 SIDE_PERCENTILE = 60.0
@@ -435,8 +437,11 @@ def _back_of_head(
     back = _smoothstep((centre[2] - pos[:, 2]) / size, -0.2, 0.4)
     # Down to the nape (below the ears the neck's sides lead).
     back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.5)
-    back = np.where(nape & ~seen, back, 0.0)[:, None]
-    return (back * hair + (1.0 - back) * base).astype(np.float32)
+    back = np.where(nape & ~seen, back, 0.0)
+    # The hair's strands and shading continued from what the photos saw (else its flat colour).
+    strands = synthesise_hair(colour, seen, pos, head, hair, back > 0, centre)
+    hair = hair[None] if strands is None else strands
+    return (back[:, None] * hair + (1.0 - back[:, None]) * base).astype(np.float32)
 
 
 def _to_image(values: np.ndarray, grid: TexelGrid) -> np.ndarray:

@@ -145,7 +145,10 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
         image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), vw_out, vh_out)
         mask = _resize(np.asarray(view.mask, dtype=np.float32), vw_out, vh_out)
         if i == 0:
-            floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts)
+            plate = views[0].background
+            if plate is not None:
+                plate = _resize(np.asarray(plate)[..., :3].astype(np.uint8), vw_out, vh_out)
+            floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts, plate=plate)
         # The photo's detected joints (where its limbs really are) at the output size, and the fitted
         # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
         keypoints = view.joints2d
@@ -292,14 +295,17 @@ def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple
     """The motion placed in the photo's world and the camera that films it: a following camera keeps
     the whole travel; the fixed one may shorten it (`check_in_frame`)."""
     ground_y = None if scene.floor is None else scene.floor.ground_y
-    if scene.floor is not None and scene.floor.source == "shadow":
+    if scene.floor is not None and scene.floor.source != "soles":
         drop = float(scene.source_vertices[:, 1].min()) - ground_y
+        where = "contact shadow" if scene.floor.source == "shadow" else "floor line of the background"
         warnings.warn(
-            f"the person is in mid-air in the photo: the floor is put at the contact shadow below the "
+            f"the person is in mid-air in the photo: the floor is put at the {where} below the "
             f"feet, {drop:.2f} m below the soles",
             RenderWarning,
             stacklevel=3,
         )
+    elif scene.floor is not None and scene.floor.warning:
+        warnings.warn(scene.floor.warning, RenderWarning, stacklevel=3)
     placed = place_motion(
         scene.body,
         scene.shape,
