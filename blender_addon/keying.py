@@ -102,22 +102,23 @@ def reduce_keys(
     action, arm, frames: np.ndarray, tol_deg: float, tol_m: float, planted: dict | None = None
 ) -> tuple[int, int]:
     """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
-    `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
-    between keys still out of tolerance until none is. `planted` (see planted_frames): then keys are
-    added on the pelvis and legs until thinning moves no planted foot by more than `tol_m` (see
-    _hold_planted_feet). Returns (keys before, keys after)."""
+    `tol_m` metres, in the rig's units by rigmap.metres_per_unit): start from the first and last
+    frame, then add the worst frame of every stretch between keys still out of tolerance until none
+    is. `planted` (see planted_frames): then keys are added on the pelvis and legs until thinning
+    moves no planted foot by more than `tol_m` (see _hold_planted_feet). Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
         groups.setdefault((bone_path.removeprefix('pose.bones["').removesuffix('"]'), kind), []).append(fc)
-    unit = float(np.mean(arm.matrix_world.to_scale()))
+    stored = rigmap.stored(arm)
+    unit = rigmap.metres_per_unit(arm, stored[1] if stored else None)  # (the tolerances are in metres)
     geometry = _pose_series(arm, frames, planted, groups) if planted else None
     legs = {(b, "rotation_quaternion") for leg in (planted or {}).get("legs", {}).values() for b in leg}
     thinned = {}
     before = 0
     for g in sorted(groups, key=lambda g: g in legs):  # (the legs last: they take up the hips' thinning)
         if g in legs and not any(g in legs for g in thinned):
-            _reaim_legs(arm, frames, planted, geometry, groups)
+            _reaim_legs(arm, frames, planted, geometry, groups, unit)
         fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
         before += values.size
@@ -129,7 +130,7 @@ def reduce_keys(
     return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
 
 
-def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict) -> None:
+def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict, unit: float) -> None:
     """Turn each leg's keyed thigh and shin (two-bone IK) so that its ankle is where the dense take
     has it on the thinned pelvis and path, and give its foot back the dense take's rotation: what
     thinning the hips moves a planted foot by is taken up by the leg, whose own keys are thinned next.
@@ -138,7 +139,7 @@ def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dic
     t = np.swapaxes
     for side, (thigh, shin, foot) in planted["legs"].items():
         h, k, a = (now["head"][b] for b in (thigh, shin, foot))
-        turns = contact.two_bone(h, k, a, dense["head"][foot], k - h)
+        turns = contact.two_bone(*(x * unit for x in (h, k, a, dense["head"][foot])), k - h)  # (metres)
         r = {b: now["rot"][b] for b in (thigh, shin, foot)}
         back = dense["rot"][foot] @ t(r[foot], -1, -2)  # (the foot's own turn back to the dense take)
         # (eased in and out with the pin: a swinging leg keeps its own curves)

@@ -85,6 +85,9 @@ family = {family!r}
 if family.endswith(".bvh"):  # a BVH rig from ../shared, imported as Blender does
     bpy.ops.import_anim.bvh(filepath=family)
     arm = bpy.context.object
+    arm.scale = [{rig_scale}] * 3  # (an FBX in centimetres imports so: data in cm, object scale 0.01)
+    if {apply_scale}:  # the same rig in metres
+        bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
 elif family in ("rigify", "metarig"):
     arm = rig_builders.rigify(family == "rigify")
 elif family == "arp_controls":
@@ -130,8 +133,23 @@ emit({{"points": points, "feet": feet, "sides": sides, "floor": rest_floor, "kin
 """
 
 
-def _run(family, walk, tmp_path, addon_zip, *, a_pose=0.0, scale=1.0, reduce=True, plant=True, timeout=400):  # noqa: F811
+def _run(
+    family,
+    walk,
+    tmp_path,
+    addon_zip,  # noqa: F811
+    *,
+    a_pose=0.0,
+    scale=1.0,
+    reduce=True,
+    plant=True,
+    timeout=400,
+    rig_scale=1.0,
+    apply_scale=False,
+):  # noqa: F811
     script = SCRIPT.format(
+        rig_scale=rig_scale,
+        apply_scale=apply_scale,
         plant=plant,
         tests=str(TESTS),
         module="bl_ext.user_default.videomotionclip",
@@ -322,6 +340,40 @@ def test_bvh_rig_from_shared_data(member, walk, motion_data, tmp_path, addon_zip
     # (Bandai-Namco's rig has no spine1: its pelvis is calibrated from its spine and hips, else one
     # foot floated 14 cm; then without planting: slide 7.9 cm, off the floor 5.1 cm)
     _check_feet(result, data["joints"])
+
+
+def test_tolerances_in_physical_units(walk, motion_data, tmp_path, addon_zip):  # noqa: F811
+    """The key tolerances are millimetres on any rig: the Bandai-Namco BVH rig imported in centimetres
+    at scale 1 (to the scene a 170-m figure), at object scale 0.01 (an FBX's way) and in metres
+    thins alike (before: 38.5 % of the keys in centimetres, 28.1 % in metres), with the same physical
+    error against the dense take: the root within 5 mm, every bone but the re-aimed legs within 0.5
+    degrees, planted feet as still."""
+    name = "dataset-1_run_active_001.bvh"
+    rig = tmp_path / name
+    with zipfile.ZipFile(motion_data / "bandai_namco" / "dataset-1" / "data.zip") as z:
+        rig.write_bytes(z.read(name))
+    joints = np.load(walk)["joints"]
+    dense = _run(str(rig), walk, tmp_path, addon_zip, reduce=False, rig_scale=0.01, apply_scale=True)
+    legs = [1, 2, 4, 5, 7, 8]  # (thighs, shins, ankles: turned onto the thinned hips, see keying)
+    want = Rotation.from_rotvec(np.array(dense["sampled"]).reshape(-1, 3))
+    seen = {}
+    for label, scale, apply in (("cm", 1.0, False), ("cm x0.01", 0.01, False), ("m", 0.01, True)):
+        r = _run(str(rig), walk, tmp_path, addon_zip, rig_scale=scale, apply_scale=apply)
+        kept, total = (int(x) for x in r["words"].split(" keys kept")[0].split(" of "))
+        metres = _unit(r, joints) / (100 if label == "cm" else 1)  # the rig's metres per SMPL metre
+        root = np.abs(np.array(r["trans"]) - np.array(dense["trans"])).max() * metres
+        got = Rotation.from_rotvec(np.array(r["sampled"]).reshape(-1, 3))
+        err = np.degrees((got.inv() * want).magnitude()).reshape(-1, 24)
+        seen[label] = (100 * kept / total, root, np.delete(err, legs, axis=1).max(), *planted_feet(r, joints))
+        assert root < 0.005 + 1e-4, f"{label}: root off by {root * 1000:.2f} mm"
+        assert seen[label][2] < 0.55, f"{label}: a bone off by {seen[label][2]:.2f} degrees"
+        assert max(seen[label][3:]) < MAX_SLIDE_CM, (label, seen[label])
+    for label in ("cm", "cm x0.01"):
+        share, root, _, slide, floor = seen[label]
+        assert abs(share - seen["m"][0]) < 1.0, (
+            f"{label}: {share:.1f} % of the keys, {seen['m'][0]:.1f} % in metres"
+        )
+        assert abs(root - seen["m"][1]) < 5e-4 and abs(slide - seen["m"][3]) < 0.1, (label, seen)
 
 
 def test_rigify_metarig(walk, tmp_path, addon_zip):  # noqa: F811
