@@ -43,6 +43,8 @@ CORRECTION_TOLERANCE_DEG = 0.05
 # Planted feet: the lift onto the floor is smoothed over this long (s) and stays this close (m).
 LIFT_SMOOTH_S = 0.05
 LIFT_SLACK_M = 0.006
+# Where a planted leg cannot reach, the hips come down smoothly over this long (s) either side.
+DROP_SMOOTH_S = 0.5
 MAP_PROPERTY = "vmclip_rig_map"  # the armature's custom property holding the map used for its keys
 
 
@@ -562,7 +564,7 @@ def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: flo
 def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.ndarray:
     """(T,) how far the pelvis comes down so every planted leg reaches its ankle target during its
     contact runs (a leg is never stretched past 99.9 % of its length), widened and smoothed over
-    `blend` frames so it never pops."""
+    `blend` frames either side so it never pops."""
     w = rf.world
     need = np.zeros(len(path))
     for hip, knee, ankle, target, _, weight in legs.values():
@@ -575,8 +577,10 @@ def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.nd
         need = np.maximum(need, np.where(weight > 1 - 1e-9, short, 0.0))
     pad = np.pad(need, blend, mode="edge")
     wide = np.lib.stride_tricks.sliding_window_view(pad, 2 * blend + 1).max(-1)
-    # (the mean of a max-filter over the same window is still at least the need at every frame)
-    return np.convolve(np.pad(wide, blend, mode="edge"), np.ones(2 * blend + 1) / (2 * blend + 1), "valid")
+    # (any weighted mean of a max-filter over the same window is still at least the need at every
+    # frame; a raised-cosine one has no kinks where the window's ends pass a contact)
+    k = np.hanning(2 * blend + 3)[1:-1]
+    return np.convolve(np.pad(wide, blend, mode="edge"), k / k.sum(), "valid")
 
 
 def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets, fps: float, hold=None):
@@ -597,7 +601,9 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         path = path + lift * w[:, 1]
         rf.origin = rf.origin + np.array([0.0, lift, 0.0])  # (read back by Bake Video)
     legs = _leg_targets(deltas, path, rf, arm, rm, contacts, fps)
-    drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, contact.blend_frames(fps)), 0.0)
+    # (smoothed over DROP_SMOOTH_S rather than the pins' fade: the legs' thinned keys trace it)
+    wide = max(contact.blend_frames(fps), int(round(DROP_SMOOTH_S * fps)))
+    drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, wide), 0.0)
     if hold is not None:
         drop[hold] = 0.0
     path = path - drop[:, None] * w[:, 1]
