@@ -44,7 +44,7 @@ CORRECTION_TOLERANCE_DEG = 0.05
 LIFT_SMOOTH_S = 0.05
 LIFT_SLACK_M = 0.006
 # Where a planted leg cannot reach, the hips come down smoothly over this long (s) either side.
-DROP_SMOOTH_S = 0.5
+DROP_SMOOTH_S = 1.0
 MAP_PROPERTY = "vmclip_rig_map"  # the armature's custom property holding the map used for its keys
 
 
