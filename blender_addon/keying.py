@@ -102,10 +102,11 @@ def reduce_keys(
     action, arm, frames: np.ndarray, tol_deg: float, tol_m: float, planted: dict | None = None
 ) -> tuple[int, int]:
     """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
-    `tol_m` metres, in the rig's units by rigmap.metres_per_unit): start from the first and last
-    frame, then add the worst frame of every stretch between keys still out of tolerance until none
-    is. `planted` (see planted_frames): then keys are added on the pelvis and legs until thinning
-    moves no planted foot by more than `tol_m` (see _hold_planted_feet). Returns (keys before, keys after)."""
+    `tol_m` metres, in the rig's units by rigmap.metres_per_unit): start from the first and last frame,
+    then add the worst frame of every stretch between keys still out of tolerance until none is. `planted`
+    (see planted_frames): then keys are added on the shins and feet (on the pelvis and legs of a rig whose
+    legs are not re-aimed) until thinning moves no planted foot by more than `tol_m` (see
+    _hold_planted_feet). Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
