@@ -102,26 +102,33 @@ def reduce_keys(
     action, arm, frames: np.ndarray, tol_deg: float, tol_m: float, planted: dict | None = None
 ) -> tuple[int, int]:
     """Thin every bone's keys to a Bezier set within tolerance (rotation: `tol_deg` per bone; location:
-    `tol_m` metres): start from the first and last frame, then add the worst frame of every stretch
-    between keys still out of tolerance until none is. `planted` (see planted_frames): then keys are
-    added on the pelvis and legs until thinning moves no planted foot by more than `tol_m` (see
+    `tol_m` metres, in the rig's units by rigmap.metres_per_unit): start from the first and last frame,
+    then add the worst frame of every stretch between keys still out of tolerance until none is. `planted`
+    (see planted_frames): then keys are added on the shins and feet (on the pelvis and legs of a rig whose
+    legs are not re-aimed) until thinning moves no planted foot by more than `tol_m` (see
     _hold_planted_feet). Returns (keys before, keys after)."""
     groups: dict[tuple[str, str], list] = {}
     for fc in compat.action_fcurves(action, arm):
         bone_path, kind = fc.data_path.rsplit(".", 1)
         groups.setdefault((bone_path.removeprefix('pose.bones["').removesuffix('"]'), kind), []).append(fc)
-    unit = float(np.mean(arm.matrix_world.to_scale()))
+    stored = rigmap.stored(arm)
+    unit = rigmap.metres_per_unit(arm, stored[1] if stored else None)  # (the tolerances are in metres)
     geometry = _pose_series(arm, frames, planted, groups) if planted else None
     legs = {(b, "rotation_quaternion") for leg in (planted or {}).get("legs", {}).values() for b in leg}
     thinned = {}
     before = 0
-    for g in sorted(groups, key=lambda g: g in legs):  # (the legs last: they take up the hips' thinning)
-        if g in legs and not any(g in legs for g in thinned):
-            _reaim_legs(arm, frames, planted, geometry, groups)
+    step = {b: i for leg in (planted or {}).get("legs", {}).values() for i, b in enumerate(leg)}
+    # (the legs last, thighs, shins, then feet: each is re-aimed to take up the thinning of what it
+    # hangs on, then thinned itself)
+    for g in sorted(groups, key=lambda g: (g in legs, step.get(g[0], 0))):
+        if g in legs and not any(step.get(b) == step[g[0]] for b, _ in thinned):
+            _reaim_legs(arm, frames, planted, geometry, groups, unit, step[g[0]])
         fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
         before += values.size
         tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
+        if g in legs and step[g[0]] == 0:
+            tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m / 2 / unit))
         thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
@@ -129,16 +136,24 @@ def reduce_keys(
     return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
 
 
-def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict) -> None:
-    """Turn each leg's keyed thigh and shin (two-bone IK) so that its ankle is where the dense take
-    has it on the thinned pelvis and path, and give its foot back the dense take's rotation: what
+def _reaim_legs(
+    arm, frames: np.ndarray, planted: dict, dense: dict, groups: dict, unit: float, step: int = 0
+) -> None:
+    """Step 0: turn each leg's keyed thigh and shin (two-bone IK) so that its ankle is where the dense
+    take has it on the thinned pelvis and path, and give its foot back the dense take's rotation: what
     thinning the hips moves a planted foot by is taken up by the leg, whose own keys are thinned next.
-    Where no pin holds the legs keep their curves; they are eased in and out with the pins."""
+    Step 1 (the thighs thinned): turn the shins so the ankles point there again, feet as in step 0.
+    Step 2 (the shins thinned): give the feet back their rotation. Where no pin holds the legs keep
+    their curves; they are eased in and out with the pins. Bones already thinned are left alone."""
     now = _pose_series(arm, frames, planted, groups)
     t = np.swapaxes
+    eye = np.broadcast_to(np.eye(3), (len(frames), 3, 3))
     for side, (thigh, shin, foot) in planted["legs"].items():
         h, k, a = (now["head"][b] for b in (thigh, shin, foot))
-        turns = contact.two_bone(h, k, a, dense["head"][foot], k - h)
+        if step == 0:
+            turns = contact.two_bone(*(x * unit for x in (h, k, a, dense["head"][foot])), k - h)  # (metres)
+        else:
+            turns = (eye, contact.rotation_between(a - k, dense["head"][foot] - k) if step == 1 else eye)
         r = {b: now["rot"][b] for b in (thigh, shin, foot)}
         back = dense["rot"][foot] @ t(r[foot], -1, -2)  # (the foot's own turn back to the dense take)
         # (eased in and out with the pin: a swinging leg keeps its own curves)
@@ -148,7 +163,7 @@ def _reaim_legs(arm, frames: np.ndarray, planted: dict, dense: dict, groups: dic
             shin: t(r[shin], -1, -2) @ t(turn_hip, -1, -2) @ turn_knee @ r[shin],
             foot: t(r[foot], -1, -2) @ t(turn_knee, -1, -2) @ back @ r[foot],
         }
-        for bone, c in change.items():
+        for bone, c in list(change.items())[step:]:
             fcs = sorted(groups[(bone, "rotation_quaternion")], key=lambda f: f.array_index)
             old = np.stack([_values(fc) for fc in fcs], -1)
             new = smpl.matrix_to_quaternion(smpl.quaternion_to_matrix(old) @ c)
@@ -221,6 +236,10 @@ def _hold_planted_feet(
     chain = {g: "both" if g[1] == "location" else planted["bones"].get(g[0]) for g in thinned}
     # (re-aimed legs take up what the hips' thinning moves a foot by: then only their own count)
     chain = {g: side for g, side in chain.items() if side and (g in legs or not legs)}
+    # (the shins were re-aimed on the thinned thighs: what is left of a thigh's move is its knee's
+    # move along the shin, counted, and the thighs' keys stay as they are)
+    fixed = _thigh_residuals(thinned, frames, planted, geometry) if legs else {}
+    chain = {g: side for g, side in chain.items() if g[0] not in {leg[0] for leg in planted["legs"].values()}}
 
     def moves(g):
         bone, kind = g
@@ -230,11 +249,13 @@ def _hold_planted_feet(
         return {s: _foot_moves(thinned[g], kind, frames, *pose, geometry["points"][s]) for s in sides}
 
     move = {g: moves(g) for g in chain}
-    masks = planted["weights"]  # (a fading pin: its foot may move as much more as it holds less)
+    # (a fading pin: its foot may move as much more as it holds less)
+    masks = {s: np.array(w, dtype=float) for s, w in planted["weights"].items()}
     for _ in range(len(frames) * len(chain)):  # (each pass adds a key; all keys move nothing)
         worst, at, side = 0.0, -1, ""
         for s, mask in masks.items():
-            total = np.linalg.norm(sum(m[s] for m in move.values() if s in m), axis=-1).max(-1) * mask
+            total = sum((m[s] for m in move.values() if s in m), fixed.get(s, 0.0))
+            total = np.linalg.norm(total, axis=-1).max(-1) * mask
             if total.max() - budget > worst:
                 worst, at, side = total.max() - budget, int(total.argmax()), s
         if at < 0:
@@ -244,17 +265,49 @@ def _hold_planted_feet(
         fcs, values, keep = thinned[g]
         idx = np.flatnonzero(keep)
         lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
+        if hi - lo < 2 or size[g][at] == 0.0:  # (a thigh's residual alone, to first order within the
+            # budget by _thigh_tolerance: no key of these bones helps)
+            masks[side][at] = 0.0
+            continue
         keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
         for k, fc in enumerate(fcs):
             _set_keys(fc, frames, values[:, k], keep)
         move[g] = moves(g)
-    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget), tol)
+    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), tol)
 
 
-def _over(move: dict, weights: dict, budget: float) -> bool:
+def _thigh_tolerance(planted: dict, geometry: dict, thigh: str, budget: float) -> np.ndarray:
+    """(T,) degrees a thigh may be off where its foot is planted so that, once its shin is re-aimed,
+    the knee's move along the shin (the angle times the thigh's lever across the shin) stays within
+    `budget` (armature units), weighted by the pin."""
+    side, (_, shin, foot) = next((s, leg) for s, leg in planted["legs"].items() if leg[0] == thigh)
+    h, k, a = (geometry["head"][b] for b in (thigh, shin, foot))
+    u = (a - k) / np.maximum(np.linalg.norm(a - k, axis=-1, keepdims=True), 1e-12)
+    lever = np.linalg.norm(np.cross(k - h, u), axis=-1) * planted["weights"][side]
+    return np.degrees(budget / np.maximum(lever, 1e-12))
+
+
+def _thigh_residuals(thinned: dict, frames: np.ndarray, planted: dict, geometry: dict) -> dict:
+    """{side: (T, P, 3)} how far each thinned thigh still moves the pinned points once the shin is
+    re-aimed on it (first order): its knee's move along the shin."""
+    out = {}
+    for side, (thigh, shin, foot) in planted["legs"].items():
+        g = (thigh, "rotation_quaternion")
+        if g not in thinned:
+            continue
+        h, k, a = (geometry["head"][b] for b in (thigh, shin, foot))
+        knee = _foot_moves(thinned[g], g[1], frames, geometry["rot"][thigh], h, None, k[:, None])[:, 0]
+        u = (a - k) / np.maximum(np.linalg.norm(a - k, axis=-1, keepdims=True), 1e-12)
+        along = (knee * u).sum(-1, keepdims=True) * u
+        out[side] = np.broadcast_to(along[:, None], geometry["points"][side].shape)
+    return out
+
+
+def _over(move: dict, weights: dict, budget: float, fixed: dict) -> bool:
     """Whether a planted foot moves by more than `budget` on some frame (weighted by its pin)."""
     for s, weight in weights.items():
-        total = np.linalg.norm(sum(m[s] for m in move.values() if s in m), axis=-1).max(-1) * weight
+        total = sum((m[s] for m in move.values() if s in m), fixed.get(s, 0.0))
+        total = np.linalg.norm(total, axis=-1).max(-1) * weight
         if total.max() > budget:
             return True
     return False

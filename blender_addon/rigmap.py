@@ -43,6 +43,8 @@ CORRECTION_TOLERANCE_DEG = 0.05
 # Planted feet: the lift onto the floor is smoothed over this long (s) and stays this close (m).
 LIFT_SMOOTH_S = 0.05
 LIFT_SLACK_M = 0.006
+# Where a planted leg cannot reach, the hips come down smoothly over this long (s) either side.
+DROP_SMOOTH_S = 1.0
 MAP_PROPERTY = "vmclip_rig_map"  # the armature's custom property holding the map used for its keys
 
 
@@ -388,6 +390,21 @@ def rig_frame(arm, rm: RigMap, sk: smpl.Skeleton) -> RigFrame:
     return RigFrame(world, rest, cal, scale, floor, origin)
 
 
+def metres_per_unit(arm, rf: RigFrame | None) -> float:
+    """Metres per armature unit, for tolerances stated in metres: the armature's world scale times the
+    scene's unit scale; and where that makes the rig's legs no person's (`rf.scale`, the retarget's
+    leg-length ratio, outside 0.2-5 in metres), the power of ten that does: a rig in centimetres left
+    at scale 1, as Blender imports a BVH, is a person to the tolerances, not a 170-m figure."""
+    scenes = arm.users_scene
+    unit = float(np.mean(arm.matrix_world.to_scale()))
+    unit *= float(scenes[0].unit_settings.scale_length) if scenes else 1.0
+    if rf is not None and rf.scale > 0:
+        size = rf.scale * unit  # the rig's legs over SMPL's, both in metres
+        if not 0.2 < size < 5.0:
+            unit *= 10.0 ** -round(float(np.log10(size)))
+    return unit
+
+
 # --- motion -> rig ------------------------------------------------------------------------------
 
 
@@ -508,9 +525,9 @@ def _contact_lift(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts) -> floa
 
 def _eased_lift(need: np.ndarray, fps: float, scale: float) -> np.ndarray:
     """The lift (T,) that puts a planted foot's lowest point on the floor, smoothed over LIFT_SMOOTH_S
-    and kept within LIFT_SLACK_M (at SMPL's size) of the exact one: the lowest point switches between
-    heel, ball and toe tip as the foot rolls, and a per-frame lift follows each switch with a kink
-    that the legs' keys would have to trace."""
+    and kept within LIFT_SLACK_M (`scale`: armature units per metre) of the exact one: the lowest
+    point switches between heel, ball and toe tip as the foot rolls, and a per-frame lift follows each
+    switch with a kink that the legs' keys would have to trace."""
     sigma = LIFT_SMOOTH_S * fps
     r = int(3 * sigma) + 1
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
@@ -538,7 +555,7 @@ def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: flo
         runs = contact.contact_runs(heel_on | toe_on)
         target = a.copy()
         target[:, [0, 2]] += move
-        need = _eased_lift(_nearest_in_runs(rf.floor - low, runs), fps, rf.scale)
+        need = _eased_lift(_nearest_in_runs(rf.floor - low, runs), fps, 1.0 / metres_per_unit(arm, rf))
         target[:, 1] += weight * need
         out[side] = (hip, knee, ankle, target, len(runs), weight)
     return out
@@ -547,7 +564,7 @@ def _leg_targets(deltas, path, rf: RigFrame, arm, rm: RigMap, contacts, fps: flo
 def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.ndarray:
     """(T,) how far the pelvis comes down so every planted leg reaches its ankle target during its
     contact runs (a leg is never stretched past 99.9 % of its length), widened and smoothed over
-    `blend` frames so it never pops."""
+    `blend` frames either side so it never pops."""
     w = rf.world
     need = np.zeros(len(path))
     for hip, knee, ankle, target, _, weight in legs.values():
@@ -560,8 +577,10 @@ def _drop_for_reach(deltas, path, rf: RigFrame, legs: dict, blend: int) -> np.nd
         need = np.maximum(need, np.where(weight > 1 - 1e-9, short, 0.0))
     pad = np.pad(need, blend, mode="edge")
     wide = np.lib.stride_tricks.sliding_window_view(pad, 2 * blend + 1).max(-1)
-    # (the mean of a max-filter over the same window is still at least the need at every frame)
-    return np.convolve(np.pad(wide, blend, mode="edge"), np.ones(2 * blend + 1) / (2 * blend + 1), "valid")
+    # (any weighted mean of a max-filter over the same window is still at least the need at every
+    # frame; a raised-cosine one has no kinks where the window's ends pass a contact)
+    k = np.hanning(2 * blend + 3)[1:-1]
+    return np.convolve(np.pad(wide, blend, mode="edge"), k / k.sum(), "valid")
 
 
 def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets, fps: float, hold=None):
@@ -582,7 +601,9 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         path = path + lift * w[:, 1]
         rf.origin = rf.origin + np.array([0.0, lift, 0.0])  # (read back by Bake Video)
     legs = _leg_targets(deltas, path, rf, arm, rm, contacts, fps)
-    drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, contact.blend_frames(fps)), 0.0)
+    # (smoothed over DROP_SMOOTH_S rather than the pins' fade: the legs' thinned keys trace it)
+    wide = max(contact.blend_frames(fps), int(round(DROP_SMOOTH_S * fps)))
+    drop = np.maximum(_drop_for_reach(deltas, path, rf, legs, wide), 0.0)
     if hold is not None:
         drop[hold] = 0.0
     path = path - drop[:, None] * w[:, 1]
@@ -593,7 +614,8 @@ def plant_feet(deltas, path, rf: RigFrame, arm, rm: RigMap, glob, trans, offsets
         h, k, a = np.moveaxis(
             rig_positions(deltas, rf, path, [(j, rf.rest[j]) for j in (hip, knee, ankle)]) @ w, 1, 0
         )
-        turn_hip, turn_knee = contact.two_bone(h, k, a, target, facing)
+        # (in SMPL metres: the solve's clamps are absolute, and a rig in centimetres must solve alike)
+        turn_hip, turn_knee = contact.two_bone(*(x / rf.scale for x in (h, k, a, target)), facing)
         out[:, hip] = w @ turn_hip @ w.T @ deltas[:, hip]
         out[:, knee] = w @ turn_knee @ w.T @ deltas[:, knee]
         reached = rig_positions(out, rf, path, [(ankle, rf.rest[ankle])])[:, 0] @ w

@@ -122,11 +122,13 @@ def key_motion(context, arm, rm: rigmap.RigMap, motion, name: str, *, plant: boo
         action["vmclip_planted"] = planting.planted  # (make_take keeps these feet still as it thins)
     if planting is not None:
         note += f"; feet planted on {planting.runs} contacts"
-        if planting.drop > 0.005 * rf.scale:
-            drop = planting.drop / rf.scale * 100
-            note += f" (the hips come down by up to {drop:.0f} cm for the legs to reach)"
-        if planting.unreached > 0.01 * rf.scale:  # (a centimetre, in the rig's units)
-            note += f" (a leg fell {planting.unreached / rf.scale * 100:.0f} cm short of its pin)"
+        metres = rigmap.metres_per_unit(arm, rf)
+        if planting.drop * metres > 0.005:
+            note += (
+                f" (the hips come down by up to {planting.drop * metres * 100:.0f} cm for the legs to reach)"
+            )
+        if planting.unreached * metres > 0.01:
+            note += f" (a leg fell {planting.unreached * metres * 100:.0f} cm short of its pin)"
     if worst > 1.0:
         note += f" (the control rig leaves up to {worst:.1f} degrees on its deform bones)"
     context.scene.frame_end = int(round(frames[-1]))
