@@ -5,7 +5,7 @@ Targets (issue 3): text encoder + model loaded in <= 3 s in a fresh process; one
 and without constraints (in-betweening keys, a regenerated range, a circular root path), and composed
 prompts (a sequence joined by in-painting, a body-part composition). Prints medians.
 Usage: .venv/bin/python bench/bench_t2m.py
-[--checkpoint PATH] [--runs N] [--threads 2]
+[--checkpoint PATH] [--model masked|motionclip] [--runs N] [--threads 2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 torch.set_num_threads({threads})
 t1 = time.perf_counter()
 from vmclip.t2m import load_generator
-g = load_generator(device="cpu", checkpoint={checkpoint!r})
+g = load_generator(device="cpu", checkpoint={checkpoint!r}, model={model!r})
 t2 = time.perf_counter()
 g.generate("a person walks forward", seconds=4.0, seed=0)
 t3 = time.perf_counter()
@@ -87,6 +87,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", default=None, help="model file (default: the shipped weights)")
+    parser.add_argument(
+        "--model", choices=("masked", "motionclip"), default=None, help="shipped model (default: the default)"
+    )
     parser.add_argument("--runs", type=int, default=20, help="timed generations")
     parser.add_argument("--loads", type=int, default=3, help="fresh processes for the load time")
     parser.add_argument("--threads", type=int, default=2)
@@ -94,7 +97,7 @@ def main() -> int:
 
     rows = []
     for _ in range(args.loads):
-        code = LOAD_SNIPPET.format(threads=args.threads, checkpoint=args.checkpoint)
+        code = LOAD_SNIPPET.format(threads=args.threads, checkpoint=args.checkpoint, model=args.model)
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         wall = time.perf_counter() - t
@@ -113,7 +116,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from vmclip.t2m import load_generator
 
-    gen = load_generator(device="cpu", checkpoint=args.checkpoint)
+    gen = load_generator(device="cpu", checkpoint=args.checkpoint, model=args.model)
     prompts = [
         "a person waves with the right hand",
         "a person walks forward",

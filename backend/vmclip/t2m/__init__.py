@@ -1,7 +1,9 @@
 """Text to motion: a MotionCLIP-style model trained by the project and shipped with it.
 
 Public API:
-- `load_generator(device=None, encoder="minilm", checkpoint=None) -> Generator` (cached per process)
+- `load_generator(device=None, encoder="minilm", checkpoint=None, model=None) -> Generator` (cached
+  per process; `model`: "masked", the masked-token model, or "motionclip", the MotionCLIP-style model;
+  None: DEFAULT_MODEL)
 - `Generator.generate(prompt, seconds=4.0, seed=0, constraints=None, fps=30) -> Motion` (cleaned up)
 - `generate_motion(prompt, seconds=4.0, seed=0, constraints=None) -> Motion`
 - constraints: `vmclip.motion.constraints.MotionConstraints`, met by the model-independent
@@ -26,15 +28,37 @@ if TYPE_CHECKING:
     from vmclip.t2m.generate import Generator
 
 WEIGHTS_DIR = PACKAGE_ASSETS / "t2m"
+# The MotionCLIP-style model's weights per text encoder.
 DEFAULT_WEIGHTS = {"minilm": WEIGHTS_DIR / "model.pt", "clip": WEIGHTS_DIR / "model_clip.pt"}
+MASKED_WEIGHTS = (
+    WEIGHTS_DIR / "masked.pt"
+)  # the masked-token model (MiniLM): not shipped, trained by the user
+MODELS = ("masked", "motionclip")
+DEFAULT_MODEL = "motionclip"
 
 
-def weights_path(encoder: str = "minilm", checkpoint: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else $VMCLIP_T2M_CHECKPOINT, else the shipped weights for the encoder."""
+def weights_path(
+    encoder: str = "minilm", checkpoint: str | os.PathLike | None = None, model: str | None = None
+) -> Path:
+    """Explicit path, else $VMCLIP_T2M_CHECKPOINT, else the shipped weights of `model` (None:
+    DEFAULT_MODEL; the masked-token model exists for MiniLM only, CLIP falls back to MotionCLIP's)."""
+    if model is not None and model not in MODELS:
+        raise MissingAssetError(f"no text-to-motion model {model!r}; choose one of {', '.join(MODELS)}")
     if checkpoint:
         return Path(checkpoint)
     if os.environ.get("VMCLIP_T2M_CHECKPOINT"):
         return Path(os.environ["VMCLIP_T2M_CHECKPOINT"])
+    if (model or DEFAULT_MODEL) == "masked":
+        if encoder == "minilm":
+            if not MASKED_WEIGHTS.is_file() and model == "masked":
+                raise MissingAssetError(
+                    "the masked-token model's weights are not shipped; train them with "
+                    "`vmclip train --model masked --out runs/masked` and pass "
+                    "--checkpoint runs/masked/model.pt"
+                )
+            return MASKED_WEIGHTS
+        if model == "masked":
+            raise MissingAssetError(f"the masked-token model is trained for MiniLM only, not {encoder!r}")
     if encoder not in DEFAULT_WEIGHTS:
         raise MissingAssetError(f"no text-to-motion weights for encoder {encoder!r}")
     path = DEFAULT_WEIGHTS[encoder]
@@ -58,14 +82,19 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_generator(
-    device: str | None = None, encoder: str = "minilm", checkpoint: str | os.PathLike | None = None
+    device: str | None = None,
+    encoder: str = "minilm",
+    checkpoint: str | os.PathLike | None = None,
+    model: str | None = None,
 ) -> Generator:
     """The text-to-motion generator (model + text encoder), loaded once per process, device and
-    weights file (the file as resolved now: $VMCLIP_T2M_CHECKPOINT may change between calls)."""
+    weights file (the file as resolved now: $VMCLIP_T2M_CHECKPOINT may change between calls).
+    `model` picks the shipped weights ("masked" or "motionclip"); a checkpoint's own format decides
+    which kind of model it holds."""
     from vmclip.devices import choose_device
 
     dev = str(choose_device(device))
-    path = str(weights_path(encoder, checkpoint))
+    path = str(weights_path(encoder, checkpoint, model))
     with _LOAD_LOCK:
         return _load(dev, encoder, path)
 
@@ -91,7 +120,9 @@ def __getattr__(name: str):  # lazy: importing vmclip.t2m must not import torch
 
 
 __all__ = [
+    "DEFAULT_MODEL",
     "DEFAULT_WEIGHTS",
+    "MODELS",
     "Generator",
     "generate_motion",
     "load_generator",

@@ -57,6 +57,13 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
         help="text encoder: minilm (shipped, default) or clip (needs CLIP weights and a CLIP-space model)",
     )
     gen.add_argument("--checkpoint", type=Path, help="model weights (default: the shipped model)")
+    gen.add_argument(
+        "--model",
+        choices=("masked", "motionclip"),
+        default=None,
+        help="shipped model: masked (masked-token model, 20 fps) or motionclip (the MotionCLIP-style "
+        "autoencoder with its latent bank); default: the shipped default",
+    )
     gen.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     gen.set_defaults(func=_generate)
 
@@ -71,8 +78,19 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "MPJPE) and OUT/model.pt (fp16 weights + latent bank, the shipped format).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    tr.add_argument("--data", type=Path, default=Path("data/processed"), help="processed data set folder")
+    tr.add_argument(
+        "--model",
+        choices=("motionclip", "masked"),
+        default="motionclip",
+        help="which model: the MotionCLIP-style autoencoder, or the masked-token model (tokenizer + "
+        "masked transformer; reads a training pack, made as OUT/pack.npz when --data is a folder)",
+    )
+    tr.add_argument(
+        "--data", type=Path, default=Path("data/processed"), help="processed data set folder (or a pack .npz)"
+    )
     tr.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
+    tr.add_argument("--tokenizer-steps", type=int, default=4500, help="masked model: tokenizer steps")
+    tr.add_argument("--transformer-steps", type=int, default=14000, help="masked model: transformer steps")
     tr.add_argument("--steps", type=int, default=4000, help="optimisation steps")
     tr.add_argument(
         "--minutes",
@@ -144,6 +162,9 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--data", type=Path, default=Path("data/processed"), help="processed data set folder")
     ev.add_argument("--checkpoint", type=Path, help="model weights (default: the shipped model)")
+    ev.add_argument(
+        "--model", choices=("masked", "motionclip"), default=None, help="shipped model (default: the default)"
+    )
     ev.add_argument("--split", default="test", choices=("val", "test"), help="held-out split")
     ev.add_argument("-o", "--output", type=Path, help="write the metrics as JSON here")
     ev.add_argument("--seed", type=int, default=0, help="random seed")
@@ -186,7 +207,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     from vmclip.t2m import load_generator
 
-    gen = load_generator(device=args.device, encoder=args.encoder, checkpoint=args.checkpoint)
+    gen = load_generator(
+        device=args.device, encoder=args.encoder, checkpoint=args.checkpoint, model=args.model
+    )
     motion = gen.generate(args.prompt, seconds=args.seconds, seed=args.seed, constraints=constraints)
     motion.save_npz(args.output)
     written = [str(args.output)]
@@ -207,9 +230,28 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_masked(args: argparse.Namespace) -> int:
+    from vmclip.t2m.train_masked import MaskedOptions, train_masked
+
+    opts = MaskedOptions(
+        data=args.data,
+        out=args.out,
+        seed=args.seed,
+        threads=args.threads,
+        minutes=args.minutes,
+        tokenizer_steps=args.tokenizer_steps,
+        transformer_steps=args.transformer_steps,
+        bf16=not args.no_bf16,
+    )
+    train_masked(opts)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from vmclip.t2m.train import TrainOptions, train
 
+    if args.model == "masked":
+        return _train_masked(args)
     if args.fps <= 0 or args.fps > 30:
         raise InputError("--fps must be in (0, 30]")
     if not 1 <= args.window_seconds <= 10:
@@ -258,6 +300,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate(
         args.data,
         checkpoint=args.checkpoint,
+        model=args.model,
         split=args.split,
         seed=args.seed,
         threads=args.threads,

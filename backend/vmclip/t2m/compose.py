@@ -344,6 +344,9 @@ class Composer:
             else (1 if prev is None and not lent else CANDIDATES)
         )
         z = self.gen.draw(self.emb(text), self.rng, n, text)
+        if prev is not None and hasattr(self.gen, "continue_from"):  # a model that in-paints tokens
+            z = self.gen.continue_from(z, prev.slice(prev.num_frames - self.seam, prev.num_frames))
+            search = False  # the piece starts where the previous one ends: no stretch to search
         window = self.gen.cfg.max_frames if search else frames
         rot, tr = self.gen.decode(z, window)
         speeds = lent_speed(rot, tr, lent, self.fps) if lent else None

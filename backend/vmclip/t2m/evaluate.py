@@ -42,6 +42,11 @@ from vmclip.t2m.cleanup import foot_skating, jitter
 from vmclip.t2m.data import DATA_FPS, WindowSampler, canonicalize, clip_key, load_clipset
 from vmclip.t2m.model import to_features
 
+# The classifier, FID and diversity see every model's motions as 3 s windows at 15 fps (the first
+# model's rate), so models working at other rates are measured on the same harness.
+EVAL_FPS = 15.0
+EVAL_FRAMES = 60
+
 # Paraphrases per coarse action label, written for evaluation only: none uses the label's own words
 # nor a phrase from the training augmentation.
 PARAPHRASES: dict[str, list[str]] = {
@@ -199,6 +204,44 @@ def _mpjpe(gen, windows: dict) -> dict[str, float]:
     }
 
 
+def _masked_reconstruction(gen, held, hop_seconds: float = 2.0, limit: int = 400) -> dict[str, float]:
+    """The tokenizer's reconstruction of held-out windows at the model's rate: MPJPE (root path
+    included / pelvis-relative) and the reconstructed joint speed over the captured."""
+    from vmclip.t2m.pack import _clip_features
+    from vmclip.t2m.tokens import features_to_motion
+
+    frames, hop = gen.cfg.max_frames, int(round(hop_seconds * gen.cfg.fps))
+    items = []
+    for i in range(len(held)):
+        x = torch.from_numpy(_clip_features(*_clip_arrays(held, i), gen.cfg.fps))
+        items += [x[s : s + frames] for s in range(0, len(x) - frames + 1, hop)]
+    keep = np.linspace(0, len(items) - 1, min(limit, len(items))).round().astype(int)
+    x = torch.stack([items[k] for k in keep])
+    rot, tr = features_to_motion(x)
+    rec_rot, rec_tr = gen.reconstruct(rot, tr)
+    p = forward_kinematics(R.rotation_6d_to_matrix(rec_rot), rec_tr)[0]
+    t = forward_kinematics(R.rotation_6d_to_matrix(rot), tr)[0]
+    mask = torch.ones(len(x), frames, dtype=torch.bool)
+    from vmclip.t2m.train import window_speed
+
+    rec_speed, real_speed = (
+        window_speed(rec_rot, rec_tr, mask, gen.cfg.fps),
+        window_speed(rot, tr, mask, gen.cfg.fps),
+    )
+    return {
+        "mpjpe_mm": float(1000 * (p - t).norm(dim=-1).mean()),
+        "mpjpe_root_relative_mm": float(1000 * ((p - p[:, :, :1]) - (t - t[:, :, :1])).norm(dim=-1).mean()),
+        "speed_ratio_median": float((rec_speed / real_speed.clamp(min=1e-6)).median()),
+        "speed_ratio_of_means": float(rec_speed.mean() / real_speed.mean()),
+        "windows": len(x),
+    }
+
+
+def _clip_arrays(data, i: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = data.starts[i], data.starts[i + 1]
+    return data.rot6d[a:b], data.trans[a:b]
+
+
 def _retrieval(
     gen, windows: dict, keys: list[str], rng: np.random.Generator, group: int = 32, rounds: int = 20
 ) -> dict[str, float]:
@@ -257,6 +300,7 @@ def _mean_pairwise(feats: torch.Tensor, rng: np.random.Generator, pairs: int = 3
 def evaluate(
     data: str | Path,
     checkpoint: str | Path | None = None,
+    model: str | None = None,
     split: str = "test",
     seed: int = 0,
     threads: int | None = 2,
@@ -275,23 +319,27 @@ def evaluate(
         check_writable(output)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     t0 = time.time()
-    gen = load_generator(device=device, checkpoint=checkpoint)
+    gen = load_generator(device=device, checkpoint=checkpoint, model=model)
     cfg = gen.cfg
     rng = np.random.default_rng(seed)
     train_set = load_clipset(data, "train")
     held = load_clipset(data, split)
-    held_sampler = WindowSampler(held, cfg.fps, cfg.max_frames, seed=seed)
+    held_sampler = WindowSampler(held, EVAL_FPS, EVAL_FRAMES, seed=seed)
     windows = held_sampler.fixed_windows(hop_seconds=2.0, limit=1500)
     keys = [clip_key(held.clips[int(c)]) for c in windows["clip"]]
     report: dict = {"split": split, "model": dict(gen.info), "config": cfg.to_dict()}
 
     say("reconstruction ...")
-    report["reconstruction"] = _mpjpe(gen, windows)
-    say("retrieval ...")
-    report["retrieval"] = _retrieval(gen, windows, keys, rng)
+    if hasattr(gen, "reconstruct"):  # the masked-token model: its tokenizer, at its own rate
+        report["reconstruction"] = _masked_reconstruction(gen, held)
+        report["retrieval"] = None  # no shared motion-text space
+    else:
+        report["reconstruction"] = _mpjpe(gen, windows)
+        say("retrieval ...")
+        report["retrieval"] = _retrieval(gen, windows, keys, rng)
 
     say("action classifier ...")
-    tr_windows = WindowSampler(train_set, cfg.fps, cfg.max_frames, seed=seed).fixed_windows(
+    tr_windows = WindowSampler(train_set, EVAL_FPS, EVAL_FRAMES, seed=seed).fixed_windows(
         hop_seconds=1.0, limit=8000
     )
     tr_labels = [str(train_set.clips[int(c)].get("label", "")) for c in tr_windows["clip"]]
@@ -312,7 +360,7 @@ def evaluate(
         gen_label.append(gen.generate(t, seconds=4.0, seed=seed))
         gen_ms.append(1000 * (time.perf_counter() - t_gen))
     gen_seconds = float(np.mean(gen_ms)) / 1000 if gen_ms else 0.0
-    f_label = _features_of_motions(gen_label, cfg.fps, cfg.max_frames)
+    f_label = _features_of_motions(gen_label, EVAL_FPS, EVAL_FRAMES)
     p_label = clf.predict(f_label)
     report["classifier_generated_label_top1"] = float(
         np.mean([p == lab for p, (_, lab) in zip(p_label, label_texts, strict=True)])
@@ -339,7 +387,7 @@ def evaluate(
     }
     scale = tr_feats.std(0).clamp_min(1e-4)
     seeds_of = [gen.generate(t, seconds=4.0, seed=s) for t, _ in label_texts[:20] for s in (seed, seed + 1)]
-    f_seeds = _features_of_motions(seeds_of, cfg.fps, cfg.max_frames) / scale
+    f_seeds = _features_of_motions(seeds_of, EVAL_FPS, EVAL_FRAMES) / scale
     multimodality = float((f_seeds[0::2] - f_seeds[1::2]).norm(dim=-1).mean())
     real_feats = motion_features(windows["rot6d"], windows["trans"], windows["mask"]) / scale
     report["diversity"] = {
@@ -463,7 +511,6 @@ def _label_texts(train_set, held, clf: ActionClassifier, limit: int, rng: np.ran
 def _paraphrase_report(gen, clf: ActionClassifier, train_set, seed: int, say) -> dict:
     """The classifier's top-1 on motions generated from paraphrases of the labels. Paraphrases that
     happen to equal a training text are left out (they would not test anything)."""
-    cfg = gen.cfg
     train_texts = {
         t.lower()
         for i, rec in enumerate(train_set.clips)
@@ -473,7 +520,7 @@ def _paraphrase_report(gen, clf: ActionClassifier, train_set, seed: int, say) ->
     para = [(t, lab) for t, lab in para if t.lower() not in train_texts]
     say(f"generating {len(para)} paraphrases ...")
     gen_para = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in para]
-    p_para = clf.predict(_features_of_motions(gen_para, cfg.fps, cfg.max_frames)) if para else []
+    p_para = clf.predict(_features_of_motions(gen_para, EVAL_FPS, EVAL_FRAMES)) if para else []
     return {
         "classifier_generated_paraphrase_top1": (
             float(np.mean([p == lab for p, (_, lab) in zip(p_para, para, strict=True)])) if para else None
@@ -487,10 +534,9 @@ def _paraphrase_report(gen, clf: ActionClassifier, train_set, seed: int, say) ->
 def _everyday_report(gen, clf: ActionClassifier, seed: int) -> list[dict]:
     """What the classifier makes of motions generated from everyday prompts, with the training texts
     nearest to each prompt."""
-    cfg = gen.cfg
     every = [(t, lab) for t, lab in EVERYDAY_PROMPTS]
     gen_every = [gen.generate(t, seconds=4.0, seed=seed) for t, _ in every]
-    p_every = clf.predict(_features_of_motions(gen_every, cfg.fps, cfg.max_frames))
+    p_every = clf.predict(_features_of_motions(gen_every, EVAL_FPS, EVAL_FRAMES))
     return [
         {
             "text": t,
@@ -513,8 +559,15 @@ def format_report(r: dict) -> str:
         f"held-out split: {r['split']} ({rec['windows']} windows of up to "
         f"{r['config']['max_frames'] / r['config']['fps']:.0f} s)",
         f"reconstruction MPJPE: {rec['mpjpe_mm']:.1f} mm "
-        f"(root-relative {rec['mpjpe_root_relative_mm']:.1f} mm)",
-        f"text->motion retrieval among {ret['group']}: R@1 {ret['R@1']:.3f}, R@3 {ret['R@3']:.3f} "
+        f"(root-relative {rec['mpjpe_root_relative_mm']:.1f} mm)"
+        + (
+            f", joint speed {rec['speed_ratio_median']:.2f} x the capture's"
+            if "speed_ratio_median" in rec
+            else ""
+        ),
+        "text->motion retrieval: n/a (no shared motion-text space)"
+        if ret is None
+        else f"text->motion retrieval among {ret['group']}: R@1 {ret['R@1']:.3f}, R@3 {ret['R@3']:.3f} "
         f"(chance {ret['chance_R@1']:.3f}, {ret['chance_R@3']:.3f})",
         f"action classifier top-1: real held-out {_pct(r['classifier_real_top1'])}, generated from label "
         f"texts {_pct(r['classifier_generated_label_top1'])}, from paraphrases "

@@ -171,6 +171,10 @@ class Generator:
             )
         device = str(choose_device(device))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m-masked":
+            from vmclip.t2m.generate_masked import MaskedGenerator
+
+            return MaskedGenerator.from_object(obj, device, encoder, **encoder_kwargs)
         if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m":
             cfg = ModelConfig.from_dict(obj["config"])
             model = MotionClipModel(cfg)
@@ -246,6 +250,10 @@ class Generator:
                 break
         return list(out.items())
 
+    def model_frames(self, seconds: float) -> int:
+        """Model-rate frames generated for `seconds` of output (one more, so resampling covers it)."""
+        return int(math.ceil(seconds * self.cfg.fps)) + 1
+
     @torch.no_grad()
     def decode(self, z: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         mask = torch.ones(len(z), frames, dtype=torch.bool, device=self.device)
@@ -308,7 +316,7 @@ class Generator:
         steps = parse_prompt(prompt)
         if (len(steps) > 1 or steps[0].kind != "single") and self.known_description(prompt) >= WHOLE_MATCH:
             steps = [Step((prompt,))]
-        total = int(math.ceil(seconds * self.cfg.fps)) + 1
+        total = self.model_frames(seconds)
         composer = Composer(self, np.random.default_rng(seed), held, fps)
         raw = composer.compose(steps, total)
         motion = Motion(raw.rot6d, raw.trans, raw.fps, [prompt])

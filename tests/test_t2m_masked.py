@@ -1,0 +1,228 @@
+"""The masked-token text-to-motion model on a small procedural data set with a tiny configuration:
+features and their mirror, the training pack, seeded training, the shipped-format round trip,
+generation (shapes, seeds, composition), constraints met through it, the `--model` switch, bad input.
+The shipped weights are exercised by the evaluation and test_t2m_masked_shipped.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from vmclip.cli import main
+from vmclip.errors import InputError, MissingAssetError
+from vmclip.motion import Motion, load_npz
+from vmclip.motion import rotations as R
+from vmclip.motion.constraints import MotionConstraints
+from vmclip.t2m import DEFAULT_WEIGHTS, MASKED_WEIGHTS, weights_path
+from vmclip.t2m.constrain import constraint_error_mm
+from vmclip.t2m.data import canonicalize
+from vmclip.t2m.generate import Generator
+from vmclip.t2m.generate_masked import MaskedGenerator
+from vmclip.t2m.pack import build_pack, load_pack
+from vmclip.t2m.synthetic import write_synthetic_dataset
+from vmclip.t2m.tokens import features_to_motion, mirror_permutation, motion_features
+from vmclip.t2m.train_masked import MaskedOptions, train_masked
+
+TINY = {
+    "codes": 32,
+    "code_dim": 16,
+    "conv_width": 32,
+    "width": 32,
+    "layers": 1,
+    "heads": 2,
+    "ff_size": 64,
+    "max_frames": 40,
+}
+
+
+def _opts(data, out, **kw) -> MaskedOptions:
+    base = dict(
+        tokenizer_steps=120,
+        transformer_steps=60,
+        tok_lr=2e-3,
+        lr=2e-3,
+        tok_batch=8,
+        tok_frames=24,
+        batch=8,
+        warmup=5,
+        log_every=20,
+        quiet=True,
+        threads=1,
+        model=dict(TINY),
+    )
+    return MaskedOptions(data=data, out=out, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("syn") / "processed", clips_per_label=4)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("masked")
+    info = train_masked(_opts(data, out))
+    return out, info
+
+
+@pytest.fixture(scope="module")
+def gen(trained):
+    torch.set_num_threads(1)
+    return Generator.from_file(trained[0] / "model.pt", device="cpu")
+
+
+def _random_motion(frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rot = R.axis_angle_to_rotation_6d(torch.randn(frames, 24, 3, generator=g) * 0.6)
+    trans = torch.cumsum(torch.randn(frames, 3, generator=g) * 0.04, 0) + torch.tensor([1.0, 0.9, -2.0])
+    return rot, trans
+
+
+def test_features_round_trip_to_the_canonical_motion() -> None:
+    rot, trans = _random_motion(40, 0)
+    back_rot, back_trans = features_to_motion(motion_features(rot, trans))
+    want_rot, want_trans = canonicalize(rot[None], trans[None])
+    mats = R.rotation_6d_to_matrix
+    assert torch.allclose(mats(back_rot), mats(want_rot[0]), atol=1e-5)
+    assert torch.allclose(back_trans, want_trans[0], atol=1e-5)
+
+
+def test_feature_mirror_equals_the_mirrored_motion() -> None:
+    rot, trans = _random_motion(30, 1)
+    mirrored = Motion(rot.numpy(), trans.numpy(), 20.0).mirrored()
+    index, sign = mirror_permutation()
+    x = motion_features(rot, trans)
+    want = motion_features(torch.from_numpy(mirrored.rot6d), torch.from_numpy(mirrored.trans))
+    assert torch.allclose(x[:, index] * sign, want, atol=1e-5)
+    assert not torch.allclose(x, want, atol=1e-3)  # the mirror is not the motion itself
+
+
+def test_pack_holds_originals_with_mirrored_texts(data, trained) -> None:
+    pack = load_pack(trained[0] / "pack.npz")
+    clips = json.loads((data / "train.json").read_text())
+    assert len(pack) == sum(not c["mirrored"] for c in clips)
+    assert pack.feats.dtype == np.float16 and pack.feats.shape[1] == 148 and pack.fps == 20.0
+    i = pack.labels.index("wave right hand")
+    own = {pack.texts[t] for t in pack.text_ids[i]}
+    mirror = {pack.texts[t] for t in pack.mirror_ids[i]}
+    assert any("right" in t for t in own) and not any("right" in t for t in mirror)
+    assert any("left" in t for t in mirror)
+
+
+def test_training_logs_and_is_seeded(data, trained, tmp_path) -> None:
+    out, info = trained
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    tok = [r["total"] for r in rows if r["phase"] == "tokenizer"]
+    ce = [r["ce"] for r in rows if r["phase"] == "transformer"]
+    assert len(tok) == 6 and tok[-1] < tok[0] and len(ce) == 3 and ce[-1] < ce[0]  # both learn
+    assert info["tokenizer_steps"] == 120 and info["transformer_steps"] == 60
+    assert json.loads((out / "hparams.json").read_text())["config"]["codes"] == 32
+    again = train_masked(_opts(out / "pack.npz", tmp_path))
+    a = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    assert again["transformer_steps"] == 60 and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loader_round_trip(gen, trained) -> None:
+    assert isinstance(gen, MaskedGenerator) and gen.cfg.fps == 20.0
+    saved = torch.load(trained[0] / "model.pt", weights_only=True)
+    state = gen.model.state_dict()
+    for k, v in saved["state_dict"].items():
+        assert torch.equal(state[k], v.float()), k
+    assert gen.known_description("a person walks forward") > 0.99  # a training description
+
+
+def test_generation_shapes_and_seeds(gen) -> None:
+    a = gen.generate("a person walks forward", seconds=4.0, seed=3)
+    b = gen.generate("a person walks forward", seconds=4.0, seed=3)
+    c = gen.generate("a person walks forward", seconds=4.0, seed=4)
+    assert a.rot6d.shape == (120, 24, 6) and a.trans.shape == (120, 3) and a.fps == 30.0
+    assert np.array_equal(a.rot6d, b.rot6d) and np.array_equal(a.trans, b.trans)
+    assert not np.allclose(a.rot6d, c.rot6d)
+    assert gen.generate("a person jumps", seconds=2.5, seed=0, fps=20).rot6d.shape == (50, 24, 6)
+    long = gen.generate("a person walks forward", seconds=7.0, seed=0)  # several windows joined
+    assert long.num_frames == 210 and np.isfinite(long.rot6d).all()
+
+
+def test_composed_prompts(gen) -> None:
+    for prompt in ("a person walks forward, then waves with the right hand", "a person walks while waving"):
+        m, seams = gen.generate_with_seams(prompt, seconds=4.0, seed=0)
+        assert m.num_frames == 120 and np.isfinite(m.trans).all()
+    assert seams == [] or all(0 < s < 120 for s in seams)
+
+
+def test_constraints_are_met_through_the_model(gen) -> None:
+    ref = gen.generate("a person waves with the right hand", seconds=3.0, seed=7)
+    mask = np.zeros(90, bool)
+    mask[[0, 45, 89]] = True
+    keys = MotionConstraints.create(ref.axis_angle(), ref.trans, mask)
+    m = gen.generate("a person jumps in place", seconds=3.0, seed=1, constraints=keys)
+    assert m.num_frames == 90 and constraint_error_mm(m, keys) < 1.0
+    path = np.zeros((90, 25), bool)
+    path[::10, 24] = True  # the root path alone
+    t = np.linspace(0, 1, 90)
+    trans = np.stack([np.sin(t * np.pi), np.full(90, 0.9), 1 - np.cos(t * np.pi)], -1).astype(np.float32)
+    on_path = MotionConstraints.create(np.zeros((90, 24, 3), np.float32), trans, path)
+    m = gen.generate("a person walks forward", seconds=3.0, seed=0, constraints=on_path)
+    assert np.abs(m.trans[::10, [0, 2]] - trans[::10, [0, 2]]).max() < 0.01
+
+
+def test_model_switch() -> None:
+    assert weights_path(model="motionclip") == DEFAULT_WEIGHTS["minilm"]
+    if MASKED_WEIGHTS.is_file():  # a user copied trained weights there
+        assert weights_path(model="masked") == MASKED_WEIGHTS
+    else:
+        with pytest.raises(MissingAssetError, match="vmclip train --model masked"):
+            weights_path(model="masked")
+    assert weights_path(encoder="clip", checkpoint="x.pt", model="motionclip").name == "x.pt"
+    with pytest.raises(MissingAssetError, match="no text-to-motion model"):
+        weights_path(model="diffusion")
+    with pytest.raises(MissingAssetError, match="MiniLM only"):
+        weights_path(encoder="clip", model="masked")
+
+
+def test_cli_with_a_masked_checkpoint(trained, tmp_path, capsys) -> None:
+    out = tmp_path / "walk.npz"
+    args = ["motion", "a person walks forward", "--seconds", "2", "--seed", "1", "-o", str(out)]
+    assert main([*args, "--checkpoint", str(trained[0] / "model.pt")]) == 0
+    assert load_npz(out).num_frames == 60
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--model", "diffusion"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    if not MASKED_WEIGHTS.is_file():  # not shipped: one line naming the training command, nothing written
+        out.unlink()
+        assert main([*args, "--model", "masked"]) == 2
+        err = capsys.readouterr().err
+        assert "vmclip train --model masked" in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+
+
+def test_bad_input(gen, data, tmp_path) -> None:
+    with pytest.raises(InputError, match="empty"):
+        gen.generate("   ", seconds=3.0)
+    with pytest.raises(InputError, match="seconds"):
+        gen.generate("a person walks", seconds=30.0)
+    with pytest.raises(InputError, match="not a training pack"):
+        load_pack(tmp_path / "missing.npz")
+    with pytest.raises(InputError, match="at least 1"):
+        train_masked(_opts(data, tmp_path, tokenizer_steps=0))
+    with pytest.raises(InputError, match="multiple of 4"):
+        train_masked(_opts(data, tmp_path, model={**TINY, "max_frames": 42}))
+    bad = tmp_path / "bad.npz"
+    build_pack(data, bad)
+    with pytest.raises(InputError, match="pack is 20 fps"):
+        train_masked(_opts(bad, tmp_path, model={**TINY, "fps": 30.0}))
+
+
+def test_held_tokens_are_kept_and_the_rest_filled(gen) -> None:
+    model = gen.model
+    text = gen.embed(["a person walks forward"]).repeat(2, 1)
+    held = torch.full((2, 6), -1, dtype=torch.long)
+    held[:, 0], held[1, 3] = 5, 7
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    out = model.sample(text, 6, gens, steps=4, held=held)
+    assert out.shape == (2, 6) and (out[:, 0] == 5).all() and out[1, 3] == 7
+    assert ((out >= 0) & (out < gen.cfg.codes)).all()  # nothing left masked
