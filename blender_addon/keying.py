@@ -7,14 +7,11 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import compat, rigmap, smpl
+from . import compat, fitting, rigmap, smpl
 from .rigmap import contact
 
 TAKE_TRACK_PREFIX = "VMCLIP Take"
 TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
-# Greedy refinement of the key set: at most this many passes (each adds the worst frame of every
-# stretch still out of tolerance; a 30-s clip at 60 fps needs about log2(1800) = 11).
-MAX_REFINE_PASSES = 24
 
 
 def scene_frames(scene, n: int, fps: float) -> np.ndarray:
@@ -36,33 +33,33 @@ def write_action(arm, name: str, channels: dict[tuple[str, int, str], np.ndarray
     return action
 
 
-def _set_keys(fc, frames: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
-    fc.keyframe_points.clear()
-    fc.keyframe_points.add(int(keep.sum()))
-    co = np.stack([frames[keep], values[keep]], -1).ravel().astype(np.float32)
-    fc.keyframe_points.foreach_set("co", co)
-    n = int(keep.sum())
-    fc.keyframe_points.foreach_set(
-        "interpolation",
-        [bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["BEZIER"].value] * n,
-    )
-    for attr in ("handle_left_type", "handle_right_type"):
-        value = bpy.types.Keyframe.bl_rna.properties[attr].enum_items["AUTO_CLAMPED"].value
-        fc.keyframe_points.foreach_set(attr, [value] * n)
-    fc.update()
+def _write(fcs, frames: np.ndarray, group: tuple, kind: str, unit: float) -> np.ndarray:
+    """Key a channel group's curves at the frames `group` (fcs, values, keep, tol) keeps, values and
+    slopes fitted to the dense values (fitting.fit), aligned Bezier handles; returns the fit's
+    per-frame error."""
+    _, values, keep, tol = group
+    keys = np.flatnonzero(keep)
+    key_values, slopes, err = fitting.fit(frames, values, keys, kind, unit, tol)
+    at, n = frames[keys], len(keys)
+    enum = bpy.types.Keyframe.bl_rna.properties
+    for k, fc in enumerate(fcs):
+        left, right = fitting.handles(at, slopes[:, k], key_values[:, k])
+        fc.keyframe_points.clear()
+        fc.keyframe_points.add(n)
+        fc.keyframe_points.foreach_set("co", np.stack([at, key_values[:, k]], -1).ravel().astype(np.float32))
+        fc.keyframe_points.foreach_set(
+            "interpolation", [enum["interpolation"].enum_items["BEZIER"].value] * n
+        )
+        for attr in ("handle_left_type", "handle_right_type"):
+            fc.keyframe_points.foreach_set(attr, [enum[attr].enum_items["ALIGNED"].value] * n)
+        fc.keyframe_points.foreach_set("handle_left", left.ravel().astype(np.float32))
+        fc.keyframe_points.foreach_set("handle_right", right.ravel().astype(np.float32))
+        fc.update()
+    return err
 
 
 def _evaluate(fc, frames: np.ndarray) -> np.ndarray:
     return np.array([fc.evaluate(float(f)) for f in frames])
-
-
-def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) -> np.ndarray:
-    """Per-frame error of one bone's channel group: degrees for quaternions, metres for locations."""
-    if kind == "rotation_quaternion":
-        q = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
-        dot = np.abs((q * target).sum(-1)) / np.maximum(np.linalg.norm(target, axis=-1), 1e-12)
-        return np.degrees(2 * np.arccos(np.clip(dot, -1.0, 1.0)))
-    return np.linalg.norm(got - target, axis=-1) * unit
 
 
 def planted_frames(arm, action, n: int) -> dict:
@@ -125,15 +122,38 @@ def reduce_keys(
             _reaim_legs(arm, frames, planted, geometry, groups, unit, step[g[0]])
         fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
+        if g[1] == "rotation_quaternion":
+            values = fitting.same_hemisphere(values)
         before += values.size
         tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
         if g in legs and step[g[0]] == 0:
             tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m / 2 / unit))
-        thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
+        thinned[g] = (fcs, values, fitting.select_keys(frames, values, g[1], unit, tol), tol)
+        _write(fcs, frames, thinned[g], g[1], unit)
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
-        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, (unit, tol_deg))
-    return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
+        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, unit)
+    _verify(thinned, frames, unit)
+    return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep, _ in thinned.values())
+
+
+def _verify(thinned: dict, frames: np.ndarray, unit: float) -> None:
+    """Evaluate every thinned curve as Blender does on every frame and add keys (the worst frame of
+    each stretch out of tolerance) until each group is within its tolerance of the values it thins."""
+    for (_, kind), group in thinned.items():
+        fcs, values, keep, tol = group
+        for _ in range(fitting.MAX_PASSES):
+            err = fitting.group_error(kind, values, np.stack([_evaluate(fc, frames) for fc in fcs], -1), unit)
+            if not (err > tol).any():
+                break
+            idx = np.flatnonzero(keep)
+            for lo, hi in zip(idx[:-1], idx[1:], strict=True):
+                stretch = (err - tol)[lo + 1 : hi]
+                if stretch.size and stretch.max() > 0:
+                    keep[lo + 1 + int(stretch.argmax())] = True
+            if (err[keep] > tol[keep]).any():
+                keep[:] = True  # (a key's own frame out: float32 alone; never leave a curve out)
+            _write(fcs, frames, group, kind, unit)
 
 
 def _reaim_legs(
@@ -209,7 +229,7 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
     """(T, P, 3) how far thinning one bone's curve moves each pinned point (armature units, first
     order): its rotation error turns them about the bone's head; its location error (in the axes of
     the pose without the bone's own rotation `basis`, quaternions (T, 4)) moves them."""
-    fcs, values, _ = group
+    fcs, values = group[:2]
     got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
     if kind == "location":
         own = smpl.quaternion_to_matrix(basis) if basis is not None else np.eye(3)
@@ -227,7 +247,7 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
 
 
 def _hold_planted_feet(
-    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, tol: tuple
+    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, unit: float
 ) -> None:
     """Add keys until thinning moves no planted foot's pinned point (heel, ball) by more than `budget`
     (armature units) on a frame it is planted: the moves of the root's location and of the pelvis's
@@ -262,7 +282,7 @@ def _hold_planted_feet(
             break
         size = {g: np.linalg.norm(m[side], axis=-1).max(-1) for g, m in move.items() if side in m}
         g = max(size, key=lambda g: size[g][at])
-        fcs, values, keep = thinned[g]
+        keep = thinned[g][2]
         idx = np.flatnonzero(keep)
         lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
         if hi - lo < 2 or size[g][at] == 0.0:  # (a thigh's residual alone, to first order within the
@@ -270,10 +290,9 @@ def _hold_planted_feet(
             masks[side][at] = 0.0
             continue
         keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
+        _write(thinned[g][0], frames, thinned[g], g[1], unit)
         move[g] = moves(g)
-    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), tol)
+    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), unit)
 
 
 def _thigh_tolerance(planted: dict, geometry: dict, thigh: str, budget: float) -> np.ndarray:
@@ -313,70 +332,25 @@ def _over(move: dict, weights: dict, budget: float, fixed: dict) -> bool:
     return False
 
 
-def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, tol) -> None:
+def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, unit: float) -> None:
     """Drop the keys the feet's budget added that a later one made redundant: each interior key of a
-    bone in `move`, kept out when its curve stays within `tol` (unit, degrees) and no foot moves more."""
-    unit, tol_deg = tol
+    bone in `move`, kept out when its refitted curve stays within its tolerance and no foot moves more."""
     for g in move:
-        fcs, values, keep = thinned[g]
+        group = thinned[g]
+        fcs, values, keep, tol = group
         for key in np.flatnonzero(keep)[1:-1]:
             keep[key] = False
-            for k, fc in enumerate(fcs):
-                _set_keys(fc, frames, values[:, k], keep)
-            got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+            err = _write(fcs, frames, group, g[1], unit)
             before, move[g] = move[g], moves(g)
-            if (_group_error(g[1], values, got, unit) > tol_deg).any() or over():
+            if (err > tol).any() or over():
                 keep[key], move[g] = True, before
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
+        _write(fcs, frames, group, g[1], unit)
 
 
 def _values(fc) -> np.ndarray:
     co = np.zeros(2 * len(fc.keyframe_points))
     fc.keyframe_points.foreach_get("co", co)
     return co[1::2].copy()
-
-
-def _prune(fcs, frames, values, kind, unit, tol, keep) -> np.ndarray:
-    """Drop every key the curve can do without (greedy refinement adds some a later key made
-    redundant): try each interior key, keep it out when the frames its handles reach stay in tolerance."""
-    for key in np.flatnonzero(keep)[1:-1]:
-        keep[key] = False
-        idx = np.flatnonzero(keep)
-        at = np.searchsorted(idx, key)
-        lo, hi = idx[max(at - 2, 0)], idx[min(at + 1, len(idx) - 1)]  # auto handles look two keys out
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
-        window = frames[lo : hi + 1]
-        got = np.stack([_evaluate(fc, window) for fc in fcs], -1)
-        if (_group_error(kind, values[lo : hi + 1], got, unit) > tol[lo : hi + 1]).any():
-            keep[key] = True
-    for k, fc in enumerate(fcs):
-        _set_keys(fc, frames, values[:, k], keep)
-    return keep
-
-
-def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
-    n = len(frames)
-    keep = np.zeros(n, bool)
-    keep[[0, n - 1]] = True
-    for _ in range(MAX_REFINE_PASSES):
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
-        got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
-        err = _group_error(kind, values, got, unit)
-        bad = err > tol
-        if not bad.any():
-            return _prune(fcs, frames, values, kind, unit, tol, keep)
-        idx = np.flatnonzero(keep)
-        for lo, hi in zip(idx[:-1], idx[1:], strict=True):
-            stretch = (err - tol)[lo + 1 : hi]  # (per-frame tolerances: the worst excess)
-            if stretch.size and stretch.max() > 0:
-                keep[lo + 1 + int(stretch.argmax())] = True
-    keep[:] = True  # never leave a curve out of tolerance
-    for k, fc in enumerate(fcs):
-        _set_keys(fc, frames, values[:, k], keep)
-    return keep
 
 
 # --- NLA: takes and the tweak layer ------------------------------------------------------------------
