@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from scipy.spatial.transform import Rotation
 from test_addon import addon_zip, motion_server, run_bpy, vmclip_server  # noqa: F401 - fixtures used by name
 
@@ -453,46 +454,71 @@ def test_tweak_layer_survives_a_new_take(walk, tmp_path, addon_zip):  # noqa: F8
 
 
 def test_bad_rigs_are_reported_and_change_nothing(tmp_path, addon_zip):  # noqa: F811
-    """A non-humanoid armature and a mapping table missing a required role: one-line reports, no
-    request sent, no action or object added."""
-    result = run_bpy(
-        f"""
-        sys.path.insert(0, {str(TESTS)!r})
-        import rig_builders
-        prefs.address = "tcp://127.0.0.1:9"  # nothing listens: a request would fail differently
-        settings.prompt = "a person walks"
-        data = bpy.data.armatures.new("Crane")
-        crane = bpy.data.objects.new("Crane", data)
-        bpy.context.scene.collection.objects.link(crane)
-        bpy.context.view_layer.objects.active = crane
-        bpy.ops.object.mode_set(mode="EDIT")
-        for i in range(3):
-            eb = data.edit_bones.new(f"Bone.{{i}}")
-            eb.head, eb.tail = (0, 0, i), (0, 0, i + 1)
-        bpy.ops.object.mode_set(mode="OBJECT")
-        human = rig_builders.build("vroid", seed=2)
-        def snapshot():
-            return [sorted(a.name for a in bpy.data.actions), sorted(o.name for o in bpy.data.objects),
-                    [o.animation_data is not None for o in (crane, human)]]
-        before = snapshot()
-        settings.armature = crane
-        err1, status1 = op_error(bpy.ops.vmclip.generate_motion), state.status
-        settings.armature = human
-        assert bpy.ops.vmclip.map_rig() == {{"FINISHED"}}
-        table = {{row.role: row.bone for row in settings.bone_map}}
-        next(r for r in settings.bone_map if r.role == "left_knee").bone = ""
-        err2, status2 = op_error(bpy.ops.vmclip.generate_motion), state.status
-        emit({{"err1": err1, "status1": status1, "err2": err2, "status2": status2, "table": table,
-              "before": before, "after": snapshot()}})
-    """,
-        tmp_path,
-        addon_zip,
-    )
+    """A non-humanoid armature (a three-bone chain; Rigify's cat metarig, whose bones carry human names)
+    and a mapping table missing a required role: one-line reports before any request (a real ZeroMQ
+    socket at the backend's address receives nothing), no action, object or table row added."""
+    ctx = zmq.Context()
+    listener = ctx.socket(zmq.ROUTER)
+    listener.setsockopt(zmq.LINGER, 0)
+    port = listener.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        result = run_bpy(
+            f"""
+            sys.path.insert(0, {str(TESTS)!r})
+            import addon_utils, rig_builders
+            prefs.address = "tcp://127.0.0.1:{port}"  # the test listens: any request would arrive there
+            settings.prompt = "a person walks"
+            data = bpy.data.armatures.new("Crane")
+            crane = bpy.data.objects.new("Crane", data)
+            bpy.context.scene.collection.objects.link(crane)
+            bpy.context.view_layer.objects.active = crane
+            bpy.ops.object.mode_set(mode="EDIT")
+            for i in range(3):
+                eb = data.edit_bones.new(f"Bone.{{i}}")
+                eb.head, eb.tail = (0, 0, i), (0, 0, i + 1)
+            bpy.ops.object.mode_set(mode="OBJECT")
+            bpy.ops.preferences.addon_enable(module="rigify")
+            bpy.ops.object.armature_cat_metarig_add()
+            cat = bpy.context.object
+            cat.name = "Cat"
+            human = rig_builders.build("vroid", seed=2)
+            def snapshot():
+                return [sorted(a.name for a in bpy.data.actions), sorted(o.name for o in bpy.data.objects),
+                        [o.animation_data is not None for o in (crane, cat, human)],
+                        [(r.role, r.bone) for r in settings.bone_map]]
+            before = snapshot()
+            settings.armature = crane
+            err1, status1 = op_error(bpy.ops.vmclip.generate_motion), state.status
+            settings.armature = cat
+            err_cat_map = op_error(bpy.ops.vmclip.map_rig)
+            err_cat, status_cat = op_error(bpy.ops.vmclip.generate_motion), state.status
+            after_cat = snapshot()
+            settings.armature = human
+            assert bpy.ops.vmclip.map_rig() == {{"FINISHED"}}
+            table = {{row.role: row.bone for row in settings.bone_map}}
+            next(r for r in settings.bone_map if r.role == "left_knee").bone = ""
+            err2, status2 = op_error(bpy.ops.vmclip.generate_motion), state.status
+            after = snapshot()
+            emit({{"err1": err1, "status1": status1, "err2": err2, "status2": status2, "table": table,
+                  "err_cat_map": err_cat_map, "err_cat": err_cat, "status_cat": status_cat,
+                  "before": before, "after_cat": after_cat, "after": after[:3]}})
+        """,
+            tmp_path,
+            addon_zip,
+        )
+        arrived = listener.poll(500)
+    finally:
+        listener.close()
+        ctx.term()
+    assert not arrived, "a request reached the backend's address"
     assert "'Crane' is not a humanoid rig" in result["err1"] and "pelvis" in result["err1"]
     assert result["status1"] == result["err1"].strip().removeprefix("Error: ").strip()
+    for err in (result["err_cat_map"], result["err_cat"]):
+        assert "'Cat' is not a humanoid rig" in err and "four-legged" in err and "\n" not in err.strip(), err
+    assert result["after_cat"] == result["before"]  # (the table too: no rows for a cat)
     assert "no bone for left_knee" in result["err2"] and "\n" not in result["status2"]
     assert result["table"]["left_knee"] == "J_Bip_L_LowerLeg"
-    assert result["after"] == result["before"]
+    assert result["after"] == result["before"][:3]
 
 
 def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server):  # noqa: F811
