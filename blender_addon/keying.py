@@ -12,6 +12,10 @@ from .rigmap import contact
 
 TAKE_TRACK_PREFIX = "VMCLIP Take"
 TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
+# The feet's budget halves a bone's tolerance around a frame where its thinning moves a planted foot
+# too much, down to this fraction of it (then the frame is left as it is).
+MIN_TIGHTENING = 1e-3
+FEET_BUDGET = 0.5
 
 
 def scene_frames(scene, n: int, fps: float) -> np.ndarray:
@@ -65,8 +69,9 @@ def _evaluate(fc, frames: np.ndarray) -> np.ndarray:
 def planted_frames(arm, action, n: int) -> dict:
     """For a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet: "bones" {keyed bone of the
     pelvis and legs: side ("left", "right", "both")}, "masks" {side: (n,) frames its foot is planted},
-    "weights" {side: (n,) how much its pin holds}, "points" {side: bones whose heads are its pinned
-    points (heel, ball)}, "legs" {side: its keyed thigh, shin and foot}; {} when the take pinned none."""
+    "weights" {side: (n,) how much its pin holds}, "points" {side: (bone, "head" or "tail") of its
+    pinned points (heel, ball) and its toe tip}, "legs" {side: its keyed thigh, shin and foot}; {} when
+    the take pinned none."""
     stored = rigmap.stored(arm)
     planted = action.get("vmclip_planted")
     if not planted:
@@ -84,8 +89,11 @@ def planted_frames(arm, action, n: int) -> dict:
         "bones": {b: side for b, (_, side) in rigmap.leg_reaches(arm, rm).items()},
         "masks": {s: sides[s] for s in ("left", "right")},
         "weights": {s: np.asarray(planted[s], dtype=float)[:n] for s in ("left", "right")},
+        # (heel and ball, and the toe tip: the lowest point of a foot rolling onto its toes)
         "points": {
-            s: [rm.point(r) for r in (f"{s}_ankle", f"{s}_foot") if r in rm.bones] for s in ("left", "right")
+            s: [(rm.point(r), end) for r, end in ends if r in rm.bones]
+            for s in ("left", "right")
+            for ends in [((f"{s}_ankle", "head"), (f"{s}_foot", "head"), (f"{s}_foot", "tail"))]
         },
         "legs": {
             s: [rm.drive[f"{s}_{j}"] for j in ("hip", "knee", "ankle")]
@@ -126,13 +134,17 @@ def reduce_keys(
             values = fitting.same_hemisphere(values)
         before += values.size
         tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
+        if g[1] == "location" and planted:
+            # (a leg stretched to its planted foot cannot take up the hips rising: they keep the feet's
+            # budget while a foot is planted; with 5 mm a landing heel stood 4.7 mm high)
+            tol[planted["masks"]["left"] | planted["masks"]["right"]] = tol_m * FEET_BUDGET
         if g in legs and step[g[0]] == 0:
-            tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m / 2 / unit))
+            tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m * FEET_BUDGET / unit))
         thinned[g] = (fcs, values, fitting.select_keys(frames, values, g[1], unit, tol), tol)
         _write(fcs, frames, thinned[g], g[1], unit)
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
-        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, unit)
+        _hold_planted_feet(thinned, frames, tol_m * FEET_BUDGET / unit, planted, geometry, legs, unit)
     _verify(thinned, frames, unit)
     return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep, _ in thinned.values())
 
@@ -218,7 +230,7 @@ def _pose_series(arm, frames: np.ndarray, planted: dict, groups: dict) -> dict:
                 m = np.array(arm.pose.bones[b].matrix)
                 rot[b][t], head[b][t] = smpl.orthonormalize(m[:3, :3]), m[:3, 3]
             for s, names in planted["points"].items():
-                points[s][t] = [np.array(arm.pose.bones[n].head) for n in names]
+                points[s][t] = [np.array(getattr(arm.pose.bones[n], end)) for n, end in names]
     finally:
         ad.use_nla, ad.action_blend_type, ad.action_influence = saved[:3]
         bpy.context.scene.frame_set(saved[3])
@@ -269,8 +281,10 @@ def _hold_planted_feet(
         return {s: _foot_moves(thinned[g], kind, frames, *pose, geometry["points"][s]) for s in sides}
 
     move = {g: moves(g) for g in chain}
-    # (a fading pin: its foot may move as much more as it holds less)
-    masks = {s: np.array(w, dtype=float) for s, w in planted["weights"].items()}
+    # (wherever a pin holds at all, fading in or out included, its foot is held as still as where it
+    # holds whole: letting a fading pin's foot move more, by the weight, kept 15 % of a walk's keys
+    # instead of 12 %, its tightenings wandering along the fade)
+    masks = {s: planted["masks"][s].astype(float) for s in planted["weights"]}
     for _ in range(len(frames) * len(chain)):  # (each pass adds a key; all keys move nothing)
         worst, at, side = 0.0, -1, ""
         for s, mask in masks.items():
@@ -282,14 +296,17 @@ def _hold_planted_feet(
             break
         size = {g: np.linalg.norm(m[side], axis=-1).max(-1) for g, m in move.items() if side in m}
         g = max(size, key=lambda g: size[g][at])
-        keep = thinned[g][2]
-        idx = np.flatnonzero(keep)
-        lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
-        if hi - lo < 2 or size[g][at] == 0.0:  # (a thigh's residual alone, to first order within the
-            # budget by _thigh_tolerance: no key of these bones helps)
+        keep, tol = thinned[g][2], thinned[g][3]
+        if size[g][at] == 0.0 or tol[at] < MIN_TIGHTENING * tol.max():  # (a thigh's residual alone, to
+            # first order within the budget by _thigh_tolerance: nothing of these bones helps)
             masks[side][at] = 0.0
             continue
-        keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
+        idx = np.flatnonzero(keep)
+        lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
+        if hi - lo >= 2:
+            keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
+        # (a fitted curve need not pass through its keys' values: it is also held closer there)
+        tol[max(at - 1, 0) : at + 2] *= 0.5
         _write(thinned[g][0], frames, thinned[g], g[1], unit)
         move[g] = moves(g)
     _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), unit)

@@ -109,7 +109,33 @@ settings.reduce_keys = {reduce}
 assert bpy.ops.vmclip.map_rig() == {{"FINISHED"}}  # the panel's table, as an artist sees it
 rm = targets.map_target(settings, arm)
 action, note = targets.key_motion(bpy.context, arm, rm, motion, "VMCLIP take", plant={plant})
+dense = action.copy()  # the per-frame take, before thinning
+frames = keying.scene_frames(bpy.context.scene, len(motion.poses), motion.fps)
+planted = keying.planted_frames(arm, action, len(frames))
 words = operators.make_take(bpy.context, arm, action, motion, {{"prompt": "walk", "seed": 0}})
+# the thinned F-curves against the per-frame ones, evaluated by Blender on every frame: degrees per
+# bone (the angle of its rotation error), millimetres of the character on the root; the legs that
+# planted feet re-aim (keying: they are thinned against the re-aimed curves) are counted apart
+legs = {{b for leg in planted.get("legs", {{}}).values() for b in leg}}
+unit = rigmap.metres_per_unit(arm, rigmap.stored(arm)[1])
+want = {{(fc.data_path, fc.array_index): fc for fc in compat.action_fcurves(dense, arm)}}
+paths = {{}}
+for fc in compat.action_fcurves(action, arm):
+    paths.setdefault(fc.data_path, []).append(fc)
+curve_err = {{"bones": 0.0, "legs": 0.0, "root_mm": 0.0}}
+for path, fcs in paths.items():
+    fcs = sorted(fcs, key=lambda f: f.array_index)
+    got = np.array([[fc.evaluate(float(f)) for fc in fcs] for f in frames])
+    ref = np.array([[want[(path, fc.array_index)].evaluate(float(f)) for fc in fcs] for f in frames])
+    if path.endswith("rotation_quaternion"):
+        got /= np.linalg.norm(got, axis=-1, keepdims=True)
+        ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+        deg = float(np.degrees(2 * np.arccos(np.clip(np.abs((got * ref).sum(-1)), 0, 1))).max())
+        key = "legs" if path.split('"')[1] in legs else "bones"
+        curve_err[key] = max(curve_err[key], deg)
+    else:
+        mm = float(np.linalg.norm(got - ref, axis=-1).max() * unit * 1000)
+        curve_err["root_mm"] = max(curve_err["root_mm"], mm)
 scene = bpy.context.scene
 points, feet, sides = {{}}, [], []
 side_bones = {{s: {{b.name for r in (s + "_ankle", s + "_foot") if r in rm.bones
@@ -137,7 +163,7 @@ emit({{"points": points, "feet": feet, "sides": sides, "floor": rest_floor, "kin
       "sampled": poses.tolist(), "trans": trans.tolist(), "frames": [scene.frame_start, scene.frame_end],
       "tracks": [t.name for t in arm.animation_data.nla_tracks],
       "active": arm.animation_data.action.name, "blend": arm.animation_data.action_blend_type,
-      "take": action.name,
+      "take": action.name, "curve_err": curve_err,
       "switches": {{pb.name: pb["ik_fk_switch"] for pb in arm.pose.bones if "ik_fk_switch" in pb.keys()}},
       "keyed": sorted({{fc.data_path.split('"')[1] for fc in compat.action_fcurves(action, arm)}})}})
 """
@@ -416,6 +442,16 @@ def test_sparse_keys_within_tolerance(walk, tmp_path, addon_zip):  # noqa: F811
     assert err.max() < 0.55, f"thinned keys off by {err.max():.2f} degrees"
     kept, total = (int(x) for x in result["words"].split(" keys kept")[0].split(" of "))
     assert kept < total
+    _check_curves(result)
+
+
+def _check_curves(result: dict) -> None:
+    """The thinned F-curves, as Blender evaluates them on every frame, within the default tolerances
+    of the per-frame take (the legs that planted feet re-aim are thinned against the re-aimed curves,
+    so they are measured only without planting): every bone within 0.5 degrees (its rotation error's
+    angle), the root within 5 mm of the character."""
+    e = result["curve_err"]
+    assert e["bones"] <= 0.5 and e["root_mm"] <= 5.0, e
 
 
 def test_tweak_layer_survives_a_new_take(walk, tmp_path, addon_zip):  # noqa: F811
@@ -626,6 +662,9 @@ def test_sparse_keys_a_quarter_on_a_generated_clip(generated, tmp_path, addon_zi
     want = Rotation.from_rotvec(data["poses"].reshape(-1, 3))
     assert np.degrees((got.inv() * want).magnitude()).max() < 0.55
     assert np.abs(np.array(result["trans"]) - data["trans"]).max() < 0.005 + 1e-4
+    _check_curves(planted)
+    _check_curves(result)
+    assert result["curve_err"]["legs"] == 0.0  # (no leg re-aimed without planting: all counted as bones)
 
 
 @pytest.mark.parametrize("family, a_pose, scale", [("vroid", 30.0, 0.8), ("mixamo", 0.0, 1.0)])
@@ -639,6 +678,7 @@ def test_planted_walk_keeps_a_quarter(family, a_pose, scale, generated_walk, tmp
     assert kept <= total / 4, f"{kept} of {total} keys kept ({kept / total:.1%})"
     slide, floor = planted_feet(result, data["joints"])
     assert slide < MAX_SLIDE_CM and floor < MAX_SLIDE_CM, (slide, floor)
+    _check_curves(result)
 
 
 def test_bake_video_reads_the_rig_in_world_space(walk, tmp_path, addon_zip):  # noqa: F811
