@@ -104,14 +104,25 @@ def select_keys(
         excess = err - MARGIN * tol
         if not (excess > 0).any():
             break
-        idx = np.flatnonzero(keep)
-        for lo, hi in zip(idx[:-1], idx[1:], strict=True):
-            stretch = excess[lo + 1 : hi]
-            if stretch.size and stretch.max() > 0:
-                keep[lo + 1 + int(stretch.argmax())] = True
+        split(keep, excess)
     else:
         return np.ones(n, bool)  # (never leave a curve out of tolerance)
     return prune(frames, values, kind, unit, tol, keep)
+
+
+def split(keep: np.ndarray, excess: np.ndarray) -> None:
+    """Add a key (in place) to every stretch between keys where `excess` (n,) is positive: at its worst
+    frame, or at its middle when that frame is in the outer quarter of a longer stretch (a fitted curve
+    need not pass through its keys, and one long segment fitted to a sharp stretch erred most right next
+    to its key: a key per frame walked one frame a pass and never reached the end of a fast run)."""
+    idx = np.flatnonzero(keep)
+    for lo, hi in zip(idx[:-1], idx[1:], strict=True):
+        stretch = excess[lo + 1 : hi]
+        if stretch.size and stretch.max() > 0:
+            at = lo + 1 + int(stretch.argmax())
+            if hi - lo > 4 and min(at - lo, hi - at) < (hi - lo) / 4:
+                at = (lo + hi) // 2
+            keep[at] = True
 
 
 def prune(

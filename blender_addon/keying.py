@@ -150,21 +150,20 @@ def reduce_keys(
 
 
 def _verify(thinned: dict, frames: np.ndarray, unit: float) -> None:
-    """Evaluate every thinned curve as Blender does on every frame and add keys (the worst frame of
-    each stretch out of tolerance) until each group is within its tolerance of the values it thins."""
+    """Evaluate every thinned curve as Blender does on every frame until each group is within its
+    tolerance of the values it thins: where it is not, the fit is held closer there and a key added
+    to each stretch out of tolerance; every frame keyed when that does not do."""
     for (_, kind), group in thinned.items():
         fcs, values, keep, tol = group
         for _ in range(fitting.MAX_PASSES):
             err = fitting.group_error(kind, values, np.stack([_evaluate(fc, frames) for fc in fcs], -1), unit)
             if not (err > tol).any():
                 break
-            idx = np.flatnonzero(keep)
-            for lo, hi in zip(idx[:-1], idx[1:], strict=True):
-                stretch = (err - tol)[lo + 1 : hi]
-                if stretch.size and stretch.max() > 0:
-                    keep[lo + 1 + int(stretch.argmax())] = True
-            if (err[keep] > tol[keep]).any():
-                keep[:] = True  # (a key's own frame out: float32 alone; never leave a curve out)
+            tol[err > tol] *= 0.9  # (a fitted key need not pass through its value: its own frame too)
+            fitting.split(keep, err - tol)
+            _write(fcs, frames, group, kind, unit)
+        else:
+            keep[:] = True
             _write(fcs, frames, group, kind, unit)
 
 
