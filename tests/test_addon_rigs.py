@@ -688,8 +688,13 @@ def generated_run(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("family, clip", [("mixamo", "run"), ("metarig", "walk")])
 def test_runs_and_the_metarig_walk_keep_a_quarter(
-    family, clip, generated_run, generated_walk, tmp_path, addon_zip
-):  # noqa: F811
+    family,
+    clip,
+    generated_run,
+    generated_walk,
+    tmp_path,
+    addon_zip,  # noqa: F811
+):
     """The clips that kept more than a quarter with automatic handles (a run: 33.8 % on Mixamo; the
     walk on Rigify's metarig, 6 cm of hips' drop: 25.8 %), planted: at most a quarter (measured 17.2 and
     13.7 %), planted feet still, the F-curves within tolerance."""
