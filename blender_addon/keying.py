@@ -45,17 +45,13 @@ def _write(fcs, frames: np.ndarray, group: tuple, kind: str, unit: float) -> np.
     keys = np.flatnonzero(keep)
     key_values, slopes, err = fitting.fit(frames, values, keys, kind, unit, tol)
     at, n = frames[keys], len(keys)
-    enum = bpy.types.Keyframe.bl_rna.properties
     for k, fc in enumerate(fcs):
         left, right = fitting.handles(at, slopes[:, k], key_values[:, k])
         fc.keyframe_points.clear()
         fc.keyframe_points.add(n)
         fc.keyframe_points.foreach_set("co", np.stack([at, key_values[:, k]], -1).ravel().astype(np.float32))
-        fc.keyframe_points.foreach_set(
-            "interpolation", [enum["interpolation"].enum_items["BEZIER"].value] * n
-        )
-        for attr in ("handle_left_type", "handle_right_type"):
-            fc.keyframe_points.foreach_set(attr, [enum[attr].enum_items["ALIGNED"].value] * n)
+        for kp in fc.keyframe_points:  # (Blender 3.4's foreach_set leaves enums as they were)
+            kp.interpolation, kp.handle_left_type, kp.handle_right_type = "BEZIER", "ALIGNED", "ALIGNED"
         fc.keyframe_points.foreach_set("handle_left", left.ravel().astype(np.float32))
         fc.keyframe_points.foreach_set("handle_right", right.ravel().astype(np.float32))
         fc.update()
