@@ -7,14 +7,15 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import compat, rigmap, smpl
+from . import compat, fitting, rigmap, smpl
 from .rigmap import contact
 
 TAKE_TRACK_PREFIX = "VMCLIP Take"
 TWEAK_ACTION_PREFIX = "VMCLIP Tweaks"
-# Greedy refinement of the key set: at most this many passes (each adds the worst frame of every
-# stretch still out of tolerance; a 30-s clip at 60 fps needs about log2(1800) = 11).
-MAX_REFINE_PASSES = 24
+# The feet's budget halves a bone's tolerance around a frame where its thinning moves a planted foot
+# too much, down to this fraction of it (then the frame is left as it is).
+MIN_TIGHTENING = 1e-3
+FEET_BUDGET = 0.5
 
 
 def scene_frames(scene, n: int, fps: float) -> np.ndarray:
@@ -36,40 +37,37 @@ def write_action(arm, name: str, channels: dict[tuple[str, int, str], np.ndarray
     return action
 
 
-def _set_keys(fc, frames: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
-    fc.keyframe_points.clear()
-    fc.keyframe_points.add(int(keep.sum()))
-    co = np.stack([frames[keep], values[keep]], -1).ravel().astype(np.float32)
-    fc.keyframe_points.foreach_set("co", co)
-    n = int(keep.sum())
-    fc.keyframe_points.foreach_set(
-        "interpolation",
-        [bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["BEZIER"].value] * n,
-    )
-    for attr in ("handle_left_type", "handle_right_type"):
-        value = bpy.types.Keyframe.bl_rna.properties[attr].enum_items["AUTO_CLAMPED"].value
-        fc.keyframe_points.foreach_set(attr, [value] * n)
-    fc.update()
+def _write(fcs, frames: np.ndarray, group: tuple, kind: str, unit: float) -> np.ndarray:
+    """Key a channel group's curves at the frames `group` (fcs, values, keep, tol) keeps, values and
+    slopes fitted to the dense values (fitting.fit), aligned Bezier handles; returns the fit's
+    per-frame error."""
+    _, values, keep, tol = group
+    keys = np.flatnonzero(keep)
+    key_values, slopes, err = fitting.fit(frames, values, keys, kind, unit, tol)
+    at, n = frames[keys], len(keys)
+    for k, fc in enumerate(fcs):
+        left, right = fitting.handles(at, slopes[:, k], key_values[:, k])
+        fc.keyframe_points.clear()
+        fc.keyframe_points.add(n)
+        fc.keyframe_points.foreach_set("co", np.stack([at, key_values[:, k]], -1).ravel().astype(np.float32))
+        for kp in fc.keyframe_points:  # (Blender 3.4's foreach_set leaves enums as they were)
+            kp.interpolation, kp.handle_left_type, kp.handle_right_type = "BEZIER", "ALIGNED", "ALIGNED"
+        fc.keyframe_points.foreach_set("handle_left", left.ravel().astype(np.float32))
+        fc.keyframe_points.foreach_set("handle_right", right.ravel().astype(np.float32))
+        fc.update()
+    return err
 
 
 def _evaluate(fc, frames: np.ndarray) -> np.ndarray:
     return np.array([fc.evaluate(float(f)) for f in frames])
 
 
-def _group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) -> np.ndarray:
-    """Per-frame error of one bone's channel group: degrees for quaternions, metres for locations."""
-    if kind == "rotation_quaternion":
-        q = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
-        dot = np.abs((q * target).sum(-1)) / np.maximum(np.linalg.norm(target, axis=-1), 1e-12)
-        return np.degrees(2 * np.arccos(np.clip(dot, -1.0, 1.0)))
-    return np.linalg.norm(got - target, axis=-1) * unit
-
-
 def planted_frames(arm, action, n: int) -> dict:
     """For a rig (mapped, or the SMPL-24 rig) whose take pinned planted feet: "bones" {keyed bone of the
     pelvis and legs: side ("left", "right", "both")}, "masks" {side: (n,) frames its foot is planted},
-    "weights" {side: (n,) how much its pin holds}, "points" {side: bones whose heads are its pinned
-    points (heel, ball)}, "legs" {side: its keyed thigh, shin and foot}; {} when the take pinned none."""
+    "weights" {side: (n,) how much its pin holds}, "points" {side: (bone, "head" or "tail") of its
+    pinned points (heel, ball) and its toe tip}, "legs" {side: its keyed thigh, shin and foot}; {} when
+    the take pinned none."""
     stored = rigmap.stored(arm)
     planted = action.get("vmclip_planted")
     if not planted:
@@ -87,8 +85,11 @@ def planted_frames(arm, action, n: int) -> dict:
         "bones": {b: side for b, (_, side) in rigmap.leg_reaches(arm, rm).items()},
         "masks": {s: sides[s] for s in ("left", "right")},
         "weights": {s: np.asarray(planted[s], dtype=float)[:n] for s in ("left", "right")},
+        # (heel and ball, and the toe tip: the lowest point of a foot rolling onto its toes)
         "points": {
-            s: [rm.point(r) for r in (f"{s}_ankle", f"{s}_foot") if r in rm.bones] for s in ("left", "right")
+            s: [(rm.point(r), end) for r, end in ends if r in rm.bones]
+            for s in ("left", "right")
+            for ends in [((f"{s}_ankle", "head"), (f"{s}_foot", "head"), (f"{s}_foot", "tail"))]
         },
         "legs": {
             s: [rm.drive[f"{s}_{j}"] for j in ("hip", "knee", "ankle")]
@@ -125,15 +126,41 @@ def reduce_keys(
             _reaim_legs(arm, frames, planted, geometry, groups, unit, step[g[0]])
         fcs = sorted(groups[g], key=lambda f: f.array_index)
         values = np.stack([_values(fc) for fc in fcs], -1)
+        if g[1] == "rotation_quaternion":
+            values = fitting.same_hemisphere(values)
         before += values.size
         tol = np.full(len(frames), tol_deg if g[1] == "rotation_quaternion" else tol_m)
+        if g[1] == "location" and planted:
+            # (a leg stretched to its planted foot cannot take up the hips rising: they keep the feet's
+            # budget while a foot is planted; with 5 mm a landing heel stood 4.7 mm high)
+            tol[planted["masks"]["left"] | planted["masks"]["right"]] = tol_m * FEET_BUDGET
         if g in legs and step[g[0]] == 0:
-            tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m / 2 / unit))
-        thinned[g] = (fcs, values, _refine(fcs, frames, values, g[1], unit, tol))
+            tol = np.minimum(tol, _thigh_tolerance(planted, geometry, g[0], tol_m * FEET_BUDGET / unit))
+        thinned[g] = (fcs, values, fitting.select_keys(frames, values, g[1], unit, tol), tol)
+        _write(fcs, frames, thinned[g], g[1], unit)
     if geometry:
         # (half the root tolerance at every frame: the pinned point's spread over a contact stays within it)
-        _hold_planted_feet(thinned, frames, tol_m / 2 / unit, planted, geometry, legs, (unit, tol_deg))
-    return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep in thinned.values())
+        _hold_planted_feet(thinned, frames, tol_m * FEET_BUDGET / unit, planted, geometry, legs, unit)
+    _verify(thinned, frames, unit)
+    return before, sum(int(keep.sum()) * len(fcs) for fcs, _, keep, _ in thinned.values())
+
+
+def _verify(thinned: dict, frames: np.ndarray, unit: float) -> None:
+    """Evaluate every thinned curve as Blender does on every frame until each group is within its
+    tolerance of the values it thins: where it is not, the fit is held closer there and a key added
+    to each stretch out of tolerance; every frame keyed when that does not do."""
+    for (_, kind), group in thinned.items():
+        fcs, values, keep, tol = group
+        for _ in range(fitting.MAX_PASSES):
+            err = fitting.group_error(kind, values, np.stack([_evaluate(fc, frames) for fc in fcs], -1), unit)
+            if not (err > tol).any():
+                break
+            tol[err > tol] *= 0.9  # (a fitted key need not pass through its value: its own frame too)
+            fitting.split(keep, err - tol)
+            _write(fcs, frames, group, kind, unit)
+        else:
+            keep[:] = True
+            _write(fcs, frames, group, kind, unit)
 
 
 def _reaim_legs(
@@ -198,7 +225,7 @@ def _pose_series(arm, frames: np.ndarray, planted: dict, groups: dict) -> dict:
                 m = np.array(arm.pose.bones[b].matrix)
                 rot[b][t], head[b][t] = smpl.orthonormalize(m[:3, :3]), m[:3, 3]
             for s, names in planted["points"].items():
-                points[s][t] = [np.array(arm.pose.bones[n].head) for n in names]
+                points[s][t] = [np.array(getattr(arm.pose.bones[n], end)) for n, end in names]
     finally:
         ad.use_nla, ad.action_blend_type, ad.action_influence = saved[:3]
         bpy.context.scene.frame_set(saved[3])
@@ -209,7 +236,7 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
     """(T, P, 3) how far thinning one bone's curve moves each pinned point (armature units, first
     order): its rotation error turns them about the bone's head; its location error (in the axes of
     the pose without the bone's own rotation `basis`, quaternions (T, 4)) moves them."""
-    fcs, values, _ = group
+    fcs, values = group[:2]
     got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
     if kind == "location":
         own = smpl.quaternion_to_matrix(basis) if basis is not None else np.eye(3)
@@ -227,7 +254,7 @@ def _foot_moves(group, kind: str, frames: np.ndarray, rot, head, basis, points) 
 
 
 def _hold_planted_feet(
-    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, tol: tuple
+    thinned: dict, frames: np.ndarray, budget: float, planted: dict, geometry, legs, unit: float
 ) -> None:
     """Add keys until thinning moves no planted foot's pinned point (heel, ball) by more than `budget`
     (armature units) on a frame it is planted: the moves of the root's location and of the pelvis's
@@ -249,8 +276,10 @@ def _hold_planted_feet(
         return {s: _foot_moves(thinned[g], kind, frames, *pose, geometry["points"][s]) for s in sides}
 
     move = {g: moves(g) for g in chain}
-    # (a fading pin: its foot may move as much more as it holds less)
-    masks = {s: np.array(w, dtype=float) for s, w in planted["weights"].items()}
+    # (wherever a pin holds at all, fading in or out included, its foot is held as still as where it
+    # holds whole: letting a fading pin's foot move more, by the weight, kept 15 % of a walk's keys
+    # instead of 12 %, its tightenings wandering along the fade)
+    masks = {s: planted["masks"][s].astype(float) for s in planted["weights"]}
     for _ in range(len(frames) * len(chain)):  # (each pass adds a key; all keys move nothing)
         worst, at, side = 0.0, -1, ""
         for s, mask in masks.items():
@@ -262,18 +291,20 @@ def _hold_planted_feet(
             break
         size = {g: np.linalg.norm(m[side], axis=-1).max(-1) for g, m in move.items() if side in m}
         g = max(size, key=lambda g: size[g][at])
-        fcs, values, keep = thinned[g]
-        idx = np.flatnonzero(keep)
-        lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
-        if hi - lo < 2 or size[g][at] == 0.0:  # (a thigh's residual alone, to first order within the
-            # budget by _thigh_tolerance: no key of these bones helps)
+        keep, tol = thinned[g][2], thinned[g][3]
+        if size[g][at] == 0.0 or tol[at] < MIN_TIGHTENING * tol.max():  # (a thigh's residual alone, to
+            # first order within the budget by _thigh_tolerance: nothing of these bones helps)
             masks[side][at] = 0.0
             continue
-        keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
+        idx = np.flatnonzero(keep)
+        lo, hi = idx[np.searchsorted(idx, at) - 1], idx[np.searchsorted(idx, at)]
+        if hi - lo >= 2:
+            keep[lo + 1 + int(size[g][lo + 1 : hi].argmax())] = True
+        # (a fitted curve need not pass through its keys' values: it is also held closer there)
+        tol[max(at - 1, 0) : at + 2] *= 0.5
+        _write(thinned[g][0], frames, thinned[g], g[1], unit)
         move[g] = moves(g)
-    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), tol)
+    _prune_for_feet(thinned, frames, move, moves, lambda: _over(move, masks, budget, fixed), unit)
 
 
 def _thigh_tolerance(planted: dict, geometry: dict, thigh: str, budget: float) -> np.ndarray:
@@ -313,70 +344,25 @@ def _over(move: dict, weights: dict, budget: float, fixed: dict) -> bool:
     return False
 
 
-def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, tol) -> None:
+def _prune_for_feet(thinned: dict, frames: np.ndarray, move: dict, moves, over, unit: float) -> None:
     """Drop the keys the feet's budget added that a later one made redundant: each interior key of a
-    bone in `move`, kept out when its curve stays within `tol` (unit, degrees) and no foot moves more."""
-    unit, tol_deg = tol
+    bone in `move`, kept out when its refitted curve stays within its tolerance and no foot moves more."""
     for g in move:
-        fcs, values, keep = thinned[g]
+        group = thinned[g]
+        fcs, values, keep, tol = group
         for key in np.flatnonzero(keep)[1:-1]:
             keep[key] = False
-            for k, fc in enumerate(fcs):
-                _set_keys(fc, frames, values[:, k], keep)
-            got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
+            err = _write(fcs, frames, group, g[1], unit)
             before, move[g] = move[g], moves(g)
-            if (_group_error(g[1], values, got, unit) > tol_deg).any() or over():
+            if (err > tol).any() or over():
                 keep[key], move[g] = True, before
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
+        _write(fcs, frames, group, g[1], unit)
 
 
 def _values(fc) -> np.ndarray:
     co = np.zeros(2 * len(fc.keyframe_points))
     fc.keyframe_points.foreach_get("co", co)
     return co[1::2].copy()
-
-
-def _prune(fcs, frames, values, kind, unit, tol, keep) -> np.ndarray:
-    """Drop every key the curve can do without (greedy refinement adds some a later key made
-    redundant): try each interior key, keep it out when the frames its handles reach stay in tolerance."""
-    for key in np.flatnonzero(keep)[1:-1]:
-        keep[key] = False
-        idx = np.flatnonzero(keep)
-        at = np.searchsorted(idx, key)
-        lo, hi = idx[max(at - 2, 0)], idx[min(at + 1, len(idx) - 1)]  # auto handles look two keys out
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
-        window = frames[lo : hi + 1]
-        got = np.stack([_evaluate(fc, window) for fc in fcs], -1)
-        if (_group_error(kind, values[lo : hi + 1], got, unit) > tol[lo : hi + 1]).any():
-            keep[key] = True
-    for k, fc in enumerate(fcs):
-        _set_keys(fc, frames, values[:, k], keep)
-    return keep
-
-
-def _refine(fcs, frames, values, kind, unit, tol) -> np.ndarray:
-    n = len(frames)
-    keep = np.zeros(n, bool)
-    keep[[0, n - 1]] = True
-    for _ in range(MAX_REFINE_PASSES):
-        for k, fc in enumerate(fcs):
-            _set_keys(fc, frames, values[:, k], keep)
-        got = np.stack([_evaluate(fc, frames) for fc in fcs], -1)
-        err = _group_error(kind, values, got, unit)
-        bad = err > tol
-        if not bad.any():
-            return _prune(fcs, frames, values, kind, unit, tol, keep)
-        idx = np.flatnonzero(keep)
-        for lo, hi in zip(idx[:-1], idx[1:], strict=True):
-            stretch = (err - tol)[lo + 1 : hi]  # (per-frame tolerances: the worst excess)
-            if stretch.size and stretch.max() > 0:
-                keep[lo + 1 + int(stretch.argmax())] = True
-    keep[:] = True  # never leave a curve out of tolerance
-    for k, fc in enumerate(fcs):
-        _set_keys(fc, frames, values[:, k], keep)
-    return keep
 
 
 # --- NLA: takes and the tweak layer ------------------------------------------------------------------

@@ -957,7 +957,12 @@ class VMCLIP_OT_map_rig(bpy.types.Operator):
 
     def execute(self, context):
         settings, arm = _settings(context), _rig_in_panel(context)
-        rm = targets.auto_table(settings, arm)
+        try:
+            rm = targets.auto_table(settings, arm)
+        except rigmap.RigProblem as exc:  # not a humanoid: the table stays as it was
+            self.report({"ERROR"}, str(exc))
+            set_status(context, str(exc), error=True)
+            return {"CANCELLED"}
         missing = [r for r in rigmap.REQUIRED if r not in rm.bones]
         if missing:
             text = f"'{arm.name}': no bone found for {', '.join(missing)}: pick them in the table"

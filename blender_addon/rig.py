@@ -141,17 +141,33 @@ def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
     verts, faces, groups = [], [], []
     size = _body_size(arm_obj)
     bones = arm_obj.data.bones
-    for bone in bones:
+
+    def drawn(bone) -> bool:
         if not bone.use_deform:  # a control rig's handles are not part of the body
-            continue
-        if bone.parent is None and len(bone.children) == 1 and len(bones) > 12:
-            continue  # a placement root (a BVH's or Unreal's) under the hips: a tube from the floor to them
-        r0, r1 = (r * size for r in _RADII.get(_side_free(bone.name), (0.04, 0.035)))
-        v, f = _prism(bone.head_local, bone.tail_local, r0, r1)
+            return False
+        # (a placement root, a BVH's or Unreal's, under the hips: a tube from the floor to them)
+        return not (bone.parent is None and len(bone.children) == 1 and len(bones) > 12)
+
+    def tube(name: str, head, tail, r0: float, r1: float) -> None:
+        v, f = _prism(head, tail, r0, r1)
         base = len(verts)
         verts.extend(v)
         faces.extend(tuple(i + base for i in face) for face in f)
-        groups.append((bone.name, range(base, base + len(v))))
+        groups.append((name, range(base, base + len(v))))
+
+    radii = {b.name: [r * size for r in _RADII.get(_side_free(b.name), (0.04, 0.035))] for b in bones}
+    for bone in bones:
+        if not drawn(bone):
+            continue
+        tube(bone.name, bone.head_local, bone.tail_local, *radii[bone.name])
+        parent = bone.parent
+        # A bone that starts away from its parent's end (a thigh beside the hips' bone, a collar beside
+        # the spine) is joined to its parent's head by a tube of the parent's: a BVH's hips bone is a
+        # short stub and its thighs hung apart from it.
+        if parent is not None and drawn(parent):
+            reach = min(radii[parent.name][1], radii[bone.name][0])
+            if (bone.head_local - parent.tail_local).length > reach:
+                tube(parent.name, parent.head_local, bone.head_local, reach, reach)
     mesh = bpy.data.meshes.new(BODY_NAME)
     mesh.from_pydata([tuple(v) for v in verts], [], faces)
     mesh.update()
@@ -159,8 +175,11 @@ def create_proxy_body(context, arm_obj: bpy.types.Object) -> bpy.types.Object:
         poly.use_smooth = True
     body = bpy.data.objects.new(BODY_NAME, mesh)
     context.scene.collection.objects.link(body)
-    for name, ids in groups:
-        body.vertex_groups.new(name=name).add(list(ids), 1.0, "REPLACE")
+    members: dict[str, list[int]] = {}
+    for name, ids in groups:  # (a bone's own tube and the joins hung on it: one vertex group)
+        members.setdefault(name, []).extend(ids)
+    for name, ids in members.items():
+        body.vertex_groups.new(name=name).add(ids, 1.0, "REPLACE")
     body.parent = arm_obj
     mod = body.modifiers.new("Armature", "ARMATURE")
     mod.object = arm_obj

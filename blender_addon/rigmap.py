@@ -37,6 +37,12 @@ ROLE_INDEX = {n: i for i, n in enumerate(ROLES)}
 REQUIRED = tuple(rig_roles.REQUIRED_ROLES) + ("neck", "head")
 # Fewer deform bones than a humanoid has: the rig does not flag them, so every bone may take a role.
 MIN_DEFORM_BONES = 12
+# A rig whose body (pelvis to neck to head) is more than MAX_BODY_TO_LEG times as long as its legs (hip
+# to knee to ankle) and whose arms (shoulder to elbow to wrist) more than MAX_ARM_TO_LEG times is built
+# like a four-legged animal (Rigify's cat metarig: 2.05 and 1.12); people measure 0.59-0.79 and
+# 0.52-0.62 (every rig family of the tests, both BVH rigs of ../shared).
+MAX_BODY_TO_LEG = 1.5
+MAX_ARM_TO_LEG = 0.9
 # Control rigs: evaluations per frame that correct the keyed controls, and when to stop (degrees).
 MAX_CORRECTIONS = 8
 CORRECTION_TOLERANCE_DEG = 0.05
@@ -219,6 +225,7 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
             f"'{arm.name}' is not a humanoid rig the add-on can map: no bone for {', '.join(missing)} "
             "(set them in the mapping table)"
         )
+    check_proportions(arm, roles)
     if not any(r in overrides for r in rig_roles.SPINE_ROLES):
         for r in rig_roles.SPINE_ROLES:
             roles.pop(r, None)
@@ -253,6 +260,26 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
     elif kind.startswith("Auto-Rig Pro"):
         root = drive["pelvis"]
     return RigMap(roles, drive, ends, kind, unsure, root, points)
+
+
+def check_proportions(arm, roles: dict[str, str]) -> None:
+    """RigProblem when the rig is built like a four-legged animal although its bones carry human names
+    (Rigify's cat metarig: thigh, shin, forearm, spine.006): its body (pelvis to neck to head) much
+    longer than its legs and its arms as long as them. Lengths between joints, so a rest pose that does
+    not stand (a BVH's baked orients) changes nothing."""
+    at = {r: np.array(arm.data.bones[b].head_local) for r, b in roles.items()}
+
+    def chain(*names: str) -> float:
+        return sum(float(np.linalg.norm(at[b] - at[a])) for a, b in itertools.pairwise(names))
+
+    leg = sum(chain(f"{s}_hip", f"{s}_knee", f"{s}_ankle") for s in ("left", "right")) / 2
+    fore = sum(chain(f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist") for s in ("left", "right")) / 2
+    body, fore = chain("pelvis", "neck", "head") / max(leg, 1e-12), fore / max(leg, 1e-12)
+    if body > MAX_BODY_TO_LEG and fore > MAX_ARM_TO_LEG:
+        raise RigProblem(
+            f"'{arm.name}' is not a humanoid rig: it is built like a four-legged animal (body {body:.1f} "
+            f"and arms {fore:.1f} times as long as the legs; a person's about 0.8 and 0.6)"
+        )
 
 
 # --- the rig's rest geometry ----------------------------------------------------------------------

@@ -32,8 +32,11 @@ def fill_table(settings, arm, rm: rigmap.RigMap) -> None:
 
 
 def auto_table(settings, arm) -> rigmap.RigMap:
-    """Fill the table with the automatic map of `arm` (partial when roles are missing)."""
+    """Fill the table with the automatic map of `arm` (partial when roles are missing). RigProblem, the
+    table untouched, for a rig whose complete map is built like no person (rigmap.check_proportions)."""
     rm = rigmap.map_armature(arm, strict=False)
+    if all(r in rm.bones for r in rigmap.REQUIRED):
+        rigmap.check_proportions(arm, rm.bones)
     fill_table(settings, arm, rm)
     return rm
 

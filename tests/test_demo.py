@@ -60,13 +60,24 @@ Frame Time: 0.033333
 """
 
 
-def test_a_rig_that_is_not_a_humanoid_gives_one_line_and_no_outputs(tmp_path):
-    """The rig is mapped inside Blender (after the backend started): still one line, exit code 2, and
-    no demo files left in the output folder."""
+@pytest.mark.parametrize("rig", ["crane.bvh", "cat.blend"])
+def test_a_rig_that_is_not_a_humanoid_gives_one_line_and_no_outputs(rig, tmp_path):
+    """The rig is checked in Blender before anything else: one line, exit code 2, no demo files in the
+    output folder, and the backend never started (no motion generated): a two-bone BVH, and Rigify's
+    cat metarig, whose bones carry human names (thigh, shin, forearm, spine.006)."""
     pytest.importorskip("bpy")
-    (tmp_path / "crane.bvh").write_text(CRANE_BVH)
+    if rig == "crane.bvh":
+        (tmp_path / rig).write_text(CRANE_BVH)
+    else:
+        script = (
+            "import bpy, addon_utils\n"
+            "bpy.ops.preferences.addon_enable(module='rigify')\n"
+            "bpy.ops.object.armature_cat_metarig_add()\n"
+            f"bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / rig)!r})\n"
+        )
+        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
     res = subprocess.run(
-        [sys.executable, "-m", "vmclip", "demo", "--out", "o", "--rig", "crane.bvh", "--seconds", "1"],
+        [sys.executable, "-m", "vmclip", "demo", "--out", "o", "--rig", rig, "--seconds", "1"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -74,6 +85,9 @@ def test_a_rig_that_is_not_a_humanoid_gives_one_line_and_no_outputs(tmp_path):
     )
     assert res.returncode == 2, res.stderr
     errors = [line for line in res.stderr.splitlines() if not line.startswith("demo: ")]
-    assert len(errors) == 1 and "'crane'" in errors[0] and "no bone found for pelvis" in errors[0], res.stderr
+    want = "no bone found for pelvis" if rig == "crane.bvh" else "built like a four-legged animal"
+    assert len(errors) == 1 and want in errors[0], res.stderr
     assert "Traceback" not in res.stderr
     assert not any((tmp_path / "o").glob("demo*"))
+    # (the motion comes from the backend, which logs into server.log from its start)
+    assert "backend starting" not in res.stderr and not (tmp_path / "o" / "server.log").exists()

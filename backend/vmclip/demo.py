@@ -85,7 +85,7 @@ def _write_motion_files(motion, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmclip.demo_blender import resolve_rig
+    from vmclip.demo_blender import check_rig, resolve_rig
     from vmclip.errors import InputError, VmclipError
     from vmclip.fileio import check_writable
     from vmclip.t2m.generate import validate_prompt, validate_seconds, validate_seed
@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     rig = resolve_rig(args.rig, out) if getattr(args, "rig", None) else None
     if rig is not None and args.direct:
         raise InputError("--rig needs Blender: it cannot be combined with --direct")
+    if rig is not None and rig != "rigify":  # (Rigify's own rig is a person's)
+        # a rig that is not a humanoid is refused before the backend starts or any motion is made
+        check_rig(rig, out, log=lambda *a: _say(" ".join(str(x) for x in a)))
 
     if args.image:
         images = [Path(p) for p in args.image]

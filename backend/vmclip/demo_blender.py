@@ -40,7 +40,7 @@ _MARK = "@@VMCLIP_DEMO@@"
 
 # Runs inside the bpy subprocess; reads its settings from a JSON file given as the only argument.
 _SCRIPT = r"""
-import json, os, sys, time
+import importlib, json, os, sys, time
 import bpy
 
 cfg = json.load(open(sys.argv[-1]))
@@ -122,9 +122,20 @@ def load_rig(spec):
 if cfg.get("rig"):
     say(stage=f"load rig {cfg['rig_name']}")
     settings.armature = load_rig(cfg["rig"])
-    if bpy.ops.vmclip.map_rig() != {"FINISHED"} or bpy.context.window_manager.vmclip_state.status_is_error:
+    try:
+        mapped = bpy.ops.vmclip.map_rig()
+    except RuntimeError:  # (its ERROR report: a rig built like no person; the status line says why)
+        mapped = None
+    if mapped != {"FINISHED"} or bpy.context.window_manager.vmclip_state.status_is_error:
         bad(bpy.context.window_manager.vmclip_state.status)
     say(note=bpy.context.window_manager.vmclip_state.status)
+    if cfg.get("check_only"):  # the rig alone, before any motion is generated
+        try:
+            importlib.import_module(MODULE + ".operators").target_map(bpy.context)
+        except Exception as exc:  # noqa: BLE001 - the add-on's one-line reason
+            bad(str(exc))
+        say(result={"rig": "humanoid"})
+        sys.exit(0)
 for path in cfg["images"]:
     settings.images.add().filepath = path
 work = cfg["work"]
@@ -161,8 +172,6 @@ arm = settings.armature
 skinned = [m for o in bpy.data.objects if o.type == "MESH" for m in o.modifiers if m.type == "ARMATURE"]
 # A bare rig gets the add-on's mannequin on its deform bones, so demo.blend shows a body moving.
 if cfg.get("rig") and not any(m.object == arm for m in skinned):
-    import importlib
-
     importlib.import_module(MODULE + ".rig").create_proxy_body(bpy.context, arm)
 # A camera on the rig, so that opening demo.blend and pressing F12 shows the motion too.
 cam = scene.camera
@@ -226,6 +235,80 @@ def _load_builder():
     return module
 
 
+def _run_script(cfg: dict, tmp_path: Path, timeout_s: float, log) -> dict:
+    """Run the bpy script with `cfg` in a fresh Blender user folder under `tmp_path`; its result.
+    InputError for the user's rig, VmclipError (one line) when Blender or the backend fails."""
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    (tmp_path / "demo_script.py").write_text(_SCRIPT)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
+    cmd = [sys.executable, str(tmp_path / "demo_script.py"), str(tmp_path / "cfg.json")]
+    summary: dict = {}
+    error = bad_input = None
+    tail: list[str] = []
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith(_MARK):
+                msg = json.loads(line[len(_MARK) :])
+                if "stage" in msg:
+                    log(f"blender: {msg['stage']}...")
+                elif "done" in msg:
+                    log(f"blender: {msg['done']} done ({msg['seconds']} s)")
+                elif "note" in msg:
+                    log(f"blender: {msg['note']}")
+                elif "error" in msg:
+                    error = msg["error"]
+                elif "bad_input" in msg:
+                    bad_input = msg["bad_input"]
+                elif "result" in msg:
+                    summary = msg["result"]
+            else:
+                tail = (tail + [line.rstrip()])[-20:]
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise VmclipError(f"headless Blender did not finish within {timeout_s:.0f} s") from None
+    if bad_input is not None:
+        raise InputError(f"--rig: {bad_input}")
+    if error is not None:
+        raise VmclipError(f"Blender demo: {error}")
+    if proc.returncode != 0 or not summary:
+        detail = next((t for t in reversed(tail) if t.strip()), "no output")
+        raise VmclipError(f"headless Blender failed (exit {proc.returncode}): {detail}")
+    return summary
+
+
+def check_rig(rig: str, out_dir: str | Path, *, timeout_s: float = 600.0, log=print) -> None:
+    """Load `rig` (a path resolve_rig gave) into headless Blender and map it with the add-on, as the
+    demo will, before any backend or motion: InputError (one line) when it is not a humanoid the
+    add-on can key."""
+    if importlib.util.find_spec("bpy") is None:
+        raise VmclipError("the bpy module is not installed (pip install bpy==5.0.1, Python 3.11)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".vmclip-rig-", dir=out_dir) as tmp:
+        tmp_path = Path(tmp).resolve()
+        zip_path = _load_builder().build(tmp_path / "dist", offline=True, log=lambda *_: None)
+        cfg = {
+            "mark": _MARK,
+            "module": ADDON_MODULE,
+            "zip": str(zip_path),
+            "address": "",
+            "prompt": "",
+            "seconds": 1.0,
+            "seed": 0,
+            "size": 256,
+            "images": [],
+            "work": str(tmp_path),
+            "rig": rig,
+            "rig_name": Path(rig).name,
+            "check_only": True,
+        }
+        _run_script(cfg, tmp_path, timeout_s, log)
+
+
 def run_blender_demo(
     out_dir: str | Path,
     server_address: str,
@@ -277,45 +360,7 @@ def run_blender_demo(
             "rig": rig,
             "rig_name": Path(rig).name if rig else None,
         }
-        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-        (tmp_path / "demo_script.py").write_text(_SCRIPT)
-        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
-        cmd = [sys.executable, str(tmp_path / "demo_script.py"), str(tmp_path / "cfg.json")]
-        summary: dict = {}
-        error = bad_input = None
-        tail: list[str] = []
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
-        )
-        try:
-            for line in proc.stdout:
-                if line.startswith(_MARK):
-                    msg = json.loads(line[len(_MARK) :])
-                    if "stage" in msg:
-                        log(f"blender: {msg['stage']}...")
-                    elif "done" in msg:
-                        log(f"blender: {msg['done']} done ({msg['seconds']} s)")
-                    elif "note" in msg:
-                        log(f"blender: {msg['note']}")
-                    elif "error" in msg:
-                        error = msg["error"]
-                    elif "bad_input" in msg:
-                        bad_input = msg["bad_input"]
-                    elif "result" in msg:
-                        summary = msg["result"]
-                else:
-                    tail = (tail + [line.rstrip()])[-20:]
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise VmclipError(f"headless Blender did not finish within {timeout_s:.0f} s") from None
-        if bad_input is not None:
-            raise InputError(f"--rig: {bad_input}")
-        if error is not None:
-            raise VmclipError(f"Blender demo: {error}")
-        if proc.returncode != 0 or not summary:
-            detail = next((t for t in reversed(tail) if t.strip()), "no output")
-            raise VmclipError(f"headless Blender failed (exit {proc.returncode}): {detail}")
+        summary = _run_script(cfg, tmp_path, timeout_s, log)
         missing = [name for name in OUTPUTS if not (work / name).is_file()]
         if missing:
             raise VmclipError(f"headless Blender did not write {', '.join(missing)}")

@@ -1,0 +1,197 @@
+"""Sparse Bezier keys fitted to dense samples (numpy only, no bpy): each key's value and slope are
+solved by least squares over every frame, so one segment covers what automatic handles (which go
+through the samples with slopes set by the neighbouring keys) need several keys for.
+
+A key's handles sit a third of the way to its neighbours in time, so each segment is a cubic in time
+(Hermite form: values and slopes at its two keys) and Blender evaluates it as numpy does here; the two
+handles of a key are collinear (one slope), so an artist editing it keeps the curve smooth."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The fit aims inside the tolerance (float32 keys and Blender's own evaluation may add a little).
+MARGIN = 0.97
+# Reweighting rounds per fit (Lawson's: weights grow where the error is largest, towards the smallest
+# maximum error rather than the smallest squared error).
+REWEIGHTS = 6
+# Each slope is pulled towards the samples' own slope with this weight (per key, relative): it keeps
+# segments without samples between their keys determined, and is too weak to cost accuracy.
+SLOPE_PRIOR = 1e-3
+# Greedy refinement: at most this many passes (each adds the worst frame of every stretch still out
+# of tolerance; a 30-s clip at 60 fps needs about log2(1800) = 11).
+MAX_PASSES = 24
+
+
+def group_error(kind: str, target: np.ndarray, got: np.ndarray, unit: float) -> np.ndarray:
+    """Per-frame error of one bone's channel group: for quaternions the angle (degrees) of the joint's
+    rotation error (sign-blind, the curve normalised as Blender does), for locations the distance
+    (metres: `unit` metres per armature unit)."""
+    if kind == "rotation_quaternion":
+        q = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
+        dot = np.abs((q * target).sum(-1)) / np.maximum(np.linalg.norm(target, axis=-1), 1e-12)
+        return np.degrees(2 * np.arccos(np.clip(dot, -1.0, 1.0)))
+    return np.linalg.norm(got - target, axis=-1) * unit
+
+
+def same_hemisphere(quats: np.ndarray) -> np.ndarray:
+    """(n, 4) quaternions with each one's sign flipped to its predecessor's side (q and -q are the
+    same rotation; a flip between frames would cost keys)."""
+    out = np.array(quats, dtype=float)
+    for t in range(1, len(out)):
+        if (out[t] * out[t - 1]).sum() < 0:
+            out[t] = -out[t]
+    return out
+
+
+def basis(frames: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(n, 2m) cubic Hermite basis: columns [0, m) a key's value, [m, 2m) its slope (per frame)."""
+    kf = frames[keys]
+    m = len(keys)
+    seg = np.clip(np.searchsorted(kf, frames, side="right") - 1, 0, m - 2)
+    h = kf[seg + 1] - kf[seg]
+    u = (frames - kf[seg]) / h
+    a = np.zeros((len(frames), 2 * m))
+    rows = np.arange(len(frames))
+    a[rows, seg] = 2 * u**3 - 3 * u**2 + 1
+    a[rows, seg + 1] = 3 * u**2 - 2 * u**3
+    a[rows, m + seg] = (u**3 - 2 * u**2 + u) * h
+    a[rows, m + seg + 1] = (u**3 - u**2) * h
+    return a
+
+
+def _segments(frames: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's segment (n,) and its Hermite weights (n, 4) on (value, slope) of the segment's first
+    key and (value, slope) of its second: the rows of `basis`, packed."""
+    kf = frames[keys]
+    seg = np.clip(np.searchsorted(kf, frames, side="right") - 1, 0, len(keys) - 2)
+    h = kf[seg + 1] - kf[seg]
+    u = (frames - kf[seg]) / h
+    return seg, np.stack(
+        [2 * u**3 - 3 * u**2 + 1, (u**3 - 2 * u**2 + u) * h, 3 * u**2 - 2 * u**3, (u**3 - u**2) * h], -1
+    )
+
+
+def _solve(
+    seg: np.ndarray, b: np.ndarray, w: np.ndarray, values: np.ndarray, prior: float, slope: np.ndarray
+):
+    """Key values and slopes (m, c) minimising the weighted squared error plus `prior` times the slopes'
+    squared distance from `slope` (m, c). The normal equations are block tridiagonal (a key's 2x2 block
+    couples only with its neighbours'), solved by block elimination: numpy alone, no threaded LAPACK
+    (which spun 20 times longer than the work on a busy 2-core machine)."""
+    m = len(slope)
+    wb = w[:, None] * b
+    s = np.zeros((m - 1, 4, 4))
+    np.add.at(s, seg, wb[:, :, None] * b[:, None, :])
+    r = np.zeros((m - 1, 4, values.shape[1]))
+    np.add.at(r, seg, wb[:, :, None] * values[:, None, :])
+    d = np.zeros((m, 2, 2))
+    d[:-1] += s[:, :2, :2]
+    d[1:] += s[:, 2:, 2:]
+    d[:, 1, 1] += prior
+    up = s[:, :2, 2:]
+    rhs = np.zeros((m, 2, values.shape[1]))
+    rhs[:-1] += r[:, :2]
+    rhs[1:] += r[:, 2:]
+    rhs[:, 1] += prior * slope
+    inv = [_inv2(d[0])]
+    for k in range(1, m):  # (forward elimination)
+        lower = up[k - 1].T @ inv[k - 1]
+        d[k] -= lower @ up[k - 1]
+        rhs[k] -= lower @ rhs[k - 1]
+        inv.append(_inv2(d[k]))
+    z = np.zeros_like(rhs)
+    z[-1] = inv[-1] @ rhs[-1]
+    for k in range(m - 2, -1, -1):  # (back substitution)
+        z[k] = inv[k] @ (rhs[k] - up[k] @ z[k + 1])
+    return z[:, 0], z[:, 1]
+
+
+def _inv2(x: np.ndarray) -> np.ndarray:
+    (p, q), (r, t) = x
+    return np.array([[t, -q], [-r, p]]) / (p * t - q * r)
+
+
+def fit(
+    frames: np.ndarray, values: np.ndarray, keys: np.ndarray, kind: str, unit: float, tol: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Key values (m, c) and slopes (m, c) at the frames `keys` (indices, first and last included)
+    fitting `values` (n, c); returns (values, slopes, per-frame error) of the fit whose largest error
+    relative to `tol` (n,) is smallest over the reweighting rounds."""
+    seg, b = _segments(frames, keys)
+    slope = np.gradient(values, frames, axis=0)[keys]
+    prior = (SLOPE_PRIOR * np.diff(frames[keys]).mean()) ** 2
+    w = np.ones(len(frames))
+    best = None
+    for _ in range(REWEIGHTS):
+        p, sl = _solve(seg, b, w, values, prior, slope)
+        got = (b[:, :, None] * np.stack([p[seg], sl[seg], p[seg + 1], sl[seg + 1]], 1)).sum(1)
+        err = group_error(kind, values, got, unit)
+        ratio = err / tol
+        if best is None or ratio.max() < best[0]:
+            best = (ratio.max(), p, sl, err)
+        if ratio.max() <= MARGIN:
+            break
+        w = w * (ratio + 1e-3)  # (Lawson: weight each frame by its error relative to the tolerance)
+        w /= w.mean()
+    return best[1], best[2], best[3]
+
+
+def select_keys(
+    frames: np.ndarray, values: np.ndarray, kind: str, unit: float, tol: np.ndarray
+) -> np.ndarray:
+    """(n,) mask of the frames to key so that the fitted curve stays within MARGIN of `tol` (n,) on
+    every frame: first and last frame, then the worst frame of every stretch out of tolerance until
+    none is, then every key whose removal the refitted curve tolerates is dropped."""
+    n = len(frames)
+    keep = np.zeros(n, bool)
+    keep[[0, n - 1]] = True
+    for _ in range(MAX_PASSES):
+        err = fit(frames, values, np.flatnonzero(keep), kind, unit, tol)[2]
+        excess = err - MARGIN * tol
+        if not (excess > 0).any():
+            break
+        split(keep, excess)
+    else:
+        return np.ones(n, bool)  # (never leave a curve out of tolerance)
+    return prune(frames, values, kind, unit, tol, keep)
+
+
+def split(keep: np.ndarray, excess: np.ndarray) -> None:
+    """Add a key (in place) to every stretch between keys where `excess` (n,) is positive: at its worst
+    frame, or at its middle when that frame is in the outer quarter of a longer stretch (a fitted curve
+    need not pass through its keys, and one long segment fitted to a sharp stretch erred most right next
+    to its key: a key per frame walked one frame a pass and never reached the end of a fast run)."""
+    idx = np.flatnonzero(keep)
+    for lo, hi in zip(idx[:-1], idx[1:], strict=True):
+        stretch = excess[lo + 1 : hi]
+        if stretch.size and stretch.max() > 0:
+            at = lo + 1 + int(stretch.argmax())
+            if hi - lo > 4 and min(at - lo, hi - at) < (hi - lo) / 4:
+                at = (lo + hi) // 2
+            keep[at] = True
+
+
+def prune(
+    frames: np.ndarray, values: np.ndarray, kind: str, unit: float, tol: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
+    """Drop every interior key the refitted curve can do without (refinement adds some that later keys
+    made redundant)."""
+    keep = keep.copy()
+    for key in np.flatnonzero(keep)[1:-1]:
+        keep[key] = False
+        err = fit(frames, values, np.flatnonzero(keep), kind, unit, tol)[2]
+        if (err > MARGIN * tol).any():
+            keep[key] = True
+    return keep
+
+
+def handles(frames: np.ndarray, slopes: np.ndarray, key_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) handles (m, 2) of one channel's keys at `frames` (m,): a third of the way to the
+    neighbouring key in time along the key's slope (the ends mirror their one neighbour)."""
+    gap = np.diff(frames)
+    left_dt = np.concatenate([gap[:1], gap]) / 3.0
+    right_dt = np.concatenate([gap, gap[-1:]]) / 3.0
+    left = np.stack([frames - left_dt, key_values - slopes * left_dt], -1)
+    right = np.stack([frames + right_dt, key_values + slopes * right_dt], -1)
+    return left, right
