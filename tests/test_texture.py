@@ -114,6 +114,30 @@ def _back_of_head(c) -> np.ndarray:
     return head & (c.pos[:, 2] < hc[2] - 0.5 * size) & (c.pos[:, 1] > hc[1] - 0.2 * size)
 
 
+def periodicity(texels: np.ndarray, pos: np.ndarray, centre: np.ndarray) -> float:
+    """How regular the column stripes across the back of the head are: the brightness profile
+    around the head (mean per 2.5-mm step of the angle around the vertical; hair falls along the
+    other direction), its slow trend taken out, and its largest normalised autocorrelation at a shift
+    of 3-16 steps (random strands: near 0; a repeated block: a clear peak at its period)."""
+    d = pos - centre
+    radius = float(np.median(np.linalg.norm(d, axis=1)))
+    arc = np.arctan2(d[:, 0], -d[:, 2]) * radius
+    col = np.floor((arc - arc.min()) / 0.0025).astype(np.int64)
+    n = np.bincount(col)
+    lum = np.bincount(col, weights=texels.mean(1)) / np.maximum(n, 1)
+    keep = n >= 5
+    x = np.arange(len(lum))
+    lum = np.interp(x, x[keep], lum[keep])[keep.argmax() : len(keep) - keep[::-1].argmax()]
+    k = np.exp(-0.5 * (np.arange(-12, 13) / 4.0) ** 2)
+    trend = np.convolve(np.pad(lum, 12, mode="edge"), k / k.sum(), mode="valid")
+    r = lum - trend
+    r = r - r.mean()
+    den = float((r * r).sum())
+    if den <= 1e-9:
+        return 0.0
+    return max(float((r[:-lag] * r[lag:]).sum()) / den for lag in range(3, 17))
+
+
 def _with_hair(view, hair_of, seed: int = 0):
     """The front photo with its hair pixels recoloured by `hair_of(n, rng)` (n, 3)."""
     image = view.image.copy()
