@@ -43,16 +43,16 @@ SOURCE_ERODE = 2
 SHADING_CELLS = 4.0
 # ... at the seen hair's contrast, raised at most this much.
 MAX_GAIN = 2.0
-# A tiny exemplar: seen hair covering fewer than this many photo pixels (the 300-px iPER pair: a head
-# 15 px wide, about 175 px of short hair; the 256-px curly-haired photo has 360, the 512-px ones
-# 1,300 and more). Its texels are blended with the skin at the hairline and with the wall at the
-# outline, which pulled the crown's colour off the black hair to mid-grey, and its quilted "detail"
-# (a block of cells is a fraction of a pixel: the interpolation between a few pixels and those
-# blends) repeated as regular vertical stripes, a striped cap. Its colour is then the median of the
-# seen hair texels farthest from the face's skin (this share), and its texture is noise in the
-# hair's own colours, drawn out along the hair's fall (cells: down the rows, around), at the seen
-# hair's robust spread of brightness, at most NOISE_MAX levels.
-MIN_HAIR_PIXELS = 250
+# Hair the photos did not resolve: their pixels on it are over this size (metres; 3 cells, so a
+# quilting block spans under 2 pixels). The 300-px iPER pair sees it at 7.8 mm (a head about 20 px
+# wide), the 256-px curly-haired photo at 6.9 mm, the 512-px ones at 3-5 mm. Its texels are blended
+# with the skin at the hairline and with the wall at the outline, which pulled the crown's colour
+# off the black hair to mid-grey, and its quilted "detail" (the interpolation between a few pixels
+# and those blends, the same in every block) repeated as regular vertical stripes, a striped cap.
+# Its colour is then the median of the seen hair texels farthest from the face's skin (this share),
+# and its texture noise in the hair's own colours, drawn out along the hair's fall (cells: down the
+# rows, around), at the seen hair's robust spread of brightness, at most NOISE_MAX levels.
+RESOLVED_M = 0.0073
 PURE_SHARE = 0.25
 NOISE_SIGMA = (2.5, 0.8)
 NOISE_MAX = 6.0
@@ -138,7 +138,7 @@ def synthesise_hair(
     local /= np.maximum(cv2.GaussianBlur(weight, (0, 0), SHADING_CELLS), 1e-6)[..., None]
     detail = image - local
     rng = np.random.default_rng(seed)
-    tiny = pixel_m is not None and _photo_pixels(int(source.sum()), pixel_m[src]) < MIN_HAIR_PIXELS
+    tiny = pixel_m is not None and float(np.median(pixel_m[src])) > RESOLVED_M
     filled = None if tiny else _quilt(detail, source, hole, rng)
     if tiny:
         away = np.linalg.norm(colour[src] - skin, axis=1)
@@ -156,12 +156,6 @@ def synthesise_hair(
 
     out[target] = sample(filled, xy)
     return out
-
-
-def _photo_pixels(cells: int, pixel_m: np.ndarray) -> float:
-    """How many photo pixels `cells` sphere-map cells cover, at the seeing photos' median pixel size
-    `pixel_m` (metres) there: the seen hair's size in the photo."""
-    return cells * (CELL_M / max(float(np.median(pixel_m)), 1e-6)) ** 2
 
 
 def _noise(seen: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -51,7 +51,7 @@ AXIS_SPAN_BINS = 3
 # window, and the most common colour still changes right at a hem).
 STRIP_ROW_SPAN = 25
 # The trunk's flanks (seen from the front): this share of each row's width from either side.
-FLANK_SHARE = 0.2
+FLANK_SHARE = 0.12
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
