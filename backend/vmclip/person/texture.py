@@ -52,6 +52,10 @@ AXIS_SPAN_BINS = 3
 STRIP_ROW_SPAN = 25
 # The trunk's flanks (seen from the front): this share of each row's width from either side.
 FLANK_SHARE = 0.12
+# ... unless they are the front's colour in shade: a brightness ratio within SHADE_RATIO-1/SHADE_RATIO
+# and chromaticity (each channel's share of the sum) within SHADE_CHROMA.
+SHADE_RATIO = 0.5
+SHADE_CHROMA = 0.04
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -426,8 +430,20 @@ def _row_colours(img: np.ndarray, source: np.ndarray, vote: np.ndarray | None = 
         if b - a < 3:
             continue
         # (the histogram summed over neighbouring bins: a shaded garment spreads over a few)
+        own = np.bincount(key[a:b], minlength=512).reshape(8, 8, 8).astype(np.float32)
+        own = uniform_filter(own, 3, mode="constant")
+        best = np.array(np.unravel_index(own.argmax(), own.shape))
         hist = np.bincount(keys[va:vb], minlength=512).reshape(8, 8, 8).astype(np.float32)
-        best = np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape)
+        flank = np.array(np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape))
+        if np.abs(flank - best).max() > 1 and not _shade_of(
+            _cells_near(img[vy[va:vb], vx[va:vb]].astype(np.int64), flank), _cells_near(vals[a:b], best)
+        ):
+            # Another garment than the row's most common colour goes round the body: that one, as
+            # the front's rows show it (the flanks are seen obliquely, shaded), the most common of
+            # the row's bins next to the flanks'.
+            lo_b = np.maximum(flank - 1, 0)
+            window = own[lo_b[0] : flank[0] + 2, lo_b[1] : flank[1] + 2, lo_b[2] : flank[2] + 2]
+            best = lo_b + np.array(np.unravel_index(window.argmax(), window.shape))
         near = (np.abs(q[a:b] - np.array(best)) <= 1).all(1)
         if not near.any():
             near_v = (np.abs(img[vy[va:vb], vx[va:vb]] // 32 - np.array(best)) <= 1).all(1)
@@ -435,6 +451,24 @@ def _row_colours(img: np.ndarray, source: np.ndarray, vote: np.ndarray | None = 
             continue
         out[r] = np.median(vals[a:b][near], axis=0)
     return out
+
+
+def _cells_near(vals: np.ndarray, bin_: np.ndarray) -> np.ndarray:
+    """The median colour of the cells `vals` (N, 3) within one coarse bin of `bin_`."""
+    near = (np.abs(vals // 32 - bin_) <= 1).all(1)
+    return np.median(vals[near], axis=0) if near.any() else np.full(3, np.nan)
+
+
+def _shade_of(flank: np.ndarray, front: np.ndarray) -> bool:
+    """Whether the flanks' colour is the front's garment in shade or light (the same chromaticity,
+    brightness within a factor SHADE_RATIO): a shirt's shaded sides are still the shirt, a leather
+    jacket's dark sides still the jacket whose lit lapels fill the front's rows; a dark jacket beside
+    a light shirt is another garment."""
+    if np.isnan(flank).any() or np.isnan(front).any():
+        return False
+    ratio = (flank.sum() + 1.0) / (front.sum() + 1.0)
+    chroma = np.abs(flank / (flank.sum() + 1.0) - front / (front.sum() + 1.0)).max()
+    return bool(SHADE_RATIO <= ratio <= 1.0 / SHADE_RATIO and chroma < SHADE_CHROMA)
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
