@@ -9,6 +9,9 @@ over the back (image quilting: whole blocks of the seen hair, each matched to it
 overlap); each back texel reads the crown's colour plus that detail there: strands, curls and their
 highlights continue from what the photos saw. (PatchMatch, which fills the background plate, was
 tried first: its patch votes average a hole as large as the back of the head into a smooth smear.)
+Hair a photo saw in a few coarse pixels (a 300-px photo) holds no strands to quilt, only its blends
+with skin and wall: its own colour is taken from the texels farthest from the skin, and its texture
+is noise drawn out along the hair's fall.
 """
 
 from __future__ import annotations

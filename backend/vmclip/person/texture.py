@@ -10,7 +10,8 @@ it falls. What no photo saw squarely is completed in UV space:
 2. off the head, from the body's front at the same place (the T-posed body seen along -z): the same
    garment's layout (its hems, where trousers begin), median-filtered, with the front's faint fine
    grain on top. On the trunk's front the garment's colour is the most common colour of the rows
-   around, outside the centre strip; the strip (a tie, buttons) and whatever differs clearly from
+   around, outside the centre strip (or the flanks' colour, where they show another garment: an open
+   jacket over a shirt); the strip (a tie, buttons) and whatever differs clearly from
    that colour (a print) take it, so that no front-only feature reaches the back;
 3. the back of the head, down to the nape, from the crown (hair, or a bald scalp), never the face.
    (The head's other unseen texels take the colour its seen sides have at their height.)
