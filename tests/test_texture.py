@@ -280,3 +280,27 @@ def test_an_open_jackets_back_is_the_jacket(atlas_case):
     assert back.sum() > 500
     assert _near(texels[back], LIGHT_SHIRT, 60).mean() < 0.02
     assert _near(texels[back], JACKET, 40).mean() > 0.9
+
+
+def test_the_iper_pairs_back_of_head_is_dark_unstriped_hair(photos_dir):
+    """The 300-px iPER pair (a head about 15 px wide, short black hair against a white wall): the back
+    of the head was a mid-grey cap with regular vertical stripes (4.5 levels); it is dark hair now."""
+    from vmclip.person.analysis import analyze
+
+    pair = [photos_dir / "iper_p009_set_a_apose.jpg", photos_dir / "iper_p009_set_b_random.jpg"]
+    if not all(p.exists() for p in pair):
+        pytest.skip("the iPER pair is absent")
+    person = analyze(pair, background=False, seed=0)
+    body = load_body_model("anny")
+    uv_coords, uv_faces = body_uv(body)
+    grid = texel_grid(uv_coords, uv_faces, person.texture.shape[0])
+    rest = np.asarray(body.rest_vertices(person.shape), dtype=np.float64)
+    faces = np.asarray(body.faces)
+    pos = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), rest[faces[grid.tri]])
+    part = part_index(body)[faces[grid.tri, grid.bary.argmax(1)]]
+    texels = person.texture[grid.ys, grid.xs].astype(np.float64)
+    c = SimpleNamespace(pos=pos, part=part)
+    back = _back_of_head(c)
+    head = part == JOINT_NAMES.index("head")
+    assert np.median(texels[back].mean(1)) < 65  # (before: 74; the wall is 240, his skin 180)
+    assert column_stripes(texels[back], pos[back], np.median(pos[head], axis=0)) < 2.5
