@@ -9,6 +9,9 @@ over the back (image quilting: whole blocks of the seen hair, each matched to it
 overlap); each back texel reads the crown's colour plus that detail there: strands, curls and their
 highlights continue from what the photos saw. (PatchMatch, which fills the background plate, was
 tried first: its patch votes average a hole as large as the back of the head into a smooth smear.)
+Hair a photo saw in a few coarse pixels (a 300-px photo) holds no strands to quilt, only its blends
+with skin and wall: its own colour is taken from the texels farthest from the skin, and its texture
+is noise drawn out along the hair's fall.
 """
 
 from __future__ import annotations
@@ -43,6 +46,19 @@ SOURCE_ERODE = 2
 SHADING_CELLS = 4.0
 # ... at the seen hair's contrast, raised at most this much.
 MAX_GAIN = 2.0
+# Hair the photos did not resolve: their pixels on it are over this size (metres; 3 cells, so a
+# quilting block spans under 2 pixels). The 300-px iPER pair sees it at 7.8 mm (a head about 20 px
+# wide), the 256-px curly-haired photo at 6.9 mm, the 512-px ones at 3-5 mm. Its texels are blended
+# with the skin at the hairline and with the wall at the outline, which pulled the crown's colour
+# off the black hair to mid-grey, and its quilted "detail" (the interpolation between a few pixels
+# and those blends, the same in every block) repeated as regular vertical stripes, a striped cap.
+# Its colour is then the median of the seen hair texels farthest from the face's skin (this share),
+# and its texture noise in the hair's own colours, drawn out along the hair's fall (cells: down the
+# rows, around), at the seen hair's robust spread of brightness, at most NOISE_MAX levels.
+RESOLVED_M = 0.0073
+PURE_SHARE = 0.25
+NOISE_SIGMA = (2.5, 0.8)
+NOISE_MAX = 6.0
 
 
 def _sphere_coords(
@@ -59,9 +75,10 @@ def _sphere_coords(
 
 def _hair_texels(
     colour: np.ndarray, seen: np.ndarray, pos: np.ndarray, centre: np.ndarray, radius: float, hair: np.ndarray
-) -> np.ndarray | None:
-    """The `seen` head texels that are hair: near the crown's colour `hair` and nearer it than the
-    face's skin (the seen front of the head at eye height); None when the crown is skin."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The `seen` head texels that are hair (near the crown's colour `hair` and nearer it than the
+    face's skin: the seen front of the head at eye height), and the face's skin colour; None when
+    the crown is skin."""
     d = pos - centre
     face = seen & (d[:, 2] > 0.5 * radius) & (np.abs(d[:, 1]) < 0.3 * radius)
     if face.sum() < 20:
@@ -70,7 +87,8 @@ def _hair_texels(
     if np.abs(skin - hair).max() < SCALP_CONTRAST:
         return None
     to_hair = np.abs(colour - hair).max(1)
-    return seen & (to_hair <= HAIR_TOLERANCE) & (to_hair < np.abs(colour - skin).max(1))
+    sel = seen & (to_hair <= HAIR_TOLERANCE) & (to_hair < np.abs(colour - skin).max(1))
+    return sel, skin
 
 
 def synthesise_hair(
@@ -81,12 +99,14 @@ def synthesise_hair(
     hair: np.ndarray,
     target: np.ndarray,
     centre: np.ndarray,
+    pixel_m: np.ndarray | None = None,
     seed: int = 0,
 ) -> np.ndarray | None:
     """Hair colours (N, 3) for the `target` texels (the unseen back of the head; others are returned
-    as the flat `hair`), synthesised from the `seen` `head` texels (a photo saw them squarely)
+    as the hair's own colour), synthesised from the `seen` `head` texels (a photo saw them squarely)
     whose `colour` is near the crown's `hair` colour; `pos` are the texels' rest positions (+y up,
-    +z forward) and `centre` the head's. None when the photos saw too little hair."""
+    +z forward), `centre` the head's, `pixel_m` the size of the seeing photo's pixel at each texel
+    (metres; None: resolved). None when the crown is skin or the photos saw too little hair."""
     if not target.any():
         return None
     around, down, radius = _sphere_coords(pos, centre, head)
@@ -95,9 +115,10 @@ def synthesise_hair(
     col = (around + np.pi) / (2 * np.pi) * (w - 1)
     row = down / np.pi * (h - 1)
     cells = np.rint(row).astype(np.int64) * w + np.rint(col).astype(np.int64)
-    src = _hair_texels(colour, seen & head & ~target, pos, centre, radius, hair)
-    if src is None:
+    found = _hair_texels(colour, seen & head & ~target, pos, centre, radius, hair)
+    if found is None or found[0].sum() < 20:
         return None
+    src, skin = found
     acc = np.bincount(cells[src], minlength=h * w)
     image = np.zeros((h * w, 3), np.float64)
     for c in range(3):
@@ -119,18 +140,38 @@ def synthesise_hair(
     local = cv2.GaussianBlur(image * weight[..., None], (0, 0), SHADING_CELLS)
     local /= np.maximum(cv2.GaussianBlur(weight, (0, 0), SHADING_CELLS), 1e-6)[..., None]
     detail = image - local
-    filled = _quilt(detail, source, hole, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    tiny = pixel_m is not None and float(np.median(pixel_m[src])) > RESOLVED_M
+    filled = None if tiny else _quilt(detail, source, hole, rng)
+    if tiny:
+        away = np.linalg.norm(colour[src] - skin, axis=1)
+        hair = np.median(colour[src][away >= np.quantile(away, 1.0 - PURE_SHARE)], axis=0)
     if filled is None:
-        return None
-    # (blocks drawn from the source's quieter parts can soften it: brought back to its contrast)
-    gain = float(detail[source].std()) / max(float(filled[hole].std()), 1e-6)
-    filled = np.asarray(hair, np.float32) + float(np.clip(gain, 1.0, MAX_GAIN)) * filled
+        filled = _noise(colour[src], (h, w), rng)
+    else:
+        # (blocks drawn from the source's quieter parts can soften it: brought back to its contrast)
+        gain = float(detail[source].std()) / max(float(filled[hole].std()), 1e-6)
+        filled = float(np.clip(gain, 1.0, MAX_GAIN)) * filled
+    filled = np.asarray(hair, np.float32) + filled
     out = np.repeat(np.asarray(hair, np.float32)[None], len(pos), 0)
     xy = np.stack([col[target], row[target]], 1).astype(np.float32)
     from vmclip.person.texture import sample  # (texture.py imports this module)
 
     out[target] = sample(filled, xy)
     return out
+
+
+def _noise(seen: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Hair that the photos did not resolve: grey noise drawn out down the rows (the hair's fall),
+    at the seen hair's spread of brightness (robust: its blend with skin and wall is the tail),
+    capped at NOISE_MAX levels; nothing of the photo's pixel grid is repeated."""
+    lum = seen.mean(1)
+    spread = 1.4826 * float(np.median(np.abs(lum - np.median(lum))))
+    noise = cv2.GaussianBlur(
+        rng.standard_normal(shape).astype(np.float32), (0, 0), NOISE_SIGMA[1], sigmaY=NOISE_SIGMA[0]
+    )
+    noise *= min(spread, NOISE_MAX) / max(float(noise.std()), 1e-6)
+    return np.repeat(noise[..., None], 3, 2)
 
 
 def _quilt(

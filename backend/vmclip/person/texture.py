@@ -10,7 +10,8 @@ it falls. What no photo saw squarely is completed in UV space:
 2. off the head, from the body's front at the same place (the T-posed body seen along -z): the same
    garment's layout (its hems, where trousers begin), median-filtered, with the front's faint fine
    grain on top. On the trunk's front the garment's colour is the most common colour of the rows
-   around, outside the centre strip; the strip (a tie, buttons) and whatever differs clearly from
+   around, outside the centre strip (or the flanks' colour, where they show another garment: an open
+   jacket over a shirt); the strip (a tie, buttons) and whatever differs clearly from
    that colour (a print) take it, so that no front-only feature reaches the back;
 3. the back of the head, down to the nape, from the crown (hair, or a bald scalp), never the face.
    (The head's other unseen texels take the colour its seen sides have at their height.)
@@ -50,6 +51,12 @@ AXIS_SPAN_BINS = 3
 # Rows (cells) either side pooled for a row's garment colour (10 cm: a print is a minority in that
 # window, and the most common colour still changes right at a hem).
 STRIP_ROW_SPAN = 25
+# The trunk's flanks (seen from the front): this share of each row's width from either side.
+FLANK_SHARE = 0.12
+# ... unless they are the front's colour in shade: a brightness ratio within SHADE_RATIO-1/SHADE_RATIO
+# and chromaticity (each channel's share of the sum) within SHADE_CHROMA.
+SHADE_RATIO = 0.5
+SHADE_CHROMA = 0.04
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -85,10 +92,12 @@ class TextureView(Protocol):
 @dataclass
 class _Projected:
     """The atlas as the photos saw it: colour (N, 3) float32 per covered texel, `conf` (N,) the best
-    facing any photo saw it at (0: unseen)."""
+    facing any photo saw it at (0: unseen), `pixel_m` (N,) the size on the body (metres) of one pixel
+    of the photo that saw it best (how finely a photo resolved it; inf: unseen)."""
 
     colour: np.ndarray
     conf: np.ndarray
+    pixel_m: np.ndarray
 
 
 def build_texture(
@@ -122,7 +131,7 @@ def build_texture(
     other, grain = _other_side(colour, conf, strip, base, pos, region)
     base = np.where(head[:, None], base, other + grain)
     nape = head | (tpart == JOINT_NAMES.index("neck"))
-    base = _back_of_head(base, colour, proj.conf, seen, head, nape, pos)
+    base = _back_of_head(base, colour, proj, seen, head, nape, pos)
     # (blended across the edge of what the photos saw, so that no seam shows there)
     w = _smoothstep(conf, SEEN_FACING - 0.1, SEEN_FACING + 0.1)[:, None]
     out = w * colour + (1.0 - w) * base
@@ -137,24 +146,26 @@ def _project_views(
     acc = np.zeros((len(grid.tri), 3))
     wsum = np.zeros(len(grid.tri))
     conf = np.zeros(len(grid.tri), dtype=np.float32)
+    pixel_m = np.full(len(grid.tri), np.inf, dtype=np.float32)
     for view in views:
         verts = np.asarray(
             body.pose_vertices(shape, np.asarray(view.pose)[None], np.asarray(view.trans)[None])
         )[0].astype(np.float64)
-        colour, seen = _project_view(view, verts, faces, grid.tri, bary)
+        colour, seen, size = _project_view(view, verts, faces, grid.tri, bary)
         w = np.clip(seen, 0.0, 1.0) ** VIEW_POWER
         acc += w[:, None] * colour
         wsum += w
+        pixel_m = np.where(seen > conf, size, pixel_m)
         conf = np.maximum(conf, seen)
     colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
-    return _Projected(colour, conf.astype(np.float32))
+    return _Projected(colour, conf.astype(np.float32), pixel_m.astype(np.float32))
 
 
 def _project_view(
     view: TextureView, verts: np.ndarray, faces: np.ndarray, tri: np.ndarray, bary: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """One photo's colour at every texel and how squarely it saw it there (0 where hidden or off the
-    person)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One photo's colour at every texel, how squarely it saw it there (0 where hidden or off the
+    person) and the size of one of its pixels there (metres)."""
     cam = view.camera
     image = np.asarray(view.image)[..., :3]
     mask = np.asarray(view.mask, dtype=np.float32)
@@ -182,7 +193,8 @@ def _project_view(
     on = sample(inner, uv, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
     colour = sample(_bleed(image, mask).astype(np.float32), uv)
     seen = np.where(visible, np.clip(facing, 0.0, 1.0) * np.clip(on, 0.0, 1.0), 0.0)
-    return colour.astype(np.float64), seen.astype(np.float32)
+    size = np.maximum(z, 1e-6) / float(cam.K[0, 0])
+    return colour.astype(np.float64), seen.astype(np.float32), size.astype(np.float32)
 
 
 def sample(
@@ -352,7 +364,8 @@ def _other_side(
     outer = (np.abs(xs - cx) >= FRONT_STRIP_M)[None, :]
     trunk = np.zeros((h, w), bool)
     trunk[on] = region[front[on]] == 0
-    rows = _row_colours(raw, trunk & seen_cell(on, front, conf) & outer)
+    seen_trunk = trunk & seen_cell(on, front, conf)
+    rows = _row_colours(raw, seen_trunk & outer, seen_trunk & _flanks(trunk))
     row_of = np.nonzero(centre)[0]
     garment = rows[row_of]
     garment = np.where(np.isnan(garment), base[front[centre]], garment)
@@ -376,10 +389,23 @@ def seen_cell(on: np.ndarray, front: np.ndarray, conf: np.ndarray) -> np.ndarray
     return out
 
 
-def _row_colours(img: np.ndarray, source: np.ndarray) -> np.ndarray:
+def _flanks(trunk: np.ndarray) -> np.ndarray:
+    """The cells of each row of the trunk (seen from the front) within FLANK_SHARE of its width
+    from either side: where the garment that goes round the body shows, not what is worn or open
+    only at the front."""
+    x = np.arange(trunk.shape[1])[None, :]
+    left = np.where(trunk, x, trunk.shape[1]).min(1, keepdims=True)
+    right = np.where(trunk, x, -1).max(1, keepdims=True)
+    reach = FLANK_SHARE * (right - left)
+    return trunk & ((x <= left + reach) | (x >= right - reach))
+
+
+def _row_colours(img: np.ndarray, source: np.ndarray, vote: np.ndarray | None = None) -> np.ndarray:
     """Per row of `img`, the garment's colour among the `source` cells of the rows within
     STRIP_ROW_SPAN: the most common colour (coarsely quantised, then the median of its cells; a
-    per-channel median of a shirt, a red tie and a yellow print would be orange), NaN without any."""
+    per-channel median of a shirt, a red tie and a yellow print would be orange), NaN without any.
+    With `vote` cells (the flanks), the colour is the one most common there: an open jacket's shirt,
+    most of the front's rows, never reaches the flanks, and so never the back."""
     h = img.shape[0]
     out = np.full((h, 3), np.nan, np.float32)
     ys, xs = np.nonzero(source)
@@ -391,17 +417,59 @@ def _row_colours(img: np.ndarray, source: np.ndarray) -> np.ndarray:
     q = vals // 32
     key = q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2]
     starts = np.searchsorted(ys, np.arange(h + 1))  # (np.nonzero gives rows in order)
+    vy, vx = np.nonzero(vote if vote is not None else source)
+    vkey = (img[vy, vx].astype(np.int64) // 32) @ np.array([64, 8, 1])
+    vstarts = np.searchsorted(vy, np.arange(h + 1))
     span = STRIP_ROW_SPAN
     for r in range(h):
         a, b = starts[max(r - span, 0)], starts[min(r + span + 1, h)]
+        va, vb = vstarts[max(r - span, 0)], vstarts[min(r + span + 1, h)]
+        if vb - va < 3:
+            va, vb, keys = a, b, key  # (no flank seen around this row: the whole row votes)
+        else:
+            keys = vkey
         if b - a < 3:
             continue
         # (the histogram summed over neighbouring bins: a shaded garment spreads over a few)
-        hist = np.bincount(key[a:b], minlength=512).reshape(8, 8, 8).astype(np.float32)
-        best = np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape)
+        own = np.bincount(key[a:b], minlength=512).reshape(8, 8, 8).astype(np.float32)
+        own = uniform_filter(own, 3, mode="constant")
+        best = np.array(np.unravel_index(own.argmax(), own.shape))
+        hist = np.bincount(keys[va:vb], minlength=512).reshape(8, 8, 8).astype(np.float32)
+        flank = np.array(np.unravel_index(uniform_filter(hist, 3, mode="constant").argmax(), hist.shape))
+        if np.abs(flank - best).max() > 1 and not _shade_of(
+            _cells_near(img[vy[va:vb], vx[va:vb]].astype(np.int64), flank), _cells_near(vals[a:b], best)
+        ):
+            # Another garment than the row's most common colour goes round the body: that one, as
+            # the front's rows show it (the flanks are seen obliquely, shaded), the most common of
+            # the row's bins next to the flanks'.
+            lo_b = np.maximum(flank - 1, 0)
+            window = own[lo_b[0] : flank[0] + 2, lo_b[1] : flank[1] + 2, lo_b[2] : flank[2] + 2]
+            best = lo_b + np.array(np.unravel_index(window.argmax(), window.shape))
         near = (np.abs(q[a:b] - np.array(best)) <= 1).all(1)
+        if not near.any():
+            near_v = (np.abs(img[vy[va:vb], vx[va:vb]] // 32 - np.array(best)) <= 1).all(1)
+            out[r] = np.median(img[vy[va:vb], vx[va:vb]][near_v], axis=0)
+            continue
         out[r] = np.median(vals[a:b][near], axis=0)
     return out
+
+
+def _cells_near(vals: np.ndarray, bin_: np.ndarray) -> np.ndarray:
+    """The median colour of the cells `vals` (N, 3) within one coarse bin of `bin_`."""
+    near = (np.abs(vals // 32 - bin_) <= 1).all(1)
+    return np.median(vals[near], axis=0) if near.any() else np.full(3, np.nan)
+
+
+def _shade_of(flank: np.ndarray, front: np.ndarray) -> bool:
+    """Whether the flanks' colour is the front's garment in shade or light (the same chromaticity,
+    brightness within a factor SHADE_RATIO): a shirt's shaded sides are still the shirt, a leather
+    jacket's dark sides still the jacket whose lit lapels fill the front's rows; a dark jacket beside
+    a light shirt is another garment."""
+    if np.isnan(flank).any() or np.isnan(front).any():
+        return False
+    ratio = (flank.sum() + 1.0) / (front.sum() + 1.0)
+    chroma = np.abs(flank / (flank.sum() + 1.0) - front / (front.sum() + 1.0)).max()
+    return bool(SHADE_RATIO <= ratio <= 1.0 / SHADE_RATIO and chroma < SHADE_CHROMA)
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -412,7 +480,7 @@ def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _back_of_head(
     base: np.ndarray,
     colour: np.ndarray,
-    conf: np.ndarray,
+    proj: _Projected,
     seen: np.ndarray,
     head: np.ndarray,
     nape: np.ndarray,
@@ -428,7 +496,7 @@ def _back_of_head(
     size = max(top_y - centre[1], 1e-3)
     # The highest texels the photos saw (a photo from the front sees the crown only obliquely: any
     # view of it will do): the hair above the forehead, or a bald scalp.
-    seen_head = np.flatnonzero(head & (conf >= 0.08))
+    seen_head = np.flatnonzero(head & (proj.conf >= 0.08))
     if len(seen_head) < 20:
         return base
     crown = np.zeros(len(head), dtype=bool)
@@ -439,7 +507,7 @@ def _back_of_head(
     back *= _smoothstep((pos[:, 1] - centre[1]) / size, -0.9, -0.5)
     back = np.where(nape & ~seen, back, 0.0)
     # The hair's strands and shading continued from what the photos saw (else its flat colour).
-    strands = synthesise_hair(colour, seen, pos, head, hair, back > 0, centre)
+    strands = synthesise_hair(colour, seen, pos, head, hair, back > 0, centre, proj.pixel_m)
     hair = hair[None] if strands is None else strands
     return (back[:, None] * hair + (1.0 - back[:, None]) * base).astype(np.float32)
 
