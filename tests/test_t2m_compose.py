@@ -11,7 +11,7 @@ from vmclip.errors import InputError
 from vmclip.motion import JOINT_INDEX, Motion
 from vmclip.t2m import DEFAULT_WEIGHTS
 from vmclip.t2m.compose import apply_turn, parse_prompt, rot6d_yaw, turn_degrees, upper_joints
-from vmclip.t2m.metrics import frechet_distance, joint_speed, seam_smoothness, speed_ratios
+from vmclip.t2m.metrics import capture_windows, frechet_distance, joint_speed, seam_smoothness, speed_ratios
 
 # The seam's mean joint speed may reach the clip's 95th percentile when it leads into the faster
 # piece (a walk after a wave); its fastest joint stays within the top of the clip's own range.
@@ -107,6 +107,15 @@ def test_metrics() -> None:
     assert joint_speed(still) == 0.0
     r = speed_ratios({"wave": [damped]}, {"wave": [lively]})
     assert 0.45 < r["per_action"]["wave"] < 0.55 and r["below_0.75"] == ["wave"]
+    # Captures cut to the generated length: a 2 s swing held to 4 s moves half the time; a 4 s
+    # stretch of a longer take keeps its speed.
+    cut, padded = capture_windows([lively, lively.slice(0, 30)], 40, np.random.default_rng(0))
+    assert cut.num_frames == padded.num_frames == 40
+    assert any(np.array_equal(cut.rot6d, lively.rot6d[s : s + 40]) for s in range(21))
+    assert np.array_equal(padded.rot6d[:30], lively.rot6d[:30])
+    assert np.array_equal(padded.rot6d[30:], np.repeat(lively.rot6d[29:30], 10, 0))
+    held = capture_windows([lively], 120, np.random.default_rng(0))[0]
+    assert held.num_frames == 120 and 0.45 < joint_speed(held) / joint_speed(lively) < 0.55
     # A jump at frame 30 is a spike; a smooth swing is not.
     jumpy = aa.copy()
     jumpy[30:, JOINT_INDEX["right_shoulder"], 2] += 1.5

@@ -43,6 +43,24 @@ def joint_speed(motion: Motion) -> float:
     return float(np.linalg.norm(np.diff(rel, axis=0), axis=-1).mean() * motion.fps)
 
 
+def capture_windows(motions: list[Motion], frames: int, rng: np.random.Generator) -> list[Motion]:
+    """Captures cut to `frames` like a generated motion of that length: a seeded stretch of a longer
+    take, a shorter one held on its last pose (as the generator holds a finished action), so their
+    joint speed compares like with like (a whole 1.5 s kick is faster on average than 4 s that
+    contain it)."""
+    out = []
+    for m in motions:
+        if m.num_frames >= frames:
+            start = int(rng.integers(0, m.num_frames - frames + 1))
+            out.append(m.slice(start, start + frames))
+        else:
+            extra = frames - m.num_frames
+            rot = np.concatenate([m.rot6d, np.repeat(m.rot6d[-1:], extra, 0)])
+            tr = np.concatenate([m.trans, np.repeat(m.trans[-1:], extra, 0)])
+            out.append(Motion(rot, tr, m.fps, m.texts, m.betas))
+    return out
+
+
 def speed_ratios(generated: dict[str, list[Motion]], captured: dict[str, list[Motion]]) -> dict:
     """Per action: mean joint speed of its generated motions over that of its captures; and the
     median over actions."""
