@@ -21,11 +21,16 @@ PRINT = np.array([240, 220, 30.0])
 HAIR = np.array([45, 30, 20.0])
 SKIN = np.array([225, 180, 150.0])
 SIZE = 512
+# The V-neck's apex (rest height, metres: the trunk's front rises to 0.47 at the throat) and its
+# half-width at the throat.
+V_APEX = 0.36
+V_HALF_WIDTH = 0.08
 
 
-def _front_photo(body, shape, hair_from: float = 0.45):
+def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False):
     """The body in its rest pose, seen from the front, painted by rest position; hair above
-    `hair_from` of the way from the head's centre to its top."""
+    `hair_from` of the way from the head's centre to its top. With `v_neck`, a plain shirt (no tie,
+    no print) whose front opens in a deep V of skin below the throat."""
     from vmclip.render.raster import get_rasterizer
 
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
@@ -44,9 +49,19 @@ def _front_photo(body, shape, hair_from: float = 0.45):
     head = rest[part_index(body) == JOINT_NAMES.index("head")]
     hc, top = head.mean(0), head[:, 1].max()
     colour = np.where((p[:, 1] > rest[:, 1].min() + 0.45 * np.ptp(rest[:, 1]))[:, None], SHIRT, TROUSERS)
-    colour = np.where(((region == 0) & (np.abs(p[:, 0]) < 0.035) & (p[:, 1] > 0.0))[:, None], TIE, colour)
-    chest = (region == 0) & (p[:, 0] > 0.05) & (p[:, 0] < 0.13) & (np.abs(p[:, 1] - 0.3) < 0.05)
-    colour = np.where(chest[:, None], PRINT, colour)
+    if v_neck:
+        trunk = rest[JOINT_REGION[part_index(body)] == 0]
+        zc = np.median(trunk[:, 2])
+        # (from V_APEX up, widening to V_HALF_WIDTH at the throat, on the trunk's front half)
+        top = trunk[trunk[:, 2] > zc + 0.05, 1].max()
+        half = V_HALF_WIDTH * (p[:, 1] - V_APEX) / (top - V_APEX)
+        opening = (region == 0) & (p[:, 2] > zc) & (np.abs(p[:, 0]) < half)
+        colour = np.where(opening[:, None], SKIN, colour)
+    else:
+        tie = (region == 0) & (np.abs(p[:, 0]) < 0.035) & (p[:, 1] > 0.0)
+        colour = np.where(tie[:, None], TIE, colour)
+        chest = (region == 0) & (p[:, 0] > 0.05) & (p[:, 0] < 0.13) & (np.abs(p[:, 1] - 0.3) < 0.05)
+        colour = np.where(chest[:, None], PRINT, colour)
     on_head = region == 1
     colour = np.where(on_head[:, None], SKIN, colour)
     hair = on_head & (p[:, 1] > hc[1] + hair_from * (top - hc[1]))
@@ -304,3 +319,24 @@ def test_the_iper_pairs_back_of_head_is_dark_unstriped_hair(photos_dir):
     head = part == JOINT_NAMES.index("head")
     assert np.median(texels[back].mean(1)) < 65  # (before: 74; the wall is 240, his skin 180)
     assert column_stripes(texels[back], pos[back], np.median(pos[head], axis=0)) < 2.5
+
+
+def test_a_v_necks_back_is_the_shirt_up_to_the_collar(atlas_case):
+    """A shirt open at the front in a deep V of skin: its back, up to the top of the trunk behind the
+    neck (where the collar sits), is the shirt, never the front's open neckline."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = _front_photo(body, shape, v_neck=True)
+    atlas = build_texture(body, shape, [view], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    trunk = JOINT_REGION[c.part] == 0
+    zc = np.median(c.pos[trunk, 2])
+    # The back of the trunk at the V's heights and above, to the collar.
+    back = trunk & (c.pos[:, 2] < zc - 0.03) & (c.pos[:, 1] > V_APEX)
+    assert back.sum() > 300
+    assert _near(texels[back], SKIN, 60).mean() < 0.02
+    assert _near(texels[back], SHIRT, 40).mean() > 0.95
+    # The front keeps the V the photo showed.
+    front = trunk & (c.pos[:, 2] > zc + 0.05) & (np.abs(c.pos[:, 0]) < 0.02) & (c.pos[:, 1] > V_APEX + 0.03)
+    assert _near(texels[front], SKIN, 40).mean() > 0.8

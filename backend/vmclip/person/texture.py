@@ -350,10 +350,7 @@ def _other_side(
         return base, np.zeros_like(base)
     img = np.zeros((h, w, 3), np.uint8)
     img[have] = np.clip(colour[front[have]], 0, 255).astype(np.uint8)
-    _, labels = cv2.distanceTransformWithLabels(
-        (~have).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    img = img.reshape(-1, 3)[np.flatnonzero(have.ravel())[labels.ravel() - 1]].reshape(h, w, 3)
+    img = _nearest(img, have)
     # The trunk's front row by row: its garment's colour is the row's median (a tie, buttons or a
     # print are a minority of the row); its centre strip, and whatever differs clearly from that
     # colour, take it.
@@ -373,13 +370,39 @@ def _other_side(
     odd |= np.abs(xs[np.nonzero(centre)[1]] - cx) < FRONT_STRIP_M
     odd |= ~have[centre]
     img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
+    smooth, grain = _smooth_and_grain(img)
+    # The trunk's back takes the trunk's front only: where the front shows the neck (an open
+    # neckline's skin above the trunk's front) the nearest front trunk cells stand in, so that the
+    # back is the garment up to the top of the trunk behind the neck.
+    own = trunk & have
+    if own.any():
+        t_smooth, t_grain = _smooth_and_grain(_nearest(img, own))
+        body = (region == 0)[:, None]
+        smooth = np.where(body, t_smooth[row, col], smooth[row, col])
+        grain = np.where(body, t_grain[row, col], grain[row, col])
+        return smooth.astype(np.float32), grain
+    return smooth[row, col].astype(np.float32), grain[row, col]
+
+
+def _nearest(img: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`img` with every cell outside `keep` taking the nearest `keep` cell's colour."""
+    _, labels = cv2.distanceTransformWithLabels(
+        (~keep).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    h, w = keep.shape
+    return img.reshape(h * w, -1)[np.flatnonzero(keep.ravel())[labels.ravel() - 1]].reshape(img.shape)
+
+
+def _smooth_and_grain(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The front grid median-filtered over BACK_MEDIAN_M (its layout without small details), and its
+    faint fine detail (the garment's grain)."""
     k = 2 * round(BACK_MEDIAN_M / FRONT_GRID_M / 2) + 1
     smooth = cv2.medianBlur(img, k)
     detail = img.astype(np.float32) - cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0)
     faint = (np.abs(detail).max(2) <= GRAIN_EDGE).astype(np.uint8)
     faint = cv2.erode(faint, np.ones((3, 3), np.uint8))[..., None].astype(np.float32)
     grain = np.clip(detail, -GRAIN_MAX, GRAIN_MAX) * faint
-    return smooth[row, col].astype(np.float32), grain[row, col]
+    return smooth, grain
 
 
 def seen_cell(on: np.ndarray, front: np.ndarray, conf: np.ndarray) -> np.ndarray:
