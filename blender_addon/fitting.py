@@ -45,18 +45,14 @@ def same_hemisphere(quats: np.ndarray) -> np.ndarray:
 
 
 def basis(frames: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """(n, 2m) cubic Hermite basis: columns [0, m) a key's value, [m, 2m) its slope (per frame)."""
-    kf = frames[keys]
+    """(n, 2m) cubic Hermite basis: columns [0, m) a key's value, [m, 2m) its slope (per frame); the
+    dense form of `_segments`, which the fit uses."""
+    seg, w = _segments(frames, keys)
     m = len(keys)
-    seg = np.clip(np.searchsorted(kf, frames, side="right") - 1, 0, m - 2)
-    h = kf[seg + 1] - kf[seg]
-    u = (frames - kf[seg]) / h
     a = np.zeros((len(frames), 2 * m))
     rows = np.arange(len(frames))
-    a[rows, seg] = 2 * u**3 - 3 * u**2 + 1
-    a[rows, seg + 1] = 3 * u**2 - 2 * u**3
-    a[rows, m + seg] = (u**3 - 2 * u**2 + u) * h
-    a[rows, m + seg + 1] = (u**3 - u**2) * h
+    a[rows, seg], a[rows, m + seg] = w[:, 0], w[:, 1]
+    a[rows, seg + 1], a[rows, m + seg + 1] = w[:, 2], w[:, 3]
     return a
 
 
