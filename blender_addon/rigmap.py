@@ -41,8 +41,13 @@ MIN_DEFORM_BONES = 12
 # to knee to ankle) and whose arms (shoulder to elbow to wrist) more than MAX_ARM_TO_LEG times is built
 # like a four-legged animal (Rigify's cat metarig: 2.05 and 1.12); people measure 0.59-0.79 and
 # 0.52-0.62 (every rig family of the tests, both BVH rigs of ../shared).
+# and whose spine (pelvis to neck) is not roughly opposite its legs (hips to ankles): a person's
+# spine stands above the legs in any standing rest pose (cosine -1.0 on Rigify's human metarigs), a
+# four-legged animal's runs across them (-0.32 on the cat). The direction test keeps a stylised
+# person with short legs (a big-headed cartoon character) from being refused on proportions alone.
 MAX_BODY_TO_LEG = 1.5
 MAX_ARM_TO_LEG = 0.9
+MAX_SPINE_LEG_COSINE = -0.7
 # Control rigs: evaluations per frame that correct the keyed controls, and when to stop (degrees).
 MAX_CORRECTIONS = 8
 CORRECTION_TOLERANCE_DEG = 0.05
@@ -265,8 +270,8 @@ def map_armature(arm, overrides: dict[str, str] | None = None, *, strict: bool =
 def check_proportions(arm, roles: dict[str, str]) -> None:
     """RigProblem when the rig is built like a four-legged animal although its bones carry human names
     (Rigify's cat metarig: thigh, shin, forearm, spine.006): its body (pelvis to neck to head) much
-    longer than its legs and its arms as long as them. Lengths between joints, so a rest pose that does
-    not stand (a BVH's baked orients) changes nothing."""
+    longer than its legs, its arms as long as them, and its spine across the legs rather than above them.
+    Lengths and one angle between joints, so the rig's placement in the scene changes nothing."""
     at = {r: np.array(arm.data.bones[b].head_local) for r, b in roles.items()}
 
     def chain(*names: str) -> float:
@@ -275,7 +280,10 @@ def check_proportions(arm, roles: dict[str, str]) -> None:
     leg = sum(chain(f"{s}_hip", f"{s}_knee", f"{s}_ankle") for s in ("left", "right")) / 2
     fore = sum(chain(f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist") for s in ("left", "right")) / 2
     body, fore = chain("pelvis", "neck", "head") / max(leg, 1e-12), fore / max(leg, 1e-12)
-    if body > MAX_BODY_TO_LEG and fore > MAX_ARM_TO_LEG:
+    spine = at["neck"] - at["pelvis"]
+    legs = (at["left_ankle"] + at["right_ankle"] - at["left_hip"] - at["right_hip"]) / 2
+    cosine = float(spine @ legs) / max(float(np.linalg.norm(spine) * np.linalg.norm(legs)), 1e-12)
+    if body > MAX_BODY_TO_LEG and fore > MAX_ARM_TO_LEG and cosine > MAX_SPINE_LEG_COSINE:
         raise RigProblem(
             f"'{arm.name}' is not a humanoid rig: it is built like a four-legged animal (body {body:.1f} "
             f"and arms {fore:.1f} times as long as the legs; a person's about 0.8 and 0.6)"

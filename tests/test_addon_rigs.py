@@ -557,6 +557,40 @@ def test_bad_rigs_are_reported_and_change_nothing(tmp_path, addon_zip):  # noqa:
     assert result["after"] == result["before"][:3]
 
 
+def test_a_short_legged_cartoon_person_is_a_humanoid(tmp_path, addon_zip):  # noqa: F811
+    """Rigify's human metarig with everything above the hips scaled 2.5 times (a big-bodied cartoon
+    character on short legs) has a cat's proportions, but its spine stands above its legs: it maps."""
+    result = run_bpy(
+        """
+        bpy.ops.preferences.addon_enable(module="rigify")
+        bpy.ops.object.armature_human_metarig_add()
+        arm = bpy.context.object
+        bpy.ops.object.mode_set(mode="EDIT")
+        hips = arm.data.edit_bones["thigh.L"].head.z
+        for eb in arm.data.edit_bones:
+            for end in ("head", "tail"):
+                v = getattr(eb, end).copy()
+                if v.z > hips + 1e-4:
+                    setattr(eb, end, (2.5 * v.x, 2.5 * v.y, hips + 2.5 * (v.z - hips)))
+        bpy.ops.object.mode_set(mode="OBJECT")
+        settings.armature = arm
+        done = bpy.ops.vmclip.map_rig()
+        roles = {row.role: row.bone for row in settings.bone_map}
+        at = {r: arm.data.bones[b].head_local for r, b in roles.items() if b in arm.data.bones}
+        leg = (at["left_hip"] - at["left_knee"]).length + (at["left_knee"] - at["left_ankle"]).length
+        upper = (at["left_shoulder"] - at["left_elbow"]).length
+        arm_len = upper + (at["left_elbow"] - at["left_wrist"]).length
+        body = (at["pelvis"] - at["neck"]).length + (at["neck"] - at["head"]).length
+        emit({"done": sorted(done), "status": state.status, "body": body / leg, "arms": arm_len / leg})
+    """,
+        tmp_path,
+        addon_zip,
+    )
+    # (proportions alone would refuse it: both over MAX_BODY_TO_LEG 1.5 and MAX_ARM_TO_LEG 0.9)
+    assert result["body"] > 1.5 and result["arms"] > 0.9, result
+    assert result["done"] == ["FINISHED"] and "four-legged" not in result["status"], result
+
+
 def test_regenerate_range_in_between_and_path(tmp_path, addon_zip, motion_server):  # noqa: F811
     """With the real backend: Regenerate Range keeps every frame outside the range exactly and holds
     the tweak pose keyed inside it; Follow Path walks the root along a curve; bad ranges and a
