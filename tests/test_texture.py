@@ -340,3 +340,24 @@ def test_a_v_necks_back_is_the_shirt_up_to_the_collar(atlas_case):
     # The front keeps the V the photo showed.
     front = trunk & (c.pos[:, 2] > zc + 0.05) & (np.abs(c.pos[:, 0]) < 0.02) & (c.pos[:, 1] > V_APEX + 0.03)
     assert _near(texels[front], SKIN, 40).mean() > 0.8
+
+
+def _shirt_edge_behind_the_neck(c, texels: np.ndarray) -> np.ndarray:
+    """Per 1-cm column across the back of the neck (rest pose), the height of the highest shirt
+    texel (metres)."""
+    neck_or_trunk = JOINT_REGION[c.part] == 0
+    neck_or_trunk |= c.part == JOINT_NAMES.index("neck")
+    neck = c.pos[c.part == JOINT_NAMES.index("neck")]
+    zc = np.median(neck[:, 2])
+    behind = neck_or_trunk & (c.pos[:, 2] < zc - 0.02) & (np.abs(c.pos[:, 0]) < 0.04)
+    shirt = behind & _near(texels, SHIRT, 40)
+    cols = np.floor(c.pos[:, 0] / 0.01).astype(int)
+    return np.array([c.pos[shirt & (cols == k), 1].max() for k in range(-4, 4)])
+
+
+def test_the_shirt_behind_the_neck_ends_in_a_level_line(atlas_case):
+    """Behind the neck the shirt (the neck itself skin in the photo) ends in one level line, not in
+    the body model's jagged trunk/neck boundary."""
+    edge = _shirt_edge_behind_the_neck(atlas_case, atlas_case.texels)
+    print("shirt edge behind the neck (m):", np.round(edge, 4))
+    assert np.ptp(edge) < 0.004, edge

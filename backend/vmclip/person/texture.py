@@ -57,6 +57,9 @@ FLANK_SHARE = 0.12
 # and chromaticity (each channel's share of the sum) within SHADE_CHROMA.
 SHADE_RATIO = 0.5
 SHADE_CHROMA = 0.04
+# The neck proper, for its axis and width: its texels up to this far (metres) above its lowest
+# point (above, the jaw reaches far forward).
+NECK_STEM_M = 0.06
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -377,11 +380,29 @@ def _other_side(
     own = trunk & have
     if own.any():
         t_smooth, t_grain = _smooth_and_grain(_nearest(img, own))
-        body = (region == 0)[:, None]
+        body = ((region == 0) | _behind_the_neck(pos, region))[:, None]
         smooth = np.where(body, t_smooth[row, col], smooth[row, col])
         grain = np.where(body, t_grain[row, col], grain[row, col])
         return smooth.astype(np.float32), grain
     return smooth[row, col].astype(np.float32), grain[row, col]
+
+
+def _behind_the_neck(pos: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The neck's texels behind its axis below one level line: the highest point of the trunk's top
+    edge across the back of the neck (rest pose, +y up, +z forward). The garment goes up to it, so
+    that its edge there is straight instead of the body model's jagged trunk/neck boundary."""
+    neck, trunk = region == 1, region == 0
+    if not neck.any() or not trunk.any():
+        return np.zeros(len(region), dtype=bool)
+    low = pos[neck, 1].min()
+    # (the neck proper: below the jaw, which reaches far forward)
+    stem = neck & (pos[:, 1] < low + NECK_STEM_M)
+    axis = np.median(pos[stem], axis=0)
+    half = np.quantile(np.abs(pos[stem, 0] - axis[0]), 0.9)
+    behind = (pos[:, 2] < axis[2]) & (np.abs(pos[:, 0] - axis[0]) < half)
+    peaks = trunk & behind & (pos[:, 1] > low)
+    line = pos[peaks, 1].max() if peaks.any() else low
+    return neck & behind & (pos[:, 1] <= line)
 
 
 def _nearest(img: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -325,6 +325,10 @@ class FlowWarper:
             # photo with that limb painted out, in place.
             limb = lookup(src.clean_region, own, -1)
             ok = ~seen_own & (limb >= 0) & (limb != p.region)
+            if self.texture is not None:
+                # A surface facing away from the photo projects onto the front that the limb hid
+                # (an open jacket's shirt and phone on the lower back): the avatar's side is better.
+                ok &= vals[:, 6] > AWAY_FACING
             score = np.where(
                 vals[:, 6] > AWAY_FACING,
                 np.where(p.region <= HEAD, PAINTED_RANK_TRUNK, PAINTED_RANK_LIMB),
