@@ -226,3 +226,47 @@ def test_held_tokens_are_kept_and_the_rest_filled(gen) -> None:
     out = model.sample(text, 6, gens, steps=4, held=held)
     assert out.shape == (2, 6) and (out[:, 0] == 5).all() and out[1, 3] == 7
     assert ((out >= 0) & (out < gen.cfg.codes)).all()  # nothing left masked
+
+
+def test_started_from_a_trained_model_with_text_on_every_token(trained, data, tmp_path) -> None:
+    """`--init` keeps the tokenizer as trained (0 tokenizer steps) and the every-token text map starts
+    at zero, so before its first step the started model predicts exactly what the trained one did;
+    training with text noise then moves only the transformer."""
+    from vmclip.t2m.tokens import MaskedMotionModel, TokenConfig
+    from vmclip.t2m.train_masked import _load_init, _start_from
+
+    start = _load_init(trained[0] / "model.pt")
+    cfg = TokenConfig(**{**start["config"], "text_every_token": True})
+    model = MaskedMotionModel(cfg).eval()
+    _start_from(model, start["state_dict"])
+    old = Generator.from_file(trained[0] / "model.pt", device="cpu").model
+    text = torch.nn.functional.normalize(torch.randn(2, cfg.latent_dim), dim=-1)
+    ids = torch.randint(0, cfg.codes, (2, 6))
+    keep = torch.tensor([True, False])
+    with torch.no_grad():
+        assert torch.allclose(model.transformer(text, ids, keep), old.transformer(text, ids, keep), atol=1e-4)
+    out = tmp_path / "ft"
+    train_masked(
+        _opts(
+            data,
+            out,
+            init=trained[0] / "model.pt",
+            tokenizer_steps=0,
+            text_noise=0.05,
+            model={"text_every_token": True},
+        )
+    )
+    tuned = Generator.from_file(out / "model.pt", device="cpu")
+    assert tuned.cfg.text_every_token and tuned.model.transformer.text_add.weight.abs().max() > 0
+    for name, value in tuned.model.tokenizer.state_dict().items():
+        if "ema_" not in name:
+            assert torch.allclose(value.float(), old.tokenizer.state_dict()[name].float(), atol=1e-3), name
+    with pytest.raises(InputError, match="not found"):
+        train_masked(_opts(data, tmp_path / "x", init=tmp_path / "missing.pt", tokenizer_steps=0))
+    with pytest.raises(InputError, match="not a masked-token model"):
+        torch.save({"format": "other"}, tmp_path / "other.pt")
+        train_masked(_opts(data, tmp_path / "x", init=tmp_path / "other.pt", tokenizer_steps=0))
+    with pytest.raises(InputError, match="other layer sizes"):
+        train_masked(
+            _opts(data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"width": 48})
+        )

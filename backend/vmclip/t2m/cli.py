@@ -91,6 +91,24 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
     tr.add_argument("--tokenizer-steps", type=int, default=4500, help="masked model: tokenizer steps")
     tr.add_argument("--transformer-steps", type=int, default=14000, help="masked model: transformer steps")
+    tr.add_argument(
+        "--text-noise",
+        type=float,
+        default=0.0,
+        help="masked model: noise on the text embedding in training (0.04 reaches cosine ~0.8, where "
+        "paraphrases of a description lie)",
+    )
+    tr.add_argument(
+        "--text-every-token",
+        action="store_true",
+        help="masked model: add the text to every token's input as well as the prefix token",
+    )
+    tr.add_argument(
+        "--init",
+        type=Path,
+        help="masked model: start from this model file (its tokenizer and transformer; "
+        "--tokenizer-steps 0 keeps the tokenizer as it is)",
+    )
     tr.add_argument("--steps", type=int, default=4000, help="optimisation steps")
     tr.add_argument(
         "--minutes",
@@ -101,7 +119,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int, default=0, help="random seed")
     tr.add_argument("--resume", type=Path, help="continue from a checkpoint (OUT/last.pt)")
     tr.add_argument("--batch", type=int, default=32, help="windows per step")
-    tr.add_argument("--lr", type=float, default=6e-4, help="peak learning rate (AdamW, cosine decay)")
+    tr.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (AdamW, cosine decay); default 6e-4 (motionclip), 4e-4 (masked)",
+    )
     tr.add_argument("--encoder", choices=("minilm", "clip"), default="minilm", help="text encoder")
     tr.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     tr.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -242,6 +265,11 @@ def _train_masked(args: argparse.Namespace) -> int:
         tokenizer_steps=args.tokenizer_steps,
         transformer_steps=args.transformer_steps,
         bf16=not args.no_bf16,
+        lr=args.lr or MaskedOptions.lr,
+        text_noise=args.text_noise,
+        init=args.init,
+        device=args.device,
+        model={"text_every_token": True} if args.text_every_token else {},
     )
     train_masked(opts)
     return 0
@@ -250,6 +278,10 @@ def _train_masked(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from vmclip.t2m.train import TrainOptions, train
 
+    if args.lr is not None and not args.lr > 0:
+        raise InputError("--lr must be above 0")
+    if not 0 <= args.text_noise <= 1:
+        raise InputError("--text-noise must be between 0 and 1")
     if args.model == "masked":
         return _train_masked(args)
     if args.fps <= 0 or args.fps > 30:
@@ -276,7 +308,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=args.resume,
         batch=args.batch,
-        lr=args.lr,
+        lr=args.lr or 6e-4,
         encoder=args.encoder,
         threads=args.threads,
         device=args.device,

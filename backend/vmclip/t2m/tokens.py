@@ -40,6 +40,9 @@ class TokenConfig:
     heads: int = 4
     ff_size: int = 512
     dropout: float = 0.1
+    # The text also added to every token's input, not only as the prefix token: a paraphrase far
+    # from every training description still steers each token (off in the first trained weights).
+    text_every_token: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -239,6 +242,7 @@ class MaskedTransformer(nn.Module):
         self.pos = nn.Parameter(torch.randn(cfg.max_tokens + 1, d) * 0.02)
         self.text_proj = nn.Linear(cfg.latent_dim, d)
         self.null_text = nn.Parameter(torch.zeros(d))
+        self.text_add = nn.Linear(cfg.latent_dim, d) if cfg.text_every_token else None
         layer = nn.TransformerEncoderLayer(
             d, cfg.heads, cfg.ff_size, cfg.dropout, "gelu", batch_first=True, norm_first=True
         )
@@ -251,6 +255,9 @@ class MaskedTransformer(nn.Module):
         b, n = tokens.shape
         t = torch.where(keep_text[:, None], self.text_proj(text), self.null_text[None])  # (B, d)
         seq = torch.cat([t[:, None], self.tok(tokens)], 1) + self.pos[None, : n + 1]  # (B, N+1, d)
+        if self.text_add is not None:
+            every = self.text_add(text) * keep_text[:, None].to(text.dtype)  # (B, d), none when dropped
+            seq = seq + every[:, None]
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=tokens.device), tokens == self.pad_id], 1)
         h = self.body(seq, src_key_padding_mask=pad if bool(pad.any()) else None)
         return self.head(self.norm(h[:, 1:]))

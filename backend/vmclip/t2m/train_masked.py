@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmclip.devices import choose_device
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 from vmclip.t2m.pack import Pack, build_pack, load_pack
@@ -48,6 +49,12 @@ class MaskedOptions:
     commit_weight: float = 0.02
     log_every: int = 100
     bf16: bool = True  # bfloat16 autocast for the transformer (CPUs with AVX-512 BF16: 1.6x faster)
+    # Gaussian noise (per dimension) on the unit text embedding, renormalised: 0.04 moves a description
+    # to cosine ~0.8 of itself, where MiniLM puts many paraphrases of it, so the model learns the
+    # neighbourhood of each description rather than the point.
+    text_noise: float = 0.0
+    init: Path | None = None  # start from this masked model file (tokenizer and transformer weights)
+    device: str | None = None  # torch device (default: cuda when available, else cpu)
     quiet: bool = False
     model: dict = field(default_factory=dict)  # TokenConfig overrides
 
@@ -128,9 +135,10 @@ def train_tokenizer(
     model: MaskedMotionModel, pack: Pack, opts: MaskedOptions, log: Path, say, deadline
 ) -> int:
     """Phase 1: the VQ-VAE on random windows (mirrored half the time). Returns the steps done."""
-    feats = torch.from_numpy(pack.feats.astype(np.float32))
-    model.tokenizer.mean.copy_(feats.mean(0))
-    model.tokenizer.std.copy_(feats.std(0).clamp(min=0.02))
+    feats = torch.from_numpy(pack.feats.astype(np.float32)).to(model.tokenizer.mean.device)
+    if opts.init is None:  # (a started model keeps the statistics its codebook was learnt in)
+        model.tokenizer.mean.copy_(feats.mean(0))
+        model.tokenizer.std.copy_(feats.std(0).clamp(min=0.02))
     mirror = mirror_permutation()
     sampler = ClipSampler(pack, opts.tok_frames, opts.tok_frames, np.random.default_rng(opts.seed))
     params = [p for p in model.tokenizer.parameters() if p.requires_grad]
@@ -141,7 +149,8 @@ def train_tokenizer(
     for step in range(opts.tokenizer_steps):
         for g in optim.param_groups:
             g["lr"] = _lr(step, opts.tokenizer_steps, opts.tok_lr, opts.warmup)
-        losses = _tok_loss(model, _tok_batch(pack, sampler, opts, mirror), opts)
+        x = _tok_batch(pack, sampler, opts, mirror).to(feats.device)
+        losses = _tok_loss(model, x, opts)
         optim.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -167,7 +176,7 @@ def clip_tokens(model: MaskedMotionModel, pack: Pack) -> tuple[list[torch.Tensor
     idx, sign = mirror_permutation()
     plain, mirrored = [], []
     for i in range(len(pack)):
-        x = torch.from_numpy(pack.clip(i).astype(np.float32))
+        x = torch.from_numpy(pack.clip(i).astype(np.float32)).to(model.tokenizer.mean.device)
         pad = (-len(x)) % DOWN
         x = torch.cat([x, x[-1:].expand(pad, -1)])[None]
         plain.append(model.tokenizer.tokens(x)[0])
@@ -205,6 +214,9 @@ def _mask_batch(
     inp = torch.where(masked & (roll < 0.8), torch.full_like(ids, tr.mask_id), ids)
     inp = torch.where(masked & (roll >= 0.8) & (roll < 0.9), random_ids, inp)
     keep_text = torch.from_numpy(rng.random(opts.batch) >= opts.text_drop)
+    if opts.text_noise > 0:
+        noise = torch.from_numpy(rng.standard_normal(text.shape)).float() * opts.text_noise
+        text = F.normalize(text + noise * torch.from_numpy(rng.random((opts.batch, 1))).float(), dim=-1)
     return text, inp, target, keep_text
 
 
@@ -222,7 +234,9 @@ def train_transformer(
         for g in optim.param_groups:
             g["lr"] = _lr(step, opts.transformer_steps, opts.lr, opts.warmup)
         text, inp, target, keep = _mask_batch(model, tokens, pack, sampler, opts)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.bf16):
+        dev = model.transformer.pos.device
+        text, inp, target, keep = (v.to(dev) for v in (text, inp, target, keep))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
             logits = model.transformer(text, inp, keep).float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
         optim.zero_grad(set_to_none=True)
@@ -277,16 +291,46 @@ def _pack_for(opts: MaskedOptions, cfg: TokenConfig, say) -> Pack:
     return load_pack(path)
 
 
+def _load_init(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: --init model file not found")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # (a torch.load failure names no single exception type)
+        raise InputError(f"{path}: not a readable model file ({type(exc).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise InputError(f"{path}: not a masked-token model file (`vmclip train --model masked` writes one)")
+    return obj
+
+
+def _start_from(model: MaskedMotionModel, state: dict) -> None:
+    """Load a trained model's weights; parts it lacks (the every-token text map) keep their start:
+    zero for that map, so the loaded model behaves exactly as before its first step."""
+    if model.transformer.text_add is not None:
+        torch.nn.init.zeros_(model.transformer.text_add.weight)
+        torch.nn.init.zeros_(model.transformer.text_add.bias)
+    try:
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    except RuntimeError:
+        raise InputError("--init model has other layer sizes than the model asked for") from None
+    if unexpected or any("ema_" not in k and "text_add" not in k for k in missing):
+        raise InputError("--init model does not fit the model asked for")
+
+
 def train_masked(opts: MaskedOptions) -> dict:
     """Both phases and the export (see the module doc)."""
-    if opts.tokenizer_steps < 1 or opts.transformer_steps < 1:
-        raise InputError("--tokenizer-steps and --transformer-steps must be at least 1")
+    if opts.tokenizer_steps < (0 if opts.init else 1) or opts.transformer_steps < 1:
+        raise InputError(
+            "--transformer-steps must be at least 1, and --tokenizer-steps too (0 only with --init)"
+        )
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
-    cfg = TokenConfig(**opts.model)
+    start = _load_init(opts.init) if opts.init else None
+    cfg = TokenConfig(**{**(start["config"] if start else {}), **opts.model})
     if cfg.max_frames % DOWN:
         raise InputError(f"window of {cfg.max_frames} frames is not a multiple of {DOWN}")
     pack = _pack_for(opts, cfg, say)
@@ -296,7 +340,14 @@ def train_masked(opts: MaskedOptions) -> dict:
         )
     torch.manual_seed(opts.seed)
     model = MaskedMotionModel(cfg)
-    hparams = {**asdict(opts), "data": str(opts.data), "out": str(opts.out), "config": cfg.to_dict()}
+    if start:
+        _start_from(model, start["state_dict"])
+    model.to(choose_device(opts.device))
+    hparams = {
+        **asdict(opts),
+        **{k: str(getattr(opts, k)) for k in ("data", "out", "init") if getattr(opts, k) is not None},
+        "config": cfg.to_dict(),
+    }
     (out / "hparams.json").write_text(json.dumps(hparams, indent=1) + "\n")
     log = out / "train_log.jsonl"
     log.write_text("")
