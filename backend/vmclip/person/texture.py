@@ -60,6 +60,10 @@ SHADE_CHROMA = 0.04
 # The neck proper, for its axis and width: its texels up to this far (metres) above its lowest
 # point (above, the jaw reaches far forward).
 NECK_STEM_M = 0.06
+# The neck's sides: its texels at least this far round from its front (degrees about its axis), and
+# how many AXIS_BIN_M bins either side of a height pool their colour.
+NECK_SIDE_DEG = 40.0
+NECK_SPAN_BINS = 1
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -133,6 +137,7 @@ def build_texture(
     base = _side_colours(colour, seen, source, region, pos)
     other, grain = _other_side(colour, conf, strip, base, pos, region)
     base = np.where(head[:, None], base, other + grain)
+    base = _neck_sides(base, colour, seen, pos, region, tpart == JOINT_NAMES.index("neck"))
     nape = head | (tpart == JOINT_NAMES.index("neck"))
     base = _back_of_head(base, colour, proj, seen, head, nape, pos)
     # (blended across the edge of what the photos saw, so that no seam shows there)
@@ -387,22 +392,69 @@ def _other_side(
     return smooth[row, col].astype(np.float32), grain[row, col]
 
 
+def _neck_axis(pos: np.ndarray, region: np.ndarray) -> tuple[float, np.ndarray, float] | None:
+    """The neck proper (rest pose; below the jaw, which reaches far forward): its lowest height, its
+    axis (a point on it) and its half-width; None without a neck and trunk."""
+    neck, trunk = region == 1, region == 0
+    if not neck.any() or not trunk.any():
+        return None
+    low = pos[neck, 1].min()
+    stem = neck & (pos[:, 1] < low + NECK_STEM_M)
+    axis = np.median(pos[stem], axis=0)
+    half = np.quantile(np.abs(pos[stem, 0] - axis[0]), 0.9)
+    return float(low), axis, float(half)
+
+
 def _behind_the_neck(pos: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The neck's texels behind its axis below one level line: the highest point of the trunk's top
     edge across the back of the neck (rest pose, +y up, +z forward). The garment goes up to it, so
     that its edge there is straight instead of the body model's jagged trunk/neck boundary."""
-    neck, trunk = region == 1, region == 0
-    if not neck.any() or not trunk.any():
+    found = _neck_axis(pos, region)
+    if found is None:
         return np.zeros(len(region), dtype=bool)
-    low = pos[neck, 1].min()
-    # (the neck proper: below the jaw, which reaches far forward)
-    stem = neck & (pos[:, 1] < low + NECK_STEM_M)
-    axis = np.median(pos[stem], axis=0)
-    half = np.quantile(np.abs(pos[stem, 0] - axis[0]), 0.9)
+    low, axis, half = found
     behind = (pos[:, 2] < axis[2]) & (np.abs(pos[:, 0] - axis[0]) < half)
-    peaks = trunk & behind & (pos[:, 1] > low)
+    peaks = (region == 0) & behind & (pos[:, 1] > low)
     line = pos[peaks, 1].max() if peaks.any() else low
-    return neck & behind & (pos[:, 1] <= line)
+    return (region == 1) & behind & (pos[:, 1] <= line)
+
+
+def _neck_sides(
+    base: np.ndarray,
+    colour: np.ndarray,
+    seen: np.ndarray,
+    pos: np.ndarray,
+    region: np.ndarray,
+    neck: np.ndarray,
+) -> np.ndarray:
+    """The back of the neck (`neck` texels round from its front, above the garment's level line
+    behind it) takes, height by height, the colour the photos saw on the neck's sides: a collar that
+    stands up the sides goes round the back, bare skin stays skin, hair hanging beside the neck
+    continues behind it. (The front of the neck, an open neckline's skin, is not the back's.)"""
+    found = _neck_axis(pos, region)
+    if found is None:
+        return base
+    low, axis, _ = found
+    around = np.degrees(np.abs(np.arctan2(pos[:, 0] - axis[0], pos[:, 2] - axis[2])))
+    side = neck & seen & (around >= NECK_SIDE_DEG)
+    if side.sum() < 20:
+        return base
+    bins = np.floor((pos[:, 1] - low) / AXIS_BIN_M).astype(np.int64)
+    nb = int(bins[neck].max()) + 1
+    table = np.full((nb, 3), np.nan, np.float32)
+    for b in range(nb):
+        near = side & (np.abs(bins - b) <= NECK_SPAN_BINS)
+        if near.sum() >= 3:
+            table[b] = np.median(colour[near], axis=0)
+    have = np.flatnonzero(~np.isnan(table[:, 0]))
+    for c in range(3):  # (a gap between seen heights takes the nearest)
+        table[:, c] = np.interp(np.arange(nb), have, table[have, c])
+    # Above the highest side a photo saw (under the jaw) the back keeps the front's colour.
+    b = np.clip(bins, 0, nb - 1)
+    within = neck & (bins >= have[0]) & (bins <= have[-1]) & ~_behind_the_neck(pos, region)
+    w = _smoothstep(around, NECK_SIDE_DEG, 90.0) * within
+    sides = table[b]
+    return (w[:, None] * sides + (1.0 - w[:, None]) * base).astype(np.float32)
 
 
 def _nearest(img: np.ndarray, keep: np.ndarray) -> np.ndarray:
