@@ -155,11 +155,16 @@ def _project_views(
     wsum = np.zeros(len(grid.tri))
     conf = np.zeros(len(grid.tri), dtype=np.float32)
     pixel_m = np.full(len(grid.tri), np.inf, dtype=np.float32)
+    part = np.asarray(body.skin_weights).argmax(1)
     for view in views:
-        verts = np.asarray(
-            body.pose_vertices(shape, np.asarray(view.pose)[None], np.asarray(view.trans)[None])
-        )[0].astype(np.float64)
+        pose, trans = np.asarray(view.pose)[None], np.asarray(view.trans)[None]
+        verts = np.asarray(body.pose_vertices(shape, pose, trans))[0].astype(np.float64)
         colour, seen, size = _project_view(view, verts, faces, grid.tri, bary)
+        hidden = _hidden_by_limbs(
+            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, grid
+        )
+        if hidden is not None:
+            seen = np.where(hidden, 0.0, seen).astype(np.float32)
         w = np.clip(seen, 0.0, 1.0) ** VIEW_POWER
         acc += w[:, None] * colour
         wsum += w
@@ -167,6 +172,41 @@ def _project_views(
         conf = np.maximum(conf, seen)
     colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
     return _Projected(colour, conf.astype(np.float32), pixel_m.astype(np.float32))
+
+
+def _hidden_by_limbs(
+    view: TextureView,
+    joints: np.ndarray,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    part: np.ndarray,
+    grid: TexelGrid,
+) -> np.ndarray | None:
+    """Texels the photo does not show although the fitted body's depth says so, as the renderer
+    judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
+    limb where the photo shows no such limb (a forearm the fit put a little off, over the shirt, would
+    otherwise take the shirt's colour), or behind a limb of another region the photo shows there.
+    None without the photo's joints or a rasteriser."""
+    keypoints = getattr(view, "joints2d", None)
+    if keypoints is None:
+        return None
+    from vmclip.errors import VmclipError
+    from vmclip.render.raster import get_rasterizer
+    from vmclip.render.regions import part_regions
+    from vmclip.render.source_view import hidden_by_limb, limb_occluders
+
+    try:
+        rasterizer = get_rasterizer()
+    except VmclipError:
+        return None
+    cam = view.camera
+    h, w = np.asarray(view.mask).shape
+    occ = limb_occluders(rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h)
+    corners = faces[grid.tri]
+    pts = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), verts[corners])
+    uv, z = project(pts, cam.K, cam.R, cam.t)
+    region = part_regions(int(part.max()) + 1)[part[faces[grid.tri, grid.bary.argmax(1)]]]
+    return hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
 
 
 def _project_view(

@@ -193,6 +193,22 @@ def limb_occluders(
     return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth)
 
 
+def hidden_by_limb(occ: LimbOcclusion, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Whether points (N, 3: photo u, v, depth) of body regions `region` (N,) are not what the photo
+    shows at their pixel although the fitted body's depth says so: behind a limb of another region
+    that the photo shows there, or on a fitted limb where the photo shows no such limb."""
+    u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
+    h, w = occ.region.shape
+    inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
+    u, v, g = u[inside], v[inside], region[inside]
+    limb = occ.region[v, u]
+    hidden = np.zeros(len(uvz), dtype=bool)
+    hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
+        occ.unveiled[v, u] == g
+    )
+    return hidden
+
+
 @dataclass
 class _LimbSegment:
     """A limb segment the photo's keypoints show: its joints (a, b) and how far it goes on beyond b,
@@ -433,19 +449,9 @@ class SourceView:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
         photo shows at their pixel although the fitted body's depth says so: behind a limb of another
         region that the photo shows there, or on a fitted limb where the photo shows no such limb."""
-        occ = self.occlusion
-        if occ is None:
+        if self.occlusion is None:
             return np.zeros(len(uvz), dtype=bool)
-        u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
-        h, w = occ.region.shape
-        inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
-        u, v, g = u[inside], v[inside], region[inside]
-        limb = occ.region[v, u]
-        hidden = np.zeros(len(uvz), dtype=bool)
-        hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
-            occ.unveiled[v, u] == g
-        )
-        return hidden
+        return hidden_by_limb(self.occlusion, uvz, region)
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
         """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
