@@ -193,7 +193,7 @@ def _hidden_by_limbs(
     from vmclip.errors import VmclipError
     from vmclip.render.raster import get_rasterizer
     from vmclip.render.regions import part_regions
-    from vmclip.render.source_view import hidden_by_limb, limb_occluders
+    from vmclip.render.source_view import hidden_by_limb, limb_occluders, off_own_segment
 
     try:
         rasterizer = get_rasterizer()
@@ -205,8 +205,14 @@ def _hidden_by_limbs(
     corners = faces[grid.tri]
     pts = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), verts[corners])
     uv, z = project(pts, cam.K, cam.R, cam.t)
-    region = part_regions(int(part.max()) + 1)[part[faces[grid.tri, grid.bary.argmax(1)]]]
-    return hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
+    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
+    region = part_regions(int(part.max()) + 1)[tpart]
+    hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
+    # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
+    # forearm, on the shirt beside it, is not the hand, and would lend the shirt to the forearm)
+    return hidden | off_own_segment(
+        np.asarray(keypoints, np.float64), joints, verts, part, cam, uv, tpart, w, h
+    )
 
 
 def _project_view(

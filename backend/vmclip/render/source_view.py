@@ -209,6 +209,35 @@ def hidden_by_limb(occ: LimbOcclusion, uvz: np.ndarray, region: np.ndarray) -> n
     return hidden
 
 
+def off_own_segment(
+    keypoints: np.ndarray,
+    joints: np.ndarray,
+    vertices: np.ndarray,
+    vertex_part: np.ndarray,
+    camera: Camera,
+    uv: np.ndarray,
+    part: np.ndarray,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Whether points (photo pixels `uv` (N, 2), of body parts `part` (N,)) of a limb segment the
+    photo's keypoints show lie outside that segment's capsule as the photo shows it (its width and a
+    margin as in `limb_occluders`): the photo shows something else there."""
+    out = np.zeros(len(uv), dtype=bool)
+    margin = 2.0 * max(width, height) / 512.0
+    kp = np.asarray(keypoints, dtype=np.float64)
+    for seg in _limb_segments(
+        kp, np.asarray(joints, np.float64), np.asarray(vertices, np.float64), vertex_part, camera
+    ):
+        sel = np.flatnonzero(np.isin(part, seg.parts))
+        if not len(sel):
+            continue
+        pa = kp[seg.joint, :2]
+        pb = kp[seg.child, :2] + seg.beyond * (kp[seg.child, :2] - pa)
+        out[sel[_segment_distance(uv[sel], pa, pb)[0] > seg.radius_px + margin]] = True
+    return out
+
+
 @dataclass
 class _LimbSegment:
     """A limb segment the photo's keypoints show: its joints (a, b) and how far it goes on beyond b,
