@@ -143,3 +143,28 @@ def test_extend_plate_keeps_the_photo_and_fills_the_border():
     # The floor (lower rows) continues as floor beside the photo, the wall as wall.
     assert abs(grown[60:65, 95:, 0].mean() - 160) < 15 and abs(grown[10:40, 95:, 0].mean() - 100) < 15
     assert extend_plate(plate, (0, 0, 0, 0)) is plate
+
+
+def test_extend_plate_in_paints_the_photos_own_frame():
+    """A letterboxed photo (white margins left and right) with black lines along its top and bottom
+    edges: extended, the margins and lines are in-painted with the border (seen from farther back
+    they were a white bar beside the person and black lines across the picture); the rest of the
+    photo is kept exactly. A plain wall that goes on into the picture is no frame."""
+    from vmclip.person.background import frame_border
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:60, :80]
+    inner = np.stack([100 + 60 * (yy > 40), 80 + 40 * np.sin(xx / 3.0), 120 + 0 * xx], -1)
+    plate = np.clip(inner + rng.integers(0, 6, inner.shape), 0, 255).astype(np.uint8)
+    plate[:, :9] = plate[:, -9:] = 255
+    plate[:2] = plate[-2:] = 0
+    assert frame_border(plate) == (10, 3, 10, 3)
+    grown = extend_plate(plate, (10, 5, 20, 15))
+    assert np.array_equal(grown[5 + 3 : 65 - 3, 10 + 10 : 90 - 10], plate[3:-3, 10:-10])
+    # No black line and no white bar left where the photo had them.
+    assert grown[5:7, 20:80].mean() > 60 and grown[63:65, 20:80].mean() > 60
+    assert grown[10:60, 10:19, 1].mean() < 200 and grown[10:60, 81:90, 1].mean() < 200
+    # A plain wall along the top edge (the upper third of the photo) is the photo, not a frame.
+    wall = plate[3:-3, 10:-10].copy()
+    wall[:15] = (200, 200, 190)
+    assert frame_border(wall) == (0, 0, 0, 0)

@@ -108,3 +108,45 @@ def test_real_photos_of_one_person_in_different_sizes_render(body, tmp_path):
     out = animate(person, _turn(), tmp_path / "three.mp4", size=128, body=body)
     frames = list(read_frames(out))
     assert len(frames) == 2 and frames[0].shape == (128, 128, 3)
+
+
+# The closest substitute beside the repository for the issue's set (one man in 1152x1728, 1152x1728
+# and 1106x1682): three frames of one clip of one man, facing, bending half turned, holding the ball
+# at his chest; each cropped to a portrait window round him (centre x in the 1920x1080 frame) and
+# resized to one of those sizes.
+AKUN_CLIP = PHOTOS / "ipercore_akun_1.mp4"
+AKUN_FRAMES = {0: (920, 1152, 1728), 20: (910, 1152, 1728), 200: (815, 1106, 1682)}
+
+
+@pytest.mark.skipif(not AKUN_CLIP.is_file(), reason="../shared/data/photos/ipercore_akun_1.mp4 not present")
+def test_three_frames_of_one_man_in_the_issues_sizes_render(body, tmp_path):
+    """Three photos of one man in the issue's three sizes, analysed together (one shape, a camera
+    each) and animated: the video has the first photo's aspect ratio."""
+    av = pytest.importorskip("av")
+    from PIL import Image
+    from vmclip.person.analysis import analyze
+    from vmclip.render.pipeline import animate
+    from vmclip.video import read_frames
+
+    photos = []
+    with av.open(str(AKUN_CLIP)) as clip:
+        for i, frame in enumerate(clip.decode(video=0)):
+            if i in AKUN_FRAMES:
+                cx, w, h = AKUN_FRAMES[i]
+                im = frame.to_image()
+                cw = round(im.height * w / h)
+                x0 = int(np.clip(cx - cw // 2, 0, im.width - cw))
+                photos.append(np.asarray(im.crop((x0, 0, x0 + cw, im.height)).resize((w, h), Image.LANCZOS)))
+            if i >= max(AKUN_FRAMES):
+                break
+    assert [p.shape[:2] for p in photos] == [(1728, 1152), (1728, 1152), (1682, 1106)]
+    person = analyze(photos, body_kind="anny")
+    # (each worked on at 1024 px at most, its aspect ratio kept)
+    for view, p in zip(person.views, photos, strict=True):
+        h, w = view.image.shape[:2]
+        assert h == 1024 and abs(w - 1024 * p.shape[1] / p.shape[0]) <= 1
+        assert view.fit_error_pct < 3.0 and view.iou > 0.75, (view.fit_error_pct, view.iou)
+    out = animate(person, _turn(), tmp_path / "akun.mp4", size=128, body=body)
+    frames = list(read_frames(out))
+    assert len(frames) == 2 and frames[0].shape[0] == 128
+    assert abs(frames[0].shape[1] - 128 * 1152 / 1728) <= 2

@@ -25,12 +25,17 @@ SIZE = 512
 # half-width at the throat.
 V_APEX = 0.36
 V_HALF_WIDTH = 0.08
+# A collar standing up the neck's sides and back to this height above the neck's lowest point
+# (metres), open at the front within COLLAR_OPEN_DEG of the neck's front (about its axis).
+COLLAR_M = 0.06
+COLLAR_OPEN_DEG = 40.0
 
 
-def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False):
+def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False, collar: bool = False):
     """The body in its rest pose, seen from the front, painted by rest position; hair above
     `hair_from` of the way from the head's centre to its top. With `v_neck`, a plain shirt (no tie,
-    no print) whose front opens in a deep V of skin below the throat."""
+    no print) whose front opens in a deep V of skin below the throat; with `collar`, the shirt's
+    collar stands up the neck's sides (the neck's front stays skin)."""
     from vmclip.render.raster import get_rasterizer
 
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
@@ -64,12 +69,26 @@ def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False):
         colour = np.where(chest[:, None], PRINT, colour)
     on_head = region == 1
     colour = np.where(on_head[:, None], SKIN, colour)
+    if collar:
+        on_neck = part == JOINT_NAMES.index("neck")
+        low, axis = _neck_axis(body, shape)
+        around = np.degrees(np.abs(np.arctan2(p[:, 0] - axis[0], p[:, 2] - axis[2])))
+        up = on_neck & (p[:, 1] < low + COLLAR_M) & (around > COLLAR_OPEN_DEG)
+        colour = np.where(up[:, None], SHIRT, colour)
     hair = on_head & (p[:, 1] > hc[1] + hair_from * (top - hc[1]))
     colour = np.where(hair[:, None], HAIR, colour)
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     image[ras.mask] = colour.astype(np.uint8)
     mask = ras.mask.astype(np.float32)
     return SimpleNamespace(image=image, mask=mask, camera=cam, pose=pose, trans=trans)
+
+
+def _neck_axis(body, shape) -> tuple[float, np.ndarray]:
+    """The neck's lowest height and a point on its axis (its lowest 6 cm), rest pose."""
+    rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
+    neck = rest[part_index(body) == JOINT_NAMES.index("neck")]
+    low = neck[:, 1].min()
+    return low, np.median(neck[neck[:, 1] < low + 0.06], axis=0)
 
 
 def part_index(body) -> np.ndarray:
@@ -361,3 +380,31 @@ def test_the_shirt_behind_the_neck_ends_in_a_level_line(atlas_case):
     edge = _shirt_edge_behind_the_neck(atlas_case, atlas_case.texels)
     print("shirt edge behind the neck (m):", np.round(edge, 4))
     assert np.ptp(edge) < 0.004, edge
+
+
+def test_a_collar_goes_round_the_back_of_the_neck(atlas_case):
+    """A collar standing up the sides of the neck, open at the front (skin there): the back of the
+    neck takes the collar up to the height the sides show it, not the front's skin (before: the
+    back of the neck was skin above the trunk's level line); above the collar it stays skin."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = _front_photo(body, shape, collar=True)
+    atlas = build_texture(body, shape, [view], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    low, axis = _neck_axis(body, shape)
+    neck = c.part == JOINT_NAMES.index("neck")
+    back = neck & (c.pos[:, 2] < axis[2] - 0.02) & (np.abs(c.pos[:, 0] - axis[0]) < 0.04)
+    height = c.pos[:, 1] - low
+    collar = back & (height > 0.04) & (height < COLLAR_M - 0.005)
+    above = back & (height > COLLAR_M + 0.015) & (height < COLLAR_M + 0.035)
+    assert collar.sum() > 60 and above.sum() > 60, (collar.sum(), above.sum())
+    print("collar behind the neck: shirt", _near(texels[collar], SHIRT, 40).mean())
+    assert _near(texels[collar], SHIRT, 40).mean() > 0.9
+    # (above it the back of the neck is skin, blending into the hair further up)
+    assert _near(texels[above], SHIRT, 40).mean() < 0.02
+    assert _near(texels[above], SKIN, 60).mean() > 0.75
+    # The front of the neck, which the photo saw, keeps its skin.
+    front = neck & (c.pos[:, 2] > axis[2]) & (np.abs(c.pos[:, 0] - axis[0]) < 0.015) & (height > 0.04)
+    front &= height < COLLAR_M
+    assert _near(texels[front], SKIN, 40).mean() > 0.8

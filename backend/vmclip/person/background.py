@@ -410,17 +410,63 @@ def _fill_in_bands(image: np.ndarray, hole: np.ndarray, height: float, band: flo
 EXTEND_WORK_SIDE = 384
 
 
+# A photo's own frame (a letterbox margin, a black line along an edge): edge rows or columns of one
+# colour (each channel's spread along the line under BORDER_FLAT grey levels), at most
+# BORDER_MAX_SHARE of the photo across, followed within three lines by one most of whose pixels are
+# more than BORDER_STEP levels from that colour (a plain wall or sky that goes on into the picture is
+# no frame).
+BORDER_FLAT = 8.0
+BORDER_STEP = 30.0
+BORDER_MAX_SHARE = 0.2
+
+
+def frame_border(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Widths in pixels (left, top, right, bottom) of the photo's own frame along each edge (0: none).
+    (Top and bottom first, then the sides between them, then top and bottom between the sides: a
+    line along the top crosses the side margins.)"""
+    img = np.asarray(image)[..., :3].astype(np.float32)
+    h, w = img.shape[:2]
+    top, bottom = _frame_run(img), _frame_run(img[::-1])
+    rows = img[top : h - bottom] if top + bottom < h else img
+    left, right = _frame_run(rows.transpose(1, 0, 2)), _frame_run(rows.transpose(1, 0, 2)[::-1])
+    cols = img[:, left : w - right] if left + right < w else img
+    return left, max(top, _frame_run(cols)), right, max(bottom, _frame_run(cols[::-1]))
+
+
+def _frame_run(lines: np.ndarray) -> int:
+    """How many lines (rows of `lines`, from the edge inward) the frame along this edge takes."""
+    most = int(BORDER_MAX_SHARE * len(lines))
+    colour = np.median(lines[0], axis=0)
+    k = 0
+    while (
+        k < most
+        and lines[k].std(0).max() < BORDER_FLAT
+        and np.abs(np.median(lines[k], axis=0) - colour).max() < BORDER_STEP
+    ):
+        k += 1
+    # (the photo's content within a line or two: a resized photo blends the frame's last line into
+    # the first one inside, which goes with the frame)
+    unlike = any(
+        (np.abs(lines[j] - colour).max(1) > BORDER_STEP).mean() > 0.5
+        for j in range(k, min(k + 3, len(lines)))
+    )
+    return k + 1 if 0 < k < most and unlike else 0
+
+
 def extend_plate(plate: np.ndarray, reach: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
     """The plate grown by `reach` pixels (left, top, right, bottom), the new border in-painted
     (PatchMatch, OpenCV's Telea without it): what a camera that pans, zooms out or steps back sees
-    beyond the photo's edges. The photo's own pixels are kept exactly."""
+    beyond the photo's edges. The photo's own pixels are kept exactly, except its own frame along an
+    edge (`frame_border`: a letterbox margin, a black line), which is in-painted with the border:
+    seen from farther back it would be a bar or a line across the picture."""
     left, top, right, bottom = (max(0, int(r)) for r in reach)
     if not (left or top or right or bottom):
         return plate
     h, w = plate.shape[:2]
     grown = cv2.copyMakeBorder(np.ascontiguousarray(plate), top, bottom, left, right, cv2.BORDER_REPLICATE)
     hole = np.ones(grown.shape[:2], np.uint8)
-    hole[top : top + h, left : left + w] = 0
+    fl, ft, fr, fb = frame_border(plate)
+    hole[top + ft : top + h - fb, left + fl : left + w - fr] = 0
     scale = min(1.0, EXTEND_WORK_SIDE / max(grown.shape[:2]))
     size = (max(1, round(grown.shape[1] * scale)), max(1, round(grown.shape[0] * scale)))
     small = cv2.resize(grown, size, interpolation=cv2.INTER_AREA)

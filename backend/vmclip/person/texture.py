@@ -60,6 +60,10 @@ SHADE_CHROMA = 0.04
 # The neck proper, for its axis and width: its texels up to this far (metres) above its lowest
 # point (above, the jaw reaches far forward).
 NECK_STEM_M = 0.06
+# The neck's sides: its texels at least this far round from its front (degrees about its axis), and
+# how many AXIS_BIN_M bins either side of a height pool their colour.
+NECK_SIDE_DEG = 40.0
+NECK_SPAN_BINS = 1
 # The crown's colour: the highest this share of the head's seen texels.
 CROWN_SHARE = 0.12
 # The front as seen along -z on a grid of this cell size (metres), median-filtered over this width:
@@ -133,6 +137,7 @@ def build_texture(
     base = _side_colours(colour, seen, source, region, pos)
     other, grain = _other_side(colour, conf, strip, base, pos, region)
     base = np.where(head[:, None], base, other + grain)
+    base = _neck_sides(base, colour, seen, pos, region, tpart == JOINT_NAMES.index("neck"))
     nape = head | (tpart == JOINT_NAMES.index("neck"))
     base = _back_of_head(base, colour, proj, seen, head, nape, pos)
     # (blended across the edge of what the photos saw, so that no seam shows there)
@@ -150,11 +155,16 @@ def _project_views(
     wsum = np.zeros(len(grid.tri))
     conf = np.zeros(len(grid.tri), dtype=np.float32)
     pixel_m = np.full(len(grid.tri), np.inf, dtype=np.float32)
+    part = np.asarray(body.skin_weights).argmax(1)
     for view in views:
-        verts = np.asarray(
-            body.pose_vertices(shape, np.asarray(view.pose)[None], np.asarray(view.trans)[None])
-        )[0].astype(np.float64)
+        pose, trans = np.asarray(view.pose)[None], np.asarray(view.trans)[None]
+        verts = np.asarray(body.pose_vertices(shape, pose, trans))[0].astype(np.float64)
         colour, seen, size = _project_view(view, verts, faces, grid.tri, bary)
+        hidden = _hidden_by_limbs(
+            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, grid
+        )
+        if hidden is not None:
+            seen = np.where(hidden, 0.0, seen).astype(np.float32)
         w = np.clip(seen, 0.0, 1.0) ** VIEW_POWER
         acc += w[:, None] * colour
         wsum += w
@@ -162,6 +172,47 @@ def _project_views(
         conf = np.maximum(conf, seen)
     colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
     return _Projected(colour, conf.astype(np.float32), pixel_m.astype(np.float32))
+
+
+def _hidden_by_limbs(
+    view: TextureView,
+    joints: np.ndarray,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    part: np.ndarray,
+    grid: TexelGrid,
+) -> np.ndarray | None:
+    """Texels the photo does not show although the fitted body's depth says so, as the renderer
+    judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
+    limb where the photo shows no such limb (a forearm the fit put a little off, over the shirt, would
+    otherwise take the shirt's colour), or behind a limb of another region the photo shows there.
+    None without the photo's joints or a rasteriser."""
+    keypoints = getattr(view, "joints2d", None)
+    if keypoints is None:
+        return None
+    from vmclip.errors import VmclipError
+    from vmclip.render.raster import get_rasterizer
+    from vmclip.render.regions import part_regions
+    from vmclip.render.source_view import hidden_by_limb, limb_occluders, off_own_segment
+
+    try:
+        rasterizer = get_rasterizer()
+    except VmclipError:
+        return None
+    cam = view.camera
+    h, w = np.asarray(view.mask).shape
+    occ = limb_occluders(rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h)
+    corners = faces[grid.tri]
+    pts = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), verts[corners])
+    uv, z = project(pts, cam.K, cam.R, cam.t)
+    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
+    region = part_regions(int(part.max()) + 1)[tpart]
+    hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
+    # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
+    # forearm, on the shirt beside it, is not the hand, and would lend the shirt to the forearm)
+    return hidden | off_own_segment(
+        np.asarray(keypoints, np.float64), joints, verts, part, cam, uv, tpart, w, h
+    )
 
 
 def _project_view(
@@ -387,22 +438,69 @@ def _other_side(
     return smooth[row, col].astype(np.float32), grain[row, col]
 
 
+def _neck_axis(pos: np.ndarray, region: np.ndarray) -> tuple[float, np.ndarray, float] | None:
+    """The neck proper (rest pose; below the jaw, which reaches far forward): its lowest height, its
+    axis (a point on it) and its half-width; None without a neck and trunk."""
+    neck, trunk = region == 1, region == 0
+    if not neck.any() or not trunk.any():
+        return None
+    low = pos[neck, 1].min()
+    stem = neck & (pos[:, 1] < low + NECK_STEM_M)
+    axis = np.median(pos[stem], axis=0)
+    half = np.quantile(np.abs(pos[stem, 0] - axis[0]), 0.9)
+    return float(low), axis, float(half)
+
+
 def _behind_the_neck(pos: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The neck's texels behind its axis below one level line: the highest point of the trunk's top
     edge across the back of the neck (rest pose, +y up, +z forward). The garment goes up to it, so
     that its edge there is straight instead of the body model's jagged trunk/neck boundary."""
-    neck, trunk = region == 1, region == 0
-    if not neck.any() or not trunk.any():
+    found = _neck_axis(pos, region)
+    if found is None:
         return np.zeros(len(region), dtype=bool)
-    low = pos[neck, 1].min()
-    # (the neck proper: below the jaw, which reaches far forward)
-    stem = neck & (pos[:, 1] < low + NECK_STEM_M)
-    axis = np.median(pos[stem], axis=0)
-    half = np.quantile(np.abs(pos[stem, 0] - axis[0]), 0.9)
+    low, axis, half = found
     behind = (pos[:, 2] < axis[2]) & (np.abs(pos[:, 0] - axis[0]) < half)
-    peaks = trunk & behind & (pos[:, 1] > low)
+    peaks = (region == 0) & behind & (pos[:, 1] > low)
     line = pos[peaks, 1].max() if peaks.any() else low
-    return neck & behind & (pos[:, 1] <= line)
+    return (region == 1) & behind & (pos[:, 1] <= line)
+
+
+def _neck_sides(
+    base: np.ndarray,
+    colour: np.ndarray,
+    seen: np.ndarray,
+    pos: np.ndarray,
+    region: np.ndarray,
+    neck: np.ndarray,
+) -> np.ndarray:
+    """The back of the neck (`neck` texels round from its front, above the garment's level line
+    behind it) takes, height by height, the colour the photos saw on the neck's sides: a collar that
+    stands up the sides goes round the back, bare skin stays skin, hair hanging beside the neck
+    continues behind it. (The front of the neck, an open neckline's skin, is not the back's.)"""
+    found = _neck_axis(pos, region)
+    if found is None:
+        return base
+    low, axis, _ = found
+    around = np.degrees(np.abs(np.arctan2(pos[:, 0] - axis[0], pos[:, 2] - axis[2])))
+    side = neck & seen & (around >= NECK_SIDE_DEG)
+    if side.sum() < 20:
+        return base
+    bins = np.floor((pos[:, 1] - low) / AXIS_BIN_M).astype(np.int64)
+    nb = int(bins[neck].max()) + 1
+    table = np.full((nb, 3), np.nan, np.float32)
+    for b in range(nb):
+        near = side & (np.abs(bins - b) <= NECK_SPAN_BINS)
+        if near.sum() >= 3:
+            table[b] = np.median(colour[near], axis=0)
+    have = np.flatnonzero(~np.isnan(table[:, 0]))
+    for c in range(3):  # (a gap between seen heights takes the nearest)
+        table[:, c] = np.interp(np.arange(nb), have, table[have, c])
+    # Above the highest side a photo saw (under the jaw) the back keeps the front's colour.
+    b = np.clip(bins, 0, nb - 1)
+    within = neck & (bins >= have[0]) & (bins <= have[-1]) & ~_behind_the_neck(pos, region)
+    w = _smoothstep(around, NECK_SIDE_DEG, 90.0) * within
+    sides = table[b]
+    return (w[:, None] * sides + (1.0 - w[:, None]) * base).astype(np.float32)
 
 
 def _nearest(img: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -328,7 +328,10 @@ class FlowWarper:
             if self.texture is not None:
                 # A surface facing away from the photo projects onto the front that the limb hid
                 # (an open jacket's shirt and phone on the lower back): the avatar's side is better.
-                ok &= vals[:, 6] > AWAY_FACING
+                # And a limb hidden behind another limb (forearms crossed in front of the body): the
+                # hole was painted from the body around, never from a limb, so the shirt would
+                # show on the raised forearm: the avatar's limb is better.
+                ok &= (vals[:, 6] > AWAY_FACING) & (p.region <= HEAD)
             score = np.where(
                 vals[:, 6] > AWAY_FACING,
                 np.where(p.region <= HEAD, PAINTED_RANK_TRUNK, PAINTED_RANK_LIMB),

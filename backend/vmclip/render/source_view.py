@@ -193,6 +193,51 @@ def limb_occluders(
     return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth)
 
 
+def hidden_by_limb(occ: LimbOcclusion, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Whether points (N, 3: photo u, v, depth) of body regions `region` (N,) are not what the photo
+    shows at their pixel although the fitted body's depth says so: behind a limb of another region
+    that the photo shows there, or on a fitted limb where the photo shows no such limb."""
+    u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
+    h, w = occ.region.shape
+    inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
+    u, v, g = u[inside], v[inside], region[inside]
+    limb = occ.region[v, u]
+    hidden = np.zeros(len(uvz), dtype=bool)
+    hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
+        occ.unveiled[v, u] == g
+    )
+    return hidden
+
+
+def off_own_segment(
+    keypoints: np.ndarray,
+    joints: np.ndarray,
+    vertices: np.ndarray,
+    vertex_part: np.ndarray,
+    camera: Camera,
+    uv: np.ndarray,
+    part: np.ndarray,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Whether points (photo pixels `uv` (N, 2), of body parts `part` (N,)) of a limb segment the
+    photo's keypoints show lie outside that segment's capsule as the photo shows it (its width and a
+    margin as in `limb_occluders`): the photo shows something else there."""
+    out = np.zeros(len(uv), dtype=bool)
+    margin = 2.0 * max(width, height) / 512.0
+    kp = np.asarray(keypoints, dtype=np.float64)
+    for seg in _limb_segments(
+        kp, np.asarray(joints, np.float64), np.asarray(vertices, np.float64), vertex_part, camera
+    ):
+        sel = np.flatnonzero(np.isin(part, seg.parts))
+        if not len(sel):
+            continue
+        pa = kp[seg.joint, :2]
+        pb = kp[seg.child, :2] + seg.beyond * (kp[seg.child, :2] - pa)
+        out[sel[_segment_distance(uv[sel], pa, pb)[0] > seg.radius_px + margin]] = True
+    return out
+
+
 @dataclass
 class _LimbSegment:
     """A limb segment the photo's keypoints show: its joints (a, b) and how far it goes on beyond b,
@@ -433,19 +478,9 @@ class SourceView:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
         photo shows at their pixel although the fitted body's depth says so: behind a limb of another
         region that the photo shows there, or on a fitted limb where the photo shows no such limb."""
-        occ = self.occlusion
-        if occ is None:
+        if self.occlusion is None:
             return np.zeros(len(uvz), dtype=bool)
-        u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
-        h, w = occ.region.shape
-        inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
-        u, v, g = u[inside], v[inside], region[inside]
-        limb = occ.region[v, u]
-        hidden = np.zeros(len(uvz), dtype=bool)
-        hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
-            occ.unveiled[v, u] == g
-        )
-        return hidden
+        return hidden_by_limb(self.occlusion, uvz, region)
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
         """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
