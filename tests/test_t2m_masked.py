@@ -270,3 +270,46 @@ def test_started_from_a_trained_model_with_text_on_every_token(trained, data, tm
         train_masked(
             _opts(data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"width": 48})
         )
+
+
+def test_conditioned_on_the_motionclip_latent(trained, data, tmp_path) -> None:
+    """`condition="motionclip"`: the transformer trains on the shipped MotionCLIP-style model's latent
+    of each window and generation draws that latent from the model's bank by the prompt; a model file
+    made against another bank is refused."""
+    from vmclip.t2m.latent_condition import bank_fingerprint, token_latents
+    from vmclip.t2m.train_masked import ClipSampler, _mask_batch, clip_latents, clip_tokens
+
+    out = tmp_path / "lat"
+    train_masked(
+        _opts(data, out, init=trained[0] / "model.pt", tokenizer_steps=0, model={"condition": "motionclip"})
+    )
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    retriever = gen.retriever
+    assert gen.cfg.condition == "motionclip" and retriever is not None
+    assert gen.cfg.extra["motionclip_bank"] == bank_fingerprint(retriever.bank)
+    text = "a person waves the right hand"
+    emb = gen.embed([text])[0]
+    draw = gen.draw(emb, np.random.default_rng(3), 4, text)
+    assert torch.allclose(draw.emb, retriever.draw(emb, np.random.default_rng(3), 4, text), atol=1e-6)
+    a, b = (gen.generate(text, seconds=2.0, seed=5) for _ in range(2))
+    assert a.num_frames == 60 and np.allclose(a.rot6d, b.rot6d)
+
+    # The training batch's condition is the window's latent: the same as encoding that window directly.
+    pack = load_pack(out / "pack.npz")
+    plain, mirrored, _ = clip_latents(pack, torch.device("cpu"), lambda *a: None)
+    assert len(plain) == len(pack) and plain[0].shape == (-(-pack.length(0) // 4), gen.cfg.latent_dim)
+    direct = token_latents(retriever, pack.clip(0).astype(np.float32), pack.fps)
+    assert torch.allclose(plain[0].float(), direct, atol=2e-3)
+    assert not torch.allclose(mirrored[0].float(), plain[0].float(), atol=0.05)  # the mirror differs
+    model = gen.model
+    sampler = ClipSampler(pack, model.cfg.max_frames, 8, np.random.default_rng(0))
+    tokens = clip_tokens(model, pack)
+    cond, *_ = _mask_batch(model, tokens, pack, sampler, _opts(data, out), (plain, mirrored))
+    rows = torch.cat([torch.cat(plain), torch.cat(mirrored)]).float()
+    assert ((cond[:, None] - rows[None]).abs().amax(-1).min(1).values < 1e-6).all()
+
+    obj = torch.load(out / "model.pt", weights_only=True)
+    obj["config"]["extra"]["motionclip_bank"] = "0" * 16
+    torch.save(obj, tmp_path / "other.pt")
+    with pytest.raises(MissingAssetError, match="another MotionCLIP-style model"):
+        Generator.from_file(tmp_path / "other.pt", device="cpu")

@@ -43,6 +43,9 @@ class TokenConfig:
     # The text also added to every token's input, not only as the prefix token: a paraphrase far
     # from every training description still steers each token (off in the first trained weights).
     text_every_token: bool = False
+    # What the transformer reads: "text" (the prompt's embedding) or "motionclip" (the MotionCLIP-style
+    # model's latent of the window, drawn from its bank at generation: latent_condition.py).
+    condition: str = "text"
     extra: dict = field(default_factory=dict)
 
     @property

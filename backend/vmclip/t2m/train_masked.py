@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from vmclip.devices import choose_device
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
+from vmclip.t2m.latent_condition import CONDITIONS
 from vmclip.t2m.pack import Pack, build_pack, load_pack
 from vmclip.t2m.tokens import DOWN, MaskedMotionModel, TokenConfig, features_to_motion, mirror_permutation
 
@@ -184,10 +185,36 @@ def clip_tokens(model: MaskedMotionModel, pack: Pack) -> tuple[list[torch.Tensor
     return plain, mirrored
 
 
+@torch.no_grad()
+def clip_latents(pack: Pack, device: torch.device, say) -> tuple[list[torch.Tensor], list[torch.Tensor], str]:
+    """The condition of a "motionclip"-conditioned model: per clip and per mirrored clip, the shipped
+    MotionCLIP-style model's latent of the window starting at each token (latent_condition.py), and
+    that model's bank fingerprint."""
+    from vmclip.t2m.latent_condition import bank_fingerprint, load_condition_model, token_latents
+
+    gen = load_condition_model(device)
+    idx, sign = mirror_permutation()
+    plain, mirrored = [], []
+    t0 = time.time()
+    for i in range(len(pack)):
+        x = pack.clip(i).astype(np.float32)
+        plain.append(token_latents(gen, x, pack.fps).half())
+        mirrored.append(token_latents(gen, x[:, idx.numpy()] * sign.numpy(), pack.fps).half())
+    say(f"motion latents of {len(pack)} clips and their mirrors in {time.time() - t0:.0f} s")
+    return plain, mirrored, bank_fingerprint(gen.bank)
+
+
 def _mask_batch(
-    model: MaskedMotionModel, tokens: tuple, pack: Pack, sampler: ClipSampler, opts: MaskedOptions
+    model: MaskedMotionModel,
+    tokens: tuple,
+    pack: Pack,
+    sampler: ClipSampler,
+    opts: MaskedOptions,
+    latents: tuple | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """(text (B, D), input ids (B, N), targets (B, N) with -100 where not predicted, keep_text (B,))."""
+    """(condition (B, D), input ids (B, N), targets (B, N) with -100 where not predicted, keep (B,)).
+    The condition is one of the clip's text embeddings, or with `latents` (clip_latents) the motion
+    latent of the window's first token."""
     cfg, tr, rng = model.cfg, model.transformer, sampler.rng
     clips, flip = sampler.draw(opts.batch)
     n_max = cfg.max_tokens
@@ -199,6 +226,9 @@ def _mask_batch(
         length = top if rng.random() < 0.6 else int(rng.integers(min(2, top), top + 1))
         start = int(rng.integers(0, len(seq) - length + 1))
         ids[b, :length] = seq[start : start + length]
+        if latents is not None:
+            text[b] = latents[1 if f else 0][int(i)][start].float()
+            continue
         choices = (pack.mirror_ids if f else pack.text_ids)[int(i)]
         text[b] = torch.from_numpy(pack.text_emb[int(rng.choice(choices))].astype(np.float32))
     valid = ids != tr.pad_id
@@ -221,9 +251,17 @@ def _mask_batch(
 
 
 def train_transformer(
-    model: MaskedMotionModel, pack: Pack, tokens: tuple, opts: MaskedOptions, log: Path, say, deadline
+    model: MaskedMotionModel,
+    pack: Pack,
+    tokens: tuple,
+    opts: MaskedOptions,
+    log: Path,
+    say,
+    deadline,
+    latents: tuple | None = None,
 ) -> int:
-    """Phase 2: masked token prediction given the text (dropped a tenth of the time, for guidance)."""
+    """Phase 2: masked token prediction given the condition (dropped a tenth of the time, for
+    guidance): the text, or with `latents` the window's motion latent."""
     sampler = ClipSampler(pack, model.cfg.max_frames, 2 * DOWN, np.random.default_rng(opts.seed + 1))
     params = list(model.transformer.parameters())
     optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
@@ -233,7 +271,7 @@ def train_transformer(
     for step in range(opts.transformer_steps):
         for g in optim.param_groups:
             g["lr"] = _lr(step, opts.transformer_steps, opts.lr, opts.warmup)
-        text, inp, target, keep = _mask_batch(model, tokens, pack, sampler, opts)
+        text, inp, target, keep = _mask_batch(model, tokens, pack, sampler, opts, latents)
         dev = model.transformer.pos.device
         text, inp, target, keep = (v.to(dev) for v in (text, inp, target, keep))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
@@ -333,6 +371,8 @@ def train_masked(opts: MaskedOptions) -> dict:
     cfg = TokenConfig(**{**(start["config"] if start else {}), **opts.model})
     if cfg.max_frames % DOWN:
         raise InputError(f"window of {cfg.max_frames} frames is not a multiple of {DOWN}")
+    if cfg.condition not in CONDITIONS:
+        raise InputError(f"condition {cfg.condition!r}: choose one of {', '.join(CONDITIONS)}")
     pack = _pack_for(opts, cfg, say)
     if abs(pack.fps - cfg.fps) > 1e-6 or pack.encoder != cfg.text_encoder:
         raise InputError(
@@ -355,8 +395,12 @@ def train_masked(opts: MaskedOptions) -> dict:
     deadline = t0 + opts.minutes * 60 if opts.minutes else None
     tok_steps = train_tokenizer(model, pack, opts, log, say, deadline)
     tokens = clip_tokens(model, pack)
+    latents = None
+    if cfg.condition == "motionclip":
+        *latents, fingerprint = clip_latents(pack, model.tokenizer.mean.device, say)
+        cfg.extra["motionclip_bank"] = fingerprint  # (model.cfg is cfg: exported with the weights)
     t_tok = time.time() - t0
-    tr_steps = train_transformer(model, pack, tokens, opts, log, say, deadline)
+    tr_steps = train_transformer(model, pack, tokens, opts, log, say, deadline, latents)
     info = {
         "tokenizer_steps": tok_steps,
         "transformer_steps": tr_steps,
