@@ -126,8 +126,14 @@ class MaskedGenerator(Generator):
             held = torch.full((len(z), n_tok), -1, dtype=torch.long, device=self.device)
             k = min(n_tok, z.held.shape[1])
             held[:, :k] = z.held[:, :k]
+        guide = None
+        if self.cfg.guide:
+            from vmclip.t2m.latent_condition import decoded_guide, guide_input
+
+            g = decoded_guide(self.retriever, z.emb, self.model.tokenizer, self.cfg.fps)
+            guide = guide_input(g.to(self.device), n_tok)
         tokens = self.model.sample(
-            z.emb, n_tok, gens, STEPS, GUIDANCE, TEMPERATURE, TOP_FRACTION, held, CHOICE_NOISE
+            z.emb, n_tok, gens, STEPS, GUIDANCE, TEMPERATURE, TOP_FRACTION, held, CHOICE_NOISE, guide
         )
         feats = self.model.tokenizer.decode_tokens(tokens)[:, :frames]
         return features_to_motion(feats)

@@ -72,3 +72,41 @@ def load_condition_model(device: str | torch.device = "cpu"):
     from vmclip.t2m.generate import Generator
 
     return Generator.from_file(DEFAULT_WEIGHTS["minilm"], device=str(device))
+
+
+@torch.no_grad()
+def decoded_guide(generator, z: torch.Tensor, tokenizer, fps: float, batch: int = 512) -> torch.Tensor:
+    """Latents (B, D) -> the guide (B, G, code_dim): the MotionCLIP-style `generator`'s own decoding of
+    each latent (its whole window), resampled to `fps` (linear in 6D; the features re-orthogonalise)
+    and encoded, not quantised, by the masked model's `tokenizer`: one vector per token."""
+    from vmclip.t2m.model import from_features
+    from vmclip.t2m.tokens import motion_features
+
+    model, cfg = generator.model, generator.model.cfg
+    dev = next(model.parameters()).device
+    n = int(round(cfg.max_frames / cfg.fps * fps)) // DOWN * DOWN  # model frames the window covers
+    t = torch.arange(n, dtype=torch.float32) * cfg.fps / fps  # in the decoder's frames
+    i0 = t.floor().long().clamp(max=cfg.max_frames - 1)
+    i1 = (i0 + 1).clamp(max=cfg.max_frames - 1)
+    w = (t - i0)[None, :, None]  # (1, n, 1)
+    out = []
+    for s in range(0, len(z), batch):
+        zb = z[s : s + batch].to(dev).float()
+        mask = torch.ones(len(zb), cfg.max_frames, dtype=torch.bool, device=dev)
+        rot, trans = from_features(model.decode(zb, mask))  # (b, T, 24, 6), (b, T, 3)
+        rot = rot[:, i0] * (1 - w[..., None]) + rot[:, i1] * w[..., None]  # (b, n, 24, 6)
+        trans = trans[:, i0] * (1 - w) + trans[:, i1] * w  # (b, n, 3)
+        x = motion_features(rot, trans).to(tokenizer.mean.device)  # (b, n, 148)
+        out.append(tokenizer.encode(x).transpose(1, 2).float())  # (b, n / 4, code_dim)
+    return torch.cat(out)
+
+
+def guide_input(guide: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """(B, G, C) guide -> the transformer's (B, n_tokens, C + 1) input: cut or padded with zeros, the
+    last channel 1 where a guide vector is given."""
+    b, g, c = guide.shape
+    out = torch.zeros(b, n_tokens, c + 1, dtype=guide.dtype, device=guide.device)
+    k = min(g, n_tokens)
+    out[:, :k, :c] = guide[:, :k]
+    out[:, :k, c] = 1
+    return out
