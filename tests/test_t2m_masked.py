@@ -296,7 +296,8 @@ def test_conditioned_on_the_motionclip_latent(trained, data, tmp_path) -> None:
 
     # The training batch's condition is the window's latent: the same as encoding that window directly.
     pack = load_pack(out / "pack.npz")
-    plain, mirrored, _ = clip_latents(pack, torch.device("cpu"), lambda *a: None)
+    plain, mirrored, _, guides = clip_latents(pack, torch.device("cpu"), lambda *a: None)
+    assert guides is None  # (only asked for with a tokenizer)
     assert len(plain) == len(pack) and plain[0].shape == (-(-pack.length(0) // 4), gen.cfg.latent_dim)
     direct = token_latents(retriever, pack.clip(0).astype(np.float32), pack.fps)
     assert torch.allclose(plain[0].float(), direct, atol=2e-3)
@@ -313,3 +314,55 @@ def test_conditioned_on_the_motionclip_latent(trained, data, tmp_path) -> None:
     torch.save(obj, tmp_path / "other.pt")
     with pytest.raises(MissingAssetError, match="another MotionCLIP-style model"):
         Generator.from_file(tmp_path / "other.pt", device="cpu")
+
+
+def test_guided_by_the_motionclip_decoding(trained, data, tmp_path) -> None:
+    """`guide=True`: the MotionCLIP-style model's decoding of the drawn latent, encoded by the tokenizer,
+    steers every token; started from a model without it, the guide's map is zero, so the model first
+    predicts exactly as before; after training the guide changes the prediction."""
+    from vmclip.t2m.latent_condition import decoded_guide, guide_input
+    from vmclip.t2m.tokens import MaskedMotionModel, TokenConfig
+    from vmclip.t2m.train_masked import _load_init, _start_from
+
+    start = _load_init(trained[0] / "model.pt")
+    cfg = TokenConfig(**{**start["config"], "condition": "motionclip", "guide": True})
+    model = MaskedMotionModel(cfg).eval()
+    _start_from(model, start["state_dict"])
+    text = torch.nn.functional.normalize(torch.randn(2, cfg.latent_dim), dim=-1)
+    ids = torch.randint(0, cfg.codes, (2, 6))
+    keep = torch.tensor([True, True])
+    g = guide_input(torch.randn(2, 4, cfg.code_dim), 6)
+    assert g.shape == (2, 6, cfg.code_dim + 1) and (g[:, :4, -1] == 1).all() and (g[:, 4:] == 0).all()
+    with torch.no_grad():
+        assert torch.allclose(model.transformer(text, ids, keep, g), model.transformer(text, ids, keep))
+
+    out = tmp_path / "guided"
+    train_masked(
+        _opts(
+            data,
+            out,
+            init=trained[0] / "model.pt",
+            tokenizer_steps=0,
+            model={"condition": "motionclip", "guide": True},
+        )
+    )
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    assert gen.cfg.guide and gen.model.transformer.guide_proj.weight.abs().max() > 0
+    emb = gen.embed(["a person jumps"])[0]
+    z = gen.draw(emb, np.random.default_rng(0), 2, "a person jumps").emb
+    guide = decoded_guide(gen.retriever, z, gen.model.tokenizer, gen.cfg.fps)
+    window = gen.retriever.model.cfg.max_frames / gen.retriever.model.cfg.fps  # seconds
+    assert guide.shape == (2, int(round(window * gen.cfg.fps)) // 4, gen.cfg.code_dim)
+    with torch.no_grad():
+        tr = gen.model.transformer
+        ids = torch.full((2, 6), tr.mask_id)
+        with_guide = tr(z, ids, torch.tensor([True, True]), guide_input(guide, 6))
+        assert not torch.allclose(with_guide, tr(z, ids, torch.tensor([True, True])), atol=1e-4)
+    motion = gen.generate("a person jumps", seconds=2.0, seed=1)
+    assert motion.num_frames == 60 and np.isfinite(motion.rot6d).all()
+    with pytest.raises(InputError, match="--guide needs --condition motionclip"):
+        train_masked(
+            _opts(
+                data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"guide": True}
+            )
+        )
