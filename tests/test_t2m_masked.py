@@ -270,3 +270,99 @@ def test_started_from_a_trained_model_with_text_on_every_token(trained, data, tm
         train_masked(
             _opts(data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"width": 48})
         )
+
+
+def test_conditioned_on_the_motionclip_latent(trained, data, tmp_path) -> None:
+    """`condition="motionclip"`: the transformer trains on the shipped MotionCLIP-style model's latent
+    of each window and generation draws that latent from the model's bank by the prompt; a model file
+    made against another bank is refused."""
+    from vmclip.t2m.latent_condition import bank_fingerprint, token_latents
+    from vmclip.t2m.train_masked import ClipSampler, _mask_batch, clip_latents, clip_tokens
+
+    out = tmp_path / "lat"
+    train_masked(
+        _opts(data, out, init=trained[0] / "model.pt", tokenizer_steps=0, model={"condition": "motionclip"})
+    )
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    retriever = gen.retriever
+    assert gen.cfg.condition == "motionclip" and retriever is not None
+    assert gen.cfg.extra["motionclip_bank"] == bank_fingerprint(retriever.bank)
+    text = "a person waves the right hand"
+    emb = gen.embed([text])[0]
+    draw = gen.draw(emb, np.random.default_rng(3), 4, text)
+    assert torch.allclose(draw.emb, retriever.draw(emb, np.random.default_rng(3), 4, text), atol=1e-6)
+    a, b = (gen.generate(text, seconds=2.0, seed=5) for _ in range(2))
+    assert a.num_frames == 60 and np.allclose(a.rot6d, b.rot6d)
+
+    # The training batch's condition is the window's latent: the same as encoding that window directly.
+    pack = load_pack(out / "pack.npz")
+    plain, mirrored, _, guides = clip_latents(pack, torch.device("cpu"), lambda *a: None)
+    assert guides is None  # (only asked for with a tokenizer)
+    assert len(plain) == len(pack) and plain[0].shape == (-(-pack.length(0) // 4), gen.cfg.latent_dim)
+    direct = token_latents(retriever, pack.clip(0).astype(np.float32), pack.fps)
+    assert torch.allclose(plain[0].float(), direct, atol=2e-3)
+    assert not torch.allclose(mirrored[0].float(), plain[0].float(), atol=0.05)  # the mirror differs
+    model = gen.model
+    sampler = ClipSampler(pack, model.cfg.max_frames, 8, np.random.default_rng(0))
+    tokens = clip_tokens(model, pack)
+    cond, *_ = _mask_batch(model, tokens, pack, sampler, _opts(data, out), (plain, mirrored))
+    rows = torch.cat([torch.cat(plain), torch.cat(mirrored)]).float()
+    assert ((cond[:, None] - rows[None]).abs().amax(-1).min(1).values < 1e-6).all()
+
+    obj = torch.load(out / "model.pt", weights_only=True)
+    obj["config"]["extra"]["motionclip_bank"] = "0" * 16
+    torch.save(obj, tmp_path / "other.pt")
+    with pytest.raises(MissingAssetError, match="another MotionCLIP-style model"):
+        Generator.from_file(tmp_path / "other.pt", device="cpu")
+
+
+def test_guided_by_the_motionclip_decoding(trained, data, tmp_path) -> None:
+    """`guide=True`: the MotionCLIP-style model's decoding of the drawn latent, encoded by the tokenizer,
+    steers every token; started from a model without it, the guide's map is zero, so the model first
+    predicts exactly as before; after training the guide changes the prediction."""
+    from vmclip.t2m.latent_condition import decoded_guide, guide_input
+    from vmclip.t2m.tokens import MaskedMotionModel, TokenConfig
+    from vmclip.t2m.train_masked import _load_init, _start_from
+
+    start = _load_init(trained[0] / "model.pt")
+    cfg = TokenConfig(**{**start["config"], "condition": "motionclip", "guide": True})
+    model = MaskedMotionModel(cfg).eval()
+    _start_from(model, start["state_dict"])
+    text = torch.nn.functional.normalize(torch.randn(2, cfg.latent_dim), dim=-1)
+    ids = torch.randint(0, cfg.codes, (2, 6))
+    keep = torch.tensor([True, True])
+    g = guide_input(torch.randn(2, 4, cfg.code_dim), 6)
+    assert g.shape == (2, 6, cfg.code_dim + 1) and (g[:, :4, -1] == 1).all() and (g[:, 4:] == 0).all()
+    with torch.no_grad():
+        assert torch.allclose(model.transformer(text, ids, keep, g), model.transformer(text, ids, keep))
+
+    out = tmp_path / "guided"
+    train_masked(
+        _opts(
+            data,
+            out,
+            init=trained[0] / "model.pt",
+            tokenizer_steps=0,
+            model={"condition": "motionclip", "guide": True},
+        )
+    )
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    assert gen.cfg.guide and gen.model.transformer.guide_proj.weight.abs().max() > 0
+    emb = gen.embed(["a person jumps"])[0]
+    z = gen.draw(emb, np.random.default_rng(0), 2, "a person jumps").emb
+    guide = decoded_guide(gen.retriever, z, gen.model.tokenizer, gen.cfg.fps)
+    window = gen.retriever.model.cfg.max_frames / gen.retriever.model.cfg.fps  # seconds
+    assert guide.shape == (2, int(round(window * gen.cfg.fps)) // 4, gen.cfg.code_dim)
+    with torch.no_grad():
+        tr = gen.model.transformer
+        ids = torch.full((2, 6), tr.mask_id)
+        with_guide = tr(z, ids, torch.tensor([True, True]), guide_input(guide, 6))
+        assert not torch.allclose(with_guide, tr(z, ids, torch.tensor([True, True])), atol=1e-4)
+    motion = gen.generate("a person jumps", seconds=2.0, seed=1)
+    assert motion.num_frames == 60 and np.isfinite(motion.rot6d).all()
+    with pytest.raises(InputError, match="--guide needs --condition motionclip"):
+        train_masked(
+            _opts(
+                data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"guide": True}
+            )
+        )

@@ -104,6 +104,19 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="masked model: add the text to every token's input as well as the prefix token",
     )
     tr.add_argument(
+        "--condition",
+        choices=("text", "motionclip"),
+        default="text",
+        help="masked model: condition the transformer on the prompt's embedding (text) or on the "
+        "shipped MotionCLIP-style model's motion latent, drawn from its bank by the prompt (motionclip)",
+    )
+    tr.add_argument(
+        "--guide",
+        action="store_true",
+        help="masked model with --condition motionclip: also give the transformer that model's own "
+        "decoding of the latent, per token (it keeps the action's timing; the transformer restores speed)",
+    )
+    tr.add_argument(
         "--init",
         type=Path,
         help="masked model: start from this model file (its tokenizer and transformer; "
@@ -269,7 +282,11 @@ def _train_masked(args: argparse.Namespace) -> int:
         text_noise=args.text_noise,
         init=args.init,
         device=args.device,
-        model={"text_every_token": True} if args.text_every_token else {},
+        model={
+            "condition": args.condition,
+            **({"text_every_token": True} if args.text_every_token else {}),
+            **({"guide": True} if args.guide else {}),
+        },
     )
     train_masked(opts)
     return 0

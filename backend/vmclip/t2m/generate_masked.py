@@ -50,6 +50,7 @@ class MaskedGenerator(Generator):
         descriptions: dict | None = None,
         info: dict | None = None,
         device: str | torch.device = "cpu",
+        retriever: Generator | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.cfg: TokenConfig = model.cfg
@@ -59,6 +60,8 @@ class MaskedGenerator(Generator):
         self.clips: list[dict] = []
         self.clip_sides: list = []
         self.info = info or {}
+        # A "motionclip"-conditioned model draws its condition from that model's bank by the prompt.
+        self.retriever = retriever
         self.text_emb = None
         if descriptions is not None and len(descriptions.get("emb", [])):
             self.text_emb = F.normalize(descriptions["emb"].float().to(self.device), dim=-1)
@@ -82,7 +85,19 @@ class MaskedGenerator(Generator):
         if unexpected or any("ema_" not in k for k in missing):
             raise MissingAssetError(f"model file does not fit the masked model (missing {missing[:3]})")
         enc = load_text_encoder(encoder or cfg.text_encoder, device=device, **encoder_kwargs)
-        return cls(model, enc, obj.get("descriptions"), obj.get("info"), device)
+        retriever = None
+        if cfg.condition == "motionclip":
+            from vmclip.t2m.latent_condition import bank_fingerprint, load_condition_model
+
+            retriever = load_condition_model(device)
+            if retriever.bank is None or bank_fingerprint(retriever.bank) != cfg.extra.get("motionclip_bank"):
+                raise MissingAssetError(
+                    "this masked model was trained on the latents of another MotionCLIP-style model than "
+                    "the shipped one; retrain it: `vmclip train --model masked --condition motionclip`"
+                )
+        elif cfg.condition != "text":
+            raise MissingAssetError(f"model file has an unknown condition {cfg.condition!r}")
+        return cls(model, enc, obj.get("descriptions"), obj.get("info"), device, retriever)
 
     def model_frames(self, seconds: float) -> int:
         """Model-rate frames for `seconds` of output: a 4 s motion is one whole 80-frame window (its
@@ -91,9 +106,14 @@ class MaskedGenerator(Generator):
         return total - 1 if total == self.cfg.max_frames + 1 else total
 
     def draw(self, text_emb: torch.Tensor, rng: np.random.Generator, n: int, text: str = "") -> Draw:
-        """n seeded candidates of one text (the seed of each decides its sampled tokens)."""
+        """n seeded candidates of one text (the seed of each decides its sampled tokens); with a
+        retriever, each candidate's condition is a motion latent it draws for the text."""
+        if self.retriever is not None:
+            cond = self.retriever.draw(text_emb.to(self.retriever.device), rng, n, text).to(self.device)
+        else:
+            cond = text_emb[None].repeat(n, 1).to(self.device)
         seeds = [int(s) for s in rng.integers(0, 2**62, size=n)]
-        return Draw(text_emb[None].repeat(n, 1).to(self.device), seeds)
+        return Draw(cond, seeds)
 
     @torch.no_grad()
     def decode(self, z: Draw, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +126,14 @@ class MaskedGenerator(Generator):
             held = torch.full((len(z), n_tok), -1, dtype=torch.long, device=self.device)
             k = min(n_tok, z.held.shape[1])
             held[:, :k] = z.held[:, :k]
+        guide = None
+        if self.cfg.guide:
+            from vmclip.t2m.latent_condition import decoded_guide, guide_input
+
+            g = decoded_guide(self.retriever, z.emb, self.model.tokenizer, self.cfg.fps)
+            guide = guide_input(g.to(self.device), n_tok)
         tokens = self.model.sample(
-            z.emb, n_tok, gens, STEPS, GUIDANCE, TEMPERATURE, TOP_FRACTION, held, CHOICE_NOISE
+            z.emb, n_tok, gens, STEPS, GUIDANCE, TEMPERATURE, TOP_FRACTION, held, CHOICE_NOISE, guide
         )
         feats = self.model.tokenizer.decode_tokens(tokens)[:, :frames]
         return features_to_motion(feats)

@@ -43,6 +43,12 @@ class TokenConfig:
     # The text also added to every token's input, not only as the prefix token: a paraphrase far
     # from every training description still steers each token (off in the first trained weights).
     text_every_token: bool = False
+    # What the transformer reads: "text" (the prompt's embedding) or "motionclip" (the MotionCLIP-style
+    # model's latent of the window, drawn from its bank at generation: latent_condition.py).
+    condition: str = "text"
+    # With condition "motionclip": that model's own decoding of the latent (damped, but timed and
+    # posed as the latent says), encoded by the tokenizer, is added to each token's input as a guide.
+    guide: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -243,6 +249,7 @@ class MaskedTransformer(nn.Module):
         self.text_proj = nn.Linear(cfg.latent_dim, d)
         self.null_text = nn.Parameter(torch.zeros(d))
         self.text_add = nn.Linear(cfg.latent_dim, d) if cfg.text_every_token else None
+        self.guide_proj = nn.Linear(cfg.code_dim + 1, d) if cfg.guide else None  # (+1: "has a guide")
         layer = nn.TransformerEncoderLayer(
             d, cfg.heads, cfg.ff_size, cfg.dropout, "gelu", batch_first=True, norm_first=True
         )
@@ -250,14 +257,23 @@ class MaskedTransformer(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.codes)
 
-    def forward(self, text: torch.Tensor, tokens: torch.Tensor, keep_text: torch.Tensor) -> torch.Tensor:
-        """text (B, 384), tokens (B, N), keep_text (B,) bool -> logits (B, N, K)."""
+    def forward(
+        self,
+        text: torch.Tensor,
+        tokens: torch.Tensor,
+        keep_text: torch.Tensor,
+        guide: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """text (B, 384), tokens (B, N), keep_text (B,) bool, guide (B, N, code_dim + 1) or None ->
+        logits (B, N, K). The guide is dropped with the text."""
         b, n = tokens.shape
         t = torch.where(keep_text[:, None], self.text_proj(text), self.null_text[None])  # (B, d)
         seq = torch.cat([t[:, None], self.tok(tokens)], 1) + self.pos[None, : n + 1]  # (B, N+1, d)
+        keep = keep_text[:, None].to(text.dtype)  # (B, 1)
         if self.text_add is not None:
-            every = self.text_add(text) * keep_text[:, None].to(text.dtype)  # (B, d), none when dropped
-            seq = seq + every[:, None]
+            seq = seq + (self.text_add(text) * keep)[:, None]  # (B, N+1, d), none when dropped
+        if self.guide_proj is not None and guide is not None:
+            seq = seq + F.pad(self.guide_proj(guide) * keep[:, None], (0, 0, 1, 0))  # (B, N+1, d)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=tokens.device), tokens == self.pad_id], 1)
         h = self.body(seq, src_key_padding_mask=pad if bool(pad.any()) else None)
         return self.head(self.norm(h[:, 1:]))
@@ -284,9 +300,11 @@ class MaskedMotionModel(nn.Module):
         top_fraction: float = 0.9,
         held: torch.Tensor | None = None,
         choice_noise: float = 0.0,
+        guide: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """text (B, 384) -> token ids (B, n_tokens) by iterative unmasking (one RNG per sample);
-        `held` (B, n_tokens), -1 where free, gives tokens that stay as they are (in-painting)."""
+        `held` (B, n_tokens), -1 where free, gives tokens that stay as they are (in-painting);
+        `guide` (B, n_tokens, code_dim + 1) is the transformer's guide input."""
         b, k = len(text), self.cfg.codes
         tokens = torch.full((b, n_tokens), self.transformer.mask_id, dtype=torch.long, device=text.device)
         if held is not None:
@@ -294,7 +312,8 @@ class MaskedMotionModel(nn.Module):
         free = (tokens == self.transformer.mask_id).sum(1, keepdim=True)  # (B, 1)
         cond = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(text.device)
         for s in range(steps):
-            logits = self.transformer(torch.cat([text, text]), torch.cat([tokens, tokens]), cond)
+            both = None if guide is None else torch.cat([guide, guide])
+            logits = self.transformer(torch.cat([text, text]), torch.cat([tokens, tokens]), cond, both)
             logits = logits[b:] + guidance * (logits[:b] - logits[b:])  # (B, N, K)
             # Keep the most likely codes (a top-k of top_fraction of the codebook's span is too wide).
             kth = logits.topk(max(1, int(round(k * (1 - top_fraction)))), -1).values[..., -1:]

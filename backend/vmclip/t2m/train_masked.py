@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from vmclip.devices import choose_device
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
+from vmclip.t2m.latent_condition import CONDITIONS
 from vmclip.t2m.pack import Pack, build_pack, load_pack
 from vmclip.t2m.tokens import DOWN, MaskedMotionModel, TokenConfig, features_to_motion, mirror_permutation
 
@@ -184,21 +185,72 @@ def clip_tokens(model: MaskedMotionModel, pack: Pack) -> tuple[list[torch.Tensor
     return plain, mirrored
 
 
+@torch.no_grad()
+def clip_latents(pack: Pack, device: torch.device, say, tokenizer=None) -> tuple:
+    """The condition of a "motionclip"-conditioned model: per clip and per mirrored clip, the shipped
+    MotionCLIP-style model's latent of the window starting at each token (latent_condition.py);
+    that model's bank fingerprint; and with a `tokenizer`, per clip and mirror the guide of each
+    token's latent (decoded_guide, (tokens, G, code_dim)), else None."""
+    from vmclip.t2m.latent_condition import (
+        bank_fingerprint,
+        decoded_guide,
+        load_condition_model,
+        token_latents,
+    )
+
+    gen = load_condition_model(device)
+    idx, sign = mirror_permutation()
+    plain, mirrored = [], []
+    t0 = time.time()
+    for i in range(len(pack)):
+        x = pack.clip(i).astype(np.float32)
+        plain.append(token_latents(gen, x, pack.fps).half())
+        mirrored.append(token_latents(gen, x[:, idx.numpy()] * sign.numpy(), pack.fps).half())
+    say(f"motion latents of {len(pack)} clips and their mirrors in {time.time() - t0:.0f} s")
+    guides = None
+    if tokenizer is not None:
+        tokenizer.eval()
+        t0 = time.time()
+        guides = tuple(
+            [decoded_guide(gen, z.float(), tokenizer, pack.fps).half().cpu() for z in side]
+            for side in (plain, mirrored)
+        )
+        say(f"their decoded guides in {time.time() - t0:.0f} s")
+    return plain, mirrored, bank_fingerprint(gen.bank), guides
+
+
 def _mask_batch(
-    model: MaskedMotionModel, tokens: tuple, pack: Pack, sampler: ClipSampler, opts: MaskedOptions
-) -> tuple[torch.Tensor, ...]:
-    """(text (B, D), input ids (B, N), targets (B, N) with -100 where not predicted, keep_text (B,))."""
+    model: MaskedMotionModel,
+    tokens: tuple,
+    pack: Pack,
+    sampler: ClipSampler,
+    opts: MaskedOptions,
+    latents: tuple | None = None,
+    guides: tuple | None = None,
+) -> tuple:
+    """(condition (B, D), input ids (B, N), targets (B, N) with -100 where not predicted, keep (B,),
+    guide (B, N, code_dim + 1) or None). The condition is one of the clip's text embeddings, or with
+    `latents` (clip_latents) the motion latent of the window's first token; `guides` give that
+    latent's decoded guide."""
     cfg, tr, rng = model.cfg, model.transformer, sampler.rng
     clips, flip = sampler.draw(opts.batch)
     n_max = cfg.max_tokens
     ids = torch.full((opts.batch, n_max), tr.pad_id, dtype=torch.long)
     text = torch.zeros(opts.batch, pack.text_emb.shape[1])
+    guide = None if guides is None else torch.zeros(opts.batch, n_max, cfg.code_dim + 1)
     for b, (i, f) in enumerate(zip(clips, flip, strict=True)):
         seq = (tokens[1] if f else tokens[0])[int(i)]
         top = min(n_max, len(seq))
         length = top if rng.random() < 0.6 else int(rng.integers(min(2, top), top + 1))
         start = int(rng.integers(0, len(seq) - length + 1))
         ids[b, :length] = seq[start : start + length]
+        if latents is not None:
+            text[b] = latents[1 if f else 0][int(i)][start].float()
+            if guide is not None:
+                g = guides[1 if f else 0][int(i)][start]  # (G, code_dim)
+                k = min(length, len(g))
+                guide[b, :k, :-1], guide[b, :k, -1] = g[:k].float(), 1.0
+            continue
         choices = (pack.mirror_ids if f else pack.text_ids)[int(i)]
         text[b] = torch.from_numpy(pack.text_emb[int(rng.choice(choices))].astype(np.float32))
     valid = ids != tr.pad_id
@@ -217,13 +269,22 @@ def _mask_batch(
     if opts.text_noise > 0:
         noise = torch.from_numpy(rng.standard_normal(text.shape)).float() * opts.text_noise
         text = F.normalize(text + noise * torch.from_numpy(rng.random((opts.batch, 1))).float(), dim=-1)
-    return text, inp, target, keep_text
+    return text, inp, target, keep_text, guide
 
 
 def train_transformer(
-    model: MaskedMotionModel, pack: Pack, tokens: tuple, opts: MaskedOptions, log: Path, say, deadline
+    model: MaskedMotionModel,
+    pack: Pack,
+    tokens: tuple,
+    opts: MaskedOptions,
+    log: Path,
+    say,
+    deadline,
+    latents: tuple | None = None,
+    guides: tuple | None = None,
 ) -> int:
-    """Phase 2: masked token prediction given the text (dropped a tenth of the time, for guidance)."""
+    """Phase 2: masked token prediction given the condition (dropped a tenth of the time, for
+    guidance): the text, or with `latents` the window's motion latent (and `guides` its guide)."""
     sampler = ClipSampler(pack, model.cfg.max_frames, 2 * DOWN, np.random.default_rng(opts.seed + 1))
     params = list(model.transformer.parameters())
     optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
@@ -233,11 +294,12 @@ def train_transformer(
     for step in range(opts.transformer_steps):
         for g in optim.param_groups:
             g["lr"] = _lr(step, opts.transformer_steps, opts.lr, opts.warmup)
-        text, inp, target, keep = _mask_batch(model, tokens, pack, sampler, opts)
+        text, inp, target, keep, guide = _mask_batch(model, tokens, pack, sampler, opts, latents, guides)
         dev = model.transformer.pos.device
         text, inp, target, keep = (v.to(dev) for v in (text, inp, target, keep))
+        guide = None if guide is None else guide.to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
-            logits = model.transformer(text, inp, keep).float()
+            logits = model.transformer(text, inp, keep, guide).float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,14 +369,15 @@ def _load_init(path: Path) -> dict:
 def _start_from(model: MaskedMotionModel, state: dict) -> None:
     """Load a trained model's weights; parts it lacks (the every-token text map) keep their start:
     zero for that map, so the loaded model behaves exactly as before its first step."""
-    if model.transformer.text_add is not None:
-        torch.nn.init.zeros_(model.transformer.text_add.weight)
-        torch.nn.init.zeros_(model.transformer.text_add.bias)
+    for added in (model.transformer.text_add, model.transformer.guide_proj):
+        if added is not None:
+            torch.nn.init.zeros_(added.weight)
+            torch.nn.init.zeros_(added.bias)
     try:
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except RuntimeError:
         raise InputError("--init model has other layer sizes than the model asked for") from None
-    if unexpected or any("ema_" not in k and "text_add" not in k for k in missing):
+    if unexpected or any("ema_" not in k and "text_add" not in k and "guide_proj" not in k for k in missing):
         raise InputError("--init model does not fit the model asked for")
 
 
@@ -333,6 +396,8 @@ def train_masked(opts: MaskedOptions) -> dict:
     cfg = TokenConfig(**{**(start["config"] if start else {}), **opts.model})
     if cfg.max_frames % DOWN:
         raise InputError(f"window of {cfg.max_frames} frames is not a multiple of {DOWN}")
+    if cfg.condition not in CONDITIONS:
+        raise InputError(f"condition {cfg.condition!r}: choose one of {', '.join(CONDITIONS)}")
     pack = _pack_for(opts, cfg, say)
     if abs(pack.fps - cfg.fps) > 1e-6 or pack.encoder != cfg.text_encoder:
         raise InputError(
@@ -355,8 +420,15 @@ def train_masked(opts: MaskedOptions) -> dict:
     deadline = t0 + opts.minutes * 60 if opts.minutes else None
     tok_steps = train_tokenizer(model, pack, opts, log, say, deadline)
     tokens = clip_tokens(model, pack)
+    latents = guides = None
+    if cfg.condition == "motionclip":
+        tok = model.tokenizer if cfg.guide else None
+        *latents, fingerprint, guides = clip_latents(pack, model.tokenizer.mean.device, say, tok)
+        cfg.extra["motionclip_bank"] = fingerprint  # (model.cfg is cfg: exported with the weights)
+    elif cfg.guide:
+        raise InputError("--guide needs --condition motionclip")
     t_tok = time.time() - t0
-    tr_steps = train_transformer(model, pack, tokens, opts, log, say, deadline)
+    tr_steps = train_transformer(model, pack, tokens, opts, log, say, deadline, latents, guides)
     info = {
         "tokenizer_steps": tok_steps,
         "transformer_steps": tr_steps,
