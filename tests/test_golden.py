@@ -182,8 +182,10 @@ def test_fit_golden(body):
     shape = dict(res.shape)
     offsets = np.asarray(shape.pop("offsets"), dtype=np.float64)
     keys = sorted(shape)
-    # Adam over a few dozen steps: a different order of the float additions in a loss moves the
-    # result by float rounding, amplified a little by the steps.
+    # Adam over a few dozen steps amplifies float rounding: on a CPU whose PyTorch kernels differ
+    # from the recording machine's (AMD EPYC, AVX2 kernels) the same input moved the shape by 0.003,
+    # offsets 0.008, pose 0.005 rad, trans 0.44 mm, t 0.93 mm, scores 0.004. The tolerances are about
+    # three times that; two more steps in the fit's second stage fail them (shape 0.015, trans 8 mm).
     _check(
         "fit",
         {
@@ -197,12 +199,12 @@ def test_fit_golden(body):
             "scores": np.array([res.fit_error_px, res.iou, res.iou_body]),
         },
         {
-            "shape": 2e-5,
-            "offsets": 2e-4,
-            "pose": 2e-5,
-            "trans": 2e-5,
-            "t": 2e-5,
-            "scores": 2e-4,
+            "shape": 0.01,
+            "offsets": 0.025,
+            "pose": 0.015,
+            "trans": 0.0015,
+            "t": 0.003,
+            "scores": 0.012,
         },
     )
 
