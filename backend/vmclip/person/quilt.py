@@ -33,6 +33,11 @@ OVERLAP_SHARE = 1 / 3
 # Blocks are cut from this share of the image nearest the growing edge: the floor near the bottom, the
 # light and perspective near that side.
 POOL_SHARE = 0.5
+# Above and below, the nearest this share: the rows just above or below the photo's edge (the floor
+# nearest the camera, not the plinth above it).
+POOL_SHARE_ENDS = 0.3
+# A block is at most this share of the pool across, so that there are places to choose from.
+BLOCK_POOL = 0.5
 # On the left and right, a block comes from its own rows give or take this share of the image's
 # height (a sloping floor line, a plinth a little higher on one side).
 SHIFT_SHARE = 0.06
@@ -96,11 +101,11 @@ def _grow(
     out[:, :width] = image
     if n == 0:
         return out
-    near = int(np.clip(round(POOL_SHARE * width), 2, width))
+    near = int(np.clip(round((POOL_SHARE if span is None else POOL_SHARE_ENDS) * width), 2, width))
     source = np.ascontiguousarray(image[:, width - near :])
     shift = int(SHIFT_SHARE * length)
     full = (source if span is None else source[span[0] : span[1]]).astype(np.float32)
-    block = int(np.clip(block, 2, min(near, full.shape[0])))
+    block = int(np.clip(block, 2, min(BLOCK_POOL * near, full.shape[0])))
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     coarse = max(1, min(block // COARSE_BLOCK, overlap // 2))
