@@ -268,33 +268,61 @@ def plate_levels(path: CameraPath, size: tuple[int, int]) -> tuple[np.ndarray, n
 
 
 def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPath:
-    """The path with its extended plate: level 0 the photo's plate quilted on as far as the views
-    sampling it reach (`extend_plate`), each next level the last halved and quilted on as far as its
-    own views reach (so a level holds what the finer one does, and a frame changing level sees the
-    same background)."""
+    """The path with its extended plate: level 0 the photo's plate quilted on (`extend_plate`), each
+    next level the last halved and quilted on further (so a level holds what the finer one does, and a
+    frame changing level sees the same background), each as far as the views sampling it reach and
+    at least half as far as the next level's (so a coarse level grows from a base of its own size,
+    not from a few pixels of photo)."""
     h, w = plate.shape[:2]
     path.plate, path.levels = plate, [PlateLevel(plate, np.eye(3))]
     path.level, path.blend = np.zeros(len(path.moved), np.int64), np.zeros(len(path.moved))
     if not path.moved.any():
         return path
     level, blend = plate_levels(path, (w, h))
-    boxes = view_boxes(path.maps, (w, h))
-    box = np.array([-0.5, -0.5, w - 0.5, h - 0.5])
-    path.levels, depth = [], 0
-    while depth <= (level + (blend > 0))[path.moved].max():
-        use = path.moved & ((level == depth) | ((level == depth - 1) & (blend > 0)))
-        grown = np.concatenate([np.minimum(box[:2], boxes[use, :2].min(0, initial=np.inf)),
-                                np.maximum(box[2:], boxes[use, 2:].max(0, initial=-np.inf))])  # fmt: skip
-        if np.prod(grown[2:] - grown[:2]) / 4.0**depth > MAX_LEVEL_PIXELS and depth > 0:
-            level[level == depth] += 1  # too large: these frames sample the next level down
-            blend[level == depth - 1] = 0.0
-            continue
-        box = grown
+    views = view_boxes(path.maps, (w, h))
+    while True:
+        boxes = _level_boxes(views, path.moved, level, blend, (w, h))
+        sizes = [np.prod(b[2:] - b[:2]) / 4.0**d for d, b in enumerate(boxes)]
+        if max(sizes) <= MAX_LEVEL_PIXELS:
+            break
+        level[path.moved] += 1  # too large: every moved frame samples a level coarser
+    path.levels = []
+    for depth, box in enumerate(boxes):
         path.levels.append(_build_level(path.levels, plate, box, depth, seed))
-        depth += 1
     path.level, path.blend = level, blend
     path.plate = path.levels[0].image
     return path
+
+
+def _level_boxes(
+    views: np.ndarray, moved: np.ndarray, level: np.ndarray, blend: np.ndarray, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """Per level, the part of the plate's plane it covers (left, top, right, bottom, plate pixels):
+    the photo, the views that sample it, half (about the photo's centre) of the next level's, and
+    the last level's."""
+    w, h = size
+    photo = np.array([-0.5, -0.5, w - 0.5, h - 0.5])
+    centre = np.array([(w - 1) / 2, (h - 1) / 2] * 2)
+    deepest = int((level + (blend > 0))[moved].max())
+    boxes = []
+    for depth in range(deepest + 1):
+        use = moved & ((level == depth) | ((level == depth - 1) & (blend > 0)))
+        box = photo.copy()
+        if use.any():
+            box[:2] = np.minimum(box[:2], views[use, :2].min(0))
+            box[2:] = np.maximum(box[2:], views[use, 2:].max(0))
+        boxes.append(box)
+    for depth in range(deepest - 1, -1, -1):
+        half = centre + 0.5 * (boxes[depth + 1] - centre)
+        boxes[depth] = np.concatenate(
+            [np.minimum(boxes[depth][:2], half[:2]), np.maximum(boxes[depth][2:], half[2:])]
+        )
+    for depth in range(1, deepest + 1):
+        last = boxes[depth - 1]
+        boxes[depth] = np.concatenate(
+            [np.minimum(boxes[depth][:2], last[:2]), np.maximum(boxes[depth][2:], last[2:])]
+        )
+    return boxes
 
 
 def _build_level(
