@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 # Block size, as a share of the image's shorter side: larger blocks repeat the photo's large features
 # (a door, a window) visibly, smaller ones make more seams and cost more (one search each).
@@ -143,15 +142,12 @@ def _place(
     overlap's edge in the rows where `keep`: those are the image's own pixels)."""
     (x, y), (cols, rows) = at, size
     seen = out[y : y + rows, x : x + cols].astype(np.float32)
-    known = np.zeros((rows, cols), np.float32)
-    known[:, :overlap] = 1.0
-    if y > 0:
-        known[:overlap] = 1.0
-    piece = _pick(pool, tops, seen, known)
+    piece = _pick(pool, tops, seen, overlap, overlap if y > 0 else 0)
     _shade(piece, seen, overlap, y > 0, edge=bool(keep.all()))
-    error = ((seen - piece) ** 2).sum(-1)
     alpha = np.ones((rows, cols), np.float32)
-    overlaps = ([] if keep.all() else [error[:, :overlap]]) + ([error[:overlap].T] if y > 0 else [])
+    overlaps = [] if keep.all() else [((seen[:, :overlap] - piece[:, :overlap]) ** 2).sum(-1)]
+    if y > 0:
+        overlaps.append(((seen[:overlap] - piece[:overlap]) ** 2).sum(-1).T)
     cuts = _cut(overlaps) if overlaps else []
     if not keep.all():
         alpha[:, :overlap] = cuts.pop(0)
@@ -162,21 +158,18 @@ def _place(
     out[y : y + rows, x : x + cols] = np.clip(seen * (1 - alpha) + piece * alpha + 0.5, 0, 255)
 
 
-def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """A block (the shape of `seen`, float32) of the pool, its top row within `tops`, whose `known`
-    pixels match `seen`'s: drawn among the positions within TOLERANCE of the best error on the reduced
-    pool (the error raised where earlier blocks were cut, REUSE), then the best within a reduced
-    pixel of it at full resolution."""
-    rows, cols = known.shape
+def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: int) -> np.ndarray:
+    """A block (the shape of `seen`, float32) of the pool, its top row within `tops`, whose `left`
+    columns and `top` rows match `seen`'s: drawn among the positions within TOLERANCE of the best
+    error on the reduced pool (the error raised where earlier blocks were cut, REUSE), then the best
+    within a reduced pixel of it at full resolution."""
+    rows, cols = seen.shape[:2]
     c = pool.coarse
     size = (max(1, cols // c), max(1, rows // c))
-    if c == 1:
-        small_seen, small_known = seen, known
-    else:
-        small_known = (cv2.resize(known, size, interpolation=cv2.INTER_AREA) > 0.999).astype(np.float32)
-        small_seen = cv2.resize(seen, size, interpolation=cv2.INTER_AREA)
+    small_seen = seen if c == 1 else cv2.resize(seen, size, interpolation=cv2.INTER_AREA)
+    small = (max(1, left // c), max(1, top // c) if top else 0)
     y0 = tops[0] // c
-    error = _match(pool.small[y0 : tops[1] // c + size[1]], small_seen, small_known)
+    error = _match(pool.small[y0 : tops[1] // c + size[1]], small_seen, *small)
     used = cv2.boxFilter(pool.used, -1, size, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     error *= 1.0 + REUSE * used[y0 : y0 + error.shape[0], : error.shape[1]]
     y, x = _draw(error, pool.rng)
@@ -186,15 +179,25 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, known: np.ndarra
     y, x = (y + y0) * c, x * c
     ya, yb = max(tops[0], y - c), min(tops[1], y + c)
     xa, xb = max(0, x - c), min(pool.full.shape[1] - cols, x + c)
-    error = _match(pool.full[ya : yb + rows, xa : xb + cols], seen, known)
+    error = _match(pool.full[ya : yb + rows, xa : xb + cols], seen, left, top)
     dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
     return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
 
 
-def _match(window: np.ndarray, seen: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Masked sum of squared differences of `seen` against every position in `window`."""
-    error = cv2.matchTemplate(np.ascontiguousarray(window), seen, cv2.TM_SQDIFF, mask=known)
-    return np.nan_to_num(error.astype(np.float64), nan=np.inf, posinf=np.inf)
+def _match(window: np.ndarray, seen: np.ndarray, left: int, top: int) -> np.ndarray:
+    """Sum of squared differences of `seen`'s `left` columns and `top` rows (an L: two plain
+    templates, faster than one masked) against every position in `window`."""
+    rows, cols = seen.shape[:2]
+    wr, wc = window.shape[:2]
+    error = cv2.matchTemplate(
+        np.ascontiguousarray(window[:, : wc - cols + left]), seen[:, :left], cv2.TM_SQDIFF
+    )
+    if top and cols > left:
+        strip = np.ascontiguousarray(seen[:top, left:])
+        error += cv2.matchTemplate(
+            np.ascontiguousarray(window[: wr - rows + top, left:]), strip, cv2.TM_SQDIFF
+        )
+    return error.astype(np.float64)
 
 
 def _draw(error: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
@@ -209,57 +212,81 @@ def _shade(piece: np.ndarray, seen: np.ndarray, overlap: int, top: bool, edge: b
     """Shift `piece`'s colour towards `seen` in place, so that brightness carries on across the seam:
     per row, the median difference across the left overlap (where `edge`, the block joining the
     image's own edge: between the image's last EDGE_COLUMNS columns and the block's first ones beyond
-    them), and per column across the top one (where
-    `top`; the nearer one weighs more), each smoothed along its overlap, at most SHADE_MAX, and fading
-    out linearly from it across the rest of the block (so that shading never drifts from block to
-    block)."""
+    them), and per column across the top one (where `top`; the nearer one weighs more), each smoothed
+    along its overlap, at most SHADE_MAX, and fading out linearly from it across the rest of the block
+    (so that shading never drifts from block to block)."""
     rows, cols = seen.shape[:2]
     sigma = max(1.0, SHADE_SIGMA * max(rows, cols))
-    diff = seen - piece
     if edge:  # the last columns of the image against the block's first new ones, across the seam
         k = max(1, min(EDGE_COLUMNS, overlap, cols - overlap))
         near = seen[:, overlap - k : overlap] - piece[:, overlap : overlap + k]
     else:
-        near = diff[:, :overlap]
-    left = gaussian_filter1d(np.median(near, axis=1), sigma, axis=0, mode="nearest")
-    left = np.clip(left, -SHADE_MAX, SHADE_MAX)
-    w_left = np.clip(1.0 - (np.arange(cols) - overlap + 1) / max(1, cols - overlap), 0.0, 1.0)
-    w_left = np.broadcast_to(w_left[None, :, None], (rows, cols, 1)).astype(np.float32)
+        near = seen[:, :overlap] - piece[:, :overlap]
+    left = _smooth_median(near, sigma)
+    w_left = np.clip(1.0 - (np.arange(cols, dtype=np.float32) - overlap + 1) / max(1, cols - overlap), 0, 1)
     if not top:
-        piece += left[:, None, :] * w_left
+        piece += left[:, None, :] * w_left[None, :, None]
         return
-    above = gaussian_filter1d(np.median(diff[:overlap], axis=0), sigma, axis=0, mode="nearest")
-    above = np.clip(above, -SHADE_MAX, SHADE_MAX)
-    w_top = np.clip(1.0 - (np.arange(rows) - overlap + 1) / max(1, rows - overlap), 0.0, 1.0)
-    w_top = np.broadcast_to(w_top[:, None, None], (rows, cols, 1)).astype(np.float32)
+    above = _smooth_median((seen[:overlap] - piece[:overlap]).transpose(1, 0, 2), sigma)
+    w_top = np.clip(1.0 - (np.arange(rows, dtype=np.float32) - overlap + 1) / max(1, rows - overlap), 0, 1)
     # Each point takes the offset of the overlap nearer to it (inverse distance), faded as that one.
-    near_left = 1.0 / (np.maximum(np.arange(cols) - overlap + 1, 0) + 1.0)[None, :, None]
-    near_top = 1.0 / (np.maximum(np.arange(rows) - overlap + 1, 0) + 1.0)[:, None, None]
-    mixed = (left[:, None, :] * near_left + above[None] * near_top) / (near_left + near_top)
-    piece += mixed * np.maximum(w_left, w_top)
+    near_left = 1.0 / (np.maximum(np.arange(cols) - overlap + 1, 0) + 1.0).astype(np.float32)
+    near_top = 1.0 / (np.maximum(np.arange(rows) - overlap + 1, 0) + 1.0).astype(np.float32)
+    share = near_left[None, :] / (near_left[None, :] + near_top[:, None])
+    mixed = left[:, None, :] * share[..., None] + above[None] * (1.0 - share)[..., None]
+    piece += mixed * np.maximum(w_left[None, :], w_top[:, None])[..., None]
+
+
+def _smooth_median(strip: np.ndarray, sigma: float) -> np.ndarray:
+    """(L, 3): the median of `strip` (L, k, 3) across k, smoothed along L (Gaussian, `sigma` rows),
+    clipped to SHADE_MAX. The median is taken over groups of a few rows (the smoothing is broader
+    than a group) and interpolated between."""
+    length, k = strip.shape[:2]
+    every = max(1, min(int(sigma // 3), length))
+    groups = length // every
+    med = np.median(strip[: groups * every].reshape(groups, every * k, 3), axis=1).astype(np.float32)
+    med = cv2.GaussianBlur(
+        med[:, None], (1, 0), sigmaX=0.0, sigmaY=sigma / every, borderType=cv2.BORDER_REPLICATE
+    )
+    med = (
+        cv2.resize(med, (1, length), interpolation=cv2.INTER_LINEAR)[:, 0] if groups != length else med[:, 0]
+    )
+    return np.clip(med, -SHADE_MAX, SHADE_MAX)
+
+
+# The boundary cut's dynamic programme runs on rows summed in groups so that there are at most this
+# many (each step may then move as many columns as it has rows); the path is interpolated between.
+CUT_ROWS = 24
 
 
 def _cut(errors: list[np.ndarray]) -> list[np.ndarray]:
     """Per overlap error (L, overlap): the new block's weights across the overlap, 0 before the
     minimum-error boundary cut (a path of one column per row, moving at most one column per row,
-    found by dynamic programming, all overlaps at once), 1 after, blended over FEATHER pixels."""
+    found by dynamic programming on groups of rows, all overlaps at once), 1 after, blended over
+    FEATHER pixels."""
     length = max(e.shape[0] for e in errors)
     width = max(e.shape[1] for e in errors)
-    cost = np.full((len(errors), length, width + 2), np.inf)
+    group = max(1, -(-length // CUT_ROWS))
+    steps = -(-length // group)
+    cost = np.zeros((len(errors), steps * group, width), np.float64)
     for k, e in enumerate(errors):
-        cost[k, : e.shape[0], 1 : e.shape[1] + 1] = e
-        cost[k, e.shape[0] :, 1 : e.shape[1] + 1] = 0.0  # rows past a shorter overlap: free
-    for y in range(1, length):
-        prev = cost[:, y - 1]
-        cost[:, y, 1:-1] += np.minimum(np.minimum(prev[:, :-2], prev[:, 1:-1]), prev[:, 2:])
-    path = np.empty((len(errors), length), np.int64)
+        cost[k, : e.shape[0], : e.shape[1]] = e  # rows past a shorter overlap: free
+        cost[k, :, e.shape[1] :] = np.inf
+    cost = cost.reshape(len(errors), steps, group, width).sum(2)
+    reach = group  # columns a path may move over one group of rows
+    kernel = np.ones((1, 2 * reach + 1), np.uint8)  # erosion: the least over the reach (min filter)
+    for y in range(1, steps):
+        cost[:, y] += cv2.erode(cost[:, y - 1], kernel, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+    path = np.empty((len(errors), steps), np.int64)
     path[:, -1] = np.argmin(cost[:, -1], axis=1)
-    which = np.arange(len(errors))
-    for y in range(length - 2, -1, -1):
-        around = cost[which[:, None], y, path[:, y + 1, None] + np.arange(-1, 2)[None, :]]
-        path[:, y] = path[:, y + 1] - 1 + np.argmin(around, axis=1)
+    for k in range(len(errors)):
+        for y in range(steps - 1, 0, -1):
+            lo = max(0, int(path[k, y]) - reach)
+            path[k, y - 1] = lo + int(np.argmin(cost[k, y - 1, lo : path[k, y] + reach + 1]))
+    centres = (np.arange(steps) + 0.5) * group - 0.5
     out = []
     for k, e in enumerate(errors):
-        cols = np.arange(e.shape[1])[None, :] - (path[k, : e.shape[0], None] - 1)
+        line = np.interp(np.arange(e.shape[0]), centres, path[k].astype(np.float64))
+        cols = np.arange(e.shape[1])[None, :] - line[:, None]
         out.append(np.clip(cols / FEATHER + 0.5, 0.0, 1.0).astype(np.float32))
     return out
