@@ -37,6 +37,10 @@ POOL_SHARE = 0.5
 POOL_SHARE_ENDS = 0.3
 # A block is at most this share of the pool across, so that there are places to choose from.
 BLOCK_POOL = 0.5
+# Above and below, where the pool runs the whole width (places enough along it), at most this share
+# of the pool's depth: large blocks from rows near the edge, so the floor goes on as floor in few
+# blocks (each is a search, a cut and seams).
+BLOCK_POOL_ENDS = 0.75
 # On the left and right, a block comes from its own rows give or take this share of the image's
 # height (a sloping floor line, a plinth a little higher on one side).
 SHIFT_SHARE = 0.06
@@ -104,7 +108,9 @@ def _grow(
     source = np.ascontiguousarray(image[:, width - near :])
     shift = int(SHIFT_SHARE * length)
     full = (source if span is None else source[span[0] : span[1]]).astype(np.float32)
-    block = int(np.clip(block, 2, min(BLOCK_POOL * near, full.shape[0])))
+    block = int(
+        np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
+    )
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     coarse = max(1, min(block // COARSE_BLOCK, overlap // 2))
