@@ -117,12 +117,15 @@ def test_extension_carries_the_brightness_across_the_photos_edge():
     plate = bricks(256, 320).astype(np.float32)
     ramp = np.clip((np.arange(320) - 256) / 64.0, 0.0, 1.0)
     plate = np.clip(plate - 60 * ramp[None, :, None], 0, 255).astype(np.uint8)
-    grown = extend_plate(plate, (0, 0, 200, 0), seed=0).astype(np.float32).mean(-1)
     wall = slice(20, 180)  # above the floor
-    edge = np.median(grown[wall, 312:320])
-    beside = np.median(grown[wall, 320:328])
-    assert abs(beside - edge) < 12  # unshaded: about 60
-    assert np.median(grown[wall, 440:520]) > edge + 20  # further out, the lit wall again (old: +1)
+    steps, lit = [], []
+    for seed in range(5):  # which blocks are drawn varies with the seed: judge the typical border
+        grown = extend_plate(plate, (0, 0, 200, 0), seed=seed).astype(np.float32).mean(-1)
+        edge = np.median(grown[wall, 312:320])
+        steps.append(abs(np.median(grown[wall, 320:328]) - edge))
+        lit.append(np.median(grown[wall, 440:520]) - edge)
+    assert np.median(steps) < 12  # unshaded: about 60
+    assert np.median(lit) > 20  # further out, the lit wall again (old: +1)
 
 
 def test_frame_border_takes_every_line_of_a_twice_resized_letterbox():

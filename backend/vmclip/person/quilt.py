@@ -150,18 +150,23 @@ def _place(
     seen = out[y : y + rows, x : x + cols].astype(np.float32)
     piece = _pick(pool, tops, seen, overlap, overlap if y > 0 else 0)
     _shade(piece, seen, overlap, y > 0, edge=bool(keep.all()))
-    alpha = np.ones((rows, cols), np.float32)
     overlaps = [] if keep.all() else [((seen[:, :overlap] - piece[:, :overlap]) ** 2).sum(-1)]
     if y > 0:
         overlaps.append(((seen[:overlap] - piece[:overlap]) ** 2).sum(-1).T)
     cuts = _cut(overlaps) if overlaps else []
-    if not keep.all():
-        alpha[:, :overlap] = cuts.pop(0)
-    alpha[keep, :overlap] = 0.0
+    # Past the overlaps the block is the piece; within them, blended across the cut.
+    out[y : y + rows, x : x + cols] = np.clip(piece + 0.5, 0, 255)
+    alpha = np.ones((rows, overlap), np.float32) if keep.all() else cuts.pop(0)
+    alpha[keep] = 0.0
+    blend = [(np.s_[:, :overlap], alpha)]
     if y > 0:
-        alpha[:overlap] = np.minimum(alpha[:overlap], cuts.pop(0).T)
-    alpha = alpha[..., None]
-    out[y : y + rows, x : x + cols] = np.clip(seen * (1 - alpha) + piece * alpha + 0.5, 0, 255)
+        top = cuts.pop(0).T
+        top[:, :overlap] = np.minimum(top[:, :overlap], alpha[:overlap])
+        blend.append((np.s_[:overlap, :], top))
+    for where, a in blend:
+        a = a[..., None]
+        mixed = seen[where] * (1 - a) + piece[where] * a
+        out[y : y + rows, x : x + cols][where] = np.clip(mixed + 0.5, 0, 255)
 
 
 def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: int) -> np.ndarray:
@@ -172,10 +177,13 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     rows, cols = seen.shape[:2]
     c = pool.coarse
     size = (max(1, cols // c), max(1, rows // c))
-    small_seen = seen if c == 1 else cv2.resize(seen, size, interpolation=cv2.INTER_AREA)
-    small = (max(1, left // c), max(1, top // c) if top else 0)
+    # The reduced overlaps, each from its own pixels only (the rest of `seen` is not yet drawn).
+    # (c <= overlap / 2: each is at least two reduced pixels across; cut to whole c x c squares.)
+    kl, kt = max(1, left // c), max(1, top // c)
+    small_left = _reduce(seen[: size[1] * c, : kl * c], (kl, size[1]))
+    small_top = _reduce(seen[: kt * c, : size[0] * c], (size[0], kt)) if top else None
     y0 = tops[0] // c
-    error = _match(pool.small[y0 : tops[1] // c + size[1]], small_seen, *small)
+    error = _match(pool.small[y0 : tops[1] // c + size[1]], (size[1], size[0]), small_left, small_top)
     used = cv2.boxFilter(pool.used, -1, size, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     error *= 1.0 + REUSE * used[y0 : y0 + error.shape[0], : error.shape[1]]
     y, x = _draw(error, pool.rng)
@@ -185,25 +193,38 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     y, x = (y + y0) * c, x * c
     ya, yb = max(tops[0], y - c), min(tops[1], y + c)
     xa, xb = max(0, x - c), min(pool.full.shape[1] - cols, x + c)
-    error = _match(pool.full[ya : yb + rows, xa : xb + cols], seen, left, top)
+    error = _match(
+        pool.full[ya : yb + rows, xa : xb + cols], (rows, cols), seen[:, :left], seen[:top] if top else None
+    )
     dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
     return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
 
 
-def _match(window: np.ndarray, seen: np.ndarray, left: int, top: int) -> np.ndarray:
-    """Sum of squared differences of `seen`'s `left` columns and `top` rows (an L: two plain
-    templates, faster than one masked) against every position in `window`."""
-    rows, cols = seen.shape[:2]
+def _reduce(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resized to `size` (columns, rows) by area averaging, contiguous."""
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _match(
+    window: np.ndarray, shape: tuple[int, int], left: np.ndarray, top: np.ndarray | None
+) -> np.ndarray:
+    """Sum of squared differences, at every position in `window` of a block of `shape` (rows,
+    columns), of its `left` columns and `top` rows (an L: two plain templates, faster than one
+    masked) against the known pixels."""
+    rows, cols = shape
     wr, wc = window.shape[:2]
+    k = left.shape[1]
     error = cv2.matchTemplate(
-        np.ascontiguousarray(window[:, : wc - cols + left]), seen[:, :left], cv2.TM_SQDIFF
+        np.ascontiguousarray(window[:, : wc - cols + k]), np.ascontiguousarray(left), cv2.TM_SQDIFF
     )
-    if top and cols > left:
-        strip = np.ascontiguousarray(seen[:top, left:])
+    if top is not None and cols > k:
+        strip = np.ascontiguousarray(top[:, k:])
         error += cv2.matchTemplate(
-            np.ascontiguousarray(window[: wr - rows + top, left:]), strip, cv2.TM_SQDIFF
+            np.ascontiguousarray(window[: wr - rows + top.shape[0], k:]), strip, cv2.TM_SQDIFF
         )
-    return error.astype(np.float64)
+    return np.maximum(error, 0.0).astype(np.float64)  # the FFT's rounding can dip below 0
 
 
 def _draw(error: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
@@ -238,9 +259,10 @@ def _shade(piece: np.ndarray, seen: np.ndarray, overlap: int, top: bool, edge: b
     # Each point takes the offset of the overlap nearer to it (inverse distance), faded as that one.
     near_left = 1.0 / (np.maximum(np.arange(cols) - overlap + 1, 0) + 1.0).astype(np.float32)
     near_top = 1.0 / (np.maximum(np.arange(rows) - overlap + 1, 0) + 1.0).astype(np.float32)
-    share = near_left[None, :] / (near_left[None, :] + near_top[:, None])
-    mixed = left[:, None, :] * share[..., None] + above[None] * (1.0 - share)[..., None]
-    piece += mixed * np.maximum(w_left[None, :], w_top[:, None])[..., None]
+    fade = np.maximum(w_left[None, :], w_top[:, None])
+    by_left = fade * near_left[None, :] / (near_left[None, :] + near_top[:, None])
+    piece += left[:, None, :] * by_left[..., None]
+    piece += above[None] * (fade - by_left)[..., None]
 
 
 def _smooth_median(strip: np.ndarray, sigma: float) -> np.ndarray:

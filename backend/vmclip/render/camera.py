@@ -59,6 +59,10 @@ STILL_PX, STILL_ZOOM, STILL_BACK = 0.02, 1e-4, 1e-4
 BLEND_FROM = 0.5
 # A level holds at most this many pixels (48 MB): frames that would need more sample a coarser level.
 MAX_LEVEL_PIXELS = 16_000_000
+# Each level reaches at least this share as far (about the photo's centre) as the next coarser one, so
+# that a coarse level grows from a base of its own size (not from a few pixels of the photo when no
+# frame samples the levels between); more only quilts the finer levels beyond where their frames look.
+BASE_SHARE = 0.35
 # Pixels added around each view's reach: bilinear sampling reads one pixel beyond it.
 REACH_MARGIN = 2
 
@@ -271,7 +275,7 @@ def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPa
     """The path with its extended plate: level 0 the photo's plate quilted on (`extend_plate`), each
     next level the last halved and quilted on further (so a level holds what the finer one does, and a
     frame changing level sees the same background), each as far as the views sampling it reach and
-    at least half as far as the next level's (so a coarse level grows from a base of its own size,
+    at least BASE_SHARE as far as the next level's (so a coarse level grows from a base of its own size,
     not from a few pixels of photo)."""
     h, w = plate.shape[:2]
     path.plate, path.levels = plate, [PlateLevel(plate, np.eye(3))]
@@ -298,7 +302,7 @@ def _level_boxes(
     views: np.ndarray, moved: np.ndarray, level: np.ndarray, blend: np.ndarray, size: tuple[int, int]
 ) -> list[np.ndarray]:
     """Per level, the part of the plate's plane it covers (left, top, right, bottom, plate pixels):
-    the photo, the views that sample it, half (about the photo's centre) of the next level's, and
+    the photo, the views that sample it, BASE_SHARE (about the photo's centre) of the next level's, and
     the last level's."""
     w, h = size
     photo = np.array([-0.5, -0.5, w - 0.5, h - 0.5])
@@ -313,7 +317,7 @@ def _level_boxes(
             box[2:] = np.maximum(box[2:], views[use, 2:].max(0))
         boxes.append(box)
     for depth in range(deepest - 1, -1, -1):
-        half = centre + 0.5 * (boxes[depth + 1] - centre)
+        half = centre + BASE_SHARE * (boxes[depth + 1] - centre)
         boxes[depth] = np.concatenate(
             [np.minimum(boxes[depth][:2], half[:2]), np.maximum(boxes[depth][2:], half[2:])]
         )
