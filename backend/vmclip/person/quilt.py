@@ -25,7 +25,7 @@ import numpy as np
 
 # Block size, as a share of the image's shorter side: larger blocks repeat the photo's large features
 # (a door, a window) visibly, smaller ones make more seams and cost more (one search each).
-BLOCK_SHARE = 0.3
+BLOCK_SHARE = 0.36
 MIN_BLOCK = 12  # pixels: a smaller block has too little texture to match on
 # The overlap matched (and cut through) between a block and what it joins, as a share of the block.
 OVERLAP_SHARE = 1 / 3
@@ -34,9 +34,9 @@ OVERLAP_SHARE = 1 / 3
 POOL_SHARE = 0.5
 # Above and below, the nearest this share: the rows just above or below the photo's edge (the floor
 # nearest the camera, not the plinth above it).
-POOL_SHARE_ENDS = 0.3
+POOL_SHARE_ENDS = 0.35
 # A block is at most this share of the pool across, so that there are places to choose from.
-BLOCK_POOL = 0.5
+BLOCK_POOL = 0.6
 # Above and below, where the pool runs the whole width (places enough along it), at most this share
 # of the pool's depth: large blocks from rows near the edge, so the floor goes on as floor in few
 # blocks (each is a search, a cut and seams).
@@ -272,7 +272,10 @@ def _smooth_median(strip: np.ndarray, sigma: float) -> np.ndarray:
     length, k = strip.shape[:2]
     every = max(1, min(int(sigma // 3), length))
     groups = length // every
-    med = np.median(strip[: groups * every].reshape(groups, every * k, 3), axis=1).astype(np.float32)
+    # (The upper median, by a partition along a contiguous last axis: numpy's median is twice as slow.)
+    group = np.ascontiguousarray(strip[: groups * every].reshape(groups, every * k, 3).transpose(0, 2, 1))
+    group.partition(every * k // 2, axis=-1)
+    med = group[..., every * k // 2].astype(np.float32)
     med = cv2.GaussianBlur(
         med[:, None], (1, 0), sigmaX=0.0, sigmaY=sigma / every, borderType=cv2.BORDER_REPLICATE
     )
