@@ -404,12 +404,6 @@ def _fill_in_bands(image: np.ndarray, hole: np.ndarray, height: float, band: flo
     return out
 
 
-# The border around an extended plate is in-painted at most at this size (longest side), in one go:
-# the band-by-band fill of the person's hole breaks lines that run across the border (a skirting
-# board stepped at every band), and the border is background the camera only passes over.
-EXTEND_WORK_SIDE = 384
-
-
 # A photo's own frame (a letterbox margin, a black line along an edge): edge rows or columns of one
 # colour (each channel's spread along the line under BORDER_FLAT grey levels), at most
 # BORDER_MAX_SHARE of the photo across, followed within three lines by one most of whose pixels are
@@ -418,6 +412,14 @@ EXTEND_WORK_SIDE = 384
 BORDER_FLAT = 8.0
 BORDER_STEP = 30.0
 BORDER_MAX_SHARE = 0.2
+# Resizing twice (a photo resized before upload, then to the video's size) blends the frame into up to
+# three lines: after the first, up to BLEND_LINES more go with the frame where each is nearer the
+# frame's colour than the next by more than BLEND_STEP grey levels (median along the line) and more
+# than BLEND_RATIO x the largest such step among the BLEND_INNER lines beyond (the photo's own gradient).
+BLEND_LINES = 2
+BLEND_INNER = 4
+BLEND_STEP = 4.0
+BLEND_RATIO = 3.0
 
 
 def frame_border(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -450,35 +452,42 @@ def _frame_run(lines: np.ndarray) -> int:
         (np.abs(lines[j] - colour).max(1) > BORDER_STEP).mean() > 0.5
         for j in range(k, min(k + 3, len(lines)))
     )
-    return k + 1 if 0 < k < most and unlike else 0
+    if not (0 < k < most and unlike):
+        return 0
+    return k + 1 + _blended(lines[k + 1 :], colour)
+
+
+def _blended(lines: np.ndarray, colour: np.ndarray) -> int:
+    """How many more lines (from the first of `lines` inward) are the frame's colour blended into the
+    photo's: each nearer that colour than the next line by a step above BLEND_STEP and above
+    BLEND_RATIO x the steps between the photo's own lines further in (a gradient in the photo is no
+    blend)."""
+    span = min(BLEND_LINES + BLEND_INNER + 1, len(lines))
+    if span < BLEND_INNER + 2:
+        return 0
+    dist = np.abs(lines[:span].astype(np.float32) - colour).max(-1)  # (lines, pixels)
+    step = np.median(dist[1:] - dist[:-1], axis=1)  # > 0: the line is nearer the frame than the next
+    inner = np.abs(step[BLEND_LINES:]).max()
+    k = 0
+    while k < BLEND_LINES and step[k] > max(BLEND_STEP, BLEND_RATIO * inner):
+        k += 1
+    return k
 
 
 def extend_plate(plate: np.ndarray, reach: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
-    """The plate grown by `reach` pixels (left, top, right, bottom), the new border in-painted
-    (PatchMatch, OpenCV's Telea without it): what a camera that pans, zooms out or steps back sees
-    beyond the photo's edges. The photo's own pixels are kept exactly, except its own frame along an
-    edge (`frame_border`: a letterbox margin, a black line), which is in-painted with the border:
-    seen from farther back it would be a bar or a line across the picture."""
+    """The plate grown by `reach` pixels (left, top, right, bottom), the new border quilted from the
+    photo's own content at its resolution (`vmclip.person.quilt.extend`, seeded by `seed`): what a
+    camera that pans, zooms out or steps back sees beyond the photo's edges. The photo's own pixels
+    are kept exactly, except its own frame along an edge (`frame_border`: a letterbox margin, a black
+    line), which is quilted over with the border: seen from farther back it would be a bar or a line
+    across the picture."""
+    from vmclip.person.quilt import extend
+
     left, top, right, bottom = (max(0, int(r)) for r in reach)
     if not (left or top or right or bottom):
         return plate
     h, w = plate.shape[:2]
-    grown = cv2.copyMakeBorder(np.ascontiguousarray(plate), top, bottom, left, right, cv2.BORDER_REPLICATE)
-    hole = np.ones(grown.shape[:2], np.uint8)
     fl, ft, fr, fb = frame_border(plate)
-    hole[top + ft : top + h - fb, left + fl : left + w - fr] = 0
-    scale = min(1.0, EXTEND_WORK_SIDE / max(grown.shape[:2]))
-    size = (max(1, round(grown.shape[1] * scale)), max(1, round(grown.shape[0] * scale)))
-    small = cv2.resize(grown, size, interpolation=cv2.INTER_AREA)
-    small_hole = cv2.dilate(
-        cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST), np.ones((3, 3), np.uint8)
-    )
-    import patchmatch
-
-    if patchmatch.patchmatch_available:
-        patchmatch.set_random_seed(seed)
-        filled = patchmatch.inpaint(small, small_hole * 255, patch_size=3)
-    else:
-        filled = cv2.inpaint(small, small_hole, max(3, int(0.01 * max(size))), cv2.INPAINT_TELEA)
-    up = cv2.resize(filled, (grown.shape[1], grown.shape[0]), interpolation=cv2.INTER_CUBIC)
-    return np.where(hole[..., None] > 0, up, grown)
+    inner = np.ascontiguousarray(np.asarray(plate)[ft : h - fb, fl : w - fr, :3])
+    rng = np.random.default_rng(seed)
+    return extend(inner, (left + fl, top + ft, right + fr, bottom + fb), rng)

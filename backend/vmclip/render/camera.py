@@ -14,12 +14,15 @@ second, so they ease in ahead of the need and never fall short of it. The pan is
 allows, inside the per-frame range that keeps them in view: a bounded least-squares problem over all
 frames. Pan and zoom change K only (`Camera.reframed`); the background plate is treated as a backdrop
 at the person's distance in the photo, so each frame's plate is one affine warp of the plate, extended
-by in-painting where the view reaches beyond the photo (`vmclip.person.background.extend_plate`).
+by quilting where the view reaches beyond the photo (`vmclip.person.background.extend_plate`: strips
+of the photo's own content at its resolution) as far as the views reach. The extended plate is a
+pyramid (`PlateLevel`), each level half the resolution of the last and quilted on further where the
+views sampling it reach beyond the finer one; a frame samples the level nearest its own scale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -48,8 +51,20 @@ PAN_FRAMES, PAN_RETURN = 12.0, 30.0
 REST_WEIGHT = (PAN_FRAMES / PAN_RETURN) ** 4
 # Frames whose pan, zoom and step back are all within these of the photo's keep its plate untouched.
 STILL_PX, STILL_ZOOM, STILL_BACK = 0.02, 1e-4, 1e-4
-# The plate is extended by in-painting by at most this share of its width/height on each side.
-MAX_EXTEND = 3.0
+# The extended plate is a pyramid, each level half the resolution of the last: bilinear sampling of a
+# plate shrunk more than 2x aliases (bricks shimmer as the camera steps back), and the views that reach
+# farthest are the most zoomed out, so each level stays a few times the photo's size however far the
+# views reach. A frame shrinking the plate by m samples level floor(log2 m) and, for m's fractional
+# octave above BLEND_FROM, blends towards the next (no visible step in sharpness at the change).
+BLEND_FROM = 0.5
+# A level holds at most this many pixels (48 MB): frames that would need more sample a coarser level.
+MAX_LEVEL_PIXELS = 16_000_000
+# Each level reaches at least this share as far (about the photo's centre) as the next coarser one, so
+# that a coarse level grows from a base of its own size (not from a few pixels of the photo when no
+# frame samples the levels between); more only quilts the finer levels beyond where their frames look.
+BASE_SHARE = 0.35
+# Pixels added around each view's reach: bilinear sampling reads one pixel beyond it.
+REACH_MARGIN = 2
 
 
 def check_camera_mode(mode: str) -> str:
@@ -60,9 +75,19 @@ def check_camera_mode(mode: str) -> str:
 
 
 @dataclass
+class PlateLevel:
+    """One level of the extended plate: the image and the map (3, 3) from the photo's plate pixels to
+    its pixels."""
+
+    image: np.ndarray
+    to_level: np.ndarray
+
+
+@dataclass
 class CameraPath:
     """Per frame: the camera, whether it differs from the photo's, and the affine map (2, 3) from the
-    extended plate to the frame; `plate` is the extended plate (the photo's where nothing moved)."""
+    photo's plate to the frame; `levels` is the extended plate (`attach_plate`), `level` and `blend`
+    per frame the level it samples and its weight of the next coarser one."""
 
     cameras: list[Camera]
     moved: np.ndarray
@@ -71,16 +96,27 @@ class CameraPath:
     back: np.ndarray
     zoom_out: np.ndarray
     centre: np.ndarray
+    levels: list[PlateLevel] = field(default_factory=list)
+    level: np.ndarray | None = None
+    blend: np.ndarray | None = None
 
     def background(self, i: int, plate: np.ndarray) -> np.ndarray:
         """Frame `i`'s plate: the photo's `plate` itself where the camera is the photo's (a static
-        background cannot flicker), else the extended plate warped into the moved view."""
+        background cannot flicker), else the extended plate's level(s) warped into the moved view."""
         if not self.moved[i]:
             return plate
         h, w = plate.shape[:2]
-        return cv2.warpAffine(
-            self.plate, self.maps[i], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        level = int(self.level[i]) if self.level is not None else 0
+        out = self._warp(i, level, (w, h))
+        blend = float(self.blend[i]) if self.blend is not None else 0.0
+        if blend > 0:
+            out = cv2.addWeighted(out, 1.0 - blend, self._warp(i, level + 1, (w, h)), blend, 0.0)
+        return out
+
+    def _warp(self, i: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        lv = self.levels[level] if self.levels else PlateLevel(self.plate, np.eye(3))
+        m = np.vstack([self.maps[i], [0.0, 0.0, 1.0]]) @ np.linalg.inv(lv.to_level)
+        return cv2.warpAffine(lv.image, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fixed_path(camera: Camera, frames: int, plate: np.ndarray) -> CameraPath:
@@ -212,35 +248,110 @@ def follow_path(
     return CameraPath(cameras, moved, maps, np.zeros((h, w, 3), np.uint8), back, zoom, centre)
 
 
-def plate_reach(path: CameraPath, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """How far (pixels: left, top, right, bottom) the moved views reach beyond the photo's plate."""
+def view_boxes(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, 4: left, top, right, bottom) what each frame's view, mapped by `maps` (T, 2, 3) from the
+    plate, covers of the plate's pixel plane (pixel edges)."""
     w, h = size
-    if not path.moved.any():
-        return (0, 0, 0, 0)
     corners = np.array(
         [[-0.5, -0.5, 1.0], [w - 0.5, -0.5, 1.0], [-0.5, h - 0.5, 1.0], [w - 0.5, h - 0.5, 1.0]]
     )
-    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
-    for m in path.maps[path.moved]:
-        full = np.vstack([m, [0.0, 0.0, 1.0]])
-        p = corners @ np.linalg.inv(full).T
-        lo, hi = np.minimum(lo, p[:, :2].min(0)), np.maximum(hi, p[:, :2].max(0))
-    reach = np.array([-0.5 - lo[0], -0.5 - lo[1], hi[0] - (w - 0.5), hi[1] - (h - 0.5)])
-    cap = MAX_EXTEND * np.array([w, h, w, h])
-    return tuple(int(v) for v in np.minimum(np.ceil(np.maximum(reach, 0.0)) + 2, cap))
+    full = np.concatenate([maps, np.tile([[[0.0, 0.0, 1.0]]], (len(maps), 1, 1))], axis=1)
+    p = np.einsum("tij,cj->tci", np.linalg.inv(full), corners)[..., :2]
+    return np.concatenate([p.min(1), p.max(1)], axis=1)
+
+
+def plate_levels(path: CameraPath, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the level of the extended plate it samples and its weight of the next coarser one,
+    from how much its map shrinks the plate (0 and 0 where the camera is the photo's)."""
+    shrink = 1.0 / np.sqrt(np.abs(np.linalg.det(path.maps[:, :, :2])))
+    octave = np.log2(np.maximum(shrink, 1.0))
+    level = np.floor(octave).astype(np.int64)
+    blend = np.clip((octave - level - BLEND_FROM) / (1.0 - BLEND_FROM), 0.0, 1.0)
+    level[~path.moved], blend[~path.moved] = 0, 0.0
+    return level, blend
 
 
 def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPath:
-    """The path with its plate: the photo's plate, extended by in-painting as far as the views reach,
-    and the maps shifted onto the extended plate's pixels."""
-    from vmclip.person.background import extend_plate
-
+    """The path with its extended plate: level 0 the photo's plate quilted on (`extend_plate`), each
+    next level the last halved and quilted on further (so a level holds what the finer one does, and a
+    frame changing level sees the same background), each as far as the views sampling it reach and
+    at least BASE_SHARE as far as the next level's (so a coarse level grows from a base of its own size,
+    not from a few pixels of photo)."""
     h, w = plate.shape[:2]
-    left, top, right, bottom = plate_reach(path, (w, h))
+    path.plate, path.levels = plate, [PlateLevel(plate, np.eye(3))]
+    path.level, path.blend = np.zeros(len(path.moved), np.int64), np.zeros(len(path.moved))
     if not path.moved.any():
-        path.plate = plate
         return path
-    path.plate = extend_plate(plate, (left, top, right, bottom), seed=seed)
-    shift = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top], [0.0, 0.0, 1.0]])
-    path.maps = np.stack([(np.vstack([m, [0.0, 0.0, 1.0]]) @ shift)[:2] for m in path.maps])
+    level, blend = plate_levels(path, (w, h))
+    views = view_boxes(path.maps, (w, h))
+    while True:
+        boxes = _level_boxes(views, path.moved, level, blend, (w, h))
+        sizes = [np.prod(b[2:] - b[:2]) / 4.0**d for d, b in enumerate(boxes)]
+        if max(sizes) <= MAX_LEVEL_PIXELS:
+            break
+        level[path.moved] += 1  # too large: every moved frame samples a level coarser
+    path.levels = []
+    for depth, box in enumerate(boxes):
+        path.levels.append(_build_level(path.levels, plate, box, depth, seed))
+    path.level, path.blend = level, blend
+    path.plate = path.levels[0].image
     return path
+
+
+def _level_boxes(
+    views: np.ndarray, moved: np.ndarray, level: np.ndarray, blend: np.ndarray, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """Per level, the part of the plate's plane it covers (left, top, right, bottom, plate pixels):
+    the photo, the views that sample it, BASE_SHARE (about the photo's centre) of the next level's, and
+    the last level's."""
+    w, h = size
+    photo = np.array([-0.5, -0.5, w - 0.5, h - 0.5])
+    centre = np.array([(w - 1) / 2, (h - 1) / 2] * 2)
+    deepest = int((level + (blend > 0))[moved].max())
+    boxes = []
+    for depth in range(deepest + 1):
+        use = moved & ((level == depth) | ((level == depth - 1) & (blend > 0)))
+        box = photo.copy()
+        if use.any():
+            box[:2] = np.minimum(box[:2], views[use, :2].min(0))
+            box[2:] = np.maximum(box[2:], views[use, 2:].max(0))
+        boxes.append(box)
+    for depth in range(deepest - 1, -1, -1):
+        half = centre + BASE_SHARE * (boxes[depth + 1] - centre)
+        boxes[depth] = np.concatenate(
+            [np.minimum(boxes[depth][:2], half[:2]), np.maximum(boxes[depth][2:], half[2:])]
+        )
+    for depth in range(1, deepest + 1):
+        last = boxes[depth - 1]
+        boxes[depth] = np.concatenate(
+            [np.minimum(boxes[depth][:2], last[:2]), np.maximum(boxes[depth][2:], last[2:])]
+        )
+    return boxes
+
+
+def _build_level(
+    levels: list[PlateLevel], plate: np.ndarray, box: np.ndarray, depth: int, seed: int
+) -> PlateLevel:
+    """Level `depth` of the extended plate, covering `box` (plate pixels: left, top, right, bottom):
+    the photo's plate (level 0) or the last level halved, quilted on where `box` reaches beyond it."""
+    from vmclip.person.background import extend_plate
+    from vmclip.person.quilt import extend
+
+    if depth == 0:
+        image, to_level = plate, np.eye(3)
+    else:
+        last = levels[-1]
+        rows, cols = (n - n % 2 for n in last.image.shape[:2])  # whole 2x2 blocks
+        image = cv2.resize(last.image[:rows, :cols], (cols // 2, rows // 2), interpolation=cv2.INTER_AREA)
+        halve = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
+        to_level = halve @ last.to_level
+    corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]]) @ to_level.T
+    h, w = image.shape[:2]
+    reach = [-0.5 - corners[0, 0], -0.5 - corners[0, 1], corners[1, 0] - (w - 0.5), corners[1, 1] - (h - 0.5)]
+    left, top, right, bottom = (int(np.ceil(r)) + REACH_MARGIN if r > 0 else 0 for r in reach)
+    if depth == 0:
+        image = extend_plate(plate, (left, top, right, bottom), seed=seed)
+    elif left or top or right or bottom:
+        image = extend(image, (left, top, right, bottom), np.random.default_rng((seed, depth)))
+    shift = np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
+    return PlateLevel(image, shift @ to_level)

@@ -1,0 +1,323 @@
+"""Image quilting: an image grown beyond its edges with blocks cut from its own content.
+
+Each side grows column by column outward, each column block by block along the edge (Efros and
+Freeman 2001). A block overlaps what is already there (the previous column, and the block before it
+in this column) and is the candidate whose overlap matches best (OpenCV `matchTemplate`, masked sum
+of squared differences; searched on a copy reduced to about COARSE_BLOCK pixels a block, then refined
+at full resolution; one drawn at random among the near-best, so the same piece is not tiled again
+and again). Candidates come from the half of the image nearest the edge: on the left and right from
+the block's own rows with a small slide (the floor continues the floor, the wall the wall, a sloping
+floor line included), above and below from anywhere along the image's width (the floor under a
+sloping floor line is wider on one side). Each block is shaded towards what it joins (the colour
+difference over the overlap, smoothed along it and fading out across the block) and joined along
+the minimum-error boundary cut through the overlap. The image's own pixels are never changed: the
+first column joins along the image's edge. Everything is copied at the image's resolution, so the
+grown border is as sharp as the image. Left and right grow first, then top and bottom across the
+whole width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Block size, as a share of the image's shorter side: larger blocks repeat the photo's large features
+# (a door, a window) visibly, smaller ones make more seams and cost more (one search each).
+BLOCK_SHARE = 0.36
+MIN_BLOCK = 12  # pixels: a smaller block has too little texture to match on
+# The overlap matched (and cut through) between a block and what it joins, as a share of the block.
+OVERLAP_SHARE = 1 / 3
+# Blocks are cut from this share of the image nearest the growing edge: the floor near the bottom, the
+# light and perspective near that side.
+POOL_SHARE = 0.5
+# Above and below, the nearest this share: the rows just above or below the photo's edge (the floor
+# nearest the camera, not the plinth above it).
+POOL_SHARE_ENDS = 0.35
+# A block is at most this share of the pool across, so that there are places to choose from.
+BLOCK_POOL = 0.6
+# Above and below, where the pool runs the whole width (places enough along it), at most this share
+# of the pool's depth: large blocks from rows near the edge, so the floor goes on as floor in few
+# blocks (each is a search, a cut and seams).
+BLOCK_POOL_ENDS = 0.75
+# On the left and right, a block comes from its own rows give or take this share of the image's
+# height (a sloping floor line, a plinth a little higher on one side).
+SHIFT_SHARE = 0.06
+# A candidate's error is raised by this share for each earlier block cut from the same place (on
+# average over it): without it a column of blocks repeats the previous one's best matches, a stripe
+# pattern.
+REUSE = 0.5
+# Candidates within this share of the best overlap error are equally good; one is drawn at random.
+TOLERANCE = 0.1
+# The search runs on the image reduced so that a block is about this many pixels (the exhaustive
+# search's cost grows with the block's area times the pool's), then refines at full resolution.
+COARSE_BLOCK = 16
+# The colour difference over an overlap is smoothed along it over this share of the block (the
+# brightness of surfaces, not their texture).
+SHADE_SIGMA = 0.15
+# Along the image's own edge a block is shaded so that its first this many columns match the image's
+# last ones: a wall darkening towards the photo's edge goes on from that darkness.
+EDGE_COLUMNS = 3
+SHADE_MAX = 80.0  # grey levels: a larger difference is a different surface, not its lighting
+FEATHER = 3  # pixels across the boundary cut blended, so that a cut through texture is no hard step
+
+
+def extend(image: np.ndarray, reach: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """`image` (H, W, 3 uint8) grown by `reach` pixels (left, top, right, bottom)."""
+    left, top, right, bottom = (max(0, int(r)) for r in reach)
+    h, w = image.shape[:2]
+    block = max(MIN_BLOCK, round(BLOCK_SHARE * min(w, h)))
+    out = np.ascontiguousarray(image)
+    if left or right:
+        before = _grow(out[:, ::-1], left, block, rng)[:, ::-1][:, :left]
+        after = _grow(out, right, block, rng)[:, w:]
+        out = np.concatenate([before, out, after], axis=1)
+    if top or bottom:
+        rows = out.transpose(1, 0, 2)
+        span = (left, left + w)
+        up = _grow(rows[:, ::-1], top, block, rng, span=span)[:, ::-1][:, :top]
+        down = _grow(rows, bottom, block, rng, span=span)[:, h:]
+        out = np.concatenate([up, rows, down], axis=1).transpose(1, 0, 2)
+    return np.ascontiguousarray(out)
+
+
+@dataclass
+class _Pool:
+    """Where blocks are cut from: `full` (float32) and `small` (reduced `coarse` times)."""
+
+    full: np.ndarray
+    small: np.ndarray
+    coarse: int
+    rng: np.random.Generator
+    used: np.ndarray  # (small's rows, columns): how many blocks were cut from each reduced pixel
+
+
+def _grow(
+    image: np.ndarray, n: int, block: int, rng: np.random.Generator, span: tuple[int, int] | None = None
+) -> np.ndarray:
+    """`image` (L, W, 3) grown to the right by `n` columns of blocks cut from its POOL_SHARE nearest
+    the edge: from each block's own rows give or take SHIFT_SHARE of L, or with `span` (start, stop)
+    from any rows within it."""
+    length, width = image.shape[:2]
+    out = np.empty((length, width + n, 3), np.uint8)
+    out[:, :width] = image
+    if n == 0:
+        return out
+    near = int(np.clip(round((POOL_SHARE if span is None else POOL_SHARE_ENDS) * width), 2, width))
+    source = np.ascontiguousarray(image[:, width - near :])
+    shift = int(SHIFT_SHARE * length)
+    full = (source if span is None else source[span[0] : span[1]]).astype(np.float32)
+    block = int(
+        np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
+    )
+    overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
+    step = block - overlap
+    coarse = max(1, min(block // COARSE_BLOCK, overlap // 2))
+    size = (max(1, full.shape[1] // coarse), max(1, full.shape[0] // coarse))
+    small = full if coarse == 1 else cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+    pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32))
+    own = np.zeros(length, bool)  # the image's own pixels along its edge: never cut into
+    own[slice(*span) if span is not None else slice(None)] = True
+    for x in range(width, width + n, step):
+        cols = overlap + min(step, width + n - x)
+        for y in range(0, max(1, length - overlap), step):
+            rows = min(block, length - y)
+            tops = (
+                (max(0, y - shift), min(y + shift, length - rows))
+                if span is None
+                else (0, full.shape[0] - rows)
+            )
+            keep = own[y : y + rows] if x == width else np.zeros(rows, bool)
+            _place(out, pool, tops, (x - overlap, y), (cols, rows), overlap, keep)
+    return out
+
+
+def _place(
+    out: np.ndarray,
+    pool: _Pool,
+    tops: tuple[int, int],
+    at: tuple[int, int],
+    size: tuple[int, int],
+    overlap: int,
+    keep: np.ndarray,
+) -> None:
+    """One block of `size` (columns, rows) at `at` (x, y) of `out`, its left `overlap` columns (and,
+    below the first block of a column, its top `overlap` rows) over what is already there: cut from
+    `pool` with its top row within `tops`, shaded and joined along the boundary cut (along the
+    overlap's edge in the rows where `keep`: those are the image's own pixels)."""
+    (x, y), (cols, rows) = at, size
+    seen = out[y : y + rows, x : x + cols].astype(np.float32)
+    piece = _pick(pool, tops, seen, overlap, overlap if y > 0 else 0)
+    _shade(piece, seen, overlap, y > 0, edge=bool(keep.all()))
+    overlaps = [] if keep.all() else [((seen[:, :overlap] - piece[:, :overlap]) ** 2).sum(-1)]
+    if y > 0:
+        overlaps.append(((seen[:overlap] - piece[:overlap]) ** 2).sum(-1).T)
+    cuts = _cut(overlaps) if overlaps else []
+    # Past the overlaps the block is the piece; within them, blended across the cut.
+    out[y : y + rows, x : x + cols] = np.clip(piece + 0.5, 0, 255)
+    alpha = np.ones((rows, overlap), np.float32) if keep.all() else cuts.pop(0)
+    alpha[keep] = 0.0
+    blend = [(np.s_[:, :overlap], alpha)]
+    if y > 0:
+        top = cuts.pop(0).T
+        top[:, :overlap] = np.minimum(top[:, :overlap], alpha[:overlap])
+        blend.append((np.s_[:overlap, :], top))
+    for where, a in blend:
+        a = a[..., None]
+        mixed = seen[where] * (1 - a) + piece[where] * a
+        out[y : y + rows, x : x + cols][where] = np.clip(mixed + 0.5, 0, 255)
+
+
+def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: int) -> np.ndarray:
+    """A block (the shape of `seen`, float32) of the pool, its top row within `tops`, whose `left`
+    columns and `top` rows match `seen`'s: drawn among the positions within TOLERANCE of the best
+    error on the reduced pool (the error raised where earlier blocks were cut, REUSE), then the best
+    within a reduced pixel of it at full resolution."""
+    rows, cols = seen.shape[:2]
+    c = pool.coarse
+    size = (max(1, cols // c), max(1, rows // c))
+    # The reduced overlaps, each from its own pixels only (the rest of `seen` is not yet drawn).
+    # (c <= overlap / 2: each is at least two reduced pixels across; cut to whole c x c squares.)
+    kl, kt = max(1, left // c), max(1, top // c)
+    small_left = _reduce(seen[: size[1] * c, : kl * c], (kl, size[1]))
+    small_top = _reduce(seen[: kt * c, : size[0] * c], (size[0], kt)) if top else None
+    y0 = tops[0] // c
+    error = _match(pool.small[y0 : tops[1] // c + size[1]], (size[1], size[0]), small_left, small_top)
+    used = cv2.boxFilter(pool.used, -1, size, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    error *= 1.0 + REUSE * used[y0 : y0 + error.shape[0], : error.shape[1]]
+    y, x = _draw(error, pool.rng)
+    pool.used[y0 + y : y0 + y + size[1], x : x + size[0]] += 1.0
+    if c == 1:
+        return pool.full[y0 + y : y0 + y + rows, x : x + cols].copy()
+    y, x = (y + y0) * c, x * c
+    ya, yb = max(tops[0], y - c), min(tops[1], y + c)
+    xa, xb = max(0, x - c), min(pool.full.shape[1] - cols, x + c)
+    error = _match(
+        pool.full[ya : yb + rows, xa : xb + cols], (rows, cols), seen[:, :left], seen[:top] if top else None
+    )
+    dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
+    return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
+
+
+def _reduce(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resized to `size` (columns, rows) by area averaging, contiguous."""
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _match(
+    window: np.ndarray, shape: tuple[int, int], left: np.ndarray, top: np.ndarray | None
+) -> np.ndarray:
+    """Sum of squared differences, at every position in `window` of a block of `shape` (rows,
+    columns), of its `left` columns and `top` rows (an L: two plain templates, faster than one
+    masked) against the known pixels."""
+    rows, cols = shape
+    wr, wc = window.shape[:2]
+    k = left.shape[1]
+    error = cv2.matchTemplate(
+        np.ascontiguousarray(window[:, : wc - cols + k]), np.ascontiguousarray(left), cv2.TM_SQDIFF
+    )
+    if top is not None and cols > k:
+        strip = np.ascontiguousarray(top[:, k:])
+        error += cv2.matchTemplate(
+            np.ascontiguousarray(window[: wr - rows + top.shape[0], k:]), strip, cv2.TM_SQDIFF
+        )
+    return np.maximum(error, 0.0).astype(np.float64)  # the FFT's rounding can dip below 0
+
+
+def _draw(error: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """A position (row, column) drawn among those within TOLERANCE of the least `error`."""
+    best = float(error.min())
+    ys, xs = np.nonzero(error <= best * (1 + TOLERANCE) + 1e-6)
+    k = int(rng.integers(len(ys)))
+    return int(ys[k]), int(xs[k])
+
+
+def _shade(piece: np.ndarray, seen: np.ndarray, overlap: int, top: bool, edge: bool = False) -> None:
+    """Shift `piece`'s colour towards `seen` in place, so that brightness carries on across the seam:
+    per row, the median difference across the left overlap (where `edge`, the block joining the
+    image's own edge: between the image's last EDGE_COLUMNS columns and the block's first ones beyond
+    them), and per column across the top one (where `top`; the nearer one weighs more), each smoothed
+    along its overlap, at most SHADE_MAX, and fading out linearly from it across the rest of the block
+    (so that shading never drifts from block to block)."""
+    rows, cols = seen.shape[:2]
+    sigma = max(1.0, SHADE_SIGMA * max(rows, cols))
+    if edge:  # the last columns of the image against the block's first new ones, across the seam
+        k = max(1, min(EDGE_COLUMNS, overlap, cols - overlap))
+        near = seen[:, overlap - k : overlap] - piece[:, overlap : overlap + k]
+    else:
+        near = seen[:, :overlap] - piece[:, :overlap]
+    left = _smooth_median(near, sigma)
+    w_left = np.clip(1.0 - (np.arange(cols, dtype=np.float32) - overlap + 1) / max(1, cols - overlap), 0, 1)
+    if not top:
+        piece += left[:, None, :] * w_left[None, :, None]
+        return
+    above = _smooth_median((seen[:overlap] - piece[:overlap]).transpose(1, 0, 2), sigma)
+    w_top = np.clip(1.0 - (np.arange(rows, dtype=np.float32) - overlap + 1) / max(1, rows - overlap), 0, 1)
+    # Each point takes the offset of the overlap nearer to it (inverse distance), faded as that one.
+    near_left = 1.0 / (np.maximum(np.arange(cols) - overlap + 1, 0) + 1.0).astype(np.float32)
+    near_top = 1.0 / (np.maximum(np.arange(rows) - overlap + 1, 0) + 1.0).astype(np.float32)
+    fade = np.maximum(w_left[None, :], w_top[:, None])
+    by_left = fade * near_left[None, :] / (near_left[None, :] + near_top[:, None])
+    piece += left[:, None, :] * by_left[..., None]
+    piece += above[None] * (fade - by_left)[..., None]
+
+
+def _smooth_median(strip: np.ndarray, sigma: float) -> np.ndarray:
+    """(L, 3): the median of `strip` (L, k, 3) across k, smoothed along L (Gaussian, `sigma` rows),
+    clipped to SHADE_MAX. The median is taken over groups of a few rows (the smoothing is broader
+    than a group) and interpolated between."""
+    length, k = strip.shape[:2]
+    every = max(1, min(int(sigma // 3), length))
+    groups = length // every
+    # (The upper median, by a partition along a contiguous last axis: numpy's median is twice as slow.)
+    group = np.ascontiguousarray(strip[: groups * every].reshape(groups, every * k, 3).transpose(0, 2, 1))
+    group.partition(every * k // 2, axis=-1)
+    med = group[..., every * k // 2].astype(np.float32)
+    med = cv2.GaussianBlur(
+        med[:, None], (1, 0), sigmaX=0.0, sigmaY=sigma / every, borderType=cv2.BORDER_REPLICATE
+    )
+    med = (
+        cv2.resize(med, (1, length), interpolation=cv2.INTER_LINEAR)[:, 0] if groups != length else med[:, 0]
+    )
+    return np.clip(med, -SHADE_MAX, SHADE_MAX)
+
+
+# The boundary cut's dynamic programme runs on rows summed in groups so that there are at most this
+# many (each step may then move as many columns as it has rows); the path is interpolated between.
+CUT_ROWS = 24
+
+
+def _cut(errors: list[np.ndarray]) -> list[np.ndarray]:
+    """Per overlap error (L, overlap): the new block's weights across the overlap, 0 before the
+    minimum-error boundary cut (a path of one column per row, moving at most one column per row,
+    found by dynamic programming on groups of rows, all overlaps at once), 1 after, blended over
+    FEATHER pixels."""
+    length = max(e.shape[0] for e in errors)
+    width = max(e.shape[1] for e in errors)
+    group = max(1, -(-length // CUT_ROWS))
+    steps = -(-length // group)
+    cost = np.zeros((len(errors), steps * group, width), np.float64)
+    for k, e in enumerate(errors):
+        cost[k, : e.shape[0], : e.shape[1]] = e  # rows past a shorter overlap: free
+        cost[k, :, e.shape[1] :] = np.inf
+    cost = cost.reshape(len(errors), steps, group, width).sum(2)
+    reach = group  # columns a path may move over one group of rows
+    kernel = np.ones((1, 2 * reach + 1), np.uint8)  # erosion: the least over the reach (min filter)
+    for y in range(1, steps):
+        cost[:, y] += cv2.erode(cost[:, y - 1], kernel, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+    path = np.empty((len(errors), steps), np.int64)
+    path[:, -1] = np.argmin(cost[:, -1], axis=1)
+    for k in range(len(errors)):
+        for y in range(steps - 1, 0, -1):
+            lo = max(0, int(path[k, y]) - reach)
+            path[k, y - 1] = lo + int(np.argmin(cost[k, y - 1, lo : path[k, y] + reach + 1]))
+    centres = (np.arange(steps) + 0.5) * group - 0.5
+    out = []
+    for k, e in enumerate(errors):
+        line = np.interp(np.arange(e.shape[0]), centres, path[k].astype(np.float64))
+        cols = np.arange(e.shape[1])[None, :] - line[:, None]
+        out.append(np.clip(cols / FEATHER + 0.5, 0.0, 1.0).astype(np.float32))
+    return out
