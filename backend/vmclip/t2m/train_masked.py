@@ -38,6 +38,7 @@ class MaskedOptions:
     minutes: float | None = None  # safety cap over both phases (the step counts decide the weights)
     tokenizer_steps: int = 6000
     transformer_steps: int = 12000
+    residual_steps: int = 4000  # the residual transformer (with quantizers > 1)
     tok_batch: int = 32
     tok_frames: int = 48
     tok_lr: float = 5e-4
@@ -162,6 +163,8 @@ def train_tokenizer(
             row = {"phase": "tokenizer", "step": step + 1, "seconds": round(time.time() - t0, 1)}
             row.update({k: v / opts.log_every for k, v in running.items()})
             row["code_usage"] = model.tokenizer.quantizer.usage()
+            if model.tokenizer.residual:
+                row["top_code_usage"] = model.tokenizer.layers[-1].usage()
             _log(log, row, say)
             running = {}
         if deadline is not None and time.time() > deadline:
@@ -323,9 +326,9 @@ def export_masked(model: MaskedMotionModel, pack: Pack, path: Path, info: dict) 
     """The shipped format: fp16 weights (codebook and feature statistics in fp32), config, and the
     embeddings of the (augmented) training descriptions (a prompt that is one of them is generated
     whole, as with the MotionCLIP-style model)."""
-    keep32 = ("tokenizer.mean", "tokenizer.std", "tokenizer.quantizer.codebook")
+    keep32 = ("tokenizer.mean", "tokenizer.std")  # and every codebook (the residual layers' are small)
     state = {
-        k: (v.detach().float() if k in keep32 else v.detach().half())
+        k: (v.detach().float() if k in keep32 or k.endswith(".codebook") else v.detach().half())
         for k, v in model.state_dict().items()
         if "ema_" not in k
     }
