@@ -366,3 +366,45 @@ def test_guided_by_the_motionclip_decoding(trained, data, tmp_path) -> None:
                 data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"guide": True}
             )
         )
+
+
+def test_residual_quantizers(data, tmp_path) -> None:
+    """`quantizers=3`: a residual-VQ tokenizer whose layers each take away part of what the layers below
+    left (on the training windows), a residual transformer trained in a third phase that completes the
+    upper layers of sampled base tokens, and every codebook kept in fp32 in the file."""
+    from vmclip.t2m.train_masked import ClipSampler, _tok_batch
+
+    out = tmp_path / "rvq"
+    opts = _opts(data, out, tokenizer_steps=200, residual_steps=40, model={**TINY, "quantizers": 3})
+    info = train_masked(opts)
+    assert info["residual_steps"] == 40
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["phase"] == "residual"] == [20, 40]
+    state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    books = [k for k in state if k.endswith(".codebook")]
+    assert len(books) == 3 and all(state[k].dtype == torch.float32 for k in books)
+
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    tok = gen.model.tokenizer
+    assert len(tok.layers) == 3 and gen.model.residual is not None
+    pack = load_pack(out / "pack.npz")
+    sampler = ClipSampler(pack, opts.tok_frames, opts.tok_frames, np.random.default_rng(1))
+    x = _tok_batch(pack, sampler, opts, mirror_permutation())  # (8, 24, 148) training windows
+    with torch.no_grad():
+        z = tok.encode(x)  # (8, D, 6)
+        ids = tok.all_tokens(x)  # (8, 3, 6)
+        assert ids.shape == (8, 3, 6) and torch.equal(ids[:, 0], tok.tokens(x))
+        left = [z.transpose(1, 2)]
+        for j, layer in enumerate(tok.layers):
+            left.append(left[-1] - layer.codebook[ids[:, j]])
+        err = [float(r.norm(dim=-1).mean()) for r in left]  # what 0, 1, 2, 3 layers leave
+        assert err[3] < err[2] < err[1] < err[0]
+        assert torch.allclose(tok.decode_tokens(ids[:, :1]), tok.decode_tokens(ids[:, 0]))
+
+        cond = gen.embed(["a person walks forward"]).expand(2, -1)
+        full = gen.model.residual.complete(cond, ids[:2, 0])  # (2, 3, 6)
+        assert full.shape == (2, 3, 6) and torch.equal(full[:, 0], ids[:2, 0])
+        assert int(full.max()) < TINY["codes"]
+        assert not torch.allclose(tok.decode_tokens(full), tok.decode_tokens(full[:, 0]), atol=1e-3)
+    a, b = (gen.generate("a person walks forward", seconds=2.0, seed=3) for _ in range(2))
+    assert a.num_frames == 60 and np.allclose(a.rot6d, b.rot6d)

@@ -323,14 +323,64 @@ class MaskedTransformer(nn.Module):
         return self.head(self.norm(h[:, 1:]))
 
 
+class ResidualTransformer(nn.Module):
+    """The upper layers of a residual-VQ tokenizer, one layer at a time (MoMask's residual transformer):
+    condition (B, 384) + the sum of layers 0..j-1's code embeddings (B, N, d) + layer j's embedding ->
+    logits of layer j's tokens (B, N, K). Every position is predicted at once (no masking)."""
+
+    def __init__(self, cfg: TokenConfig) -> None:
+        super().__init__()
+        self.pad_id = cfg.codes
+        d, upper = cfg.width, cfg.quantizers - 1
+        self.tok = nn.ModuleList(nn.Embedding(cfg.codes + 1, d) for _ in range(upper))  # layers 0..V-2
+        self.layer = nn.Embedding(upper, d)  # which layer is predicted (1..V-1 -> 0..V-2)
+        self.pos = nn.Parameter(torch.randn(cfg.max_tokens + 1, d) * 0.02)
+        self.text_proj = nn.Linear(cfg.latent_dim, d)
+        self.null_text = nn.Parameter(torch.zeros(d))
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.heads, cfg.ff_size, cfg.dropout, "gelu", batch_first=True, norm_first=True
+        )
+        self.body = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, cfg.codes) for _ in range(upper))  # layers 1..V-1
+
+    def forward(
+        self, cond: torch.Tensor, ids: torch.Tensor, layer: int, keep_cond: torch.Tensor
+    ) -> torch.Tensor:
+        """cond (B, 384), ids (B, >= layer, N) of the layers below `layer` (pad_id beyond a motion's
+        length), keep_cond (B,) bool -> logits (B, N, K) of layer `layer` (1..V-1)."""
+        b, _, n = ids.shape
+        below = sum(self.tok[j](ids[:, j]) for j in range(layer))  # (B, N, d)
+        t = torch.where(keep_cond[:, None], self.text_proj(cond), self.null_text[None])  # (B, d)
+        seq = torch.cat([t[:, None], below], 1) + self.pos[None, : n + 1]  # (B, N+1, d)
+        seq = seq + self.layer.weight[layer - 1]
+        pad = F.pad(ids[:, 0] == self.pad_id, (1, 0))  # (B, N+1)
+        h = self.body(seq, src_key_padding_mask=pad if bool(pad.any()) else None)
+        return self.heads[layer - 1](self.norm(h[:, 1:]))
+
+    @torch.no_grad()
+    def complete(self, cond: torch.Tensor, base: torch.Tensor, guidance: float = 1.0) -> torch.Tensor:
+        """cond (B, 384), base-layer ids (B, N) -> every layer's ids (B, V, N), each upper layer the most
+        likely given the layers below (with classifier-free guidance above 1)."""
+        b = len(cond)
+        ids = base[:, None]
+        both = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(cond.device)
+        for layer in range(1, len(self.heads) + 1):
+            logits = self(torch.cat([cond, cond]), torch.cat([ids, ids]), layer, both)
+            logits = logits[b:] + guidance * (logits[:b] - logits[b:])  # (B, N, K)
+            ids = torch.cat([ids, logits.argmax(-1)[:, None]], 1)
+        return ids
+
+
 class MaskedMotionModel(nn.Module):
-    """`tokenizer` + `transformer`: the two parts of the shipped model file."""
+    """`tokenizer` + `transformer` (+ `residual` with several quantizers): the shipped model file."""
 
     def __init__(self, cfg: TokenConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.tokenizer = Tokenizer(cfg)
         self.transformer = MaskedTransformer(cfg)
+        self.residual = ResidualTransformer(cfg) if cfg.quantizers > 1 else None
 
     @torch.no_grad()
     def sample(
