@@ -160,7 +160,11 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "--width", type=int, default=256, help="transformer width (0: the latent size, MotionCLIP's layout)"
     )
     tr.add_argument("--ff-size", type=int, default=512, help="transformer feed-forward width")
-    tr.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bfloat16 autocast)")
+    tr.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="train in float32 (default: bfloat16 autocast where the device runs it natively)",
+    )
     tr.add_argument("--enc-layers", type=int, default=2, help="encoder layers")
     tr.add_argument("--dec-layers", type=int, default=3, help="decoder layers")
     tr.add_argument(

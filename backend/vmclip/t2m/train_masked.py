@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vmclip.devices import choose_device
+from vmclip.devices import choose_device, native_bf16
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 from vmclip.t2m.latent_condition import CONDITIONS
@@ -51,7 +51,9 @@ class MaskedOptions:
     velocity_weight: float = 1.0
     commit_weight: float = 0.02
     log_every: int = 100
-    bf16: bool = True  # bfloat16 autocast for the transformer (CPUs with AVX-512 BF16: 1.6x faster)
+    # bfloat16 autocast for the transformers where the device runs it natively (CPUs with AVX-512
+    # BF16: 1.6x faster; elsewhere it is emulated and slower, so float32 is used: `native_bf16`).
+    bf16: bool = True
     # Gaussian noise (per dimension) on the unit text embedding, renormalised: 0.04 moves a description
     # to cosine ~0.8 of itself, where MiniLM puts many paraphrases of it, so the model learns the
     # neighbourhood of each description rather than the point.
@@ -486,7 +488,11 @@ def train_masked(opts: MaskedOptions) -> dict:
     model = MaskedMotionModel(cfg)
     if start:
         _start_from(model, start["state_dict"])
-    model.to(choose_device(opts.device))
+    device = choose_device(opts.device)
+    model.to(device)
+    if opts.bf16 and not native_bf16(device):
+        say(f"bfloat16 is not native on {device}: training in float32")
+        opts = replace(opts, bf16=False)
     hparams = {
         **asdict(opts),
         **{k: str(getattr(opts, k)) for k in ("data", "out", "init") if getattr(opts, k) is not None},
