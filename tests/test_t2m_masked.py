@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from vmclip.cli import main
+from vmclip.devices import native_bf16
 from vmclip.errors import InputError, MissingAssetError
 from vmclip.motion import Motion, load_npz
 from vmclip.motion import rotations as R
@@ -118,7 +119,10 @@ def test_training_logs_and_is_seeded(data, trained, tmp_path) -> None:
     ce = [r["ce"] for r in rows if r["phase"] == "transformer"]
     assert len(tok) == 6 and tok[-1] < tok[0] and len(ce) == 3 and ce[-1] < ce[0]  # both learn
     assert info["tokenizer_steps"] == 120 and info["transformer_steps"] == 60
-    assert json.loads((out / "hparams.json").read_text())["config"]["codes"] == 32
+    hparams = json.loads((out / "hparams.json").read_text())
+    assert hparams["config"]["codes"] == 32
+    # bfloat16 only where native (emulated on an AVX2-only CPU: 6.5x slower); the run records which.
+    assert hparams["bf16"] == native_bf16(torch.device("cpu"))
     again = train_masked(_opts(out / "pack.npz", tmp_path))
     a = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
