@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from vmclip.cli import main
+from vmclip.devices import native_bf16
 from vmclip.errors import InputError, MissingAssetError
 from vmclip.motion import Motion, load_npz
 from vmclip.motion import rotations as R
@@ -118,7 +119,10 @@ def test_training_logs_and_is_seeded(data, trained, tmp_path) -> None:
     ce = [r["ce"] for r in rows if r["phase"] == "transformer"]
     assert len(tok) == 6 and tok[-1] < tok[0] and len(ce) == 3 and ce[-1] < ce[0]  # both learn
     assert info["tokenizer_steps"] == 120 and info["transformer_steps"] == 60
-    assert json.loads((out / "hparams.json").read_text())["config"]["codes"] == 32
+    hparams = json.loads((out / "hparams.json").read_text())
+    assert hparams["config"]["codes"] == 32
+    # bfloat16 only where native (emulated on an AVX2-only CPU: 6.5x slower); the run records which.
+    assert hparams["bf16"] == native_bf16(torch.device("cpu"))
     again = train_masked(_opts(out / "pack.npz", tmp_path))
     a = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
@@ -366,3 +370,72 @@ def test_guided_by_the_motionclip_decoding(trained, data, tmp_path) -> None:
                 data, tmp_path / "x", init=trained[0] / "model.pt", tokenizer_steps=0, model={"guide": True}
             )
         )
+
+
+def test_residual_quantizers(data, tmp_path) -> None:
+    """`quantizers=3`: a residual-VQ tokenizer whose layers each take away part of what the layers below
+    left (on the training windows), a residual transformer trained in a third phase that completes the
+    upper layers of sampled base tokens, and every codebook kept in fp32 in the file."""
+    from vmclip.t2m.train_masked import ClipSampler, _tok_batch
+
+    out = tmp_path / "rvq"
+    opts = _opts(data, out, tokenizer_steps=200, residual_steps=40, model={**TINY, "quantizers": 3})
+    info = train_masked(opts)
+    assert info["residual_steps"] == 40
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["phase"] == "residual"] == [20, 40]
+    state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    books = [k for k in state if k.endswith(".codebook")]
+    assert len(books) == 3 and all(state[k].dtype == torch.float32 for k in books)
+
+    gen = Generator.from_file(out / "model.pt", device="cpu")
+    tok = gen.model.tokenizer
+    assert len(tok.layers) == 3 and gen.model.residual is not None
+    pack = load_pack(out / "pack.npz")
+    sampler = ClipSampler(pack, opts.tok_frames, opts.tok_frames, np.random.default_rng(1))
+    x = _tok_batch(pack, sampler, opts, mirror_permutation())  # (8, 24, 148) training windows
+    with torch.no_grad():
+        z = tok.encode(x)  # (8, D, 6)
+        ids = tok.all_tokens(x)  # (8, 3, 6)
+        assert ids.shape == (8, 3, 6) and torch.equal(ids[:, 0], tok.tokens(x))
+        left = [z.transpose(1, 2)]
+        for j, layer in enumerate(tok.layers):
+            left.append(left[-1] - layer.codebook[ids[:, j]])
+        err = [float(r.norm(dim=-1).mean()) for r in left]  # what 0, 1, 2, 3 layers leave
+        assert err[3] < err[2] < err[1] < err[0]
+        assert torch.allclose(tok.decode_tokens(ids[:, :1]), tok.decode_tokens(ids[:, 0]))
+
+        cond = gen.embed(["a person walks forward"]).expand(2, -1)
+        full = gen.model.residual.complete(cond, ids[:2, 0])  # (2, 3, 6)
+        assert full.shape == (2, 3, 6) and torch.equal(full[:, 0], ids[:2, 0])
+        assert int(full.max()) < TINY["codes"]
+        assert not torch.allclose(tok.decode_tokens(full), tok.decode_tokens(full[:, 0]), atol=1e-3)
+    a, b = (gen.generate("a person walks forward", seconds=2.0, seed=3) for _ in range(2))
+    assert a.num_frames == 60 and np.allclose(a.rot6d, b.rot6d)
+
+
+def test_evaluation_reports_the_tokenizer_ceiling(trained, data, tmp_path, capsys) -> None:
+    """`vmclip eval motion` on a masked model also classifies its tokenizer's reconstruction of the real
+    held-out windows; reconstructing through the resampling alone keeps the windows' features."""
+    from vmclip.t2m.data import WindowSampler, load_clipset
+    from vmclip.t2m.evaluate import EVAL_FPS, EVAL_FRAMES, _reconstructed_features
+    from vmclip.t2m.evaluate import motion_features as eval_features
+
+    report = tmp_path / "eval.json"
+    argv = ["eval", "motion", "--data", str(data), "--checkpoint", str(trained[0] / "model.pt")]
+    assert main([*argv, "-o", str(report), "--threads", "1", "--device", "cpu"]) == 0
+    r = json.loads(report.read_text())
+    assert 0 <= r["classifier_reconstructed_top1"] <= 1
+    assert "the tokenizer's reconstruction of the real windows" in capsys.readouterr().out
+
+    class Resampled:  # the evaluation's plumbing (15 -> 20 -> 15 fps) around a lossless tokenizer
+        cfg = Generator.from_file(trained[0] / "model.pt", device="cpu").cfg
+
+        @staticmethod
+        def reconstruct(rot, trans):
+            return canonicalize(rot, trans)
+
+    windows = WindowSampler(load_clipset(data, "test"), EVAL_FPS, EVAL_FRAMES, seed=0).fixed_windows()
+    direct = eval_features(windows["rot6d"], windows["trans"], windows["mask"])
+    through = _reconstructed_features(Resampled, windows)
+    assert torch.allclose(through, direct, atol=0.05 * float(direct.abs().max()))

@@ -92,6 +92,19 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--tokenizer-steps", type=int, default=4500, help="masked model: tokenizer steps")
     tr.add_argument("--transformer-steps", type=int, default=14000, help="masked model: transformer steps")
     tr.add_argument(
+        "--quantizers",
+        type=int,
+        default=None,
+        help="masked model: residual VQ layers of the tokenizer (default 1, or the --init model's); "
+        "above 1, a residual transformer predicts the upper layers",
+    )
+    tr.add_argument(
+        "--residual-steps",
+        type=int,
+        default=4000,
+        help="masked model with --quantizers above 1: residual transformer steps",
+    )
+    tr.add_argument(
         "--text-noise",
         type=float,
         default=0.0,
@@ -147,7 +160,11 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "--width", type=int, default=256, help="transformer width (0: the latent size, MotionCLIP's layout)"
     )
     tr.add_argument("--ff-size", type=int, default=512, help="transformer feed-forward width")
-    tr.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bfloat16 autocast)")
+    tr.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="train in float32 (default: bfloat16 autocast where the device runs it natively)",
+    )
     tr.add_argument("--enc-layers", type=int, default=2, help="encoder layers")
     tr.add_argument("--dec-layers", type=int, default=3, help="decoder layers")
     tr.add_argument(
@@ -277,6 +294,7 @@ def _train_masked(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         tokenizer_steps=args.tokenizer_steps,
         transformer_steps=args.transformer_steps,
+        residual_steps=args.residual_steps,
         bf16=not args.no_bf16,
         lr=args.lr or MaskedOptions.lr,
         text_noise=args.text_noise,
@@ -286,6 +304,7 @@ def _train_masked(args: argparse.Namespace) -> int:
             "condition": args.condition,
             **({"text_every_token": True} if args.text_every_token else {}),
             **({"guide": True} if args.guide else {}),
+            **({"quantizers": args.quantizers} if args.quantizers is not None else {}),
         },
     )
     train_masked(opts)

@@ -6,7 +6,8 @@ Metrics (all on recordings the model never saw, the `test` split by default):
 - an action classifier (small MLP on pose/velocity statistics) trained only on the training
   recordings; its top-1 accuracy on real held-out windows (reference), on motions generated from each
   label's own texts, and on motions generated from paraphrases written for this evaluation that avoid
-  the data's label words (and are not in the training augmentation lists);
+  the data's label words (and are not in the training augmentation lists); for the masked model, also
+  on its tokenizer's reconstruction of the real windows (the ceiling of anything made of its tokens);
 - foot skating (contact-foot speed, share of sliding contact frames) and jitter (mean jerk), for
   generated and real motions;
 - diversity: mean feature distance between motions of different prompts, and between seeds of the
@@ -290,6 +291,17 @@ def _features_of_motions(motions: list[Motion], fps: float, frames: int) -> torc
     return motion_features(rot, tr, mask)
 
 
+def _reconstructed_features(gen, windows: dict) -> torch.Tensor:
+    """Classifier features of the tokenizer's reconstruction of each evaluation window (resampled to the
+    model's rate and back): a generator made of these tokens cannot be read better than this."""
+    motions = []
+    for rot, tr, mask in zip(windows["rot6d"], windows["trans"], windows["mask"], strict=True):
+        m = Motion(rot[mask].numpy(), tr[mask].numpy(), EVAL_FPS).resample(gen.cfg.fps)
+        rec_rot, rec_tr = gen.reconstruct(torch.from_numpy(m.rot6d)[None], torch.from_numpy(m.trans)[None])
+        motions.append(Motion(rec_rot[0].cpu().numpy(), rec_tr[0].cpu().numpy(), gen.cfg.fps))
+    return _features_of_motions(motions, EVAL_FPS, EVAL_FRAMES)
+
+
 def _mean_pairwise(feats: torch.Tensor, rng: np.random.Generator, pairs: int = 300) -> float:
     if len(feats) < 2:
         return 0.0
@@ -352,6 +364,11 @@ def evaluate(
     report["classifier_real_top1"] = (
         float(np.mean([pred[i] == held_labels[i] for i in known])) if known else None
     )
+    if hasattr(gen, "reconstruct"):  # the masked model's ceiling: what survives its tokenizer
+        rec_pred = clf.predict(_reconstructed_features(gen, windows))
+        report["classifier_reconstructed_top1"] = (
+            float(np.mean([rec_pred[i] == held_labels[i] for i in known])) if known else None
+        )
 
     label_texts = _label_texts(train_set, held, clf, max_label_texts, rng)
     say(f"generating {len(label_texts)} label texts ...")
@@ -597,7 +614,12 @@ def format_report(r: dict) -> str:
         f"(chance {ret['chance_R@1']:.3f}, {ret['chance_R@3']:.3f})",
         f"action classifier top-1: real held-out {_pct(r['classifier_real_top1'])}, generated from label "
         f"texts {_pct(r['classifier_generated_label_top1'])}, from paraphrases "
-        f"{_pct(r['classifier_generated_paraphrase_top1'])}",
+        f"{_pct(r['classifier_generated_paraphrase_top1'])}"
+        + (
+            f"; the tokenizer's reconstruction of the real windows {_pct(r['classifier_reconstructed_top1'])}"
+            if "classifier_reconstructed_top1" in r
+            else ""
+        ),
         f"foot skating (contact-foot speed cm/s, sliding share): generated "
         f"{r['foot_skating']['generated'].get('contact_speed_cm_s', 0):.1f} / "
         f"{r['foot_skating']['generated'].get('skating_ratio', 0):.2f}, real "

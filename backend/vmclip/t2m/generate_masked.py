@@ -3,8 +3,9 @@
 Composition, constraints and clean-up are the MotionCLIP-style generator's (compose.py,
 constrain.py): they ask the generator for seeded `draw`s of a text and `decode` them to model-rate
 windows. Here a draw is the text embedding with one seed per candidate, and decoding samples the
-tokens with the masked transformer (iterative unmasking, classifier-free guidance) and turns them
-into motion with the tokenizer's decoder. The model works at 20 fps; output is resampled to 30 fps.
+tokens with the masked transformer (iterative unmasking, classifier-free guidance), with a residual
+VQ completes the upper layers with the residual transformer, and turns them into motion with the
+tokenizer's decoder. The model works at 20 fps; output is resampled to 30 fps.
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class MaskedGenerator(Generator):
         tokens = self.model.sample(
             z.emb, n_tok, gens, STEPS, GUIDANCE, TEMPERATURE, TOP_FRACTION, held, CHOICE_NOISE, guide
         )
+        if self.model.residual is not None:  # the upper residual-VQ layers, given the base layer
+            tokens = self.model.residual.complete(z.emb, tokens)  # (N, V, tokens)
         feats = self.model.tokenizer.decode_tokens(tokens)[:, :frames]
         return features_to_motion(feats)
 
@@ -156,5 +159,5 @@ class MaskedGenerator(Generator):
         x = motion_features(rot6d.to(self.device), trans.to(self.device))
         pad = (-x.shape[1]) % DOWN
         x = torch.cat([x, x[:, -1:].expand(-1, pad, -1)], 1)
-        rec = self.model.tokenizer.decode_tokens(self.model.tokenizer.tokens(x))[:, : rot6d.shape[1]]
+        rec = self.model.tokenizer.decode_tokens(self.model.tokenizer.all_tokens(x))[:, : rot6d.shape[1]]
         return features_to_motion(rec)

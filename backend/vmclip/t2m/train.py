@@ -13,13 +13,13 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vmclip.devices import choose_device
+from vmclip.devices import choose_device, native_bf16
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 from vmclip.t2m import losses as L
@@ -50,7 +50,7 @@ class TrainOptions:
     model: dict = field(default_factory=dict)  # ModelConfig overrides
     sources: list[str] | None = None  # train on these data sources only (licensing)
     quiet: bool = False
-    bf16: bool = True  # bfloat16 autocast for the transformer passes (CPU with AVX-512 BF16, or CUDA)
+    bf16: bool = True  # bfloat16 autocast for the transformer passes where native (`native_bf16`)
     lr_total_steps: int | None = None  # length of the LR schedule (default: steps)
     gen_fraction: float = 0.25  # share of each batch also decoded from its text embedding
     # Factors on groups of loss weights (losses.LAMBDAS): text alignment (cosine + contrastive),
@@ -436,6 +436,9 @@ def train(opts: TrainOptions) -> dict:
         torch.set_num_threads(opts.threads)
     device = str(choose_device(opts.device))
     say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, flush=True))
+    if opts.bf16 and not native_bf16(torch.device(device)):
+        say(f"bfloat16 is not native on {device}: training in float32")
+        opts = replace(opts, bf16=False)
 
     train_set, val_set = _datasets(opts)
     cfg, state = _config(opts)

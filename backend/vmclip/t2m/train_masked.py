@@ -1,7 +1,8 @@
 """Training the masked-token model: `vmclip train --model masked --data data/processed --out DIR`.
 
-Two phases in one command: the tokenizer (VQ-VAE, `tokenizer_steps`), then the masked transformer
-on the tokens of every training clip and its mirror (`transformer_steps`). Seeded: the same seed,
+Phases in one command: the tokenizer (VQ-VAE, `tokenizer_steps`), then the masked transformer on the
+base tokens of every training clip and its mirror (`transformer_steps`), and with a residual VQ the
+residual transformer on the upper layers' tokens (`residual_steps`). Seeded: the same seed,
 data and step counts give the same weights on the same machine. Data come from a pack
 (`pack.build_pack`, DIR/pack.npz, made from the processed data set when missing). Writes
 DIR/train_log.jsonl, DIR/hparams.json and DIR/model.pt (the shipped format, fp16).
@@ -12,14 +13,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vmclip.devices import choose_device
+from vmclip.devices import choose_device, native_bf16
 from vmclip.errors import InputError
 from vmclip.fileio import atomic_output
 from vmclip.t2m.latent_condition import CONDITIONS
@@ -38,6 +39,7 @@ class MaskedOptions:
     minutes: float | None = None  # safety cap over both phases (the step counts decide the weights)
     tokenizer_steps: int = 6000
     transformer_steps: int = 12000
+    residual_steps: int = 4000  # the residual transformer (with quantizers > 1)
     tok_batch: int = 32
     tok_frames: int = 48
     tok_lr: float = 5e-4
@@ -49,7 +51,9 @@ class MaskedOptions:
     velocity_weight: float = 1.0
     commit_weight: float = 0.02
     log_every: int = 100
-    bf16: bool = True  # bfloat16 autocast for the transformer (CPUs with AVX-512 BF16: 1.6x faster)
+    # bfloat16 autocast for the transformers where the device runs it natively (CPUs with AVX-512
+    # BF16: 1.6x faster; elsewhere it is emulated and slower, so float32 is used: `native_bf16`).
+    bf16: bool = True
     # Gaussian noise (per dimension) on the unit text embedding, renormalised: 0.04 moves a description
     # to cosine ~0.8 of itself, where MiniLM puts many paraphrases of it, so the model learns the
     # neighbourhood of each description rather than the point.
@@ -162,6 +166,8 @@ def train_tokenizer(
             row = {"phase": "tokenizer", "step": step + 1, "seconds": round(time.time() - t0, 1)}
             row.update({k: v / opts.log_every for k, v in running.items()})
             row["code_usage"] = model.tokenizer.quantizer.usage()
+            if model.tokenizer.residual:
+                row["top_code_usage"] = model.tokenizer.layers[-1].usage()
             _log(log, row, say)
             running = {}
         if deadline is not None and time.time() > deadline:
@@ -172,7 +178,8 @@ def train_tokenizer(
 
 @torch.no_grad()
 def clip_tokens(model: MaskedMotionModel, pack: Pack) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Token ids of every clip and of its mirror (clips padded to a multiple of 4 frames)."""
+    """Every layer's token ids (V, T') of every clip and of its mirror (clips padded to a multiple of
+    4 frames)."""
     model.tokenizer.eval()
     idx, sign = mirror_permutation()
     plain, mirrored = [], []
@@ -180,8 +187,8 @@ def clip_tokens(model: MaskedMotionModel, pack: Pack) -> tuple[list[torch.Tensor
         x = torch.from_numpy(pack.clip(i).astype(np.float32)).to(model.tokenizer.mean.device)
         pad = (-len(x)) % DOWN
         x = torch.cat([x, x[-1:].expand(pad, -1)])[None]
-        plain.append(model.tokenizer.tokens(x)[0])
-        mirrored.append(model.tokenizer.tokens(x[..., idx] * sign)[0])
+        plain.append(model.tokenizer.all_tokens(x)[0])
+        mirrored.append(model.tokenizer.all_tokens(x[..., idx] * sign)[0])
     return plain, mirrored
 
 
@@ -239,7 +246,7 @@ def _mask_batch(
     text = torch.zeros(opts.batch, pack.text_emb.shape[1])
     guide = None if guides is None else torch.zeros(opts.batch, n_max, cfg.code_dim + 1)
     for b, (i, f) in enumerate(zip(clips, flip, strict=True)):
-        seq = (tokens[1] if f else tokens[0])[int(i)]
+        seq = (tokens[1] if f else tokens[0])[int(i)][0]  # the base layer
         top = min(n_max, len(seq))
         length = top if rng.random() < 0.6 else int(rng.integers(min(2, top), top + 1))
         start = int(rng.integers(0, len(seq) - length + 1))
@@ -319,13 +326,86 @@ def train_transformer(
     return opts.transformer_steps
 
 
+def _residual_batch(
+    model: MaskedMotionModel, tokens: tuple, pack: Pack, sampler: ClipSampler, opts: MaskedOptions, latents
+) -> tuple:
+    """(condition (B, D), every layer's ids (B, V, N) padded, the layer to predict, keep (B,)): windows
+    drawn as for the masked transformer, one predicted layer per batch."""
+    cfg, rng = model.cfg, sampler.rng
+    clips, flip = sampler.draw(opts.batch)
+    n_max, pad_id = cfg.max_tokens, model.residual.pad_id
+    ids = torch.full((opts.batch, cfg.quantizers, n_max), pad_id, dtype=torch.long)
+    cond = torch.zeros(opts.batch, pack.text_emb.shape[1])
+    for b, (i, f) in enumerate(zip(clips, flip, strict=True)):
+        seq = (tokens[1] if f else tokens[0])[int(i)]  # (V, T')
+        length = min(n_max, seq.shape[1])
+        start = int(rng.integers(0, seq.shape[1] - length + 1))
+        ids[b, :, :length] = seq[:, start : start + length]
+        if latents is not None:
+            cond[b] = latents[1 if f else 0][int(i)][start].float()
+        else:
+            choices = (pack.mirror_ids if f else pack.text_ids)[int(i)]
+            cond[b] = torch.from_numpy(pack.text_emb[int(rng.choice(choices))].astype(np.float32))
+    layer = int(rng.integers(1, cfg.quantizers))
+    keep = torch.from_numpy(rng.random(opts.batch) >= opts.text_drop)
+    return cond, ids, layer, keep
+
+
+def train_residual(
+    model: MaskedMotionModel,
+    pack: Pack,
+    tokens: tuple,
+    opts: MaskedOptions,
+    log: Path,
+    say,
+    deadline,
+    latents,
+) -> int:
+    """Phase 3 (with quantizers > 1): the residual transformer predicts each upper layer's tokens from
+    the layers below and the condition."""
+    if model.residual is None or opts.residual_steps < 1:
+        return 0
+    sampler = ClipSampler(pack, model.cfg.max_frames, 2 * DOWN, np.random.default_rng(opts.seed + 2))
+    params = list(model.residual.parameters())
+    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    model.residual.train()
+    running: dict[str, float] = {}
+    t0 = time.time()
+    for step in range(opts.residual_steps):
+        for g in optim.param_groups:
+            g["lr"] = _lr(step, opts.residual_steps, opts.lr, opts.warmup)
+        cond, ids, layer, keep = _residual_batch(model, tokens, pack, sampler, opts, latents)
+        dev = model.residual.pos.device
+        cond, ids, keep = cond.to(dev), ids.to(dev), keep.to(dev)
+        target = ids[:, layer].masked_fill(ids[:, layer] == model.residual.pad_id, -100)  # (B, N)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
+            logits = model.residual(cond, ids, layer, keep).float()
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        hit = (logits.argmax(-1) == target).float().sum() / (target >= 0).sum().clamp(min=1)
+        running["ce"] = running.get("ce", 0.0) + float(loss.detach())
+        running["acc"] = running.get("acc", 0.0) + float(hit)
+        if (step + 1) % opts.log_every == 0:
+            row = {"phase": "residual", "step": step + 1, "seconds": round(time.time() - t0, 1)}
+            row.update({k: v / opts.log_every for k, v in running.items()})
+            _log(log, row, say)
+            running = {}
+        if deadline is not None and time.time() > deadline:
+            say(f"time cap reached in the residual phase at step {step + 1}")
+            return step + 1
+    return opts.residual_steps
+
+
 def export_masked(model: MaskedMotionModel, pack: Pack, path: Path, info: dict) -> Path:
     """The shipped format: fp16 weights (codebook and feature statistics in fp32), config, and the
     embeddings of the (augmented) training descriptions (a prompt that is one of them is generated
     whole, as with the MotionCLIP-style model)."""
-    keep32 = ("tokenizer.mean", "tokenizer.std", "tokenizer.quantizer.codebook")
+    keep32 = ("tokenizer.mean", "tokenizer.std")  # and every codebook (the residual layers' are small)
     state = {
-        k: (v.detach().float() if k in keep32 else v.detach().half())
+        k: (v.detach().float() if k in keep32 or k.endswith(".codebook") else v.detach().half())
         for k, v in model.state_dict().items()
         if "ema_" not in k
     }
@@ -377,7 +457,8 @@ def _start_from(model: MaskedMotionModel, state: dict) -> None:
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except RuntimeError:
         raise InputError("--init model has other layer sizes than the model asked for") from None
-    if unexpected or any("ema_" not in k and "text_add" not in k and "guide_proj" not in k for k in missing):
+    kept = ("ema_", "text_add", "guide_proj", "residual.")  # parts an older model may lack
+    if unexpected or any(not any(part in k for part in kept) for k in missing):
         raise InputError("--init model does not fit the model asked for")
 
 
@@ -407,7 +488,11 @@ def train_masked(opts: MaskedOptions) -> dict:
     model = MaskedMotionModel(cfg)
     if start:
         _start_from(model, start["state_dict"])
-    model.to(choose_device(opts.device))
+    device = choose_device(opts.device)
+    model.to(device)
+    if opts.bf16 and not native_bf16(device):
+        say(f"bfloat16 is not native on {device}: training in float32")
+        opts = replace(opts, bf16=False)
     hparams = {
         **asdict(opts),
         **{k: str(getattr(opts, k)) for k in ("data", "out", "init") if getattr(opts, k) is not None},
@@ -429,9 +514,11 @@ def train_masked(opts: MaskedOptions) -> dict:
         raise InputError("--guide needs --condition motionclip")
     t_tok = time.time() - t0
     tr_steps = train_transformer(model, pack, tokens, opts, log, say, deadline, latents, guides)
+    res_steps = train_residual(model, pack, tokens, opts, log, say, deadline, latents)
     info = {
         "tokenizer_steps": tok_steps,
         "transformer_steps": tr_steps,
+        "residual_steps": res_steps,
         "seed": opts.seed,
         "tokenizer_seconds": round(t_tok, 1),
         "seconds": round(time.time() - t0, 1),
