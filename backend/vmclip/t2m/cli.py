@@ -68,27 +68,8 @@ def _register_generate(subparsers: argparse._SubParsersAction) -> None:
     gen.set_defaults(func=_generate)
 
 
-def _register_train(subparsers: argparse._SubParsersAction) -> None:
-    tr = subparsers.add_parser(
-        "train",
-        help="train the text-to-motion model on a processed data set",
-        description="Train the MotionCLIP-style text-to-motion model on `vmclip data build` output. "
-        "Seeded and reproducible for a given step count; logs losses to stdout and "
-        "OUT/train_log.jsonl; saves OUT/last.pt (resumable), OUT/best.pt (best validation "
-        "MPJPE) and OUT/model.pt (fp16 weights + latent bank, the shipped format).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    tr.add_argument(
-        "--model",
-        choices=("motionclip", "masked"),
-        default="motionclip",
-        help="which model: the MotionCLIP-style autoencoder, or the masked-token model (tokenizer + "
-        "masked transformer; reads a training pack, made as OUT/pack.npz when --data is a folder)",
-    )
-    tr.add_argument(
-        "--data", type=Path, default=Path("data/processed"), help="processed data set folder (or a pack .npz)"
-    )
-    tr.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
+def _add_masked_options(tr: argparse.ArgumentParser) -> None:
+    """`vmclip train --model masked`'s own options (the masked-token model)."""
     tr.add_argument("--tokenizer-steps", type=int, default=4500, help="masked model: tokenizer steps")
     tr.add_argument("--transformer-steps", type=int, default=14000, help="masked model: transformer steps")
     tr.add_argument(
@@ -135,6 +116,30 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="masked model: start from this model file (its tokenizer and transformer; "
         "--tokenizer-steps 0 keeps the tokenizer as it is)",
     )
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    tr = subparsers.add_parser(
+        "train",
+        help="train the text-to-motion model on a processed data set",
+        description="Train the MotionCLIP-style text-to-motion model on `vmclip data build` output. "
+        "Seeded and reproducible for a given step count; logs losses to stdout and "
+        "OUT/train_log.jsonl; saves OUT/last.pt (resumable), OUT/best.pt (best validation "
+        "MPJPE) and OUT/model.pt (fp16 weights + latent bank, the shipped format).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    tr.add_argument(
+        "--model",
+        choices=("motionclip", "masked"),
+        default="motionclip",
+        help="which model: the MotionCLIP-style autoencoder, or the masked-token model (tokenizer + "
+        "masked transformer; reads a training pack, made as OUT/pack.npz when --data is a folder)",
+    )
+    tr.add_argument(
+        "--data", type=Path, default=Path("data/processed"), help="processed data set folder (or a pack .npz)"
+    )
+    tr.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
+    _add_masked_options(tr)
     tr.add_argument("--steps", type=int, default=4000, help="optimisation steps")
     tr.add_argument(
         "--minutes",
