@@ -407,7 +407,9 @@ def _other_side(
     img = _nearest(img, have)
     # The trunk's front row by row: its garment's colour is the row's median (a tie, buttons or a
     # print are a minority of the row); its centre strip, and whatever differs clearly from that
-    # colour, take it.
+    # colour, take it. The front of the thighs beside and below the trunk's front votes too: the
+    # trunk's front ends a few centimetres below a hem across the hips, and without the thighs' rows
+    # the shirt above outvoted the trousers there (the strip's shirt hung below the hem).
     raw = np.zeros((h, w, 3), np.uint8)
     raw[on] = np.clip(colour[front[on]], 0, 255).astype(np.uint8)
     cx = np.median(pos[strip, 0]) if strip.any() else 0.0
@@ -415,8 +417,10 @@ def _other_side(
     outer = (np.abs(xs - cx) >= FRONT_STRIP_M)[None, :]
     trunk = np.zeros((h, w), bool)
     trunk[on] = region[front[on]] == 0
-    seen_trunk = trunk & seen_cell(on, front, conf)
-    rows = _row_colours(raw, seen_trunk & outer, seen_trunk & _flanks(trunk))
+    legs = np.zeros((h, w), bool)
+    legs[on] = (region[front[on]] == 4) | (region[front[on]] == 5)
+    seen_body = (trunk | legs) & seen_cell(on, front, conf)
+    rows = _row_colours(raw, seen_body & outer, seen_body & _flanks(trunk | legs))
     row_of = np.nonzero(centre)[0]
     garment = rows[row_of]
     garment = np.where(np.isnan(garment), base[front[centre]], garment)
@@ -425,10 +429,13 @@ def _other_side(
     odd |= ~have[centre]
     img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
     smooth, grain = _smooth_and_grain(img)
-    # The trunk's back takes the trunk's front only: where the front shows the neck (an open
-    # neckline's skin above the trunk's front) the nearest front trunk cells stand in, so that the
-    # back is the garment up to the top of the trunk behind the neck.
-    own = trunk & have
+    # The trunk's back takes the trunk's front or the legs' below it, never the neck: where the front
+    # shows the neck (an open neckline's skin above the trunk's front) the nearest front trunk cells
+    # stand in, so that the back is the garment up to the top of the trunk behind the neck. (Not the
+    # trunk alone: where the front of the thighs stands in front of the trunk's back, below the
+    # front's trunk, the trunk's nearest cell, above the hem, put the shirt below it, and the back's
+    # hem followed the body model's saw-toothed trunk/leg boundary.)
+    own = (trunk | legs) & have
     if own.any():
         t_smooth, t_grain = _smooth_and_grain(_nearest(img, own))
         body = ((region == 0) | _behind_the_neck(pos, region))[:, None]
