@@ -429,15 +429,16 @@ def _other_side(
     odd |= ~have[centre]
     img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
     smooth, grain = _smooth_and_grain(img)
-    # The trunk's back takes the trunk's front or the legs' below it, never the neck: where the front
-    # shows the neck (an open neckline's skin above the trunk's front) the nearest front trunk cells
-    # stand in, so that the back is the garment up to the top of the trunk behind the neck. (Not the
-    # trunk alone: where the front of the thighs stands in front of the trunk's back, below the
-    # front's trunk, the trunk's nearest cell, above the hem, put the shirt below it, and the back's
-    # hem followed the body model's saw-toothed trunk/leg boundary.)
-    own = (trunk | legs) & have
+    # The trunk's back takes the trunk's front only, never the neck: where the front shows the neck
+    # (an open neckline's skin above the trunk's front) the nearest front trunk cells stand in, so
+    # that the back is the garment up to the top of the trunk behind the neck. Where the front shows
+    # the thighs (below the front's trunk, before the trunk's back ends) the back takes them as the
+    # legs' back does: with the trunk's nearest cell there, above the hem, the shirt hung below the
+    # hem on the back, and the hem followed the body model's saw-toothed trunk/leg boundary. (The
+    # trunk's unseen front keeps its trunk: a thigh's lighter shade there is another garment's.)
+    own = trunk & have
     if own.any():
-        t_smooth, t_grain = _smooth_and_grain(_nearest(img, own))
+        t_smooth, t_grain = _smooth_and_grain(np.where(legs[..., None], img, _nearest(img, own)))
         body = ((region == 0) | _behind_the_neck(pos, region))[:, None]
         smooth = np.where(body, t_smooth[row, col], smooth[row, col])
         grain = np.where(body, t_grain[row, col], grain[row, col])
