@@ -31,11 +31,19 @@ COLLAR_M = 0.06
 COLLAR_OPEN_DEG = 40.0
 
 
-def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False, collar: bool = False):
+def _front_photo(
+    body,
+    shape,
+    hair_from: float = 0.45,
+    v_neck: bool = False,
+    collar: bool = False,
+    hem: float | None = None,
+):
     """The body in its rest pose, seen from the front, painted by rest position; hair above
     `hair_from` of the way from the head's centre to its top. With `v_neck`, a plain shirt (no tie,
     no print) whose front opens in a deep V of skin below the throat; with `collar`, the shirt's
-    collar stands up the neck's sides (the neck's front stays skin)."""
+    collar stands up the neck's sides (the neck's front stays skin). The shirt ends in a level hem at
+    rest height `hem` (metres; default: 45% of the body's height up, below the crotch)."""
     from vmclip.render.raster import get_rasterizer
 
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
@@ -53,7 +61,8 @@ def _front_photo(body, shape, hair_from: float = 0.45, v_neck: bool = False, col
     region = JOINT_REGION[part]
     head = rest[part_index(body) == JOINT_NAMES.index("head")]
     hc, top = head.mean(0), head[:, 1].max()
-    colour = np.where((p[:, 1] > rest[:, 1].min() + 0.45 * np.ptp(rest[:, 1]))[:, None], SHIRT, TROUSERS)
+    hem_y = rest[:, 1].min() + 0.45 * np.ptp(rest[:, 1]) if hem is None else hem
+    colour = np.where((p[:, 1] > hem_y)[:, None], SHIRT, TROUSERS)
     if v_neck:
         trunk = rest[JOINT_REGION[part_index(body)] == 0]
         zc = np.median(trunk[:, 2])
@@ -408,3 +417,49 @@ def test_a_collar_goes_round_the_back_of_the_neck(atlas_case):
     front = neck & (c.pos[:, 2] > axis[2]) & (np.abs(c.pos[:, 0] - axis[0]) < 0.015) & (height > 0.04)
     front &= height < COLLAR_M
     assert _near(texels[front], SKIN, 40).mean() > 0.8
+
+
+# A jacket's level hem across the hips (rest height, metres): between the trunk's lowest point on the
+# front at the hips' sides (about 0.0) and on the back (-0.04 to -0.13): the trunk/leg boundary of the
+# body model's parts, jagged vertex by vertex, crosses it on the back.
+HIP_HEM = -0.05
+
+
+def hem_heights(c, texels: np.ndarray, hem: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per 1-cm column across the back of the hips (rest pose; those reaching 3 cm either side of
+    the hem), the height (metres) of the lowest
+    shirt texel and of the highest trousers texel within 12 cm of the hem: a level hem has both at
+    the hem in every column, a saw-toothed one spreads them by its teeth's height."""
+    trunk = JOINT_REGION[c.part] == 0
+    zc = np.median(c.pos[trunk, 2])
+    legs = (JOINT_REGION[c.part] == 4) | (JOINT_REGION[c.part] == 5)
+    near = (trunk | legs) & (c.pos[:, 2] < zc - 0.03) & (np.abs(c.pos[:, 1] - hem) < 0.12)
+    shirt = near & _near(texels, SHIRT, 40)
+    trousers = near & _near(texels, TROUSERS, 40)
+    cols = np.floor(c.pos[:, 0] / 0.01).astype(int)
+    # (a column all shirt has its lowest shirt texel 12 cm below the hem; all trousers, the reverse)
+    y = c.pos[:, 1]
+    above, below = near & (y > hem + 0.03), near & (y < hem - 0.03)
+    ks = [k for k in range(-30, 30) if min((above & (cols == k)).sum(), (below & (cols == k)).sum()) >= 10]
+    low = np.array([c.pos[shirt & (cols == k), 1].min(initial=hem + 0.12) for k in ks])
+    high = np.array([c.pos[trousers & (cols == k), 1].max(initial=hem - 0.12) for k in ks])
+    return low, high
+
+
+def test_the_back_of_a_level_hem_is_level(atlas_case):
+    """A shirt over trousers whose front ends in a level hem across the hips: on the back the hem is
+    level too, not the saw-toothed boundary between the body model's trunk and leg parts (before,
+    the trunk's back took the trunk's front only, and below the front's trunk, on the front of the
+    thighs, its nearest trunk cell: the shirt hung 9 cm below the hem in teeth)."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = _front_photo(body, shape, hem=HIP_HEM)
+    atlas = build_texture(body, shape, [view], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    low, high = hem_heights(c, texels, HIP_HEM)
+    print("lowest shirt (m):", np.round(low, 3), "highest trousers (m):", np.round(high, 3))
+    # (a texel at 512 px is about 4 mm on the back of the hips)
+    assert np.abs(low - HIP_HEM).max() < 0.012, low
+    assert np.abs(high - HIP_HEM).max() < 0.012, high
+    assert np.ptp(low) < 0.02 and np.ptp(high) < 0.02, (np.ptp(low), np.ptp(high))

@@ -407,7 +407,9 @@ def _other_side(
     img = _nearest(img, have)
     # The trunk's front row by row: its garment's colour is the row's median (a tie, buttons or a
     # print are a minority of the row); its centre strip, and whatever differs clearly from that
-    # colour, take it.
+    # colour, take it. The front of the thighs beside and below the trunk's front votes too: the
+    # trunk's front ends a few centimetres below a hem across the hips, and without the thighs' rows
+    # the shirt above outvoted the trousers there (the strip's shirt hung below the hem).
     raw = np.zeros((h, w, 3), np.uint8)
     raw[on] = np.clip(colour[front[on]], 0, 255).astype(np.uint8)
     cx = np.median(pos[strip, 0]) if strip.any() else 0.0
@@ -415,8 +417,10 @@ def _other_side(
     outer = (np.abs(xs - cx) >= FRONT_STRIP_M)[None, :]
     trunk = np.zeros((h, w), bool)
     trunk[on] = region[front[on]] == 0
-    seen_trunk = trunk & seen_cell(on, front, conf)
-    rows = _row_colours(raw, seen_trunk & outer, seen_trunk & _flanks(trunk))
+    legs = np.zeros((h, w), bool)
+    legs[on] = (region[front[on]] == 4) | (region[front[on]] == 5)
+    seen_body = (trunk | legs) & seen_cell(on, front, conf)
+    rows = _row_colours(raw, seen_body & outer, seen_body & _flanks(trunk | legs))
     row_of = np.nonzero(centre)[0]
     garment = rows[row_of]
     garment = np.where(np.isnan(garment), base[front[centre]], garment)
@@ -425,12 +429,16 @@ def _other_side(
     odd |= ~have[centre]
     img[centre] = np.where(odd[:, None], np.clip(garment, 0, 255), img[centre]).astype(np.uint8)
     smooth, grain = _smooth_and_grain(img)
-    # The trunk's back takes the trunk's front only: where the front shows the neck (an open
-    # neckline's skin above the trunk's front) the nearest front trunk cells stand in, so that the
-    # back is the garment up to the top of the trunk behind the neck.
+    # The trunk's back takes the trunk's front only, never the neck: where the front shows the neck
+    # (an open neckline's skin above the trunk's front) the nearest front trunk cells stand in, so
+    # that the back is the garment up to the top of the trunk behind the neck. Where the front shows
+    # the thighs (below the front's trunk, before the trunk's back ends) the back takes them as the
+    # legs' back does: with the trunk's nearest cell there, above the hem, the shirt hung below the
+    # hem on the back, and the hem followed the body model's saw-toothed trunk/leg boundary. (The
+    # trunk's unseen front keeps its trunk: a thigh's lighter shade there is another garment's.)
     own = trunk & have
     if own.any():
-        t_smooth, t_grain = _smooth_and_grain(_nearest(img, own))
+        t_smooth, t_grain = _smooth_and_grain(np.where(legs[..., None], img, _nearest(img, own)))
         body = ((region == 0) | _behind_the_neck(pos, region))[:, None]
         smooth = np.where(body, t_smooth[row, col], smooth[row, col])
         grain = np.where(body, t_grain[row, col], grain[row, col])
