@@ -279,6 +279,40 @@ def _mask_batch(
     return text, inp, target, keep_text, guide
 
 
+def _token_loop(
+    phase: str, net: torch.nn.Module, steps: int, opts: MaskedOptions, log: Path, say, deadline, predict
+) -> int:
+    """The optimisation shared by the token-predicting phases: `predict()` gives one batch's logits
+    (B, N, K) and targets (B, N) (-100 where not scored); label-smoothed cross-entropy, AdamW with
+    warm-up and cosine decay, logged every `log_every` steps. Returns the steps done."""
+    params = list(net.parameters())
+    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    net.train()
+    running: dict[str, float] = {}
+    t0 = time.time()
+    for step in range(steps):
+        for g in optim.param_groups:
+            g["lr"] = _lr(step, steps, opts.lr, opts.warmup)
+        logits, target = predict()
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        hit = (logits.argmax(-1) == target).float().sum() / (target >= 0).sum().clamp(min=1)
+        running["ce"] = running.get("ce", 0.0) + float(loss.detach())
+        running["acc"] = running.get("acc", 0.0) + float(hit)
+        if (step + 1) % opts.log_every == 0:
+            row = {"phase": phase, "step": step + 1, "seconds": round(time.time() - t0, 1)}
+            row.update({k: v / opts.log_every for k, v in running.items()})
+            _log(log, row, say)
+            running = {}
+        if deadline is not None and time.time() > deadline:
+            say(f"time cap reached in the {phase} phase at step {step + 1}")
+            return step + 1
+    return steps
+
+
 def train_transformer(
     model: MaskedMotionModel,
     pack: Pack,
@@ -293,37 +327,18 @@ def train_transformer(
     """Phase 2: masked token prediction given the condition (dropped a tenth of the time, for
     guidance): the text, or with `latents` the window's motion latent (and `guides` its guide)."""
     sampler = ClipSampler(pack, model.cfg.max_frames, 2 * DOWN, np.random.default_rng(opts.seed + 1))
-    params = list(model.transformer.parameters())
-    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    model.transformer.train()
-    running: dict[str, float] = {}
-    t0 = time.time()
-    for step in range(opts.transformer_steps):
-        for g in optim.param_groups:
-            g["lr"] = _lr(step, opts.transformer_steps, opts.lr, opts.warmup)
+    dev = model.transformer.pos.device
+
+    def predict() -> tuple[torch.Tensor, torch.Tensor]:
         text, inp, target, keep, guide = _mask_batch(model, tokens, pack, sampler, opts, latents, guides)
-        dev = model.transformer.pos.device
         text, inp, target, keep = (v.to(dev) for v in (text, inp, target, keep))
         guide = None if guide is None else guide.to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
-            logits = model.transformer(text, inp, keep, guide).float()
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        hit = (logits.argmax(-1) == target).float().sum() / (target >= 0).sum().clamp(min=1)
-        running["ce"] = running.get("ce", 0.0) + float(loss.detach())
-        running["acc"] = running.get("acc", 0.0) + float(hit)
-        if (step + 1) % opts.log_every == 0:
-            row = {"phase": "transformer", "step": step + 1, "seconds": round(time.time() - t0, 1)}
-            row.update({k: v / opts.log_every for k, v in running.items()})
-            _log(log, row, say)
-            running = {}
-        if deadline is not None and time.time() > deadline:
-            say(f"time cap reached in the transformer phase at step {step + 1}")
-            return step + 1
-    return opts.transformer_steps
+            return model.transformer(text, inp, keep, guide).float(), target
+
+    return _token_loop(
+        "transformer", model.transformer, opts.transformer_steps, opts, log, say, deadline, predict
+    )
 
 
 def _residual_batch(
@@ -366,37 +381,16 @@ def train_residual(
     if model.residual is None or opts.residual_steps < 1:
         return 0
     sampler = ClipSampler(pack, model.cfg.max_frames, 2 * DOWN, np.random.default_rng(opts.seed + 2))
-    params = list(model.residual.parameters())
-    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    model.residual.train()
-    running: dict[str, float] = {}
-    t0 = time.time()
-    for step in range(opts.residual_steps):
-        for g in optim.param_groups:
-            g["lr"] = _lr(step, opts.residual_steps, opts.lr, opts.warmup)
+    dev, pad_id = model.residual.pos.device, model.residual.pad_id
+
+    def predict() -> tuple[torch.Tensor, torch.Tensor]:
         cond, ids, layer, keep = _residual_batch(model, tokens, pack, sampler, opts, latents)
-        dev = model.residual.pos.device
         cond, ids, keep = cond.to(dev), ids.to(dev), keep.to(dev)
-        target = ids[:, layer].masked_fill(ids[:, layer] == model.residual.pad_id, -100)  # (B, N)
+        target = ids[:, layer].masked_fill(ids[:, layer] == pad_id, -100)  # (B, N)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=opts.bf16):
-            logits = model.residual(cond, ids, layer, keep).float()
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), label_smoothing=0.1)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        hit = (logits.argmax(-1) == target).float().sum() / (target >= 0).sum().clamp(min=1)
-        running["ce"] = running.get("ce", 0.0) + float(loss.detach())
-        running["acc"] = running.get("acc", 0.0) + float(hit)
-        if (step + 1) % opts.log_every == 0:
-            row = {"phase": "residual", "step": step + 1, "seconds": round(time.time() - t0, 1)}
-            row.update({k: v / opts.log_every for k, v in running.items()})
-            _log(log, row, say)
-            running = {}
-        if deadline is not None and time.time() > deadline:
-            say(f"time cap reached in the residual phase at step {step + 1}")
-            return step + 1
-    return opts.residual_steps
+            return model.residual(cond, ids, layer, keep).float(), target
+
+    return _token_loop("residual", model.residual, opts.residual_steps, opts, log, say, deadline, predict)
 
 
 def export_masked(model: MaskedMotionModel, pack: Pack, path: Path, info: dict) -> Path:
