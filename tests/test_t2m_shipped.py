@@ -98,13 +98,3 @@ def test_sequence_seam_is_smooth(gen, prompt):
         assert len(seams) >= 1
         r = seam_smoothness(m, seams)
         assert r["mean_ratio"] <= 1.1 and r["spike_ratio"] < 1.6  # as in test_t2m_compose.py, (seed, r)
-
-
-def test_generation_is_fast_enough_for_interactive_use(gen):
-    import time
-
-    gen.generate("a person waves", seconds=4.0, seed=0)
-    t = time.perf_counter()
-    for s in range(5):
-        gen.generate("a person waves", seconds=4.0, seed=s)
-    assert (time.perf_counter() - t) / 5 < 1.0  # generous: the benchmark tracks the 50 ms target
