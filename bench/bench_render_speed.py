@@ -4,9 +4,11 @@
    median time per output frame of the transformation flow + compositing (rasterise, flow, remap,
    in-paint, shadow, blend), and of the whole `animate` call (with H.264 encoding).
 2. End to end (when the person analysis and text-to-motion stages are installed): with the models
-   loaded once beforehand, the time from the photo and a prompt to the finished 4-s MP4.
+   loaded once beforehand (as in `vmclip serve`), the time from the photo and a prompt to the
+   finished 4-s MP4, on the example person and on any `--photo`; with `--fresh-process`, also
+   `vmclip animate` as typed, in a new process that imports and loads everything.
 
-    .venv/bin/python bench/bench_render_speed.py [--repeat 3]
+    .venv/bin/python bench/bench_render_speed.py [--repeat 3] [--photo me.jpg ...] [--fresh-process]
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,17 +104,19 @@ def bench_warp(person, repeat: int) -> None:
     )
 
 
+PROMPT = "a person waves with the right hand and then takes a step forward"
+
+
 def bench_end_to_end(photo: Path, repeat: int) -> None:
     from vmclip.errors import VmclipError
     from vmclip.pipeline import Pipeline
 
-    prompt = "a person waves with the right hand and then takes a step forward"
     try:
         Pipeline().generator()
     except (ImportError, AttributeError, VmclipError) as exc:
         print(f"end to end: skipped, a stage is not ready ({exc})")
         return
-    Pipeline().run(prompt=prompt, images=[photo], seconds=4.0)  # loads MediaPipe and the body model
+    Pipeline().run(prompt=PROMPT, images=[photo], seconds=4.0)  # loads MediaPipe and the body model
     totals, parts = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):
@@ -118,7 +124,7 @@ def bench_end_to_end(photo: Path, repeat: int) -> None:
             t0 = time.perf_counter()
             person = pipeline.analyze([photo])
             t1 = time.perf_counter()
-            motion = pipeline.motion(prompt, seconds=4.0, seed=i)
+            motion = pipeline.motion(PROMPT, seconds=4.0, seed=i)
             t2 = time.perf_counter()
             pipeline.video(person, motion, Path(tmp) / "out.mp4")
             t3 = time.perf_counter()
@@ -126,9 +132,25 @@ def bench_end_to_end(photo: Path, repeat: int) -> None:
             parts.append((t1 - t0, t2 - t1, t3 - t2))
     p = np.median(np.array(parts), axis=0)
     print(
-        f"photo + prompt -> 4-s MP4 (models loaded): median {np.median(totals):.2f} s "
+        f"{photo.name}: photo + prompt -> 4-s MP4 (models loaded): median {np.median(totals):.2f} s "
         f"(analysis {p[0]:.2f} s, motion {p[1]:.2f} s, render + encode {p[2]:.2f} s)"
     )
+
+
+def bench_fresh_process(photo: Path, repeat: int) -> None:
+    """`vmclip animate` as a user types it: a new process that imports and loads everything."""
+    vmclip = Path(sys.executable).with_name("vmclip")
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run(
+                [str(vmclip), "animate", str(photo), "--prompt", PROMPT, "-o", str(Path(tmp) / "out.mp4")],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            totals.append(time.perf_counter() - t0)
+    print(f"{photo.name}: `vmclip animate` in a fresh process: median {np.median(totals):.2f} s")
 
 
 def main() -> int:
@@ -136,13 +158,27 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--photo",
+        type=Path,
+        action="append",
+        default=[],
+        help="also run end to end on this photo (repeatable); the example person is always run",
+    )
+    parser.add_argument(
+        "--fresh-process", action="store_true", help="also time `vmclip animate` in a new process per run"
+    )
     args = parser.parse_args()
+    from vmclip.render.pipeline import render_threads
     from vmclip.render.raster import get_rasterizer
 
-    print(f"OpenGL renderer: {get_rasterizer().renderer}")
+    print(f"OpenGL renderer: {get_rasterizer().renderer}; frame threads: {render_threads()}")
     person, photo = example_person()
     bench_warp(person, args.repeat)
-    bench_end_to_end(photo, args.repeat)
+    for p in [photo, *args.photo]:
+        bench_end_to_end(p, args.repeat)
+        if args.fresh_process:
+            bench_fresh_process(p, args.repeat)
     return 0
 
 

@@ -383,6 +383,35 @@ def test_partial_exit_warns_and_cancel_stops_cleanly(body, tmp_path):
     assert not (tmp_path / "c.mp4").exists()
 
 
+def test_frames_rendered_on_several_threads_equal_one_thread_in_order(body, monkeypatch):
+    person = make_person(body)
+    motion = wave_motion(14, travel=1.0)  # every frame differs, and the follow camera moves
+    monkeypatch.setenv("VMCLIP_RENDER_THREADS", "1")
+    one = list(render_frames(person, motion, size=128, body=body))
+    monkeypatch.setenv("VMCLIP_RENDER_THREADS", "3")
+    fractions = []
+    several = list(
+        render_frames(person, motion, size=128, body=body, progress=lambda f, m: fractions.append(f))
+    )
+    assert len(several) == len(one) == 14
+    assert all(np.array_equal(a, b) for a, b in zip(one, several, strict=True))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 14
+    assert any(not np.array_equal(one[0], f) for f in one[1:])
+    # cancelled from the progress callback part-way: stops, and no frame thread is left behind
+    cancel = threading.Event()
+    got = []
+    with pytest.raises(RenderCancelled):
+        for frame in render_frames(
+            person, motion, size=128, body=body, cancel=cancel, progress=lambda f, m: cancel.set()
+        ):
+            got.append(frame)
+    assert 1 <= len(got) < 14
+    assert not [t for t in threading.enumerate() if t.name.startswith("vmclip-frame")]
+    monkeypatch.setenv("VMCLIP_RENDER_THREADS", "two")
+    with pytest.raises(InputError, match="VMCLIP_RENDER_THREADS"):
+        next(render_frames(person, motion, size=128, body=body))
+
+
 def test_project_matches_camera_convention():
     cam = camera(100, 80)
     uv, z = project(np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.0]]), cam.K, cam.R, cam.t)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,15 @@ def _float(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _plate(image: np.ndarray, det: Any, background: bool, seed: int) -> np.ndarray:
+    """The photo's background plate (the person in-painted out), or the photo itself without one."""
+    if not background:
+        return image.copy()
+    from vmclip.person.background import background_plate
+
+    return background_plate(image, det.mask, det.box, seed=seed)
+
+
 def analyze(
     images: Sequence[str | os.PathLike | np.ndarray | bytes],
     *,
@@ -229,48 +239,52 @@ def analyze(
     report = progress or (lambda fraction, message: None)
     n = len(images)
     loaded, names, sources, detections, warnings = [], [], [], [], []
-    for i, src in enumerate(images):
-        from_file = isinstance(src, (str, os.PathLike))
-        name = str(src) if from_file else f"image {i + 1}"
-        report(0.4 * i / n, f"finding the person in {name}")
-        image = load_image(src, name=name)
-        det = detect(image, name)
-        loaded.append(image)
-        names.append(name)
-        sources.append(str(Path(src).resolve()) if from_file else None)
-        detections.append(det)
-        warnings.extend(det.warnings)
-    report(0.4, "fitting the body")
-    body = load_body_model(body_kind, device=device)
-    results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
-    views = []
-    for i, (image, det, res) in enumerate(zip(loaded, detections, results, strict=True)):
-        if background:
-            from vmclip.person.background import background_plate
-
-            report(0.7 + 0.3 * i / n, f"in-painting the background of {names[i]}")
-            plate = background_plate(image, det.mask, det.box, seed=seed)
-        else:
-            plate = image.copy()
-        views.append(
-            ViewFit(
-                image=image,
-                mask=det.mask,
-                box=det.box,
-                keypoints=det.keypoints,
-                joints2d=det.joints2d,
-                camera=Camera(K=res.K, R=res.R, t=res.t),
-                pose=res.pose,
-                trans=res.trans,
-                background=plate,
-                fit_error_px=res.fit_error_px,
-                iou=res.iou,
-                iou_body=res.iou_body,
-                fit_error_pct=res.fit_error_pct,
-                world_landmarks=det.world,
-                source=sources[i],
-            )
-        )
+    # A plate needs only its photo and mask, so the plates are in-painted on a second thread while
+    # the body is fitted (PatchMatch and OpenCV release the GIL; the fit keeps about one core busy).
+    with ThreadPoolExecutor(1, thread_name_prefix="vmclip-plate") as painter:
+        plates: list[Future[np.ndarray]] = []
+        try:
+            for i, src in enumerate(images):
+                from_file = isinstance(src, (str, os.PathLike))
+                name = str(src) if from_file else f"image {i + 1}"
+                report(0.4 * i / n, f"finding the person in {name}")
+                image = load_image(src, name=name)
+                det = detect(image, name)
+                loaded.append(image)
+                names.append(name)
+                sources.append(str(Path(src).resolve()) if from_file else None)
+                detections.append(det)
+                warnings.extend(det.warnings)
+                plates.append(painter.submit(_plate, image, det, background, seed))
+            report(0.4, "fitting the body" + (" and in-painting the background" if background else ""))
+            body = load_body_model(body_kind, device=device)
+            results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
+            report(0.9, "in-painting the background")
+            views = [
+                ViewFit(
+                    image=image,
+                    mask=det.mask,
+                    box=det.box,
+                    keypoints=det.keypoints,
+                    joints2d=det.joints2d,
+                    camera=Camera(K=res.K, R=res.R, t=res.t),
+                    pose=res.pose,
+                    trans=res.trans,
+                    background=plate.result(),
+                    fit_error_px=res.fit_error_px,
+                    iou=res.iou,
+                    iou_body=res.iou_body,
+                    fit_error_pct=res.fit_error_pct,
+                    world_landmarks=det.world,
+                    source=sources[i],
+                )
+                for i, (image, det, res, plate) in enumerate(
+                    zip(loaded, detections, results, plates, strict=True)
+                )
+            ]
+        finally:  # a bad photo or a cancel: the plates not started yet are not needed
+            for plate in plates:
+                plate.cancel()
     person = PersonAnalysis(shape=results[0].shape, body_kind=body_kind, views=views, warnings=warnings)
     if texture:
         report(0.97, "painting the avatar's texture")

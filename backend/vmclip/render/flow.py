@@ -23,6 +23,7 @@ the frame.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -551,13 +552,16 @@ class FlowWarper:
         part[sel] = -2 - got_p[sel]
 
     def warp(self, vertices: np.ndarray, camera: Camera | None = None) -> Warped | None:
-        """Warp the sources onto the posed body, seen by `camera` (default: the one it was made with,
-        kept for the following frames); None when the body is entirely out of view."""
-        if camera is not None:
-            self.camera = camera
-        roi = self.window(vertices)
+        """Warp the sources onto the posed body, seen by `camera` (default: the one it was made with);
+        None when the body is entirely out of view. The warper itself is not changed, so several
+        threads can warp different frames at once."""
+        warper = self
+        if camera is not None and camera is not self.camera:
+            warper = copy.copy(self)  # shallow: the arrays and caches stay shared
+            warper.camera = camera
+        roi = warper.window(vertices)
         if roi is None:
             return None
-        fl = self.flow(vertices, roi)
+        fl = warper.flow(vertices, roi)
         rgb, alpha = warp_flow(fl, self.sources, self.part_region, self.px, self.width, self.height)
         return Warped(rgb=rgb, alpha=alpha, x0=roi[0], y0=roi[1], flow=fl)

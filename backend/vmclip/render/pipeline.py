@@ -9,9 +9,12 @@ the person (`vmclip.render.camera`). `animate` writes the MP4
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -36,6 +39,21 @@ if TYPE_CHECKING:
     from vmclip.person.body import BodyModel
 
 ProgressFn = Callable[[float, str], None]
+
+MAX_RENDER_THREADS = 4  # frames warped at once; beyond a few, the GL thread and the encoder limit
+FRAMES_AHEAD = 2  # frames in flight per thread: keeps every thread busy with a few frames in memory
+
+
+def render_threads() -> int:
+    """Threads that warp frames: one per core, at most MAX_RENDER_THREADS ($VMCLIP_RENDER_THREADS
+    overrides, e.g. 1 beside other work)."""
+    forced = os.environ.get("VMCLIP_RENDER_THREADS", "").strip()
+    if forced:
+        try:
+            return max(1, int(forced))
+        except ValueError:
+            raise InputError(f"$VMCLIP_RENDER_THREADS={forced!r}: expected a whole number") from None
+    return max(1, min(MAX_RENDER_THREADS, os.cpu_count() or 1))
 
 
 class RenderWarning(UserWarning):
@@ -435,18 +453,37 @@ def render_frames(
         from vmclip.render.lwg import load_refiner
 
         refiner = load_refiner(lwg_checkpoint, device=getattr(scene.body, "device", None))  # the body's
-    n = len(placed.vertices)
-    for i, verts in enumerate(placed.vertices):
-        if cancel is not None and cancel.is_set():
-            raise RenderCancelled("rendering cancelled")
+
+    def frame(i: int) -> np.ndarray:
+        verts = placed.vertices[i]
         view = replace(scene, camera=path.cameras[i], background=path.background(i, scene.background))
         warped = warper.warp(verts, camera=view.camera)
         if refiner is not None and warped is not None:
             warped = refiner.refine(view, warped, verts)
         shade = contact_shadow(view, verts, placed.ground_y) if shadow else None
-        yield composite(view, warped, shade)
-        if progress is not None:
-            progress((i + 1) / n, f"frame {i + 1}/{n}")
+        return composite(view, warped, shade)
+
+    n = len(placed.vertices)
+    threads = render_threads()
+    pending: deque[Future[np.ndarray]] = deque()
+    # Frames are independent, so they are rendered on several threads (NumPy and OpenCV release the
+    # GIL; the rasteriser runs its GL calls in its own thread) and yielded in order.
+    with ThreadPoolExecutor(threads, thread_name_prefix="vmclip-frame") as pool:
+        try:
+            done = 0
+            for i in range(n + FRAMES_AHEAD * threads):
+                if cancel is not None and cancel.is_set():
+                    raise RenderCancelled("rendering cancelled")
+                if i < n:
+                    pending.append(pool.submit(frame, i))
+                if len(pending) >= FRAMES_AHEAD * threads or (i >= n and pending):
+                    yield pending.popleft().result()
+                    done += 1
+                    if progress is not None:
+                        progress(done / n, f"frame {done}/{n}")
+        finally:  # cancelled, failed or abandoned by the caller: drop the frames not started
+            for future in pending:
+                future.cancel()
 
 
 def write_gif(path: str | Path, frames: list[np.ndarray], fps: float = 30.0, max_side: int = 384) -> Path:
