@@ -600,8 +600,8 @@ def _silhouette_terms(puv: torch.Tensor, t: _Targets) -> tuple[torch.Tensor, tor
             # The nearest surface point of each mask point found without gradients, then its squared
             # distance with them: the same loss and gradient as cdist's minimum, without the backward
             # pass through the whole (mask points x surface points) distance matrix.
-            with torch.no_grad():
-                nearest = torch.cdist(t.cover[i], puv[i]).argmin(1)
+            with torch.no_grad():  # (|p|^2 - 2 c.p: the squared distance less the row's constant |c|^2)
+                nearest = ((puv[i] ** 2).sum(1)[None] - 2.0 * t.cover[i] @ puv[i].T).argmin(1)
             dist2 = ((t.cover[i] - puv[i][nearest]) ** 2).sum(1) / t.heights[i] ** 2
             l_cov = l_cov + dist2.mean()
     return l_out, l_cov
