@@ -299,8 +299,7 @@ def _mirror(
     """Texels no photo saw squarely take their mirror-image texel (the opposite limb) where a photo
     saw that more squarely (only the `allowed` texels)."""
     mirror = mirror_vertices(rest)
-    index = {frozenset(f.tolist()): i for i, f in enumerate(faces)}
-    mface = np.array([index.get(frozenset(mirror[f].tolist()), -1) for f in faces], dtype=np.int64)
+    mface = _face_index(faces, mirror[faces])
     # Position of each corner's mirror vertex in the mirror face (the barycentrics follow it).
     perm = np.zeros(faces.shape, dtype=np.int64)
     ok = mface >= 0
@@ -324,6 +323,21 @@ def _mirror(
     colour = proj.colour + gain[:, None] * (mcol - proj.colour)
     conf = np.maximum(proj.conf, np.where(gain > 0, mconf * gain, 0.0))
     return colour.astype(np.float32), conf.astype(np.float32)
+
+
+def _face_index(faces: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each triangle of `query` (M, 3 vertex ids, any order), the index of the face of `faces`
+    with the same three vertices (the last one, if several), -1 where none."""
+    n = int(max(faces.max(), query.max())) + 1
+    s = np.sort(faces, axis=1)
+    key = (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
+    q = np.sort(query, axis=1)
+    qkey = (q[:, 0] * n + q[:, 1]) * n + q[:, 2]
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    at = np.searchsorted(sorted_keys, qkey, side="right") - 1
+    ok = (at >= 0) & (sorted_keys[np.maximum(at, 0)] == qkey)
+    return np.where(ok, order[np.maximum(at, 0)], -1).astype(np.int64)
 
 
 def _axis(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -496,10 +510,12 @@ def _neck_sides(
     bins = np.floor((pos[:, 1] - low) / AXIS_BIN_M).astype(np.int64)
     nb = int(bins[neck].max()) + 1
     table = np.full((nb, 3), np.nan, np.float32)
+    side_idx = np.flatnonzero(side)  # (only the sides' texels: not the whole atlas per bin)
+    side_bins, side_colour = bins[side_idx], colour[side_idx]
     for b in range(nb):
-        near = side & (np.abs(bins - b) <= NECK_SPAN_BINS)
+        near = np.abs(side_bins - b) <= NECK_SPAN_BINS
         if near.sum() >= 3:
-            table[b] = np.median(colour[near], axis=0)
+            table[b] = np.median(side_colour[near], axis=0)
     have = np.flatnonzero(~np.isnan(table[:, 0]))
     for c in range(3):  # (a gap between seen heights takes the nearest)
         table[:, c] = np.interp(np.arange(nb), have, table[have, c])
