@@ -156,12 +156,17 @@ def _project_views(
     conf = np.zeros(len(grid.tri), dtype=np.float32)
     pixel_m = np.full(len(grid.tri), np.inf, dtype=np.float32)
     part = np.asarray(body.skin_weights).argmax(1)
+    corners = faces[grid.tri]
+    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
     for view in views:
         pose, trans = np.asarray(view.pose)[None], np.asarray(view.trans)[None]
         verts = np.asarray(body.pose_vertices(shape, pose, trans))[0].astype(np.float64)
-        colour, seen, size = _project_view(view, verts, faces, grid.tri, bary)
+        # (each texel's point on the posed body and its pixel, shared by the two passes below)
+        pts = np.einsum("nk,nkd->nd", bary, verts[corners])
+        uv, z = project(pts, view.camera.K, view.camera.R, view.camera.t)
+        colour, seen, size = _project_view(view, verts, faces, corners, bary, pts, uv, z)
         hidden = _hidden_by_limbs(
-            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, grid
+            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, tpart, uv, z
         )
         if hidden is not None:
             seen = np.where(hidden, 0.0, seen).astype(np.float32)
@@ -180,7 +185,9 @@ def _hidden_by_limbs(
     verts: np.ndarray,
     faces: np.ndarray,
     part: np.ndarray,
-    grid: TexelGrid,
+    tpart: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
 ) -> np.ndarray | None:
     """Texels the photo does not show although the fitted body's depth says so, as the renderer
     judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
@@ -202,10 +209,6 @@ def _hidden_by_limbs(
     cam = view.camera
     h, w = np.asarray(view.mask).shape
     occ = limb_occluders(rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h)
-    corners = faces[grid.tri]
-    pts = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), verts[corners])
-    uv, z = project(pts, cam.K, cam.R, cam.t)
-    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
     region = part_regions(int(part.max()) + 1)[tpart]
     hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
     # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
@@ -216,23 +219,28 @@ def _hidden_by_limbs(
 
 
 def _project_view(
-    view: TextureView, verts: np.ndarray, faces: np.ndarray, tri: np.ndarray, bary: np.ndarray
+    view: TextureView,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    corners: np.ndarray,
+    bary: np.ndarray,
+    pts: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One photo's colour at every texel, how squarely it saw it there (0 where hidden or off the
-    person) and the size of one of its pixels there (metres)."""
+    """One photo's colour at every texel (texel points `pts` on the posed body, at pixels `uv` and
+    depths `z` in the photo), how squarely it saw it there (0 where hidden or off the person) and
+    the size of one of its pixels there (metres)."""
     cam = view.camera
     image = np.asarray(view.image)[..., :3]
     mask = np.asarray(view.mask, dtype=np.float32)
     h, w = mask.shape
     normals = vertex_normals(verts, faces)
-    corners = faces[tri]
-    pts = np.einsum("nk,nkd->nd", bary, verts[corners])
     nrm = np.einsum("nk,nkd->nd", bary, normals[corners])
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     view_dir = cam.centre[None, :] - pts
     view_dir /= np.maximum(np.linalg.norm(view_dir, axis=1, keepdims=True), 1e-12)
     facing = (nrm * view_dir).sum(1)
-    uv, z = project(pts, cam.K, cam.R, cam.t)
     vpx, vz = project(verts, cam.K, cam.R, cam.t)
     depth = zbuffer(vpx, vz, faces, w, h)
     u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
