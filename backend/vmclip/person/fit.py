@@ -386,11 +386,20 @@ def _splat_occupancy(
     x0, y0 = x0.long(), y0.long()
     idx = torch.cat([y0 * w + x0, y0 * w + x0 + 1, (y0 + 1) * w + x0, (y0 + 1) * w + x0 + 1])
     wts = torch.cat([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]) * inside.float().repeat(4)
-    dens = torch.zeros(h * w, device=uv.device, dtype=uv.dtype).index_add(0, idx, wts).view(1, 1, h, w)
+    dens = torch.zeros(h * w, device=uv.device, dtype=uv.dtype).index_add(0, idx, wts)
+    return 1 - torch.exp(-gain * _blur(dens.view(h, w), kernel))
+
+
+def _blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """`image` (H,W) convolved with the separable 1D `kernel` along both axes (zeros beyond the
+    border). Shifted slices summed: on a single-channel image with its gradient, about five times
+    faster than conv2d's oneDNN path on the CPU."""
+    h, w = image.shape
     r = kernel.shape[-1] // 2
-    dens = torch.nn.functional.conv2d(dens, kernel.view(1, 1, 1, -1), padding=(0, r))
-    dens = torch.nn.functional.conv2d(dens, kernel.view(1, 1, -1, 1), padding=(r, 0))[0, 0]
-    return 1 - torch.exp(-gain * dens)
+    padded = torch.nn.functional.pad(image, (r, r))
+    rows = sum(kernel[i] * padded[:, i : i + w] for i in range(2 * r + 1))
+    padded = torch.nn.functional.pad(rows, (0, 0, r, r))
+    return sum(kernel[i] * padded[i : i + h] for i in range(2 * r + 1))
 
 
 def _gauss_kernel(sigma: float, device: torch.device) -> torch.Tensor:
@@ -588,8 +597,13 @@ def _silhouette_terms(puv: torch.Tensor, t: _Targets) -> tuple[torch.Tensor, tor
         d = _grid_sample(t.outside[i], puv[i], t.sizes[i]) / t.heights[i]
         l_out = l_out + (d**2).mean()
         if len(t.cover[i]):
-            dist = torch.cdist(t.cover[i], puv[i]).min(1).values / t.heights[i]
-            l_cov = l_cov + (dist**2).mean()
+            # The nearest surface point of each mask point found without gradients, then its squared
+            # distance with them: the same loss and gradient as cdist's minimum, without the backward
+            # pass through the whole (mask points x surface points) distance matrix.
+            with torch.no_grad():  # (|p|^2 - 2 c.p: the squared distance less the row's constant |c|^2)
+                nearest = ((puv[i] ** 2).sum(1)[None] - 2.0 * t.cover[i] @ puv[i].T).argmin(1)
+            dist2 = ((t.cover[i] - puv[i][nearest]) ** 2).sum(1) / t.heights[i] ** 2
+            l_cov = l_cov + dist2.mean()
     return l_out, l_cov
 
 

@@ -156,12 +156,17 @@ def _project_views(
     conf = np.zeros(len(grid.tri), dtype=np.float32)
     pixel_m = np.full(len(grid.tri), np.inf, dtype=np.float32)
     part = np.asarray(body.skin_weights).argmax(1)
+    corners = faces[grid.tri]
+    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
     for view in views:
         pose, trans = np.asarray(view.pose)[None], np.asarray(view.trans)[None]
         verts = np.asarray(body.pose_vertices(shape, pose, trans))[0].astype(np.float64)
-        colour, seen, size = _project_view(view, verts, faces, grid.tri, bary)
+        # (each texel's point on the posed body and its pixel, shared by the two passes below)
+        pts = np.einsum("nk,nkd->nd", bary, verts[corners])
+        uv, z = project(pts, view.camera.K, view.camera.R, view.camera.t)
+        colour, seen, size = _project_view(view, verts, faces, corners, bary, pts, uv, z)
         hidden = _hidden_by_limbs(
-            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, grid
+            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, tpart, uv, z
         )
         if hidden is not None:
             seen = np.where(hidden, 0.0, seen).astype(np.float32)
@@ -180,7 +185,9 @@ def _hidden_by_limbs(
     verts: np.ndarray,
     faces: np.ndarray,
     part: np.ndarray,
-    grid: TexelGrid,
+    tpart: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
 ) -> np.ndarray | None:
     """Texels the photo does not show although the fitted body's depth says so, as the renderer
     judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
@@ -202,10 +209,6 @@ def _hidden_by_limbs(
     cam = view.camera
     h, w = np.asarray(view.mask).shape
     occ = limb_occluders(rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h)
-    corners = faces[grid.tri]
-    pts = np.einsum("nk,nkd->nd", grid.bary.astype(np.float64), verts[corners])
-    uv, z = project(pts, cam.K, cam.R, cam.t)
-    tpart = part[faces[grid.tri, grid.bary.argmax(1)]]
     region = part_regions(int(part.max()) + 1)[tpart]
     hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
     # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
@@ -216,23 +219,28 @@ def _hidden_by_limbs(
 
 
 def _project_view(
-    view: TextureView, verts: np.ndarray, faces: np.ndarray, tri: np.ndarray, bary: np.ndarray
+    view: TextureView,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    corners: np.ndarray,
+    bary: np.ndarray,
+    pts: np.ndarray,
+    uv: np.ndarray,
+    z: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One photo's colour at every texel, how squarely it saw it there (0 where hidden or off the
-    person) and the size of one of its pixels there (metres)."""
+    """One photo's colour at every texel (texel points `pts` on the posed body, at pixels `uv` and
+    depths `z` in the photo), how squarely it saw it there (0 where hidden or off the person) and
+    the size of one of its pixels there (metres)."""
     cam = view.camera
     image = np.asarray(view.image)[..., :3]
     mask = np.asarray(view.mask, dtype=np.float32)
     h, w = mask.shape
     normals = vertex_normals(verts, faces)
-    corners = faces[tri]
-    pts = np.einsum("nk,nkd->nd", bary, verts[corners])
     nrm = np.einsum("nk,nkd->nd", bary, normals[corners])
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     view_dir = cam.centre[None, :] - pts
     view_dir /= np.maximum(np.linalg.norm(view_dir, axis=1, keepdims=True), 1e-12)
     facing = (nrm * view_dir).sum(1)
-    uv, z = project(pts, cam.K, cam.R, cam.t)
     vpx, vz = project(verts, cam.K, cam.R, cam.t)
     depth = zbuffer(vpx, vz, faces, w, h)
     u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
@@ -299,8 +307,7 @@ def _mirror(
     """Texels no photo saw squarely take their mirror-image texel (the opposite limb) where a photo
     saw that more squarely (only the `allowed` texels)."""
     mirror = mirror_vertices(rest)
-    index = {frozenset(f.tolist()): i for i, f in enumerate(faces)}
-    mface = np.array([index.get(frozenset(mirror[f].tolist()), -1) for f in faces], dtype=np.int64)
+    mface = _face_index(faces, mirror[faces])
     # Position of each corner's mirror vertex in the mirror face (the barycentrics follow it).
     perm = np.zeros(faces.shape, dtype=np.int64)
     ok = mface >= 0
@@ -324,6 +331,21 @@ def _mirror(
     colour = proj.colour + gain[:, None] * (mcol - proj.colour)
     conf = np.maximum(proj.conf, np.where(gain > 0, mconf * gain, 0.0))
     return colour.astype(np.float32), conf.astype(np.float32)
+
+
+def _face_index(faces: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each triangle of `query` (M, 3 vertex ids, any order), the index of the face of `faces`
+    with the same three vertices (the last one, if several), -1 where none."""
+    n = int(max(faces.max(), query.max())) + 1
+    s = np.sort(faces, axis=1)
+    key = (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
+    q = np.sort(query, axis=1)
+    qkey = (q[:, 0] * n + q[:, 1]) * n + q[:, 2]
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    at = np.searchsorted(sorted_keys, qkey, side="right") - 1
+    ok = (at >= 0) & (sorted_keys[np.maximum(at, 0)] == qkey)
+    return np.where(ok, order[np.maximum(at, 0)], -1).astype(np.int64)
 
 
 def _axis(region: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -496,10 +518,12 @@ def _neck_sides(
     bins = np.floor((pos[:, 1] - low) / AXIS_BIN_M).astype(np.int64)
     nb = int(bins[neck].max()) + 1
     table = np.full((nb, 3), np.nan, np.float32)
+    side_idx = np.flatnonzero(side)  # (only the sides' texels: not the whole atlas per bin)
+    side_bins, side_colour = bins[side_idx], colour[side_idx]
     for b in range(nb):
-        near = side & (np.abs(bins - b) <= NECK_SPAN_BINS)
+        near = np.abs(side_bins - b) <= NECK_SPAN_BINS
         if near.sum() >= 3:
-            table[b] = np.median(colour[near], axis=0)
+            table[b] = np.median(side_colour[near], axis=0)
     have = np.flatnonzero(~np.isnan(table[:, 0]))
     for c in range(3):  # (a gap between seen heights takes the nearest)
         table[:, c] = np.interp(np.arange(nb), have, table[have, c])

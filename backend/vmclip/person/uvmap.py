@@ -7,6 +7,7 @@ seams). Built once into the cache (`prepare_anny_uv`, a set-up step; about a sec
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 _UV_CACHE_VERSION = 1
+_GRID_CACHE_VERSION = 1
 # Texels a triangle's coverage is grown by in the texel grid, so bilinear look-ups at a chart's
 # border (and mip-mapping in Blender) do not read the empty atlas between charts.
 SEAM_PAD = 2
@@ -142,7 +144,45 @@ def uv_pixels(uv_coords: np.ndarray, size: int) -> np.ndarray:
 def _texel_grid_cached(size: int, uv_bytes: bytes, faces_bytes: bytes, n_uv: int) -> TexelGrid:
     uv = np.frombuffer(uv_bytes, dtype=np.float32).reshape(n_uv, 2)
     uv_faces = np.frombuffer(faces_bytes, dtype=np.int64).reshape(-1, 3)
-    return _build_texel_grid(uv, uv_faces, size)
+    # Kept in the cache as well (half a second to build, once per process otherwise), keyed by the
+    # layout's bytes and the size.
+    digest = hashlib.sha1(uv_bytes + faces_bytes).hexdigest()[:16]
+    try:
+        from vmclip.assets import cache_dir
+
+        path = cache_dir() / f"texel_grid_{digest}_{size}_v{_GRID_CACHE_VERSION}.npz"
+    except OSError:
+        return _build_texel_grid(uv, uv_faces, size)
+    if path.exists():
+        try:
+            with np.load(path) as d:
+                return TexelGrid(
+                    size,
+                    d["ys"].astype(np.int64),
+                    d["xs"].astype(np.int64),
+                    d["tri"].astype(np.int64),
+                    d["bary"],
+                    d["interior"],
+                )
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # (unreadable: built again and rewritten)
+    grid = _build_texel_grid(uv, uv_faces, size)
+    from vmclip.errors import InputError
+    from vmclip.fileio import atomic_output
+
+    try:
+        with atomic_output(path, suffix=".npz") as tmp:
+            np.savez(
+                tmp,
+                ys=grid.ys.astype(np.int32),
+                xs=grid.xs.astype(np.int32),
+                tri=grid.tri.astype(np.int32),
+                bary=grid.bary,
+                interior=grid.interior,
+            )
+    except (OSError, InputError):
+        pass  # (a read-only cache: built each time)
+    return grid
 
 
 def texel_grid(uv_coords: np.ndarray, uv_faces: np.ndarray, size: int) -> TexelGrid:
