@@ -108,3 +108,20 @@ def test_nothing_to_do_or_no_person_is_bad_input(pipeline, tmp_path) -> None:
         pipeline.run(prompt="a person walks", out=tmp_path / "x.mp4")
     with pytest.raises(InputError, match="no such image"):
         pipeline.analyze([tmp_path / "missing.png"])
+
+
+def test_a_model_that_fails_stops_the_analysis_and_a_bad_photo_is_reported_first(example_photo, tmp_path):
+    """The motion is made on a second thread while the photos are analysed: a broken model stops the
+    run long before the analysis ends, and a photo that cannot be used is reported as such."""
+    broken = tmp_path / "model.pt"
+    broken.write_bytes(b"not a checkpoint")
+    reports: list[str] = []
+    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+        Pipeline("cpu", checkpoint=broken).run(
+            prompt=PROMPT, images=[example_photo], seconds=SECONDS, progress=lambda f, m="": reports.append(m)
+        )
+    assert reports and not any("texture" in m or "analysis ready" in m for m in reports)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (256, 256), "white").save(blank)
+    with pytest.raises(InputError, match="blank.png"):
+        Pipeline("cpu").run(prompt=PROMPT, images=[blank], seconds=SECONDS)

@@ -20,6 +20,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ class _Span:
     cancel: threading.Event | None
     lo: float = 0.0
     hi: float = 1.0
+    watch: Callable[[], None] | None = None  # also called on every report: raises a side job's error
 
     def __call__(self, fraction: float = 0.0, message: str = "") -> None:
         self.check()
@@ -76,10 +78,17 @@ class _Span:
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("cancelled")
+        if self.watch is not None:
+            self.watch()
 
     def part(self, lo: float, hi: float) -> _Span:
         width = self.hi - self.lo
-        return _Span(self.progress, self.cancel, self.lo + width * lo, self.lo + width * hi)
+        return _Span(self.progress, self.cancel, self.lo + width * lo, self.lo + width * hi, self.watch)
+
+
+def _raise_if_failed(job: Future) -> None:
+    if job.done() and job.exception() is not None:
+        raise job.exception()
 
 
 def _image_key(image: ImageInput) -> bytes:
@@ -249,8 +258,9 @@ class Pipeline:
         """Whatever the inputs allow: a prompt (or a given `motion`), photos (or a saved `person`)
         and, with `out`, the video of that person performing that motion.
 
-        The model is loaded before the photos are analysed (a missing model fails in a second), and
-        the analysis before the motion is generated (the photo problems users make most show first).
+        With both a prompt and photos, the motion is made on a second thread while the photos are
+        analysed (on 2 cores the two overlap): a missing model or a bad prompt stops the analysis at
+        its next progress report, and a photo problem found first is the error reported.
         `video_options`: `lwg_checkpoint`, `gif`, `frames_dir`, `fit_travel`, `camera` (see `video`)."""
         if prompt is None and motion is None and not images and person is None:
             raise InputError("nothing to do: give a prompt or a motion, and/or photos")
@@ -258,8 +268,16 @@ class Pipeline:
             raise InputError("a video needs a motion (or a prompt) and photos of the person")
         span = _Span(progress, cancel)
         analysis_part = span.part(0.0, ANALYSIS_SHARE if out is not None else 1.0)
-        if motion is None and prompt is not None:
-            self.generator()
+        if motion is None and prompt is not None and person is None and images:
+            with ThreadPoolExecutor(1, thread_name_prefix="vmclip-motion") as side:
+                job = side.submit(self.motion, prompt, seconds, seed, constraints=constraints, cancel=cancel)
+                analysis_part.watch = lambda: _raise_if_failed(job)
+                try:
+                    person = self.analyze(images, progress=analysis_part, cancel=cancel)
+                except BaseException:
+                    job.cancel()
+                    raise
+                motion = job.result()
         if person is None and images:
             person = self.analyze(images, progress=analysis_part, cancel=cancel)
         if motion is None and prompt is not None:

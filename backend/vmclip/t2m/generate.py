@@ -170,7 +170,10 @@ class Generator:
                 f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
             )
         device = str(choose_device(device))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+            raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
         if isinstance(obj, dict) and obj.get("format") == "vmclip-t2m-masked":
             from vmclip.t2m.generate_masked import MaskedGenerator
 
