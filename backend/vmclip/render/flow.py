@@ -140,8 +140,8 @@ class FlowWarper:
         self.texture = None
         if texture is not None and uv is not None:
             self.texture = np.ascontiguousarray(texture, dtype=np.float32)
-            self.uv_px = uv_pixels(uv[0], texture.shape[0]).astype(np.float32)
-            self.uv_faces = np.asarray(uv[1], dtype=np.int64)
+            uv_px = uv_pixels(uv[0], texture.shape[0]).astype(np.float32)
+            self.face_uv = uv_px[np.asarray(uv[1], dtype=np.int64)]  # (F, 3, 2) each face's corners
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.vertex_part = np.asarray(vertex_part, dtype=np.int64)
@@ -248,7 +248,7 @@ class FlowWarper:
     def _target_facing(self, vertices: np.ndarray, ras: Raster) -> np.ndarray:
         """Per covered pixel, how squarely the output camera sees the surface (flat per triangle;
         only the triangles in view are computed)."""
-        tri = ras.tri[ras.mask]
+        tri = ras.covered[1]
         mark = np.zeros(len(self.faces), dtype=bool)
         mark[tri] = True
         seen = np.flatnonzero(mark)
@@ -398,11 +398,10 @@ class FlowWarper:
         """The avatar's atlas colour at every body pixel of the window (None without an atlas)."""
         if self.texture is None:
             return None
-        body = ras.mask
-        tri, bary = ras.tri[body], ras.bary[body]
-        xy = np.einsum("nk,nkd->nd", bary, self.uv_px[self.uv_faces[tri]])
-        out = np.zeros(body.shape + (3,), dtype=np.float32)
-        out[body] = sample(self.texture, xy)
+        index, tri, bary = ras.covered
+        xy = np.einsum("nk,nkd->nd", bary, np.take(self.face_uv, tri, axis=0))
+        out = np.zeros(ras.tri.shape + (3,), dtype=np.float32)
+        out.reshape(-1, 3)[index] = sample(self.texture, xy)
         return out
 
     def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -80,23 +81,37 @@ class Raster:
     def mask(self) -> np.ndarray:
         return self.tri >= 0
 
+    @cached_property
+    def covered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The covered pixels' flat indices (row-major), triangles and barycentrics: gathered once,
+        since every per-pixel attribute of a frame reads them."""
+        index = np.flatnonzero(self.tri >= 0)
+        return index, self.tri.ravel()[index], self.bary.reshape(-1, 3)[index]
+
+    def _select(self, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if where is None:
+            return self.covered[1:]
+        sel = where & self.mask
+        return self.tri[sel], self.bary[sel]
+
     def interpolate(self, attr: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
         """Per-vertex attribute (V, C) -> per-pixel values (N, C) at the covered pixels
         (or at the boolean selection `where`), in row-major order of those pixels."""
-        sel = self.mask if where is None else where & self.mask
-        tri = self.tri[sel]
-        bary = self.bary[sel]
-        corners = self.faces[tri]  # (N, 3)
+        tri, bary = self._select(where)
         attr = np.asarray(attr, dtype=np.float32)
         if attr.ndim == 1:
             attr = attr[:, None]
-        return np.einsum("nk,nkc->nc", bary, attr[corners])
+        # (np.take gathers rows about twice as fast as fancy indexing; same values)
+        return np.einsum("nk,nkc->nc", bary, np.take(attr, self.faces[tri], axis=0))
 
     def vertex_of_max_weight(self, where: np.ndarray | None = None) -> np.ndarray:
-        """For each covered pixel the mesh vertex closest to it (largest barycentric weight)."""
-        sel = self.mask if where is None else where & self.mask
-        corners = self.faces[self.tri[sel]]
-        return corners[np.arange(len(corners)), np.argmax(self.bary[sel], axis=1)]
+        """For each covered pixel the mesh vertex closest to it (largest barycentric weight; the first
+        of equal ones, as argmax, which is slow along an axis of three)."""
+        tri, bary = self._select(where)
+        b0, b1, b2 = bary[:, 0], bary[:, 1], bary[:, 2]
+        k = (b1 > b0).astype(np.int64)
+        k[b2 > np.maximum(b0, b1)] = 2
+        return self.faces[tri, k]
 
 
 # Mesa's software renderers: used only where EGL offers no GPU (a machine with both lists Mesa's
