@@ -116,6 +116,36 @@ class _Choice:
         self.kind[take] = kind
 
 
+def _on_window(
+    shape: tuple[int, int], index: np.ndarray, values: np.ndarray, empty: float, dtype: type
+) -> np.ndarray:
+    """A map over the window (h, w, ...): `values` (N, ...) at the flat pixel indices `index` (N,),
+    `empty` elsewhere (flat indices: cheaper than a boolean mask of the whole window)."""
+    values = np.asarray(values)
+    out = np.full((shape[0] * shape[1],) + values.shape[1:], empty, dtype=dtype)
+    out[index] = values
+    return out.reshape(shape + values.shape[1:])
+
+
+@dataclass
+class _Carried:
+    """The first photo's carried pixels (clothes, hair) as every frame reads them, built once: photo
+    pixel `xy` (n, 2), body part hung from, the anchor surface point (its photo pixel, barycentrics
+    and triangle corners), whether it moves rigidly with the head or the trunk; and per vertex the
+    photo projection, whether it lies in front of the photo's camera, and its body region."""
+
+    xy: np.ndarray
+    part: np.ndarray
+    anchor_xy: np.ndarray
+    anchor_bary: np.ndarray
+    anchor_corners: np.ndarray
+    on_head: np.ndarray
+    trunk_rigid: np.ndarray
+    src_uv: np.ndarray
+    src_front: np.ndarray
+    vertex_region: np.ndarray
+
+
 class FlowWarper:
     """Builds the backward flow from an output frame's posed body to the source photos and warps."""
 
@@ -174,6 +204,22 @@ class FlowWarper:
         # The first photo's attributes carry the fill colour and fill coordinates along (one
         # interpolation per frame).
         self.attr[0] = np.concatenate([self.attr[0], self.fill, self.fill_uv], axis=1).astype(np.float32)
+        first = sources[0]
+        region = np.zeros(self.num_parts, dtype=np.int64)
+        region[: len(JOINT_REGION)] = JOINT_REGION
+        anchor = first.carry_anchor
+        self.carried = _Carried(
+            xy=first.carry_xy.astype(np.float64),
+            part=first.carry_part,
+            anchor_xy=np.stack([anchor % first.width, anchor // first.width], 1).astype(np.float64),
+            anchor_bary=first.carry_bary.astype(np.float64),
+            anchor_corners=self.faces[first.carry_tri],
+            on_head=JOINT_REGION[np.minimum(first.carry_part, len(JOINT_REGION) - 1)] == HEAD,
+            trunk_rigid=first.carry_trunk_rigid,
+            src_uv=first.uvz[:, :2].astype(np.float64),
+            src_front=first.uvz[:, 2] > 0,
+            vertex_region=region[self.vertex_part],
+        )
 
     def _other_side(
         self,
@@ -351,31 +397,24 @@ class FlowWarper:
     ) -> Flow:
         """The chosen candidates as maps over the window, with the carried clothes and the outline's
         ring added."""
-        h, w = ras.tri.shape
+        shape = ras.tri.shape
         body = ras.mask
-        map_x = np.full((h, w), np.nan, dtype=np.float32)
-        map_y = np.full((h, w), np.nan, dtype=np.float32)
-        source = np.full((h, w), -1, dtype=np.int16)
-        map_x[body], map_y[body] = choice.uv[:, 0], choice.uv[:, 1]
-        source[body] = choice.source
-        part = np.full((h, w), -1, dtype=np.int16)
-        part[body] = p.part
-        weight = np.zeros((h, w), dtype=np.float32)
-        weight[body] = np.where(choice.source >= 0, choice.weight, 0.0)
-        fill = np.zeros((h, w, 3), dtype=np.float32)
-        fill[body] = fill_vals[:, 0:3]
-        fill_x = np.full((h, w), -1e4, dtype=np.float32)
-        fill_y = np.full((h, w), -1e4, dtype=np.float32)
-        textured = body.copy()
-        textured[body] = ~p.head
-        fill_x[textured], fill_y[textured] = fill_vals[~p.head, 3], fill_vals[~p.head, 4]
-        hole = body & (source < 0)
+        index = ras.covered[0]  # flat indices of the body's pixels (N,), the order of `p` and `choice`
+        map_x = _on_window(shape, index, choice.uv[:, 0], np.nan, np.float32)
+        map_y = _on_window(shape, index, choice.uv[:, 1], np.nan, np.float32)
+        source = _on_window(shape, index, choice.source, -1, np.int16)
+        part = _on_window(shape, index, p.part, -1, np.int16)
+        weight = _on_window(shape, index, np.where(choice.source >= 0, choice.weight, 0.0), 0.0, np.float32)
+        fill = _on_window(shape, index, fill_vals[:, 0:3], 0.0, np.float32)
+        textured = _on_window(shape, index, ~p.head, False, bool)
+        tex = index[~p.head]
+        fill_x = _on_window(shape, tex, fill_vals[~p.head, 3], -1e4, np.float32)
+        fill_y = _on_window(shape, tex, fill_vals[~p.head, 4], -1e4, np.float32)
+        hole = _on_window(shape, index, choice.source < 0, False, bool)
         self._carry(vertices, map_x, map_y, source, part, body, roi[0], roi[1])
         edge = self._edge(map_x, map_y, source, body)
-        facing = np.zeros((h, w), dtype=np.float32)
-        facing[body] = choice.facing
-        kind = np.full((h, w), Candidate.NONE, dtype=np.int8)
-        kind[body] = choice.kind
+        facing = _on_window(shape, index, choice.facing, 0.0, np.float32)
+        kind = _on_window(shape, index, choice.kind, Candidate.NONE, np.int8)
         return Flow(
             atlas=self._atlas(ras),
             map_x=map_x,
@@ -446,53 +485,35 @@ class FlowWarper:
         carried pixel goes where its anchor surface point goes plus its offset, turned and scaled
         as the anchor's body part turned (hair: rigidly with the head; cloth between two limbs:
         rigidly with the trunk). The maps hold, per covered output pixel, the source pixel it shows."""
-        src = self.sources[0]
-        if not len(src.carry_xy):
+        if not len(self.carried.xy):
             return
         pos, lin = self._carried_positions(vertices)
-        self._splat(src, pos, lin, map_x, map_y, source, part, body, x0, y0)
+        self._splat(self.carried, pos, lin, map_x, map_y, source, part, body, x0, y0)
 
     def _carried_positions(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where the first photo's carried pixels land in the frame (N, 2), and the 2-D similarity
         (N, 2, 2) of the body part each hangs from."""
-        src = self.sources[0]
+        c = self.carried
         uv_t, z_t = project(
             np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R, self.camera.t
         )
-        lin, ms, md = part_similarities(
-            src.uvz[:, :2].astype(np.float64),
-            uv_t,
-            self.vertex_part,
-            self.num_parts,
-            valid=(src.uvz[:, 2] > 0) & (z_t > 0),
-        )
-        xy = src.carry_xy.astype(np.float64)
-        p = src.carry_part
-        anchor_src = np.stack([src.carry_anchor % src.width, src.carry_anchor // src.width], 1)
-        anchor_dst = np.einsum(
-            "nc,ncd->nd", src.carry_bary.astype(np.float64), uv_t[self.faces[src.carry_tri]]
-        )
-        surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
-        rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
-        on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
-        pos = np.where(on_head[:, None], rigid, surf)
-        if src.carry_trunk_rigid.any():
-            region = np.zeros(self.num_parts, dtype=np.int64)
-            region[: len(JOINT_REGION)] = JOINT_REGION
-            lin_r, ms_r, md_r = part_similarities(
-                src.uvz[:, :2].astype(np.float64),
-                uv_t,
-                region[self.vertex_part],
-                NUM_REGIONS,
-                valid=(src.uvz[:, 2] > 0) & (z_t > 0),
-            )
-            sel = src.carry_trunk_rigid
-            pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
-        return pos, lin[p]
+        valid = c.src_front & (z_t > 0)
+        lin, ms, md = part_similarities(c.src_uv, uv_t, self.vertex_part, self.num_parts, valid=valid)
+        p = c.part
+        anchor_dst = np.einsum("nc,ncd->nd", c.anchor_bary, uv_t[c.anchor_corners])
+        lin_p = lin[p]
+        surf = anchor_dst + np.einsum("nij,nj->ni", lin_p, c.xy - c.anchor_xy)
+        rigid = np.einsum("nij,nj->ni", lin_p, c.xy - ms[p]) + md[p]
+        pos = np.where(c.on_head[:, None], rigid, surf)
+        if c.trunk_rigid.any():
+            lin_r, ms_r, md_r = part_similarities(c.src_uv, uv_t, c.vertex_region, NUM_REGIONS, valid=valid)
+            sel = c.trunk_rigid
+            pos[sel] = (c.xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
+        return pos, lin_p
 
     @staticmethod
     def _splat(
-        src: SourceView,
+        c: _Carried,
         pos: np.ndarray,
         main: np.ndarray,
         map_x: np.ndarray,
@@ -506,8 +527,6 @@ class FlowWarper:
         """Splat the carried pixels at `pos` (frame coordinates) into the maps off the body: each
         covered output pixel shows the source pixel that lands there (through the inverse of the
         part's similarity `main` for the sub-pixel offset), pinholes closed."""
-        xy = src.carry_xy.astype(np.float64)
-        p = src.carry_part
         h, w = body.shape
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
         inv = (
@@ -517,19 +536,23 @@ class FlowWarper:
             )
             / det[:, None, None]
         )
-        got_x = np.full((h, w), np.nan, dtype=np.float32)
-        got_y = np.full((h, w), np.nan, dtype=np.float32)
-        got_p = np.full((h, w), -1, dtype=np.int16)
-        fx, fy = pos[:, 0] - x0, pos[:, 1] - y0
-        for dx in (0, 1):
-            for dy in (0, 1):
-                qx, qy = np.floor(fx).astype(np.int64) + dx, np.floor(fy).astype(np.int64) + dy
-                ok = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
-                off = np.stack([qx - fx, qy - fy], 1)
-                s = xy + np.einsum("nij,nj->ni", inv, off)
-                got_x[qy[ok], qx[ok]] = s[ok, 0]
-                got_y[qy[ok], qx[ok]] = s[ok, 1]
-                got_p[qy[ok], qx[ok]] = p[ok]
+        # Every carried pixel lands on the four pixels around its position, in the order (dx, dy) =
+        # (0, 0), (0, 1), (1, 0), (1, 1), all at once; where several land on one pixel the last
+        # written wins (far pixels come first, so the one nearer its body; then the later corner).
+        n = len(pos)
+        fx, fy = np.tile(pos[:, 0] - x0, 4), np.tile(pos[:, 1] - y0, 4)
+        qx = np.tile(np.floor(pos[:, 0] - x0).astype(np.int64), 4) + np.repeat([0, 0, 1, 1], n)
+        qy = np.tile(np.floor(pos[:, 1] - y0).astype(np.int64), 4) + np.repeat([0, 1, 0, 1], n)
+        ok = np.flatnonzero((qx >= 0) & (qx < w) & (qy >= 0) & (qy < h))
+        pix = ok % n  # the carried pixel of each landing
+        off = np.stack([qx[ok] - fx[ok], qy[ok] - fy[ok]], 1)
+        s = c.xy[pix] + np.einsum("nij,nj->ni", inv[pix], off)
+        at = qy[ok] * w + qx[ok]
+        got_x = np.full(h * w, np.nan, dtype=np.float32)
+        got_y = np.full(h * w, np.nan, dtype=np.float32)
+        got_p = np.full(h * w, -1, dtype=np.int16)
+        got_x[at], got_y[at], got_p[at] = s[:, 0], s[:, 1], c.part[pix]
+        got_x, got_y, got_p = got_x.reshape(h, w), got_y.reshape(h, w), got_p.reshape(h, w)
         covered = np.isfinite(got_x)
         if not covered.any():
             return
