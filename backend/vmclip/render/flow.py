@@ -528,14 +528,9 @@ class FlowWarper:
         covered output pixel shows the source pixel that lands there (through the inverse of the
         part's similarity `main` for the sub-pixel offset), pinholes closed."""
         h, w = body.shape
+        # The similarity's inverse [[a, b], [-b, a]] (rotation and scale: two numbers per pixel).
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
-        inv = (
-            np.stack(
-                [np.stack([main[:, 0, 0], main[:, 1, 0]], -1), np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)],
-                -2,
-            )
-            / det[:, None, None]
-        )
+        inv_a, inv_b = main[:, 0, 0] / det, main[:, 1, 0] / det
         # Every carried pixel lands on the four pixels around its position, in the order (dx, dy) =
         # (0, 0), (0, 1), (1, 0), (1, 1), all at once; where several land on one pixel the last
         # written wins (far pixels come first, so the one nearer its body; then the later corner).
@@ -545,13 +540,14 @@ class FlowWarper:
         qy = np.tile(np.floor(pos[:, 1] - y0).astype(np.int64), 4) + np.repeat([0, 1, 0, 1], n)
         ok = np.flatnonzero((qx >= 0) & (qx < w) & (qy >= 0) & (qy < h))
         pix = ok % n  # the carried pixel of each landing
-        off = np.stack([qx[ok] - fx[ok], qy[ok] - fy[ok]], 1)
-        s = c.xy[pix] + np.einsum("nij,nj->ni", inv[pix], off)
+        ox, oy = qx[ok] - fx[ok], qy[ok] - fy[ok]
+        a, b = inv_a[pix], inv_b[pix]
+        sx, sy = c.xy[pix, 0] + (a * ox + b * oy), c.xy[pix, 1] + (-b * ox + a * oy)
         at = qy[ok] * w + qx[ok]
         got_x = np.full(h * w, np.nan, dtype=np.float32)
         got_y = np.full(h * w, np.nan, dtype=np.float32)
         got_p = np.full(h * w, -1, dtype=np.int16)
-        got_x[at], got_y[at], got_p[at] = s[:, 0], s[:, 1], c.part[pix]
+        got_x[at], got_y[at], got_p[at] = sx, sy, c.part[pix]
         got_x, got_y, got_p = got_x.reshape(h, w), got_y.reshape(h, w), got_p.reshape(h, w)
         covered = np.isfinite(got_x)
         if not covered.any():
