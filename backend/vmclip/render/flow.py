@@ -35,7 +35,14 @@ from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import HEAD, JOINT_REGION, NUM_REGIONS, TRUNK, part_regions, part_similarities
-from vmclip.render.source_view import BACK_DETAIL_PX, SourceView, lookup, nearest, nearest_within
+from vmclip.render.source_view import (
+    BACK_DETAIL_PX,
+    SourceView,
+    lookup,
+    nearest,
+    nearest_within,
+    pixel_index,
+)
 from vmclip.render.warp import Candidate, Flow, Warped, warp_flow
 
 # Margin (pixels at 512) of the output window around the body (clothes and hair beyond the body).
@@ -229,6 +236,7 @@ class FlowWarper:
         facing: np.ndarray,
         head: np.ndarray,
         hidden: np.ndarray,
+        at: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The candidate "same part seen from its other side" in source `si` (not on the head): the
         photo's pixel where the point projects when the photo shows that part (or a skeleton
@@ -239,21 +247,24 @@ class FlowWarper:
         texture into streaks along the parts' outlines.)"""
         src = self.sources[si]
         uv = own[:, :2].copy()
-        ok = self.part_near[part_px, lookup(src.part, own, -1)] & ~head & ~hidden
-        reach = ~ok & ~head & (facing < AWAY_FACING)
-        if reach.any():
-            u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
-            reach &= (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
-            for part in np.unique(part_px[reach]):
-                sel = np.flatnonzero(reach & (part_px == part))
+        ok = self.part_near[part_px, lookup(src.part, own, -1, at)] & ~head & ~hidden
+        reach = np.flatnonzero(~ok & ~head & (facing < AWAY_FACING))
+        if len(reach):
+            u, v = np.rint(uv[reach, 0]).astype(np.int64), np.rint(uv[reach, 1]).astype(np.int64)
+            inside = (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
+            reach, u, v = reach[inside], u[inside], v[inside]
+            reach_part = part_px[reach]
+            for part in np.unique(reach_part):
+                k = np.flatnonzero(reach_part == part)
                 near = self._part_nearest(si, int(part))
                 if near is None:
                     continue
-                q = near[v[sel], u[sel]]
+                q = near[v[k], u[k]]
                 qx, qy = q % src.width, q // src.width
-                good = np.hypot(qx - u[sel], qy - v[sel]) <= (BACK_REACH_PX + BACK_DETAIL_PX) * self.px
-                uv[sel[good], 0], uv[sel[good], 1] = qx[good], qy[good]
-                ok[sel[good]] = True
+                good = np.hypot(qx - u[k], qy - v[k]) <= (BACK_REACH_PX + BACK_DETAIL_PX) * self.px
+                sel = reach[k[good]]
+                uv[sel, 0], uv[sel, 1] = qx[good], qy[good]
+                ok[sel] = True
         return ok, uv, facing, np.ones(len(uv), dtype=np.float32)
 
     def _part_nearest(self, si: int, part: int) -> np.ndarray | None:
@@ -300,11 +311,18 @@ class FlowWarper:
         seen = np.flatnonzero(mark)
         index = np.cumsum(mark) - 1
         inverse = index[tri]
-        corners = np.asarray(vertices, dtype=np.float64)[self.faces[seen]]
-        fn = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        view = self.camera.centre[None, :] - corners.mean(1)
-        cos = np.abs((fn * view).sum(1)) / np.maximum(
-            np.linalg.norm(fn, axis=1) * np.linalg.norm(view, axis=1), 1e-12
+        # One (S,) array per coordinate: numpy is slow along axes of three (same arithmetic, same
+        # order as a cross product, a mean and norms over those axes).
+        v = np.asarray(vertices, dtype=np.float64).T
+        f = self.faces[seen].T
+        (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = v[0][f], v[1][f], v[2][f]
+        ax, ay, az = x1 - x0, y1 - y0, z1 - z0
+        bx, by, bz = x2 - x0, y2 - y0, z2 - z0
+        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx  # the face's normal
+        c = self.camera.centre
+        vx, vy, vz = c[0] - (x0 + x1 + x2) / 3.0, c[1] - (y0 + y1 + y2) / 3.0, c[2] - (z0 + z1 + z2) / 3.0
+        cos = np.abs(nx * vx + ny * vy + nz * vz) / np.maximum(
+            np.sqrt(nx * nx + ny * ny + nz * nz) * np.sqrt(vx * vx + vy * vy + vz * vz), 1e-12
         )
         return cos.astype(np.float32)[inverse]
 
@@ -355,21 +373,22 @@ class FlowWarper:
         ratio_mir = np.minimum(vals[:, 7] / p.target_facing, 1.0)
         # (a point behind a limb the photo shows in front of it is not seen there, whatever the
         # fitted body's depth says)
-        hidden_own = src.hidden_by_limb(own, p.region)
-        seen_own = (own[:, 2] <= lookup(src.depth_vis, own, -np.inf) + DEPTH_TOLERANCE) & ~hidden_own
-        seen_mir = (mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf) + DEPTH_TOLERANCE) & ~src.hidden_by_limb(
-            mir, p.region_mirror
-        )
+        at_own, at_mir = pixel_index(own, src.width, src.height), pixel_index(mir, src.width, src.height)
+        hidden_own = src.hidden_by_limb(own, p.region, at_own)
+        seen_own = (own[:, 2] <= lookup(src.depth_vis, own, -np.inf, at_own) + DEPTH_TOLERANCE) & ~hidden_own
+        seen_mir = (
+            mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf, at_mir) + DEPTH_TOLERANCE
+        ) & ~src.hidden_by_limb(mir, p.region_mirror, at_mir)
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),
         ]
-        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)
+        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own, at_own)
         candidates.append((Candidate.OTHER_SIDE, ok, uv, RANK[Candidate.OTHER_SIDE] + facing, ratio))
         if src.clean is not None:
             # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
             # photo with that limb painted out, in place.
-            limb = lookup(src.clean_region, own, -1)
+            limb = lookup(src.clean_region, own, -1, at_own)
             ok = ~seen_own & (limb >= 0) & (limb != p.region)
             if self.texture is not None:
                 # A surface facing away from the photo projects onto the front that the limb hid
