@@ -435,7 +435,9 @@ class FlowWarper:
         facing = _on_window(shape, index, choice.facing, 0.0, np.float32)
         kind = _on_window(shape, index, choice.kind, Candidate.NONE, np.int8)
         return Flow(
-            atlas=self._atlas(ras),
+            # (the warp shows the atlas only on the head, in the holes and on surfaces the photos saw
+            # only from their other side: sampled there alone)
+            atlas=self._atlas(ras, p.head | (choice.source < 0) | (choice.kind == Candidate.OTHER_SIDE)),
             map_x=map_x,
             map_y=map_y,
             source=source,
@@ -452,11 +454,12 @@ class FlowWarper:
             candidate=kind,
         )
 
-    def _atlas(self, ras: Raster) -> np.ndarray | None:
-        """The avatar's atlas colour at every body pixel of the window (None without an atlas)."""
+    def _atlas(self, ras: Raster, where: np.ndarray) -> np.ndarray | None:
+        """The avatar's atlas colour at the body pixels `where` (a selection of the covered pixels),
+        zero elsewhere in the window (None without an atlas)."""
         if self.texture is None:
             return None
-        index, tri, bary = ras.covered
+        index, tri, bary = (a[where] for a in ras.covered)
         xy = np.einsum("nk,nkd->nd", bary, np.take(self.face_uv, tri, axis=0))
         out = np.zeros(ras.tri.shape + (3,), dtype=np.float32)
         out.reshape(-1, 3)[index] = sample(self.texture, xy)

@@ -63,7 +63,9 @@ class Flow:
     textured: np.ndarray
     edge: np.ndarray
     candidate: np.ndarray
-    atlas: np.ndarray | None = None  # (h, w, 3) the avatar's atlas colour on the body, if it has one
+    # (h, w, 3) the avatar's atlas colour, if it has one, where the warp may show it: on the head, in the
+    # holes and where the candidate is OTHER_SIDE (zero elsewhere)
+    atlas: np.ndarray | None = None
 
 
 @dataclass
