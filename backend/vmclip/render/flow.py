@@ -34,7 +34,7 @@ from vmclip.person.texture import sample
 from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
-from vmclip.render.regions import HEAD, JOINT_REGION, NUM_REGIONS, TRUNK, part_regions, part_similarities
+from vmclip.render.regions import HEAD, JOINT_REGION, TRUNK, part_regions, part_similarities
 from vmclip.render.source_view import (
     BACK_DETAIL_PX,
     SourceView,
@@ -139,7 +139,7 @@ class _Carried:
     """The first photo's carried pixels (clothes, hair) as every frame reads them, built once: photo
     pixel `xy` (n, 2), body part hung from, the anchor surface point (its photo pixel, barycentrics
     and triangle corners), whether it moves rigidly with the head or the trunk; and per vertex the
-    photo projection, whether it lies in front of the photo's camera, and its body region."""
+    photo projection and whether it lies in front of the photo's camera; the trunk's vertices."""
 
     xy: np.ndarray
     part: np.ndarray
@@ -150,7 +150,7 @@ class _Carried:
     trunk_rigid: np.ndarray
     src_uv: np.ndarray
     src_front: np.ndarray
-    vertex_region: np.ndarray
+    trunk_vertices: np.ndarray
 
 
 class FlowWarper:
@@ -225,7 +225,7 @@ class FlowWarper:
             trunk_rigid=first.carry_trunk_rigid,
             src_uv=first.uvz[:, :2].astype(np.float64),
             src_front=first.uvz[:, 2] > 0,
-            vertex_region=region[self.vertex_part],
+            trunk_vertices=np.flatnonzero(region[self.vertex_part] == TRUNK),
         )
 
     def _other_side(
@@ -522,15 +522,31 @@ class FlowWarper:
         valid = c.src_front & (z_t > 0)
         lin, ms, md = part_similarities(c.src_uv, uv_t, self.vertex_part, self.num_parts, valid=valid)
         p = c.part
-        anchor_dst = np.einsum("nc,ncd->nd", c.anchor_bary, uv_t[c.anchor_corners])
+        # (per coordinate, not einsum over axes of two and three: several times faster, same sums)
+        (u, v), (b0, b1, b2), (k0, k1, k2) = uv_t.T, c.anchor_bary.T, c.anchor_corners.T
+        anchor = np.stack([b0 * u[k0] + b1 * u[k1] + b2 * u[k2], b0 * v[k0] + b1 * v[k1] + b2 * v[k2]], 1)
         lin_p = lin[p]
-        surf = anchor_dst + np.einsum("nij,nj->ni", lin_p, c.xy - c.anchor_xy)
-        rigid = np.einsum("nij,nj->ni", lin_p, c.xy - ms[p]) + md[p]
+
+        def turn(d: np.ndarray) -> np.ndarray:  # each pixel's part's linear map applied to d (N, 2)
+            return np.stack(
+                [
+                    lin_p[:, 0, 0] * d[:, 0] + lin_p[:, 0, 1] * d[:, 1],
+                    lin_p[:, 1, 0] * d[:, 0] + lin_p[:, 1, 1] * d[:, 1],
+                ],
+                1,
+            )
+
+        surf = anchor + turn(c.xy - c.anchor_xy)
+        rigid = turn(c.xy - ms[p]) + md[p]
         pos = np.where(c.on_head[:, None], rigid, surf)
         if c.trunk_rigid.any():
-            lin_r, ms_r, md_r = part_similarities(c.src_uv, uv_t, c.vertex_region, NUM_REGIONS, valid=valid)
+            # the trunk's similarity alone (its vertices' sums are the same in the same order)
+            tv = c.trunk_vertices
+            lin_r, ms_r, md_r = part_similarities(
+                c.src_uv[tv], uv_t[tv], np.zeros(len(tv), np.int64), 1, valid=valid[tv]
+            )
             sel = c.trunk_rigid
-            pos[sel] = (c.xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
+            pos[sel] = (c.xy[sel] - ms_r[0]) @ lin_r[0].T + md_r[0]
         return pos, lin_p
 
     @staticmethod
