@@ -43,7 +43,7 @@ from vmclip.render.source_view import (
     nearest_within,
     pixel_index,
 )
-from vmclip.render.warp import Candidate, Flow, Warped, warp_flow
+from vmclip.render.warp import Candidate, Flow, Warped, put_pixels, warp_flow
 
 # Margin (pixels at 512) of the output window around the body (clothes and hair beyond the body).
 EXTEND_PX = 48.0
@@ -129,9 +129,12 @@ def _on_window(
     """A map over the window (h, w, ...): `values` (N, ...) at the flat pixel indices `index` (N,),
     `empty` elsewhere (flat indices: cheaper than a boolean mask of the whole window)."""
     values = np.asarray(values)
-    out = np.full((shape[0] * shape[1],) + values.shape[1:], empty, dtype=dtype)
-    out[index] = values
-    return out.reshape(shape + values.shape[1:])
+    out = np.full(shape + values.shape[1:], empty, dtype=dtype)
+    if values.ndim == 2:
+        put_pixels(out, index, values)
+    else:
+        out.ravel()[index] = values
+    return out
 
 
 @dataclass
@@ -462,7 +465,7 @@ class FlowWarper:
         index, tri, bary = (a[where] for a in ras.covered)
         xy = np.einsum("nk,nkd->nd", bary, np.take(self.face_uv, tri, axis=0))
         out = np.zeros(ras.tri.shape + (3,), dtype=np.float32)
-        out.reshape(-1, 3)[index] = sample(self.texture, xy)
+        put_pixels(out, index, sample(self.texture, xy))
         return out
 
     def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray) -> np.ndarray:
