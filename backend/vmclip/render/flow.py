@@ -113,7 +113,8 @@ class _Choice:
         """Take source `si`'s candidate where it is usable (`ok`) and scores better; `ratio`: how much
         less squarely the photo saw it than the frame shows it (its colour is blended into the fill
         by that, where the fill may stand in: `fill_ok`)."""
-        take = ok & (score > self.score)
+        # (indices, not the boolean mask: eight look-ups would each scan the mask again)
+        take = np.flatnonzero(ok & (score > self.score))
         self.source[take] = si
         self.uv[take] = uv[take]
         self.score[take] = score[take]

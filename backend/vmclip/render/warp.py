@@ -158,22 +158,23 @@ def _blend_source(
     takes them (`sel`: flat indices into the window); `frame`: the output frame's (width, height)."""
     x, y = fl.map_x.ravel()[sel], fl.map_y.ravel()[sel]
     col = _at(src.bled, x, y).astype(np.float32)
+    # (index arrays, not boolean masks, for the subsets used several times)
     candidate = fl.candidate.ravel()[sel]
-    back = candidate == Candidate.OTHER_SIDE
-    if back.any() and fl.atlas is not None:  # a surface the photo saw only from its other side
+    back = np.flatnonzero(candidate == Candidate.OTHER_SIDE)
+    if len(back) and fl.atlas is not None:  # a surface the photo saw only from its other side
         col[back] = pixels_at(fl.atlas, sel[back])
-    elif back.any():  # the same part seen from its other side: without the front's details
+    elif len(back):  # the same part seen from its other side: without the front's details
         col[back] = _at(src.back, x[back], y[back])
-    painted = candidate == Candidate.PAINTED_OUT
-    if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out
+    painted = np.flatnonzero(candidate == Candidate.PAINTED_OUT)
+    if len(painted):  # what a limb hid in this photo, from the photo with the limb painted out
         col[painted] = _at(src.clean, x[painted], y[painted])
     a = _at(src.mask_trim, x, y, cv2.BORDER_CONSTANT)
     on = fl.body.ravel()[sel]
-    edge = fl.edge.ravel()[sel]
-    off_body = ~on & ~edge
-    if edge.any():
+    on_edge = fl.edge.ravel()[sel]
+    edge, off_body = np.flatnonzero(on_edge), np.flatnonzero(~on & ~on_edge)
+    if len(edge):
         a[edge] = _at(src.mask_edge, x[edge], y[edge], cv2.BORDER_CONSTANT)
-    if off_body.any():
+    if len(off_body):
         a_off = _at(src.mask_off, x[off_body], y[off_body], cv2.BORDER_CONSTANT)
         # No specks: pieces of a few dozen pixels (at 512) are sampling noise.
         solid = np.zeros(fl.body.shape, dtype=np.uint8)
