@@ -23,6 +23,7 @@ views sampling it reach beyond the finer one; a frame samples the level nearest 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -82,6 +83,12 @@ class PlateLevel:
     image: np.ndarray
     to_level: np.ndarray
 
+    @cached_property
+    def from_level(self) -> np.ndarray:
+        """The inverse map (3, 3), from the level's pixels to the photo's plate (inverted once: every
+        moved frame samples its level through it)."""
+        return np.linalg.inv(self.to_level)
+
 
 @dataclass
 class CameraPath:
@@ -115,7 +122,7 @@ class CameraPath:
 
     def _warp(self, i: int, level: int, size: tuple[int, int]) -> np.ndarray:
         lv = self.levels[level] if self.levels else PlateLevel(self.plate, np.eye(3))
-        m = np.vstack([self.maps[i], [0.0, 0.0, 1.0]]) @ np.linalg.inv(lv.to_level)
+        m = np.vstack([self.maps[i], [0.0, 0.0, 1.0]]) @ lv.from_level
         return cv2.warpAffine(lv.image, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -35,9 +35,16 @@ from vmclip.person.texture import sample
 from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
-from vmclip.render.regions import HEAD, JOINT_REGION, NUM_REGIONS, TRUNK, part_regions, part_similarities
-from vmclip.render.source_view import BACK_DETAIL_PX, SourceView, lookup, nearest, nearest_within
-from vmclip.render.warp import Candidate, Flow, Warped, warp_flow
+from vmclip.render.regions import HEAD, JOINT_REGION, TRUNK, part_regions, part_similarities
+from vmclip.render.source_view import (
+    BACK_DETAIL_PX,
+    SourceView,
+    lookup,
+    nearest,
+    nearest_within,
+    pixel_index,
+)
+from vmclip.render.warp import Candidate, Flow, Warped, put_pixels, warp_flow
 
 # Margin (pixels at 512) of the output window around the body (clothes and hair beyond the body).
 EXTEND_PX = 48.0
@@ -107,7 +114,8 @@ class _Choice:
         """Take source `si`'s candidate where it is usable (`ok`) and scores better; `ratio`: how much
         less squarely the photo saw it than the frame shows it (its colour is blended into the fill
         by that, where the fill may stand in: `fill_ok`)."""
-        take = ok & (score > self.score)
+        # (indices, not the boolean mask: eight look-ups would each scan the mask again)
+        take = np.flatnonzero(ok & (score > self.score))
         self.source[take] = si
         self.uv[take] = uv[take]
         self.score[take] = score[take]
@@ -115,6 +123,39 @@ class _Choice:
         blend = smoothstep(ratio[take], STRETCH_BAD, STRETCH_OK)
         self.weight[take] = np.where(fill_ok[take], blend, 1.0)
         self.kind[take] = kind
+
+
+def _on_window(
+    shape: tuple[int, int], index: np.ndarray, values: np.ndarray, empty: float, dtype: type
+) -> np.ndarray:
+    """A map over the window (h, w, ...): `values` (N, ...) at the flat pixel indices `index` (N,),
+    `empty` elsewhere (flat indices: cheaper than a boolean mask of the whole window)."""
+    values = np.asarray(values)
+    out = np.full(shape + values.shape[1:], empty, dtype=dtype)
+    if values.ndim == 2:
+        put_pixels(out, index, values)
+    else:
+        out.ravel()[index] = values
+    return out
+
+
+@dataclass
+class _Carried:
+    """The first photo's carried pixels (clothes, hair) as every frame reads them, built once: photo
+    pixel `xy` (n, 2), body part hung from, the anchor surface point (its photo pixel, barycentrics
+    and triangle corners), whether it moves rigidly with the head or the trunk; and per vertex the
+    photo projection and whether it lies in front of the photo's camera; the trunk's vertices."""
+
+    xy: np.ndarray
+    part: np.ndarray
+    anchor_xy: np.ndarray
+    anchor_bary: np.ndarray
+    anchor_corners: np.ndarray
+    on_head: np.ndarray
+    trunk_rigid: np.ndarray
+    src_uv: np.ndarray
+    src_front: np.ndarray
+    trunk_vertices: np.ndarray
 
 
 class FlowWarper:
@@ -141,8 +182,8 @@ class FlowWarper:
         self.texture = None
         if texture is not None and uv is not None:
             self.texture = np.ascontiguousarray(texture, dtype=np.float32)
-            self.uv_px = uv_pixels(uv[0], texture.shape[0]).astype(np.float32)
-            self.uv_faces = np.asarray(uv[1], dtype=np.int64)
+            uv_px = uv_pixels(uv[0], texture.shape[0]).astype(np.float32)
+            self.face_uv = uv_px[np.asarray(uv[1], dtype=np.int64)]  # (F, 3, 2) each face's corners
         self.sources = sources
         self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         self.vertex_part = np.asarray(vertex_part, dtype=np.int64)
@@ -175,6 +216,22 @@ class FlowWarper:
         # The first photo's attributes carry the fill colour and fill coordinates along (one
         # interpolation per frame).
         self.attr[0] = np.concatenate([self.attr[0], self.fill, self.fill_uv], axis=1).astype(np.float32)
+        first = sources[0]
+        region = np.zeros(self.num_parts, dtype=np.int64)
+        region[: len(JOINT_REGION)] = JOINT_REGION
+        anchor = first.carry_anchor
+        self.carried = _Carried(
+            xy=first.carry_xy.astype(np.float64),
+            part=first.carry_part,
+            anchor_xy=np.stack([anchor % first.width, anchor // first.width], 1).astype(np.float64),
+            anchor_bary=first.carry_bary.astype(np.float64),
+            anchor_corners=self.faces[first.carry_tri],
+            on_head=JOINT_REGION[np.minimum(first.carry_part, len(JOINT_REGION) - 1)] == HEAD,
+            trunk_rigid=first.carry_trunk_rigid,
+            src_uv=first.uvz[:, :2].astype(np.float64),
+            src_front=first.uvz[:, 2] > 0,
+            trunk_vertices=np.flatnonzero(region[self.vertex_part] == TRUNK),
+        )
 
     def _other_side(
         self,
@@ -184,6 +241,7 @@ class FlowWarper:
         facing: np.ndarray,
         head: np.ndarray,
         hidden: np.ndarray,
+        at: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The candidate "same part seen from its other side" in source `si` (not on the head): the
         photo's pixel where the point projects when the photo shows that part (or a skeleton
@@ -194,21 +252,24 @@ class FlowWarper:
         texture into streaks along the parts' outlines.)"""
         src = self.sources[si]
         uv = own[:, :2].copy()
-        ok = self.part_near[part_px, lookup(src.part, own, -1)] & ~head & ~hidden
-        reach = ~ok & ~head & (facing < AWAY_FACING)
-        if reach.any():
-            u, v = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
-            reach &= (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
-            for part in np.unique(part_px[reach]):
-                sel = np.flatnonzero(reach & (part_px == part))
+        ok = self.part_near[part_px, lookup(src.part, own, -1, at)] & ~head & ~hidden
+        reach = np.flatnonzero(~ok & ~head & (facing < AWAY_FACING))
+        if len(reach):
+            u, v = np.rint(uv[reach, 0]).astype(np.int64), np.rint(uv[reach, 1]).astype(np.int64)
+            inside = (u >= 0) & (u < src.width) & (v >= 0) & (v < src.height)
+            reach, u, v = reach[inside], u[inside], v[inside]
+            reach_part = part_px[reach]
+            for part in np.unique(reach_part):
+                k = np.flatnonzero(reach_part == part)
                 near = self._part_nearest(si, int(part))
                 if near is None:
                     continue
-                q = near[v[sel], u[sel]]
+                q = near[v[k], u[k]]
                 qx, qy = q % src.width, q // src.width
-                good = np.hypot(qx - u[sel], qy - v[sel]) <= (BACK_REACH_PX + BACK_DETAIL_PX) * self.px
-                uv[sel[good], 0], uv[sel[good], 1] = qx[good], qy[good]
-                ok[sel[good]] = True
+                good = np.hypot(qx - u[k], qy - v[k]) <= (BACK_REACH_PX + BACK_DETAIL_PX) * self.px
+                sel = reach[k[good]]
+                uv[sel, 0], uv[sel, 1] = qx[good], qy[good]
+                ok[sel] = True
         return ok, uv, facing, np.ones(len(uv), dtype=np.float32)
 
     def _part_nearest(self, si: int, part: int) -> np.ndarray | None:
@@ -249,17 +310,24 @@ class FlowWarper:
     def _target_facing(self, vertices: np.ndarray, ras: Raster) -> np.ndarray:
         """Per covered pixel, how squarely the output camera sees the surface (flat per triangle;
         only the triangles in view are computed)."""
-        tri = ras.tri[ras.mask]
+        tri = ras.covered[1]
         mark = np.zeros(len(self.faces), dtype=bool)
         mark[tri] = True
         seen = np.flatnonzero(mark)
         index = np.cumsum(mark) - 1
         inverse = index[tri]
-        corners = np.asarray(vertices, dtype=np.float64)[self.faces[seen]]
-        fn = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        view = self.camera.centre[None, :] - corners.mean(1)
-        cos = np.abs((fn * view).sum(1)) / np.maximum(
-            np.linalg.norm(fn, axis=1) * np.linalg.norm(view, axis=1), 1e-12
+        # One (S,) array per coordinate: numpy is slow along axes of three (same arithmetic, same
+        # order as a cross product, a mean and norms over those axes).
+        v = np.asarray(vertices, dtype=np.float64).T
+        f = self.faces[seen].T
+        (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = v[0][f], v[1][f], v[2][f]
+        ax, ay, az = x1 - x0, y1 - y0, z1 - z0
+        bx, by, bz = x2 - x0, y2 - y0, z2 - z0
+        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx  # the face's normal
+        c = self.camera.centre
+        vx, vy, vz = c[0] - (x0 + x1 + x2) / 3.0, c[1] - (y0 + y1 + y2) / 3.0, c[2] - (z0 + z1 + z2) / 3.0
+        cos = np.abs(nx * vx + ny * vy + nz * vz) / np.maximum(
+            np.sqrt(nx * nx + ny * ny + nz * nz) * np.sqrt(vx * vx + vy * vy + vz * vz), 1e-12
         )
         return cos.astype(np.float32)[inverse]
 
@@ -310,21 +378,22 @@ class FlowWarper:
         ratio_mir = np.minimum(vals[:, 7] / p.target_facing, 1.0)
         # (a point behind a limb the photo shows in front of it is not seen there, whatever the
         # fitted body's depth says)
-        hidden_own = src.hidden_by_limb(own, p.region)
-        seen_own = (own[:, 2] <= lookup(src.depth_vis, own, -np.inf) + DEPTH_TOLERANCE) & ~hidden_own
-        seen_mir = (mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf) + DEPTH_TOLERANCE) & ~src.hidden_by_limb(
-            mir, p.region_mirror
-        )
+        at_own, at_mir = pixel_index(own, src.width, src.height), pixel_index(mir, src.width, src.height)
+        hidden_own = src.hidden_by_limb(own, p.region, at_own)
+        seen_own = (own[:, 2] <= lookup(src.depth_vis, own, -np.inf, at_own) + DEPTH_TOLERANCE) & ~hidden_own
+        seen_mir = (
+            mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf, at_mir) + DEPTH_TOLERANCE
+        ) & ~src.hidden_by_limb(mir, p.region_mirror, at_mir)
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),
         ]
-        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own)
+        ok, uv, facing, ratio = self._other_side(si, own, p.part, vals[:, 6], p.head, hidden_own, at_own)
         candidates.append((Candidate.OTHER_SIDE, ok, uv, RANK[Candidate.OTHER_SIDE] + facing, ratio))
         if src.clean is not None:
             # A point a limb hid in this photo (the photo's limb or the fitted one over it): the
             # photo with that limb painted out, in place.
-            limb = lookup(src.clean_region, own, -1)
+            limb = lookup(src.clean_region, own, -1, at_own)
             ok = ~seen_own & (limb >= 0) & (limb != p.region)
             if self.texture is not None:
                 # A surface facing away from the photo projects onto the front that the limb hid
@@ -352,33 +421,28 @@ class FlowWarper:
     ) -> Flow:
         """The chosen candidates as maps over the window, with the carried clothes and the outline's
         ring added."""
-        h, w = ras.tri.shape
+        shape = ras.tri.shape
         body = ras.mask
-        map_x = np.full((h, w), np.nan, dtype=np.float32)
-        map_y = np.full((h, w), np.nan, dtype=np.float32)
-        source = np.full((h, w), -1, dtype=np.int16)
-        map_x[body], map_y[body] = choice.uv[:, 0], choice.uv[:, 1]
-        source[body] = choice.source
-        part = np.full((h, w), -1, dtype=np.int16)
-        part[body] = p.part
-        weight = np.zeros((h, w), dtype=np.float32)
-        weight[body] = np.where(choice.source >= 0, choice.weight, 0.0)
-        fill = np.zeros((h, w, 3), dtype=np.float32)
-        fill[body] = fill_vals[:, 0:3]
-        fill_x = np.full((h, w), -1e4, dtype=np.float32)
-        fill_y = np.full((h, w), -1e4, dtype=np.float32)
-        textured = body.copy()
-        textured[body] = ~p.head
-        fill_x[textured], fill_y[textured] = fill_vals[~p.head, 3], fill_vals[~p.head, 4]
-        hole = body & (source < 0)
+        index = ras.covered[0]  # flat indices of the body's pixels (N,), the order of `p` and `choice`
+        map_x = _on_window(shape, index, choice.uv[:, 0], np.nan, np.float32)
+        map_y = _on_window(shape, index, choice.uv[:, 1], np.nan, np.float32)
+        source = _on_window(shape, index, choice.source, -1, np.int16)
+        part = _on_window(shape, index, p.part, -1, np.int16)
+        weight = _on_window(shape, index, np.where(choice.source >= 0, choice.weight, 0.0), 0.0, np.float32)
+        fill = _on_window(shape, index, fill_vals[:, 0:3], 0.0, np.float32)
+        textured = _on_window(shape, index, ~p.head, False, bool)
+        tex = index[~p.head]
+        fill_x = _on_window(shape, tex, fill_vals[~p.head, 3], -1e4, np.float32)
+        fill_y = _on_window(shape, tex, fill_vals[~p.head, 4], -1e4, np.float32)
+        hole = _on_window(shape, index, choice.source < 0, False, bool)
         self._carry(vertices, map_x, map_y, source, part, body, roi[0], roi[1])
         edge = self._edge(map_x, map_y, source, body)
-        facing = np.zeros((h, w), dtype=np.float32)
-        facing[body] = choice.facing
-        kind = np.full((h, w), Candidate.NONE, dtype=np.int8)
-        kind[body] = choice.kind
+        facing = _on_window(shape, index, choice.facing, 0.0, np.float32)
+        kind = _on_window(shape, index, choice.kind, Candidate.NONE, np.int8)
         return Flow(
-            atlas=self._atlas(ras),
+            # (the warp shows the atlas only on the head, in the holes and on surfaces the photos saw
+            # only from their other side: sampled there alone)
+            atlas=self._atlas(ras, p.head | (choice.source < 0) | (choice.kind == Candidate.OTHER_SIDE)),
             map_x=map_x,
             map_y=map_y,
             source=source,
@@ -395,15 +459,15 @@ class FlowWarper:
             candidate=kind,
         )
 
-    def _atlas(self, ras: Raster) -> np.ndarray | None:
-        """The avatar's atlas colour at every body pixel of the window (None without an atlas)."""
+    def _atlas(self, ras: Raster, where: np.ndarray) -> np.ndarray | None:
+        """The avatar's atlas colour at the body pixels `where` (a selection of the covered pixels),
+        zero elsewhere in the window (None without an atlas)."""
         if self.texture is None:
             return None
-        body = ras.mask
-        tri, bary = ras.tri[body], ras.bary[body]
-        xy = np.einsum("nk,nkd->nd", bary, self.uv_px[self.uv_faces[tri]])
-        out = np.zeros(body.shape + (3,), dtype=np.float32)
-        out[body] = sample(self.texture, xy)
+        index, tri, bary = (a[where] for a in ras.covered)
+        xy = np.einsum("nk,nkd->nd", bary, np.take(self.face_uv, tri, axis=0))
+        out = np.zeros(ras.tri.shape + (3,), dtype=np.float32)
+        put_pixels(out, index, sample(self.texture, xy))
         return out
 
     def _edge(self, map_x: np.ndarray, map_y: np.ndarray, source: np.ndarray, body: np.ndarray) -> np.ndarray:
@@ -448,53 +512,51 @@ class FlowWarper:
         carried pixel goes where its anchor surface point goes plus its offset, turned and scaled
         as the anchor's body part turned (hair: rigidly with the head; cloth between two limbs:
         rigidly with the trunk). The maps hold, per covered output pixel, the source pixel it shows."""
-        src = self.sources[0]
-        if not len(src.carry_xy):
+        if not len(self.carried.xy):
             return
         pos, lin = self._carried_positions(vertices)
-        self._splat(src, pos, lin, map_x, map_y, source, part, body, x0, y0)
+        self._splat(self.carried, pos, lin, map_x, map_y, source, part, body, x0, y0)
 
     def _carried_positions(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where the first photo's carried pixels land in the frame (N, 2), and the 2-D similarity
         (N, 2, 2) of the body part each hangs from."""
-        src = self.sources[0]
+        c = self.carried
         uv_t, z_t = project(
             np.asarray(vertices, dtype=np.float64), self.camera.K, self.camera.R, self.camera.t
         )
-        lin, ms, md = part_similarities(
-            src.uvz[:, :2].astype(np.float64),
-            uv_t,
-            self.vertex_part,
-            self.num_parts,
-            valid=(src.uvz[:, 2] > 0) & (z_t > 0),
-        )
-        xy = src.carry_xy.astype(np.float64)
-        p = src.carry_part
-        anchor_src = np.stack([src.carry_anchor % src.width, src.carry_anchor // src.width], 1)
-        anchor_dst = np.einsum(
-            "nc,ncd->nd", src.carry_bary.astype(np.float64), uv_t[self.faces[src.carry_tri]]
-        )
-        surf = anchor_dst + np.einsum("nij,nj->ni", lin[p], xy - anchor_src)
-        rigid = np.einsum("nij,nj->ni", lin[p], xy - ms[p]) + md[p]
-        on_head = JOINT_REGION[np.minimum(p, len(JOINT_REGION) - 1)] == HEAD
-        pos = np.where(on_head[:, None], rigid, surf)
-        if src.carry_trunk_rigid.any():
-            region = np.zeros(self.num_parts, dtype=np.int64)
-            region[: len(JOINT_REGION)] = JOINT_REGION
-            lin_r, ms_r, md_r = part_similarities(
-                src.uvz[:, :2].astype(np.float64),
-                uv_t,
-                region[self.vertex_part],
-                NUM_REGIONS,
-                valid=(src.uvz[:, 2] > 0) & (z_t > 0),
+        valid = c.src_front & (z_t > 0)
+        lin, ms, md = part_similarities(c.src_uv, uv_t, self.vertex_part, self.num_parts, valid=valid)
+        p = c.part
+        # (per coordinate, not einsum over axes of two and three: several times faster, same sums)
+        (u, v), (b0, b1, b2), (k0, k1, k2) = uv_t.T, c.anchor_bary.T, c.anchor_corners.T
+        anchor = np.stack([b0 * u[k0] + b1 * u[k1] + b2 * u[k2], b0 * v[k0] + b1 * v[k1] + b2 * v[k2]], 1)
+        lin_p = lin[p]
+
+        def turn(d: np.ndarray) -> np.ndarray:  # each pixel's part's linear map applied to d (N, 2)
+            return np.stack(
+                [
+                    lin_p[:, 0, 0] * d[:, 0] + lin_p[:, 0, 1] * d[:, 1],
+                    lin_p[:, 1, 0] * d[:, 0] + lin_p[:, 1, 1] * d[:, 1],
+                ],
+                1,
             )
-            sel = src.carry_trunk_rigid
-            pos[sel] = (xy[sel] - ms_r[TRUNK]) @ lin_r[TRUNK].T + md_r[TRUNK]
-        return pos, lin[p]
+
+        surf = anchor + turn(c.xy - c.anchor_xy)
+        rigid = turn(c.xy - ms[p]) + md[p]
+        pos = np.where(c.on_head[:, None], rigid, surf)
+        if c.trunk_rigid.any():
+            # the trunk's similarity alone (its vertices' sums are the same in the same order)
+            tv = c.trunk_vertices
+            lin_r, ms_r, md_r = part_similarities(
+                c.src_uv[tv], uv_t[tv], np.zeros(len(tv), np.int64), 1, valid=valid[tv]
+            )
+            sel = c.trunk_rigid
+            pos[sel] = (c.xy[sel] - ms_r[0]) @ lin_r[0].T + md_r[0]
+        return pos, lin_p
 
     @staticmethod
     def _splat(
-        src: SourceView,
+        c: _Carried,
         pos: np.ndarray,
         main: np.ndarray,
         map_x: np.ndarray,
@@ -508,30 +570,28 @@ class FlowWarper:
         """Splat the carried pixels at `pos` (frame coordinates) into the maps off the body: each
         covered output pixel shows the source pixel that lands there (through the inverse of the
         part's similarity `main` for the sub-pixel offset), pinholes closed."""
-        xy = src.carry_xy.astype(np.float64)
-        p = src.carry_part
         h, w = body.shape
+        # The similarity's inverse [[a, b], [-b, a]] (rotation and scale: two numbers per pixel).
         det = np.maximum(main[:, 0, 0] ** 2 + main[:, 1, 0] ** 2, 1e-9)
-        inv = (
-            np.stack(
-                [np.stack([main[:, 0, 0], main[:, 1, 0]], -1), np.stack([-main[:, 1, 0], main[:, 0, 0]], -1)],
-                -2,
-            )
-            / det[:, None, None]
-        )
-        got_x = np.full((h, w), np.nan, dtype=np.float32)
-        got_y = np.full((h, w), np.nan, dtype=np.float32)
-        got_p = np.full((h, w), -1, dtype=np.int16)
-        fx, fy = pos[:, 0] - x0, pos[:, 1] - y0
-        for dx in (0, 1):
-            for dy in (0, 1):
-                qx, qy = np.floor(fx).astype(np.int64) + dx, np.floor(fy).astype(np.int64) + dy
-                ok = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
-                off = np.stack([qx - fx, qy - fy], 1)
-                s = xy + np.einsum("nij,nj->ni", inv, off)
-                got_x[qy[ok], qx[ok]] = s[ok, 0]
-                got_y[qy[ok], qx[ok]] = s[ok, 1]
-                got_p[qy[ok], qx[ok]] = p[ok]
+        inv_a, inv_b = main[:, 0, 0] / det, main[:, 1, 0] / det
+        # Every carried pixel lands on the four pixels around its position, in the order (dx, dy) =
+        # (0, 0), (0, 1), (1, 0), (1, 1), all at once; where several land on one pixel the last
+        # written wins (far pixels come first, so the one nearer its body; then the later corner).
+        n = len(pos)
+        fx, fy = np.tile(pos[:, 0] - x0, 4), np.tile(pos[:, 1] - y0, 4)
+        qx = np.tile(np.floor(pos[:, 0] - x0).astype(np.int64), 4) + np.repeat([0, 0, 1, 1], n)
+        qy = np.tile(np.floor(pos[:, 1] - y0).astype(np.int64), 4) + np.repeat([0, 1, 0, 1], n)
+        ok = np.flatnonzero((qx >= 0) & (qx < w) & (qy >= 0) & (qy < h))
+        pix = ok % n  # the carried pixel of each landing
+        ox, oy = qx[ok] - fx[ok], qy[ok] - fy[ok]
+        a, b = inv_a[pix], inv_b[pix]
+        sx, sy = c.xy[pix, 0] + (a * ox + b * oy), c.xy[pix, 1] + (-b * ox + a * oy)
+        at = qy[ok] * w + qx[ok]
+        got_x = np.full(h * w, np.nan, dtype=np.float32)
+        got_y = np.full(h * w, np.nan, dtype=np.float32)
+        got_p = np.full(h * w, -1, dtype=np.int16)
+        got_x[at], got_y[at], got_p[at] = sx, sy, c.part[pix]
+        got_x, got_y, got_p = got_x.reshape(h, w), got_y.reshape(h, w), got_p.reshape(h, w)
         covered = np.isfinite(got_x)
         if not covered.any():
             return

@@ -193,19 +193,23 @@ def limb_occluders(
     return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth)
 
 
-def hidden_by_limb(occ: LimbOcclusion, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+def hidden_by_limb(
+    occ: LimbOcclusion, uvz: np.ndarray, region: np.ndarray, at: np.ndarray | None = None
+) -> np.ndarray:
     """Whether points (N, 3: photo u, v, depth) of body regions `region` (N,) are not what the photo
     shows at their pixel although the fitted body's depth says so: behind a limb of another region
-    that the photo shows there, or on a fitted limb where the photo shows no such limb."""
-    u, v = np.rint(uvz[:, 0]).astype(np.int64), np.rint(uvz[:, 1]).astype(np.int64)
+    that the photo shows there, or on a fitted limb where the photo shows no such limb. `at`: the
+    points' `pixel_index` in the photo, when already known."""
     h, w = occ.region.shape
-    inside = np.flatnonzero((u >= 0) & (u < w) & (v >= 0) & (v < h))
-    u, v, g = u[inside], v[inside], region[inside]
-    limb = occ.region[v, u]
+    if at is None:
+        at = pixel_index(uvz, w, h)
+    inside = np.flatnonzero(at >= 0)
+    q, g = at[inside], region[inside]
+    limb = occ.region.ravel()[q]
     hidden = np.zeros(len(uvz), dtype=bool)
-    hidden[inside] = ((limb >= 0) & (limb != g) & occ.core[v, u] & (uvz[inside, 2] > occ.depth[v, u])) | (
-        occ.unveiled[v, u] == g
-    )
+    hidden[inside] = (
+        (limb >= 0) & (limb != g) & occ.core.ravel()[q] & (uvz[inside, 2] > occ.depth.ravel()[q])
+    ) | (occ.unveiled.ravel()[q] == g)
     return hidden
 
 
@@ -347,14 +351,23 @@ def paint_out(
     return out
 
 
-def lookup(img: np.ndarray, uv: np.ndarray, fill) -> np.ndarray:
-    """Values of `img` at the pixels nearest to points uv (N, 2); `fill` where a point is off it."""
+def pixel_index(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Flat (row-major) index of the pixel nearest to each point uv (N, 2) of a width x height image,
+    -1 where the point is off it: worked out once for several look-ups at the same points."""
     u = np.rint(uv[:, 0]).astype(np.int64)
     v = np.rint(uv[:, 1]).astype(np.int64)
+    return np.where((u >= 0) & (u < width) & (v >= 0) & (v < height), v * width + u, -1)
+
+
+def lookup(img: np.ndarray, uv: np.ndarray, fill, at: np.ndarray | None = None) -> np.ndarray:
+    """Values of `img` at the pixels nearest to points uv (N, 2); `fill` where a point is off it.
+    `at`: the points' `pixel_index` in `img`, when already known."""
     h, w = img.shape[:2]
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = np.full(len(uv), fill, dtype=img.dtype)
-    out[inside] = img[v[inside], u[inside]]
+    if at is None:
+        at = pixel_index(uv, w, h)
+    inside = at >= 0
+    out = np.full(len(at), fill, dtype=img.dtype)
+    out[inside] = img.reshape(h * w, *img.shape[2:])[at[inside]]
     return out
 
 
@@ -474,13 +487,14 @@ class SourceView:
             borderMode=cv2.BORDER_REPLICATE,
         )[0]
 
-    def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray) -> np.ndarray:
+    def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
         photo shows at their pixel although the fitted body's depth says so: behind a limb of another
-        region that the photo shows there, or on a fitted limb where the photo shows no such limb."""
+        region that the photo shows there, or on a fitted limb where the photo shows no such limb.
+        `at`: the points' `pixel_index` in the photo, when already known."""
         if self.occlusion is None:
             return np.zeros(len(uvz), dtype=bool)
-        return hidden_by_limb(self.occlusion, uvz, region)
+        return hidden_by_limb(self.occlusion, uvz, region, at)
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
         """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from vmclip.geometry import SEEN_FACING
+from vmclip.person.texture import sample
 from vmclip.render.regions import HEAD as HEAD_REGION
 from vmclip.render.source_view import SourceView, lookup
 
@@ -62,7 +63,9 @@ class Flow:
     textured: np.ndarray
     edge: np.ndarray
     candidate: np.ndarray
-    atlas: np.ndarray | None = None  # (h, w, 3) the avatar's atlas colour on the body, if it has one
+    # (h, w, 3) the avatar's atlas colour, if it has one, where the warp may show it: on the head, in the
+    # holes and where the candidate is OTHER_SIDE (zero elsewhere)
+    atlas: np.ndarray | None = None
 
 
 @dataclass
@@ -77,10 +80,26 @@ class Warped:
     flow: Flow
 
 
-def _remap(
-    image: np.ndarray, mx: np.ndarray, my: np.ndarray, border: int = cv2.BORDER_REPLICATE
-) -> np.ndarray:
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=border)
+def _at(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """`image` sampled (bilinear) at the points (x, y) only: the flow's windows are mostly background,
+    and remapping just the pixels a step uses is several times cheaper than remapping the window
+    (each output pixel of a remap depends only on its own coordinates, so the values are the same)."""
+    return sample(image, np.stack([x, y], 1), border=border)
+
+
+def put_pixels(image: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+    """`image`'s pixels at the flat indices `index` (N,) set to `values` (N, C), in place: each pixel
+    moved as one C-channel item (numpy's row-wise fancy assignment is several times slower)."""
+    if not image.flags.c_contiguous:
+        raise ValueError("put_pixels needs a C-contiguous image")
+    item = np.dtype((np.void, image.dtype.itemsize * image.shape[-1]))
+    rows = np.ascontiguousarray(values, dtype=image.dtype).reshape(-1, image.shape[-1])
+    image.reshape(-1).view(item)[index] = rows.view(item).ravel()
+
+
+def pixels_at(image: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`image`'s pixels (N, C) at the flat indices `index` (N,) (np.take: faster than fancy indexing)."""
+    return np.take(image.reshape(-1, image.shape[-1]), index, axis=0)
 
 
 def warp_flow(
@@ -94,14 +113,15 @@ def warp_flow(
     if fl.atlas is not None:
         # The avatar where no photo saw the surface squarely enough (the head's fill was one smooth
         # colour; the back of the head shows the hair's texture).
-        head = fl.body & (part_region[np.maximum(fl.part, 0)] == HEAD_REGION)
-        use = fl.hole | head
-        rgb[use] = fl.atlas[use]
+        body = np.flatnonzero(fl.body)
+        head = part_region[np.maximum(fl.part.ravel()[body], 0)] == HEAD_REGION
+        use = body[fl.hole.ravel()[body] | head]
+        put_pixels(rgb, use, pixels_at(fl.atlas, use))
     alpha = np.zeros(fl.body.shape, dtype=np.float32)
     alpha[fl.hole] = 1.0
     for si, src in enumerate(sources):
-        sel = fl.source == si
-        if sel.any():
+        sel = np.flatnonzero(fl.source == si)
+        if len(sel):
             _blend_source(fl, src, sel, rgb, alpha, (width, height))
     return _finish_matte(fl, rgb, alpha, px)
 
@@ -110,20 +130,19 @@ def _fill_rgb(fl: Flow, first: SourceView, part_region: np.ndarray) -> np.ndarra
     """The fill colour; off the head, the first photo's texture of the same part where it saw it
     squarely."""
     rgb = fl.fill.copy()
-    tex = fl.textured
-    if not tex.any():
+    tex = np.flatnonzero(fl.textured)
+    if not len(tex):
         return rgb
-    sampled = _remap(first.bled, fl.fill_x, fl.fill_y).astype(np.float32)
+    x, y = fl.fill_x.ravel()[tex], fl.fill_y.ravel()[tex]
+    sampled = _at(first.bled, x, y).astype(np.float32)
     if first.clean is not None:
         # Where the fill texture reaches under a limb that hid this surface in the photo, the
         # photo with that limb painted out (the limb's own fill keeps the limb).
-        limb = lookup(first.clean_region, np.stack([fl.fill_x[tex], fl.fill_y[tex]], 1), -1)
-        clean = np.zeros_like(tex)
-        clean[tex] = (limb >= 0) & (limb != part_region[np.maximum(fl.part[tex], 0)])
+        limb = lookup(first.clean_region, np.stack([x, y], 1), -1)
+        clean = (limb >= 0) & (limb != part_region[np.maximum(fl.part.ravel()[tex], 0)])
         if clean.any():
-            other = _remap(first.clean, fl.fill_x, fl.fill_y).astype(np.float32)
-            sampled[clean] = other[clean]
-    rgb[tex] = sampled[tex]
+            sampled[clean] = _at(first.clean, x[clean], y[clean])
+    put_pixels(rgb, tex, sampled)
     return rgb
 
 
@@ -135,42 +154,42 @@ def _blend_source(
     alpha: np.ndarray,
     frame: tuple[int, int],
 ) -> None:
-    """Blend source `src`'s pixels into `rgb` and `alpha` (in place) where the flow takes them (`sel`);
-    `frame`: the output frame's (width, height)."""
-    mx = np.where(sel, fl.map_x, -1e4).astype(np.float32)
-    my = np.where(sel, fl.map_y, -1e4).astype(np.float32)
-    col = _remap(src.bled, mx, my).astype(np.float32)
-    back = sel & (fl.candidate == Candidate.OTHER_SIDE)
-    if back.any() and fl.atlas is not None:  # a surface the photo saw only from its other side
-        col[back] = fl.atlas[back]
-    elif back.any():  # the same part seen from its other side: without the front's details
-        col[back] = _remap(src.back, mx, my)[back]
-    painted = sel & (fl.candidate == Candidate.PAINTED_OUT)
-    if painted.any():  # what a limb hid in this photo, from the photo with the limb painted out
-        col[painted] = _remap(src.clean, mx, my)[painted]
-    a = _remap(src.mask_trim, mx, my, cv2.BORDER_CONSTANT)
-    edge = sel & fl.edge
-    off_body = sel & ~fl.body & ~edge
-    if edge.any():
-        a_edge = _remap(src.mask_edge, mx, my, cv2.BORDER_CONSTANT)
-        a[edge] = a_edge[edge]
-        rgb[edge] = col[edge]
-    if off_body.any():
-        a_off = _remap(src.mask_off, mx, my, cv2.BORDER_CONSTANT)
-        a_off[~off_body] = 0.0
+    """Blend source `src`'s pixels into `rgb` and `alpha` (in place, both C-contiguous) where the flow
+    takes them (`sel`: flat indices into the window); `frame`: the output frame's (width, height)."""
+    x, y = fl.map_x.ravel()[sel], fl.map_y.ravel()[sel]
+    col = _at(src.bled, x, y).astype(np.float32)
+    # (index arrays, not boolean masks, for the subsets used several times)
+    candidate = fl.candidate.ravel()[sel]
+    back = np.flatnonzero(candidate == Candidate.OTHER_SIDE)
+    if len(back) and fl.atlas is not None:  # a surface the photo saw only from its other side
+        col[back] = pixels_at(fl.atlas, sel[back])
+    elif len(back):  # the same part seen from its other side: without the front's details
+        col[back] = _at(src.back, x[back], y[back])
+    painted = np.flatnonzero(candidate == Candidate.PAINTED_OUT)
+    if len(painted):  # what a limb hid in this photo, from the photo with the limb painted out
+        col[painted] = _at(src.clean, x[painted], y[painted])
+    a = _at(src.mask_trim, x, y, cv2.BORDER_CONSTANT)
+    on = fl.body.ravel()[sel]
+    on_edge = fl.edge.ravel()[sel]
+    edge, off_body = np.flatnonzero(on_edge), np.flatnonzero(~on & ~on_edge)
+    if len(edge):
+        a[edge] = _at(src.mask_edge, x[edge], y[edge], cv2.BORDER_CONSTANT)
+    if len(off_body):
+        a_off = _at(src.mask_off, x[off_body], y[off_body], cv2.BORDER_CONSTANT)
         # No specks: pieces of a few dozen pixels (at 512) are sampling noise.
-        solid = (a_off > 0.3).astype(np.uint8)
+        solid = np.zeros(fl.body.shape, dtype=np.uint8)
+        solid.ravel()[sel[off_body]] = a_off > 0.3
         count, labels = cv2.connectedComponents(solid, connectivity=8)
         if count > 1:
             keep = np.bincount(labels.ravel(), minlength=count) >= SPECK_SHARE * frame[0] * frame[1]
             keep[0] = False
-            a_off *= keep[labels]
-        a[off_body] = a_off[off_body]
-    on = sel & fl.body
-    wt = fl.weight[on][:, None]
-    rgb[on] = wt * col[on] + (1.0 - wt) * rgb[on]
-    rgb[off_body] = col[off_body]
-    alpha[sel] = a[sel]
+            a_off *= keep[labels.ravel()[sel[off_body]]]
+        a[off_body] = a_off
+    body, rest = sel[on], sel[~on]
+    wt = np.take(fl.weight.ravel(), body)[:, None]
+    put_pixels(rgb, body, wt * np.compress(on, col, axis=0) + (1.0 - wt) * pixels_at(rgb, body))
+    put_pixels(rgb, rest, np.compress(~on, col, axis=0))  # the ring and the carried clothes: as they are
+    alpha.ravel()[sel] = a
 
 
 def _finish_matte(fl: Flow, rgb: np.ndarray, alpha: np.ndarray, px: float) -> tuple[np.ndarray, np.ndarray]:
