@@ -4,6 +4,7 @@ progress bar, cancel, bad input."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -125,3 +126,14 @@ def test_a_model_that_fails_stops_the_analysis_and_a_bad_photo_is_reported_first
     Image.new("RGB", (256, 256), "white").save(blank)
     with pytest.raises(InputError, match="blank.png"):
         Pipeline("cpu").run(prompt=PROMPT, images=[blank], seconds=SECONDS)
+
+
+def test_warm_up_loads_the_photo_stages(pipeline) -> None:
+    """`vmclip serve` warms these up at start, so its first photo does not pay for them."""
+    from vmclip.person import detect
+    from vmclip.render import raster
+
+    pipeline.warm_up()
+    assert detect._POSE is not None
+    assert raster._INSTANCE is not None
+    assert "anny.models.phenotype" in sys.modules  # the body's shape code (the fit's first call)

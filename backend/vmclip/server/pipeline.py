@@ -118,12 +118,25 @@ class Pipeline:
                     pass
         return {k: dict(v) for k, v in self._caps.items()}
 
-    def preload(self) -> None:
-        """Load the text-to-motion model now, so the first request does not pay for it."""
+    def preload(self) -> threading.Thread:
+        """Load the text-to-motion model now, so the first request does not pay for it, and the photo
+        stages' models on a background thread (returned), which requests that need them wait for."""
         try:
             self._generator()
         except StageUnavailable as exc:
             log.warning("%s", exc)
+
+        def warm() -> None:
+            try:
+                self._stage("analyze")
+                self._stage("render")
+                self.core.warm_up()
+            except Exception as exc:  # noqa: BLE001 - the job that needs the stage reports it
+                log.warning("photo stages not preloaded: %s", exc)
+
+        thread = threading.Thread(target=warm, name="vmclip-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _generator(self) -> Any:
         self._stage("generate_motion")
