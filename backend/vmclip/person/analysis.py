@@ -259,7 +259,8 @@ def analyze(
             report(0.4, "fitting the body" + (" and in-painting the background" if background else ""))
             body = load_body_model(body_kind, device=device)
             results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
-            report(0.9, "in-painting the background")
+            if background:
+                report(0.9, "in-painting the background")
             views = [
                 ViewFit(
                     image=image,
