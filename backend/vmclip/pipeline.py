@@ -139,14 +139,13 @@ class Pipeline:
         return load_generator(device=self.device, encoder=self.encoder, checkpoint=self.checkpoint)
 
     def warm_up(self) -> None:
-        """Load what the photo stages need on first use (MediaPipe's pose graph, the body model with
-        its shape code, the rasteriser): seconds of imports that a server pays at start instead of on
-        its first photo."""
+        """Load what the photo stages need on first use (the body model with its shape code, the
+        rasteriser): seconds of imports that a server pays at start instead of on its first photo.
+        MediaPipe stays lazy: its native log is filtered by redirecting the process's stderr, which
+        would also hold the server's own log lines for the seconds the graph takes to open."""
         from vmclip.person.body import load_body_model
-        from vmclip.person.detect import load_pose_model
         from vmclip.render.raster import get_rasterizer
 
-        load_pose_model()
         load_body_model(self.body_kind, device=self.device).rest_vertices()
         get_rasterizer()
 

@@ -176,12 +176,6 @@ def _pose_solution():
     return _POSE
 
 
-def load_pose_model() -> None:
-    """Import MediaPipe, open its pose graph and run it once (its models load, and log, on first use)
-    now: 1-3 s once per process, not on the first photo."""
-    _run(np.zeros((64, 64, 3), dtype=np.uint8))
-
-
 def _run(image: np.ndarray):
     global _NATIVE_QUIET
     with _POSE_LOCK:  # the solution graph is not re-entrant
