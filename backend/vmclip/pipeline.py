@@ -138,6 +138,12 @@ class Pipeline:
 
         return load_generator(device=self.device, encoder=self.encoder, checkpoint=self.checkpoint)
 
+    def check_motion_model(self) -> None:
+        """Raise the missing-weights error now (a file check, no load) if the model cannot load."""
+        from vmclip.t2m import require_weights_file, weights_path
+
+        require_weights_file(weights_path(self.encoder, self.checkpoint))
+
     def warm_up(self) -> None:
         """Load what the photo stages need on first use (the body model with its shape code, the
         rasteriser): seconds of imports that a server pays at start instead of on its first photo.
@@ -280,6 +286,7 @@ class Pipeline:
         span = _Span(progress, cancel)
         analysis_part = span.part(0.0, ANALYSIS_SHARE if out is not None else 1.0)
         if motion is None and prompt is not None and person is None and images:
+            self.check_motion_model()  # a missing model is reported before any photo problem
             with ThreadPoolExecutor(1, thread_name_prefix="vmclip-motion") as side:
                 job = side.submit(self.motion, prompt, seconds, seed, constraints=constraints, cancel=cancel)
                 analysis_part.watch = lambda: _raise_if_failed(job)

@@ -71,6 +71,15 @@ def weights_path(
 
 
 @functools.lru_cache(maxsize=4)
+def require_weights_file(path: str | os.PathLike) -> Path:
+    """`path` if it is a file, else the one-line error a user sees for missing weights: checked
+    before the photos are analysed, so that a missing model fails in a second, not after them."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingAssetError(f"{path}: text-to-motion weights not found (train them with `vmclip train`)")
+    return path
+
+
 def _load(device: str, encoder: str, path: str) -> Generator:
     from vmclip.t2m.generate import Generator
 
@@ -127,5 +136,6 @@ __all__ = [
     "generate_motion",
     "load_generator",
     "load_motionclip_checkpoint",
+    "require_weights_file",
     "weights_path",
 ]

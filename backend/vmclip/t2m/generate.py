@@ -162,13 +162,10 @@ class Generator:
     def from_file(
         cls, path: str | Path, device: str | None = None, encoder: str | None = None, **encoder_kwargs
     ) -> Generator:
+        from vmclip.t2m import require_weights_file
         from vmclip.text import load_text_encoder
 
-        path = Path(path)
-        if not path.is_file():
-            raise MissingAssetError(
-                f"{path}: text-to-motion weights not found (train them with `vmclip train`)"
-            )
+        path = require_weights_file(path)
         device = str(choose_device(device))
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
