@@ -128,6 +128,25 @@ def test_extension_carries_the_brightness_across_the_photos_edge():
     assert np.median(lit) > 20  # further out, the lit wall again (old: +1)
 
 
+def test_a_floor_line_near_the_edge_is_not_repeated_below_the_photo():
+    """The blue-skirt woman: a plain wall, a dark skirting line at 87 % of the height, then a strip
+    of floor. Blocks cut from the bottom 35 % carried that line into the floor below the photo as
+    repeated dark bands (stop 26); now the pool starts past it and the floor goes on as floor. The
+    line itself still continues beside the photo."""
+    rng = np.random.default_rng(3)
+    h, w = 300, 240
+    floor = 205.0 + 15.0 * np.sin(np.arange(w) / 3.0)[None, :]  # grain: a floor, not a letterbox
+    grey = np.where(np.arange(h)[:, None] < 262, 225.0, floor) + rng.normal(0, 3, (h, w))
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.5)
+    grey[258:262] = 150.0  # the skirting line, across the whole width
+    plate = np.clip(np.repeat(grey[..., None], 3, -1), 0, 255).astype(np.uint8)
+    for seed in range(3):
+        grown = extend_plate(plate, (40, 0, 40, 200), seed=seed).astype(np.float32).mean(-1)
+        below = grown[h + 2 :, 40 : 40 + w]
+        assert (below < 180).mean() < 0.002  # no dark band (before: 8-10 % of the floor below)
+        assert np.median(grown[258:262, :40]) < 175  # beside the photo the line goes on
+
+
 def test_frame_border_takes_every_line_of_a_twice_resized_letterbox():
     """imp_internet_ins8: a white letterbox, resized when published (one line blended) and again to
     the video's size (that line spread over two or three): the old test took one blended line, and

@@ -61,6 +61,17 @@ SHADE_SIGMA = 0.15
 EDGE_COLUMNS = 3
 SHADE_MAX = 80.0  # grey levels: a larger difference is a different surface, not its lighting
 FEATHER = 3  # pixels across the boundary cut blended, so that a cut through texture is no hard step
+# A straight line along the growing edge within the pool (a floor line, a skirting board, a door's
+# edge) would be copied block after block into parallel bands across the grown border: the pool
+# starts past the line nearest the edge, so the border continues the surface the edge shows. A line
+# is a step of LINE_STEP grey levels across a column along at least LINE_SPAN of its length. More than
+# LINE_GROUPS separate lines are a pattern (bricks, tiles, stripes) and the pool stays whole, as it
+# does when less than LINE_MIN_POOL of the edge's length would be left beyond the line.
+LINE_STEP = 10.0
+LINE_SPAN = 0.3
+LINE_GROUPS = 2
+LINE_GAP = 3  # pixels skipped past the line: its blur and a resized photo's ringing
+LINE_MIN_POOL = 0.1
 
 
 def extend(image: np.ndarray, reach: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -105,6 +116,8 @@ def _grow(
     if n == 0:
         return out
     near = int(np.clip(round((POOL_SHARE if span is None else POOL_SHARE_ENDS) * width), 2, width))
+    own_rows = slice(None) if span is None else slice(*span)
+    near -= _past_line(image[own_rows, width - near :])
     source = np.ascontiguousarray(image[:, width - near :])
     shift = int(SHIFT_SHARE * length)
     full = (source if span is None else source[span[0] : span[1]]).astype(np.float32)
@@ -131,6 +144,20 @@ def _grow(
             keep = own[y : y + rows] if x == width else np.zeros(rows, bool)
             _place(out, pool, tops, (x - overlap, y), (cols, rows), overlap, keep)
     return out
+
+
+def _past_line(pool: np.ndarray) -> int:
+    """Columns of `pool` (L, near, 3; its last column at the growing edge) up to and just past the
+    straight line along it nearest the edge (LINE_STEP..LINE_MIN_POOL); 0 where there is none."""
+    grey = pool.astype(np.float32).mean(-1)
+    step = np.abs(grey[:, 2:] - grey[:, :-2])  # (L, near - 2): the step across column c + 1
+    if step.shape[1] == 0:
+        return 0
+    lines = np.flatnonzero(np.quantile(step, 1.0 - LINE_SPAN, axis=0) > LINE_STEP) + 1
+    if len(lines) == 0 or 1 + int((np.diff(lines) > 1).sum()) > LINE_GROUPS:
+        return 0
+    start = int(lines[-1]) + 1 + LINE_GAP
+    return start if pool.shape[1] - start >= LINE_MIN_POOL * pool.shape[0] else 0
 
 
 def _place(
