@@ -187,3 +187,14 @@ def test_malformed_saved_analysis_is_exit_2(doc, tmp_path, capsys) -> None:
     argv = ["animate", _photo(tmp_path / "a.png"), "--person", str(person), "--motion", str(motion)]
     assert main([*argv, "-o", str(tmp_path / "o.mp4")]) == 2
     assert "person.json: not a valid person analysis" in _one_line_error(capsys)
+
+
+def test_the_parser_imports_no_heavy_library() -> None:
+    """`vmclip --help` (and a typo'd option) answers at once: building the parser imports none of the
+    stages' libraries (the motion package's eager imports brought in torch: 3.7 s)."""
+    probe = (
+        "import sys; from vmclip.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'cv2', 'mediapipe', 'scipy', 'av', 'bpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
