@@ -259,12 +259,18 @@ def analyze(
             report(0.4, "fitting the body" + (" and in-painting the background" if background else ""))
             body = load_body_model(body_kind, device=device)
             results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
+            warnings.extend(
+                f"{name}: an object held in a hand ({100 * res.held_share:.0f} % of the person) is left "
+                "out of the person and painted out of the background"
+                for name, res in zip(names, results, strict=True)
+                if res.held_share > 0
+            )
             if background:
                 report(0.9, "in-painting the background")
             views = [
                 ViewFit(
                     image=image,
-                    mask=det.mask,
+                    mask=res.mask,
                     box=det.box,
                     keypoints=det.keypoints,
                     joints2d=det.joints2d,

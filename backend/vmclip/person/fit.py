@@ -17,7 +17,7 @@ silhouette of a dense surface sample (see `_splat_occupancy`) plus the same two 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -83,6 +83,8 @@ class FitResult:
     iou: float  # silhouette of the fitted surface (clothing offsets included) vs the mask
     iou_body: float  # the same without clothing offsets
     vertices_cam: np.ndarray  # (V,3) posed vertices in the camera frame (for overlays)
+    mask: np.ndarray  # (H,W) float32: the person mask fitted, without objects held in a hand
+    held_share: float  # share of MediaPipe's mask that was an object held in a hand (0: none)
 
 
 def _landmark_regressors(body: BodyModel) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
@@ -888,8 +890,43 @@ def _fit_views(
     fitted_shape = _Shape(body, shape)
     m = _Posed(body, prep, fitted_shape, *_initial_poses(body, prep, fitted_shape, detections, t.Ks))
     _fit_pose(m, t, iterations[:2], weights, rates)
+    found = _held_objects(m, t, images, detections)
+    held = [
+        float(h.sum()) / max(1.0, float((d.mask > 0.5).sum())) for h, d in zip(found, detections, strict=True)
+    ]
+    if any(held):  # the clothing offsets and the person's pixels without them
+        detections = [replace(d, mask=d.mask * ~h) for d, h in zip(detections, found, strict=True)]
+        t = _targets(images, detections, prep.lm_weight, body.device)
     raw_off = _fit_clothing(m, t, detections, iterations[2], weights, rates)
-    return _results(m, t, detections, raw_off, iterations[2] > 0, shape)
+    return _results(m, t, detections, raw_off, iterations[2] > 0, shape, held)
+
+
+# The joints whose vertices are arm or head: their pixels say nothing of the garment's colours.
+_ARMS_AND_HEAD = [JOINT_INDEX["neck"], JOINT_INDEX["head"]] + [
+    JOINT_INDEX[f"{side}_{j}"] for side in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hand")
+]
+
+
+def _held_objects(
+    m: _Posed, t: _Targets, images: list[np.ndarray], detections: list[Detection]
+) -> list[np.ndarray]:
+    """Per view, the mask's pixels that are an object held in a hand (`vmclip.person.held`), judged
+    against the fitted bare body."""
+    from vmclip.person.held import held_objects
+
+    with torch.no_grad():
+        rest, joints = m.body.rest_torch(m.shape.vector())
+        bare = lbs(rest, joints, m.body.weights_tensor, m.rotations(), m.trans)[0].cpu().numpy()
+        dominant = m.body.weights_tensor.argmax(1).cpu().numpy()  # (V,) the joint moving each vertex most
+    faces = m.body.faces
+    limb_faces = faces[np.isin(dominant[faces], _ARMS_AND_HEAD).all(1)]
+    found = []
+    for i, (image, det) in enumerate(zip(images, detections, strict=True)):
+        verts = bare[i].astype(np.float64)
+        body = rasterize(verts, faces, t.Ks[i], t.sizes[i])
+        limbs = rasterize(verts, limb_faces, t.Ks[i], t.sizes[i])
+        found.append(held_objects(image, det.mask, body, det.keypoints, det.box, limbs=limbs))
+    return found
 
 
 def _results(
@@ -899,6 +936,7 @@ def _results(
     raw_off: torch.Tensor,
     dressed: bool,
     shape: dict | None,
+    held: list[float],
 ) -> list[FitResult]:
     """The fit in the world frame (Y up, feet on y = 0, the camera looking along -Z), with its scores."""
     body, prep = m.body, m.prep
@@ -946,6 +984,8 @@ def _results(
                 iou=iou(sil, det.mask > 0.5),
                 iou_body=iou(naked, det.mask > 0.5),
                 vertices_cam=verts_cam,
+                mask=det.mask,
+                held_share=held[i],
             )
         )
     return results
