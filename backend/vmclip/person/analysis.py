@@ -261,7 +261,7 @@ def analyze(
             results = fit_views(body, loaded, detections, iterations=ITERATIONS if fit else (0, 0, 0))
             warnings.extend(
                 f"{name}: an object held in a hand ({100 * res.held_share:.0f} % of the person) is left "
-                "out of the person and painted out of the background"
+                "out of the person" + (" and painted out of the background" if background else "")
                 for name, res in zip(names, results, strict=True)
                 if res.held_share > 0
             )
