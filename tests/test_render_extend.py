@@ -147,6 +147,48 @@ def test_a_floor_line_near_the_edge_is_not_repeated_below_the_photo():
         assert np.median(grown[258:262, :40]) < 175  # beside the photo the line goes on
 
 
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (PHOTOS / "ipercore_akun_1.mp4").is_file(), reason="the akun clip is absent")
+def test_the_floor_below_a_photo_is_floor_not_the_walls_triangles():
+    """ipercore_akun, first frame: a lavender wall with teal triangles standing on a beige floor, the
+    two joined softly and about one grey, and the frame's last row black in parts. The floor below
+    the photo was quilted with teal triangles cut from the wall (6-9 % of it) and a thin black line;
+    now it is floor."""
+    av = pytest.importorskip("av")
+    from PIL import Image
+    from vmclip.person.background import background_plate
+    from vmclip.person.detect import detect
+
+    with av.open(str(PHOTOS / "ipercore_akun_1.mp4")) as clip:
+        frame = next(clip.decode(video=0)).to_image()
+    width = round(frame.height * 1152 / 1728)  # the portrait crop round him of test_render_photos
+    x0 = int(np.clip(920 - width // 2, 0, frame.width - width))
+    image = np.asarray(frame.crop((x0, 0, x0 + width, frame.height)).resize((683, 1024), Image.LANCZOS))
+    det = detect(image, "akun")
+    plate = background_plate(image, det.mask, det.box, seed=0)
+    assert frame_border(plate)[3] in (1, 2)  # the broken last row (and its resampling)
+    for seed in range(3):
+        floor = extend_plate(plate, (0, 0, 0, 512), seed=seed)[1026:].astype(np.float32)
+        assert ((floor[..., 2] - floor[..., 0]) > 40).mean() < 0.002  # teal
+        assert (floor.max(-1) < 60).mean() < 0.0002  # black
+
+
+def test_a_broken_black_last_line_is_the_photos_frame_and_a_black_shoe_is_not():
+    """A video frame's last row black in parts (the encoder's border, cropped): quilted over with the
+    border, not copied as a thin black line across the floor. Black shoes standing on the bottom edge
+    go on inward: photo, kept."""
+    content = bricks(200, 240, seed=2)
+    broken = content.copy()
+    broken[-1, :90] = 20
+    broken[-1, 170:] = 24
+    assert frame_border(broken) == (0, 0, 0, 1)
+    shoes = content.copy()
+    shoes[-40:, 60:100] = 15
+    shoes[-40:, 140:180] = 15
+    assert frame_border(shoes) == (0, 0, 0, 0)
+    assert frame_border(content) == (0, 0, 0, 0)
+
+
 def test_frame_border_takes_every_line_of_a_twice_resized_letterbox():
     """imp_internet_ins8: a white letterbox, resized when published (one line blended) and again to
     the video's size (that line spread over two or three): the old test took one blended line, and

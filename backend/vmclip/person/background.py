@@ -422,6 +422,18 @@ BLEND_STEP = 4.0
 BLEND_RATIO = 3.0
 
 
+# A video frame's or a crop's broken last line (black in parts, from the encoder or a resize's
+# border): up to ARTIFACT_LINES edge lines with a run of at least ARTIFACT_RUN of their length near
+# black (every channel under ARTIFACT_DARK) and more than BORDER_STEP levels from the next line inward,
+# where that line and the one after it agree (at most ARTIFACT_CALM of their pixels that far apart):
+# the photo itself goes on smoothly there, and something black at the edge would go on inward too
+# (a dark mortar joint ending at the edge is a short run).
+ARTIFACT_LINES = 2
+ARTIFACT_RUN = 0.1
+ARTIFACT_DARK = 40.0
+ARTIFACT_CALM = 0.05
+
+
 def frame_border(image: np.ndarray) -> tuple[int, int, int, int]:
     """Widths in pixels (left, top, right, bottom) of the photo's own frame along each edge (0: none).
     (Top and bottom first, then the sides between them, then top and bottom between the sides: a
@@ -453,8 +465,33 @@ def _frame_run(lines: np.ndarray) -> int:
         for j in range(k, min(k + 3, len(lines)))
     )
     if not (0 < k < most and unlike):
-        return 0
+        return _broken_edge(lines)
     return k + 1 + _blended(lines[k + 1 :], colour)
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """Length of the longest run of True in `flags` (1-D)."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((stops - starts).max()) if len(starts) else 0
+
+
+def _broken_edge(lines: np.ndarray) -> int:
+    """How many edge lines (ARTIFACT_LINES at most) are a broken last line rather than the photo."""
+
+    def apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.abs(a - b).max(-1) > BORDER_STEP
+
+    for k in range(1, ARTIFACT_LINES + 1):
+        if len(lines) < k + 2:
+            break
+        broken = apart(lines[k - 1], lines[k]) & (lines[k - 1].max(-1) < ARTIFACT_DARK)
+        if (
+            _longest_run(broken) >= ARTIFACT_RUN * len(broken)
+            and apart(lines[k], lines[k + 1]).mean() <= ARTIFACT_CALM
+        ):
+            return k
+    return 0
 
 
 def _blended(lines: np.ndarray, colour: np.ndarray) -> int:

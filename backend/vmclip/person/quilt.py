@@ -71,6 +71,7 @@ LINE_STEP = 10.0
 LINE_SPAN = 0.3
 LINE_GROUPS = 2
 LINE_GAP = 3  # pixels skipped past the line: its blur and a resized photo's ringing
+LINE_WIDTH = 3  # the step is taken over this many pixels either side: a soft edge is a line too
 LINE_MIN_POOL = 0.1
 
 
@@ -149,12 +150,17 @@ def _grow(
 def _past_line(pool: np.ndarray) -> int:
     """Columns of `pool` (L, near, 3; its last column at the growing edge) up to and just past the
     straight line along it nearest the edge (LINE_STEP..LINE_MIN_POOL); 0 where there is none."""
-    grey = pool.astype(np.float32).mean(-1)
-    step = np.abs(grey[:, 2:] - grey[:, :-2])  # (L, near - 2): the step across column c + 1
+    colour = pool.astype(np.float32)
+    # (L, near - 2 LINE_WIDTH): the step across column c + LINE_WIDTH, in the channel that steps most
+    # (a lavender wall on a beige floor is one grey)
+    step = np.abs(colour[:, 2 * LINE_WIDTH :] - colour[:, : -2 * LINE_WIDTH]).max(-1)
     if step.shape[1] == 0:
         return 0
-    lines = np.flatnonzero(np.quantile(step, 1.0 - LINE_SPAN, axis=0) > LINE_STEP) + 1
-    if len(lines) == 0 or 1 + int((np.diff(lines) > 1).sum()) > LINE_GROUPS:
+    lines = np.flatnonzero(np.quantile(step, 1.0 - LINE_SPAN, axis=0) > LINE_STEP) + LINE_WIDTH
+    # (the edge's own last lines are no line along it: a resize's ringing, a dark last row)
+    lines = lines[lines < pool.shape[1] - 1 - LINE_GAP - LINE_WIDTH]
+    # Steps closer than 2 LINE_WIDTH apart are one line's two edges.
+    if len(lines) == 0 or 1 + int((np.diff(lines) > 2 * LINE_WIDTH).sum()) > LINE_GROUPS:
         return 0
     start = int(lines[-1]) + 1 + LINE_GAP
     return start if pool.shape[1] - start >= LINE_MIN_POOL * pool.shape[0] else 0
