@@ -490,7 +490,7 @@ def _broken_edge(lines: np.ndarray) -> int:
             _longest_run(broken) >= ARTIFACT_RUN * len(broken)
             and apart(lines[k], lines[k + 1]).mean() <= ARTIFACT_CALM
         ):
-            return k
+            return k + 1  # and the line inside it, which a resize darkened (a faint grey line)
     return 0
 
 
