@@ -423,14 +423,15 @@ BLEND_RATIO = 3.0
 
 
 # A video frame's or a crop's broken last line (black in parts, from the encoder or a resize's
-# border): up to ARTIFACT_LINES edge lines with a run of at least ARTIFACT_RUN of their length near
-# black (every channel under ARTIFACT_DARK) and more than BORDER_STEP levels from the next line inward,
-# where that line and the one after it agree (at most ARTIFACT_CALM of their pixels that far apart):
-# the photo itself goes on smoothly there, and something black at the edge would go on inward too
-# (a dark mortar joint ending at the edge is a short run).
+# border; grey once the photo is resized to the video's size): up to ARTIFACT_LINES edge lines with a
+# run of at least ARTIFACT_RUN of their length darker, in every channel, by more than BORDER_STEP
+# levels than the next line inward, where that line and the one after it agree (at most ARTIFACT_CALM
+# of their pixels that far apart): the photo itself goes on smoothly there, and something dark at the
+# edge would go on inward too (a dark mortar joint ending at the edge is a short run). A line dark all
+# along (more than ARTIFACT_PARTIAL of it) is the photo's (a course of mortar) or, if flat, a frame.
 ARTIFACT_LINES = 2
 ARTIFACT_RUN = 0.1
-ARTIFACT_DARK = 40.0
+ARTIFACT_PARTIAL = 0.9
 ARTIFACT_CALM = 0.05
 
 
@@ -469,8 +470,12 @@ def _frame_run(lines: np.ndarray) -> int:
     return k + 1 + _blended(lines[k + 1 :], colour)
 
 
-def _longest_run(flags: np.ndarray) -> int:
-    """Length of the longest run of True in `flags` (1-D)."""
+def _longest_run(flags: np.ndarray, gap: int = 3) -> int:
+    """Length of the longest run of True in `flags` (1-D), gaps of up to `gap` bridged (a resized
+    broken line's own noise)."""
+    flags = cv2.morphologyEx(flags.astype(np.uint8)[None], cv2.MORPH_CLOSE, np.ones((1, gap + 1), np.uint8))[
+        0
+    ]
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return int((stops - starts).max()) if len(starts) else 0
@@ -485,9 +490,10 @@ def _broken_edge(lines: np.ndarray) -> int:
     for k in range(1, ARTIFACT_LINES + 1):
         if len(lines) < k + 2:
             break
-        broken = apart(lines[k - 1], lines[k]) & (lines[k - 1].max(-1) < ARTIFACT_DARK)
+        broken = (lines[k] - lines[k - 1]).min(-1) > BORDER_STEP
         if (
-            _longest_run(broken) >= ARTIFACT_RUN * len(broken)
+            ARTIFACT_RUN * len(broken) <= _longest_run(broken)
+            and broken.mean() <= ARTIFACT_PARTIAL
             and apart(lines[k], lines[k + 1]).mean() <= ARTIFACT_CALM
         ):
             return k + 1  # and the line inside it, which a resize darkened (a faint grey line)
