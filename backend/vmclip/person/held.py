@@ -54,6 +54,13 @@ def _disk(radius: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
+def _within(region: np.ndarray, radius: float) -> np.ndarray:
+    """(H, W) bool: pixels within `radius` of `region` (a distance transform: a large disk's dilation
+    costs its area per pixel)."""
+    outside = (~np.asarray(region, bool)).astype(np.uint8)
+    return cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= radius
+
+
 def _points(keypoints: np.ndarray, index: list[int]) -> np.ndarray:
     return np.array([keypoints[k, :2] for k in index if keypoints[k, 3] > VISIBLE]).reshape(-1, 2)
 
@@ -74,7 +81,7 @@ def _garment_reference(
     would make a wicker basket look like the body, a hand on a ball the ball)."""
     ref = mask & (cv2.erode(bare.astype(np.uint8), _disk(1)) > 0)
     if limbs is not None:
-        ref &= cv2.dilate(np.asarray(limbs).astype(np.uint8), _disk(GAP * height)) == 0
+        ref &= ~_within(np.asarray(limbs), GAP * height)
     arms = np.zeros(mask.shape, np.uint8)
     width = max(2, round(2 * ARM_REACH * height))
     for a, b in _ARM_BONES:
@@ -152,7 +159,7 @@ def held_objects(
     hands = _points(keypoints, _HAND)
     if len(hands) == 0:
         return held
-    outside = person & ~(cv2.dilate(bare.astype(np.uint8), _disk(GAP * height)) > 0)
+    outside = person & ~_within(bare, GAP * height)
     if not outside.any():
         return held
     judged = outside & (cv2.erode(person.astype(np.uint8), _disk(EDGE_PX)) > 0)
@@ -178,9 +185,9 @@ def held_objects(
         if found.sum() >= WHOLE * piece.sum():
             held |= piece
         else:
-            held |= (cv2.dilate(found.astype(np.uint8), _disk(GROW * height)) > 0) & piece
+            held |= _within(found, GROW * height) & piece
     if held.any():
-        near = person & ~held & (cv2.dilate(held.astype(np.uint8), _disk(INSIDE * height)) > 0)
+        near = person & ~held & _within(held, INSIDE * height)
         near &= _unlike(code, near, ref, height)
         for _ in range(SHADES):
             own = near & _common(code[held & judged])[code]
