@@ -131,29 +131,31 @@ def _background(width: int, height: int) -> np.ndarray:
     return np.broadcast_to(img, (height, width, 3)).astype(np.uint8)
 
 
-def _draw_segment(img, cam: _Camera, t: int, a: np.ndarray, b: np.ndarray, colour, thickness: int) -> None:
+def _segment_ends(cam: _Camera, t: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segments `a`-`b` ((N, 3) each, world) in frame `t`'s image: their ends (N, 4: x0, y0, x1, y1,
+    in 1/16 pixel, OpenCV's `shift=4`) and which are in front of the camera at all (N,)."""
+    ca, cb = cam.to_camera(t, a), cam.to_camera(t, b)
+    seen = (ca[:, 2] >= _NEAR) | (cb[:, 2] >= _NEAR)
+    # Clip against the near plane so floor lines behind the camera do not wrap around.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = ((_NEAR - ca[:, 2]) / (cb[:, 2] - ca[:, 2]))[:, None]
+    hit = ca + s * (cb - ca)
+    ca = np.where((ca[:, 2] < _NEAR)[:, None] & seen[:, None], hit, ca)
+    cb = np.where((cb[:, 2] < _NEAR)[:, None] & seen[:, None], hit, cb)
+    lim = 1e5  # keep integer coordinates sane for nearly-parallel lines
+    ends = np.concatenate([np.clip(cam.project(ca), -lim, lim), np.clip(cam.project(cb), -lim, lim)], axis=1)
+    return np.round(ends * 16).astype(np.int64), seen
+
+
+def _draw_segments(img, cam: _Camera, t: int, a: np.ndarray, b: np.ndarray, colours, thickness: int) -> None:
+    """Lines `a`-`b` ((N, 3) world points each) in `colours` (one, or one per segment), in order."""
     import cv2
 
-    ca, cb = cam.to_camera(t, np.stack([a, b]))
-    if ca[2] < _NEAR and cb[2] < _NEAR:
-        return
-    # Clip against the near plane so floor lines behind the camera do not wrap around.
-    if ca[2] < _NEAR or cb[2] < _NEAR:
-        s = (_NEAR - ca[2]) / (cb[2] - ca[2])
-        hit = ca + s * (cb - ca)
-        ca, cb = (hit, cb) if ca[2] < _NEAR else (ca, hit)
-    pa, pb = cam.project(np.stack([ca, cb]))
-    lim = 1e5  # keep integer coordinates sane for nearly-parallel lines
-    pa, pb = np.clip(pa, -lim, lim), np.clip(pb, -lim, lim)
-    cv2.line(
-        img,
-        (int(round(pa[0] * 16)), int(round(pa[1] * 16))),
-        (int(round(pb[0] * 16)), int(round(pb[1] * 16))),
-        colour,
-        thickness,
-        cv2.LINE_AA,
-        shift=4,
-    )
+    ends, seen = _segment_ends(cam, t, np.atleast_2d(a), np.atleast_2d(b))
+    many = not isinstance(colours, tuple)
+    for k in np.flatnonzero(seen):
+        x0, y0, x1, y1 = (int(v) for v in ends[k])
+        cv2.line(img, (x0, y0), (x1, y1), colours[k] if many else colours, thickness, cv2.LINE_AA, shift=4)
 
 
 def render_frames(
@@ -198,7 +200,7 @@ def render_frames(
             hx, hy = cam.project(head_cam)[0]
             radius = max(4, int(0.1 * cam.focal / head_cam[0, 2]))
             cv2.circle(img, (int(round(hx)), int(round(hy))), radius, _CENTRE, thick, cv2.LINE_AA)
-            _draw_segment(img, cam, t, head_centre[t], nose_tip[t], _NOSE, thick)
+            _draw_segments(img, cam, t, head_centre[t], nose_tip[t], _NOSE, thick)
         stamp = f"{t / motion.fps:5.2f} s  {t + 1}/{motion.num_frames}"
         _draw_text(img, lines, stamp, font_scale)
         yield img
@@ -211,13 +213,15 @@ def _draw_grid(
     gx0 = np.round(target[0] / grid_step) * grid_step
     gz0 = np.round(target[2] / grid_step) * grid_step
     ext = grid_half * grid_step
-    for k in range(-grid_half, grid_half + 1):
-        x = gx0 + k * grid_step
-        z = gz0 + k * grid_step
-        cx = _GRID_AXIS if abs(x) < 1e-6 else _GRID
-        cz = _GRID_AXIS if abs(z) < 1e-6 else _GRID
-        _draw_segment(img, cam, t, np.array([x, 0, gz0 - ext]), np.array([x, 0, gz0 + ext]), cx, 1)
-        _draw_segment(img, cam, t, np.array([gx0 - ext, 0, z]), np.array([gx0 + ext, 0, z]), cz, 1)
+    k = np.arange(-grid_half, grid_half + 1)
+    x, z = gx0 + k * grid_step, gz0 + k * grid_step
+    zero, one = np.zeros_like(x), np.ones_like(x)
+    # In the order they were always drawn: along z at x, then along x at z, for each k.
+    a = np.stack([np.stack([x, zero, (gz0 - ext) * one], 1), np.stack([(gx0 - ext) * one, zero, z], 1)], 1)
+    b = np.stack([np.stack([x, zero, (gz0 + ext) * one], 1), np.stack([(gx0 + ext) * one, zero, z], 1)], 1)
+    axis = np.stack([np.abs(x) < 1e-6, np.abs(z) < 1e-6], 1).reshape(-1)
+    colours = [_GRID_AXIS if on else _GRID for on in axis]
+    _draw_segments(img, cam, t, a.reshape(-1, 3), b.reshape(-1, 3), colours, 1)
 
 
 def _draw_skeleton(img: np.ndarray, cam: _Camera, t: int, pos: np.ndarray, thick: int) -> np.ndarray:
@@ -228,14 +232,14 @@ def _draw_skeleton(img: np.ndarray, cam: _Camera, t: int, pos: np.ndarray, thick
     shadow = img.copy()
     flat = pos.copy()
     flat[:, 1] = 0.0
-    for j in range(1, len(PARENTS)):
-        _draw_segment(shadow, cam, t, flat[PARENTS[j]], flat[j], (15, 15, 18), thick + 2)
+    joints = np.arange(1, len(PARENTS))
+    _draw_segments(shadow, cam, t, flat[np.asarray(PARENTS)[joints]], flat[joints], (15, 15, 18), thick + 2)
     img = cv2.addWeighted(shadow, _SHADOW_ALPHA, img, 1 - _SHADOW_ALPHA, 0)
     # Bones far to near so that the nearer limb is drawn on top.
     depth = cam.to_camera(t, pos)[:, 2]
     bones = sorted(range(1, len(PARENTS)), key=lambda j: -(depth[j] + depth[PARENTS[j]]))
-    for j in bones:
-        _draw_segment(img, cam, t, pos[PARENTS[j]], pos[j], _side_colour(j), thick)
+    parents = np.asarray(PARENTS)[bones]
+    _draw_segments(img, cam, t, pos[parents], pos[bones], [_side_colour(j) for j in bones], thick)
     pix = cam.project(cam.to_camera(t, pos))
     for j in np.argsort(-depth):
         if depth[j] > _NEAR:
