@@ -28,6 +28,14 @@ def _top_labels(gen, text, k=5):
     return [gen.clips[int(gen.bank_clip[int(i)])]["label"] for i in idx]
 
 
+def test_the_model_is_loaded_once_per_process(gen):
+    """Every request asks `load_generator`: it must hand back the loaded model, not load it again
+    (a decorator slipped onto the wrong function once made every motion reload the weights)."""
+    from vmclip.t2m import load_generator
+
+    assert load_generator(device="cpu") is gen
+
+
 def test_weights_fit_the_package_budget():
     assert DEFAULT_WEIGHTS["minilm"].stat().st_size <= 25 * 1024 * 1024
 

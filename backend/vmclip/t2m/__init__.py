@@ -70,7 +70,6 @@ def weights_path(
     return path
 
 
-@functools.lru_cache(maxsize=4)
 def require_weights_file(path: str | os.PathLike) -> Path:
     """`path` if it is a file, else the one-line error a user sees for missing weights: checked
     before the photos are analysed, so that a missing model fails in a second, not after them."""
@@ -80,6 +79,7 @@ def require_weights_file(path: str | os.PathLike) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
 def _load(device: str, encoder: str, path: str) -> Generator:
     from vmclip.t2m.generate import Generator
 
