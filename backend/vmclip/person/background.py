@@ -473,9 +473,8 @@ def _frame_run(lines: np.ndarray) -> int:
 def _longest_run(flags: np.ndarray, gap: int = 3) -> int:
     """Length of the longest run of True in `flags` (1-D), gaps of up to `gap` bridged (a resized
     broken line's own noise)."""
-    flags = cv2.morphologyEx(flags.astype(np.uint8)[None], cv2.MORPH_CLOSE, np.ones((1, gap + 1), np.uint8))[
-        0
-    ]
+    bridge = np.ones((1, gap + 1), np.uint8)
+    flags = cv2.morphologyEx(flags.astype(np.uint8)[None], cv2.MORPH_CLOSE, bridge)[0]
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return int((stops - starts).max()) if len(starts) else 0

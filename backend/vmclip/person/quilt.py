@@ -64,7 +64,8 @@ FEATHER = 3  # pixels across the boundary cut blended, so that a cut through tex
 # A straight line along the growing edge within the pool (a floor line, a skirting board, a door's
 # edge) would be copied block after block into parallel bands across the grown border: the pool
 # starts past the line nearest the edge, so the border continues the surface the edge shows. A line
-# is a step of LINE_STEP grey levels across a column along at least LINE_SPAN of its length. More than
+# is a step of LINE_STEP levels (in the channel that steps most, across 2 LINE_WIDTH pixels) along at
+# least LINE_SPAN of its length. More than
 # LINE_GROUPS separate lines are a pattern (bricks, tiles, stripes) and the pool stays whole, as it
 # does when less than LINE_MIN_POOL of the edge's length would be left beyond the line.
 LINE_STEP = 10.0
