@@ -150,3 +150,50 @@ def test_three_frames_of_one_man_in_the_issues_sizes_render(body, tmp_path):
     frames = list(read_frames(out))
     assert len(frames) == 2 and frames[0].shape[0] == 128
     assert abs(frames[0].shape[1] - 128 * 1152 / 1728) <= 2
+
+
+BLUE_SKIRT = "econ_cloth_woman_blue_skirt_e80b36c7.jpg"
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.skipif(not (PHOTOS / BLUE_SKIRT).is_file(), reason="the blue-skirt photo is absent")
+def test_a_turned_back_does_not_show_the_prints_letters(body):
+    """The blue-skirt woman's T-shirt has a white print on the chest. Turned half round, her back was
+    black but for white letters near her right shoulder blade: a mirror image the photo saw too
+    obliquely blended into the fill, whose texture came from the front of the same part (the print);
+    the avatar's completed back is that fill now."""
+    from vmclip.person.analysis import analyze
+    from vmclip.render.flow import FlowWarper
+    from vmclip.render.raster import get_rasterizer
+    from vmclip.t2m import generate_motion
+
+    person = analyze([PHOTOS / BLUE_SKIRT])
+    scene = build_scene(person, size=512, body=body)
+    motion = generate_motion("a person turns around", 4.0, 0)
+    placed = place_motion(
+        body, scene.shape, motion, scene.source_pose, scene.source_trans, scene.source_vertices
+    )
+    warper = FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+        texture=scene.texture,
+        uv=scene.uv,
+    )
+    upper_back = [6, 9, 13, 14]  # spine2, spine3, collars
+    white, shirt = 0, 0
+    for i in range(30, 55, 5):  # turned away from the camera
+        warped = warper.warp(placed.vertices[i])
+        on = warped.flow.body & np.isin(warped.flow.part, upper_back)
+        rgb = warped.rgb[on]
+        white += int(((rgb.min(-1) > 150) & (np.ptp(rgb, -1) < 40)).sum())
+        shirt += int(on.sum())
+    assert shirt > 5000
+    assert white < 0.003 * shirt, f"{white} white pixels of the print on {shirt} of her upper back"

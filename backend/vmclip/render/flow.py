@@ -440,9 +440,15 @@ class FlowWarper:
         facing = _on_window(shape, index, choice.facing, 0.0, np.float32)
         kind = _on_window(shape, index, choice.kind, Candidate.NONE, np.int8)
         return Flow(
-            # (the warp shows the atlas only on the head, in the holes and on surfaces the photos saw
-            # only from their other side: sampled there alone)
-            atlas=self._atlas(ras, p.head | (choice.source < 0) | (choice.kind == Candidate.OTHER_SIDE)),
+            # (the warp shows the atlas only on the head, in the holes, on surfaces the photos saw
+            # only from their other side and under a mirror image's blend: sampled there alone)
+            atlas=self._atlas(
+                ras,
+                p.head
+                | (choice.source < 0)
+                | (choice.kind == Candidate.OTHER_SIDE)
+                | (choice.kind == Candidate.MIRROR),
+            ),
             map_x=map_x,
             map_y=map_y,
             source=source,

@@ -64,7 +64,7 @@ class Flow:
     edge: np.ndarray
     candidate: np.ndarray
     # (h, w, 3) the avatar's atlas colour, if it has one, where the warp may show it: on the head, in the
-    # holes and where the candidate is OTHER_SIDE (zero elsewhere)
+    # holes and where the candidate is OTHER_SIDE or MIRROR (zero elsewhere)
     atlas: np.ndarray | None = None
 
 
@@ -113,9 +113,12 @@ def warp_flow(
     if fl.atlas is not None:
         # The avatar where no photo saw the surface squarely enough (the head's fill was one smooth
         # colour; the back of the head shows the hair's texture).
+        # Under a mirror image's blend too: the first photo's texture of the same part there is
+        # the front's (a print's letters on a turned person's back).
         body = np.flatnonzero(fl.body)
         head = part_region[np.maximum(fl.part.ravel()[body], 0)] == HEAD_REGION
-        use = body[fl.hole.ravel()[body] | head]
+        mirror = fl.candidate.ravel()[body] == Candidate.MIRROR
+        use = body[fl.hole.ravel()[body] | head | mirror]
         put_pixels(rgb, use, pixels_at(fl.atlas, use))
     alpha = np.zeros(fl.body.shape, dtype=np.float32)
     alpha[fl.hole] = 1.0
