@@ -124,23 +124,10 @@ def _read(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def _warp_and_composite(scene, body, ras, verts, avatar: bool, shadow_ground: float | None = None):
-    from vmclip.render.flow import FlowWarper
-    from vmclip.render.pipeline import composite, contact_shadow
+def _warp_and_composite(scene, verts, avatar: bool, shadow_ground: float | None = None):
+    from vmclip.render.pipeline import composite, contact_shadow, scene_warper
 
-    warper = FlowWarper(
-        ras,
-        scene.sources,
-        body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-        texture=scene.texture if avatar else None,
-        uv=scene.uv if avatar else None,
-    )
+    warper = scene_warper(scene, avatar=avatar)
     shadow = None if shadow_ground is None else contact_shadow(scene, verts, shadow_ground)
     return composite(scene, warper.warp(verts), shadow)
 
@@ -211,7 +198,7 @@ def synthetic(work: Path, poses: int, seed: int) -> dict:
                 if a == b:
                     continue
                 vb = verts[b]
-                res = _warp_and_composite(scenes[a], body, ras, vb, avatar, float(vb[:, 1].min()))
+                res = _warp_and_composite(scenes[a], vb, avatar, float(vb[:, 1].min()))
                 box = box_of([masks[a], masks[b]])
                 rows.append(
                     {
@@ -345,7 +332,7 @@ def turns(work: Path) -> list[dict]:
         truth_feature = np.logical_or.reduce(_feature_maps(rasters[k], label))
         row = {"view": name}
         for avatar in (False, True):
-            res = _warp_and_composite(scene, body, ras, verts[k], avatar, float(verts[k][:, 1].min()))
+            res = _warp_and_composite(scene, verts[k], avatar, float(verts[k][:, 1].min()))
             shown = (_near_colour(res, colours[0], 45) | _near_colour(res, colours[1], 45)) & rasters[k].mask
             tag = "after" if avatar else "before"
             row[tag] = {
@@ -396,7 +383,6 @@ def real_pair(photos: Path, work: Path) -> dict | None:
         print(f"real pair: person analysis not available ({exc}), skipped")
         return None
     from vmclip.render.pipeline import build_scene
-    from vmclip.render.raster import get_rasterizer
 
     both = analyze([a, b], texture=False)
     va, vb = both.views
@@ -420,7 +406,7 @@ def real_pair(photos: Path, work: Path) -> dict | None:
     src = scene.sources[0].image
     result = {"base_ssim_box": ssim(src[box], truth[box]), "base_psnr_box": psnr(src[box], truth[box])}
     for avatar in (False, True):
-        out = _warp_and_composite(scene, body, get_rasterizer(), verts_b, avatar)
+        out = _warp_and_composite(scene, verts_b, avatar)
         tag = "after" if avatar else "before"
         cv2.imwrite(
             str(work / f"iper_compare_{tag}.png"),  # a derivative of the photos: kept out of the repo

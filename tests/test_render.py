@@ -12,7 +12,6 @@ from render_scenes import ARMS_DOWN, camera, draw, make_person, pose, texture
 from vmclip.errors import InputError
 from vmclip.geometry import leg_length, motion_leg_length, project
 from vmclip.motion import Motion
-from vmclip.render.flow import FlowWarper
 from vmclip.render.pipeline import (
     RenderCancelled,
     RenderWarning,
@@ -20,6 +19,7 @@ from vmclip.render.pipeline import (
     build_scene,
     composite,
     render_frames,
+    scene_warper,
 )
 from vmclip.render.raster import get_rasterizer
 from vmclip.render.regions import mirror_vertex_map
@@ -102,17 +102,7 @@ def test_raster_from_another_thread():
 
 def _warp_once(body, person, target_rot, trans=(0.0, 0.0, 0.0)):
     scene = build_scene(person, size=max(person.views[0].image.shape[:2]), body=body)
-    warper = FlowWarper(
-        get_rasterizer(),
-        scene.sources,
-        body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-    )
+    warper = scene_warper(scene, avatar=False)
     verts = body.pose_vertices(person.shape, target_rot[None], np.asarray(trans, float)[None])[0]
     warped = warper.warp(verts)
     return scene, warped, composite(scene, warped)

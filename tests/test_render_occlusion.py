@@ -13,9 +13,7 @@ from render_scenes import ARMS_DOWN, background, camera, draw, make_person, pose
 from vmclip.geometry import project
 from vmclip.motion import JOINT_INDEX
 from vmclip.motion import rotations as R
-from vmclip.render.flow import FlowWarper
-from vmclip.render.pipeline import build_scene, composite
-from vmclip.render.raster import get_rasterizer
+from vmclip.render.pipeline import build_scene, composite, scene_warper
 from vmclip.render.regions import JOINT_REGION, TRUNK
 from vmclip.render.warp import Candidate
 
@@ -70,17 +68,7 @@ def keypoints(body, shape, rot, cam) -> np.ndarray:
 
 def warp(body, person, target_rot):
     scene = build_scene(person, size=H, body=body)
-    warper = FlowWarper(
-        get_rasterizer(),
-        scene.sources,
-        body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-    )
+    warper = scene_warper(scene, avatar=False)
     verts = body.pose_vertices(person.shape, target_rot[None], np.zeros((1, 3)))[0]
     warped = warper.warp(verts)
     return warper, warped, composite(scene, warped)
@@ -152,13 +140,12 @@ def test_back_behind_a_hidden_chest_takes_the_avatar_not_the_painted_out_photo(b
     )
     scene = build_scene(person, size=H, body=body)
     assert scene.texture is not None and scene.sources[0].clean is not None
-    args = (get_rasterizer(), scene.sources, body.faces, scene.vertex_part, scene.mirror, scene.camera)
     turned = pose(**ARMS_DOWN)
     turned[0] = np.diag([-1.0, 1.0, -1.0]) @ turned[0]
     verts = body.pose_vertices(shape, turned[None], np.zeros((1, 3)))[0]
     painted = {}
-    for name, atlas in (("without", {}), ("with", {"texture": scene.texture, "uv": scene.uv})):
-        warper = FlowWarper(*args, scene.width, scene.height, rest_vertices=scene.rest_vertices, **atlas)
+    for name, avatar in (("without", False), ("with", True)):
+        warper = scene_warper(scene, avatar=avatar)
         fl = warper.warp(verts).flow
         trunk = fl.body & (fl.part >= 0) & (warper.part_region[np.maximum(fl.part, 0)] == TRUNK)
         painted[name] = int((trunk & (fl.candidate == Candidate.PAINTED_OUT)).sum())
@@ -205,19 +192,7 @@ def test_raised_forearms_held_in_front_keep_their_sleeves(body, true_bend, fit_b
     assert scene.texture is not None
     raised = pose(left_shoulder=(0, 0, 0.3), left_elbow=(0, 0, 1.2), right_shoulder=(0, 0, -0.3))
     raised[JOINT_INDEX["right_elbow"]] = R.axis_angle_to_matrix(np.array([0.0, 0.0, -1.2]))
-    warper = FlowWarper(
-        get_rasterizer(),
-        scene.sources,
-        body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-        texture=scene.texture,
-        uv=scene.uv,
-    )
+    warper = scene_warper(scene)
     warped = warper.warp(body.pose_vertices(shape, raised[None], np.zeros((1, 3)))[0])
     fl = warped.flow
     forearm = fl.body & np.isin(fl.part, [JOINT_INDEX["left_elbow"], JOINT_INDEX["right_elbow"]])

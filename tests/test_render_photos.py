@@ -164,8 +164,7 @@ def test_a_turned_back_does_not_show_the_prints_letters(body):
     obliquely blended into the fill, whose texture came from the front of the same part (the print);
     the avatar's completed back is that fill now."""
     from vmclip.person.analysis import analyze
-    from vmclip.render.flow import FlowWarper
-    from vmclip.render.raster import get_rasterizer
+    from vmclip.render.pipeline import scene_warper
     from vmclip.t2m import generate_motion
 
     person = analyze([PHOTOS / BLUE_SKIRT])
@@ -174,19 +173,7 @@ def test_a_turned_back_does_not_show_the_prints_letters(body):
     placed = place_motion(
         body, scene.shape, motion, scene.source_pose, scene.source_trans, scene.source_vertices
     )
-    warper = FlowWarper(
-        get_rasterizer(),
-        scene.sources,
-        body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-        texture=scene.texture,
-        uv=scene.uv,
-    )
+    warper = scene_warper(scene)
     upper_back = [6, 9, 13, 14]  # spine2, spine3, collars
     white, shirt = 0, 0
     for i in range(30, 55, 5):  # turned away from the camera

@@ -411,6 +411,24 @@ def composite(scene: Scene, warped: Warped | None, shadow: Shadow | None = None)
     return frame
 
 
+def scene_warper(scene: Scene, avatar: bool = True) -> FlowWarper:
+    """The transformation flow's warper for `scene`'s photos and body, with the avatar's atlas unless
+    `avatar` is False (the photos alone, as before there was one)."""
+    return FlowWarper(
+        get_rasterizer(),
+        scene.sources,
+        scene.body.faces,
+        scene.vertex_part,
+        scene.mirror,
+        scene.camera,
+        scene.width,
+        scene.height,
+        rest_vertices=scene.rest_vertices,
+        texture=scene.texture if avatar else None,
+        uv=scene.uv if avatar else None,
+    )
+
+
 def render_frames(
     person: Person,
     motion: Motion,
@@ -435,19 +453,7 @@ def render_frames(
         motion = motion.resample(30.0)
     scene = build_scene(person, size=size, body=body)
     placed, path = _place(scene, motion, fit_travel, camera)
-    warper = FlowWarper(
-        get_rasterizer(),
-        scene.sources,
-        scene.body.faces,
-        scene.vertex_part,
-        scene.mirror,
-        scene.camera,
-        scene.width,
-        scene.height,
-        rest_vertices=scene.rest_vertices,
-        texture=scene.texture,
-        uv=scene.uv,
-    )
+    warper = scene_warper(scene)
     refiner = None
     if lwg_checkpoint is not None:
         from vmclip.render.lwg import load_refiner
