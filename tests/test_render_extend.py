@@ -212,3 +212,53 @@ def test_frame_border_takes_every_line_of_a_twice_resized_letterbox():
     inside = np.median(grey[100:300])
     assert grey[left : left + 3].max() < inside + 15  # the first columns kept are the photo's own
     assert grey[403 - right - 2 : 404 - right].max() < inside + 15
+
+
+def _plinth_on_a_thin_floor(seed: int = 0) -> np.ndarray:
+    """A brick wall; a dark plinth along its right three fifths standing on the last 12 rows of a pale
+    paved floor, which shows 90 rows deep on the left (the man in econ_cloth_man_side: a street)."""
+    rng = np.random.default_rng(seed)
+    h, w = 300, 240
+    img = bricks(h, w, seed=seed).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    floor = (yy >= h - 90) & (xx < 96) | (yy >= h - 12)
+    paving = 190 + 12 * np.sin(xx / 3.0) * np.sin(yy / 2.5) + rng.normal(0, 4, (h, w))
+    plinth = (yy >= 150) & (xx >= 96) & ~floor
+    img[floor] = paving[floor][:, None]
+    img[plinth] = (55 + rng.normal(0, 5, (h, w)))[plinth][:, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_the_floor_below_a_plinth_is_floor():
+    """Blocks for the border below were as tall as a third of the photo, taller than the strip of
+    floor the plinth stands on: the plinth was carried into the floor below (over half of it
+    dark). Now the blocks come from the floor the bottom edge shows, smaller where it is shallow."""
+    plate = _plinth_on_a_thin_floor()
+    for seed in range(3):
+        grown = extend_plate(plate, (0, 0, 0, 200), seed=seed).astype(np.float32).mean(-1)
+        below = grown[300 + 8 :]
+        assert (below < 120).mean() < 0.01
+
+
+def test_the_border_is_not_cut_from_where_the_person_was_painted_out():
+    """The in-painted hole where the person stood is a smear (here across the floor at the bottom
+    edge, where their feet were): the border below is cut from the photo's own floor, not from it,
+    so it keeps the floor's grain."""
+    plate = bricks(240, 240, seed=1)
+    painted = np.zeros((240, 240), bool)
+    painted[150:, 80:160] = True
+    plate[painted] = cv2.GaussianBlur(plate, (0, 0), 8)[painted]
+
+    def smooth(mask: np.ndarray | None) -> float:
+        """The share of the border below (past where it is shaded into the photo) with no grain."""
+        shares = []
+        for seed in range(3):
+            grown = extend_plate(plate, (0, 0, 0, 160), seed=seed, painted=mask).astype(np.float32)
+            grey = grown[240 + 24 :].mean(-1)
+            mean = cv2.blur(grey, (9, 9))
+            spread = np.sqrt(np.maximum(cv2.blur(grey * grey, (9, 9)) - mean * mean, 0.0))
+            shares.append(float((spread < 4.0).mean()))
+        return float(np.median(shares))
+
+    assert smooth(painted) < 0.02
+    assert smooth(None) > 0.1  # the same plate without the mask: the smear is copied

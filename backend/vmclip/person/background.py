@@ -516,13 +516,16 @@ def _blended(lines: np.ndarray, colour: np.ndarray) -> int:
     return k
 
 
-def extend_plate(plate: np.ndarray, reach: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
+def extend_plate(
+    plate: np.ndarray, reach: tuple[int, int, int, int], seed: int = 0, painted: np.ndarray | None = None
+) -> np.ndarray:
     """The plate grown by `reach` pixels (left, top, right, bottom), the new border quilted from the
     photo's own content at its resolution (`vmclip.person.quilt.extend`, seeded by `seed`): what a
     camera that pans, zooms out or steps back sees beyond the photo's edges. The photo's own pixels
     are kept exactly, except its own frame along an edge (`frame_border`: a letterbox margin, a black
     line), which is quilted over with the border: seen from farther back it would be a bar or a line
-    across the picture."""
+    across the picture. `painted` (H, W bool) marks the plate's in-painted pixels: the border is not
+    cut from them where the photo has enough else."""
     from vmclip.person.quilt import extend
 
     left, top, right, bottom = (max(0, int(r)) for r in reach)
@@ -531,5 +534,6 @@ def extend_plate(plate: np.ndarray, reach: tuple[int, int, int, int], seed: int 
     h, w = plate.shape[:2]
     fl, ft, fr, fb = frame_border(plate)
     inner = np.ascontiguousarray(np.asarray(plate)[ft : h - fb, fl : w - fr, :3])
+    avoid = None if painted is None else np.asarray(painted, bool)[ft : h - fb, fl : w - fr]
     rng = np.random.default_rng(seed)
-    return extend(inner, (left + fl, top + ft, right + fr, bottom + fb), rng)
+    return extend(inner, (left + fl, top + ft, right + fr, bottom + fb), rng, avoid)

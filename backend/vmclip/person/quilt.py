@@ -74,23 +74,54 @@ LINE_GROUPS = 2
 LINE_GAP = 3  # pixels skipped past the line: its blur and a resized photo's ringing
 LINE_WIDTH = 3  # the step is taken over this many pixels either side: a soft edge is a line too
 LINE_MIN_POOL = 0.1
+# Above and below, a block is cut only where it lies on the surface the photo's edge shows (the floor
+# under a plinth that stands on a thin strip of it): a block taller than that strip would carry the
+# plinth into the floor below. The surface is, per column, what stays within SURFACE_STEP grey levels
+# (or SURFACE_NOISE times the edge's own spread, for a textured floor) of the colour at the edge,
+# until a run of SURFACE_RUN of the edge's length (at least MIN_SURFACE_RUN pixels) differs (a tile's
+# joint, a crack or a dark cobble is thinner). Colours are smoothed along the edge over SURFACE_ALONG
+# of its length first (a pebble is no surface).
+SURFACE_STEP = 30.0
+SURFACE_NOISE = 4.0
+SURFACE_RUN = 0.04
+MIN_SURFACE_RUN = 6
+SURFACE_ALONG = 0.02
+SURFACE_EDGE = 4  # columns at the edge (past LINE_GAP) whose median colour is the surface's
+# A block is on the surface when this share of it is (a few pixels of a pebble across it are not
+# another surface); the block shrinks (by SURFACE_SHRINK a try) until at least
+# SURFACE_PLACES places along the edge per block of its length hold one.
+SURFACE_SHARE = 0.95
+SURFACE_SHRINK = 0.8
+# Blocks smaller than this share of the usual size would take many more searches, each over the pool
+# at full resolution (tens of seconds for a large border), and show the floor's grain as a grid.
+SURFACE_MIN_BLOCK = 0.3
+SURFACE_PLACES = 3
 
 
-def extend(image: np.ndarray, reach: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """`image` (H, W, 3 uint8) grown by `reach` pixels (left, top, right, bottom)."""
+def extend(
+    image: np.ndarray,
+    reach: tuple[int, int, int, int],
+    rng: np.random.Generator,
+    avoid: np.ndarray | None = None,
+) -> np.ndarray:
+    """`image` (H, W, 3 uint8) grown by `reach` pixels (left, top, right, bottom); blocks are cut
+    clear of `avoid` (H, W bool: pixels in-painted where the person stood, a smear that copied out
+    would streak the border) wherever enough of the pool is."""
     left, top, right, bottom = (max(0, int(r)) for r in reach)
     h, w = image.shape[:2]
     block = max(MIN_BLOCK, round(BLOCK_SHARE * min(w, h)))
     out = np.ascontiguousarray(image)
+    avoid = np.zeros((h, w), bool) if avoid is None else np.asarray(avoid, bool)
     if left or right:
-        before = _grow(out[:, ::-1], left, block, rng)[:, ::-1][:, :left]
-        after = _grow(out, right, block, rng)[:, w:]
+        before = _grow(out[:, ::-1], left, block, rng, avoid[:, ::-1])[:, ::-1][:, :left]
+        after = _grow(out, right, block, rng, avoid)[:, w:]
         out = np.concatenate([before, out, after], axis=1)
+        avoid = np.pad(avoid, ((0, 0), (left, right)))  # (the grown sides are copies of the photo)
     if top or bottom:
-        rows = out.transpose(1, 0, 2)
+        rows, clear = out.transpose(1, 0, 2), avoid.T
         span = (left, left + w)
-        up = _grow(rows[:, ::-1], top, block, rng, span=span)[:, ::-1][:, :top]
-        down = _grow(rows, bottom, block, rng, span=span)[:, h:]
+        up = _grow(rows[:, ::-1], top, block, rng, clear[:, ::-1], span=span)[:, ::-1][:, :top]
+        down = _grow(rows, bottom, block, rng, clear, span=span)[:, h:]
         out = np.concatenate([up, rows, down], axis=1).transpose(1, 0, 2)
     return np.ascontiguousarray(out)
 
@@ -104,14 +135,20 @@ class _Pool:
     coarse: int
     rng: np.random.Generator
     used: np.ndarray  # (small's rows, columns): how many blocks were cut from each reduced pixel
+    fits: np.ndarray | None = None  # (full's rows, columns): where a block may start; None: anywhere
 
 
 def _grow(
-    image: np.ndarray, n: int, block: int, rng: np.random.Generator, span: tuple[int, int] | None = None
+    image: np.ndarray,
+    n: int,
+    block: int,
+    rng: np.random.Generator,
+    avoid: np.ndarray,
+    span: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """`image` (L, W, 3) grown to the right by `n` columns of blocks cut from its POOL_SHARE nearest
-    the edge: from each block's own rows give or take SHIFT_SHARE of L, or with `span` (start, stop)
-    from any rows within it."""
+    the edge, clear of `avoid` (L, W): from each block's own rows give or take SHIFT_SHARE of L, or
+    with `span` (start, stop) from any rows within it and on the surface the edge shows."""
     length, width = image.shape[:2]
     out = np.empty((length, width + n, 3), np.uint8)
     out[:, :width] = image
@@ -126,12 +163,21 @@ def _grow(
     block = int(
         np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
     )
+    clear = ~(avoid[:, width - near :] if span is None else avoid[span[0] : span[1], width - near :])
+    if span is not None:
+        block, fits = _on_surface(full, block, clear)
+        if fits is not None:  # the search runs over where blocks may start (any rows: `tops` below)
+            rows, cols = np.flatnonzero(fits.any(1)), np.flatnonzero(fits.any(0))
+            crop = np.s_[rows[0] : rows[-1] + block, cols[0] : cols[-1] + block]
+            full, fits = np.ascontiguousarray(full[crop]), fits[crop]
+    else:
+        fits = None if clear.all() else _places(clear.astype(np.float32), block)
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     coarse = max(1, min(block // COARSE_BLOCK, overlap // 2))
     size = (max(1, full.shape[1] // coarse), max(1, full.shape[0] // coarse))
     small = full if coarse == 1 else cv2.resize(full, size, interpolation=cv2.INTER_AREA)
-    pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32))
+    pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32), fits)
     own = np.zeros(length, bool)  # the image's own pixels along its edge: never cut into
     own[slice(*span) if span is not None else slice(None)] = True
     for x in range(width, width + n, step):
@@ -165,6 +211,66 @@ def _past_line(pool: np.ndarray) -> int:
         return 0
     start = int(lines[-1]) + 1 + LINE_GAP
     return start if pool.shape[1] - start >= LINE_MIN_POOL * pool.shape[0] else 0
+
+
+def _surface(pool: np.ndarray) -> np.ndarray:
+    """(L, near) bool: the pixels of `pool` (L, near, 3 float32; its last column at the growing edge)
+    on the surface the edge shows: in each row, those past the last run of SURFACE_RUN pixels whose
+    colour differs from the edge's (SURFACE_STEP..SURFACE_EDGE)."""
+    length, near = pool.shape[:2]
+    runs = max(MIN_SURFACE_RUN, round(SURFACE_RUN * length))
+    along = max(3, int(SURFACE_ALONG * length)) | 1
+    colour = cv2.GaussianBlur(cv2.blur(pool, (1, along)), (0, 0), 1.0)
+    end = max(1, near - LINE_GAP)  # (the edge's own last columns: a resize's ringing)
+    ref = np.median(colour[:, max(0, end - SURFACE_EDGE) : end], axis=1)  # (L, 3)
+    spread = np.median(np.abs(colour[:, max(0, end - 3 * SURFACE_EDGE) : end] - ref[:, None]).max(-1))
+    differs = np.abs(colour - ref[:, None]).max(-1) > max(SURFACE_STEP, SURFACE_NOISE * float(spread))
+    # (L, near): a run of `runs` differing pixels starts at this column
+    run = cv2.boxFilter(
+        differs.astype(np.float32), -1, (runs, 1), normalize=False, anchor=(0, 0),
+        borderType=cv2.BORDER_CONSTANT,
+    ) > runs - 0.5  # fmt: skip
+    cols = np.arange(near)
+    last = np.where(run, cols[None, :], -1).max(1)
+    start = np.where(last >= 0, last + runs, 0)
+    return cols[None, :] >= start[:, None]
+
+
+def _places(inside: np.ndarray, size: int) -> np.ndarray | None:
+    """Where a block of `size` may start in a pool (bool, `inside`'s shape): SURFACE_SHARE of its
+    pixels within the pool `inside` (float32 0/1; a block cut short by the pool's end is judged on
+    what it has); None where that leaves fewer than SURFACE_PLACES places along the edge per block of
+    its length."""
+    off = cv2.boxFilter(
+        1.0 - inside, -1, (size, size), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT
+    )
+    fits = off <= (1.0 - SURFACE_SHARE) * size * size + 1e-3
+    whole = fits[: fits.shape[0] - size + 1, : fits.shape[1] - size + 1]  # (where a whole block fits)
+    return fits if whole.any(1).sum() >= SURFACE_PLACES * size else None
+
+
+def _on_surface(pool: np.ndarray, block: int, clear: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """The block size and where blocks of it may start in `pool` (bool, the pool's shape) so that
+    they lie on the surface the edge shows (`_surface`) and, where the photo has room for it, on
+    `clear` pixels: shrunk by SURFACE_SHRINK until they fit (`_places`), to SURFACE_MIN_BLOCK of
+    `block` at least; the given block and None where not even that fits (the whole pool is then used)."""
+    surface = _surface(pool)
+    smallest = max(MIN_BLOCK, round(SURFACE_MIN_BLOCK * block))
+    for inside in (surface & clear, surface):
+        size = block
+        while size >= smallest:
+            fits = _places(inside.astype(np.float32), size)
+            if fits is not None:
+                return size, fits
+            size = int(size * SURFACE_SHRINK)
+    return block, None
+
+
+def _fits_at(fits: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(len(rows), len(cols)) bool: `fits` at those rows and columns, False beyond it."""
+    r, c = fits.shape
+    inside = (rows < r)[:, None] & (cols < c)[None, :]
+    return fits[np.minimum(rows, r - 1)][:, np.minimum(cols, c - 1)] & inside
 
 
 def _place(
@@ -220,6 +326,9 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     error = _match(pool.small[y0 : tops[1] // c + size[1]], (size[1], size[0]), small_left, small_top)
     used = cv2.boxFilter(pool.used, -1, size, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     error *= 1.0 + REUSE * used[y0 : y0 + error.shape[0], : error.shape[1]]
+    if pool.fits is not None:
+        ok = _fits_at(pool.fits, (y0 + np.arange(error.shape[0])) * c, np.arange(error.shape[1]) * c)
+        error[~ok] = np.inf if ok.any() else error[~ok]
     y, x = _draw(error, pool.rng)
     pool.used[y0 + y : y0 + y + size[1], x : x + size[0]] += 1.0
     if c == 1:
@@ -230,6 +339,9 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     error = _match(
         pool.full[ya : yb + rows, xa : xb + cols], (rows, cols), seen[:, :left], seen[:top] if top else None
     )
+    if pool.fits is not None:
+        ok = _fits_at(pool.fits, ya + np.arange(error.shape[0]), xa + np.arange(error.shape[1]))
+        error[~ok] = np.inf if ok.any() else error[~ok]
     dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
     return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
 

@@ -82,6 +82,7 @@ class PlateLevel:
 
     image: np.ndarray
     to_level: np.ndarray
+    painted: np.ndarray | None = None  # (the image's shape) pixels in-painted where the person stood
 
     @cached_property
     def from_level(self) -> np.ndarray:
@@ -278,12 +279,15 @@ def plate_levels(path: CameraPath, size: tuple[int, int]) -> tuple[np.ndarray, n
     return level, blend
 
 
-def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPath:
+def attach_plate(
+    path: CameraPath, plate: np.ndarray, seed: int = 0, painted: np.ndarray | None = None
+) -> CameraPath:
     """The path with its extended plate: level 0 the photo's plate quilted on (`extend_plate`), each
     next level the last halved and quilted on further (so a level holds what the finer one does, and a
     frame changing level sees the same background), each as far as the views sampling it reach and
     at least BASE_SHARE as far as the next level's (so a coarse level grows from a base of its own size,
-    not from a few pixels of photo)."""
+    not from a few pixels of photo). `painted` (the plate's shape, bool): its in-painted pixels, which
+    the border is not cut from (`extend_plate`)."""
     h, w = plate.shape[:2]
     path.plate, path.levels = plate, [PlateLevel(plate, np.eye(3))]
     path.level, path.blend = np.zeros(len(path.moved), np.int64), np.zeros(len(path.moved))
@@ -299,7 +303,7 @@ def attach_plate(path: CameraPath, plate: np.ndarray, seed: int = 0) -> CameraPa
         level[path.moved] += 1  # too large: every moved frame samples a level coarser
     path.levels = []
     for depth, box in enumerate(boxes):
-        path.levels.append(_build_level(path.levels, plate, box, depth, seed))
+        path.levels.append(_build_level(path.levels, plate, box, depth, seed, painted))
     path.level, path.blend = level, blend
     path.plate = path.levels[0].image
     return path
@@ -337,7 +341,12 @@ def _level_boxes(
 
 
 def _build_level(
-    levels: list[PlateLevel], plate: np.ndarray, box: np.ndarray, depth: int, seed: int
+    levels: list[PlateLevel],
+    plate: np.ndarray,
+    box: np.ndarray,
+    depth: int,
+    seed: int,
+    painted: np.ndarray | None = None,
 ) -> PlateLevel:
     """Level `depth` of the extended plate, covering `box` (plate pixels: left, top, right, bottom):
     the photo's plate (level 0) or the last level halved, quilted on where `box` reaches beyond it."""
@@ -350,6 +359,12 @@ def _build_level(
         last = levels[-1]
         rows, cols = (n - n % 2 for n in last.image.shape[:2])  # whole 2x2 blocks
         image = cv2.resize(last.image[:rows, :cols], (cols // 2, rows // 2), interpolation=cv2.INTER_AREA)
+        # (a halved pixel is in-painted where any of its four was)
+        painted = (
+            None
+            if last.painted is None
+            else last.painted[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).any((1, 3))
+        )
         halve = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
         to_level = halve @ last.to_level
     corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]]) @ to_level.T
@@ -357,8 +372,10 @@ def _build_level(
     reach = [-0.5 - corners[0, 0], -0.5 - corners[0, 1], corners[1, 0] - (w - 0.5), corners[1, 1] - (h - 0.5)]
     left, top, right, bottom = (int(np.ceil(r)) + REACH_MARGIN if r > 0 else 0 for r in reach)
     if depth == 0:
-        image = extend_plate(plate, (left, top, right, bottom), seed=seed)
+        image = extend_plate(plate, (left, top, right, bottom), seed=seed, painted=painted)
     elif left or top or right or bottom:
-        image = extend(image, (left, top, right, bottom), np.random.default_rng((seed, depth)))
+        image = extend(image, (left, top, right, bottom), np.random.default_rng((seed, depth)), painted)
+    if painted is not None:  # (the grown border is quilted from the photo: no in-painting)
+        painted = np.pad(np.asarray(painted, bool), ((top, bottom), (left, right)))
     shift = np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
-    return PlateLevel(image, shift @ to_level)
+    return PlateLevel(image, shift @ to_level, painted)

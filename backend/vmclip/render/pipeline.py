@@ -339,7 +339,7 @@ def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple
             scene.camera, placed.vertices, placed.trans, scene.source_vertices, scene.source_trans, size
         )
         check_in_frame(scene, placed, fit_travel, cameras=path.cameras)
-        return placed, attach_plate(path, scene.background)
+        return placed, attach_plate(path, scene.background, painted=painted_pixels(scene))
     placed = check_in_frame(scene, placed, fit_travel)
     if placed.travel_scale < 1.0:  # a shortened walk: re-placed with its planted feet pinned
         placed = place_motion(
@@ -352,6 +352,17 @@ def _place(scene: Scene, motion: Motion, fit_travel: bool, camera: str) -> tuple
             ground_y=ground_y,
         )
     return placed, fixed_path(scene.camera, len(placed.vertices), scene.background)
+
+
+# A plate pixel differing from the photo's by more than this (grey levels, any channel) was in-painted.
+PAINTED_STEP = 2
+
+
+def painted_pixels(scene: Scene) -> np.ndarray:
+    """(H, W) bool: the plate's pixels in-painted where the person (and their shadow) stood: where it
+    differs from the first photo (both at the output size)."""
+    photo = scene.sources[0].image.astype(np.int16)
+    return np.abs(scene.background.astype(np.int16) - photo).max(-1) > PAINTED_STEP
 
 
 @dataclass
