@@ -8,7 +8,9 @@ at full resolution; one drawn at random among the near-best, so the same piece i
 and again). Candidates come from the half of the image nearest the edge: on the left and right from
 the block's own rows with a small slide (the floor continues the floor, the wall the wall, a sloping
 floor line included), above and below from anywhere along the image's width (the floor under a
-sloping floor line is wider on one side). Each block is shaded towards what it joins (the colour
+sloping floor line is wider on one side) where the block lies on the surface the edge shows (the
+floor, not the plinth standing on a strip of it). Blocks are not cut from pixels the caller marks
+(the hole in-painted where the person stood) where the pool has room without them. Each block is shaded towards what it joins (the colour
 difference over the overlap, smoothed along it and fading out across the block) and joined along
 the minimum-error boundary cut through the overlap. The image's own pixels are never changed: the
 first column joins along the image's edge. Everything is copied at the image's resolution, so the
@@ -164,6 +166,7 @@ def _grow(
         np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
     )
     clear = ~(avoid[:, width - near :] if span is None else avoid[span[0] : span[1], width - near :])
+    usual = block
     if span is not None:
         block, fits = _on_surface(full, block, clear)
         if fits is not None:  # the search runs over where blocks may start (any rows: `tops` below)
@@ -174,7 +177,9 @@ def _grow(
         fits = None if clear.all() else _places(clear.astype(np.float32), block)
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
-    coarse = max(1, min(block // COARSE_BLOCK, overlap // 2))
+    # (a block shrunk to the surface is searched as coarsely as the usual one: as many times more
+    # searches as it is smaller, each no dearer)
+    coarse = max(1, min(usual // COARSE_BLOCK, overlap // 2))
     size = (max(1, full.shape[1] // coarse), max(1, full.shape[0] // coarse))
     small = full if coarse == 1 else cv2.resize(full, size, interpolation=cv2.INTER_AREA)
     pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32), fits)
