@@ -74,38 +74,77 @@ def _solve(
     """Key values and slopes (m, c) minimising the weighted squared error plus `prior` times the slopes'
     squared distance from `slope` (m, c). The normal equations are block tridiagonal (a key's 2x2 block
     couples only with its neighbours'), solved by block elimination: numpy alone, no threaded LAPACK
-    (which spun 20 times longer than the work on a busy 2-core machine)."""
+    (which spun 20 times longer than the work on a busy 2-core machine), and the elimination in Python
+    floats (numpy's overhead per call on 2x2 blocks was several times their arithmetic)."""
     m = len(slope)
     wb = w[:, None] * b
-    s = np.zeros((m - 1, 4, 4))
-    np.add.at(s, seg, wb[:, :, None] * b[:, None, :])
-    r = np.zeros((m - 1, 4, values.shape[1]))
-    np.add.at(r, seg, wb[:, :, None] * values[:, None, :])
+    s = _sum_by(seg, wb[:, :, None] * b[:, None, :], m - 1)
+    r = _sum_by(seg, wb[:, :, None] * values[:, None, :], m - 1)
     d = np.zeros((m, 2, 2))
     d[:-1] += s[:, :2, :2]
     d[1:] += s[:, 2:, 2:]
     d[:, 1, 1] += prior
-    up = s[:, :2, 2:]
     rhs = np.zeros((m, 2, values.shape[1]))
     rhs[:-1] += r[:, :2]
     rhs[1:] += r[:, 2:]
     rhs[:, 1] += prior * slope
-    inv = [_inv2(d[0])]
-    for k in range(1, m):  # (forward elimination)
-        lower = up[k - 1].T @ inv[k - 1]
-        d[k] -= lower @ up[k - 1]
-        rhs[k] -= lower @ rhs[k - 1]
-        inv.append(_inv2(d[k]))
-    z = np.zeros_like(rhs)
-    z[-1] = inv[-1] @ rhs[-1]
+    ups = s[:, :2, 2:].reshape(m - 1, 4).tolist()  # (a key's block coupled with the next key's)
+    rows = rhs.tolist()  # rows[k]: [the value's row (c), the slope's row (c)]
+    inv = [_inv2(*d[0].ravel().tolist())]
+    for k, (p, q, t, u) in enumerate(d[1:].reshape(m - 1, 4).tolist(), 1):  # (forward elimination)
+        a0, a1, a2, a3 = ups[k - 1]
+        i0, i1, i2, i3 = inv[k - 1]
+        l0, l1, l2, l3 = a0 * i0 + a2 * i2, a0 * i1 + a2 * i3, a1 * i0 + a3 * i2, a1 * i1 + a3 * i3
+        inv.append(
+            _inv2(
+                p - (l0 * a0 + l1 * a2),
+                q - (l0 * a1 + l1 * a3),
+                t - (l2 * a0 + l3 * a2),
+                u - (l2 * a1 + l3 * a3),
+            )
+        )
+        top, bottom = rows[k - 1]
+        r0, r1 = rows[k]
+        rows[k] = (
+            [x - (l0 * y + l1 * z) for x, y, z in zip(r0, top, bottom, strict=True)],
+            [x - (l2 * y + l3 * z) for x, y, z in zip(r1, top, bottom, strict=True)],
+        )
+    z = [None] * m
+    r0, r1 = rows[-1]
+    z[-1] = _times(inv[-1], r0, r1)
     for k in range(m - 2, -1, -1):  # (back substitution)
-        z[k] = inv[k] @ (rhs[k] - up[k] @ z[k + 1])
-    return z[:, 0], z[:, 1]
+        a0, a1, a2, a3 = ups[k]
+        n0, n1 = z[k + 1]
+        r0, r1 = rows[k]
+        z[k] = _times(
+            inv[k],
+            [x - (a0 * y + a1 * v) for x, y, v in zip(r0, n0, n1, strict=True)],
+            [x - (a2 * y + a3 * v) for x, y, v in zip(r1, n0, n1, strict=True)],
+        )
+    return np.array([v for v, _ in z]), np.array([sl for _, sl in z])
 
 
-def _inv2(x: np.ndarray) -> np.ndarray:
-    (p, q), (r, t) = x
-    return np.array([[t, -q], [-r, p]]) / (p * t - q * r)
+def _sum_by(seg: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
+    """(m, ...) sums of the rows of `x` (n, ...) by `seg` (n,), frame by frame in order (np.add.at's
+    sums) by one np.bincount over the flattened entries."""
+    size = x[0].size
+    idx = (seg[:, None] * size + np.arange(size)).ravel()
+    return np.bincount(idx, weights=x.ravel(), minlength=m * size).reshape((m, *x.shape[1:]))
+
+
+def _inv2(p: float, q: float, r: float, t: float) -> tuple[float, float, float, float]:
+    """The inverse of the 2x2 matrix ((p, q), (r, t)), row by row."""
+    det = p * t - q * r
+    return t / det, -q / det, -r / det, p / det
+
+
+def _times(inv: tuple, r0: list, r1: list) -> tuple[list, list]:
+    """The 2x2 matrix `inv` (row by row) times the rows (r0, r1)."""
+    i0, i1, i2, i3 = inv
+    return (
+        [i0 * x + i1 * y for x, y in zip(r0, r1, strict=True)],
+        [i2 * x + i3 * y for x, y in zip(r0, r1, strict=True)],
+    )
 
 
 def fit(
