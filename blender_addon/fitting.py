@@ -89,12 +89,13 @@ def _solve(
     rhs[1:] += r[:, 2:]
     rhs[:, 1] += prior * slope
     ups = s[:, :2, 2:].reshape(m - 1, 4).tolist()  # (a key's block coupled with the next key's)
-    rows = rhs.tolist()  # rows[k]: [the value's row (c), the slope's row (c)]
-    inv = [_inv2(*d[0].ravel().tolist())]
-    for k, (p, q, t, u) in enumerate(d[1:].reshape(m - 1, 4).tolist(), 1):  # (forward elimination)
-        a0, a1, a2, a3 = ups[k - 1]
-        i0, i1, i2, i3 = inv[k - 1]
+    # The 2x2 blocks of the elimination (lower[k] = up[k-1].T @ inv[k-1]), then each channel's
+    # forward elimination and back substitution.
+    inv, lower = [_inv2(*d[0].ravel().tolist())], [None]
+    for (p, q, t, u), (a0, a1, a2, a3) in zip(d[1:].reshape(m - 1, 4).tolist(), ups, strict=True):
+        i0, i1, i2, i3 = inv[-1]
         l0, l1, l2, l3 = a0 * i0 + a2 * i2, a0 * i1 + a2 * i3, a1 * i0 + a3 * i2, a1 * i1 + a3 * i3
+        lower.append((l0, l1, l2, l3))
         inv.append(
             _inv2(
                 p - (l0 * a0 + l1 * a2),
@@ -103,25 +104,24 @@ def _solve(
                 u - (l2 * a1 + l3 * a3),
             )
         )
-        top, bottom = rows[k - 1]
-        r0, r1 = rows[k]
-        rows[k] = (
-            [x - (l0 * y + l1 * z) for x, y, z in zip(r0, top, bottom, strict=True)],
-            [x - (l2 * y + l3 * z) for x, y, z in zip(r1, top, bottom, strict=True)],
-        )
-    z = [None] * m
-    r0, r1 = rows[-1]
-    z[-1] = _times(inv[-1], r0, r1)
-    for k in range(m - 2, -1, -1):  # (back substitution)
-        a0, a1, a2, a3 = ups[k]
-        n0, n1 = z[k + 1]
-        r0, r1 = rows[k]
-        z[k] = _times(
-            inv[k],
-            [x - (a0 * y + a1 * v) for x, y, v in zip(r0, n0, n1, strict=True)],
-            [x - (a2 * y + a3 * v) for x, y, v in zip(r1, n0, n1, strict=True)],
-        )
-    return np.array([v for v, _ in z]), np.array([sl for _, sl in z])
+    z = np.empty((values.shape[1], m, 2))
+    for ch, (first, second) in enumerate(np.moveaxis(rhs, 2, 0).transpose(0, 2, 1).tolist()):
+        y0, y1 = first[0], second[0]
+        ys = [(y0, y1)]
+        for (l0, l1, l2, l3), x0, x1 in zip(lower[1:], first[1:], second[1:], strict=True):
+            y0, y1 = x0 - (l0 * y0 + l1 * y1), x1 - (l2 * y0 + l3 * y1)
+            ys.append((y0, y1))
+        i0, i1, i2, i3 = inv[-1]
+        z0, z1 = i0 * y0 + i1 * y1, i2 * y0 + i3 * y1
+        out = [(z0, z1)]
+        for (a0, a1, a2, a3), (y0, y1), (i0, i1, i2, i3) in zip(
+            ups[::-1], ys[-2::-1], inv[-2::-1], strict=True
+        ):
+            e0, e1 = y0 - (a0 * z0 + a1 * z1), y1 - (a2 * z0 + a3 * z1)
+            z0, z1 = i0 * e0 + i1 * e1, i2 * e0 + i3 * e1
+            out.append((z0, z1))
+        z[ch] = out[::-1]
+    return z[:, :, 0].T, z[:, :, 1].T
 
 
 def _sum_by(seg: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
@@ -136,15 +136,6 @@ def _inv2(p: float, q: float, r: float, t: float) -> tuple[float, float, float, 
     """The inverse of the 2x2 matrix ((p, q), (r, t)), row by row."""
     det = p * t - q * r
     return t / det, -q / det, -r / det, p / det
-
-
-def _times(inv: tuple, r0: list, r1: list) -> tuple[list, list]:
-    """The 2x2 matrix `inv` (row by row) times the rows (r0, r1)."""
-    i0, i1, i2, i3 = inv
-    return (
-        [i0 * x + i1 * y for x, y in zip(r0, r1, strict=True)],
-        [i2 * x + i3 * y for x, y in zip(r0, r1, strict=True)],
-    )
 
 
 def fit(
