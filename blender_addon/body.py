@@ -188,13 +188,23 @@ def load_photo(path: str):
 
 
 def _set_skin(obj, skin_joints: np.ndarray, skin_weights: np.ndarray) -> None:
+    """One vertex group per SMPL-24 joint holding each vertex's (positive) skin weights. The vertices
+    of a slot that share a joint and a weight go in one VertexGroup.add call; the slots go in order,
+    so every vertex lists its groups in slot order, as one call per vertex and slot would."""
     for g in list(obj.vertex_groups):
         obj.vertex_groups.remove(g)
     groups = [obj.vertex_groups.new(name=name) for name in smpl.JOINT_NAMES]
     for k in range(skin_joints.shape[1]):
-        for v, (j, w) in enumerate(zip(skin_joints[:, k].tolist(), skin_weights[:, k].tolist(), strict=True)):
-            if w > 0.0:
-                groups[j].add((v,), w, "ADD")
+        joint, weight = skin_joints[:, k], skin_weights[:, k]
+        v = np.flatnonzero(weight > 0.0)
+        if v.size == 0:
+            continue
+        v = v[np.lexsort((v, weight[v], joint[v]))]  # (runs of one joint and one weight)
+        j, w = joint[v], weight[v]
+        starts = np.flatnonzero(np.r_[True, (j[1:] != j[:-1]) | (w[1:] != w[:-1])])
+        verts, j, w = v.tolist(), j.tolist(), w.tolist()
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(verts)], strict=True):
+            groups[j[a]].add(verts[a:b], w[a], "ADD")
 
 
 def build_body(context, arm_obj, mesh, image_paths: list[str]) -> bpy.types.Object:

@@ -74,38 +74,68 @@ def _solve(
     """Key values and slopes (m, c) minimising the weighted squared error plus `prior` times the slopes'
     squared distance from `slope` (m, c). The normal equations are block tridiagonal (a key's 2x2 block
     couples only with its neighbours'), solved by block elimination: numpy alone, no threaded LAPACK
-    (which spun 20 times longer than the work on a busy 2-core machine)."""
+    (which spun 20 times longer than the work on a busy 2-core machine), and the elimination in Python
+    floats (numpy's overhead per call on 2x2 blocks was several times their arithmetic)."""
     m = len(slope)
     wb = w[:, None] * b
-    s = np.zeros((m - 1, 4, 4))
-    np.add.at(s, seg, wb[:, :, None] * b[:, None, :])
-    r = np.zeros((m - 1, 4, values.shape[1]))
-    np.add.at(r, seg, wb[:, :, None] * values[:, None, :])
+    s = _sum_by(seg, wb[:, :, None] * b[:, None, :], m - 1)
+    r = _sum_by(seg, wb[:, :, None] * values[:, None, :], m - 1)
     d = np.zeros((m, 2, 2))
     d[:-1] += s[:, :2, :2]
     d[1:] += s[:, 2:, 2:]
     d[:, 1, 1] += prior
-    up = s[:, :2, 2:]
     rhs = np.zeros((m, 2, values.shape[1]))
     rhs[:-1] += r[:, :2]
     rhs[1:] += r[:, 2:]
     rhs[:, 1] += prior * slope
-    inv = [_inv2(d[0])]
-    for k in range(1, m):  # (forward elimination)
-        lower = up[k - 1].T @ inv[k - 1]
-        d[k] -= lower @ up[k - 1]
-        rhs[k] -= lower @ rhs[k - 1]
-        inv.append(_inv2(d[k]))
-    z = np.zeros_like(rhs)
-    z[-1] = inv[-1] @ rhs[-1]
-    for k in range(m - 2, -1, -1):  # (back substitution)
-        z[k] = inv[k] @ (rhs[k] - up[k] @ z[k + 1])
-    return z[:, 0], z[:, 1]
+    ups = s[:, :2, 2:].reshape(m - 1, 4).tolist()  # (a key's block coupled with the next key's)
+    # The 2x2 blocks of the elimination (lower[k] = up[k-1].T @ inv[k-1]), then each channel's
+    # forward elimination and back substitution.
+    inv, lower = [_inv2(*d[0].ravel().tolist())], [None]
+    for (p, q, t, u), (a0, a1, a2, a3) in zip(d[1:].reshape(m - 1, 4).tolist(), ups, strict=True):
+        i0, i1, i2, i3 = inv[-1]
+        l0, l1, l2, l3 = a0 * i0 + a2 * i2, a0 * i1 + a2 * i3, a1 * i0 + a3 * i2, a1 * i1 + a3 * i3
+        lower.append((l0, l1, l2, l3))
+        inv.append(
+            _inv2(
+                p - (l0 * a0 + l1 * a2),
+                q - (l0 * a1 + l1 * a3),
+                t - (l2 * a0 + l3 * a2),
+                u - (l2 * a1 + l3 * a3),
+            )
+        )
+    z = np.empty((values.shape[1], m, 2))
+    for ch, (first, second) in enumerate(np.moveaxis(rhs, 2, 0).transpose(0, 2, 1).tolist()):
+        y0, y1 = first[0], second[0]
+        ys = [(y0, y1)]
+        for (l0, l1, l2, l3), x0, x1 in zip(lower[1:], first[1:], second[1:], strict=True):
+            y0, y1 = x0 - (l0 * y0 + l1 * y1), x1 - (l2 * y0 + l3 * y1)
+            ys.append((y0, y1))
+        i0, i1, i2, i3 = inv[-1]
+        z0, z1 = i0 * y0 + i1 * y1, i2 * y0 + i3 * y1
+        out = [(z0, z1)]
+        for (a0, a1, a2, a3), (y0, y1), (i0, i1, i2, i3) in zip(
+            ups[::-1], ys[-2::-1], inv[-2::-1], strict=True
+        ):
+            e0, e1 = y0 - (a0 * z0 + a1 * z1), y1 - (a2 * z0 + a3 * z1)
+            z0, z1 = i0 * e0 + i1 * e1, i2 * e0 + i3 * e1
+            out.append((z0, z1))
+        z[ch] = out[::-1]
+    return z[:, :, 0].T, z[:, :, 1].T
 
 
-def _inv2(x: np.ndarray) -> np.ndarray:
-    (p, q), (r, t) = x
-    return np.array([[t, -q], [-r, p]]) / (p * t - q * r)
+def _sum_by(seg: np.ndarray, x: np.ndarray, m: int) -> np.ndarray:
+    """(m, ...) sums of the rows of `x` (n, ...) by `seg` (n,), frame by frame in order (np.add.at's
+    sums) by one np.bincount over the flattened entries."""
+    size = x[0].size
+    idx = (seg[:, None] * size + np.arange(size)).ravel()
+    return np.bincount(idx, weights=x.ravel(), minlength=m * size).reshape((m, *x.shape[1:]))
+
+
+def _inv2(p: float, q: float, r: float, t: float) -> tuple[float, float, float, float]:
+    """The inverse of the 2x2 matrix ((p, q), (r, t)), row by row."""
+    det = p * t - q * r
+    return t / det, -q / det, -r / det, p / det
 
 
 def fit(

@@ -39,6 +39,8 @@ SCRIPT = """
     px = np.zeros(img.size[0] * img.size[1] * 4, np.float32)
     img.pixels.foreach_get(px)
     out = {{"mats": mats, "uv_layers": [u.name for u in me.uv_layers], "uv": uv.tolist(),
+           "groups": [g.name for g in obj.vertex_groups],
+           "skin": [[[g.group, g.weight] for g in v.groups] for v in me.vertices],
            "packed": img.packed_file is not None, "size": list(img.size),
            "pixels": np.round(px.reshape(img.size[1], img.size[0], 4)[::-1, :, :3] * 255)
                      .astype(int)[::37, ::37].tolist()}}
@@ -129,6 +131,8 @@ def avatar_run(tmp_path_factory, addon_zip):  # noqa: F811
     result = run_bpy(SCRIPT.format(module=ADDON_MODULE), tmp, addon_zip, timeout=400)
     result["atlas"] = np.asarray(Image.open(io.BytesIO(f["texture"])).convert("RGB"))
     result["corner_uv"] = np.asarray(f["body_corner_uv"])
+    result["skin_joints"] = np.asarray(f["skin_joints"])
+    result["skin_weights"] = np.asarray(f["skin_weights"])
     result["dir"] = tmp
     return result
 
@@ -141,6 +145,24 @@ def test_body_wears_the_packed_atlas(avatar_run):
     assert r["packed"] and r["size"] == [r["atlas"].shape[1], r["atlas"].shape[0]]
     # The image Blender holds is the atlas (rows bottom-up in Blender, compared top-down).
     assert np.abs(np.array(r["pixels"]) - r["atlas"][::37, ::37].astype(int)).max() <= 1
+
+
+def test_vertex_groups_hold_the_skin_weights_exactly(avatar_run):
+    """Every vertex is in the group of each joint it has a positive weight for, with that float32
+    weight exactly, listed in the order of its skin slots; in no other group."""
+    from vmclip_protocol import JOINT_NAMES
+
+    r = avatar_run
+    assert r["groups"] == list(JOINT_NAMES)
+    joints, weights = r["skin_joints"], r["skin_weights"]
+    assert weights.dtype == np.float32 and (weights > 0).sum(1).min() >= 1
+    expect = [
+        [[int(j), float(w)] for j, w in zip(js, ws, strict=True) if w > 0.0]
+        for js, ws in zip(joints, weights, strict=True)
+    ]
+    assert len(r["skin"]) == len(expect)
+    bad = [v for v, (got, want) in enumerate(zip(r["skin"], expect, strict=True)) if got != want]
+    assert not bad, f"{len(bad)} vertices differ, e.g. {bad[0]}: {r['skin'][bad[0]]} != {expect[bad[0]]}"
 
 
 def test_exports_embed_the_atlas(avatar_run):
