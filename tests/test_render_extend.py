@@ -240,21 +240,27 @@ def test_the_floor_below_a_plinth_is_floor():
         assert (below < 120).mean() < 0.01
 
 
-def test_the_border_is_not_cut_from_where_the_person_was_painted_out():
-    """The in-painted hole where the person stood is a smear (here across the floor at the bottom
-    edge, where their feet were): the border below is cut from the photo's own floor, not from it,
-    so it keeps the floor's grain."""
+@pytest.mark.parametrize("side", ["bottom", "right"])
+def test_the_border_is_not_cut_from_where_the_person_was_painted_out(side: str):
+    """The in-painted hole where the person stood is a smear (here at the photo's bottom or right
+    edge): the border beyond is cut from the photo's own floor or wall, not from it, so it keeps
+    their grain."""
     plate = bricks(240, 240, seed=1)
     painted = np.zeros((240, 240), bool)
-    painted[150:, 80:160] = True
+    if side == "bottom":
+        painted[150:, 80:160] = True
+        reach, border = (0, 0, 0, 160), np.s_[240 + 24 :, :]
+    else:
+        painted[60:200, 200:] = True
+        reach, border = (0, 0, 160, 0), np.s_[:, 240 + 24 :]
     plate[painted] = cv2.GaussianBlur(plate, (0, 0), 8)[painted]
 
     def smooth(mask: np.ndarray | None) -> float:
-        """The share of the border below (past where it is shaded into the photo) with no grain."""
+        """The share of the border (past where it is shaded into the photo) with no grain."""
         shares = []
         for seed in range(3):
-            grown = extend_plate(plate, (0, 0, 0, 160), seed=seed, painted=mask).astype(np.float32)
-            grey = grown[240 + 24 :].mean(-1)
+            grown = extend_plate(plate, reach, seed=seed, painted=mask).astype(np.float32)
+            grey = np.ascontiguousarray(grown[border].mean(-1))
             mean = cv2.blur(grey, (9, 9))
             spread = np.sqrt(np.maximum(cv2.blur(grey * grey, (9, 9)) - mean * mean, 0.0))
             shares.append(float((spread < 4.0).mean()))

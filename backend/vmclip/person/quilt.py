@@ -10,12 +10,12 @@ the block's own rows with a small slide (the floor continues the floor, the wall
 floor line included), above and below from anywhere along the image's width (the floor under a
 sloping floor line is wider on one side) where the block lies on the surface the edge shows (the
 floor, not the plinth standing on a strip of it). Blocks are not cut from pixels the caller marks
-(the hole in-painted where the person stood) where the pool has room without them. Each block is shaded towards what it joins (the colour
-difference over the overlap, smoothed along it and fading out across the block) and joined along
-the minimum-error boundary cut through the overlap. The image's own pixels are never changed: the
-first column joins along the image's edge. Everything is copied at the image's resolution, so the
-grown border is as sharp as the image. Left and right grow first, then top and bottom across the
-whole width.
+(the hole in-painted where the person stood) where the pool has room without them. Each block is
+shaded towards what it joins (the colour difference over the overlap, smoothed along it and fading
+out across the block) and joined along the minimum-error boundary cut through the overlap. The
+image's own pixels are never changed: the first column joins along the image's edge. Everything is
+copied at the image's resolution, so the grown border is as sharp as the image. Left and right grow
+first, then top and bottom across the whole width.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ LINE_GROUPS = 2
 LINE_GAP = 3  # pixels skipped past the line: its blur and a resized photo's ringing
 LINE_WIDTH = 3  # the step is taken over this many pixels either side: a soft edge is a line too
 LINE_MIN_POOL = 0.1
+LINE_RUN = 6 * LINE_WIDTH  # pixels: a soft edge's blur, a skirting board's width
 # Above and below, a block is cut only where it lies on the surface the photo's edge shows (the floor
 # under a plinth that stands on a thin strip of it): a block taller than that strip would carry the
 # plinth into the floor below. The surface is, per column, what stays within SURFACE_STEP grey levels
@@ -158,7 +159,7 @@ def _grow(
         return out
     near = int(np.clip(round((POOL_SHARE if span is None else POOL_SHARE_ENDS) * width), 2, width))
     own_rows = slice(None) if span is None else slice(*span)
-    near -= _past_line(image[own_rows, width - near :])
+    near -= _past_line(image[own_rows, width - near :], avoid[own_rows, width - near :])
     source = np.ascontiguousarray(image[:, width - near :])
     shift = int(SHIFT_SHARE * length)
     full = (source if span is None else source[span[0] : span[1]]).astype(np.float32)
@@ -174,7 +175,9 @@ def _grow(
             crop = np.s_[rows[0] : rows[-1] + block, cols[0] : cols[-1] + block]
             full, fits = np.ascontiguousarray(full[crop]), fits[crop]
     else:
-        fits = None if clear.all() else _places(clear.astype(np.float32), block)
+        # (beside the photo each block has its own rows: any clear place will do, and where its rows
+        # have none, `_pick` takes any)
+        fits = None if clear.all() else _places(clear.astype(np.float32), block, need=0.0)
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     # (a block shrunk to the surface is searched as coarsely as the usual one: as many times more
@@ -199,20 +202,30 @@ def _grow(
     return out
 
 
-def _past_line(pool: np.ndarray) -> int:
+def _past_line(pool: np.ndarray, avoid: np.ndarray) -> int:
     """Columns of `pool` (L, near, 3; its last column at the growing edge) up to and just past the
-    straight line along it nearest the edge (LINE_STEP..LINE_MIN_POOL); 0 where there is none."""
+    straight line along it nearest the edge (LINE_STEP..LINE_MIN_POOL); 0 where there is none. Steps
+    touching `avoid` (L, near) are none: the in-painted hole's outline is no line in the picture."""
     colour = pool.astype(np.float32)
     # (L, near - 2 LINE_WIDTH): the step across column c + LINE_WIDTH, in the channel that steps most
     # (a lavender wall on a beige floor is one grey)
     step = np.abs(colour[:, 2 * LINE_WIDTH :] - colour[:, : -2 * LINE_WIDTH]).max(-1)
+    if avoid.any():
+        width = 2 * LINE_WIDTH + 1
+        touched = cv2.dilate(avoid.astype(np.uint8), np.ones((1, width), np.uint8)).astype(bool)
+        step[touched[:, LINE_WIDTH : LINE_WIDTH + step.shape[1]]] = 0.0
     if step.shape[1] == 0:
         return 0
     lines = np.flatnonzero(np.quantile(step, 1.0 - LINE_SPAN, axis=0) > LINE_STEP) + LINE_WIDTH
     # (the edge's own last lines are no line along it: a resize's ringing, a dark last row)
     lines = lines[lines < pool.shape[1] - 1 - LINE_GAP - LINE_WIDTH]
-    # Steps closer than 2 LINE_WIDTH apart are one line's two edges.
-    if len(lines) == 0 or 1 + int((np.diff(lines) > 2 * LINE_WIDTH).sum()) > LINE_GROUPS:
+    # Steps closer than 2 LINE_WIDTH apart are one line's two edges; a run of them wider than
+    # LINE_RUN is texture (a rough wall steps everywhere), not a line.
+    if len(lines) == 0:
+        return 0
+    breaks = np.flatnonzero(np.diff(lines) > 2 * LINE_WIDTH)
+    starts, ends = lines[np.r_[0, breaks + 1]], lines[np.r_[breaks, len(lines) - 1]]
+    if len(starts) > LINE_GROUPS or int((ends - starts).max()) > LINE_RUN:
         return 0
     start = int(lines[-1]) + 1 + LINE_GAP
     return start if pool.shape[1] - start >= LINE_MIN_POOL * pool.shape[0] else 0
@@ -241,17 +254,17 @@ def _surface(pool: np.ndarray) -> np.ndarray:
     return cols[None, :] >= start[:, None]
 
 
-def _places(inside: np.ndarray, size: int) -> np.ndarray | None:
+def _places(inside: np.ndarray, size: int, need: float = SURFACE_PLACES) -> np.ndarray | None:
     """Where a block of `size` may start in a pool (bool, `inside`'s shape): SURFACE_SHARE of its
     pixels within the pool `inside` (float32 0/1; a block cut short by the pool's end is judged on
-    what it has); None where that leaves fewer than SURFACE_PLACES places along the edge per block of
-    its length."""
+    what it has); None where that leaves fewer than `need` places along the edge per block of its
+    length."""
     off = cv2.boxFilter(
         1.0 - inside, -1, (size, size), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT
     )
     fits = off <= (1.0 - SURFACE_SHARE) * size * size + 1e-3
     whole = fits[: fits.shape[0] - size + 1, : fits.shape[1] - size + 1]  # (where a whole block fits)
-    return fits if whole.any(1).sum() >= SURFACE_PLACES * size else None
+    return fits if whole.any(1).sum() >= max(1.0, need * size) else None
 
 
 def _on_surface(pool: np.ndarray, block: int, clear: np.ndarray) -> tuple[int, np.ndarray | None]:
