@@ -240,18 +240,19 @@ def test_the_floor_below_a_plinth_is_floor():
         assert (below < 120).mean() < 0.01
 
 
-@pytest.mark.parametrize("side", ["bottom", "right"])
+@pytest.mark.parametrize("side", ["bottom", "right", "right, wide"])
 def test_the_border_is_not_cut_from_where_the_person_was_painted_out(side: str):
     """The in-painted hole where the person stood is a smear (here at the photo's bottom or right
     edge): the border beyond is cut from the photo's own floor or wall, not from it, so it keeps
-    their grain."""
+    their grain. Where the hole is so wide that every block beside it in its rows takes some of it
+    ("wide"), the blocks that take least are preferred."""
     plate = bricks(240, 240, seed=1)
     painted = np.zeros((240, 240), bool)
     if side == "bottom":
         painted[150:, 80:160] = True
         reach, border = (0, 0, 0, 160), np.s_[240 + 24 :, :]
     else:
-        painted[60:200, 200:] = True
+        painted[60:200, 200 if side == "right" else 185 :] = True
         reach, border = (0, 0, 160, 0), np.s_[:, 240 + 24 :]
     plate[painted] = cv2.GaussianBlur(plate, (0, 0), 8)[painted]
 
@@ -266,5 +267,6 @@ def test_the_border_is_not_cut_from_where_the_person_was_painted_out(side: str):
             shares.append(float((spread < 4.0).mean()))
         return float(np.median(shares))
 
-    assert smooth(painted) < 0.02
-    assert smooth(None) > 0.1  # the same plate without the mask: the smear is copied
+    unmasked = smooth(None)  # the same plate without the mask: the smear is copied
+    assert unmasked > 0.1
+    assert smooth(painted) < (0.02 if side != "right, wide" else 0.5 * unmasked)  # (wide, before: 0.9)

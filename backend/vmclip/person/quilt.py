@@ -99,6 +99,9 @@ SURFACE_SHRINK = 0.8
 # at full resolution (tens of seconds for a large border), and show the floor's grain as a grid.
 SURFACE_MIN_BLOCK = 0.3
 SURFACE_PLACES = 3
+# Beside the photo, where a block's rows have no place clear of what is to be avoided (the in-painted
+# hole), a place's match error is raised by this much times the share of it to be avoided.
+FOUL_WEIGHT = 10.0
 
 
 def extend(
@@ -139,6 +142,9 @@ class _Pool:
     rng: np.random.Generator
     used: np.ndarray  # (small's rows, columns): how many blocks were cut from each reduced pixel
     fits: np.ndarray | None = None  # (full's rows, columns): where a block may start; None: anywhere
+    # (full's rows, columns): the share of a block starting there that is to be avoided; where a
+    # block's rows have no place that `fits`, the least of it is preferred (FOUL_WEIGHT)
+    foul: np.ndarray | None = None
 
 
 def _grow(
@@ -167,7 +173,7 @@ def _grow(
         np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
     )
     clear = ~(avoid[:, width - near :] if span is None else avoid[span[0] : span[1], width - near :])
-    usual = block
+    usual, foul = block, None
     if span is not None:
         block, fits = _on_surface(full, block, clear)
         if fits is not None:  # the search runs over where blocks may start (any rows: `tops` below)
@@ -176,8 +182,13 @@ def _grow(
             full, fits = np.ascontiguousarray(full[crop]), fits[crop]
     else:
         # (beside the photo each block has its own rows: any clear place will do, and where its rows
-        # have none, `_pick` takes any)
-        fits = None if clear.all() else _places(clear.astype(np.float32), block, need=0.0)
+        # have none, `_pick` prefers the least foul)
+        fits = None
+        if not clear.all():
+            fits = _places(clear.astype(np.float32), block, need=0.0)
+            foul = cv2.boxFilter(
+                (~clear).astype(np.float32), -1, (block, block), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+            )
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     # (a block shrunk to the surface is searched as coarsely as the usual one: as many times more
@@ -185,7 +196,7 @@ def _grow(
     coarse = max(1, min(usual // COARSE_BLOCK, overlap // 2))
     size = (max(1, full.shape[1] // coarse), max(1, full.shape[0] // coarse))
     small = full if coarse == 1 else cv2.resize(full, size, interpolation=cv2.INTER_AREA)
-    pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32), fits)
+    pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32), fits, foul)
     own = np.zeros(length, bool)  # the image's own pixels along its edge: never cut into
     own[slice(*span) if span is not None else slice(None)] = True
     for x in range(width, width + n, step):
@@ -291,6 +302,17 @@ def _fits_at(fits: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     return fits[np.minimum(rows, r - 1)][:, np.minimum(cols, c - 1)] & inside
 
 
+def _restrict(pool: _Pool, error: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+    """`error` at the pool's `rows` and `cols` (in place): infinite where a block may not start
+    (`fits`), or where no place in it may, raised by FOUL_WEIGHT times the share to be avoided."""
+    ok = None if pool.fits is None else _fits_at(pool.fits, rows, cols)
+    if ok is not None and ok.any():
+        error[~ok] = np.inf
+    elif pool.foul is not None:
+        r, c = pool.foul.shape
+        error *= 1.0 + FOUL_WEIGHT * pool.foul[np.minimum(rows, r - 1)][:, np.minimum(cols, c - 1)]
+
+
 def _place(
     out: np.ndarray,
     pool: _Pool,
@@ -344,9 +366,7 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     error = _match(pool.small[y0 : tops[1] // c + size[1]], (size[1], size[0]), small_left, small_top)
     used = cv2.boxFilter(pool.used, -1, size, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
     error *= 1.0 + REUSE * used[y0 : y0 + error.shape[0], : error.shape[1]]
-    if pool.fits is not None:
-        ok = _fits_at(pool.fits, (y0 + np.arange(error.shape[0])) * c, np.arange(error.shape[1]) * c)
-        error[~ok] = np.inf if ok.any() else error[~ok]
+    _restrict(pool, error, (y0 + np.arange(error.shape[0])) * c, np.arange(error.shape[1]) * c)
     y, x = _draw(error, pool.rng)
     pool.used[y0 + y : y0 + y + size[1], x : x + size[0]] += 1.0
     if c == 1:
@@ -357,9 +377,7 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     error = _match(
         pool.full[ya : yb + rows, xa : xb + cols], (rows, cols), seen[:, :left], seen[:top] if top else None
     )
-    if pool.fits is not None:
-        ok = _fits_at(pool.fits, ya + np.arange(error.shape[0]), xa + np.arange(error.shape[1]))
-        error[~ok] = np.inf if ok.any() else error[~ok]
+    _restrict(pool, error, ya + np.arange(error.shape[0]), xa + np.arange(error.shape[1]))
     dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
     return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
 
