@@ -270,3 +270,26 @@ def test_the_border_is_not_cut_from_where_the_person_was_painted_out(side: str):
     unmasked = smooth(None)  # the same plate without the mask: the smear is copied
     assert unmasked > 0.1
     assert smooth(painted) < (0.02 if side != "right, wide" else 0.5 * unmasked)  # (wide, before: 0.9)
+
+
+def test_a_sloping_floor_line_goes_on_sloping_beside_the_photo():
+    """A wall's base sloping down to the right (imp_internet_ins8: the wall seen at an angle). Blocks
+    beside the photo came from their own rows give or take 6 % of the height, so after a block or two
+    the line could slope no further and stepped back up, block after block (a staircase); now each
+    column slides about where the last one was cut, and the line goes on down."""
+    rng = np.random.default_rng(4)
+    h, w, slope = 240, 240, 0.2
+    yy, xx = np.mgrid[:h, : w + 0.0]
+    wall = 200 + rng.normal(0, 5, (h, w))
+    floor = 80 + 20 * np.sin(xx / 3.0) * np.sin(yy / 2.0) + rng.normal(0, 5, (h, w))
+    grey = np.where(yy < 100 + slope * xx, wall, floor)
+    plate = np.clip(np.repeat(grey[..., None], 3, -1), 0, 255).astype(np.uint8)
+    for seed in range(3):
+        grown = extend_plate(plate, (0, 0, 240, 0), seed=seed).astype(np.float32).mean(-1)
+        # per column, the wall's base: the first row from the top that is floor-dark (blurred down the column)
+        dark = cv2.blur(grown, (1, 7)) < 140
+        line = np.argmax(dark, axis=0).astype(np.float64)
+        beside = line[w:]
+        # the line goes on down: 240 px beside the photo, about 48 px lower than at its edge
+        assert np.median(beside[-40:]) - line[w - 1] > 25
+        assert np.diff(beside).min() > -8  # and never steps back up (the staircase's steps: 15-25 px)

@@ -46,6 +46,10 @@ BLOCK_POOL_ENDS = 0.75
 # On the left and right, a block comes from its own rows give or take this share of the image's
 # height (a sloping floor line, a plinth a little higher on one side).
 SHIFT_SHARE = 0.06
+# ... about where the block beside it in the last column was cut, so a sloping floor line goes on
+# sloping beyond the slide (it stepped back up block after block), at most this share of the height
+# away from the block's own rows.
+MAX_DRIFT = 0.25
 # A candidate's error is raised by this share for each earlier block cut from the same place (on
 # average over it): without it a column of blocks repeats the previous one's best matches, a stripe
 # pattern.
@@ -199,17 +203,26 @@ def _grow(
     pool = _Pool(full, small, coarse, rng, np.zeros(small.shape[:2], np.float32), fits, foul)
     own = np.zeros(length, bool)  # the image's own pixels along its edge: never cut into
     own[slice(*span) if span is not None else slice(None)] = True
+    # Beside the photo, per row, how far above (negative) or below its own rows the last column's
+    # block was cut: the next column slides about that, so a sloping line goes on sloping.
+    drift = np.zeros(length, np.int64)
     for x in range(width, width + n, step):
         cols = overlap + min(step, width + n - x)
+        cut = drift.copy()
         for y in range(0, max(1, length - overlap), step):
             rows = min(block, length - y)
-            tops = (
-                (max(0, y - shift), min(y + shift, length - rows))
-                if span is None
-                else (0, full.shape[0] - rows)
-            )
+            if span is None:
+                centre = y + int(
+                    np.clip(np.median(drift[y : y + rows]), -MAX_DRIFT * length, MAX_DRIFT * length)
+                )
+                lo = int(np.clip(centre - shift, 0, length - rows))
+                tops = (lo, int(np.clip(centre + shift, lo, length - rows)))
+            else:
+                tops = (0, full.shape[0] - rows)
             keep = own[y : y + rows] if x == width else np.zeros(rows, bool)
-            _place(out, pool, tops, (x - overlap, y), (cols, rows), overlap, keep)
+            top = _place(out, pool, tops, (x - overlap, y), (cols, rows), overlap, keep)
+            cut[y : y + rows] = top - y
+        drift = cut
     return out
 
 
@@ -321,14 +334,15 @@ def _place(
     size: tuple[int, int],
     overlap: int,
     keep: np.ndarray,
-) -> None:
+) -> int:
     """One block of `size` (columns, rows) at `at` (x, y) of `out`, its left `overlap` columns (and,
     below the first block of a column, its top `overlap` rows) over what is already there: cut from
     `pool` with its top row within `tops`, shaded and joined along the boundary cut (along the
-    overlap's edge in the rows where `keep`: those are the image's own pixels)."""
+    overlap's edge in the rows where `keep`: those are the image's own pixels). Returns the pool's
+    row it was cut from."""
     (x, y), (cols, rows) = at, size
     seen = out[y : y + rows, x : x + cols].astype(np.float32)
-    piece = _pick(pool, tops, seen, overlap, overlap if y > 0 else 0)
+    piece, cut_at = _pick(pool, tops, seen, overlap, overlap if y > 0 else 0)
     _shade(piece, seen, overlap, y > 0, edge=bool(keep.all()))
     overlaps = [] if keep.all() else [((seen[:, :overlap] - piece[:, :overlap]) ** 2).sum(-1)]
     if y > 0:
@@ -347,9 +361,12 @@ def _place(
         a = a[..., None]
         mixed = seen[where] * (1 - a) + piece[where] * a
         out[y : y + rows, x : x + cols][where] = np.clip(mixed + 0.5, 0, 255)
+    return cut_at
 
 
-def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: int) -> np.ndarray:
+def _pick(
+    pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: int
+) -> tuple[np.ndarray, int]:
     """A block (the shape of `seen`, float32) of the pool, its top row within `tops`, whose `left`
     columns and `top` rows match `seen`'s: drawn among the positions within TOLERANCE of the best
     error on the reduced pool (the error raised where earlier blocks were cut, REUSE), then the best
@@ -370,7 +387,7 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     y, x = _draw(error, pool.rng)
     pool.used[y0 + y : y0 + y + size[1], x : x + size[0]] += 1.0
     if c == 1:
-        return pool.full[y0 + y : y0 + y + rows, x : x + cols].copy()
+        return pool.full[y0 + y : y0 + y + rows, x : x + cols].copy(), y0 + y
     y, x = (y + y0) * c, x * c
     ya, yb = max(tops[0], y - c), min(tops[1], y + c)
     xa, xb = max(0, x - c), min(pool.full.shape[1] - cols, x + c)
@@ -379,7 +396,7 @@ def _pick(pool: _Pool, tops: tuple[int, int], seen: np.ndarray, left: int, top: 
     )
     _restrict(pool, error, ya + np.arange(error.shape[0]), xa + np.arange(error.shape[1]))
     dy, dx = np.unravel_index(int(np.argmin(error)), error.shape)
-    return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy()
+    return pool.full[ya + dy : ya + dy + rows, xa + dx : xa + dx + cols].copy(), ya + int(dy)
 
 
 def _reduce(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
