@@ -103,8 +103,9 @@ SURFACE_SHRINK = 0.8
 # at full resolution (tens of seconds for a large border), and show the floor's grain as a grid.
 SURFACE_MIN_BLOCK = 0.3
 SURFACE_PLACES = 3
-# Beside the photo, where a block's rows have no place clear of what is to be avoided (the in-painted
-# hole), a place's match error is raised by this much times the share of it to be avoided.
+# Where a block has no place clear of what is to be avoided (the in-painted hole) beside the photo,
+# or below it on a surface that takes the hole in, a place's match error is raised by this much times
+# the share of it to be avoided.
 FOUL_WEIGHT = 10.0
 
 
@@ -183,16 +184,14 @@ def _grow(
         if fits is not None:  # the search runs over where blocks may start (any rows: `tops` below)
             rows, cols = np.flatnonzero(fits.any(1)), np.flatnonzero(fits.any(0))
             crop = np.s_[rows[0] : rows[-1] + block, cols[0] : cols[-1] + block]
-            full, fits = np.ascontiguousarray(full[crop]), fits[crop]
+            full, fits, clear = np.ascontiguousarray(full[crop]), fits[crop], clear[crop]
     else:
-        # (beside the photo each block has its own rows: any clear place will do, and where its rows
-        # have none, `_pick` prefers the least foul)
-        fits = None
-        if not clear.all():
-            fits = _places(clear.astype(np.float32), block, need=0.0)
-            foul = cv2.boxFilter(
-                (~clear).astype(np.float32), -1, (block, block), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
-            )
+        # (beside the photo each block has its own rows: any clear place will do)
+        fits = None if clear.all() else _places(clear.astype(np.float32), block, need=0.0)
+    if not clear.all():  # (where no clear place will do, `_pick` prefers the least foul)
+        foul = cv2.boxFilter(
+            (~clear).astype(np.float32), -1, (block, block), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+        )
     overlap = int(np.clip(round(OVERLAP_SHARE * block), 1, block // 2))
     step = block - overlap
     # (a block shrunk to the surface is searched as coarsely as the usual one: as many times more
@@ -317,11 +316,12 @@ def _fits_at(fits: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
 
 def _restrict(pool: _Pool, error: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
     """`error` at the pool's `rows` and `cols` (in place): infinite where a block may not start
-    (`fits`), or where no place in it may, raised by FOUL_WEIGHT times the share to be avoided."""
+    (`fits`, unless no place in it may), and raised by FOUL_WEIGHT times the share to be avoided (a
+    floor's surface that takes in the in-painted hole: its clearest places first)."""
     ok = None if pool.fits is None else _fits_at(pool.fits, rows, cols)
     if ok is not None and ok.any():
         error[~ok] = np.inf
-    elif pool.foul is not None:
+    if pool.foul is not None:
         r, c = pool.foul.shape
         error *= 1.0 + FOUL_WEIGHT * pool.foul[np.minimum(rows, r - 1)][:, np.minimum(cols, c - 1)]
 
