@@ -129,10 +129,10 @@ def extend(
         out = np.concatenate([before, out, after], axis=1)
         avoid = np.pad(avoid, ((0, 0), (left, right)))  # (the grown sides are copies of the photo)
     if top or bottom:
-        rows, clear = out.transpose(1, 0, 2), avoid.T
+        rows, avoid_rows = out.transpose(1, 0, 2), avoid.T
         span = (left, left + w)
-        up = _grow(rows[:, ::-1], top, block, rng, clear[:, ::-1], span=span)[:, ::-1][:, :top]
-        down = _grow(rows, bottom, block, rng, clear, span=span)[:, h:]
+        up = _grow(rows[:, ::-1], top, block, rng, avoid_rows[:, ::-1], span=span)[:, ::-1][:, :top]
+        down = _grow(rows, bottom, block, rng, avoid_rows, span=span)[:, h:]
         out = np.concatenate([up, rows, down], axis=1).transpose(1, 0, 2)
     return np.ascontiguousarray(out)
 
