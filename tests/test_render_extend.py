@@ -293,3 +293,24 @@ def test_a_sloping_floor_line_goes_on_sloping_beside_the_photo():
         # the line goes on down: 240 px beside the photo, about 48 px lower than at its edge
         assert np.median(beside[-40:]) - line[w - 1] > 25
         assert np.diff(beside).min() > -8  # and never steps back up (the staircase's steps: 15-25 px)
+
+
+def test_a_skirting_board_beside_the_painted_hole_stays_level():
+    """A white wall over a wooden floor, a dark skirting board between (iper_p009_set_b_random), and
+    the person painted out in the middle, their hole reaching within a block's width of the edge. No
+    block beside the photo has a clear place in its own rows, so the board's rows had to come from
+    rows above it (the skirting board stepped up 20 px at the photo's edge); now the hole only
+    weighs against a place, and the board goes on level."""
+    rng = np.random.default_rng(2)
+    h, w, board = 240, 240, 150
+    yy, xx = np.mgrid[:h, :w]
+    grey = np.where(yy < board, 235.0, 120 + 10 * np.sin(xx / 2.0 + yy / 9.0))
+    grey = np.where((yy >= board) & (yy < board + 6), 60.0, grey) + rng.normal(0, 3, (h, w))
+    plate = np.clip(np.stack([grey * 1.1, grey, grey * 0.85], -1), 0, 255).astype(np.uint8)
+    painted = np.zeros((h, w), bool)
+    painted[205:235, 100:230] = True  # (the feet's hole below the board: clear rows are above it)
+    for seed in range(3):
+        grown = extend_plate(plate, (0, 0, 160, 0), seed=seed, painted=painted).astype(np.float32)
+        dark = grown[:, w:].mean(-1) < 100  # (the board is the only dark band)
+        rows = np.flatnonzero(dark.mean(1) > 0.5)
+        assert len(rows) and abs(int(rows[0]) - board) <= 2 and abs(int(rows[-1]) - (board + 5)) <= 2, rows

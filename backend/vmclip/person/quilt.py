@@ -178,16 +178,15 @@ def _grow(
         np.clip(block, 2, min((BLOCK_POOL if span is None else BLOCK_POOL_ENDS) * near, full.shape[0]))
     )
     clear = ~(avoid[:, width - near :] if span is None else avoid[span[0] : span[1], width - near :])
-    usual, foul = block, None
+    usual, foul, fits = block, None, None
     if span is not None:
         block, fits = _on_surface(full, block, clear)
         if fits is not None:  # the search runs over where blocks may start (any rows: `tops` below)
             rows, cols = np.flatnonzero(fits.any(1)), np.flatnonzero(fits.any(0))
             crop = np.s_[rows[0] : rows[-1] + block, cols[0] : cols[-1] + block]
             full, fits, clear = np.ascontiguousarray(full[crop]), fits[crop], clear[crop]
-    else:
-        # (beside the photo each block has its own rows: any clear place will do)
-        fits = None if clear.all() else _places(clear.astype(np.float32), block, need=0.0)
+    # (Beside the photo the hole only weighs against a place: a place clear of it but rows off the
+    # block's own would step a skirting board or a window sill at the photo's edge.)
     if not clear.all():  # (where no clear place will do, `_pick` prefers the least foul)
         foul = cv2.boxFilter(
             (~clear).astype(np.float32), -1, (block, block), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
