@@ -168,3 +168,22 @@ def test_extend_plate_in_paints_the_photos_own_frame():
     wall = plate[3:-3, 10:-10].copy()
     wall[:15] = (200, 200, 190)
     assert frame_border(wall) == (0, 0, 0, 0)
+
+
+def test_still_frames_of_a_followed_video_have_no_photo_frame_either(body):
+    """A photo with a black line along its top (iper_p009's first rows): the frames the camera moves
+    in quilt over it, and the frames it rests in, sampling the photo's plate, showed it: a black line
+    that blinked on and off at the top of the video. The still frames now take the photo's part of
+    the extended plate: the line is gone, the rest of the photo is the same."""
+    from vmclip.render.camera import attach_plate
+
+    person = make_person(body)
+    scene, placed, path = _path(body, person, walk(60, (1.2, 0.0)))
+    assert path.moved.any() and not path.moved.all()
+    plate = scene.background.copy()
+    plate[:2] = 0
+    attach_plate(path, plate)
+    still = path.background(int(np.flatnonzero(~path.moved)[0]), plate)
+    assert still.shape == plate.shape
+    assert still[:2].mean() > 60  # (the line: 0)
+    assert np.array_equal(still[4:-4, 4:-4], plate[4:-4, 4:-4])

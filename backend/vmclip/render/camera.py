@@ -110,9 +110,16 @@ class CameraPath:
 
     def background(self, i: int, plate: np.ndarray) -> np.ndarray:
         """Frame `i`'s plate: the photo's `plate` itself where the camera is the photo's (a static
-        background cannot flicker), else the extended plate's level(s) warped into the moved view."""
+        background cannot flicker), else the extended plate's level(s) warped into the moved view.
+        Where other frames move, the still ones take the photo's part of the extended plate: the
+        same pixels, except the photo's own frame (a letterbox, a black line along an edge), which
+        the extension quilts over and which would otherwise blink on and off as the camera moves."""
         if not self.moved[i]:
-            return plate
+            if not self.levels or self.levels[0].image.shape == plate.shape:
+                return plate
+            h, w = plate.shape[:2]
+            x0, y0 = (int(round(v)) for v in self.levels[0].to_level[:2, 2])
+            return self.levels[0].image[y0 : y0 + h, x0 : x0 + w]
         h, w = plate.shape[:2]
         level = int(self.level[i]) if self.level is not None else 0
         out = self._warp(i, level, (w, h))
