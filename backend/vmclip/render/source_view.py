@@ -103,7 +103,7 @@ def nearest_within(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: flo
     return out
 
 
-def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance of points (N, D) from the segment a-b, and the parameter (0 at a, 1 at b) of the
     nearest point on it."""
     ab = b - a
@@ -238,7 +238,7 @@ def off_own_segment(
             continue
         pa = kp[seg.joint, :2]
         pb = kp[seg.child, :2] + seg.beyond * (kp[seg.child, :2] - pa)
-        out[sel[_segment_distance(uv[sel], pa, pb)[0] > seg.radius_px + margin]] = True
+        out[sel[segment_distance(uv[sel], pa, pb)[0] > seg.radius_px + margin]] = True
     return out
 
 
@@ -272,8 +272,8 @@ def _limb_segments(
             continue
         end_px = uv_j[b] + beyond * (uv_j[b] - uv_j[a])
         end_m = joints[b] + beyond * (joints[b] - joints[a])
-        r_px = float(np.percentile(_segment_distance(uv_v[sel], uv_j[a], end_px)[0], 75))
-        r_m = float(np.percentile(_segment_distance(vertices[sel], joints[a], end_m)[0], 75))
+        r_px = float(np.percentile(segment_distance(uv_v[sel], uv_j[a], end_px)[0], 75))
+        r_m = float(np.percentile(segment_distance(vertices[sel], joints[a], end_m)[0], 75))
         segments.append(
             _LimbSegment(min(z_j[a], z_j[b]), a, b, beyond, parts, max(r_px, 1.0), r_m, z_j[a], z_j[b])
         )
@@ -310,7 +310,7 @@ def _draw_limbs(kp: np.ndarray, segments: list[_LimbSegment], width: int, height
         if x1 <= x0 or y1 <= y0:
             continue
         ys, xs = np.mgrid[y0:y1, x0:x1]
-        d, t = _segment_distance(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64), pa, pb)
+        d, t = segment_distance(np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64), pa, pb)
         d = d.reshape(xs.shape)
         z = (
             seg.depth_a + t * (1.0 + beyond) * (seg.depth_b - seg.depth_a) + BEHIND_LIMB * seg.radius_m
