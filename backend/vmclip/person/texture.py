@@ -76,15 +76,6 @@ FRONT_SOURCE_FACING = 0.7
 # left out wherever it exceeds GRAIN_EDGE (the edge of a print, a button, a seam).
 GRAIN_MAX = 10.0
 GRAIN_EDGE = 24.0
-# Within a photo's upper arm or forearm, a pixel whose colour is within ARM_COLOUR grey levels (per
-# channel) of the arm's own along its axis (median-filtered over ARM_AXIS_MEDIAN pixels at 512) and
-# clearly not the trunk's most common colour (ARM_OWN), joined to the axis through such pixels, is
-# the arm, whatever the fitted depth says (skin beside a dark shirt differs by over 100).
-ARM_COLOUR = 30.0
-ARM_AXIS_MEDIAN = 3
-ARM_EDGE = 3.0  # pixels at 512 around the arm's pixels: its outline
-ARM_OWN = 60.0  # grey levels: nearer the trunk's most common colour than this is that garment
-ARM_AXIS_PX = 2.0  # pixels at 512 from the line between the photo's joints: on the arm's axis
 # Body regions (as the renderer's): trunk, head, left arm, right arm, left leg, right leg.
 _REGION = {"pelvis": 0, "spine1": 0, "spine2": 0, "spine3": 0, "left_collar": 0, "right_collar": 0}
 _REGION.update({"neck": 1, "head": 1})
@@ -93,7 +84,6 @@ for _s, _r in (("left", 2), ("right", 3)):
     _REGION.update({f"{_s}_{j}": _r + 2 for j in ("hip", "knee", "ankle", "foot")})
 JOINT_REGION = np.array([_REGION[n] for n in JOINT_NAMES], dtype=np.int64)
 HEAD = 1
-ARM_REGIONS = (2, 3)
 
 
 class TextureView(Protocol):
@@ -218,107 +208,17 @@ def _hidden_by_limbs(
         return None
     cam = view.camera
     h, w = np.asarray(view.mask).shape
-    occ = limb_occluders(rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h)
+    occ = limb_occluders(
+        rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h,
+        image=np.asarray(view.image)[..., :3], mask=np.asarray(view.mask),
+    )  # fmt: skip
     region = part_regions(int(part.max()) + 1)[tpart]
     hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
-    hidden |= _arm_coloured(view, np.asarray(keypoints, np.float64), occ, uv, region)
     # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
     # forearm, on the shirt beside it, is not the hand, and would lend the shirt to the forearm)
     return hidden | off_own_segment(
         np.asarray(keypoints, np.float64), joints, verts, part, cam, uv, tpart, w, h
     )
-
-
-def _arm_coloured(
-    view: TextureView, keypoints: np.ndarray, occ: Any, uv: np.ndarray, region: np.ndarray
-) -> np.ndarray:
-    """Trunk texels whose pixel shows a photo's upper arm or forearm whatever the fitted depth says.
-    A fitted arm often hangs a little behind or beside the real one; the trunk's side there took the
-    arm's skin, which the fill spread round the back. The arm's pixels: within its capsule
-    (`occ.region`), of the arm's own colour along its axis nearby and not of the trunk's most common
-    colour, joined to the axis itself through such pixels (a print beside the arm is not joined);
-    and the outline around them, whose pixels blend the arm and the shirt."""
-    h, w = occ.region.shape
-    out = np.zeros(len(uv), dtype=bool)
-    px = np.rint(uv).astype(np.int64)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (region == 0)
-    trunk = np.flatnonzero(inside)
-    person = np.asarray(view.mask) >= 0.5
-    capsule = np.isin(occ.region, ARM_REGIONS) & person
-    on_arm = capsule[px[trunk, 1], px[trunk, 0]]
-    free = trunk[~on_arm & person[px[trunk, 1], px[trunk, 0]]]
-    if not on_arm.any() or len(free) < 20:
-        return out
-    image = np.asarray(view.image)[..., :3]
-    scale = max(h, w) / 512.0
-    # The trunk's own colour: the most common among its pixels off the arms, as their median.
-    free_colour = image[px[free, 1], px[free, 0]].astype(np.float32)
-    q = (free_colour // 32).astype(np.int64)
-    hist = _colour_histogram(q @ np.array([64, 8, 1]))
-    own = np.median(free_colour[(np.abs(q - np.unravel_index(hist.argmax(), hist.shape)) <= 1).all(1)], 0)
-    ys, xs = np.nonzero(capsule)
-    colour = image[ys, xs].astype(np.float32)
-    differs, off_axis = _off_arm_colour(image, np.stack([xs, ys], 1).astype(np.float64), colour, keypoints)
-    arm_like = (differs <= ARM_COLOUR) & _not_own(colour, own)
-    like = np.zeros((h, w), np.uint8)
-    like[ys[arm_like], xs[arm_like]] = 1
-    _, labels = cv2.connectedComponents(like, connectivity=8)
-    axis = arm_like & (off_axis <= ARM_AXIS_PX * scale)
-    joined = np.isin(labels, np.unique(labels[ys[axis], xs[axis]])) & (like > 0)
-    r = max(1, round(ARM_EDGE * scale))
-    edge = cv2.dilate(
-        joined.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    ).astype(bool)
-    edge[edge] = capsule[edge] & _not_own(image[edge].astype(np.float32), own)
-    arm = joined | edge
-    out[trunk] = arm[px[trunk, 1], px[trunk, 0]]
-    return out
-
-
-def _off_arm_colour(
-    image: np.ndarray, pts: np.ndarray, colour: np.ndarray, keypoints: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel `pts` (N, 2) of colour `colour` (N, 3): how far (grey levels, per channel) it is from
-    the colour of the nearest upper arm's or forearm's axis (between the photo's joints `keypoints`)
-    nearby, and how far (pixels) it lies from that axis; inf where no arm was detected. The axis's
-    colour goes through a median (a seam or a shadow line is not the arm's colour) and is taken as
-    far either way along as the pixel is off the axis (a sleeve's hem slants across)."""
-    from vmclip.render.source_view import KEYPOINT_MIN_CONF, LIMB_SEGMENTS, segment_distance
-
-    k = 2 * max(1, round(ARM_AXIS_MEDIAN * max(image.shape[:2]) / 512.0)) + 1
-    smooth = cv2.medianBlur(np.ascontiguousarray(image), k).astype(np.float32)
-    differs = np.full(len(pts), np.inf)
-    best = np.full(len(pts), np.inf)
-    for a, b, _, _ in LIMB_SEGMENTS:
-        # (upper arms and forearms: a hand's segment reaches past the knuckles, over what it holds)
-        if JOINT_REGION[a] not in ARM_REGIONS or JOINT_NAMES[a].endswith("wrist"):
-            continue
-        if min(keypoints[a, 2], keypoints[b, 2]) < KEYPOINT_MIN_CONF:
-            continue
-        pa, pb = keypoints[a, :2], keypoints[b, :2]
-        d, t = segment_distance(pts, pa, pb)
-        near = d < best
-        along = (pb - pa) / max(float(np.linalg.norm(pb - pa)), 1e-6)
-        foot = pa + t[near, None] * (pb - pa)
-        differs[near] = np.min(
-            [
-                np.abs(colour[near] - sample(smooth, foot + f * d[near, None] * along)).max(1)
-                for f in (-1.0, 0.0, 1.0)
-            ],
-            axis=0,
-        )
-        best[near] = d[near]
-    return differs, best
-
-
-def _not_own(colour: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """Whether colours (N, 3) are clearly not the garment's `own` (3,): further than ARM_OWN grey levels
-    in some channel, and not it in shade or light (`_shade_of`'s test: a sleeve's fold is the shirt)."""
-    total, own_total = colour.sum(1) + 1.0, float(own.sum()) + 1.0
-    ratio = total / own_total
-    chroma = np.abs(colour / total[:, None] - own[None] / own_total).max(1)
-    shade = (ratio >= SHADE_RATIO) & (ratio <= 1.0 / SHADE_RATIO) & (chroma < SHADE_CHROMA)
-    return (np.abs(colour - own[None]).max(1) > ARM_OWN) & ~shade
 
 
 def _project_view(
@@ -705,9 +605,9 @@ def _row_colours(img: np.ndarray, source: np.ndarray, vote: np.ndarray | None = 
             keys = vkey
         if b - a < 3:
             continue
-        own = _colour_histogram(key[a:b])
+        own = colour_histogram(key[a:b])
         best = np.array(np.unravel_index(own.argmax(), own.shape))
-        hist = _colour_histogram(keys[va:vb])
+        hist = colour_histogram(keys[va:vb])
         flank = np.array(np.unravel_index(hist.argmax(), hist.shape))
         if np.abs(flank - best).max() > 1 and not _shade_of(
             _cells_near(img[vy[va:vb], vx[va:vb]].astype(np.int64), flank), _cells_near(vals[a:b], best)
@@ -727,7 +627,7 @@ def _row_colours(img: np.ndarray, source: np.ndarray, vote: np.ndarray | None = 
     return out
 
 
-def _colour_histogram(keys: np.ndarray) -> np.ndarray:
+def colour_histogram(keys: np.ndarray) -> np.ndarray:
     """(8, 8, 8): how many colours fall in each coarse bin (`keys`: r // 32 * 64 + g // 32 * 8 +
     b // 32), summed over neighbouring bins (a garment in shade spreads over a few)."""
     from scipy.ndimage import uniform_filter

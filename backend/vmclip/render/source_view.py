@@ -48,6 +48,20 @@ KEYPOINT_MIN_CONF = 0.4
 # A point lies behind a limb when it is farther from the camera than the limb's axis by this share
 # of the limb's radius (the limb's back surface, less a little for a limb resting on the body).
 BEHIND_LIMB = 0.6
+# Within a photo's upper arm or forearm capsule, a pixel whose colour is within ARM_COLOUR grey levels
+# (per channel) of the arm's own along its axis (median-filtered over ARM_AXIS_MEDIAN pixels at 512)
+# and clearly not the trunk's most common colour (further than ARM_OWN, and not it in shade), joined
+# through such pixels to the axis (within ARM_AXIS_PX of it), is the arm, whatever the fitted depth
+# says, and so is its outline (ARM_EDGE pixels around, not the trunk's colour). Only where the trunk
+# has a garment colour: its most common colour (within a coarse bin) covers ARM_OWN_SHARE of it (a
+# smooth rainbow or a busy print has none, and its pixels beside the arm may be the arm's colour).
+# Skin beside a dark shirt differs by over 100.
+ARM_COLOUR = 30.0
+ARM_AXIS_MEDIAN = 3
+ARM_OWN = 60.0
+ARM_AXIS_PX = 2.0
+ARM_EDGE = 3.0
+ARM_OWN_SHARE = 0.3
 
 
 def bleed(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -128,6 +142,7 @@ class LimbOcclusion:
     behind: np.ndarray
     unveiled: np.ndarray
     unveiled_depth: np.ndarray
+    arm: np.ndarray | None = None  # (H, W) bool: the photo shows an arm there over the trunk
 
 
 def limb_occluders(
@@ -141,6 +156,8 @@ def limb_occluders(
     width: int,
     height: int,
     raster: Raster | None = None,
+    image: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> LimbOcclusion:
     """Where a photo shows a limb in front of the body, from the photo's own keypoints: a fitted limb
     is often a few pixels off the real one; the surface the fit puts beside its limb (the shirt just
@@ -150,7 +167,8 @@ def limb_occluders(
     Every limb segment whose two joints were detected is drawn as a capsule along the detected joints
     (`keypoints` (24, 3): x, y, confidence in this photo's pixels), as wide as the fitted limb there;
     its depth runs along the fitted limb's axis (`joints` (24, 3) world, posed as in the photo).
-    `raster`: the full body's render in this photo, when already made."""
+    `raster`: the full body's render in this photo, when already made. With the photo's `image` and
+    person `mask`, also where its arms show over the trunk whatever the fitted depth says (`arm`)."""
     vertices = np.asarray(vertices, dtype=np.float64)
     kp = np.asarray(keypoints, dtype=np.float64)
     segments = _limb_segments(kp, np.asarray(joints, dtype=np.float64), vertices, vertex_part, camera)
@@ -190,7 +208,11 @@ def limb_occluders(
         )
         unveiled[off] = g
         unveiled_depth[off] = ras.depth[off]
-    return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth)
+    arm = None
+    if image is not None and mask is not None:
+        shown = np.where(front_part >= 0, part_regions_[np.maximum(front_part, 0)], -1)
+        arm = arm_pixels(np.asarray(image)[..., :3], np.asarray(mask) >= 0.5, kp, drawn.region, shown)
+    return LimbOcclusion(drawn.region, drawn.core, drawn.depth, behind, unveiled, unveiled_depth, arm)
 
 
 def hidden_by_limb(
@@ -210,7 +232,105 @@ def hidden_by_limb(
     hidden[inside] = (
         (limb >= 0) & (limb != g) & occ.core.ravel()[q] & (uvz[inside, 2] > occ.depth.ravel()[q])
     ) | (occ.unveiled.ravel()[q] == g)
+    if occ.arm is not None:
+        hidden[inside] |= occ.arm.ravel()[q] & (g == TRUNK)
     return hidden
+
+
+ARM_REGIONS = tuple(int(r) for r in np.unique(JOINT_REGION[[_J("left_shoulder"), _J("right_shoulder")]]))
+
+
+def arm_pixels(
+    image: np.ndarray, person: np.ndarray, keypoints: np.ndarray, limb_region: np.ndarray, shown: np.ndarray
+) -> np.ndarray:
+    """(H, W) bool: where the photo shows an upper arm or forearm, whatever the fitted depth says. A
+    fitted arm often hangs a little behind or beside the real one, and the trunk's side there took
+    the arm's skin (in the atlas, and so round the back, and in the re-posed frames). The arm's
+    pixels: within its capsule (`limb_region`, as `_draw_limbs` drew it; on the `person`), of the
+    arm's own colour along its axis nearby and not the trunk's most common colour (among the pixels
+    off the capsules where the fitted body, `shown` (H, W: its region in front, -1: none), shows its
+    trunk), joined to the axis through such pixels (a print beside the arm is not joined); and the
+    outline around them, whose pixels blend the arm and the shirt. None where the trunk has no
+    garment colour (ARM_OWN_SHARE)."""
+    from vmclip.person.texture import colour_histogram
+
+    h, w = person.shape
+    capsule = np.isin(limb_region, ARM_REGIONS) & person
+    free = (shown == TRUNK) & person & (limb_region < 0)
+    out = np.zeros((h, w), dtype=bool)
+    if not capsule.any() or free.sum() < 20:
+        return out
+    scale = max(h, w) / 512.0
+    # The trunk's own colour: the most common among its pixels off the limbs, as their median.
+    free_colour = image[free].astype(np.float32)
+    q = (free_colour // 32).astype(np.int64)
+    hist = colour_histogram(q @ np.array([64, 8, 1]))
+    common = (np.abs(q - np.unravel_index(hist.argmax(), hist.shape)) <= 1).all(1)
+    if common.mean() < ARM_OWN_SHARE:
+        return out
+    own = np.median(free_colour[common], 0)
+    ys, xs = np.nonzero(capsule)
+    colour = image[ys, xs].astype(np.float32)
+    differs, off_axis = _off_arm_colour(image, np.stack([xs, ys], 1).astype(np.float64), colour, keypoints)
+    arm_like = (differs <= ARM_COLOUR) & _not_own(colour, own)
+    like = np.zeros((h, w), np.uint8)
+    like[ys[arm_like], xs[arm_like]] = 1
+    _, labels = cv2.connectedComponents(like, connectivity=8)
+    axis = arm_like & (off_axis <= ARM_AXIS_PX * scale)
+    out = np.isin(labels, np.unique(labels[ys[axis], xs[axis]])) & (like > 0)
+    r = max(1, round(ARM_EDGE * scale))
+    edge = cv2.dilate(out.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    edge = edge.astype(bool)
+    edge[edge] = capsule[edge] & _not_own(image[edge].astype(np.float32), own)
+    return out | edge
+
+
+def _off_arm_colour(
+    image: np.ndarray, pts: np.ndarray, colour: np.ndarray, keypoints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel `pts` (N, 2) of colour `colour` (N, 3): how far (grey levels, per channel) it is from
+    the colour of the nearest upper arm's or forearm's axis (between the photo's joints `keypoints`)
+    nearby, and how far (pixels) it lies from that axis; inf where no arm was detected. The axis's
+    colour goes through a median (a seam or a shadow line is not the arm's colour) and is taken as
+    far either way along as the pixel is off the axis (a sleeve's hem slants across)."""
+    from vmclip.person.texture import sample
+
+    k = 2 * max(1, round(ARM_AXIS_MEDIAN * max(image.shape[:2]) / 512.0)) + 1
+    smooth = cv2.medianBlur(np.ascontiguousarray(image), k).astype(np.float32)
+    differs = np.full(len(pts), np.inf)
+    best = np.full(len(pts), np.inf)
+    for a, b, _, _ in LIMB_SEGMENTS:
+        # (upper arms and forearms: a hand's segment reaches past the knuckles, over what it holds)
+        if JOINT_REGION[a] not in ARM_REGIONS or JOINT_NAMES[a].endswith("wrist"):
+            continue
+        if min(keypoints[a, 2], keypoints[b, 2]) < KEYPOINT_MIN_CONF:
+            continue
+        pa, pb = keypoints[a, :2], keypoints[b, :2]
+        d, t = segment_distance(pts, pa, pb)
+        near = d < best
+        along = (pb - pa) / max(float(np.linalg.norm(pb - pa)), 1e-6)
+        foot = pa + t[near, None] * (pb - pa)
+        differs[near] = np.min(
+            [
+                np.abs(colour[near] - sample(smooth, foot + f * d[near, None] * along)).max(1)
+                for f in (-1.0, 0.0, 1.0)
+            ],
+            axis=0,
+        )
+        best[near] = d[near]
+    return differs, best
+
+
+def _not_own(colour: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Whether colours (N, 3) are clearly not the garment's `own` (3,): further than ARM_OWN grey levels
+    in some channel, and not it in shade or light (the atlas's test: a sleeve's fold is the shirt)."""
+    from vmclip.person.texture import SHADE_CHROMA, SHADE_RATIO
+
+    total, own_total = colour.sum(1) + 1.0, float(own.sum()) + 1.0
+    ratio = total / own_total
+    chroma = np.abs(colour / total[:, None] - own[None] / own_total).max(1)
+    shade = (ratio >= SHADE_RATIO) & (ratio <= 1.0 / SHADE_RATIO) & (chroma < SHADE_CHROMA)
+    return (np.abs(colour - own[None]).max(1) > ARM_OWN) & ~shade
 
 
 def off_own_segment(
@@ -417,8 +537,9 @@ class SourceView:
         self.clean_region = np.full((h, w), -1, dtype=np.int8)
         if keypoints is not None and joints is not None:
             self.occlusion = limb_occluders(
-                rasterizer, keypoints, joints, vertices, faces, vertex_part, camera, w, h, raster=self.raster
-            )
+                rasterizer, keypoints, joints, vertices, faces, vertex_part, camera, w, h,
+                raster=self.raster, image=self.image, mask=mask,
+            )  # fmt: skip
             self._apply_occlusion(self.occlusion, mask, px, seed)
         self._prepare_vertex_colours(uv, z, vertex_part, px)
         body = self.raster.mask
