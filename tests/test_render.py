@@ -256,6 +256,26 @@ def test_cloth_between_the_legs_hangs_from_the_hips_when_a_leg_kicks(body):
     assert np.abs(np.nonzero(green)[0].mean() - np.nonzero(gap)[0].mean()) < 6
 
 
+def test_a_thin_strip_between_the_legs_is_no_cloth():
+    """Trousers a little wider than the fitted thighs fill the narrow gap between them below the
+    crotch (iper_p009_set_a_apose, legs together: a strip 5 px wide at 512, 35 long). Taken for cloth
+    between two limbs it moved with the trunk, a tail hanging from the crotch when the legs parted.
+    Cloth between two limbs is wide (the skirt above: 24 px); a strip under 8 px is not carried."""
+    from vmclip.render.source_view import wide_parts
+
+    between = np.zeros((200, 200), bool)
+    between[20:55, 60:65] = True  # the strip below the crotch
+    between[100:160, 100:124] = True  # a skirt's cloth between the thighs
+    ys, xs = np.nonzero(between)
+    kept = wide_parts(ys, xs, between.shape, 1.0)
+    assert not kept[20:55, 60:65].any()
+    assert kept[100:160, 100:124].mean() > 0.95 and not kept[~between].any()
+    # At 1024 px the strip is twice as wide and still no cloth.
+    big = np.zeros((400, 400), bool)
+    big[40:110, 120:130] = True
+    assert not wide_parts(*np.nonzero(big), big.shape, 2.0).any()
+
+
 def test_back_of_the_head_is_not_given_the_face(body):
     shape = body.default_shape()
     rest = body.rest_vertices(shape)

@@ -21,6 +21,8 @@ CARRY_MAX_PX = 110.0
 TRUNK_REACH_PX = 45.0
 # Hands and feet carry person pixels only this far beyond them (pixels at 512).
 SHORT_REACH_PX = 6.0
+# Cloth between two limbs narrower than twice this (pixels at 512) is no cloth (`_prepare_carried`).
+BETWEEN_MIN_PX = 4.0
 # Details smaller than about this (pixels at 512, the median filter's radius) are left out of the
 # front's texture where it stands in for the back.
 BACK_DETAIL_PX = 7.0
@@ -491,6 +493,16 @@ def lookup(img: np.ndarray, uv: np.ndarray, fill, at: np.ndarray | None = None) 
     return out
 
 
+def wide_parts(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], px: float) -> np.ndarray:
+    """(H, W) bool of `shape`: the pixels (`ys`, `xs`) that lie in parts of them at least
+    2 BETWEEN_MIN_PX (at 512; `px` pixels per pixel at 512) wide (a morphological opening)."""
+    pixels = np.zeros(shape, np.uint8)
+    pixels[ys, xs] = 1
+    r = max(1, round(BETWEEN_MIN_PX * px))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.morphologyEx(pixels, cv2.MORPH_OPEN, disk).astype(bool)
+
+
 class SourceView:
     """One source photo with its posed body, prepared once: vertex projections, depth buffer, body
     part map, how squarely each vertex was seen and its colour there, and the person pixels off the
@@ -672,6 +684,12 @@ class SourceView:
             ],
         )
         keep &= ~short | (d1 <= SHORT_REACH_PX * px)
+        # Cloth between two limbs that the trunk takes (a skirt between the thighs) is wide: a thin
+        # strip there is trousers a little wider than the fitted thighs, filling the gap between them
+        # below the crotch, which would hang from it as a tail when the legs part.
+        between = trunk & shared & ~near[TRUNK]
+        if between.any():
+            keep &= ~between | wide_parts(ys[between], xs[between], body.shape, px)[ys, xs]
         # Far pixels first: where two land on one output pixel, the one nearer its body wins.
         order = np.argsort(-d1[keep], kind="stable")
         ys, xs, anc = ys[keep][order], xs[keep][order], anc[keep][order]
