@@ -103,9 +103,9 @@ SURFACE_SHRINK = 0.8
 # at full resolution (tens of seconds for a large border), and show the floor's grain as a grid.
 SURFACE_MIN_BLOCK = 0.3
 SURFACE_PLACES = 3
-# Where a block has no place clear of what is to be avoided (the in-painted hole) beside the photo,
-# or below it on a surface that takes the hole in, a place's match error is raised by this much times
-# the share of it to be avoided.
+# Beside the photo, and above or below it where a block has no place on the surface clear of what is
+# to be avoided (the in-painted hole), a place's match error is raised by this much times the share
+# of it to be avoided.
 FOUL_WEIGHT = 10.0
 
 
@@ -115,9 +115,10 @@ def extend(
     rng: np.random.Generator,
     avoid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`image` (H, W, 3 uint8) grown by `reach` pixels (left, top, right, bottom); blocks are cut
-    clear of `avoid` (H, W bool: pixels in-painted where the person stood, a smear that copied out
-    would streak the border) wherever enough of the pool is."""
+    """`image` (H, W, 3 uint8) grown by `reach` pixels (left, top, right, bottom); blocks keep off
+    `avoid` (H, W bool: pixels in-painted where the person stood, a smear that copied out would
+    streak the border): above and below, cut clear of it wherever enough of the pool is, else (and
+    always beside the image) where they take least of it."""
     left, top, right, bottom = (max(0, int(r)) for r in reach)
     h, w = image.shape[:2]
     block = max(MIN_BLOCK, round(BLOCK_SHARE * min(w, h)))
@@ -161,8 +162,9 @@ def _grow(
     span: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """`image` (L, W, 3) grown to the right by `n` columns of blocks cut from its POOL_SHARE nearest
-    the edge, clear of `avoid` (L, W): from each block's own rows give or take SHIFT_SHARE of L, or
-    with `span` (start, stop) from any rows within it and on the surface the edge shows."""
+    the edge, keeping off `avoid` (L, W): from each block's own rows give or take SHIFT_SHARE of L
+    (the least of `avoid` preferred), or with `span` (start, stop) from any rows within it and on the
+    surface the edge shows (clear of `avoid` where the surface has room)."""
     length, width = image.shape[:2]
     out = np.empty((length, width + n, 3), np.uint8)
     out[:, :width] = image
