@@ -44,18 +44,12 @@ def _front_photo(
     no print) whose front opens in a deep V of skin below the throat; with `collar`, the shirt's
     collar stands up the neck's sides (the neck's front stays skin). The shirt ends in a level hem at
     rest height `hem` (metres; default: 45% of the body's height up, below the crotch)."""
-    from vmclip.render.raster import get_rasterizer
 
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
     pose = np.repeat(np.eye(3)[None], 24, 0)
     trans = np.array([0.0, 1.0, 0.0])
     verts = np.asarray(body.pose_vertices(shape, pose[None], trans[None]))[0]
-    centre = np.array([0.0, verts[:, 1].mean(), 3.2])
-    R = np.diag([1.0, -1.0, -1.0])
-    cam = Camera(
-        K=np.array([[1.2 * SIZE, 0, SIZE / 2], [0, 1.2 * SIZE, SIZE / 2], [0, 0, 1.0]]), R=R, t=-R @ centre
-    )
-    ras = get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE)
+    cam, ras = _seen_from_the_front(body, verts)
     p = ras.interpolate(rest)
     part = np.asarray(body.skin_weights).argmax(1)[ras.vertex_of_max_weight()]
     region = JOINT_REGION[part]
@@ -90,6 +84,18 @@ def _front_photo(
     image[ras.mask] = colour.astype(np.uint8)
     mask = ras.mask.astype(np.float32)
     return SimpleNamespace(image=image, mask=mask, camera=cam, pose=pose, trans=trans)
+
+
+def _seen_from_the_front(body, verts: np.ndarray):
+    """The camera 3.2 m in front of the posed body `verts` (SIZE px, looking along -z), and its render."""
+    from vmclip.render.raster import get_rasterizer
+
+    centre = np.array([0.0, verts[:, 1].mean(), 3.2])
+    R = np.diag([1.0, -1.0, -1.0])
+    cam = Camera(
+        K=np.array([[1.2 * SIZE, 0, SIZE / 2], [0, 1.2 * SIZE, SIZE / 2], [0, 0, 1.0]]), R=R, t=-R @ centre
+    )
+    return cam, get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE)
 
 
 def _neck_axis(body, shape) -> tuple[float, np.ndarray]:
@@ -474,7 +480,6 @@ def test_a_real_arm_wider_than_the_fitted_one_leaves_no_skin_on_the_trunk():
     import cv2
     from scipy.spatial.transform import Rotation
     from vmclip.geometry import project
-    from vmclip.render.raster import get_rasterizer
 
     pytest.importorskip("moderngl")
     body = load_body_model("anny")
@@ -485,12 +490,7 @@ def test_a_real_arm_wider_than_the_fitted_one_leaves_no_skin_on_the_trunk():
     trans = np.array([0.0, 1.0, 0.0])
     verts = np.asarray(body.pose_vertices(shape, pose[None], trans[None]))[0]
     joints = np.asarray(body.pose_joints(shape, pose[None], trans[None]))[0]
-    centre = np.array([0.0, verts[:, 1].mean(), 3.2])
-    R = np.diag([1.0, -1.0, -1.0])
-    cam = Camera(
-        K=np.array([[1.2 * SIZE, 0, SIZE / 2], [0, 1.2 * SIZE, SIZE / 2], [0, 0, 1.0]]), R=R, t=-R @ centre
-    )
-    ras = get_rasterizer().render(verts, body.faces, cam.K, cam.R, cam.t, SIZE, SIZE)
+    cam, ras = _seen_from_the_front(body, verts)
     region = np.full((SIZE, SIZE), -1)
     region[ras.mask] = JOINT_REGION[part_index(body)[ras.vertex_of_max_weight()]]
     palette = {0: SHIRT, 1: HAIR, 2: SKIN, 3: SKIN, 4: TROUSERS, 5: TROUSERS}
