@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from vmclip.geometry import project, silhouette
+from vmclip.geometry import kabsch, project, silhouette
 from vmclip.motion.rotations import axis_angle_to_matrix
 from vmclip.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS
 from vmclip.person.body import OFFSETS_KEY, BodyModel, lbs, rotation_between
@@ -280,15 +280,6 @@ def _prepared(body: BodyModel) -> _Prepared:
     return _PREPARED[key]
 
 
-def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation R minimising sum |R a_i - b_i|^2 over centred point sets."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    u, _, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
-    return u @ np.diag([1.0, 1.0, d]) @ vt
-
-
 def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if np.linalg.norm(src) < 1e-9 or np.linalg.norm(dst) < 1e-9:
         return np.eye(3)
@@ -313,7 +304,7 @@ def _initial_pose(rest_j: np.ndarray, world: np.ndarray) -> np.ndarray:
     w = world[:, :3]
     model = rest_j[[J["left_hip"], J["right_hip"], J["left_shoulder"], J["right_shoulder"]]]
     target = w[[MP["left_hip"], MP["right_hip"], MP["left_shoulder"], MP["right_shoulder"]]]
-    root = _kabsch(model, target)
+    root = kabsch(model, target)
     local = np.tile(np.eye(3), (NUM_JOINTS, 1, 1))
     local[0] = root
     glob = np.zeros((NUM_JOINTS, 3, 3))

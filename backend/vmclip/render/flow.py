@@ -36,6 +36,7 @@ from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import HEAD, JOINT_REGION, TRUNK, part_regions, part_similarities
+from vmclip.render.skirt import PELVIS
 from vmclip.render.source_view import (
     BACK_DETAIL_PX,
     SourceView,
@@ -158,6 +159,20 @@ class _Carried:
     trunk_vertices: np.ndarray
 
 
+@dataclass
+class _SkirtMaps:
+    """The flow's maps over the window that the skirt's pixels are written into."""
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    source: np.ndarray
+    part: np.ndarray
+    weight: np.ndarray
+    facing: np.ndarray
+    kind: np.ndarray
+    atlas: np.ndarray | None
+
+
 class FlowWarper:
     """Builds the backward flow from an output frame's posed body to the source photos and warps."""
 
@@ -232,6 +247,12 @@ class FlowWarper:
             src_front=first.uvz[:, 2] > 0,
             trunk_vertices=np.flatnonzero(region[self.vertex_part] == TRUNK),
         )
+        # The first photo's skirt, drawn as a shell with the body (one depth test hides the legs
+        # inside it): its faces after the body's, and per shell vertex the photo pixel and back flag.
+        self.skirt = first.skirt
+        if self.skirt is not None:
+            self.all_faces = np.concatenate([self.faces, self.skirt.faces + len(first.uvz)])
+            self.skirt_attr = np.concatenate([self.skirt.src_uv, self.skirt.back[:, None]], 1)
 
     def _other_side(
         self,
@@ -293,9 +314,16 @@ class FlowWarper:
             self._nearest_cache[key] = nearest(shows)[1].astype(np.int32) if shows.any() else None
         return self._nearest_cache[key]
 
+    def _with_skirt(self, vertices: np.ndarray) -> np.ndarray:
+        """The posed body's vertices followed by its skirt's (the body's alone without a skirt)."""
+        if self.skirt is None:
+            return vertices
+        return np.concatenate([np.asarray(vertices, dtype=np.float64), self.skirt.posed(vertices)])
+
     def window(self, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
-        """The output-frame window (x0, y0, x1, y1) holding the body plus the clothes margin."""
-        uv, z = project(vertices, self.camera.K, self.camera.R, self.camera.t)
+        """The output-frame window (x0, y0, x1, y1) holding the body (and its skirt) plus the clothes
+        margin."""
+        uv, z = project(self._with_skirt(vertices), self.camera.K, self.camera.R, self.camera.t)
         uv = uv[z > 0]
         if not len(uv):
             return None
@@ -334,8 +362,8 @@ class FlowWarper:
     def flow(self, vertices: np.ndarray, roi: tuple[int, int, int, int]) -> Flow:
         """Backward flow for one posed body over the window `roi` (see `Flow`)."""
         ras = self.rasterizer.render(
-            vertices,
-            self.faces,
+            self._with_skirt(vertices),
+            self.faces if self.skirt is None else self.all_faces,
             self.camera.K,
             self.camera.R,
             self.camera.t,
@@ -343,6 +371,7 @@ class FlowWarper:
             self.height,
             roi=roi,
         )
+        ras, skirt = self._split_skirt(ras)
         pixels = self._pixels(vertices, ras)
         choice = _Choice(len(pixels.vertex))
         fill_vals = None
@@ -353,7 +382,31 @@ class FlowWarper:
             bias = LATER_PHOTO_MARGIN if si > 0 else 0.0
             for kind, ok, uv, score, ratio in self._candidates(si, src, vals, pixels):
                 choice.offer(si, kind, ok, uv, score - bias, ratio, vals[:, 6], pixels.fill_ok)
-        return self._maps(vertices, ras, roi, pixels, choice, fill_vals)
+        return self._maps(vertices, ras, roi, pixels, choice, fill_vals, skirt)
+
+    def _split_skirt(self, ras: Raster) -> tuple[Raster, Raster | None]:
+        """The body's raster alone (what the skirt hides is gone) and the skirt's (None without one)."""
+        if self.skirt is None:
+            return ras, None
+        nf = len(self.faces)
+        on_skirt = ras.tri >= nf
+        body = Raster(
+            tri=np.where(on_skirt, -1, ras.tri),
+            bary=ras.bary,
+            depth=np.where(on_skirt, np.float32(np.inf), ras.depth),
+            faces=self.faces,
+            x0=ras.x0,
+            y0=ras.y0,
+        )
+        skirt = Raster(
+            tri=np.where(on_skirt, ras.tri - nf, -1),
+            bary=ras.bary,
+            depth=np.where(on_skirt, ras.depth, np.float32(np.inf)),
+            faces=self.skirt.faces,
+            x0=ras.x0,
+            y0=ras.y0,
+        )
+        return body, skirt
 
     def _pixels(self, vertices: np.ndarray, ras: Raster) -> _Pixels:
         nearest_vertex = ras.vertex_of_max_weight()
@@ -418,9 +471,10 @@ class FlowWarper:
         p: _Pixels,
         choice: _Choice,
         fill_vals: np.ndarray,
+        skirt: Raster | None = None,
     ) -> Flow:
-        """The chosen candidates as maps over the window, with the carried clothes and the outline's
-        ring added."""
+        """The chosen candidates as maps over the window, with the skirt, the carried clothes and the
+        outline's ring added."""
         shape = ras.tri.shape
         body = ras.mask
         index = ras.covered[0]  # flat indices of the body's pixels (N,), the order of `p` and `choice`
@@ -435,20 +489,25 @@ class FlowWarper:
         fill_x = _on_window(shape, tex, fill_vals[~p.head, 3], -1e4, np.float32)
         fill_y = _on_window(shape, tex, fill_vals[~p.head, 4], -1e4, np.float32)
         hole = _on_window(shape, index, choice.source < 0, False, bool)
-        self._carry(vertices, map_x, map_y, source, part, body, roi[0], roi[1])
-        edge = self._edge(map_x, map_y, source, body)
         facing = _on_window(shape, index, choice.facing, 0.0, np.float32)
         kind = _on_window(shape, index, choice.kind, Candidate.NONE, np.int8)
+        # (the warp shows the atlas only on the head, in the holes, on surfaces the photos saw
+        # only from their other side and under a mirror image's blend: sampled there alone)
+        atlas = self._atlas(
+            ras,
+            p.head
+            | (choice.source < 0)
+            | (choice.kind == Candidate.OTHER_SIDE)
+            | (choice.kind == Candidate.MIRROR),
+        )
+        if skirt is not None and skirt.mask.any():
+            body = body | skirt.mask
+            maps = _SkirtMaps(map_x, map_y, source, part, weight, facing, kind, atlas)
+            self._skirt_maps(skirt, maps)
+        self._carry(vertices, map_x, map_y, source, part, body, roi[0], roi[1])
+        edge = self._edge(map_x, map_y, source, body)
         return Flow(
-            # (the warp shows the atlas only on the head, in the holes, on surfaces the photos saw
-            # only from their other side and under a mirror image's blend: sampled there alone)
-            atlas=self._atlas(
-                ras,
-                p.head
-                | (choice.source < 0)
-                | (choice.kind == Candidate.OTHER_SIDE)
-                | (choice.kind == Candidate.MIRROR),
-            ),
+            atlas=atlas,
             map_x=map_x,
             map_y=map_y,
             source=source,
@@ -464,6 +523,28 @@ class FlowWarper:
             edge=edge,
             candidate=kind,
         )
+
+    def _skirt_maps(self, skirt: Raster, m: _SkirtMaps) -> None:
+        """The skirt's pixels in the maps (in place): the first photo's pixel of each shell point; on
+        the back half, of the front point before it, shown as the garment without the front's
+        details (as any surface the photo saw only from its other side); where the photo shows a
+        limb over the cloth, the photo with that limb painted out."""
+        index = skirt.covered[0]
+        vals = skirt.interpolate(self.skirt_attr)  # (N, 3): photo u, v, back share
+        first = self.sources[0]
+        back = vals[:, 2] > 0.5
+        kind = np.where(back, Candidate.OTHER_SIDE, Candidate.SEEN).astype(np.int8)
+        if first.clean is not None:
+            limb = lookup(first.clean_region, vals[:, :2], -1)
+            kind[~back & (limb >= 0) & (limb != TRUNK)] = Candidate.PAINTED_OUT
+        m.map_x.ravel()[index], m.map_y.ravel()[index] = vals[:, 0], vals[:, 1]
+        m.source.ravel()[index] = 0
+        m.part.ravel()[index] = PELVIS
+        m.weight.ravel()[index] = 1.0
+        m.facing.ravel()[index] = 1.0  # (the outline takes the photo's matte of the cloth's outline)
+        m.kind.ravel()[index] = kind
+        if m.atlas is not None and back.any():  # the warp shows the atlas's colour on the back
+            put_pixels(m.atlas, index[back], sample(first.back, vals[back, :2]))
 
     def _atlas(self, ras: Raster, where: np.ndarray) -> np.ndarray | None:
         """The avatar's atlas colour at the body pixels `where` (a selection of the covered pixels),

@@ -169,13 +169,13 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
             floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts, plate=plate)
         # The photo's detected joints (where its limbs really are) at the output size, and the fitted
         # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
+        # (the fitted joints also find a skirt between the legs)
         keypoints = view.joints2d
-        joints = None
+        joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
         if keypoints is not None:
             keypoints = np.asarray(keypoints, dtype=np.float64).copy()
             keypoints[:, 0] = (keypoints[:, 0] + 0.5) * sx - 0.5
             keypoints[:, 1] = (keypoints[:, 1] + 0.5) * sy - 0.5
-            joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
         sources.append(
             SourceView(
                 ras,

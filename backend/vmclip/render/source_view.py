@@ -14,6 +14,7 @@ from vmclip.geometry import DEPTH_TOLERANCE, Camera, face_normals, facing, proje
 from vmclip.motion.skeleton import JOINT_NAMES
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import JOINT_REGION, NUM_REGIONS, TRUNK, part_regions
+from vmclip.render.skirt import Skirt, find_skirt
 
 # Person pixels farther than this from the fitted body (pixels at 512) are not carried (stray matte).
 CARRY_MAX_PX = 110.0
@@ -240,6 +241,7 @@ def hidden_by_limb(
 
 
 ARM_REGIONS = tuple(int(r) for r in np.unique(JOINT_REGION[[_J("left_shoulder"), _J("right_shoulder")]]))
+LEG_REGIONS = tuple(int(r) for r in np.unique(JOINT_REGION[[_J("left_hip"), _J("right_hip")]]))
 
 
 def arm_pixels(
@@ -558,7 +560,39 @@ class SourceView:
         part = np.full((h, w), -1, dtype=np.int16)
         part[body] = vertex_part[self.raster.vertex_of_max_weight()]
         self.part = part
+        self.skirt = None if joints is None else self._find_skirt(vertices, vertex_part, joints, px, seed)
         self._prepare_carried(body, part, px)
+
+    def _find_skirt(
+        self, vertices: np.ndarray, vertex_part: np.ndarray, joints: np.ndarray, px: float, seed: int
+    ) -> Skirt | None:
+        """The photo's skirt or dress as a shell around the hips and legs (see `find_skirt`); where an
+        arm hangs in front of it, the photo with the arm painted out of the skirt (`clean`, and the
+        back texture there)."""
+        # The cloth's run across a row ends at an arm (the photo's, or the fitted one).
+        region = np.where(self.part >= 0, self.region_of_part[np.maximum(self.part, 0)], -1)
+        arm = np.where(np.isin(region, ARM_REGIONS), region, -1)
+        occ = self.occlusion
+        if occ is not None:
+            arm = np.where(occ.core & np.isin(occ.region, ARM_REGIONS), occ.region, arm)
+            if occ.arm is not None:
+                arm = np.where(occ.arm & (arm < 0), ARM_REGIONS[0], arm)
+        blocked = arm >= 0
+        lower = np.isin(self.region_of_part[vertex_part], (TRUNK, *LEG_REGIONS))
+        skirt = find_skirt(self.image, self.mask, blocked, self.camera, vertices, lower, vertex_part, joints)
+        if skirt is not None and skirt.under_arm.any():
+            # (the arm's soft outline too: a pixel or two of the cloth around it, lent the arm's region)
+            grow = np.ones((5, 5), np.uint8)
+            under = cv2.dilate(skirt.under_arm.astype(np.uint8), grow).astype(bool) & (self.mask >= 0.5)
+            arm_near = cv2.dilate((arm + 1).astype(np.uint8), grow).astype(np.int8) - 1
+            painted = paint_out(self.bled, under, (self.mask < 0.5) | blocked, px, seed)
+            self.clean = painted if self.clean is None else np.where(under[..., None], painted, self.clean)
+            self.clean_region = np.where(under, arm_near, self.clean_region).astype(np.int8)
+            k = 2 * round(BACK_DETAIL_PX * px) + 1
+            self.back = np.where(
+                skirt.footprint[..., None] | under[..., None], cv2.medianBlur(painted, k), self.back
+            )
+        return skirt
 
     def _prepare_images(self, mask: np.ndarray, px: float) -> None:
         """The photo's mattes, the photo bled outwards, and its back texture."""
@@ -645,6 +679,8 @@ class SourceView:
         # The soft outline beside the body (for the thin ring just outside the frame's body).
         self.mask_edge = np.where(core, 0.0, self.mask).astype(np.float32)
         carried = self.mask_off > 0
+        if self.skirt is not None:  # the skirt's shell shows that cloth
+            carried &= ~self.skirt.footprint
         self.carry_xy = np.zeros((0, 2), dtype=np.float32)
         self.carry_anchor = self.carry_part = self.carry_tri = np.zeros(0, np.int64)
         self.carry_bary = np.zeros((0, 3), np.float32)

@@ -1,0 +1,284 @@
+"""A skirt or dress as a surface of its own (`Skirt`, found by `find_skirt` in the first photo).
+
+Cloth carried pixel by pixel hangs from the nearest limb, so a skirt splits into two wide trouser legs
+as the legs part, and seen from behind it is the front's pixels with the offsets of a front view. Where
+the photo shows cloth that bridges the legs below the crotch and stands out beyond them, the renderer
+instead draws a closed shell around the hips and legs: one ring per few photo rows, as wide as the
+photo shows the cloth there, and as deep as the body there plus the same flare (a skirt stands off the
+legs about equally all round). Its front half takes the photo's pixels, its back half the garment's
+colours from the front without the front's details (the back texture), like any surface the photo saw
+only from its other side. It moves rigidly with the pelvis, and the legs swing inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmclip.geometry import Camera, kabsch
+from vmclip.motion.skeleton import JOINT_NAMES
+
+# --- what counts as a skirt (shares of the thigh's length in the photo, hip to knee joint) ---
+# Well below the crotch (from this far below the hip joints) ...
+BRIDGE_FROM = 0.4
+# ... the photo shows cloth on the line midway between the legs, unbroken for at least this far: a
+# shorter bridge is the hem of a jacket or the hands in its pockets. (Trousers show the background
+# there, or the legs themselves when they stand together, which the next rule leaves out.)
+MIN_BRIDGE = 0.35
+# The legs' axes are this far apart on average along the bridge: closer, bare or trousered legs
+# would touch each other there, and cloth between them proves nothing.
+SPREAD = 0.4
+# Rows without cloth between the legs tolerated inside the skirt (pixels at 512: a fold, a hand).
+GAP_PX = 6.0
+# Along the bridge a skirt is at least this much wider (the median row) than what the photo shows of
+# the person just below its hem (over BELOW_HEM of the thigh): the legs. Trousers whose thighs touch
+# are about as wide as the legs (a thigh is 1.2-1.4 times as wide as the shin).
+FLARE = 1.8
+BELOW_HEM = 0.15
+# The shell goes up to the first row whose cloth (its median) differs from the skirt's median colour by
+# more than this (grey levels, any channel): the waistband, where a top of another colour begins.
+WAIST_COLOUR = 40.0
+# --- the shell ---
+RING_PX = 6.0  # a ring every this many photo rows
+SEGMENTS = 48  # points around each ring
+# The least the shell stands off the body (metres): the legs inside must not poke through it.
+MIN_STANDOFF_M = 0.015
+# The shell moves with the pelvis part's vertices and, more towards its hem, with the thighs': at the
+# hem (and below the knees) a side follows its own thigh by this share (a skirt swings with the legs
+# inside it but hangs from the hips).
+LEG_FOLLOW = 0.5
+PELVIS = JOINT_NAMES.index("pelvis")
+
+_J = JOINT_NAMES.index
+_LEGS = tuple(tuple(_J(f"{s}_{j}") for j in ("hip", "knee", "ankle")) for s in ("left", "right"))
+
+
+@dataclass
+class Skirt:
+    """The shell around the hips and legs, in the first photo's pose: `vertices` (V, 3) world,
+    `faces` (F, 3); per vertex the first photo's pixel that shows it (`src_uv` (V, 2); for the back
+    half, the front point in front of it) and whether it lies on the back half (`back` (V,) 0 or 1);
+    `footprint` (H, W) bool: the photo's pixels it replaces (the cloth no longer carried), and
+    `under_arm` (H, W) bool: where an arm hangs in front of it in the photo (its texture painted
+    in there). It follows
+    the body parts `parts` (the pelvis, the left and right thigh), each with its vertices `anchors`
+    and their positions in the photo's pose `anchor_rest`, by the weights `weights` (V, 3)."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    src_uv: np.ndarray
+    back: np.ndarray
+    footprint: np.ndarray
+    under_arm: np.ndarray
+    anchors: tuple[np.ndarray, ...]
+    anchor_rest: tuple[np.ndarray, ...]
+    weights: np.ndarray
+
+    def posed(self, vertices: np.ndarray) -> np.ndarray:
+        """The shell (V, 3) for the posed body `vertices`: each vertex moved as the pelvis and its
+        thigh moved (blended by its weights; each part's motion is the rigid motion that best carries
+        its vertices from the photo's pose to this one)."""
+        vertices = np.asarray(vertices, dtype=np.float64)
+        out = np.zeros_like(self.vertices)
+        for k, (index, rest) in enumerate(zip(self.anchors, self.anchor_rest, strict=True)):
+            dst = vertices[index]
+            rot = kabsch(rest, dst)
+            out += self.weights[:, k : k + 1] * ((self.vertices - rest.mean(0)) @ rot.T + dst.mean(0))
+        return out
+
+
+@dataclass
+class _Legs:
+    """The legs in the photo: the hip joints' row, the thigh's length (rows) and each knee's column."""
+
+    hip_y: float
+    thigh: float
+    left_x: float
+    right_x: float
+
+
+def _run(cloth: np.ndarray, blocked: np.ndarray, c: int) -> tuple[int, int]:
+    """The first and last index of the run of `cloth` (a row, True at index `c`) that holds `c`,
+    going on behind an arm (`blocked`) where the cloth goes on beyond it (a hand hanging in front of
+    a skirt), not where the arm is the run's end (an arm beside the waist)."""
+    n = len(cloth)
+
+    def reach(step: int) -> int:
+        x = c
+        while True:
+            nxt = x + step
+            while 0 <= nxt < n and cloth[nxt]:
+                x, nxt = nxt, nxt + step
+            beyond = nxt
+            while 0 <= beyond < n and blocked[beyond]:
+                beyond += step
+            if beyond == nxt or not (0 <= beyond < n and cloth[beyond]):
+                return x
+            x = beyond
+
+    return reach(-1), reach(1)
+
+
+def _flares(person: np.ndarray, bridge: list[tuple[int, int]], below: int, rows: int) -> bool:
+    """Whether the cloth's runs along the bridge are FLARE times as wide (the median row) as the
+    person in the `rows` rows from row `below` on, within the bridge's columns (the median row);
+    False where those rows are not in the photo (a skirt cannot be told from trousers without the legs
+    below it)."""
+    rows = max(rows, 1)
+    if below + rows > person.shape[0]:
+        return False
+    xl, xr = min(r[0] for r in bridge), max(r[1] for r in bridge)
+    legs = float(np.median(person[below : below + rows, xl : xr + 1].sum(1)))
+    cloth = float(np.median([r[1] - r[0] + 1 for r in bridge]))
+    return cloth >= FLARE * max(legs, 1.0)
+
+
+def find_skirt(
+    image: np.ndarray,
+    mask: np.ndarray,
+    blocked: np.ndarray,
+    camera: Camera,
+    vertices: np.ndarray,
+    vertex_lower: np.ndarray,
+    vertex_part: np.ndarray,
+    joints: np.ndarray,
+) -> Skirt | None:
+    """The skirt shell of a photo, or None when the photo shows none. `image` (H, W, 3) the photo,
+    `mask` (H, W): the person's
+    matte; `blocked` (H, W) bool: pixels the cloth cannot reach across (the photo's arms and hands);
+    `vertices` (V, 3) the posed body, `vertex_lower` (V,) bool: its trunk and leg vertices,
+    `vertex_part` (V,) its parts; `joints` (24, 3) the fitted joints, all posed as in the photo."""
+    h, w = mask.shape
+    px = max(h, w) / 512.0
+    uv, z = camera.project_depth(np.asarray(joints, dtype=np.float64))
+    chains = [(uv[list(leg)], z[list(leg)]) for leg in _LEGS]
+    for chain_uv, chain_z in chains:
+        if not (np.all(np.diff(chain_uv[:, 1]) > 0) and np.all(chain_z > 0)):
+            return None  # a leg not hanging down in the photo (sitting, kicking): no skirt to find
+    hip_y = float(np.mean([c[0][0, 1] for c in chains]))
+    knee_y = float(np.mean([c[0][1, 1] for c in chains]))
+    thigh = knee_y - hip_y
+    if thigh < 8 * px:
+        return None
+    person = mask >= 0.5
+    cloth = person & ~blocked
+    y0 = max(0, int(np.ceil(hip_y)))
+    y1 = min(h - 1, int(np.floor(min(c[0][2, 1] for c in chains))))
+    start = hip_y + BRIDGE_FROM * thigh
+    runs: dict[int, tuple[int, int]] = {}
+    hem, spread = None, []
+    for y in range(y0, y1 + 1):
+        xs = [float(np.interp(y, cu[:, 1], cu[:, 0])) for cu, _ in chains]
+        c = int(round(np.mean(xs)))
+        if not (0 <= c < w) or not cloth[y, c]:
+            if y >= start and (hem is None or y - hem > GAP_PX * px):
+                break  # the legs part: the skirt ended (or there was none)
+            continue
+        runs[y] = _run(cloth[y], blocked[y], c)
+        if y >= start:
+            hem = y
+            spread.append(abs(xs[0] - xs[1]))
+    if hem is None or hem - start < MIN_BRIDGE * thigh or np.mean(spread) < SPREAD * thigh:
+        return None
+    bridge = [runs[y] for y in runs if y >= start]
+    if not _flares(person, bridge, hem + round(GAP_PX * px) + 1, round(BELOW_HEM * thigh)):
+        return None
+    # Up from the hips the shell goes on as long as the cloth keeps the skirt's colour (to its
+    # waistband), at most to the middle of the back: the body above it and the shell then join
+    # where the body is as wide as the cloth, without a step.
+    colour = np.median(
+        np.concatenate([image[y, xl : xr + 1] for y, (xl, xr) in runs.items() if y >= start]), 0
+    )
+    spine = uv[[_J("spine2"), _J("spine1"), PELVIS]]
+    for y in range(y0 - 1, max(0, int(np.ceil(spine[0, 1]))) - 1, -1):
+        c = int(
+            round(
+                np.interp(y, spine[:, 1], spine[:, 0]) if np.all(np.diff(spine[:, 1]) > 0) else uv[PELVIS, 0]
+            )
+        )
+        if not (0 <= c < w) or not cloth[y, c]:
+            break
+        xl, xr = _run(cloth[y], blocked[y], c)
+        if np.abs(np.median(image[y, xl : xr + 1], 0) - colour).max() > WAIST_COLOUR:
+            break
+        runs[y] = (xl, xr)
+    rows = sorted(y for y in runs if y <= hem)
+    step = max(1, round(RING_PX * px))
+    ring_rows = sorted({*range(rows[0], hem, step), hem})
+    ring_rows = [y for y in ring_rows if y in runs] or [hem]
+    legs = _Legs(hip_y, thigh, left_x=float(chains[0][0][1, 0]), right_x=float(chains[1][0][1, 0]))
+    return _shell(blocked, runs, ring_rows, hem, camera, vertices, vertex_lower, vertex_part, step, legs)
+
+
+def _shell(
+    blocked: np.ndarray,
+    runs: dict[int, tuple[int, int]],
+    ring_rows: list[int],
+    hem: int,
+    camera: Camera,
+    vertices: np.ndarray,
+    vertex_lower: np.ndarray,
+    vertex_part: np.ndarray,
+    step: int,
+    legs: _Legs,
+) -> Skirt | None:
+    """The shell's rings at the photo rows `ring_rows`, each as wide as the cloth's run in that row."""
+    hip_y, thigh, left_x, right_x = legs.hip_y, legs.thigh, legs.left_x, legs.right_x
+    K, R, t = (np.asarray(a, dtype=np.float64) for a in (camera.K, camera.R, camera.t))
+    cam = np.asarray(vertices, dtype=np.float64) @ R.T + t  # (V, 3) camera coordinates
+    v_px = cam[:, 1] * K[1, 1] / cam[:, 2] + K[1, 2]  # (V,) each vertex's photo row
+    theta = 2.0 * np.pi * np.arange(SEGMENTS) / SEGMENTS
+    cos, sin = np.cos(theta), np.sin(theta)  # (S,) sin > 0: the half facing the photo's camera
+    rings, seen, ring_y = [], [], []
+    for y in ring_rows:
+        xl, xr = runs[y]
+        slab = vertex_lower & (np.abs(v_px - y) <= step)
+        if slab.sum() < 3:
+            continue
+        s = cam[slab]
+        d = 0.5 * (s[:, 2].min() + s[:, 2].max())  # the body's middle depth in this row
+        half_w, half_d = 0.5 * np.ptp(s[:, 0]), 0.5 * np.ptp(s[:, 2])
+        # The cloth's run across the row at that depth (pixel centres +- half a pixel: its outline).
+        a = 0.5 * (xr - xl + 1) * d / K[0, 0]
+        b = half_d + max(a - half_w, MIN_STANDOFF_M)  # as deep as the body plus the same flare
+        # Each point on the ray through its photo pixel: the run spread over the front half as a front
+        # view shows it, the back half behind it (so the photo's own view sees exactly the photo).
+        u = 0.5 * (xl + xr) + 0.5 * (xr - xl + 1) * cos  # (S,) photo columns
+        depth = d - b * sin  # (S,)
+        ring = np.stack([(u - K[0, 2]) * depth / K[0, 0], (y - K[1, 2]) * depth / K[1, 1], depth], 1)
+        front = np.stack([u, np.full(SEGMENTS, float(y))], 1)  # (S, 2) the photo's pixel
+        rings.append(ring)
+        seen.append(front)
+        ring_y.append(y)
+    if len(rings) < 2:
+        return None
+    ring_cam, src_uv = np.concatenate(rings), np.concatenate(seen)  # (N*S, 3), (N*S, 2)
+    world = (ring_cam - t) @ R  # R^T (x - t), row-wise
+    n = len(rings)
+    i, j = np.meshgrid(np.arange(n - 1), np.arange(SEGMENTS), indexing="ij")
+    a0, a1 = i * SEGMENTS + j, i * SEGMENTS + (j + 1) % SEGMENTS
+    b0, b1 = a0 + SEGMENTS, a1 + SEGMENTS
+    faces = np.concatenate([np.stack([a0, b0, a1], -1), np.stack([a1, b0, b1], -1)], 0).reshape(-1, 3)
+    spanned = np.zeros(blocked.shape, dtype=bool)
+    for y, (xl, xr) in runs.items():
+        if ring_rows[0] <= y <= hem:
+            spanned[y, xl : xr + 1] = True
+    # Down the shell each side follows its own thigh more (by how far below the hips, in thighs).
+    down = np.clip((np.repeat(ring_y, SEGMENTS) - hip_y) / thigh, 0.0, 1.0)
+    left_share = 0.5 + 0.5 * np.tile(cos, n) * (1.0 if left_x > right_x else -1.0)
+    follow = LEG_FOLLOW * down
+    weights = np.stack([1.0 - follow, follow * left_share, follow * (1.0 - left_share)], 1)
+    part = np.asarray(vertex_part)
+    anchors = tuple(np.flatnonzero(part == q) for q in (PELVIS, _J("left_hip"), _J("right_hip")))
+    return Skirt(
+        vertices=world,
+        faces=faces.astype(np.int64),
+        src_uv=src_uv.astype(np.float32),
+        back=np.tile((sin < 0).astype(np.float32), n),
+        footprint=spanned & ~blocked,
+        under_arm=spanned & blocked,
+        anchors=anchors,
+        anchor_rest=tuple(np.asarray(vertices, dtype=np.float64)[a] for a in anchors),
+        weights=weights,
+    )

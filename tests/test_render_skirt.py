@@ -1,0 +1,153 @@
+"""A skirt drawn as a shell around the hips and legs (`vmclip.render.skirt`): found where the photo
+shows cloth bridging the legs well below the crotch and flaring beyond them, not for trousers; whole
+from every side and between parting legs; the photo itself where the photo's view sees it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from render_scenes import ARMS_DOWN, make_person, pose
+from vmclip.motion import JOINT_INDEX
+from vmclip.render.pipeline import build_scene, composite, scene_warper
+
+SKIN = (205.0, 160.0, 135.0)
+GREEN = (40, 170, 60)
+STANCE = {"left_hip": (0, 0, 0.2), "right_hip": (0, 0, -0.2), **ARMS_DOWN}
+
+
+@pytest.fixture(scope="module")
+def body():
+    from vmclip.person.body import anny_cache_path, load_body_model
+
+    if not anny_cache_path().exists():
+        pytest.skip("Anny body cache not built (bash setup.sh builds it)")
+    return load_body_model("anny", device="cpu")
+
+
+def _legs(body, person):
+    """The photo's hip and knee joints (2, 2) each, and the thigh's length in rows."""
+    view = person.views[0]
+    joints = body.pose_joints(person.shape, view.pose[None], view.trans[None])[0]
+    uv = view.camera.project(np.asarray(joints))
+    hips = uv[[JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"]]]
+    knees = uv[[JOINT_INDEX["left_knee"], JOINT_INDEX["right_knee"]]]
+    return hips, knees, float(knees[:, 1].mean() - hips[:, 1].mean())
+
+
+def _person(body, stance=STANCE, skirt=True, trousers_px=0):
+    """A bare-legged person photographed from the front; with a green skirt (a trapezoid from the
+    hips to below the knees, flaring 12 px beyond the legs at the top and 40 px at the hem, with
+    red dots smaller than the back texture's filter on it), or with trousers `trousers_px` wider
+    than the legs on each side."""
+    shape = body.default_shape()
+    colours = np.tile(np.asarray(SKIN, np.float32), (len(body.rest_vertices(shape)), 1))
+    person = make_person(body, shape, width=384, height=512, colors=colours, local_rot=pose(**stance))
+    view = person.views[0]
+    part = build_scene(person, size=512, body=body).sources[0].part
+    arms = np.isin(
+        part,
+        [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hand")],
+    )
+    legs = np.isin(
+        part, [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("hip", "knee", "ankle")]
+    )
+    hips, _, thigh = _legs(body, person)
+    if skirt:
+        top, hem = int(hips[:, 1].mean() - 0.1 * thigh), int(hips[:, 1].mean() + 1.3 * thigh)
+        rows = np.arange(view.image.shape[0])[:, None]
+        cols = np.arange(view.image.shape[1])[None, :]
+        xs = np.nonzero(legs[top:hem].any(0))[0]
+        share = np.clip((rows - top) / (hem - top), 0, 1)
+        left, right = xs.min() - 12 - 28 * share, xs.max() + 12 + 28 * share
+        cloth = (rows >= top) & (rows < hem) & (cols >= left) & (cols <= right) & ~arms
+        view.image[cloth] = GREEN
+        dots = cloth & ((rows % 24) < 4) & ((cols % 24) < 4)
+        view.image[dots] = (220, 30, 30)
+        view.mask[cloth] = 1.0
+    if trousers_px:
+        k = 2 * trousers_px + 1
+        grown = cv2.dilate(legs.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~arms
+        view.image[grown & ~legs] = view.image[legs].mean(0).astype(np.uint8)
+        view.mask[grown] = 1.0
+    return person
+
+
+def _frame(body, person, target):
+    scene = build_scene(person, size=512, body=body)
+    warper = scene_warper(scene)
+    verts = body.pose_vertices(person.shape, target[None], np.zeros((1, 3)))[0]
+    warped = warper.warp(verts)
+    return scene, warped, composite(scene, warped)
+
+
+def _green(px: np.ndarray) -> np.ndarray:
+    px = px.astype(int)
+    return (px[..., 1] > 120) & (px[..., 0] < 110) & (px[..., 2] < 110)
+
+
+def test_a_skirt_is_found_and_trousers_are_not(body):
+    person = _person(body)
+    skirt = build_scene(person, size=512, body=body).sources[0].skirt
+    assert skirt is not None
+    painted = _green(person.views[0].image)
+    assert skirt.footprint[painted].mean() > 0.9  # the shell shows the skirt's cloth
+    assert not skirt.footprint[~(person.views[0].mask > 0)].any()
+    # Bare legs apart, and trousers a little wider than the legs (standing apart or together): none.
+    assert build_scene(_person(body, skirt=False), size=512, body=body).sources[0].skirt is None
+    for stance in (STANCE, ARMS_DOWN):
+        trousers = _person(body, stance=stance, skirt=False, trousers_px=4)
+        assert build_scene(trousers, size=512, body=body).sources[0].skirt is None
+
+
+def test_the_photos_own_pose_shows_the_photo(body):
+    person = _person(body)
+    _, warped, frame = _frame(body, person, person.views[0].pose)
+    photo = person.views[0].image
+    cloth = cv2.erode(_green(photo).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    err = np.abs(frame.astype(float) - photo.astype(float)).mean(-1)
+    assert err[cloth].mean() < 3.0
+    red = (photo[..., 0] > 180) & (photo[..., 1] < 80)
+    assert (np.abs(frame[red].astype(int) - photo[red].astype(int)).max(-1) < 40).mean() > 0.9
+
+
+def test_a_turned_skirt_is_whole_from_behind_without_the_front_details(body):
+    """Turned round, the legs apart: the skirt spans the gap between the legs below the crotch (a
+    skirt carried pixel by pixel from the legs was split there), and the front's small red dots are
+    not on its back."""
+    person = _person(body)
+    hips, knees, thigh = _legs(body, person)
+    turned = pose(pelvis=(0, np.pi, 0), **STANCE)
+    _, warped, frame = _frame(body, person, turned)
+    centre = int(round(person.views[0].image.shape[1] / 2))
+    rows = slice(int(hips[:, 1].mean() + 0.4 * thigh), int(hips[:, 1].mean() + 1.2 * thigh))
+    between = frame[rows, centre - 3 : centre + 4]
+    assert _green(between).mean() > 0.95
+    skirt = np.zeros(frame.shape[:2], bool)
+    h, w = warped.alpha.shape
+    skirt[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = (warped.flow.part == 0) & warped.flow.body
+    assert skirt.sum() > 5000
+    px = frame[skirt].astype(int)
+    assert ((px[:, 0] > 150) & (px[:, 1] < 90)).mean() < 0.002  # no red dot
+    assert _green(frame[skirt]).mean() > 0.9
+
+
+def test_a_skirt_stays_closed_when_the_legs_part(body):
+    """Seen from the side in mid-stride, the skirt hangs as one piece between the legs, and the legs
+    below it show."""
+    person = _person(body)
+    hips, knees, thigh = _legs(body, person)
+    stride = pose(pelvis=(0, np.pi / 2, 0), left_hip=(-0.45, 0, 0), right_hip=(0.45, 0, 0), **ARMS_DOWN)
+    scene, warped, frame = _frame(body, person, stride)
+    row = int(hips[:, 1].mean() + 1.0 * thigh)
+    green = np.flatnonzero(_green(frame[row]))
+    assert len(green) > 40
+    # one piece: nothing of the background between the legs
+    across = slice(green[0], green[-1] + 1)
+    plate = np.abs(frame[row, across].astype(int) - scene.background[row, across].astype(int)).max(-1) < 20
+    assert not plate.any()
+    assert _green(frame[row, across]).mean() > 0.9
+    knee_row = int(knees[:, 1].mean() + 0.7 * thigh)  # below the hem: the shins, apart
+    skin = np.abs(frame[knee_row].astype(float) - SKIN).max(-1) < 40
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], skin.astype(int), [0]])) != 0).reshape(-1, 2)
+    assert len(runs) >= 2
