@@ -151,3 +151,65 @@ def test_a_skirt_stays_closed_when_the_legs_part(body):
     skin = np.abs(frame[knee_row].astype(float) - SKIN).max(-1) < 40
     runs = np.flatnonzero(np.diff(np.concatenate([[0], skin.astype(int), [0]])) != 0).reshape(-1, 2)
     assert len(runs) >= 2
+
+
+def test_a_raised_arm_leaves_the_skirt_behind(body):
+    """Cloth of the skirt's colour beside a forearm (a hand holding the hem out) is the skirt's: the
+    raised arm does not carry it along."""
+    person = _person(body)
+    view = person.views[0]
+    joints = body.pose_joints(person.shape, view.pose[None], view.trans[None])[0]
+    uv = view.camera.project(np.asarray(joints))
+    part = build_scene(person, size=512, body=body).sources[0].part
+    held = np.zeros(part.shape, bool)
+    for side, out in (("left", 1), ("right", -1)):
+        x, y = np.rint(uv[JOINT_INDEX[f"{side}_wrist"]]).astype(int)
+        arm = np.isin(part, [JOINT_INDEX[f"{side}_{j}"] for j in ("elbow", "wrist", "hand")])
+        cols = np.flatnonzero(arm[y - 4 : y + 20].any(0))
+        edge = cols.max() if out > 0 else cols.min()
+        x0, x1 = sorted((edge + out, edge + out * 16))
+        held[y - 4 : y + 20, x0 : x1 + 1] = True
+    held &= part < 0
+    view.image[held] = GREEN
+    view.mask[held] = 1.0
+    assert held.sum() > 300
+    scene = build_scene(person, size=512, body=body)
+    assert scene.sources[0].skirt is not None
+    raised = pose(
+        left_shoulder=(0, 0, 0.2),
+        right_shoulder=(0, 0, -0.2),
+        **{k: v for k, v in STANCE.items() if "hip" in k},
+    )
+    _, warped, frame = _frame(body, person, raised)
+    top = int(np.nonzero(_green(view.image))[0].min())
+    # Carried cloth (the hands' own outline samples the photo a pixel into the green beside it)
+    carried = np.zeros(frame.shape[:2], bool)
+    h, w = warped.alpha.shape
+    carried[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = warped.flow.part <= -2
+    assert (_green(frame) & carried)[: top - 4].sum() < 20  # no green raised with the arms (86 before)
+
+
+def test_a_hand_over_the_skirt_does_not_take_its_cloth(body):
+    """Where the fitted hand lies over the skirt's cloth in the photo (a hand holding the hem, fitted
+    a little off), the hand is not given the cloth's colour, in the frames or the avatar's atlas."""
+    person = _person(body)
+    view = person.views[0]
+    part = build_scene(person, size=512, body=body).sources[0].part
+    hands = np.isin(part, [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("wrist", "hand")])
+    rows = np.arange(part.shape[0])[:, None]
+    over = hands & (rows > np.nonzero(hands)[0].mean())  # the lower half of each hand
+    view.image[over] = GREEN
+    assert over.sum() > 100
+    raised = pose(
+        left_shoulder=(0, 0, 0.2), right_shoulder=(0, 0, -0.2), left_hip=(0, 0, 0.2), right_hip=(0, 0, -0.2)
+    )
+    scene, warped, frame = _frame(body, person, raised)
+    assert scene.sources[0].skirt is not None
+    on_hands = np.zeros(frame.shape[:2], bool)
+    h, w = warped.alpha.shape
+    flow_hands = np.isin(
+        warped.flow.part, [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("wrist", "hand")]
+    )
+    on_hands[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = flow_hands & warped.flow.body
+    assert on_hands.sum() > 200
+    assert _green(frame[on_hands]).mean() < 0.02

@@ -118,6 +118,7 @@ def project(
     zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
     return uv[..., :2] / zs[..., None], z
 
+
 def kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rotation R (3, 3) minimising sum |R a_i - b_i|^2 over the centred point sets a, b (N, 3)."""
     a = a - a.mean(0)

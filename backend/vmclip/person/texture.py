@@ -192,28 +192,49 @@ def _hidden_by_limbs(
     """Texels the photo does not show although the fitted body's depth says so, as the renderer
     judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
     limb where the photo shows no such limb (a forearm the fit put a little off, over the shirt, would
-    otherwise take the shirt's colour), or behind a limb of another region the photo shows there.
-    None without the photo's joints or a rasteriser."""
+    otherwise take the shirt's colour), or behind a limb of another region the photo shows there, or
+    an arm's texel on the cloth of a skirt the renderer finds. None without the photo's joints or a
+    rasteriser."""
     keypoints = getattr(view, "joints2d", None)
     if keypoints is None:
         return None
     from vmclip.errors import VmclipError
     from vmclip.render.raster import get_rasterizer
     from vmclip.render.regions import part_regions
-    from vmclip.render.source_view import hidden_by_limb, limb_occluders, off_own_segment
+    from vmclip.render.skirt import skirt_cloth
+    from vmclip.render.source_view import (
+        ARM_REGIONS,
+        arm_map,
+        hidden_by_limb,
+        limb_occluders,
+        off_own_segment,
+        photo_skirt,
+        pixel_index,
+    )
 
     try:
         rasterizer = get_rasterizer()
     except VmclipError:
         return None
     cam = view.camera
-    h, w = np.asarray(view.mask).shape
+    image, mask = np.asarray(view.image)[..., :3], np.asarray(view.mask)
+    h, w = mask.shape
+    raster = rasterizer.render(verts, faces, cam.K, cam.R, cam.t, w, h)
     occ = limb_occluders(
         rasterizer, np.asarray(keypoints, np.float64), joints, verts, faces, part, cam, w, h,
-        image=np.asarray(view.image)[..., :3], mask=np.asarray(view.mask),
+        raster=raster, image=image, mask=mask,
     )  # fmt: skip
-    region = part_regions(int(part.max()) + 1)[tpart]
+    region_of_part = part_regions(int(part.max()) + 1)
+    region = region_of_part[tpart]
     hidden = hidden_by_limb(occ, np.concatenate([uv, z[:, None]], 1), region)
+    # The renderer's skirt: a hand holding its hem shows the cloth where the fitted hand lies over it.
+    part_map = np.full((h, w), -1, dtype=np.int64)
+    part_map[raster.mask] = part[raster.vertex_of_max_weight()]
+    skirt = photo_skirt(image, mask, arm_map(part_map, region_of_part, occ) >= 0, cam, verts, part, joints)
+    if skirt is not None:
+        at = pixel_index(uv, w, h)
+        on = np.flatnonzero(at >= 0)
+        hidden[on] |= skirt_cloth(image, mask, skirt).ravel()[at[on]] & np.isin(region[on], ARM_REGIONS)
     # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
     # forearm, on the shirt beside it, is not the hand, and would lend the shirt to the forearm)
     return hidden | off_own_segment(

@@ -12,7 +12,7 @@ only from its other side. It moves rigidly with the pelvis, and the legs swing i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,9 +36,18 @@ GAP_PX = 6.0
 # are about as wide as the legs (a thigh is 1.2-1.4 times as wide as the shin).
 FLARE = 1.8
 BELOW_HEM = 0.15
-# The shell goes up to the first row whose cloth (its median) differs from the skirt's median colour by
-# more than this (grey levels, any channel): the waistband, where a top of another colour begins.
-WAIST_COLOUR = 40.0
+# Cloth within this of the skirt's median colour (grey levels, any channel) is the skirt's: the shell
+# goes up to the first row whose cloth (its median) differs more (the waistband, where a top of
+# another colour begins), and an arm does not carry the skirt's cloth beside it (a hand holding the
+# hem out).
+SKIRT_COLOUR = 40.0
+# ... and so is cloth of its hue (colour vectors within SHADE_COS of each other) from SHADE[0] to
+# SHADE[1] times as bright, when it has a hue (saturation, (max - min) / max, at least SATURATED: not
+# a black, grey or white, whose "hue" skin shares): its folds in shade. Skin beside a blue skirt is
+# at a cosine of 0.7.
+SHADE_COS = 0.97
+SHADE = (0.3, 1.6)
+SATURATED = 0.4
 # --- the shell ---
 RING_PX = 6.0  # a ring every this many photo rows
 SEGMENTS = 48  # points around each ring
@@ -74,6 +83,8 @@ class Skirt:
     anchors: tuple[np.ndarray, ...]
     anchor_rest: tuple[np.ndarray, ...]
     weights: np.ndarray
+    colour: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # the cloth's median
+    rows: tuple[int, int] = (0, 0)  # the photo rows from its top to its hem
 
     def posed(self, vertices: np.ndarray) -> np.ndarray:
         """The shell (V, 3) for the posed body `vertices`: each vertex moved as the pelvis and its
@@ -200,7 +211,7 @@ def find_skirt(
         if not (0 <= c < w) or not cloth[y, c]:
             break
         xl, xr = _run(cloth[y], blocked[y], c)
-        if np.abs(np.median(image[y, xl : xr + 1], 0) - colour).max() > WAIST_COLOUR:
+        if np.abs(np.median(image[y, xl : xr + 1], 0) - colour).max() > SKIRT_COLOUR:
             break
         runs[y] = (xl, xr)
     rows = sorted(y for y in runs if y <= hem)
@@ -208,7 +219,10 @@ def find_skirt(
     ring_rows = sorted({*range(rows[0], hem, step), hem})
     ring_rows = [y for y in ring_rows if y in runs] or [hem]
     legs = _Legs(hip_y, thigh, left_x=float(chains[0][0][1, 0]), right_x=float(chains[1][0][1, 0]))
-    return _shell(blocked, runs, ring_rows, hem, camera, vertices, vertex_lower, vertex_part, step, legs)
+    skirt = _shell(blocked, runs, ring_rows, hem, camera, vertices, vertex_lower, vertex_part, step, legs)
+    if skirt is not None:
+        skirt.colour, skirt.rows = colour.astype(np.float32), (ring_rows[0], hem)
+    return skirt
 
 
 def _shell(
@@ -282,3 +296,22 @@ def _shell(
         anchor_rest=tuple(np.asarray(vertices, dtype=np.float64)[a] for a in anchors),
         weights=weights,
     )
+
+
+def skirt_cloth(image: np.ndarray, mask: np.ndarray, skirt: Skirt) -> np.ndarray:
+    """(H, W) bool: the photo's person pixels of the skirt's colour in its rows: never an arm's
+    surface or an arm's clothes (a hand holding the hem takes the cloth's colour where the fitted
+    hand lies over it, and carries the cloth beside it)."""
+    top, hem = skirt.rows
+    px = np.asarray(image, np.float32)[..., :3]
+    colour = skirt.colour.astype(np.float32)
+    cloth = np.abs(px - colour).max(-1) <= SKIRT_COLOUR
+    size = float(np.linalg.norm(colour))
+    if np.ptp(colour) >= SATURATED * max(float(colour.max()), 1.0):  # its folds in shade or light
+        norm = np.linalg.norm(px, axis=-1)
+        cos = (px @ colour) / np.maximum(norm * size, 1e-6)
+        cloth |= (cos >= SHADE_COS) & (norm >= SHADE[0] * size) & (norm <= SHADE[1] * size)
+    cloth &= np.asarray(mask) >= 0.5
+    cloth[:top] = False
+    cloth[hem + 1 :] = False
+    return cloth

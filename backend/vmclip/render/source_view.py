@@ -14,7 +14,7 @@ from vmclip.geometry import DEPTH_TOLERANCE, Camera, face_normals, facing, proje
 from vmclip.motion.skeleton import JOINT_NAMES
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import JOINT_REGION, NUM_REGIONS, TRUNK, part_regions
-from vmclip.render.skirt import Skirt, find_skirt
+from vmclip.render.skirt import Skirt, find_skirt, skirt_cloth
 
 # Person pixels farther than this from the fitted body (pixels at 512) are not carried (stray matte).
 CARRY_MAX_PX = 110.0
@@ -33,6 +33,7 @@ BACK_DETAIL_PX = 7.0
 # limb goes on beyond the child as a share of the segment: fingers beyond the knuckles, toes beyond
 # the ball of the foot, body parts covered: named after the joints that move them).
 _J = JOINT_NAMES.index
+HAND_PARTS = tuple(_J(f"{s}_{j}") for s in ("left", "right") for j in ("wrist", "hand"))
 LIMB_SEGMENTS = tuple(
     (_J(f"{s}_{a}"), _J(f"{s}_{b}"), beyond, tuple(_J(f"{s}_{q}") for q in parts))
     for s in ("left", "right")
@@ -447,6 +448,33 @@ def _draw_limbs(kp: np.ndarray, segments: list[_LimbSegment], width: int, height
     return _DrawnLimbs(region, core, depth, covered)
 
 
+def arm_map(part: np.ndarray, region_of_part: np.ndarray, occ: LimbOcclusion | None) -> np.ndarray:
+    """(H, W) int8: the arm region a photo shows at each pixel (-1: none), from the fitted body's
+    part map `part` (H, W; -1 off the body) and, with the photo's joints, its own arms (`occ`)."""
+    region = np.where(part >= 0, region_of_part[np.maximum(part, 0)], -1)
+    arm = np.where(np.isin(region, ARM_REGIONS), region, -1)
+    if occ is not None:
+        arm = np.where(occ.core & np.isin(occ.region, ARM_REGIONS), occ.region, arm)
+        if occ.arm is not None:
+            arm = np.where(occ.arm & (arm < 0), ARM_REGIONS[0], arm)
+    return arm.astype(np.int8)
+
+
+def photo_skirt(
+    image: np.ndarray,
+    mask: np.ndarray,
+    arms: np.ndarray,
+    camera: Camera,
+    vertices: np.ndarray,
+    vertex_part: np.ndarray,
+    joints: np.ndarray,
+) -> Skirt | None:
+    """`find_skirt` for a photo whose arms (`arm_map` >= 0) end the cloth's runs."""
+    region_of_part = part_regions(int(np.max(vertex_part)) + 1)
+    lower = np.isin(region_of_part[vertex_part], (TRUNK, *LEG_REGIONS))
+    return find_skirt(image, mask, arms, camera, vertices, lower, vertex_part, joints)
+
+
 def paint_out(
     image: np.ndarray, hole: np.ndarray, exclude: np.ndarray, px: float, seed: int = 0
 ) -> np.ndarray:
@@ -555,12 +583,17 @@ class SourceView:
                 raster=self.raster, image=self.image, mask=mask,
             )  # fmt: skip
             self._apply_occlusion(self.occlusion, mask, px, seed)
-        self._prepare_vertex_colours(uv, z, vertex_part, px)
         body = self.raster.mask
         part = np.full((h, w), -1, dtype=np.int16)
         part[body] = vertex_part[self.raster.vertex_of_max_weight()]
         self.part = part
         self.skirt = None if joints is None else self._find_skirt(vertices, vertex_part, joints, px, seed)
+        # The skirt's cloth where the photo shows it (its rows, its colour): never an arm's surface (a
+        # hand holding the hem takes the cloth's colour where the fitted hand lies over it).
+        self.skirt_cloth = None
+        if self.skirt is not None:
+            self.skirt_cloth = skirt_cloth(self.image, self.mask, self.skirt)
+        self._prepare_vertex_colours(uv, z, vertex_part, px)
         self._prepare_carried(body, part, px)
 
     def _find_skirt(
@@ -569,17 +602,9 @@ class SourceView:
         """The photo's skirt or dress as a shell around the hips and legs (see `find_skirt`); where an
         arm hangs in front of it, the photo with the arm painted out of the skirt (`clean`, and the
         back texture there)."""
-        # The cloth's run across a row ends at an arm (the photo's, or the fitted one).
-        region = np.where(self.part >= 0, self.region_of_part[np.maximum(self.part, 0)], -1)
-        arm = np.where(np.isin(region, ARM_REGIONS), region, -1)
-        occ = self.occlusion
-        if occ is not None:
-            arm = np.where(occ.core & np.isin(occ.region, ARM_REGIONS), occ.region, arm)
-            if occ.arm is not None:
-                arm = np.where(occ.arm & (arm < 0), ARM_REGIONS[0], arm)
+        arm = arm_map(self.part, self.region_of_part, self.occlusion)
         blocked = arm >= 0
-        lower = np.isin(self.region_of_part[vertex_part], (TRUNK, *LEG_REGIONS))
-        skirt = find_skirt(self.image, self.mask, blocked, self.camera, vertices, lower, vertex_part, joints)
+        skirt = photo_skirt(self.image, self.mask, blocked, self.camera, vertices, vertex_part, joints)
         if skirt is not None and skirt.under_arm.any():
             # (the arm's soft outline too: a pixel or two of the cloth around it, lent the arm's region)
             grow = np.ones((5, 5), np.uint8)
@@ -657,11 +682,18 @@ class SourceView:
     def hidden_by_limb(self, uvz: np.ndarray, region: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
         photo shows at their pixel although the fitted body's depth says so: behind a limb of another
-        region that the photo shows there, or on a fitted limb where the photo shows no such limb.
-        `at`: the points' `pixel_index` in the photo, when already known."""
-        if self.occlusion is None:
-            return np.zeros(len(uvz), dtype=bool)
-        return hidden_by_limb(self.occlusion, uvz, region, at)
+        region that the photo shows there, or on a fitted limb where the photo shows no such limb, or
+        an arm's point where the photo shows the skirt's cloth. `at`: the points' `pixel_index` in the
+        photo, when already known."""
+        hidden = np.zeros(len(uvz), dtype=bool)
+        if self.occlusion is not None:
+            hidden = hidden_by_limb(self.occlusion, uvz, region, at)
+        if self.skirt_cloth is not None:
+            if at is None:
+                at = pixel_index(uvz, self.width, self.height)
+            inside = np.flatnonzero(at >= 0)
+            hidden[inside] |= self.skirt_cloth.ravel()[at[inside]] & np.isin(region[inside], ARM_REGIONS)
+        return hidden
 
     def _prepare_carried(self, body: np.ndarray, part: np.ndarray, px: float) -> None:
         """Person pixels beside or on the rim of the fitted body (clothes, hair), each with its
@@ -726,6 +758,10 @@ class SourceView:
         between = trunk & shared & ~near[TRUNK]
         if between.any():
             keep &= ~between | wide_parts(ys[between], xs[between], body.shape, px)[ys, xs]
+        if self.skirt_cloth is not None:
+            # The skirt's cloth beside an arm (a hand holding its hem out) is the skirt's, not the arm's.
+            on_arm = np.isin(JOINT_REGION[part.ravel()[anc] % len(JOINT_REGION)], ARM_REGIONS)
+            keep &= ~(on_arm & self.skirt_cloth[ys, xs])
         # Far pixels first: where two land on one output pixel, the one nearer its body wins.
         order = np.argsort(-d1[keep], kind="stable")
         ys, xs, anc = ys[keep][order], xs[keep][order], anc[keep][order]
