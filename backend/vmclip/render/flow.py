@@ -39,7 +39,6 @@ from vmclip.render.regions import HEAD, JOINT_REGION, TRUNK, part_regions, part_
 from vmclip.render.skirt import PELVIS
 from vmclip.render.source_view import (
     BACK_DETAIL_PX,
-    HAND_PARTS,
     SourceView,
     lookup,
     nearest,
@@ -208,8 +207,6 @@ class FlowWarper:
         self.num_parts = max(int(self.vertex_part.max()) + 1, len(JOINT_NAMES))
         self.part_region = part_regions(self.num_parts)
         self.head_part = self.part_region[self.vertex_part] == HEAD
-        self.hand_part = np.zeros(self.num_parts, dtype=bool)
-        self.hand_part[list(HAND_PARTS)] = True
         # Parts that stand in for each other when a surface is taken from the photo of its other
         # side: the same part or a neighbour in the skeleton (front and back split the parts at
         # different heights: the back of the waist lies where the photo shows the front of the hips).
@@ -440,12 +437,6 @@ class FlowWarper:
         seen_mir = (
             mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf, at_mir) + DEPTH_TOLERANCE
         ) & ~src.hidden_by_limb(mir, p.region_mirror, at_mir)
-        # A hand's point where the photo shows no person is not seen there: a held object was taken
-        # out of the person over the fitted hand (a basket's handle would be the hand).
-        hand = self.hand_part[p.part]
-        if hand.any():
-            seen_own &= ~(hand & (lookup(src.mask_trim, own, 0.0, at_own) < 0.5))
-            seen_mir &= ~(hand & (lookup(src.mask_trim, mir, 0.0, at_mir) < 0.5))
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),

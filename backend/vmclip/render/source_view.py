@@ -33,7 +33,6 @@ BACK_DETAIL_PX = 7.0
 # limb goes on beyond the child as a share of the segment: fingers beyond the knuckles, toes beyond
 # the ball of the foot, body parts covered: named after the joints that move them).
 _J = JOINT_NAMES.index
-HAND_PARTS = tuple(_J(f"{s}_{j}") for s in ("left", "right") for j in ("wrist", "hand"))
 LIMB_SEGMENTS = tuple(
     (_J(f"{s}_{a}"), _J(f"{s}_{b}"), beyond, tuple(_J(f"{s}_{q}") for q in parts))
     for s in ("left", "right")
