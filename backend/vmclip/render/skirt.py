@@ -7,12 +7,13 @@ instead draws a closed shell around the hips and legs: one ring per few photo ro
 photo shows the cloth there, and as deep as the body there plus the same flare (a skirt stands off the
 legs about equally all round). Its front half takes the photo's pixels, its back half the garment's
 colours from the front without the front's details (the back texture), like any surface the photo saw
-only from its other side. It moves rigidly with the pelvis, and the legs swing inside it.
+only from its other side. It moves with the pelvis and, towards its hem, with the thighs, and the
+legs swing inside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,10 +70,10 @@ class Skirt:
     `faces` (F, 3); per vertex the first photo's pixel that shows it (`src_uv` (V, 2); for the back
     half, the front point in front of it) and whether it lies on the back half (`back` (V,) 0 or 1);
     `footprint` (H, W) bool: the photo's pixels it replaces (the cloth no longer carried), and
-    `under_arm` (H, W) bool: where an arm hangs in front of it in the photo (its texture painted
-    in there). It follows
-    the body parts `parts` (the pelvis, the left and right thigh), each with its vertices `anchors`
-    and their positions in the photo's pose `anchor_rest`, by the weights `weights` (V, 3)."""
+    `under_arm` (H, W) bool: where an arm hangs in front of it in the photo (its texture painted in
+    there); `colour`: the cloth's median colour, `rows`: the photo rows of its top and its hem. It
+    follows three body parts (the pelvis, the left and the right thigh), each given by its vertices
+    `anchors` and their positions in the photo's pose `anchor_rest`, by the weights `weights` (V, 3)."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -83,8 +84,8 @@ class Skirt:
     anchors: tuple[np.ndarray, ...]
     anchor_rest: tuple[np.ndarray, ...]
     weights: np.ndarray
-    colour: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # the cloth's median
-    rows: tuple[int, int] = (0, 0)  # the photo rows from its top to its hem
+    colour: np.ndarray
+    rows: tuple[int, int]
 
     def posed(self, vertices: np.ndarray) -> np.ndarray:
         """The shell (V, 3) for the posed body `vertices`: each vertex moved as the pelvis and its
@@ -133,8 +134,8 @@ def _run(cloth: np.ndarray, blocked: np.ndarray, c: int) -> tuple[int, int]:
 
 def _flares(person: np.ndarray, bridge: list[tuple[int, int]], below: int, rows: int) -> bool:
     """Whether the cloth's runs along the bridge are FLARE times as wide (the median row) as the
-    person in the `rows` rows from row `below` on, within the bridge's columns (the median row);
-    False where those rows are not in the photo (a skirt cannot be told from trousers without the legs
+    person in the `rows` rows from row `below` on, within the bridge's columns (the median row of
+    those); False where those rows are not in the photo (a skirt cannot be told from trousers without the legs
     below it)."""
     rows = max(rows, 1)
     if below + rows > person.shape[0]:
@@ -155,11 +156,11 @@ def find_skirt(
     vertex_part: np.ndarray,
     joints: np.ndarray,
 ) -> Skirt | None:
-    """The skirt shell of a photo, or None when the photo shows none. `image` (H, W, 3) the photo,
-    `mask` (H, W): the person's
-    matte; `blocked` (H, W) bool: pixels the cloth cannot reach across (the photo's arms and hands);
-    `vertices` (V, 3) the posed body, `vertex_lower` (V,) bool: its trunk and leg vertices,
-    `vertex_part` (V,) its parts; `joints` (24, 3) the fitted joints, all posed as in the photo."""
+    """The skirt shell of a photo, or None when the photo shows none. `image` (H, W, 3): the photo,
+    `mask` (H, W): the person's matte; `blocked` (H, W) bool: pixels the cloth cannot reach across
+    (the photo's arms and hands); `vertices` (V, 3) the posed body, `vertex_lower` (V,) bool: its
+    trunk and leg vertices, `vertex_part` (V,) its parts; `joints` (24, 3) the fitted joints, all
+    posed as in the photo."""
     h, w = mask.shape
     px = max(h, w) / 512.0
     uv, z = camera.project_depth(np.asarray(joints, dtype=np.float64))
@@ -202,12 +203,9 @@ def find_skirt(
         np.concatenate([image[y, xl : xr + 1] for y, (xl, xr) in runs.items() if y >= start]), 0
     )
     spine = uv[[_J("spine2"), _J("spine1"), PELVIS]]
+    upright = bool(np.all(np.diff(spine[:, 1]) > 0))
     for y in range(y0 - 1, max(0, int(np.ceil(spine[0, 1]))) - 1, -1):
-        c = int(
-            round(
-                np.interp(y, spine[:, 1], spine[:, 0]) if np.all(np.diff(spine[:, 1]) > 0) else uv[PELVIS, 0]
-            )
-        )
+        c = int(round(np.interp(y, spine[:, 1], spine[:, 0]) if upright else uv[PELVIS, 0]))
         if not (0 <= c < w) or not cloth[y, c]:
             break
         xl, xr = _run(cloth[y], blocked[y], c)
@@ -219,10 +217,9 @@ def find_skirt(
     ring_rows = sorted({*range(rows[0], hem, step), hem})
     ring_rows = [y for y in ring_rows if y in runs] or [hem]
     legs = _Legs(hip_y, thigh, left_x=float(chains[0][0][1, 0]), right_x=float(chains[1][0][1, 0]))
-    skirt = _shell(blocked, runs, ring_rows, hem, camera, vertices, vertex_lower, vertex_part, step, legs)
-    if skirt is not None:
-        skirt.colour, skirt.rows = colour.astype(np.float32), (ring_rows[0], hem)
-    return skirt
+    return _shell(
+        blocked, runs, ring_rows, hem, camera, vertices, vertex_lower, vertex_part, step, legs, colour
+    )
 
 
 def _shell(
@@ -236,8 +233,10 @@ def _shell(
     vertex_part: np.ndarray,
     step: int,
     legs: _Legs,
+    colour: np.ndarray,
 ) -> Skirt | None:
-    """The shell's rings at the photo rows `ring_rows`, each as wide as the cloth's run in that row."""
+    """The shell's rings at the photo rows `ring_rows`, each as wide as the cloth's run in that row
+    (`step`: the rows between rings; `colour`: the cloth's median colour)."""
     hip_y, thigh, left_x, right_x = legs.hip_y, legs.thigh, legs.left_x, legs.right_x
     K, R, t = (np.asarray(a, dtype=np.float64) for a in (camera.K, camera.R, camera.t))
     cam = np.asarray(vertices, dtype=np.float64) @ R.T + t  # (V, 3) camera coordinates
@@ -295,6 +294,8 @@ def _shell(
         anchors=anchors,
         anchor_rest=tuple(np.asarray(vertices, dtype=np.float64)[a] for a in anchors),
         weights=weights,
+        colour=np.asarray(colour, dtype=np.float32),
+        rows=(ring_rows[0], hem),
     )
 
 
