@@ -35,7 +35,7 @@ def _legs(body, person):
     return hips, knees, float(knees[:, 1].mean() - hips[:, 1].mean())
 
 
-def _person(body, stance=STANCE, skirt=True, trousers_px=0):
+def _person(body, stance=STANCE, skirt=True, trousers_px=0, trousers_colour=None, trousers_to=None):
     """A bare-legged person photographed from the front; with a green skirt (a trapezoid from the
     hips to below the knees, flaring 12 px beyond the legs at the top and 40 px at the hem, with
     red dots smaller than the back texture's filter on it), or with trousers `trousers_px` wider
@@ -68,7 +68,13 @@ def _person(body, stance=STANCE, skirt=True, trousers_px=0):
     if trousers_px:
         k = 2 * trousers_px + 1
         grown = cv2.dilate(legs.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~arms
-        view.image[grown & ~legs] = view.image[legs].mean(0).astype(np.uint8)
+        if trousers_to is not None:  # shorts: down to this share of the thigh below the hips
+            rows = np.arange(view.image.shape[0])[:, None]
+            grown &= rows < hips[:, 1].mean() + trousers_to * thigh
+        if trousers_colour is None:
+            view.image[grown & ~legs] = view.image[legs].mean(0).astype(np.uint8)
+        else:
+            view.image[grown] = trousers_colour
         view.mask[grown] = 1.0
     return person
 
@@ -93,11 +99,21 @@ def test_a_skirt_is_found_and_trousers_are_not(body):
     painted = _green(person.views[0].image)
     assert skirt.footprint[painted].mean() > 0.9  # the shell shows the skirt's cloth
     assert not skirt.footprint[~(person.views[0].mask > 0)].any()
-    # Bare legs apart, and trousers a little wider than the legs (standing apart or together): none.
+    # Standing with the legs together, the skirt ends where its colour does.
+    together = _person(body, stance=ARMS_DOWN)
+    skirt = build_scene(together, size=512, body=body).sources[0].skirt
+    assert skirt is not None
+    image = together.views[0].image.astype(int)
+    painted = _green(image) | ((image[..., 0] > 180) & (image[..., 1] < 80))  # the cloth and its dots
+    assert skirt.footprint[painted].mean() > 0.9
+    assert skirt.footprint[~painted & (together.views[0].mask > 0)].sum() < 20  # (the outline's pixels)
+    # Bare legs apart, and trousers a little wider than the legs (standing apart or together, in the
+    # legs' colour or their own), or shorts: none.
     assert build_scene(_person(body, skirt=False), size=512, body=body).sources[0].skirt is None
     for stance in (STANCE, ARMS_DOWN):
-        trousers = _person(body, stance=stance, skirt=False, trousers_px=4)
-        assert build_scene(trousers, size=512, body=body).sources[0].skirt is None
+        for colour, to in ((None, None), (GREEN, None), (GREEN, 0.6)):
+            trousers = _person(body, stance, False, trousers_px=4, trousers_colour=colour, trousers_to=to)
+            assert build_scene(trousers, size=512, body=body).sources[0].skirt is None, (stance, colour, to)
 
 
 def test_the_photos_own_pose_shows_the_photo(body):

@@ -28,7 +28,8 @@ BRIDGE_FROM = 0.4
 # there, or the legs themselves when they stand together, which the next rule leaves out.)
 MIN_BRIDGE = 0.35
 # The legs' axes are this far apart on average along the bridge: closer, bare or trousered legs
-# would touch each other there, and cloth between them proves nothing.
+# touch each other there, and the bridge goes on to the feet; the skirt's hem is then where the
+# cloth's colour ends (`_colour_hem`).
 SPREAD = 0.4
 # Rows without cloth between the legs tolerated inside the skirt (pixels at 512: a fold, a hand).
 GAP_PX = 6.0
@@ -146,6 +147,28 @@ def _flares(person: np.ndarray, bridge: list[tuple[int, int]], below: int, rows:
     return cloth >= FLARE * max(legs, 1.0)
 
 
+def _colour_hem(
+    image: np.ndarray, runs: dict[int, tuple[int, int]], start: float, thigh: float, px: float
+) -> int | None:
+    """For legs standing together, the skirt's hem: the last row, from `start` down, whose cloth (its
+    median) keeps the colour of the first MIN_BRIDGE of the thigh (gaps of GAP_PX allowed), when the
+    skirt is that long; None when it is shorter (the legs below have another colour: bare, in tights;
+    trousers keep theirs down to the shoes, where the skirt's flare test fails)."""
+    rows = sorted(y for y in runs if y >= start)
+    top = [y for y in rows if y <= start + MIN_BRIDGE * thigh]
+    if not top:
+        return None
+    colour = np.median(np.concatenate([image[y, runs[y][0] : runs[y][1] + 1] for y in top]), 0)
+    hem = None
+    for y in rows:
+        xl, xr = runs[y]
+        if np.abs(np.median(image[y, xl : xr + 1], 0) - colour).max() <= SKIRT_COLOUR:
+            hem = y
+        elif hem is not None and y - hem > GAP_PX * px:
+            break
+    return hem if hem is not None and hem - start >= MIN_BRIDGE * thigh else None
+
+
 def find_skirt(
     image: np.ndarray,
     mask: np.ndarray,
@@ -191,16 +214,21 @@ def find_skirt(
         if y >= start:
             hem = y
             spread.append(abs(xs[0] - xs[1]))
-    if hem is None or hem - start < MIN_BRIDGE * thigh or np.mean(spread) < SPREAD * thigh:
+    if hem is None or hem - start < MIN_BRIDGE * thigh:
         return None
-    bridge = [runs[y] for y in runs if y >= start]
+    if np.mean(spread) < SPREAD * thigh:
+        # The legs together bridge themselves: the skirt ends where the cloth's colour does.
+        hem = _colour_hem(image, runs, start, thigh, px)
+        if hem is None:
+            return None
+    bridge = [runs[y] for y in runs if start <= y <= hem]
     if not _flares(person, bridge, hem + round(GAP_PX * px) + 1, round(BELOW_HEM * thigh)):
         return None
     # Up from the hips the shell goes on as long as the cloth keeps the skirt's colour (to its
     # waistband), at most to the middle of the back: the body above it and the shell then join
     # where the body is as wide as the cloth, without a step.
     colour = np.median(
-        np.concatenate([image[y, xl : xr + 1] for y, (xl, xr) in runs.items() if y >= start]), 0
+        np.concatenate([image[y, xl : xr + 1] for y, (xl, xr) in runs.items() if start <= y <= hem]), 0
     )
     spine = uv[[_J("spine2"), _J("spine1"), PELVIS]]
     upright = bool(np.all(np.diff(spine[:, 1]) > 0))
