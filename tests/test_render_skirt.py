@@ -25,9 +25,9 @@ def body():
     return load_body_model("anny", device="cpu")
 
 
-def _legs(body, person):
-    """The photo's hip and knee joints (2, 2) each, and the thigh's length in rows."""
-    view = person.views[0]
+def _legs(body, person, vi=0):
+    """Photo `vi`'s hip and knee joints (2, 2) each, and the thigh's length in rows."""
+    view = person.views[vi]
     joints = body.pose_joints(person.shape, view.pose[None], view.trans[None])[0]
     uv = view.camera.project(np.asarray(joints))
     hips = uv[[JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"]]]
@@ -35,14 +35,56 @@ def _legs(body, person):
     return hips, knees, float(knees[:, 1].mean() - hips[:, 1].mean())
 
 
-def _person(body, stance=STANCE, skirt=True, trousers_px=0, trousers_colour=None, trousers_to=None):
+def _person(
+    body, stance=STANCE, skirt=True, trousers_px=0, trousers_colour=None, trousers_to=None, back=None
+):
     """A bare-legged person photographed from the front; with a green skirt (a trapezoid from the
     hips to below the knees, flaring 12 px beyond the legs at the top and 40 px at the hem, with
     red dots smaller than the back texture's filter on it), or with trousers `trousers_px` wider
-    than the legs on each side."""
+    than the legs on each side. With `back` (a colour), a second photo from behind shows the skirt's
+    back in that colour."""
     shape = body.default_shape()
     colours = np.tile(np.asarray(SKIN, np.float32), (len(body.rest_vertices(shape)), 1))
-    person = make_person(body, shape, width=384, height=512, colors=colours, local_rot=pose(**stance))
+    person = make_person(
+        body,
+        shape,
+        width=384,
+        height=512,
+        colors=colours,
+        local_rot=pose(**stance),
+        behind_view=back is not None,
+    )
+    if back is not None:
+        part = build_scene(person, size=512, body=body).sources[1].part
+        _paint(body, person, 1, part, back, dots=False)
+    return _dress(body, person, skirt, trousers_px, trousers_colour, trousers_to)
+
+
+def _paint(body, person, vi, part, colour, dots=True):
+    """Paint the skirt onto photo `vi` (its body's part map `part`)."""
+    view = person.views[vi]
+    arms = np.isin(
+        part,
+        [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hand")],
+    )
+    legs = np.isin(
+        part, [JOINT_INDEX[f"{s}_{j}"] for s in ("left", "right") for j in ("hip", "knee", "ankle")]
+    )
+    hips, _, thigh = _legs(body, person, vi)
+    top, hem = int(hips[:, 1].mean() - 0.1 * thigh), int(hips[:, 1].mean() + 1.3 * thigh)
+    rows = np.arange(view.image.shape[0])[:, None]
+    cols = np.arange(view.image.shape[1])[None, :]
+    xs = np.nonzero(legs[top:hem].any(0))[0]
+    share = np.clip((rows - top) / (hem - top), 0, 1)
+    left, right = xs.min() - 12 - 28 * share, xs.max() + 12 + 28 * share
+    cloth = (rows >= top) & (rows < hem) & (cols >= left) & (cols <= right) & ~arms
+    view.image[cloth] = colour
+    if dots:
+        view.image[cloth & ((rows % 24) < 4) & ((cols % 24) < 4)] = (220, 30, 30)
+    view.mask[cloth] = 1.0
+
+
+def _dress(body, person, skirt, trousers_px, trousers_colour, trousers_to):
     view = person.views[0]
     part = build_scene(person, size=512, body=body).sources[0].part
     arms = np.isin(
@@ -54,17 +96,7 @@ def _person(body, stance=STANCE, skirt=True, trousers_px=0, trousers_colour=None
     )
     hips, _, thigh = _legs(body, person)
     if skirt:
-        top, hem = int(hips[:, 1].mean() - 0.1 * thigh), int(hips[:, 1].mean() + 1.3 * thigh)
-        rows = np.arange(view.image.shape[0])[:, None]
-        cols = np.arange(view.image.shape[1])[None, :]
-        xs = np.nonzero(legs[top:hem].any(0))[0]
-        share = np.clip((rows - top) / (hem - top), 0, 1)
-        left, right = xs.min() - 12 - 28 * share, xs.max() + 12 + 28 * share
-        cloth = (rows >= top) & (rows < hem) & (cols >= left) & (cols <= right) & ~arms
-        view.image[cloth] = GREEN
-        dots = cloth & ((rows % 24) < 4) & ((cols % 24) < 4)
-        view.image[dots] = (220, 30, 30)
-        view.mask[cloth] = 1.0
+        _paint(body, person, 0, part, GREEN)
     if trousers_px:
         k = 2 * trousers_px + 1
         grown = cv2.dilate(legs.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool) & ~arms
@@ -229,3 +261,20 @@ def test_a_hand_over_the_skirt_does_not_take_its_cloth(body):
     on_hands[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = flow_hands & warped.flow.body
     assert on_hands.sum() > 200
     assert _green(frame[on_hands]).mean() < 0.02
+
+
+def test_a_photo_from_behind_gives_the_skirt_its_back(body):
+    """With a second photo from behind, the turned skirt's back is that photo's (blue here), not the
+    front's colours."""
+    blue = (40, 60, 200)
+    person = _person(body, back=blue)
+    turned = pose(pelvis=(0, np.pi, 0), **STANCE)
+    _, warped, frame = _frame(body, person, turned)
+    skirt = np.zeros(frame.shape[:2], bool)
+    h, w = warped.alpha.shape
+    skirt[warped.y0 : warped.y0 + h, warped.x0 : warped.x0 + w] = (warped.flow.part == 0) & warped.flow.body
+    px = frame[skirt].astype(int)
+    assert len(px) > 5000
+    is_blue = (px[:, 2] > 150) & (px[:, 0] < 90) & (px[:, 1] < 110)
+    assert is_blue.mean() > 0.8  # (none without the photo from behind)
+    assert _green(frame[skirt]).mean() < 0.1  # (a thin rim: the outline that photo saw edge-on)

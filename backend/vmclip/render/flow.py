@@ -36,7 +36,7 @@ from vmclip.person.uvmap import uv_pixels
 from vmclip.render.fill import fill_colours, smoothstep
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import HEAD, JOINT_REGION, TRUNK, part_regions, part_similarities
-from vmclip.render.skirt import PELVIS
+from vmclip.render.skirt import PELVIS, Skirt
 from vmclip.render.source_view import (
     BACK_DETAIL_PX,
     SourceView,
@@ -159,6 +159,21 @@ class _Carried:
     trunk_vertices: np.ndarray
 
 
+def _skirt_seen(skirt: Skirt, src: SourceView) -> np.ndarray:
+    """Per shell vertex (V, 3): its pixel in a later photo (posed as that photo's body) and how
+    squarely that photo saw it there (0 where it did not: off the person, behind an arm)."""
+    shell = skirt.posed(src.vertices)
+    cam = src.camera
+    uv, z = project(shell, cam.K, cam.R, cam.t)
+    # (the shell's outline and hem lie on the person's outline: a few pixels' slack)
+    r = max(1, round(3 * max(src.width, src.height) / 512.0))
+    person = cv2.dilate((src.mask_trim >= 0.5).astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    on = lookup(person, uv, 0) > 0
+    in_front = z <= lookup(src.depth_vis, uv, np.inf) + DEPTH_TOLERANCE
+    cos = np.where(on & in_front & (z > 0), np.maximum(skirt.facing(shell, cam), 0.0), 0.0)
+    return np.concatenate([uv, cos[:, None]], 1).astype(np.float32)
+
+
 @dataclass
 class _SkirtMaps:
     """The flow's maps over the window that the skirt's pixels are written into."""
@@ -250,9 +265,13 @@ class FlowWarper:
         # The first photo's skirt, drawn as a shell with the body (one depth test hides the legs
         # inside it): its faces after the body's, and per shell vertex the photo pixel and back flag.
         self.skirt = first.skirt
+        self.skirt_views: list[tuple[int, np.ndarray]] = []
         if self.skirt is not None:
             self.all_faces = np.concatenate([self.faces, self.skirt.faces + len(first.uvz)])
             self.skirt_attr = np.concatenate([self.skirt.src_uv, self.skirt.back[:, None]], 1)
+            self.skirt_views = [
+                (si, _skirt_seen(self.skirt, src)) for si, src in enumerate(sources) if si > 0
+            ]
 
     def _other_side(
         self,
@@ -537,12 +556,22 @@ class FlowWarper:
         if first.clean is not None:
             limb = lookup(first.clean_region, vals[:, :2], -1)
             kind[~back & (limb >= 0) & (limb != TRUNK)] = Candidate.PAINTED_OUT
-        m.map_x.ravel()[index], m.map_y.ravel()[index] = vals[:, 0], vals[:, 1]
-        m.source.ravel()[index] = 0
+        uv, source = vals[:, :2].copy(), np.zeros(len(index), dtype=np.int16)
+        # Where a later photo saw the back half at all (a photo from behind), that photo: even
+        # obliquely it is the back's own cloth, not the front's.
+        best = np.zeros(len(index), dtype=np.float32)
+        for si, attr in self.skirt_views:
+            seen = skirt.interpolate(attr)  # (N, 3): that photo's u, v, facing (0: not seen)
+            take = back & (seen[:, 2] > np.maximum(best, AWAY_FACING))
+            uv[take], source[take], best[take] = seen[take, :2], si, seen[take, 2]
+            kind[take] = Candidate.SEEN
+        m.map_x.ravel()[index], m.map_y.ravel()[index] = uv[:, 0], uv[:, 1]
+        m.source.ravel()[index] = source
         m.part.ravel()[index] = PELVIS
         m.weight.ravel()[index] = 1.0
         m.facing.ravel()[index] = 1.0  # (the outline takes the photo's matte of the cloth's outline)
         m.kind.ravel()[index] = kind
+        back &= source == 0
         if m.atlas is not None and back.any():  # the warp shows the atlas's colour on the back
             put_pixels(m.atlas, index[back], sample(first.back, vals[back, :2]))
 

@@ -100,6 +100,17 @@ class Skirt:
             out += self.weights[:, k : k + 1] * ((self.vertices - rest.mean(0)) @ rot.T + dst.mean(0))
         return out
 
+    def facing(self, posed: np.ndarray, camera: Camera) -> np.ndarray:
+        """How squarely `camera` sees each vertex of the posed shell `posed` (V, 3): the cosine
+        between its outward direction from its ring's middle and the direction to the camera."""
+        rings = posed.reshape(-1, SEGMENTS, 3)
+        out = rings - rings.mean(1, keepdims=True)
+        view = camera.centre - rings
+        cos = (out * view).sum(-1) / np.maximum(
+            np.linalg.norm(out, axis=-1) * np.linalg.norm(view, axis=-1), 1e-12
+        )
+        return cos.ravel()
+
 
 @dataclass
 class _Legs:

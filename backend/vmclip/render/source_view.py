@@ -562,6 +562,7 @@ class SourceView:
         self._prepare_images(mask, px)
         self.camera = camera
         self.width, self.height = w, h
+        self.vertices = np.asarray(vertices, dtype=np.float64)  # the body posed as in the photo
         uv, z = project(vertices, camera.K, camera.R, camera.t)
         self.uvz = np.concatenate([uv, z[:, None]], axis=1).astype(np.float32)
         cos = facing(vertices, vertex_normals(vertices, faces), camera)
