@@ -546,8 +546,9 @@ class FlowWarper:
     def _skirt_maps(self, skirt: Raster, m: _SkirtMaps) -> None:
         """The skirt's pixels in the maps (in place): the first photo's pixel of each shell point; on
         the back half, of the front point before it, shown as the garment without the front's
-        details (as any surface the photo saw only from its other side); where the photo shows a
-        limb over the cloth, the photo with that limb painted out."""
+        details (as any surface the photo saw only from its other side), or a later photo's pixel
+        where that photo saw the back half; where the first photo shows a limb over the cloth, that
+        photo with the limb painted out."""
         index = skirt.covered[0]
         vals = skirt.interpolate(self.skirt_attr)  # (N, 3): photo u, v, back share
         first = self.sources[0]
