@@ -16,7 +16,8 @@ A backend whose body has a UV layout also sends the person's avatar: one texture
 body (the back, the far side of the limbs and the back of the head completed from what the photos
 saw) and each triangle corner's coordinates in it. The body then wears that atlas instead: one
 material, one UV map ("VMCLIP_avatar"), the image packed into the .blend (and so embedded by the FBX
-and glTF exports).
+and glTF exports). A skirt or dress the renderer draws as a shell around the hips and legs comes as
+the mesh's last vertices, skinned to the pelvis and the thighs, in the vertex group "VMCLIP_skirt".
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SQUARE_FACING = 0.55
 FIRST_PHOTO_BONUS = 0.2
 # A body part needs this many squarely seen vertices to colour its own unseen ones.
 MIN_PART_SOURCES = 8
+# The vertex group holding a skirt's shell (the mesh's last `skirt_vertices`), to select, hide or mask it.
+SKIRT_GROUP = "VMCLIP_skirt"
 
 
 def body_name(arm_obj) -> str:
@@ -241,6 +244,10 @@ def build_body(context, arm_obj, mesh, image_paths: list[str]) -> bpy.types.Obje
         if old.users == 0:
             bpy.data.meshes.remove(old)
     _set_skin(obj, np.asarray(mesh.skin_joints), np.asarray(mesh.skin_weights))
+    skirt = int(getattr(mesh, "skirt_vertices", 0))
+    if skirt:
+        shell = list(range(len(verts) - skirt, len(verts)))
+        obj.vertex_groups.new(name=SKIRT_GROUP).add(shell, 1.0, "REPLACE")
     mod = next((m for m in obj.modifiers if m.type == "ARMATURE"), None)
     if mod is None:
         mod = obj.modifiers.new("Armature", "ARMATURE")

@@ -503,7 +503,9 @@ class BodyMesh:
     the person's leg length over the motion skeleton's; floor_offset: pelvis height above the soles
     in the rest pose (metres). The avatar (when the server's body has a UV layout): texture (bytes)
     the atlas as a PNG file, corner_uv (F, 3, 2) float32 each triangle corner's coordinates in it
-    (0..1, v up; corners, not vertices: a UV seam gives one vertex two coordinates).
+    (0..1, v up; corners, not vertices: a UV seam gives one vertex two coordinates). skirt_vertices:
+    how many of the last vertices are a skirt's shell around the hips and legs (0: none), skinned to
+    the pelvis and the thighs; the atlas then holds its texture below the body's.
     """
 
     vertices: np.ndarray
@@ -518,6 +520,7 @@ class BodyMesh:
     floor_offset: float = 0.0
     texture: bytes | None = None
     corner_uv: np.ndarray | None = None
+    skirt_vertices: int = 0
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
@@ -564,6 +567,9 @@ class BodyMesh:
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("body mesh contains NaN or infinite values")
         self.trans_scale, self.floor_offset = float(self.trans_scale), float(self.floor_offset)
+        self.skirt_vertices = int(self.skirt_vertices)
+        if not 0 <= self.skirt_vertices < n:
+            raise ValueError(f"skirt_vertices {self.skirt_vertices}: expected 0..{n - 1}")
         if (self.texture is None) != (self.corner_uv is None):
             raise ValueError("the avatar's texture and corner_uv come together")
         if self.corner_uv is not None:
@@ -585,6 +591,7 @@ class BodyMesh:
             "skin_influences": int(self.skin_joints.shape[1]),
             "trans_scale": self.trans_scale,
             "floor_offset": self.floor_offset,
+            "skirt_vertices": self.skirt_vertices,
         }
         frames = [
             ("body_vertices", self.vertices),
@@ -636,6 +643,7 @@ class BodyMesh:
                 summary.get("floor_offset", 0.0),
                 bytes(texture[0]) if texture else None,
                 corner_uv[0].copy() if corner_uv else None,
+                summary.get("skirt_vertices", 0),
             )
         except (ValueError, TypeError) as exc:
             raise ProtocolError("bad_array", f"body mesh: {exc}", msg.id) from None

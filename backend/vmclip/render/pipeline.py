@@ -29,7 +29,7 @@ from vmclip.motion import Motion
 from vmclip.render.camera import CameraPath, attach_plate, check_camera_mode, fixed_path, follow_path
 from vmclip.render.floor import Floor, photo_floor
 from vmclip.render.flow import FlowWarper
-from vmclip.render.raster import get_rasterizer
+from vmclip.render.raster import Rasterizer, get_rasterizer
 from vmclip.render.regions import mirror_vertex_map
 from vmclip.render.retarget import PlacedMotion, place_motion, scale_travel, to_numpy
 from vmclip.render.source_view import SourceView
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[float, str], None]
 
 MAX_RENDER_THREADS = 4  # frames warped at once; beyond a few, the GL thread and the encoder limit
+# The video's longer side in pixels unless asked (the photos are prepared at that size too).
+DEFAULT_SIZE = 512
 FRAMES_AHEAD = 2  # frames in flight per thread: keeps every thread busy with a few frames in memory
 
 
@@ -125,11 +127,64 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
+@dataclass
+class SourcePhoto:
+    """One photo prepared for the flow (`source`), with the photo and its matte at that size."""
+
+    source: SourceView
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def source_photo(
+    view: PhotoView,
+    body: BodyModel,
+    shape: object,
+    size: tuple[int, int],
+    rasterizer: Rasterizer | None = None,
+    faces: np.ndarray | None = None,
+    vertex_part: np.ndarray | None = None,
+) -> SourcePhoto:
+    """Photo `view` of a person analysis resized to `size` (width, height), with its fitted body
+    posed as in the photo, prepared as a flow source (`SourceView`)."""
+    faces = np.asarray(body.faces, dtype=np.int64) if faces is None else faces
+    vertex_part = np.asarray(body.skin_weights).argmax(1) if vertex_part is None else vertex_part
+    vh, vw = np.asarray(view.image).shape[:2]
+    w, h = size
+    sx, sy = w / vw, h / vh
+    pose = np.asarray(view.pose, dtype=np.float64)
+    trans = np.asarray(view.trans, dtype=np.float64)
+    verts = to_numpy(body.pose_vertices(shape, pose[None], trans[None]))[0]
+    image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), w, h)
+    mask = _resize(np.asarray(view.mask, dtype=np.float32), w, h)
+    # The photo's detected joints (where its limbs really are) at this size, and the fitted ones: a
+    # limb the photo shows over the body hides what the fit put beside its own limb. (The fitted
+    # joints also find a skirt between the legs.)
+    keypoints = view.joints2d
+    joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints, dtype=np.float64).copy()
+        keypoints[:, 0] = (keypoints[:, 0] + 0.5) * sx - 0.5
+        keypoints[:, 1] = (keypoints[:, 1] + 0.5) * sy - 0.5
+    source = SourceView(
+        rasterizer or get_rasterizer(),
+        image,
+        mask,
+        view.camera.scaled(sx, sy),
+        verts,
+        faces,
+        vertex_part,
+        keypoints=keypoints,
+        joints=joints,
+    )
+    return SourcePhoto(source, image, mask)
+
+
 # Mirror-vertex maps and rest vertices per (body, shape): a k-d tree query each.
 _MIRRORS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) -> Scene:
+def build_scene(person: Person, size: int = DEFAULT_SIZE, body: BodyModel | None = None) -> Scene:
     """Prepare the sources (one per photo of `person`, a PersonAnalysis) at the output size."""
     views = list(person.views)
     if not views:
@@ -155,40 +210,14 @@ def build_scene(person: Person, size: int = 512, body: BodyModel | None = None) 
     for i, view in enumerate(views):
         vh, vw = np.asarray(view.image).shape[:2]
         vw_out, vh_out = (width, height) if i == 0 else output_size(vw, vh, size)[:2]
-        sx, sy = vw_out / vw, vh_out / vh
-        pose = np.asarray(view.pose, dtype=np.float64)
-        trans = np.asarray(view.trans, dtype=np.float64)
-        verts = to_numpy(body.pose_vertices(shape, pose[None], trans[None]))[0]
-        posed.append(verts)
-        image = _resize(np.asarray(view.image)[..., :3].astype(np.uint8), vw_out, vh_out)
-        mask = _resize(np.asarray(view.mask, dtype=np.float32), vw_out, vh_out)
+        photo = source_photo(view, body, shape, (vw_out, vh_out), ras, faces, vertex_part)
+        posed.append(photo.source.vertices)
+        sources.append(photo.source)
         if i == 0:
             plate = views[0].background
             if plate is not None:
                 plate = _resize(np.asarray(plate)[..., :3].astype(np.uint8), vw_out, vh_out)
-            floor = photo_floor(image, mask, view.camera.scaled(sx, sy), verts, plate=plate)
-        # The photo's detected joints (where its limbs really are) at the output size, and the fitted
-        # ones: a limb the photo shows over the body hides what the fit put beside its own limb.
-        # (the fitted joints also find a skirt between the legs)
-        keypoints = view.joints2d
-        joints = to_numpy(body.pose_joints(shape, pose[None], trans[None]))[0]
-        if keypoints is not None:
-            keypoints = np.asarray(keypoints, dtype=np.float64).copy()
-            keypoints[:, 0] = (keypoints[:, 0] + 0.5) * sx - 0.5
-            keypoints[:, 1] = (keypoints[:, 1] + 0.5) * sy - 0.5
-        sources.append(
-            SourceView(
-                ras,
-                image,
-                mask,
-                view.camera.scaled(sx, sy),
-                verts,
-                faces,
-                vertex_part,
-                keypoints=keypoints,
-                joints=joints,
-            )
-        )
+            floor = photo_floor(photo.image, photo.mask, photo.source.camera, posed[0], plate=plate)
     texture, uv = avatar_texture(person, body)
     background = views[0].background
     if background is None:
@@ -444,7 +473,7 @@ def render_frames(
     person: Person,
     motion: Motion,
     *,
-    size: int = 512,
+    size: int = DEFAULT_SIZE,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     lwg_checkpoint: str | Path | None = None,
@@ -544,7 +573,7 @@ def animate(
     motion: Motion,
     out_path: str | Path,
     *,
-    size: int = 512,
+    size: int = DEFAULT_SIZE,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     lwg_checkpoint: str | Path | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from vmclip.geometry import Camera, kabsch
@@ -60,9 +61,14 @@ MIN_STANDOFF_M = 0.015
 # inside it but hangs from the hips).
 LEG_FOLLOW = 0.5
 PELVIS = JOINT_NAMES.index("pelvis")
+# --- its own texture, unrolled (`Skirt.unwrap`, for the avatar the Blender body wears) ---
+# Texel rows per ring (rings are RING_PX photo rows apart at 512: a little finer than the photo).
+UNWRAP_ROWS = 8
 
 _J = JOINT_NAMES.index
 _LEGS = tuple(tuple(_J(f"{s}_{j}") for j in ("hip", "knee", "ankle")) for s in ("left", "right"))
+# The body parts (SMPL-24 joints) the shell follows, in the order of `Skirt.weights`' columns.
+FOLLOWS = (PELVIS, _J("left_hip"), _J("right_hip"))
 
 
 @dataclass
@@ -110,6 +116,33 @@ class Skirt:
             np.linalg.norm(out, axis=-1) * np.linalg.norm(view, axis=-1), 1e-12
         )
         return cos.ravel()
+
+    def unwrap(self, front: np.ndarray, back: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The shell's own texture, unrolled: an image (H, `width`, 3) whose columns go once round the
+        shell and whose rows run from its top ring down to its hem, the front half sampled from
+        `front` and the back half from `back` (images of the first photo's size: the photo, and the
+        garment without the front's details, as the renderer shows them); and each face corner's
+        coordinates in it (F, 3, 2: 0..1, v up; the seam's corners at u = 1, not 0)."""
+        rings = self.src_uv.reshape(-1, SEGMENTS, 2).astype(np.float64)  # (N, S, 2)
+        n = len(rings)
+        ring_y = rings[:, 0, 1]  # (N,) each ring's photo row
+        centre = 0.5 * (rings[:, :, 0].max(1) + rings[:, :, 0].min(1))  # (N,) the run's middle
+        half = 0.5 * (rings[:, :, 0].max(1) - rings[:, :, 0].min(1))  # (N,) and half its width
+        height = max(1, (n - 1) * UNWRAP_ROWS)
+        s = (np.arange(height) + 0.5) / height * (n - 1)  # (H,) position down the rings
+        theta = 2.0 * np.pi * (np.arange(width) + 0.5) / width  # (W,) round the shell
+        ring = np.arange(n)
+        col = np.interp(s, ring, centre)[:, None] + np.interp(s, ring, half)[:, None] * np.cos(theta)
+        row = np.broadcast_to(np.interp(s, ring, ring_y)[:, None], col.shape)
+        maps = col.astype(np.float32), np.ascontiguousarray(row, dtype=np.float32)
+        texture = cv2.remap(front, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        behind = cv2.remap(back, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        texture[:, np.sin(theta) < 0] = behind[:, np.sin(theta) < 0]
+        i, j = np.divmod(self.faces, SEGMENTS)  # (F, 3) each corner's ring and segment
+        seam = (j == 0) & (j.max(1, keepdims=True) == SEGMENTS - 1)
+        u = np.where(seam, 1.0, j / SEGMENTS)
+        v = 1.0 - i / max(n - 1, 1)
+        return texture, np.stack([u, v], -1).astype(np.float32)
 
 
 @dataclass
@@ -322,7 +355,7 @@ def _shell(
     follow = LEG_FOLLOW * down
     weights = np.stack([1.0 - follow, follow * left_share, follow * (1.0 - left_share)], 1)
     part = np.asarray(vertex_part)
-    anchors = tuple(np.flatnonzero(part == q) for q in (PELVIS, _J("left_hip"), _J("right_hip")))
+    anchors = tuple(np.flatnonzero(part == q) for q in FOLLOWS)
     return Skirt(
         vertices=world,
         faces=faces.astype(np.int64),

@@ -13,6 +13,7 @@ texture coordinates follow Blender/OpenGL (u to the right, v up, 0..1 across the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +41,8 @@ SKIN_INFLUENCES = 4
 # the body lies in front of it (`DEPTH_TOLERANCE`), and it lies this far inside the person's mask
 # (fraction of the photo's longer side): pixels on the outline are part background.
 MASK_MARGIN = 0.006
+# A skirt's unrolled texture is as wide as the atlas it joins, or this wide without one.
+SHELL_TEXELS = 1024
 # The z-buffer is drawn at most this many pixels on its longer side (cost grows with the area).
 ZBUFFER_MAX_SIDE = 1024
 
@@ -105,22 +108,100 @@ def project_view(
     return np.clip(uv, 0.0, 1.0).astype(np.float32), visible, seen_facing
 
 
-def _avatar(analysis: PersonAnalysis, body: Any) -> tuple[bytes | None, np.ndarray | None]:
-    """The avatar's atlas as PNG bytes and its per-corner UVs; (None, None) for a body without UVs."""
-    import io
-
-    from PIL import Image
-
+def _avatar(analysis: PersonAnalysis, body: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The avatar's atlas (S, S, 3) uint8 and its per-corner UVs; (None, None) for a body without UVs."""
     from vmclip.person.uvmap import body_uv
 
     layout = body_uv(body)
     atlas = analysis.avatar_texture() if layout is not None else None
     if atlas is None:
         return None, None
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(atlas, dtype=np.uint8)).save(buf, format="PNG")
     uv_coords, uv_faces = layout
-    return buf.getvalue(), np.asarray(uv_coords, dtype=np.float32)[np.asarray(uv_faces)]
+    return np.asarray(atlas, dtype=np.uint8), np.asarray(uv_coords, dtype=np.float32)[np.asarray(uv_faces)]
+
+
+def _png(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class SkirtShell:
+    """A skirt's shell as part of the body mesh: `vertices` (N, 3) in the rest pose (motion frame),
+    `faces` (F, 3) into them, `skin_joints`/`skin_weights` (N, 4), the first photo's `uv` (N, 2) /
+    `visible` (N,) / `facing` (N,) as `project_view` gives them, and its unrolled texture `texture`
+    (H, W, 3) with `corner_uv` (F, 3, 2) into it (0..1, v up)."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    skin_joints: np.ndarray
+    skin_weights: np.ndarray
+    uv: np.ndarray
+    visible: np.ndarray
+    facing: np.ndarray
+    texture: np.ndarray
+    corner_uv: np.ndarray
+
+
+def skirt_shell(analysis: PersonAnalysis, body: Any, rest: np.ndarray, width: int) -> SkirtShell | None:
+    """The shell the renderer draws for a skirt or dress in the first photo (`vmclip.render.skirt`),
+    moved to the rest pose `rest` (V, 3) and skinned to the joints it follows (the pelvis and both
+    thighs, with the renderer's weights), its texture `width` texels round; None without a skirt."""
+    from vmclip.render.pipeline import DEFAULT_SIZE, output_size, source_photo
+    from vmclip.render.regions import TRUNK
+    from vmclip.render.skirt import FOLLOWS
+
+    view = analysis.views[0]
+    h, w = np.asarray(view.image).shape[:2]
+    size = output_size(w, h, DEFAULT_SIZE)[:2]  # where the renderer looks for it
+    src = source_photo(view, body, analysis.shape, size).source
+    skirt = src.skirt
+    if skirt is None:
+        return None
+    # As the renderer shows it: the photo, with a limb hanging over the cloth painted out; its back
+    # half the garment without the front's details.
+    front = src.bled
+    if src.clean is not None:
+        painted = (src.clean_region >= 0) & (src.clean_region != TRUNK)
+        front = np.where(painted[..., None], src.clean, src.bled)
+    texture, corner_uv = skirt.unwrap(front, src.back, width)
+    n = len(skirt.vertices)
+    skin_joints = np.zeros((n, SKIN_INFLUENCES), np.uint8)
+    skin_weights = np.zeros((n, SKIN_INFLUENCES), np.float32)
+    skin_joints[:, : len(FOLLOWS)] = FOLLOWS
+    skin_weights[:, : len(FOLLOWS)] = skirt.weights
+    uv = (skirt.src_uv + 0.5) / np.array(size, np.float32)
+    uv[:, 1] = 1.0 - uv[:, 1]
+    cos = skirt.facing(skirt.vertices, src.camera)
+    visible = (skirt.back < 0.5) & (cos > SEEN_FACING)
+    return SkirtShell(
+        vertices=skirt.posed(rest).astype(np.float32),
+        faces=skirt.faces.astype(np.int32),
+        skin_joints=skin_joints,
+        skin_weights=skin_weights,
+        uv=np.clip(uv, 0.0, 1.0).astype(np.float32),
+        visible=visible,
+        facing=np.where(visible, np.clip(cos, 0.0, 1.0), 0.0).astype(np.float32),
+        texture=texture,
+        corner_uv=corner_uv,
+    )
+
+
+def _below(atlas: np.ndarray, corner_uv: np.ndarray, strip: np.ndarray, strip_uv: np.ndarray):
+    """One texture: `strip` (H, W, 3) under `atlas` (S, W, 3), and both sets of corner UVs (v up)
+    moved into it."""
+    a, b = len(atlas), len(strip)
+    total = a + b
+    moved = corner_uv.copy()
+    moved[..., 1] = 1.0 - (1.0 - corner_uv[..., 1]) * a / total
+    placed = strip_uv.copy()
+    placed[..., 1] = strip_uv[..., 1] * b / total
+    return np.concatenate([atlas, strip], 0), np.concatenate([moved, placed], 0)
 
 
 def body_payload(
@@ -148,7 +229,23 @@ def body_payload(
         flags.append(visible)
         facings.append(seen)
         per_view.append({"visible_fraction": round(float(visible.mean()), 4)})
-    texture, corner_uv = _avatar(analysis, body)
+    atlas, corner_uv = _avatar(analysis, body)
+    shell = skirt_shell(analysis, body, rest, atlas.shape[1] if atlas is not None else SHELL_TEXELS)
+    floor_offset = float(-rest[:, 1].min())
+    if shell is not None:  # the skirt's shell joins the body, after its vertices
+        v0 = len(rest)
+        rest = np.concatenate([rest, shell.vertices])
+        faces = np.concatenate([faces, shell.faces + v0])
+        skin_idx = np.concatenate([skin_idx, shell.skin_joints])
+        skin_w = np.concatenate([skin_w, shell.skin_weights])
+        unseen = np.zeros(len(shell.vertices))
+        uvs = [
+            np.concatenate([u, shell.uv if i == 0 else np.zeros_like(shell.uv)]) for i, u in enumerate(uvs)
+        ]
+        flags = [np.concatenate([f, shell.visible if i == 0 else unseen > 0]) for i, f in enumerate(flags)]
+        facings = [np.concatenate([f, shell.facing if i == 0 else unseen]) for i, f in enumerate(facings)]
+        if atlas is not None:
+            atlas, corner_uv = _below(atlas, corner_uv, shell.texture, shell.corner_uv)
     mesh = BodyMesh(
         rest,
         faces,
@@ -159,9 +256,10 @@ def body_payload(
         flags,
         facings,
         trans_scale=round(leg_length(joints.astype(np.float64)) / motion_leg_length(), 6),
-        floor_offset=round(float(-rest[:, 1].min()), 6),
-        texture=texture,
+        floor_offset=round(floor_offset, 6),
+        texture=None if atlas is None else _png(atlas),
         corner_uv=corner_uv,
+        skirt_vertices=0 if shell is None else len(shell.vertices),
     )
     summary, frames = mesh.to_wire()
     return summary, frames, per_view
