@@ -278,3 +278,101 @@ def test_a_photo_from_behind_gives_the_skirt_its_back(body):
     is_blue = (px[:, 2] > 150) & (px[:, 0] < 90) & (px[:, 1] < 110)
     assert is_blue.mean() > 0.8  # (none without the photo from behind)
     assert _green(frame[skirt]).mean() < 0.1  # (a thin rim: the outline that photo saw edge-on)
+
+
+def _analysis(body, person):
+    """The synthetic person as an analysis the server sends (its first photo)."""
+    from vmclip.person.analysis import PersonAnalysis, ViewFit
+
+    v = person.views[0]
+    view = ViewFit(
+        image=v.image,
+        mask=v.mask,
+        box=(0.0, 0.0, float(v.image.shape[1]), float(v.image.shape[0])),
+        keypoints=np.zeros((33, 4)),
+        joints2d=None,
+        camera=v.camera,
+        pose=v.pose,
+        trans=v.trans,
+        background=v.background,
+        fit_error_px=0.0,
+        iou=1.0,
+    )
+    return PersonAnalysis(shape=person.shape, body_kind="anny", views=[view])
+
+
+def _skinned(body, shape, vertices, skin_joints, skin_weights, local_rot):
+    """`vertices` (rest pose) skinned as Blender's Armature modifier skins them (a linear blend of the
+    bones' transforms), posed by `local_rot` with the pelvis at the origin."""
+    import torch
+    from vmclip.person.body import lbs
+
+    dense = np.zeros((len(vertices), 24), np.float32)
+    np.add.at(dense, (np.arange(len(vertices))[:, None], skin_joints.astype(np.int64)), skin_weights)
+    rest_j = torch.as_tensor(np.asarray(body.rest_joints(shape), np.float32))[None]
+    verts, _ = lbs(
+        torch.as_tensor(vertices, dtype=torch.float32)[None],
+        rest_j,
+        torch.as_tensor(dense),
+        torch.as_tensor(np.asarray(local_rot, np.float32))[None],
+        torch.zeros(1, 3),
+    )
+    return verts[0].numpy()
+
+
+def test_the_blender_body_carries_the_skirt(body):
+    """The analyze reply's body (what the add-on skins, shows and exports) carries the renderer's
+    skirt: its shell follows the body's vertices, skinned to the pelvis and the thighs only, so that
+    skinned as Blender skins it, it lands where the renderer draws it, in the photo's pose and in a
+    stride; its texture is the cloth unrolled below the atlas (green all round, without the front's
+    red dots on its back), and the body's own corners still find their atlas texels. Trousers add
+    nothing."""
+    import io
+
+    import vmclip_protocol as vp
+    from PIL import Image
+    from vmclip.render.skirt import FOLLOWS
+    from vmclip.server.body_payload import body_payload
+
+    person = _person(body)
+    analysis = _analysis(body, person)
+    summary, frames, _ = body_payload(analysis)
+    mesh = vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": summary}, frames)))
+    n, k = len(body.rest_vertices(person.shape)), mesh.skirt_vertices
+    assert k > 0 and len(mesh.vertices) == n + k
+    joints, weights = mesh.skin_joints[n:], mesh.skin_weights[n:]
+    assert set(np.unique(joints[weights > 0]).tolist()) <= set(FOLLOWS)
+    assert mesh.faces[len(body.faces) :].min() == n  # its own faces, on its own vertices
+    # Skinned by the bones, the shell lands on the renderer's shell (which follows the best rigid
+    # motion of the body's parts: in a stride the pelvis part's vertices by the hips follow the
+    # thighs a little, the bone does not).
+    skirt = build_scene(person, size=512, body=body).sources[0].skirt
+    stride = pose(left_hip=(-0.45, 0, 0), right_hip=(0.45, 0, 0), **ARMS_DOWN)
+    for local_rot, tolerance in ((person.views[0].pose, 0.02), (stride, 0.05)):
+        drawn = skirt.posed(body.pose_vertices(person.shape, local_rot[None], np.zeros((1, 3)))[0])
+        skinned = _skinned(body, person.shape, mesh.vertices[n:], joints, weights, local_rot)
+        assert np.linalg.norm(skinned - drawn, axis=1).max() < tolerance
+    # The texture: the atlas unchanged on top, the skirt's cloth below it.
+    texture = np.asarray(Image.open(io.BytesIO(mesh.texture)).convert("RGB"))
+    atlas = analysis.avatar_texture()
+    assert texture.shape[1] == atlas.shape[1] and texture.shape[0] > atlas.shape[0]
+    assert np.array_equal(texture[: len(atlas)], atlas)
+    rows = lambda uv: np.clip(((1.0 - uv[..., 1]) * len(texture)).astype(int), 0, len(texture) - 1)  # noqa: E731
+    body_rows = rows(mesh.corner_uv[: len(body.faces)])
+    assert body_rows.max() < len(atlas)  # every body corner is on the atlas
+    # (and on the texel it had: the same v scaled into the taller image)
+    shell = mesh.corner_uv[len(body.faces) :].mean(1)  # each shell face's middle
+    assert rows(shell).min() >= len(atlas)
+    cols = np.clip((shell[:, 0] * texture.shape[1]).astype(int), 0, texture.shape[1] - 1)
+    cloth = texture[rows(shell), cols]
+    assert _green(cloth).mean() > 0.85
+    strip = texture[len(atlas) :]
+    back = strip[:, strip.shape[1] // 2 :]  # (the columns half way round and on: the back half)
+    assert _green(back).mean() > 0.9
+    assert ((back[..., 0] > 150) & (back[..., 1] < 90)).mean() < 0.002  # no red dot
+    front = strip[:, : strip.shape[1] // 2]
+    assert ((front[..., 0] > 150) & (front[..., 1] < 90)).mean() > 0.01  # (the front keeps them)
+    # Trousers: no shell, the body alone.
+    trousers = _analysis(body, _person(body, skirt=False, trousers_px=4, trousers_colour=GREEN))
+    summary, _, _ = body_payload(trousers)
+    assert summary["skirt_vertices"] == 0 and summary["vertices"] == n

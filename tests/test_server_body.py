@@ -136,6 +136,7 @@ def test_body_mesh_travels_on_the_wire():
     assert np.array_equal(back.uv[1], mesh.uv[1]) and np.array_equal(back.visible[0], mesh.visible[0])
     assert np.abs(back.facing[1] - mesh.facing[1]).max() <= 0.5 / 255 + 1e-6
     assert (back.trans_scale, back.floor_offset) == (1.05, 0.93)
+    assert back.skirt_vertices == 0  # (no skirt's shell among its vertices)
     # A reply without the body (an older server) reads as None.
     assert vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"views": []}))) is None
     # Inconsistent arrays are a protocol error, never an IndexError later.
@@ -145,6 +146,16 @@ def test_body_mesh_travels_on_the_wire():
     short = [(n, a[:-1] if n == "view_uv" else a) for n, a in frames]
     with pytest.raises(vp.ProtocolError, match="do not match"):
         vp.BodyMesh.from_message(vp.decode(vp.encode("result", "x", {"mesh": body}, short)))
+    # The last vertices may be a skirt's shell: a count the mesh has, else a protocol error.
+    skirted = vp.BodyMesh.from_message(
+        vp.decode(vp.encode("result", "x", {"mesh": {**body, "skirt_vertices": 5}}, frames))
+    )
+    assert skirted.skirt_vertices == 5
+    for bad_count in (len(mesh.vertices), -1, "many"):
+        with pytest.raises(vp.ProtocolError, match="skirt_vertices"):
+            vp.BodyMesh.from_message(
+                vp.decode(vp.encode("result", "x", {"mesh": {**body, "skirt_vertices": bad_count}}, frames))
+            )
 
 
 def test_avatar_travels_on_the_wire():

@@ -567,6 +567,8 @@ class BodyMesh:
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("body mesh contains NaN or infinite values")
         self.trans_scale, self.floor_offset = float(self.trans_scale), float(self.floor_offset)
+        if isinstance(self.skirt_vertices, bool) or not isinstance(self.skirt_vertices, int | np.integer):
+            raise ValueError(f"skirt_vertices {self.skirt_vertices!r}: expected a whole number")
         self.skirt_vertices = int(self.skirt_vertices)
         if not 0 <= self.skirt_vertices < n:
             raise ValueError(f"skirt_vertices {self.skirt_vertices}: expected 0..{n - 1}")
