@@ -14,7 +14,8 @@ import pytest
 from test_addon import ADDON_MODULE, addon_zip, run_bpy  # noqa: F401 - shared fixtures
 from test_texture import HAIR, SHIRT, TIE, TROUSERS, _front_photo
 
-SCRIPT = """
+# The body from mesh.npz and atlas.png (saved by `_save_body`), on a fitted SMPL-24 armature.
+BODY = """
     from importlib import import_module
     ctx = bpy.context
     smpl = import_module({module!r} + ".smpl")
@@ -25,11 +26,16 @@ SCRIPT = """
         png = fh.read()
     mesh = proto.BodyMesh(
         d["vertices"], d["faces"], d["joints"], d["skin_joints"], d["skin_weights"], [d["uv"]],
-        [d["visible"]], [d["facing"]], 1.0, float(d["floor"]), png, d["corner_uv"])
+        [d["visible"]], [d["facing"]], 1.0, float(d["floor"]), png, d["corner_uv"], int(d["skirt"]))
     arm = rig.ensure_armature(ctx, smpl.Skeleton())
     settings.armature = arm
     rig.fit_rest_to_person(ctx, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
-    obj = body.build_body(ctx, arm, mesh, [os.path.abspath("photo.png")])
+    obj = body.build_body(ctx, arm, mesh, [os.path.abspath({photo!r})])
+"""
+
+SCRIPT = (
+    BODY
+    + """
     me = obj.data
     uv = np.zeros(2 * len(me.loops))
     me.uv_layers[body.AVATAR_UV].data.foreach_get("uv", uv)
@@ -81,6 +87,35 @@ SCRIPT = """
     out["fbx_images"] = sizes
     emit(out)
 """
+)
+
+
+def _frames(frames: list) -> dict:
+    """An analyze reply's binary frames by name (the first of each: the first photo's)."""
+    out: dict = {}
+    for name, data, *_ in frames:
+        out.setdefault(name, data)
+    return out
+
+
+def _save_body(folder, summary: dict, frames: list) -> None:
+    """The reply's body as the Blender scripts read it: mesh.npz and atlas.png in `folder`."""
+    f = _frames(frames)
+    np.savez(
+        folder / "mesh.npz",
+        vertices=f["body_vertices"],
+        faces=f["body_faces"],
+        joints=f["body_joints"],
+        skin_joints=f["skin_joints"],
+        skin_weights=f["skin_weights"],
+        uv=f["view_uv"],
+        visible=f["view_visible"],
+        facing=f["view_facing"].astype(np.float32) / 255,
+        floor=summary["floor_offset"],
+        corner_uv=f["body_corner_uv"],
+        skirt=summary["skirt_vertices"],
+    )
+    (folder / "atlas.png").write_bytes(f["texture"])
 
 
 @pytest.fixture(scope="module")
@@ -109,26 +144,11 @@ def avatar_run(tmp_path_factory, addon_zip):  # noqa: F811
         iou=1.0,
     )
     person = PersonAnalysis(shape=shape, body_kind="anny", views=[view])
-    _, frames, _ = body_payload(person)
-    f = {}
-    for name, data, *_ in frames:
-        f.setdefault(name, data)
-    np.savez(
-        tmp / "mesh.npz",
-        vertices=f["body_vertices"],
-        faces=f["body_faces"],
-        joints=f["body_joints"],
-        skin_joints=f["skin_joints"],
-        skin_weights=f["skin_weights"],
-        uv=f["view_uv"],
-        visible=f["view_visible"],
-        facing=f["view_facing"].astype(np.float32) / 255,
-        floor=float(-np.asarray(f["body_vertices"])[:, 1].min()),
-        corner_uv=f["body_corner_uv"],
-    )
-    (tmp / "atlas.png").write_bytes(f["texture"])
+    summary, frames, _ = body_payload(person)
+    f = _frames(frames)
+    _save_body(tmp, summary, frames)
     Image.fromarray(v.image).save(tmp / "photo.png")
-    result = run_bpy(SCRIPT.format(module=ADDON_MODULE), tmp, addon_zip, timeout=400)
+    result = run_bpy(SCRIPT.format(module=ADDON_MODULE, photo="photo.png"), tmp, addon_zip, timeout=400)
     result["atlas"] = np.asarray(Image.open(io.BytesIO(f["texture"])).convert("RGB"))
     result["corner_uv"] = np.asarray(f["body_corner_uv"])
     result["skin_joints"] = np.asarray(f["skin_joints"])
@@ -194,24 +214,11 @@ def test_render_from_behind_shows_the_shirt_not_the_tie(avatar_run):
     assert tie.mean() < 0.002
 
 
-SKIRT_SCRIPT = """
-    from importlib import import_module
+SKIRT_SCRIPT = (
+    BODY
+    + """
     import math
     from mathutils import Euler
-    ctx = bpy.context
-    smpl = import_module({module!r} + ".smpl")
-    body = import_module({module!r} + ".body")
-    proto = import_module({module!r} + ".vmclip_protocol")
-    d = np.load("mesh.npz")
-    with open("atlas.png", "rb") as fh:
-        png = fh.read()
-    mesh = proto.BodyMesh(
-        d["vertices"], d["faces"], d["joints"], d["skin_joints"], d["skin_weights"], [d["uv"]],
-        [d["visible"]], [d["facing"]], 1.0, float(d["floor"]), png, d["corner_uv"], int(d["skirt"]))
-    arm = rig.ensure_armature(ctx, smpl.Skeleton())
-    settings.armature = arm
-    rig.fit_rest_to_person(ctx, arm, mesh.joints, mesh.floor_offset, mesh.trans_scale)
-    obj = body.build_body(ctx, arm, mesh, [os.path.abspath("atlas.png")])
     group = obj.vertex_groups[body.SKIRT_GROUP].index
     out = {{"skirt": [v.index for v in obj.data.vertices if any(g.group == group for g in v.groups)]}}
     # Frame 1 stands, frame 2 strides (the left thigh forward): the shell's vertices as deformed.
@@ -246,6 +253,7 @@ SKIRT_SCRIPT = """
         out["render_error"] = str(exc)
     emit(out)
 """
+)
 
 
 def test_the_body_wears_a_skirt_that_swings_with_the_thighs(tmp_path, addon_zip):  # noqa: F811
@@ -264,27 +272,11 @@ def test_the_body_wears_a_skirt_that_swings_with_the_thighs(tmp_path, addon_zip)
     model = load_body_model("anny", device="cpu")
     analysis = _analysis(model, _person(model))
     summary, frames, _ = body_payload(analysis)
-    f = {}
-    for name, data, *_ in frames:
-        f.setdefault(name, data)
+    f = _frames(frames)
     k = summary["skirt_vertices"]
     assert k > 0
-    np.savez(
-        tmp_path / "mesh.npz",
-        vertices=f["body_vertices"],
-        faces=f["body_faces"],
-        joints=f["body_joints"],
-        skin_joints=f["skin_joints"],
-        skin_weights=f["skin_weights"],
-        uv=f["view_uv"],
-        visible=f["view_visible"],
-        facing=f["view_facing"].astype(np.float32) / 255,
-        floor=summary["floor_offset"],
-        corner_uv=f["body_corner_uv"],
-        skirt=k,
-    )
-    (tmp_path / "atlas.png").write_bytes(f["texture"])
-    r = run_bpy(SKIRT_SCRIPT.format(module=ADDON_MODULE), tmp_path, addon_zip, timeout=400)
+    _save_body(tmp_path, summary, frames)
+    r = run_bpy(SKIRT_SCRIPT.format(module=ADDON_MODULE, photo="atlas.png"), tmp_path, addon_zip, timeout=400)
     n = len(f["body_vertices"])
     assert r["skirt"] == list(range(n - k, n))
     # Blender's deformation agrees with the backend's skinning (motion frame -> Blender: x, -z, y).
