@@ -118,7 +118,10 @@ def build_texture(
     uv_coords, uv_faces = layout
     grid = texel_grid(uv_coords, uv_faces, size)
     faces = np.asarray(body.faces, dtype=np.int64)
-    proj = _project_views(body, shape, views, faces, grid)
+    from vmclip.render.hands import HAND_PARTS, skin_tone
+
+    tone = skin_tone(views)
+    proj = _project_views(body, shape, views, faces, grid, tone)
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
     part = np.asarray(body.skin_weights).argmax(1)
     corner = faces[grid.tri, grid.bary.argmax(1)]
@@ -140,6 +143,8 @@ def build_texture(
     base = _neck_sides(base, colour, seen, pos, region, tpart == JOINT_NAMES.index("neck"))
     nape = head | (tpart == JOINT_NAMES.index("neck"))
     base = _back_of_head(base, colour, proj, seen, head, nape, pos)
+    if tone is not None:  # a hand no photo showed (in a pocket, behind a phone): the face's skin
+        base = np.where(np.isin(tpart, np.ravel(HAND_PARTS))[:, None], tone, base)
     # (blended across the edge of what the photos saw, so that no seam shows there)
     w = _smoothstep(conf, SEEN_FACING - 0.1, SEEN_FACING + 0.1)[:, None]
     out = w * colour + (1.0 - w) * base
@@ -147,7 +152,12 @@ def build_texture(
 
 
 def _project_views(
-    body: Any, shape: dict, views: Sequence[TextureView], faces: np.ndarray, grid: TexelGrid
+    body: Any,
+    shape: dict,
+    views: Sequence[TextureView],
+    faces: np.ndarray,
+    grid: TexelGrid,
+    tone: np.ndarray | None = None,
 ) -> _Projected:
     """Every photo projected into the atlas, blended by how squarely each saw each texel."""
     bary = grid.bary.astype(np.float64)
@@ -166,7 +176,7 @@ def _project_views(
         uv, z = project(pts, view.camera.K, view.camera.R, view.camera.t)
         colour, seen, size = _project_view(view, verts, faces, corners, bary, pts, uv, z)
         hidden = _hidden_by_limbs(
-            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, tpart, uv, z
+            view, np.asarray(body.pose_joints(shape, pose, trans))[0], verts, faces, part, tpart, uv, z, tone
         )
         if hidden is not None:
             seen = np.where(hidden, 0.0, seen).astype(np.float32)
@@ -188,17 +198,20 @@ def _hidden_by_limbs(
     tpart: np.ndarray,
     uv: np.ndarray,
     z: np.ndarray,
+    tone: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Texels the photo does not show although the fitted body's depth says so, as the renderer
     judges them from the photo's own joints (`vmclip.render.source_view.limb_occluders`): on a fitted
     limb where the photo shows no such limb (a forearm the fit put a little off, over the shirt, would
     otherwise take the shirt's colour), or behind a limb of another region the photo shows there, or
-    an arm's texel on the cloth of a skirt the renderer finds. None without the photo's joints or a
+    an arm's texel on the cloth of a skirt the renderer finds or on a fitted hand the photo does not
+    show (`vmclip.render.hands`, by the skin tone `tone`). None without the photo's joints or a
     rasteriser."""
     keypoints = getattr(view, "joints2d", None)
     if keypoints is None:
         return None
     from vmclip.errors import VmclipError
+    from vmclip.render.hands import unseen_hands
     from vmclip.render.raster import get_rasterizer
     from vmclip.render.regions import part_regions
     from vmclip.render.skirt import skirt_cloth
@@ -235,6 +248,8 @@ def _hidden_by_limbs(
         at = pixel_index(uv, w, h)
         on = np.flatnonzero(at >= 0)
         hidden[on] |= skirt_cloth(image, mask, skirt).ravel()[at[on]] & np.isin(region[on], ARM_REGIONS)
+    # A hand the photo does not show (in a pocket, behind a phone), as the renderer judges it.
+    hidden |= np.isin(tpart, unseen_hands(image, mask, part_map, tone))
     # (stricter than the renderer, segment by segment: a fitted hand lying over the photo's own
     # forearm, on the shirt beside it, is not the hand, and would lend the shirt to the forearm)
     return hidden | off_own_segment(

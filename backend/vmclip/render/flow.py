@@ -78,13 +78,14 @@ LATER_PHOTO_MARGIN = 0.3
 @dataclass
 class _Pixels:
     """What the output frame's body shows at each covered pixel (N,): the nearest vertex, its body
-    part and region, its mirror vertex's region, whether it is on the head, whether the fill may
-    stand in for a stretched sample there, and how squarely the output camera sees it."""
+    part and region, its mirror vertex's region and part, whether it is on the head, whether the fill
+    may stand in for a stretched sample there, and how squarely the output camera sees it."""
 
     vertex: np.ndarray
     part: np.ndarray
     region: np.ndarray
     region_mirror: np.ndarray
+    part_mirror: np.ndarray
     head: np.ndarray
     fill_ok: np.ndarray
     target_facing: np.ndarray
@@ -435,6 +436,7 @@ class FlowWarper:
             part=part,
             region=self.part_region[part],
             region_mirror=self.part_region[self.vertex_part[self.mirror[nearest_vertex]]],
+            part_mirror=self.vertex_part[self.mirror[nearest_vertex]],
             head=self.head_part[nearest_vertex],
             fill_ok=self.fill_ok[nearest_vertex],
             target_facing=np.maximum(self._target_facing(vertices, ras), AWAY_FACING),
@@ -451,11 +453,14 @@ class FlowWarper:
         # (a point behind a limb the photo shows in front of it is not seen there, whatever the
         # fitted body's depth says)
         at_own, at_mir = pixel_index(own, src.width, src.height), pixel_index(mir, src.width, src.height)
-        hidden_own = src.hidden_by_limb(own, p.region, at_own)
+        # (nor is a hand the photo does not show: in a pocket, behind a phone)
+        hidden_own = src.hidden_by_limb(own, p.region, at_own) | np.isin(p.part, src.unseen_hands)
         seen_own = (own[:, 2] <= lookup(src.depth_vis, own, -np.inf, at_own) + DEPTH_TOLERANCE) & ~hidden_own
         seen_mir = (
-            mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf, at_mir) + DEPTH_TOLERANCE
-        ) & ~src.hidden_by_limb(mir, p.region_mirror, at_mir)
+            (mir[:, 2] <= lookup(src.depth_vis, mir, -np.inf, at_mir) + DEPTH_TOLERANCE)
+            & ~src.hidden_by_limb(mir, p.region_mirror, at_mir)
+            & ~np.isin(p.part_mirror, src.unseen_hands)
+        )
         candidates = [
             (Candidate.SEEN, seen_own, own[:, :2], RANK[Candidate.SEEN] + vals[:, 6], ratio_own),
             (Candidate.MIRROR, seen_mir, mir[:, :2], RANK[Candidate.MIRROR] + vals[:, 7], ratio_mir),

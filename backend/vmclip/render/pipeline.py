@@ -29,6 +29,7 @@ from vmclip.motion import Motion
 from vmclip.render.camera import CameraPath, attach_plate, check_camera_mode, fixed_path, follow_path
 from vmclip.render.floor import Floor, photo_floor
 from vmclip.render.flow import FlowWarper
+from vmclip.render.hands import skin_tone
 from vmclip.render.raster import Rasterizer, get_rasterizer
 from vmclip.render.regions import mirror_vertex_map
 from vmclip.render.retarget import PlacedMotion, place_motion, scale_travel, to_numpy
@@ -144,9 +145,11 @@ def source_photo(
     rasterizer: Rasterizer | None = None,
     faces: np.ndarray | None = None,
     vertex_part: np.ndarray | None = None,
+    tone: np.ndarray | None = None,
 ) -> SourcePhoto:
     """Photo `view` of a person analysis resized to `size` (width, height), with its fitted body
-    posed as in the photo, prepared as a flow source (`SourceView`)."""
+    posed as in the photo, prepared as a flow source (`SourceView`; `tone`: the person's skin tone,
+    `vmclip.render.hands.skin_tone`)."""
     faces = np.asarray(body.faces, dtype=np.int64) if faces is None else faces
     vertex_part = np.asarray(body.skin_weights).argmax(1) if vertex_part is None else vertex_part
     vh, vw = np.asarray(view.image).shape[:2]
@@ -176,6 +179,7 @@ def source_photo(
         vertex_part,
         keypoints=keypoints,
         joints=joints,
+        skin_tone=tone,
     )
     return SourcePhoto(source, image, mask)
 
@@ -206,11 +210,12 @@ def build_scene(person: Person, size: int = DEFAULT_SIZE, body: BodyModel | None
         _MIRRORS[key] = (mirror_vertex_map(rest), rest)
     mirror, rest = _MIRRORS[key]
     ras = get_rasterizer()
+    tone = skin_tone(views)
     sources, posed = [], []
     for i, view in enumerate(views):
         vh, vw = np.asarray(view.image).shape[:2]
         vw_out, vh_out = (width, height) if i == 0 else output_size(vw, vh, size)[:2]
-        photo = source_photo(view, body, shape, (vw_out, vh_out), ras, faces, vertex_part)
+        photo = source_photo(view, body, shape, (vw_out, vh_out), ras, faces, vertex_part, tone)
         posed.append(photo.source.vertices)
         sources.append(photo.source)
         if i == 0:

@@ -12,6 +12,7 @@ import numpy as np
 
 from vmclip.geometry import DEPTH_TOLERANCE, Camera, face_normals, facing, project, vertex_normals
 from vmclip.motion.skeleton import JOINT_NAMES
+from vmclip.render.hands import unseen_hands
 from vmclip.render.raster import Raster, Rasterizer
 from vmclip.render.regions import JOINT_REGION, NUM_REGIONS, TRUNK, part_regions
 from vmclip.render.skirt import Skirt, find_skirt, skirt_cloth
@@ -552,6 +553,7 @@ class SourceView:
         keypoints: np.ndarray | None = None,
         joints: np.ndarray | None = None,
         seed: int = 0,
+        skin_tone: np.ndarray | None = None,
     ) -> None:
         h, w = image.shape[:2]
         px = max(h, w) / 512.0
@@ -593,6 +595,9 @@ class SourceView:
         self.skirt_cloth = None
         if self.skirt is not None:
             self.skirt_cloth = skirt_cloth(self.image, self.mask, self.skirt)
+        # The fitted hands that lie over something else than skin of the person's tone (a pocket, a
+        # held phone): not what the photo shows (see `vmclip.render.hands`).
+        self.unseen_hands = unseen_hands(self.image, self.mask, self.part, skin_tone)
         self._prepare_vertex_colours(uv, z, vertex_part, px)
         self._prepare_carried(body, part, px)
 
@@ -665,6 +670,7 @@ class SourceView:
         visible = np.zeros(len(uv), dtype=bool)
         visible[inside] = z[inside] <= self.depth_vis[vi[inside], ui[inside]] + DEPTH_TOLERANCE
         visible &= ~self.hidden_by_limb(self.uvz, self.region_of_part[vertex_part])
+        visible &= ~np.isin(vertex_part, self.unseen_hands)
         # Only where the photo shows the person there (a fit a little larger than the person would
         # otherwise lend the background's or the bleeding's colours).
         on_person = np.zeros(len(uv), dtype=bool)
@@ -683,8 +689,8 @@ class SourceView:
         """Whether points (N, 3: source u, v, depth) of body regions `region` (N,) are not what the
         photo shows at their pixel although the fitted body's depth says so: behind a limb of another
         region that the photo shows there, or on a fitted limb where the photo shows no such limb, or
-        an arm's point where the photo shows the skirt's cloth. `at`: the points' `pixel_index` in the
-        photo, when already known."""
+        an arm's point where the photo shows the skirt's cloth (a hand the photo does not show:
+        `unseen_hands`). `at`: the points' `pixel_index` in the photo, when already known."""
         hidden = np.zeros(len(uvz), dtype=bool)
         if self.occlusion is not None:
             hidden = hidden_by_limb(self.occlusion, uvz, region, at)
@@ -758,6 +764,8 @@ class SourceView:
         between = trunk & shared & ~near[TRUNK]
         if between.any():
             keep &= ~between | wide_parts(ys[between], xs[between], body.shape, px)[ys, xs]
+        # (nor does a hand the photo does not show carry what covers it: a pocket's rim, a phone)
+        keep &= ~np.isin(part.ravel()[anc], self.unseen_hands)
         if self.skirt_cloth is not None:
             # The skirt's cloth beside an arm (a hand holding its hem out) is the skirt's, not the arm's.
             on_arm = np.isin(JOINT_REGION[part.ravel()[anc] % len(JOINT_REGION)], ARM_REGIONS)
