@@ -15,6 +15,8 @@ it falls. What no photo saw squarely is completed in UV space:
    that colour (a print) take it, so that no front-only feature reaches the back;
 3. the back of the head, down to the nape, from the crown (hair, or a bald scalp), never the face.
    (The head's other unseen texels take the colour its seen sides have at their height.)
+4. a hand no photo showed (in a pocket, behind a held phone: `vmclip.render.hands`) is the skin
+   tone of the face.
 
 Held in `PersonAnalysis.texture` and saved beside the analysis as `<stem>.texture.png`."""
 
