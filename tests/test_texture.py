@@ -38,12 +38,14 @@ def _front_photo(
     v_neck: bool = False,
     collar: bool = False,
     hem: float | None = None,
+    sleeveless: bool = False,
 ):
     """The body in its rest pose, seen from the front, painted by rest position; hair above
     `hair_from` of the way from the head's centre to its top. With `v_neck`, a plain shirt (no tie,
     no print) whose front opens in a deep V of skin below the throat; with `collar`, the shirt's
-    collar stands up the neck's sides (the neck's front stays skin). The shirt ends in a level hem at
-    rest height `hem` (metres; default: 45% of the body's height up, below the crotch)."""
+    collar stands up the neck's sides (the neck's front stays skin); `sleeveless`, bare arms. The shirt
+    ends in a level hem at rest height `hem` (metres; default: 45% of the body's height up, below the
+    crotch)."""
 
     rest = np.asarray(body.rest_vertices(shape), dtype=np.float64)
     pose = np.repeat(np.eye(3)[None], 24, 0)
@@ -72,6 +74,8 @@ def _front_photo(
         colour = np.where(chest[:, None], PRINT, colour)
     on_head = region == 1
     colour = np.where(on_head[:, None], SKIN, colour)
+    if sleeveless:
+        colour = np.where(np.isin(region, (2, 3))[:, None], SKIN, colour)
     if collar:
         on_neck = part == JOINT_NAMES.index("neck")
         low, axis = _neck_axis(body, shape)
@@ -519,3 +523,30 @@ def test_a_real_arm_wider_than_the_fitted_one_leaves_no_skin_on_the_trunk():
     texels = atlas[grid.ys, grid.xs].astype(np.float64)
     assert _near(texels[trunk & (height > 0.0)], SKIN, 40).mean() < 0.002  # (before: 0.05 in 0.3-0.35 m)
     assert _near(texels[trunk & (height > 0.0)], SHIRT, 40).mean() > 0.95
+
+
+def test_a_sleeveless_tops_back_keeps_bare_arms_and_the_shirt(atlas_case):
+    """A sleeveless shirt: the back of the upper arms, from 3 cm beyond the shoulder joint (the
+    armhole's seam) out, is skin, never the shirt, and the back of the trunk beside the armholes is
+    the shirt, never skin. (At the seam itself the shirt may reach the arm's first texels.)"""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    view = _front_photo(body, shape, sleeveless=True)
+    atlas = build_texture(body, shape, [view], size=512)
+    c = atlas_case
+    texels = atlas[c.ys, c.xs].astype(np.float64)
+    shoulder_x = abs(float(np.asarray(body.rest_joints(shape))[JOINT_NAMES.index("left_shoulder"), 0]))
+    upper = np.isin(c.part, [JOINT_NAMES.index(f"{s}_shoulder") for s in ("left", "right")])
+    behind = upper & (c.pos[:, 2] < np.median(c.pos[upper, 2]) - 0.01)
+    arm = behind & (np.abs(c.pos[:, 0]) > shoulder_x + 0.03)
+    assert arm.sum() > 200
+    assert _near(texels[arm], SKIN, 50).mean() > 0.95
+    assert _near(texels[arm], SHIRT, 60).mean() == 0.0
+    trunk = JOINT_REGION[c.part] == 0
+    zc = np.median(c.pos[trunk, 2])
+    high = np.percentile(c.pos[trunk, 1], 85)  # the armholes' height, below the shoulders' top
+    beside = trunk & (c.pos[:, 2] < zc - 0.03) & (np.abs(c.pos[:, 0]) > 0.1)
+    beside &= np.abs(c.pos[:, 1] - high) < 0.05
+    assert beside.sum() > 100
+    assert _near(texels[beside], SHIRT, 40).mean() > 0.9
+    assert _near(texels[beside], SKIN, 60).mean() < 0.02
