@@ -27,6 +27,9 @@ FACE_VISIBLE = 0.5
 # the nose and on each cheek (half way from the eye to the mouth's corner): skin, not the eyes, the
 # brows, the lips, a beard or glasses.
 CHEEK_RADIUS = 0.2
+# ... and its brightness the median of the face's skin of that hue within this many eye distances of
+# the nose (the forehead to the chin).
+FACE_RADIUS = 1.0
 # A pixel is skin of that tone when its colour points the same way (cosine of the RGB vectors: skin
 # in shade or light keeps its hue; a blue skirt is at 0.74) and is from this much darker to this much
 # brighter (the norm's ratio: a black pocket is at 0.18, with a skin-like hue).
@@ -44,9 +47,9 @@ MIN_HAND_PX = 12
 
 
 def skin_tone(views: Sequence[object]) -> np.ndarray | None:
-    """The person's skin tone (3,) RGB float32: the median colour on the nose and cheeks of the first
-    photo whose face MediaPipe saw (`keypoints` (33, 4): x, y in pixels, z, visibility); None when
-    no photo shows the face (or the views carry no keypoints)."""
+    """The person's skin tone (3,) RGB float32 from the first photo whose face MediaPipe saw
+    (`keypoints` (33, 4): x, y in pixels, z, visibility): the median of the face's skin of the hue
+    on its nose and cheeks; None when no photo shows the face (or the views carry no keypoints)."""
     for view in views:
         kp = getattr(view, "keypoints", None)
         if kp is None or np.shape(kp) != (33, 4):
@@ -66,8 +69,15 @@ def skin_tone(views: Sequence[object]) -> np.ndarray | None:
         for cx, cy in centres:
             disc |= (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
         disc &= person
-        if disc.sum() >= 3:
-            return np.median(image[disc].astype(np.float32), 0)
+        if disc.sum() < 3:
+            continue
+        # The lit nose and cheeks give the hue; the whole face (its skin of that hue, in light and
+        # shade) gives the brightness a hand has on average, not a highlight's.
+        tone = np.median(image[disc].astype(np.float32), 0)
+        cx, cy = kp[NOSE, :2]
+        face = person & ((xx - cx) ** 2 + (yy - cy) ** 2 <= (FACE_RADIUS * r / CHEEK_RADIUS) ** 2)
+        face &= skin(image, tone)
+        return np.median(image[face].astype(np.float32), 0) if face.sum() >= disc.sum() else tone
     return None
 
 
