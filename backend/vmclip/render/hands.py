@@ -57,15 +57,22 @@ def skin_tone(views: Sequence[object]) -> np.ndarray | None:
         kp = np.asarray(kp, dtype=np.float64)
         if np.any(kp[[NOSE, *EYES, *MOUTH], 3] < FACE_VISIBLE):
             continue
-        image = np.asarray(view.image)[..., :3]
-        person = np.asarray(view.mask) >= 0.5
         r = CHEEK_RADIUS * float(np.linalg.norm(kp[EYES[0], :2] - kp[EYES[1], :2]))
         if r < 1.0:
             continue  # a face of a few pixels
-        centres = [kp[NOSE, :2], *(0.5 * (kp[e, :2] + kp[m, :2]) for e, m in zip(EYES, MOUTH, strict=True))]
-        h, w = person.shape
-        yy, xx = np.mgrid[:h, :w]
-        disc = np.zeros((h, w), dtype=bool)
+        # (in a window around the face: a large photo's whole pixel grid is hundreds of MB)
+        reach = FACE_RADIUS * r / CHEEK_RADIUS
+        nose = kp[NOSE, :2]
+        h, w = np.shape(view.mask)[:2]
+        x0, y0 = (max(0, int(np.floor(c - reach))) for c in nose)
+        x1, y1 = min(w, int(np.ceil(nose[0] + reach)) + 1), min(h, int(np.ceil(nose[1] + reach)) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        image = np.asarray(view.image)[y0:y1, x0:x1, :3]
+        person = np.asarray(view.mask)[y0:y1, x0:x1] >= 0.5
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        centres = [nose, *(0.5 * (kp[e, :2] + kp[m, :2]) for e, m in zip(EYES, MOUTH, strict=True))]
+        disc = np.zeros(person.shape, dtype=bool)
         for cx, cy in centres:
             disc |= (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
         disc &= person
@@ -74,9 +81,7 @@ def skin_tone(views: Sequence[object]) -> np.ndarray | None:
         # The lit nose and cheeks give the hue; the whole face (its skin of that hue, in light and
         # shade) gives the brightness a hand has on average, not a highlight's.
         tone = np.median(image[disc].astype(np.float32), 0)
-        cx, cy = kp[NOSE, :2]
-        face = person & ((xx - cx) ** 2 + (yy - cy) ** 2 <= (FACE_RADIUS * r / CHEEK_RADIUS) ** 2)
-        face &= skin(image, tone)
+        face = person & ((xx - nose[0]) ** 2 + (yy - nose[1]) ** 2 <= reach**2) & skin(image, tone)
         return np.median(image[face].astype(np.float32), 0) if face.sum() >= disc.sum() else tone
     return None
 

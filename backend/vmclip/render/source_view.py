@@ -539,7 +539,9 @@ class SourceView:
     body with the surface points they hang from. With the photo's `keypoints` (SMPL-24 (24, 3): x, y,
     confidence) and the fitted `joints` (24, 3), a limb the photo shows in front of the body also
     hides what lies behind it where the fit put its limb a little off (see `limb_occluders`); `seed`
-    drives PatchMatch's random search where such a limb is painted out."""
+    drives PatchMatch's random search where such a limb is painted out. With the person's
+    `skin_tone` (`vmclip.render.hands.skin_tone`), a fitted hand the photo does not show (in a
+    pocket, behind a phone) is not taken from it (`unseen_hands`)."""
 
     def __init__(
         self,

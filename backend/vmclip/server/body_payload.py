@@ -192,7 +192,9 @@ def skirt_shell(analysis: PersonAnalysis, body: Any, rest: np.ndarray, width: in
     )
 
 
-def _below(atlas: np.ndarray, corner_uv: np.ndarray, strip: np.ndarray, strip_uv: np.ndarray):
+def _below(
+    atlas: np.ndarray, corner_uv: np.ndarray, strip: np.ndarray, strip_uv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One texture: `strip` (H, W, 3) under `atlas` (S, W, 3), and both sets of corner UVs (v up)
     moved into it."""
     a, b = len(atlas), len(strip)
@@ -238,7 +240,8 @@ def body_payload(
         faces = np.concatenate([faces, shell.faces + v0])
         skin_idx = np.concatenate([skin_idx, shell.skin_joints])
         skin_w = np.concatenate([skin_w, shell.skin_weights])
-        unseen = np.zeros(len(shell.vertices))
+        # (found and textured by the first photo only: the others do not see it)
+        unseen = np.zeros(len(shell.vertices), np.float32)
         uvs = [
             np.concatenate([u, shell.uv if i == 0 else np.zeros_like(shell.uv)]) for i, u in enumerate(uvs)
         ]
