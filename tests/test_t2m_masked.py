@@ -139,13 +139,21 @@ def test_loader_round_trip(gen, trained) -> None:
     assert gen.known_description("a person walks forward") > 0.99  # a training description
 
 
-def test_generation_shapes_and_seeds(gen) -> None:
+def test_generation_shapes_and_seeds(gen, monkeypatch) -> None:
     a = gen.generate("a person walks forward", seconds=4.0, seed=3)
     b = gen.generate("a person walks forward", seconds=4.0, seed=3)
-    c = gen.generate("a person walks forward", seconds=4.0, seed=4)
     assert a.rot6d.shape == (120, 24, 6) and a.trans.shape == (120, 3) and a.fps == 30.0
     assert np.array_equal(a.rot6d, b.rot6d) and np.array_equal(a.trans, b.trans)
-    assert not np.allclose(a.rot6d, c.rot6d)
+    # Another seed samples other tokens. (The tiny test model's guided logits can be so peaked that
+    # every seed at the shipped temperature takes the same few codes, depending on the CPU's
+    # floating point during its 60 training steps: sampled hotter, the seed must show.)
+    import vmclip.t2m.generate_masked as generate_masked
+
+    monkeypatch.setattr(generate_masked, "TEMPERATURE", 3.0)
+    hot = [gen.generate("a person walks forward", seconds=4.0, seed=s) for s in (3, 3, 4)]
+    assert np.array_equal(hot[0].rot6d, hot[1].rot6d)
+    assert not np.allclose(hot[0].rot6d, hot[2].rot6d)
+    monkeypatch.undo()
     assert gen.generate("a person jumps", seconds=2.5, seed=0, fps=20).rot6d.shape == (50, 24, 6)
     long = gen.generate("a person walks forward", seconds=7.0, seed=0)  # several windows joined
     assert long.num_frames == 210 and np.isfinite(long.rot6d).all()
