@@ -33,8 +33,37 @@ BODY = """
     obj = body.build_body(ctx, arm, mesh, [os.path.abspath({photo!r})])
 """
 
+# A Workbench render of the body alone with texture colours (the viewport's Solid shading), from a
+# camera at `location` turned by the Euler angles `rotation`: {"render": path}, or {"render_error":
+# why} where this Blender cannot render.
+WORKBENCH = """
+    import math
+    from mathutils import Euler
+    def render_workbench(name, location, rotation):
+        scene = ctx.scene
+        scene.render.engine = "BLENDER_WORKBENCH"
+        scene.display.shading.light = "FLAT"
+        scene.display.shading.color_type = "TEXTURE"
+        scene.render.resolution_x, scene.render.resolution_y = 320, 480
+        scene.render.film_transparent = True
+        scene.view_settings.view_transform = "Standard"  # the texture's own colours
+        for o in [o for o in scene.objects if o.type == "MESH" and o != obj]:  # the start-up cube
+            bpy.data.objects.remove(o)
+        cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+        scene.collection.objects.link(cam)
+        cam.location, cam.rotation_euler = location, Euler(rotation, "XYZ")
+        scene.camera = cam
+        scene.render.filepath = os.path.abspath(name)
+        try:
+            bpy.ops.render.render(write_still=True)
+            return {{"render": os.path.abspath(name)}}
+        except RuntimeError as exc:
+            return {{"render_error": str(exc)}}
+"""
+
 SCRIPT = (
     BODY
+    + WORKBENCH
     + """
     me = obj.data
     uv = np.zeros(2 * len(me.loops))
@@ -56,30 +85,9 @@ SCRIPT = (
     rig.apply_motion(ctx, arm, poses, trans, 30.0, list(smpl.JOINT_NAMES), "stand")
     assert bpy.ops.vmclip.export_fbx(filepath=os.path.abspath("out.fbx")) == {{"FINISHED"}}
     assert bpy.ops.vmclip.export_gltf(filepath=os.path.abspath("out.glb")) == {{"FINISHED"}}
-    # The back in a Workbench render with texture colours (the viewport's Solid shading).
-    scene = ctx.scene
-    scene.render.engine = "BLENDER_WORKBENCH"
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "TEXTURE"
-    scene.render.resolution_x, scene.render.resolution_y = 320, 480
-    scene.render.film_transparent = True
-    scene.view_settings.view_transform = "Standard"  # the texture's own colours
-    for o in [o for o in scene.objects if o.type == "MESH" and o != obj]:  # the start-up cube
-        bpy.data.objects.remove(o)
-    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
-    scene.collection.objects.link(cam)
-    from mathutils import Euler
-    import math
-    cam.location = (0.0, 4.0, 0.95)   # behind: the body faces -Y in Blender
-    cam.rotation_euler = Euler((math.pi / 2, 0.0, math.pi), "XYZ")
-    scene.camera = cam
-    scene.frame_set(1)
-    scene.render.filepath = os.path.abspath("back.png")
-    try:
-        bpy.ops.render.render(write_still=True)
-        out["render"] = os.path.abspath("back.png")
-    except RuntimeError as exc:
-        out["render_error"] = str(exc)
+    # The back (the body faces -Y in Blender), in the viewport's texture colours.
+    ctx.scene.frame_set(1)
+    out.update(render_workbench("back.png", (0.0, 4.0, 0.95), (math.pi / 2, 0.0, math.pi)))
     # The FBX read back: its mesh still wears an image of the atlas's size.
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.fbx(filepath=os.path.abspath("out.fbx"))
@@ -216,9 +224,8 @@ def test_render_from_behind_shows_the_shirt_not_the_tie(avatar_run):
 
 SKIRT_SCRIPT = (
     BODY
+    + WORKBENCH
     + """
-    import math
-    from mathutils import Euler
     group = obj.vertex_groups[body.SKIRT_GROUP].index
     out = {{"skirt": [v.index for v in obj.data.vertices if any(g.group == group for g in v.groups)]}}
     # Frame 1 stands, frame 2 strides (the left thigh forward): the shell's vertices as deformed.
@@ -231,26 +238,8 @@ SKIRT_SCRIPT = (
         ev = obj.evaluated_get(ctx.evaluated_depsgraph_get()).to_mesh()
         out[f"frame{{f}}"] = [tuple(v.co) for v in ev.vertices][-int(d["skirt"]):]
         obj.evaluated_get(ctx.evaluated_depsgraph_get()).to_mesh_clear()
-    # From behind in mid-stride, in the viewport's texture colours.
-    scene.render.engine = "BLENDER_WORKBENCH"
-    scene.display.shading.light = "FLAT"
-    scene.display.shading.color_type = "TEXTURE"
-    scene.render.resolution_x, scene.render.resolution_y = 320, 480
-    scene.render.film_transparent = True
-    scene.view_settings.view_transform = "Standard"
-    for o in [o for o in scene.objects if o.type == "MESH" and o != obj]:
-        bpy.data.objects.remove(o)
-    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
-    scene.collection.objects.link(cam)
-    cam.location = (4.0, 0.0, 0.8)   # from the side: the body faces -Y, the stride is along Y
-    cam.rotation_euler = Euler((math.pi / 2, 0.0, math.pi / 2), "XYZ")
-    scene.camera = cam
-    scene.render.filepath = os.path.abspath("side.png")
-    try:
-        bpy.ops.render.render(write_still=True)
-        out["render"] = os.path.abspath("side.png")
-    except RuntimeError as exc:
-        out["render_error"] = str(exc)
+    # From the side in mid-stride (the stride is along Blender's Y), in the texture colours.
+    out.update(render_workbench("side.png", (4.0, 0.0, 0.8), (math.pi / 2, 0.0, math.pi / 2)))
     emit(out)
 """
 )

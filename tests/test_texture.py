@@ -131,6 +131,15 @@ def atlas_case():
     return SimpleNamespace(atlas=atlas, pos=pos, part=part, texels=texels, view=view, ys=grid.ys, xs=grid.xs)
 
 
+def _atlas_of(c, **photo) -> tuple:
+    """The default body, its shape and the texels (at `c`'s texel grid) of the atlas made from a
+    front photo drawn with `photo` (`_front_photo`'s options)."""
+    body = load_body_model("anny")
+    shape = body.default_shape()
+    atlas = build_texture(body, shape, [_front_photo(body, shape, **photo)], size=512)
+    return body, shape, atlas[c.ys, c.xs].astype(np.float64)
+
+
 def _near(texels: np.ndarray, colour: np.ndarray, tol: float = 60.0) -> np.ndarray:
     return np.linalg.norm(texels - colour, axis=1) < tol
 
@@ -362,12 +371,8 @@ def test_the_iper_pairs_back_of_head_is_dark_unstriped_hair(photos_dir):
 def test_a_v_necks_back_is_the_shirt_up_to_the_collar(atlas_case):
     """A shirt open at the front in a deep V of skin: its back, up to the top of the trunk behind the
     neck (where the collar sits), is the shirt, never the front's open neckline."""
-    body = load_body_model("anny")
-    shape = body.default_shape()
-    view = _front_photo(body, shape, v_neck=True)
-    atlas = build_texture(body, shape, [view], size=512)
+    _, _, texels = _atlas_of(atlas_case, v_neck=True)
     c = atlas_case
-    texels = atlas[c.ys, c.xs].astype(np.float64)
     trunk = JOINT_REGION[c.part] == 0
     zc = np.median(c.pos[trunk, 2])
     # The back of the trunk at the V's heights and above, to the collar.
@@ -405,12 +410,8 @@ def test_a_collar_goes_round_the_back_of_the_neck(atlas_case):
     """A collar standing up the sides of the neck, open at the front (skin there): the back of the
     neck takes the collar up to the height the sides show it, not the front's skin (before: the
     back of the neck was skin above the trunk's level line); above the collar it stays skin."""
-    body = load_body_model("anny")
-    shape = body.default_shape()
-    view = _front_photo(body, shape, collar=True)
-    atlas = build_texture(body, shape, [view], size=512)
+    body, shape, texels = _atlas_of(atlas_case, collar=True)
     c = atlas_case
-    texels = atlas[c.ys, c.xs].astype(np.float64)
     low, axis = _neck_axis(body, shape)
     neck = c.part == JOINT_NAMES.index("neck")
     back = neck & (c.pos[:, 2] < axis[2] - 0.02) & (np.abs(c.pos[:, 0] - axis[0]) < 0.04)
@@ -461,12 +462,8 @@ def test_the_back_of_a_level_hem_is_level(atlas_case):
     level too, not the saw-toothed boundary between the body model's trunk and leg parts (before,
     the trunk's back took the trunk's front only, and below the front's trunk, on the front of the
     thighs, its nearest trunk cell: the shirt hung 9 cm below the hem in teeth)."""
-    body = load_body_model("anny")
-    shape = body.default_shape()
-    view = _front_photo(body, shape, hem=HIP_HEM)
-    atlas = build_texture(body, shape, [view], size=512)
+    _, _, texels = _atlas_of(atlas_case, hem=HIP_HEM)
     c = atlas_case
-    texels = atlas[c.ys, c.xs].astype(np.float64)
     low, high = hem_heights(c, texels, HIP_HEM)
     print("lowest shirt (m):", np.round(low, 3), "highest trousers (m):", np.round(high, 3))
     # (a texel at 512 px is about 4 mm on the back of the hips)
@@ -529,12 +526,8 @@ def test_a_sleeveless_tops_back_keeps_bare_arms_and_the_shirt(atlas_case):
     """A sleeveless shirt: the back of the upper arms, from 3 cm beyond the shoulder joint (the
     armhole's seam) out, is skin, never the shirt, and the back of the trunk beside the armholes is
     the shirt, never skin. (At the seam itself the shirt may reach the arm's first texels.)"""
-    body = load_body_model("anny")
-    shape = body.default_shape()
-    view = _front_photo(body, shape, sleeveless=True)
-    atlas = build_texture(body, shape, [view], size=512)
+    body, shape, texels = _atlas_of(atlas_case, sleeveless=True)
     c = atlas_case
-    texels = atlas[c.ys, c.xs].astype(np.float64)
     shoulder_x = abs(float(np.asarray(body.rest_joints(shape))[JOINT_NAMES.index("left_shoulder"), 0]))
     upper = np.isin(c.part, [JOINT_NAMES.index(f"{s}_shoulder") for s in ("left", "right")])
     behind = upper & (c.pos[:, 2] < np.median(c.pos[upper, 2]) - 0.01)
